@@ -1,0 +1,1 @@
+//! Shared workloads for dunegc's benchmarks and comparison runner.
