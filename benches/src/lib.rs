@@ -1,1 +1,3 @@
 //! Shared workloads for dunegc's benchmarks and comparison runner.
+
+pub mod bdwgc;
