@@ -7,7 +7,7 @@
 //! `cfg(dunegc_no_bdwgc)` is set and `bdwgc::run` returns
 //! `Error::Unsupported` naming the fix.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const C_SOURCES: &[&str] = &[
     "c/runtime.c",
@@ -27,13 +27,18 @@ fn main() {
     }
 
     let Some(include_dirs) = find_bdwgc() else {
-        println!(
-            "cargo::warning=bdwgc (libgc-dev) not found by pkg-config or in {FALLBACK_INCLUDE_DIRS:?}: \
-             the bdwgc comparison is disabled; run scripts/setup.sh and rebuild"
-        );
+        // Missing paths count as changed: the probe reruns on every build
+        // until bdwgc is installed, so no `cargo clean` is needed after it.
+        for dir in FALLBACK_INCLUDE_DIRS {
+            println!("cargo::rerun-if-changed={dir}/gc/gc.h");
+        }
         println!("cargo::rustc-cfg=dunegc_no_bdwgc");
         return;
     };
+    // Rebuild when bdwgc is upgraded or removed.
+    for dir in &include_dirs {
+        println!("cargo::rerun-if-changed={}", dir.join("gc/gc.h").display());
+    }
 
     let mut build = cc::Build::new();
     build
@@ -50,18 +55,28 @@ fn main() {
 
 /// Probe for bdwgc; on success the link flags are already emitted.
 /// Returns the include directories to compile with.
-fn find_bdwgc() -> Option<Vec<std::path::PathBuf>> {
+fn find_bdwgc() -> Option<Vec<PathBuf>> {
     println!("cargo::rerun-if-env-changed=PKG_CONFIG_PATH");
-    match pkg_config::Config::new()
+    let pkg_config_error = match pkg_config::Config::new()
         .atleast_version("7.2")
         .probe("bdw-gc")
     {
-        Ok(lib) => return Some(lib.include_paths),
-        Err(e) => println!("cargo::warning=pkg-config bdw-gc: {e}"),
-    }
-    let dir = FALLBACK_INCLUDE_DIRS
+        Ok(lib) if !lib.include_paths.is_empty() => return Some(lib.include_paths),
+        // `-I/usr/include` is implied, so pkg-config may list no directory.
+        Ok(_) => return Some(vec![PathBuf::from("/usr/include")]),
+        Err(e) => e,
+    };
+    let Some(dir) = FALLBACK_INCLUDE_DIRS
         .iter()
-        .find(|d| Path::new(d).join("gc/gc.h").exists())?;
+        .find(|d| Path::new(d).join("gc/gc.h").exists())
+    else {
+        println!(
+            "cargo::warning=bdwgc (libgc-dev) not found, so the bdwgc comparison is disabled; \
+             run scripts/setup.sh (the build picks it up then). pkg-config said: {}",
+            pkg_config_error.to_string().replace('\n', " ")
+        );
+        return None;
+    };
     println!("cargo::rustc-link-lib=gc");
-    Some(vec![Path::new(dir).to_path_buf()])
+    Some(vec![PathBuf::from(dir)])
 }

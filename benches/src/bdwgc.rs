@@ -173,8 +173,8 @@ pub struct BdwgcResult {
     pub checksum: u64,
     /// `GC_is_incremental_mode()` during the run.
     pub incremental_active: bool,
-    /// `GC_incremental_protection_needs()` says bdwgc write-protects heap
-    /// pages (its mprotect-based dirty tracking).
+    /// Incremental mode is on and `GC_incremental_protection_needs()` says
+    /// bdwgc write-protects heap pages (mprotect-based dirty tracking).
     pub write_protects_heap: bool,
     /// `GC_get_parallel()`: marker threads besides the collecting one.
     pub parallel_markers: u32,
@@ -649,7 +649,8 @@ mod ffi {
             peak_rss_bytes: m.peak_rss_bytes,
             checksum: m.checksum,
             incremental_active: m.incremental != 0,
-            write_protects_heap: m.protection_needs & GC_PROTECTS_POINTER_HEAP != 0,
+            write_protects_heap: m.incremental != 0
+                && m.protection_needs & GC_PROTECTS_POINTER_HEAP != 0,
             parallel_markers: u32::try_from(m.parallel_markers).unwrap_or(0),
         })
     }
