@@ -10,7 +10,10 @@
 //! [`mprotect`] (write-protection + SIGSEGV), [`soft_dirty`] (`/proc/self/pagemap` bit 55),
 //! [`uffd`] (userfaultfd async write-protect read with `PAGEMAP_SCAN`).
 
+pub mod mprotect;
 pub mod none;
+pub mod soft_dirty;
+pub mod uffd;
 
 mod set;
 
@@ -191,9 +194,12 @@ pub trait DirtyTracker: Send {
 pub fn open(backend: Backend) -> Result<Box<dyn DirtyTracker>, DirtyError> {
     match backend {
         Backend::None => Ok(Box::new(none::NoneTracker::new())),
-        other => Err(DirtyError::Unsupported {
-            backend: other,
-            reason: "this backend is not built into this version of gc-core".to_owned(),
+        Backend::Mprotect => Ok(Box::new(mprotect::MprotectTracker::new()?)),
+        Backend::SoftDirty => Ok(Box::new(soft_dirty::SoftDirtyTracker::open()?)),
+        Backend::Uffd => Ok(Box::new(uffd::UffdTracker::open()?)),
+        Backend::Dune => Err(DirtyError::Unsupported {
+            backend: Backend::Dune,
+            reason: "the Dune backend needs the dune feature".to_owned(),
         }),
     }
 }
