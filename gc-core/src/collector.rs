@@ -1,0 +1,664 @@
+//! Collections: the policy that triggers them, full stop-the-world collections, and
+//! incremental (mostly-parallel) cycles driven by a `DirtyTracker`.
+//!
+//! Incremental cycle (Boehm–Demers–Shenker):
+//! 1. **Start** (no pause): clear mark bits, arm the tracker over the traced spaces, mark
+//!    from static data, added roots and the allocating thread's stack.
+//! 2. **Mark steps**: each allocation slow path scans a bounded amount while the other
+//!    threads keep running.
+//! 3. **Finish** (stop-the-world): take the dirty pages, rescan the marked objects on them
+//!    plus every root, drain, finalize, sweep. Spaces the tracker did not arm (and pages
+//!    added to a space after arming) count as dirty in full.
+//!
+//! Sweeping is a bitmap operation (`alloc &= mark`) done at the end of every collection;
+//! free slots are reused lazily by the allocation cursors.
+
+use crate::address::{Page, PageRange};
+use crate::api::options::Options;
+use crate::dirty::{self, Backend, BackendChoice, DirtySet, DirtyTracker};
+use crate::error::GcError;
+use crate::finalize::{Finalizer, FinalizerOrder, Finalizers};
+use crate::heap::kind::{ObjectKind, SpaceId, N_SPACES};
+use crate::heap::span::SpanState;
+use crate::heap::{Heap, HeapInner};
+use crate::mark::MarkStack;
+use crate::roots;
+use crate::util::mmap::{MmapVec, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
+use crate::world::{self, StoppedWorld, ThreadRoots};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::MutexGuard;
+use std::time::Instant;
+
+/// Why a collection ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Allocation since the last collection passed the budget.
+    Threshold,
+    /// The program asked (`collect()`).
+    Explicit,
+    /// An allocation found no space.
+    OutOfSpace,
+}
+
+/// Raw counters, kept under the heap lock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    /// Stop-the-world full collections.
+    pub full_collections: u64,
+    /// Incremental cycles finished.
+    pub incremental_cycles: u64,
+    /// Incremental mark steps taken.
+    pub mark_steps: u64,
+    /// Nanoseconds in collector work (pauses plus mark steps).
+    pub gc_time_ns: u64,
+    /// Longest mark step.
+    pub max_step_ns: u64,
+    /// Bytes ever allocated (as flushed from thread caches and large allocations).
+    pub bytes_allocated: u64,
+    /// Bytes reclaimed by sweeping.
+    pub bytes_swept: u64,
+    /// Bytes freed explicitly (large objects; small ones are counted per thread).
+    pub bytes_freed_explicitly: u64,
+    /// Bytes in live objects after the last collection.
+    pub live_bytes: u64,
+    /// Dirty pages reported, summed over finished incremental cycles.
+    pub dirty_pages: u64,
+    /// Dirty pages in the last finished cycle.
+    pub last_dirty_pages: u64,
+    /// Pages that counted as dirty because they were not armed.
+    pub unarmed_pages: u64,
+    /// Threads skipped by stop-the-world because they blocked the signal.
+    pub threads_skipped: u64,
+    /// Finalizers queued.
+    pub finalizers_queued: u64,
+}
+
+/// The tracker and how it was chosen.
+enum TrackerState {
+    /// Incremental mode is off.
+    Off,
+    /// Not opened yet (it is opened outside the heap lock, on first need).
+    Pending(BackendChoice),
+    /// Open and usable.
+    Open(Box<dyn DirtyTracker>),
+}
+
+/// An incremental cycle in progress.
+struct Cycle {
+    /// Per space: pages armed (the used prefix when the cycle started), or None if the
+    /// space was not armed.
+    armed: [Option<usize>; N_SPACES],
+    /// bytes_since_gc when the last step ran.
+    bytes_at_last_step: isize,
+}
+
+/// Everything the collector keeps between collections.
+pub struct GcState {
+    /// Counters.
+    pub stats: Counters,
+    /// Every stop-the-world pause, in nanoseconds.
+    pub pauses: MmapVec<u64>,
+    /// Explicitly added root ranges.
+    pub added_roots: MmapVec<(usize, usize)>,
+    /// Finalizer registrations and queue.
+    pub finalizers: Finalizers,
+    /// Allocation allowed between collections.
+    pub budget_bytes: usize,
+    /// Nested `disable()` calls.
+    pub disabled: u32,
+    /// The backend in use, once known, and why (for reports).
+    pub backend: Option<Backend>,
+    /// Why the backend is what it is (auto's skipped backends, a fallback).
+    pub backend_note: MmapVec<u8>,
+    mark_stack: MarkStack,
+    statics: MmapVec<(usize, usize)>,
+    tracker: TrackerState,
+    cycle: Option<Cycle>,
+    dirty: DirtySet,
+    thread_sp: MmapVec<(usize, usize)>,
+    thread_roots: MmapVec<ThreadRoots>,
+    candidates: MmapVec<Finalizer>,
+}
+
+// SAFETY: the tracker is Send; the rest is plain data and owned mappings.
+unsafe impl Send for GcState {}
+
+impl GcState {
+    /// Collector state for a heap built with `options`.
+    pub(crate) fn new(options: &Options) -> Result<GcState, GcError> {
+        let tracker = match (options.incremental, options.dirty) {
+            (false, _) | (true, BackendChoice::Exactly(Backend::None)) => TrackerState::Off,
+            (true, choice) => TrackerState::Pending(choice),
+        };
+        Ok(GcState {
+            stats: Counters::default(),
+            pauses: MmapVec::new(),
+            added_roots: MmapVec::new(),
+            finalizers: Finalizers::default(),
+            budget_bytes: options.initial_heap_bytes,
+            disabled: 0,
+            backend: matches!(tracker, TrackerState::Off).then_some(Backend::None),
+            backend_note: MmapVec::new(),
+            mark_stack: MarkStack::new(),
+            statics: MmapVec::new(),
+            tracker,
+            cycle: None,
+            dirty: DirtySet::new(),
+            thread_sp: MmapVec::new(),
+            thread_roots: MmapVec::new(),
+            candidates: MmapVec::new(),
+        })
+    }
+
+    /// True while an incremental cycle is marking.
+    pub fn cycle_active(&self) -> bool {
+        self.cycle.is_some()
+    }
+
+    /// Append to the backend note without allocating (this runs under the heap lock,
+    /// where allocating could re-enter the heap).
+    fn note(&mut self, text: &dyn std::fmt::Display) {
+        struct W<'a>(&'a mut MmapVec<u8>);
+        impl std::fmt::Write for W<'_> {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                for b in s.bytes() {
+                    self.0.push(b).map_err(|_| std::fmt::Error)?;
+                }
+                Ok(())
+            }
+        }
+        let mut w = W(&mut self.backend_note);
+        if !w.0.is_empty() {
+            // A failed mapping only truncates the note; reports are best effort.
+            let _ = std::fmt::Write::write_str(&mut w, "; ");
+        }
+        let _ = std::fmt::write(&mut w, format_args!("{text}"));
+    }
+}
+
+type Guard = MutexGuard<'static, HeapInner>;
+
+/// Set while some thread opens a tracker with the heap lock released, so that
+/// allocations made while opening do not try to open it again.
+static OPENING_TRACKER: AtomicBool = AtomicBool::new(false);
+
+fn elapsed_ns(t: Instant) -> u64 {
+    t.elapsed().as_nanos() as u64
+}
+
+impl Heap {
+    /// Called from allocation slow paths with the lock held: run a mark step, finish a
+    /// cycle, start one, or collect, as the policy says.
+    pub(crate) fn poll_collector(&'static self, mut g: Guard) -> Result<Guard, GcError> {
+        if g.gc.disabled > 0 {
+            return Ok(g);
+        }
+        let budget = g.gc.budget_bytes as isize;
+        if g.gc.cycle.is_some() {
+            if g.bytes_since_gc >= 2 * budget {
+                return self.collect_locked(g, Reason::Threshold);
+            }
+            let now = g.bytes_since_gc;
+            let cycle = g.gc.cycle.as_mut().expect("checked");
+            let allocated = (now - cycle.bytes_at_last_step).max(0) as usize;
+            cycle.bytes_at_last_step = now;
+            // Scan four bytes for every byte allocated, at least 64 KiB a step.
+            let step = (allocated * 4).max(64 << 10);
+            let t0 = Instant::now();
+            let inner = &mut *g;
+            let done = self.drain(&mut inner.gc.mark_stack, step);
+            let ns = elapsed_ns(t0);
+            inner.gc.stats.mark_steps += 1;
+            inner.gc.stats.gc_time_ns += ns;
+            inner.gc.stats.max_step_ns = inner.gc.stats.max_step_ns.max(ns);
+            if done {
+                return self.collect_locked(g, Reason::Threshold);
+            }
+            return Ok(g);
+        }
+        if g.bytes_since_gc < budget {
+            return Ok(g);
+        }
+        g = self.ensure_tracker(g);
+        if matches!(g.gc.tracker, TrackerState::Open(_)) && g.gc.cycle.is_none() {
+            return self.start_cycle(g);
+        }
+        if g.bytes_since_gc < budget || g.gc.cycle.is_some() {
+            return Ok(g);
+        }
+        self.collect_locked(g, Reason::Threshold)
+    }
+
+    /// Open the tracker if it is still pending, releasing the lock while doing so (opening
+    /// may allocate). On failure with `auto`-free selection the heap reports the reason and
+    /// runs full collections.
+    fn ensure_tracker(&'static self, g: Guard) -> Guard {
+        let TrackerState::Pending(choice) = g.gc.tracker else { return g };
+        if OPENING_TRACKER.swap(true, Ordering::AcqRel) {
+            return g;
+        }
+        drop(g);
+        let opened = dirty::open_choice(choice);
+        let mut g = self.lock();
+        OPENING_TRACKER.store(false, Ordering::Release);
+        if !matches!(g.gc.tracker, TrackerState::Pending(_)) {
+            drop(g);
+            drop(opened);
+            return self.lock();
+        }
+        // Whatever heap memory the results own is dropped after the lock is released:
+        // freeing can take the heap lock.
+        let leftovers = match opened {
+            Ok((t, skipped)) => {
+                g.gc.backend = Some(t.backend());
+                for e in &skipped {
+                    g.gc.note(e);
+                }
+                g.gc.tracker = if t.backend() == Backend::None { TrackerState::Off } else { TrackerState::Open(t) };
+                Some(skipped)
+            }
+            Err(e) => {
+                g.gc.note(&e);
+                g.gc.note(&"falling back to full stop-the-world collections (backend none)");
+                g.gc.backend = Some(Backend::None);
+                g.gc.tracker = TrackerState::Off;
+                drop(g);
+                eprintln_raw(&format!("dunegc: {e}; falling back to full stop-the-world collections"));
+                return self.lock();
+            }
+        };
+        drop(g);
+        drop(leftovers);
+        self.lock()
+    }
+
+    /// Open the dirty tracker now (outside any allocation), returning its error.
+    pub(crate) fn open_tracker_now(&'static self) -> Result<(), GcError> {
+        let g = self.lock();
+        let TrackerState::Pending(choice) = g.gc.tracker else { return Ok(()) };
+        drop(g);
+        let (t, skipped) = dirty::open_choice(choice)?;
+        let mut g = self.lock();
+        g.gc.backend = Some(t.backend());
+        for e in &skipped {
+            g.gc.note(e);
+        }
+        g.gc.tracker = if t.backend() == Backend::None { TrackerState::Off } else { TrackerState::Open(t) };
+        drop(g);
+        drop(skipped);
+        Ok(())
+    }
+
+    /// Run a whole collection now (finishing a cycle in progress).
+    pub(crate) fn collect_locked(&'static self, mut g: Guard, _reason: Reason) -> Result<Guard, GcError> {
+        let t0 = Instant::now();
+        roots::statics::refresh(&mut g.gc.statics);
+        let world = world::stop().map_err(|source| GcError::Os { op: "stopping the world", source })?;
+        let inner = &mut *g;
+        inner.gc.stats.threads_skipped += world.skipped as u64;
+        let incremental = inner.gc.cycle.is_some();
+        if incremental {
+            self.rescan_dirty(inner);
+        } else {
+            self.clear_marks(inner);
+            inner.gc.mark_stack.clear();
+        }
+        roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
+        self.drain(&mut inner.gc.mark_stack, usize::MAX);
+        self.find_finalizable(inner);
+        self.sweep(inner);
+        drop(world);
+        let ns = elapsed_ns(t0);
+        let s = &mut inner.gc.stats;
+        if incremental {
+            s.incremental_cycles += 1;
+        } else {
+            s.full_collections += 1;
+        }
+        s.gc_time_ns += ns;
+        if inner.gc.pauses.push(ns).is_err() {
+            // Out of memory for the pause log: keep the maximum in the counters instead.
+            inner.gc.stats.max_step_ns = inner.gc.stats.max_step_ns.max(ns);
+        }
+        inner.gc.cycle = None;
+        let divisor = self.options.free_space_divisor.max(1);
+        inner.gc.budget_bytes = (inner.gc.stats.live_bytes as usize * 2 / divisor).max(self.options.initial_heap_bytes);
+        inner.bytes_since_gc = 0;
+        if !inner.gc.finalizers.ready.is_empty() {
+            self.finalizers_pending.store(true, Ordering::Release);
+            self.finalizer_wakeup.notify_all();
+        }
+        Ok(g)
+    }
+
+    /// Begin an incremental cycle (no pause).
+    fn start_cycle(&'static self, mut g: Guard) -> Result<Guard, GcError> {
+        let t0 = Instant::now();
+        let inner = &mut *g;
+        let sees_kernel = match &inner.gc.tracker {
+            TrackerState::Open(t) => t.sees_kernel_writes(),
+            _ => unreachable!("start_cycle needs an open tracker"),
+        };
+        let mut armed = [None; N_SPACES];
+        let mut ranges = [PageRange::new(Page::from_aligned(self.base), 0); N_SPACES];
+        let mut n = 0;
+        for space in [SpaceId::Normal, SpaceId::Malloc] {
+            if space == SpaceId::Malloc && !sees_kernel {
+                continue;
+            }
+            let r = self.space_range(inner, space);
+            armed[space as usize] = Some(r.n_pages);
+            if r.n_pages > 0 {
+                ranges[n] = r;
+                n += 1;
+            }
+        }
+        let TrackerState::Open(tracker) = &mut inner.gc.tracker else { unreachable!("checked above") };
+        if let Err(e) = tracker.arm(&ranges[..n]) {
+            // Arming failed (e.g. out of memory for protection changes): this cycle runs
+            // as a full collection instead; the error is kept in the report, and a failed
+            // disarm only leaves pages write-protected, which the handler still resolves.
+            let _ = tracker.disarm();
+            inner.gc.note(&e);
+            return self.collect_locked(g, Reason::Threshold);
+        }
+        self.clear_marks(inner);
+        inner.gc.mark_stack.clear();
+        roots::statics::refresh(&mut inner.gc.statics);
+        roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, None, sp));
+        inner.gc.cycle = Some(Cycle { armed, bytes_at_last_step: inner.bytes_since_gc });
+        inner.gc.stats.gc_time_ns += elapsed_ns(t0);
+        Ok(g)
+    }
+
+    fn clear_marks(&self, inner: &HeapInner) {
+        for s in &inner.spaces {
+            let start = self.pages.page_addr(s.first);
+            self.marks.clear_range(start, start + (s.high_water << LOG_BYTES_IN_PAGE));
+        }
+    }
+
+    /// Call `f(first_page, span)` for every live span of a space.
+    fn for_each_span(&self, inner: &HeapInner, space: usize, mut f: impl FnMut(usize)) {
+        let s = &inner.spaces[space];
+        let mut i = s.first;
+        let end = s.first + s.high_water;
+        while i < end {
+            let span = self.pages.span(i);
+            let is_head = self.pages.raw_entry(i) as usize == i + 1;
+            let n = span.n_pages.load(Ordering::Relaxed).max(1) as usize;
+            if is_head {
+                if span.state() != SpanState::Free {
+                    f(i);
+                }
+                i += n;
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Mark from every root. `world` is None at the start of an incremental cycle (only
+    /// the calling thread's stack is scanned then; the finish scans all threads).
+    fn mark_roots(&self, inner: &mut HeapInner, world: Option<&StoppedWorld>, own_sp: usize) {
+        let gc = &mut inner.gc;
+        for &(s, e) in gc.statics.as_slice() {
+            self.scan_range(s, e, &mut gc.mark_stack);
+        }
+        for &(s, e) in gc.added_roots.as_slice() {
+            self.scan_range(s, e, &mut gc.mark_stack);
+        }
+        for f in gc.finalizers.ready.as_slice() {
+            self.mark_word(f.obj, &mut gc.mark_stack);
+        }
+        // Uncollectable objects are roots.
+        let mut uncollectable: MmapVec<usize> = MmapVec::new();
+        self.for_each_span(inner, SpaceId::Malloc as usize, |start| {
+            let span = self.pages.span(start);
+            if ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)) == ObjectKind::Uncollectable {
+                let _ = uncollectable.push(start);
+            }
+        });
+        let gc = &mut inner.gc;
+        for &start in uncollectable.as_slice() {
+            let span = self.pages.span(start);
+            let base = self.pages.page_addr(start);
+            let obj = span.obj_bytes.load(Ordering::Relaxed) as usize;
+            for i in 0..span.n_objects.load(Ordering::Relaxed) as usize {
+                let a = base + i * obj;
+                if self.allocs.get(a) {
+                    self.mark_word(a, &mut gc.mark_stack);
+                }
+            }
+        }
+        // Threads: the caller's own stack and, when stopped, everyone else's.
+        gc.thread_sp.clear();
+        let _ = gc.thread_sp.push((own_sp, world::current_fs_base()));
+        if let Some(w) = world {
+            for t in w.threads.as_slice() {
+                let _ = gc.thread_sp.push((t.sp, t.fs_base));
+                for r in w.saved_regs(t) {
+                    self.mark_word(r, &mut gc.mark_stack);
+                }
+            }
+        }
+        if world::thread_roots(gc.thread_sp.as_slice(), &mut gc.thread_roots).is_err() {
+            // Without /proc/self/maps, scan a conservative window above each stack pointer.
+            gc.thread_roots.clear();
+            for &(sp, _) in gc.thread_sp.as_slice() {
+                let _ = gc.thread_roots.push(ThreadRoots { stack: (sp, sp + (64 << 10)), tls: (0, 0) });
+            }
+        }
+        for r in gc.thread_roots.as_slice() {
+            self.scan_range(r.stack.0, r.stack.1, &mut gc.mark_stack);
+            self.scan_range(r.tls.0, r.tls.1, &mut gc.mark_stack);
+        }
+    }
+
+    /// Finish of an incremental cycle: take the dirty set and rescan the marked objects
+    /// on dirty pages (and on pages the tracker did not cover).
+    fn rescan_dirty(&self, inner: &mut HeapInner) {
+        let cycle = inner.gc.cycle.as_ref().expect("rescan_dirty needs a cycle");
+        let armed = cycle.armed;
+        inner.gc.dirty.clear();
+        let mut failed = false;
+        if let TrackerState::Open(t) = &mut inner.gc.tracker {
+            if t.collect_and_rearm(&mut inner.gc.dirty).is_err() {
+                failed = true;
+            }
+        }
+        let mut unarmed = 0u64;
+        for space in [SpaceId::Normal, SpaceId::Malloc] {
+            let r = self.space_range(inner, space);
+            let from = match armed[space as usize] {
+                Some(n) if !failed => n,
+                _ => 0,
+            };
+            if r.n_pages > from {
+                let extra = PageRange::new(r.start.plus_pages(from), r.n_pages - from);
+                unarmed += extra.n_pages as u64;
+                inner.gc.dirty.push_range(extra);
+            }
+        }
+        inner.gc.dirty.normalize();
+        let reported = inner.gc.dirty.n_pages() as u64 - unarmed;
+        inner.gc.stats.dirty_pages += reported;
+        inner.gc.stats.last_dirty_pages = reported;
+        inner.gc.stats.unarmed_pages += unarmed;
+        let gc = &mut inner.gc;
+        for r in gc.dirty.runs() {
+            for page in r.pages() {
+                self.rescan_page(page.start().as_usize(), &mut gc.mark_stack);
+            }
+        }
+    }
+
+    /// Rescan the parts of marked objects that lie on one page.
+    fn rescan_page(&self, page: usize, stack: &mut MarkStack) {
+        if !self.contains(page) {
+            return;
+        }
+        let Some(start) = self.pages.span_start_of(self.pages.page_index(page)) else { return };
+        let span = self.pages.span(start);
+        if !ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)).is_traced() {
+            return;
+        }
+        let base = self.pages.page_addr(start);
+        let obj = span.obj_bytes.load(Ordering::Relaxed) as usize;
+        let page_end = page + BYTES_IN_PAGE;
+        let (first, last) = match span.state() {
+            SpanState::Small => {
+                let n = span.n_objects.load(Ordering::Relaxed) as usize;
+                let first = (page - base) / obj;
+                if first >= n {
+                    return;
+                }
+                (first, ((page_end - 1 - base) / obj).min(n - 1))
+            }
+            SpanState::Large => (0, 0),
+            SpanState::Free => return,
+        };
+        for i in first..=last {
+            let a = base + i * obj;
+            if self.allocs.get(a) && self.marks.get(a) {
+                stack.push(a.max(page), (a + obj).min(page_end));
+            }
+        }
+    }
+
+    /// Queue the finalizers of unreachable registered objects, keeping those objects (and
+    /// what they reference) alive until the finalizers have run.
+    fn find_finalizable(&self, inner: &mut HeapInner) {
+        let gc = &mut inner.gc;
+        if gc.finalizers.registered.is_empty() {
+            return;
+        }
+        let Finalizers { registered, ready } = &mut gc.finalizers;
+        // Drop registrations of objects freed explicitly; collect the unreachable ones.
+        gc.candidates.clear();
+        let mut w = 0;
+        for r in 0..registered.len() {
+            let f = registered.as_slice()[r];
+            if !self.allocs.get(f.obj) {
+                continue;
+            }
+            if !self.marks.get(f.obj) {
+                let _ = gc.candidates.push(f);
+            }
+            registered.as_mut_slice()[w] = f;
+            w += 1;
+        }
+        registered.truncate(w);
+        if gc.candidates.is_empty() {
+            return;
+        }
+        // Ordered ones: mark what they reference (ignoring self-pointers).
+        for f in gc.candidates.as_slice() {
+            if f.order == FinalizerOrder::Ordered {
+                if let Some(info) = self.find_object(f.obj) {
+                    let mut p = info.base;
+                    while p + 8 <= info.base + info.len_bytes {
+                        // SAFETY: inside an allocated heap object.
+                        let v = unsafe { std::ptr::read_volatile(p as *const usize) };
+                        if v < info.base || v >= info.base + info.len_bytes {
+                            self.mark_word(v, &mut gc.mark_stack);
+                        }
+                        p += 8;
+                    }
+                }
+            }
+        }
+        self.drain(&mut gc.mark_stack, usize::MAX);
+        // Ready: every no-order candidate, and ordered ones nothing else reached.
+        let mut w = 0;
+        for r in 0..registered.len() {
+            let f = registered.as_slice()[r];
+            let candidate = gc.candidates.as_slice().iter().any(|c| c.obj == f.obj);
+            let ready_now = candidate && (f.order == FinalizerOrder::NoOrder || !self.marks.get(f.obj));
+            if ready_now {
+                let _ = ready.push(f);
+                gc.stats.finalizers_queued += 1;
+            } else {
+                registered.as_mut_slice()[w] = f;
+                w += 1;
+            }
+        }
+        registered.truncate(w);
+        for f in ready.as_slice() {
+            self.mark_word(f.obj, &mut gc.mark_stack);
+        }
+        self.drain(&mut gc.mark_stack, usize::MAX);
+    }
+
+    /// `alloc &= mark` over every span; free empty spans and dead large objects, put spans
+    /// with free slots on their partial lists; recompute live bytes.
+    fn sweep(&self, inner: &mut HeapInner) {
+        let mut live_bytes = 0u64;
+        let mut swept = 0u64;
+        let mut spans: MmapVec<usize> = MmapVec::new();
+        for space in 0..N_SPACES {
+            self.for_each_span(inner, space, |start| {
+                let _ = spans.push(start);
+            });
+        }
+        let collect_malloc = self.options.malloc_collectable;
+        for &start in spans.as_slice() {
+            let span = self.pages.span(start);
+            let kind = ObjectKind::from_u8(span.kind.load(Ordering::Relaxed));
+            let collectable = match kind {
+                ObjectKind::Uncollectable => false,
+                ObjectKind::Malloc => collect_malloc,
+                _ => true,
+            };
+            let base = self.pages.page_addr(start);
+            let obj = span.obj_bytes.load(Ordering::Relaxed) as u64;
+            match span.state() {
+                SpanState::Small => {
+                    let n_pages = span.n_pages.load(Ordering::Relaxed) as usize;
+                    let end = base + (n_pages << LOG_BYTES_IN_PAGE);
+                    let mut live = 0u64;
+                    let mut before = 0u64;
+                    for (a, m) in self.allocs.words(base, end).iter().zip(self.marks.words(base, end)) {
+                        let av = a.load(Ordering::Relaxed);
+                        before += av.count_ones() as u64;
+                        let nv = if collectable { av & m.load(Ordering::Relaxed) } else { av };
+                        if nv != av {
+                            a.store(nv, Ordering::Relaxed);
+                        }
+                        live += nv.count_ones() as u64;
+                    }
+                    swept += (before - live) * obj;
+                    live_bytes += live * obj;
+                    let owned = span.owned.load(Ordering::Acquire);
+                    if live == 0 && !owned {
+                        self.release_small(inner, start);
+                    } else if live < span.n_objects.load(Ordering::Relaxed) as u64 && !owned {
+                        self.link_partial(inner, start, kind, self.span_class(start));
+                    }
+                }
+                SpanState::Large => {
+                    if collectable && self.allocs.get(base) && !self.marks.get(base) {
+                        self.allocs.clear_atomic(base);
+                        swept += obj;
+                        self.release_large(inner, start);
+                    } else if self.allocs.get(base) {
+                        live_bytes += obj;
+                    }
+                }
+                SpanState::Free => {}
+            }
+        }
+        inner.gc.stats.live_bytes = live_bytes;
+        inner.gc.stats.bytes_swept += swept;
+    }
+}
+
+/// Write a line to stderr without going through std's locked stderr (used from paths
+/// that may run inside the allocator).
+pub(crate) fn eprintln_raw(s: &str) {
+    // SAFETY: writes our buffer to fd 2.
+    unsafe {
+        libc::write(2, s.as_ptr().cast(), s.len());
+        libc::write(2, b"\n".as_ptr().cast(), 1);
+    }
+}

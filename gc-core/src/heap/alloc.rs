@@ -1,0 +1,352 @@
+//! Allocation (fast path through the thread cache, slow paths under the heap lock) and
+//! explicit free.
+
+use super::cache::{self, ClassCursor, ThreadCache};
+use super::kind::ObjectKind;
+use super::size_class::{SizeClass, GRANULE_BYTES, MAX_SMALL_BYTES};
+use super::span::{PageRun, SpanState};
+use super::{Heap, HeapInner, MAX_ALIGN_BYTES};
+use crate::error::GcError;
+use crate::util::mmap::{round_up_to_page, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
+use std::sync::atomic::Ordering;
+
+/// Zero `len` bytes at `addr`.
+#[inline]
+fn zero(addr: usize, len: usize) {
+    // SAFETY: callers pass a slot or span they have just claimed, inside the heap mapping.
+    unsafe { std::ptr::write_bytes(addr as *mut u8, 0, len) };
+}
+
+impl Heap {
+    /// Allocate `len_bytes` aligned to `align_bytes` (a power of two), zeroed, of `kind`.
+    pub fn alloc(&'static self, kind: ObjectKind, len_bytes: usize, align_bytes: usize) -> Result<usize, GcError> {
+        debug_assert!(align_bytes.is_power_of_two());
+        let align = align_bytes.max(GRANULE_BYTES);
+        if align > MAX_ALIGN_BYTES {
+            return Err(GcError::TooLarge { requested_bytes: align, max_bytes: MAX_ALIGN_BYTES });
+        }
+        let len = len_bytes.max(1);
+        if len <= MAX_SMALL_BYTES && align <= BYTES_IN_PAGE {
+            if let Some(class) = SizeClass::for_request(len, align) {
+                return self.alloc_small(kind, class);
+            }
+        }
+        self.alloc_large(kind, len, align)
+    }
+
+    #[inline]
+    fn alloc_small(&'static self, kind: ObjectKind, class: SizeClass) -> Result<usize, GcError> {
+        let cache = cache::current(self);
+        if cache.is_null() {
+            return Err(GcError::OutOfMemory { requested_bytes: class.object_bytes() });
+        }
+        // SAFETY: the cache belongs to this thread; only this thread mutates its cursors
+        // (the collector reads nothing in it but the list links, under the lock).
+        let cache = unsafe { &mut *cache };
+        let size = class.object_bytes();
+        loop {
+            if let Some(a) = self.claim(&mut cache.classes[kind as usize][class.index()], size) {
+                cache.allocated_bytes += size;
+                return Ok(a);
+            }
+            self.refill(cache, kind, class)?;
+        }
+    }
+
+    /// Claim the next free slot at or after the cursor.
+    #[inline]
+    fn claim(&self, cc: &mut ClassCursor, size: usize) -> Option<usize> {
+        while cc.cursor < cc.end {
+            let a = cc.cursor;
+            cc.cursor += size;
+            if !self.allocs.get(a) && self.allocs.set_atomic(a) {
+                if !cc.fresh {
+                    zero(a, size);
+                }
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// Move a thread's allocation counters into the heap's.
+    pub(crate) fn flush(g: &mut HeapInner, cache: &mut ThreadCache) {
+        let a = std::mem::take(&mut cache.allocated_bytes);
+        let f = std::mem::take(&mut cache.freed_bytes);
+        g.bytes_since_gc += a as isize - f as isize;
+        g.gc.stats.bytes_allocated += a as u64;
+        g.gc.stats.bytes_freed_explicitly += f as u64;
+    }
+
+    /// Free slots in a small span (slots whose alloc bit is clear).
+    pub(crate) fn free_slots(&self, start: usize) -> usize {
+        let span = self.pages.span(start);
+        let n_pages = span.n_pages.load(Ordering::Relaxed) as usize;
+        let base = self.pages.page_addr(start);
+        let used: u32 = self
+            .allocs
+            .words(base, base + (n_pages << LOG_BYTES_IN_PAGE))
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones())
+            .sum();
+        span.n_objects.load(Ordering::Relaxed) as usize - used as usize
+    }
+
+    /// The thread's span for (kind, class) is used up: rewind over slots freed since, or
+    /// trade it for another span.
+    #[cold]
+    fn refill(&'static self, cache: &mut ThreadCache, kind: ObjectKind, class: SizeClass) -> Result<(), GcError> {
+        let cc = &mut cache.classes[kind as usize][class.index()];
+        if cc.span != 0 && !cc.rewound {
+            let start = cc.span as usize - 1;
+            if self.free_slots(start) * 4 >= class.objects_per_span() {
+                cc.cursor = self.pages.page_addr(start);
+                cc.fresh = false;
+                cc.rewound = true;
+                return Ok(());
+            }
+        }
+        let mut g = self.lock();
+        Self::flush(&mut g, cache);
+        let mut g = self.poll_collector(g)?;
+        let cc = &mut cache.classes[kind as usize][class.index()];
+        if cc.span != 0 {
+            self.release_span(&mut g, cc.span as usize - 1, kind, class);
+            *cc = ClassCursor::default();
+        }
+        let (start, fresh) = match self.take_span(&mut g, kind, class) {
+            Some(s) => s,
+            None => {
+                let mut g2 = self.collect_locked(g, crate::collector::Reason::OutOfSpace)?;
+                match self.take_span(&mut g2, kind, class) {
+                    Some(s) => s,
+                    None => return Err(GcError::OutOfMemory { requested_bytes: class.object_bytes() }),
+                }
+            }
+        };
+        let base = self.pages.page_addr(start);
+        *cc = ClassCursor {
+            cursor: base,
+            end: base + class.objects_per_span() * class.object_bytes(),
+            span: start as u32 + 1,
+            fresh,
+            rewound: false,
+        };
+        Ok(())
+    }
+
+    /// Give a span back: it becomes unowned, and partial if it has free slots.
+    pub(crate) fn release_span(&self, g: &mut HeapInner, start: usize, kind: ObjectKind, class: SizeClass) {
+        let span = self.pages.span(start);
+        span.owned.store(false, Ordering::Release);
+        if self.free_slots(start) > 0 {
+            self.link_partial(g, start, kind, class);
+        }
+    }
+
+    /// Put an unowned span with free slots on its partial list (once).
+    pub(crate) fn link_partial(&self, g: &mut HeapInner, start: usize, kind: ObjectKind, class: SizeClass) {
+        let span = self.pages.span(start);
+        if span.in_partial.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let head = &mut g.partial[kind as usize][class.index()];
+        span.prev.store(0, Ordering::Relaxed);
+        span.next.store(*head, Ordering::Relaxed);
+        if *head != 0 {
+            self.pages.span(*head as usize - 1).prev.store(start as u32 + 1, Ordering::Relaxed);
+        }
+        *head = start as u32 + 1;
+    }
+
+    /// Take a span off its partial list.
+    pub(crate) fn unlink_partial(&self, g: &mut HeapInner, start: usize, kind: ObjectKind, class: SizeClass) {
+        let span = self.pages.span(start);
+        if !span.in_partial.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let next = span.next.load(Ordering::Relaxed);
+        let prev = span.prev.load(Ordering::Relaxed);
+        if prev != 0 {
+            self.pages.span(prev as usize - 1).next.store(next, Ordering::Relaxed);
+        } else {
+            g.partial[kind as usize][class.index()] = next;
+        }
+        if next != 0 {
+            self.pages.span(next as usize - 1).prev.store(prev, Ordering::Relaxed);
+        }
+        span.next.store(0, Ordering::Relaxed);
+        span.prev.store(0, Ordering::Relaxed);
+    }
+
+    /// A span for (kind, class) to allocate from: a partial one, or a new one.
+    fn take_span(&self, g: &mut HeapInner, kind: ObjectKind, class: SizeClass) -> Option<(usize, bool)> {
+        let head = g.partial[kind as usize][class.index()];
+        if head != 0 {
+            let start = head as usize - 1;
+            self.unlink_partial(g, start, kind, class);
+            self.pages.span(start).owned.store(true, Ordering::Release);
+            return Some((start, false));
+        }
+        let run = g.spaces[kind.space() as usize].alloc(&self.pages, class.span_pages(), 1)?;
+        self.init_span(run, SpanState::Small, kind, class.0, class.object_bytes(), class.objects_per_span());
+        self.pages.span(run.start).owned.store(true, Ordering::Release);
+        Some((run.start, run.fresh))
+    }
+
+    fn init_span(&self, run: PageRun, state: SpanState, kind: ObjectKind, class: u8, obj_bytes: usize, n_objects: usize) {
+        let span = self.pages.span(run.start);
+        span.kind.store(kind as u8, Ordering::Relaxed);
+        span.class.store(class, Ordering::Relaxed);
+        span.owned.store(false, Ordering::Relaxed);
+        span.in_partial.store(false, Ordering::Relaxed);
+        span.n_pages.store(run.n as u32, Ordering::Relaxed);
+        span.obj_bytes.store(obj_bytes as u32, Ordering::Relaxed);
+        span.n_objects.store(n_objects as u32, Ordering::Relaxed);
+        span.next.store(0, Ordering::Relaxed);
+        span.prev.store(0, Ordering::Relaxed);
+        let base = self.pages.page_addr(run.start);
+        self.allocs.clear_range(base, base + (run.n << LOG_BYTES_IN_PAGE));
+        self.pages.map_span(run.start, run.n);
+        span.set_state(state);
+    }
+
+    #[cold]
+    fn alloc_large(&'static self, kind: ObjectKind, len: usize, align: usize) -> Result<usize, GcError> {
+        let max = self.space_pages << LOG_BYTES_IN_PAGE;
+        if len > max || len > u32::MAX as usize - BYTES_IN_PAGE {
+            return Err(GcError::TooLarge { requested_bytes: len, max_bytes: max.min(u32::MAX as usize - BYTES_IN_PAGE) });
+        }
+        let bytes = round_up_to_page(len);
+        let n = bytes >> LOG_BYTES_IN_PAGE;
+        let align_pages = (align >> LOG_BYTES_IN_PAGE).max(1);
+        let mut g = self.lock();
+        let cache = cache::current(self);
+        if !cache.is_null() {
+            // SAFETY: this thread's own cache.
+            Self::flush(&mut g, unsafe { &mut *cache });
+        }
+        g.bytes_since_gc += bytes as isize;
+        g.gc.stats.bytes_allocated += bytes as u64;
+        let mut g = self.poll_collector(g)?;
+        let space = kind.space() as usize;
+        let run = match g.spaces[space].alloc(&self.pages, n, align_pages) {
+            Some(r) => r,
+            None => {
+                g = self.collect_locked(g, crate::collector::Reason::OutOfSpace)?;
+                g.spaces[space].alloc(&self.pages, n, align_pages).ok_or(GcError::OutOfMemory { requested_bytes: len })?
+            }
+        };
+        let obj_bytes = len.next_multiple_of(GRANULE_BYTES);
+        self.init_span(run, SpanState::Large, kind, 0, obj_bytes, 1);
+        let base = self.pages.page_addr(run.start);
+        self.allocs.set_atomic(base);
+        drop(g);
+        if !run.fresh {
+            zero(base, bytes);
+        }
+        Ok(base)
+    }
+
+    /// Free the object starting at `addr` now. Errors (nothing changes) if `addr` is not
+    /// the start of a live object of this heap.
+    pub fn free(&'static self, addr: usize) -> Result<(), GcError> {
+        let info = self.find_object(addr).ok_or(GcError::InvalidFree {
+            addr,
+            reason: if self.contains(addr) {
+                "not an allocated object (already freed?)"
+            } else {
+                "not a pointer into this heap"
+            },
+        })?;
+        if info.base != addr {
+            return Err(GcError::InvalidFree { addr, reason: "points inside an object, not at its start" });
+        }
+        if !self.allocs.clear_atomic(addr) {
+            return Err(GcError::InvalidFree { addr, reason: "already freed" });
+        }
+        let span = self.pages.span(info.span);
+        match span.state() {
+            SpanState::Large => {
+                let mut g = self.lock();
+                let n = span.n_pages.load(Ordering::Relaxed) as usize;
+                g.bytes_since_gc -= (n << LOG_BYTES_IN_PAGE) as isize;
+                g.gc.stats.bytes_freed_explicitly += (n << LOG_BYTES_IN_PAGE) as u64;
+                self.release_large(&mut g, info.span);
+            }
+            _ => {
+                let cache = cache::current(self);
+                if !cache.is_null() {
+                    // SAFETY: this thread's own cache.
+                    unsafe { (*cache).freed_bytes += info.len_bytes };
+                }
+                if !span.owned.load(Ordering::Acquire) && !span.in_partial.load(Ordering::Acquire) {
+                    let mut g = self.lock();
+                    if !span.owned.load(Ordering::Acquire) && span.state() == SpanState::Small {
+                        self.link_partial(&mut g, info.span, info.kind, self.span_class(info.span));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Return a large object's pages to its space.
+    pub(crate) fn release_large(&self, g: &mut HeapInner, start: usize) {
+        let n = self.pages.span(start).n_pages.load(Ordering::Relaxed) as usize;
+        let space = self.space_of_page(start);
+        g.spaces[space].free(&self.pages, start, n);
+    }
+
+    /// Return an empty small span's pages to its space.
+    pub(crate) fn release_small(&self, g: &mut HeapInner, start: usize) {
+        let span = self.pages.span(start);
+        let kind = ObjectKind::from_u8(span.kind.load(Ordering::Relaxed));
+        self.unlink_partial(g, start, kind, self.span_class(start));
+        let n = span.n_pages.load(Ordering::Relaxed) as usize;
+        let space = self.space_of_page(start);
+        g.spaces[space].free(&self.pages, start, n);
+    }
+
+    /// Register a thread's cache with this heap.
+    pub(crate) fn link_cache(&self, cache: *mut ThreadCache) {
+        let mut g = self.lock();
+        // SAFETY: cache is a fresh, exclusively owned ThreadCache; the list is only
+        // changed under the lock we hold.
+        unsafe {
+            (*cache).next = g.caches;
+            if !g.caches.is_null() {
+                (*g.caches).prev = cache;
+            }
+        }
+        g.caches = cache;
+    }
+
+    /// A thread is exiting: give back its spans and forget its cache.
+    pub(crate) fn unlink_cache(&self, cache: *mut ThreadCache) {
+        let mut g = self.lock();
+        // SAFETY: the cache is registered in this heap's list (changed only under the
+        // lock), and its thread is exiting so nothing else touches its cursors.
+        let c = unsafe { &mut *cache };
+        Self::flush(&mut g, c);
+        for kind in ObjectKind::ALL {
+            for (ci, cc) in c.classes[kind as usize].iter_mut().enumerate() {
+                if cc.span != 0 {
+                    self.release_span(&mut g, cc.span as usize - 1, kind, SizeClass(ci as u8));
+                    *cc = ClassCursor::default();
+                }
+            }
+        }
+        // SAFETY: neighbours are registered caches, changed only under the lock.
+        unsafe {
+            if !c.prev.is_null() {
+                (*c.prev).next = c.next;
+            } else {
+                g.caches = c.next;
+            }
+            if !c.next.is_null() {
+                (*c.next).prev = c.prev;
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The heap: one reservation split into spaces, spans of size-classed objects and large
+//! objects, side bitmaps for alloc and mark bits, and per-thread allocation caches.
+//!
+//! - [`size_class`]: segregated size classes.
+//! - [`span`]: spans, the page map, per-space page allocation.
+//! - [`bitmap`]: side bitmaps (alloc bits, mark bits).
+//! - [`kind`]: object kinds and spaces.
+//! - [`cache`]: per-thread allocation caches (the lock-free fast path).
+//! - [`alloc`]: allocation slow paths and explicit free.
+
+pub mod alloc;
+pub mod bitmap;
+pub mod cache;
+pub mod kind;
+pub mod size_class;
+pub mod span;
+
+use crate::address::{Page, PageRange};
+use crate::api::options::Options;
+use crate::collector::GcState;
+use crate::error::GcError;
+use crate::util::mmap::{Mapping, LOG_BYTES_IN_PAGE};
+use bitmap::SideBitmap;
+use kind::{ObjectKind, SpaceId, N_KINDS, N_SPACES};
+use size_class::{SizeClass, N_CLASSES};
+use span::{PageSpace, PageTable, SpanState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Alignment of the reservation, and the largest alignment a request may ask for.
+pub const MAX_ALIGN_BYTES: usize = 2 << 20;
+
+/// An object found by a heap lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// First byte of the object.
+    pub base: usize,
+    /// Usable bytes (the size class, or the large object's rounded length).
+    pub len_bytes: usize,
+    /// Its kind.
+    pub kind: ObjectKind,
+    /// First page index of its span.
+    pub span: usize,
+}
+
+/// State changed only under the heap lock.
+pub(crate) struct HeapInner {
+    /// Page allocators, one per space.
+    pub spaces: [PageSpace; N_SPACES],
+    /// Spans with free slots not owned by any thread, per kind and class (page index + 1).
+    pub partial: [[u32; N_CLASSES]; N_KINDS],
+    /// Registered thread caches (a list through `ThreadCache::next`).
+    pub caches: *mut cache::ThreadCache,
+    /// Bytes allocated minus bytes freed since the last collection, as flushed.
+    pub bytes_since_gc: isize,
+    /// Collector state: policy, mark stack, tracker, finalizers, statistics.
+    pub gc: GcState,
+}
+
+// SAFETY: the raw cache pointers are only dereferenced under the heap lock (or by their
+// owning thread for its own fast path), so moving HeapInner between threads is fine.
+unsafe impl Send for HeapInner {}
+
+/// A garbage-collected heap. Heaps live for the rest of the process (`&'static Heap`):
+/// threads keep caches that point at them.
+pub struct Heap {
+    pub(crate) id: usize,
+    pub(crate) base: usize,
+    pub(crate) end: usize,
+    pub(crate) space_pages: usize,
+    _reservation: Mapping,
+    pub(crate) pages: PageTable,
+    pub(crate) marks: SideBitmap,
+    pub(crate) allocs: SideBitmap,
+    pub(crate) inner: Mutex<HeapInner>,
+    pub(crate) options: Options,
+    /// Set when finalizers are queued and not yet run.
+    pub(crate) finalizers_pending: std::sync::atomic::AtomicBool,
+    /// Wakes the finalizer thread.
+    pub(crate) finalizer_wakeup: std::sync::Condvar,
+    /// The mutex the finalizer thread waits with.
+    pub(crate) finalizer_lock: Mutex<()>,
+}
+
+static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
+
+impl std::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heap").field("id", &self.id).field("base", &format_args!("{:#x}", self.base)).finish()
+    }
+}
+
+impl Heap {
+    /// Reserve address space and build a heap with `options`. The heap is leaked: it
+    /// lives until the process exits. Allocates nothing from the global allocator, so it
+    /// can run inside `GlobalAlloc::alloc`.
+    pub(crate) fn create(options: Options) -> Result<&'static Heap, GcError> {
+        let space_bytes = options.max_space_bytes.next_multiple_of(MAX_ALIGN_BYTES);
+        let total = space_bytes * N_SPACES;
+        let os = |op| move |source| GcError::Os { op, source };
+        let reservation = Mapping::with_alignment(total, MAX_ALIGN_BYTES).map_err(os("reserving the heap"))?;
+        let base = reservation.start();
+        let n_pages = total >> LOG_BYTES_IN_PAGE;
+        let space_pages = space_bytes >> LOG_BYTES_IN_PAGE;
+        let pages = PageTable::new(base, n_pages).map_err(os("mapping the page table"))?;
+        let marks = SideBitmap::new(base, total).map_err(os("mapping the mark bitmap"))?;
+        let allocs = SideBitmap::new(base, total).map_err(os("mapping the alloc bitmap"))?;
+        let gc = GcState::new(&options)?;
+        let inner = HeapInner {
+            spaces: std::array::from_fn(|i| PageSpace::new(i * space_pages, space_pages)),
+            partial: [[0; N_CLASSES]; N_KINDS],
+            caches: std::ptr::null_mut(),
+            bytes_since_gc: 0,
+            gc,
+        };
+        let heap = Heap {
+            id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
+            base,
+            end: base + total,
+            space_pages,
+            _reservation: reservation,
+            pages,
+            marks,
+            allocs,
+            inner: Mutex::new(inner),
+            options,
+            finalizers_pending: std::sync::atomic::AtomicBool::new(false),
+            finalizer_wakeup: std::sync::Condvar::new(),
+            finalizer_lock: Mutex::new(()),
+        };
+        // The Heap itself lives in its own mapping, never in the collected heap.
+        let home = Mapping::new(std::mem::size_of::<Heap>()).map_err(os("mapping the heap descriptor"))?;
+        let ptr = home.start() as *mut Heap;
+        // SAFETY: the mapping is fresh, large enough and page-aligned (so aligned for
+        // Heap); we move the Heap in and leak the mapping, giving a 'static reference.
+        unsafe { ptr.write(heap) };
+        std::mem::forget(home);
+        // SAFETY: just initialised, never freed.
+        Ok(unsafe { &*ptr })
+    }
+
+    /// The options this heap was built with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Lock the heap's shared state (poisoning is ignored: the state stays consistent
+    /// because no code panics while holding it except on bugs).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HeapInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True if `addr` lies in this heap's reservation.
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        addr >= self.base && addr < self.end
+    }
+
+    /// The space an address falls in (which must be inside the reservation).
+    #[inline]
+    pub(crate) fn space_of_page(&self, page_index: usize) -> usize {
+        page_index / self.space_pages
+    }
+
+    /// The allocated object containing `addr` (interior pointers included), if any.
+    #[inline]
+    pub fn find_object(&self, addr: usize) -> Option<ObjectInfo> {
+        if !self.contains(addr) {
+            return None;
+        }
+        let page = self.pages.page_index(addr);
+        let start = self.pages.span_start_of(page)?;
+        let span = self.pages.span(start);
+        let span_base = self.pages.page_addr(start);
+        let obj_bytes = span.obj_bytes.load(Ordering::Relaxed) as usize;
+        let base = match span.state() {
+            SpanState::Small => {
+                let index = (addr - span_base) / obj_bytes;
+                if index >= span.n_objects.load(Ordering::Relaxed) as usize {
+                    return None;
+                }
+                span_base + index * obj_bytes
+            }
+            SpanState::Large => {
+                if addr >= span_base + obj_bytes {
+                    return None;
+                }
+                span_base
+            }
+            SpanState::Free => return None,
+        };
+        if !self.allocs.get(base) {
+            return None;
+        }
+        Some(ObjectInfo { base, len_bytes: obj_bytes, kind: ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)), span: start })
+    }
+
+    /// The used prefix of a space as a page range (what a tracker must cover).
+    pub(crate) fn space_range(&self, inner: &HeapInner, space: SpaceId) -> PageRange {
+        let s = &inner.spaces[space as usize];
+        PageRange::new(Page::from_aligned(self.pages.page_addr(s.first)), s.high_water)
+    }
+
+    /// Bytes of pages currently holding objects.
+    pub(crate) fn heap_bytes(inner: &HeapInner) -> usize {
+        inner.spaces.iter().map(|s| s.in_use_bytes()).sum()
+    }
+
+    /// The size class and kind of a small span (for sweeping and caches).
+    pub(crate) fn span_class(&self, start: usize) -> SizeClass {
+        SizeClass(self.pages.span(start).class.load(Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,338 @@
+//! Spans (runs of pages holding objects of one class, or one large object), the page map
+//! from any heap page to its span, and the per-space page allocator.
+//!
+//! Span metadata lives in a side table indexed by the span's first page, so any word that
+//! points into the heap finds its object in a few loads: page -> span start -> span.
+
+use crate::util::mmap::{Mapping, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+
+/// What a span holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SpanState {
+    /// Not in use (free run, or never used).
+    Free = 0,
+    /// Objects of one small size class.
+    Small = 1,
+    /// One large object.
+    Large = 2,
+}
+
+/// Metadata of one span. Fields are atomics because conservative lookups and explicit
+/// frees read them without the heap lock; they change only under the heap lock.
+#[derive(Debug)]
+#[repr(C, align(32))]
+pub struct Span {
+    state: AtomicU8,
+    /// The `ObjectKind` of its objects, as u8.
+    pub kind: AtomicU8,
+    /// The size class (small spans).
+    pub class: AtomicU8,
+    /// Currently the allocation span of some thread's cache.
+    pub owned: AtomicBool,
+    /// Linked in a partial list (has free slots and is not owned).
+    pub in_partial: AtomicBool,
+    /// Pages in the span.
+    pub n_pages: AtomicU32,
+    /// Bytes per object (small) or the object's length (large).
+    pub obj_bytes: AtomicU32,
+    /// Object slots (small) or 1 (large).
+    pub n_objects: AtomicU32,
+    /// Next span in a list (first page index + 1; 0 = none).
+    pub next: AtomicU32,
+    /// Previous span in a list (first page index + 1; 0 = none).
+    pub prev: AtomicU32,
+}
+
+impl Span {
+    /// What the span holds.
+    #[inline]
+    pub fn state(&self) -> SpanState {
+        match self.state.load(Ordering::Acquire) {
+            1 => SpanState::Small,
+            2 => SpanState::Large,
+            _ => SpanState::Free,
+        }
+    }
+
+    /// Change what the span holds (heap lock held).
+    pub fn set_state(&self, s: SpanState) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+}
+
+/// The page map and span table for a whole reservation.
+#[derive(Debug)]
+pub struct PageTable {
+    base: usize,
+    n_pages: usize,
+    /// Per page: first page index of its span + 1 (0 = no span).
+    page_map: Mapping,
+    /// Per page: the span that starts there.
+    spans: Mapping,
+}
+
+impl PageTable {
+    /// Tables for `n_pages` pages starting at `base`.
+    pub fn new(base: usize, n_pages: usize) -> io::Result<PageTable> {
+        Ok(PageTable {
+            base,
+            n_pages,
+            page_map: Mapping::new(n_pages * std::mem::size_of::<AtomicU32>())?,
+            spans: Mapping::new(n_pages * std::mem::size_of::<Span>())?,
+        })
+    }
+
+    /// Index of the page containing `addr` (which must be inside the reservation).
+    #[inline]
+    pub fn page_index(&self, addr: usize) -> usize {
+        (addr - self.base) >> LOG_BYTES_IN_PAGE
+    }
+
+    /// Address of page `index`.
+    #[inline]
+    pub fn page_addr(&self, index: usize) -> usize {
+        self.base + (index << LOG_BYTES_IN_PAGE)
+    }
+
+    #[inline]
+    fn map_entry(&self, index: usize) -> &AtomicU32 {
+        assert!(index < self.n_pages);
+        // SAFETY: index < n_pages, the mapping holds n_pages zero-initialised AtomicU32s
+        // (all-zero is a valid AtomicU32) and lives as long as &self.
+        unsafe { &*(self.page_map.start() as *const AtomicU32).add(index) }
+    }
+
+    /// The span starting at page `index`.
+    #[inline]
+    pub fn span(&self, index: usize) -> &Span {
+        assert!(index < self.n_pages);
+        // SAFETY: as in map_entry: in bounds, zero is a valid Span (all atomics), and the
+        // table outlives &self.
+        unsafe { &*(self.spans.start() as *const Span).add(index) }
+    }
+
+    /// The first page index of the span that covers page `index`, if a live span does.
+    #[inline]
+    pub fn span_start_of(&self, index: usize) -> Option<usize> {
+        let e = self.map_entry(index).load(Ordering::Acquire);
+        if e == 0 {
+            return None;
+        }
+        let start = (e - 1) as usize;
+        let span = self.span(start);
+        if span.state() == SpanState::Free {
+            return None;
+        }
+        let n = span.n_pages.load(Ordering::Relaxed) as usize;
+        (index >= start && index < start + n).then_some(start)
+    }
+
+    /// Point every page of `[start, start + n)` at the span starting at `start`.
+    pub fn map_span(&self, start: usize, n: usize) {
+        for i in start..start + n {
+            self.map_entry(i).store(start as u32 + 1, Ordering::Release);
+        }
+    }
+
+    /// Point only the first and last page of a free run at it (enough for coalescing).
+    pub fn map_free_run(&self, start: usize, n: usize) {
+        self.map_entry(start).store(start as u32 + 1, Ordering::Release);
+        self.map_entry(start + n - 1).store(start as u32 + 1, Ordering::Release);
+    }
+
+    /// The raw page-map entry (first page of a run + 1, possibly stale for free pages).
+    pub fn raw_entry(&self, index: usize) -> u32 {
+        self.map_entry(index).load(Ordering::Acquire)
+    }
+}
+
+const N_EXACT_LISTS: usize = 64;
+
+/// Allocates runs of pages inside one space of the reservation: free runs kept in lists
+/// by length (exact up to 64 pages, one first-fit list above), coalesced on free.
+/// Only used under the heap lock.
+#[derive(Debug)]
+pub struct PageSpace {
+    /// First page index of the space in the page table.
+    pub first: usize,
+    /// Pages the space can hold.
+    pub capacity: usize,
+    /// Pages ever handed out (the space's used prefix is `[first, first + high_water)`).
+    pub high_water: usize,
+    /// Pages currently in spans.
+    pub in_use: usize,
+    heads: [u32; N_EXACT_LISTS + 1],
+}
+
+/// A run of pages handed out by a [`PageSpace`].
+#[derive(Clone, Copy, Debug)]
+pub struct PageRun {
+    /// First page index.
+    pub start: usize,
+    /// Number of pages.
+    pub n: usize,
+    /// True if the pages were never used (they read as zero).
+    pub fresh: bool,
+}
+
+impl PageSpace {
+    /// A space of `capacity` pages starting at page index `first`.
+    pub fn new(first: usize, capacity: usize) -> PageSpace {
+        PageSpace { first, capacity, high_water: 0, in_use: 0, heads: [0; N_EXACT_LISTS + 1] }
+    }
+
+    fn list_for(n: usize) -> usize {
+        n.min(N_EXACT_LISTS + 1) - 1
+    }
+
+    fn push(&mut self, t: &PageTable, start: usize, n: usize) {
+        let span = t.span(start);
+        span.set_state(SpanState::Free);
+        span.n_pages.store(n as u32, Ordering::Relaxed);
+        t.map_free_run(start, n);
+        let l = Self::list_for(n);
+        let head = self.heads[l];
+        span.prev.store(0, Ordering::Relaxed);
+        span.next.store(head, Ordering::Relaxed);
+        if head != 0 {
+            t.span(head as usize - 1).prev.store(start as u32 + 1, Ordering::Relaxed);
+        }
+        self.heads[l] = start as u32 + 1;
+    }
+
+    fn unlink(&mut self, t: &PageTable, start: usize) {
+        let span = t.span(start);
+        let n = span.n_pages.load(Ordering::Relaxed) as usize;
+        let next = span.next.load(Ordering::Relaxed);
+        let prev = span.prev.load(Ordering::Relaxed);
+        if prev != 0 {
+            t.span(prev as usize - 1).next.store(next, Ordering::Relaxed);
+        } else {
+            self.heads[Self::list_for(n)] = next;
+        }
+        if next != 0 {
+            t.span(next as usize - 1).prev.store(prev, Ordering::Relaxed);
+        }
+        span.next.store(0, Ordering::Relaxed);
+        span.prev.store(0, Ordering::Relaxed);
+    }
+
+    /// Take `n` pages whose first page index is a multiple of `align_pages` (a power of
+    /// two), from the free runs or from the untouched end of the space.
+    pub fn alloc(&mut self, t: &PageTable, n: usize, align_pages: usize) -> Option<PageRun> {
+        debug_assert!(n > 0 && align_pages.is_power_of_two());
+        if align_pages == 1 {
+            for l in Self::list_for(n)..=N_EXACT_LISTS {
+                let mut cur = self.heads[l];
+                while cur != 0 {
+                    let start = cur as usize - 1;
+                    let len = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
+                    if len >= n {
+                        self.unlink(t, start);
+                        if len > n {
+                            self.push(t, start + n, len - n);
+                        }
+                        self.in_use += n;
+                        return Some(PageRun { start, n, fresh: false });
+                    }
+                    cur = t.span(start).next.load(Ordering::Relaxed);
+                }
+            }
+        }
+        // Bump from the untouched end, aligning in page-table index space (the reservation
+        // base is aligned to the largest alignment we accept).
+        let mut start = self.first + self.high_water;
+        let aligned = start.next_multiple_of(align_pages);
+        if aligned + n > self.first + self.capacity {
+            return None;
+        }
+        if aligned > start {
+            let gap = aligned - start;
+            self.high_water += gap;
+            self.in_use += gap;
+            self.free(t, start, gap);
+            start = aligned;
+        }
+        self.high_water += n;
+        self.in_use += n;
+        Some(PageRun { start, n, fresh: true })
+    }
+
+    /// Return `n` pages starting at `start`, merging with free neighbours.
+    pub fn free(&mut self, t: &PageTable, mut start: usize, mut n: usize) {
+        self.in_use -= n;
+        let end_of_space = self.first + self.high_water;
+        // Merge with the run before.
+        if start > self.first {
+            let e = t.raw_entry(start - 1);
+            if e != 0 {
+                let prev_start = e as usize - 1;
+                let prev = t.span(prev_start);
+                let prev_n = prev.n_pages.load(Ordering::Relaxed) as usize;
+                if prev.state() == SpanState::Free && prev_start + prev_n == start && prev_start >= self.first {
+                    self.unlink(t, prev_start);
+                    start = prev_start;
+                    n += prev_n;
+                }
+            }
+        }
+        // Merge with the run after.
+        let after = start + n;
+        if after < end_of_space {
+            let e = t.raw_entry(after);
+            if e as usize == after + 1 {
+                let next = t.span(after);
+                if next.state() == SpanState::Free {
+                    let next_n = next.n_pages.load(Ordering::Relaxed) as usize;
+                    self.unlink(t, after);
+                    // The absorbed run's head is now an interior page: point it at the
+                    // merged run so it never looks like a run of its own.
+                    t.map_entry(after).store(start as u32 + 1, Ordering::Release);
+                    n += next_n;
+                }
+            }
+        }
+        self.push(t, start, n);
+    }
+
+    /// Page bytes currently in spans.
+    pub fn in_use_bytes(&self) -> usize {
+        self.in_use * BYTES_IN_PAGE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alloc_free_coalesce() {
+        let t = PageTable::new(0x4000_0000, 1024).unwrap();
+        let mut s = PageSpace::new(0, 1024);
+        let a = s.alloc(&t, 4, 1).unwrap();
+        let b = s.alloc(&t, 8, 1).unwrap();
+        let c = s.alloc(&t, 4, 1).unwrap();
+        assert!(a.fresh && b.fresh && c.fresh);
+        for r in [a, b, c] {
+            t.span(r.start).set_state(SpanState::Small);
+            t.span(r.start).n_pages.store(r.n as u32, Ordering::Relaxed);
+            t.map_span(r.start, r.n);
+        }
+        assert_eq!(t.span_start_of(b.start + 5), Some(b.start));
+        s.free(&t, a.start, a.n);
+        s.free(&t, b.start, b.n);
+        assert_eq!(t.span_start_of(b.start + 5), None);
+        // a and b merged into one 12-page run, reused first-fit.
+        let d = s.alloc(&t, 12, 1).unwrap();
+        assert_eq!(d.start, a.start);
+        assert!(!d.fresh);
+        assert_eq!(s.high_water, 16);
+        assert_eq!(s.in_use, 16);
+        let e = s.alloc(&t, 3, 8).unwrap();
+        assert_eq!(e.start % 8, 0);
+        assert!(s.alloc(&t, 2000, 1).is_none());
+    }
+}

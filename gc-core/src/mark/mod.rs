@@ -1,0 +1,92 @@
+//! Marking: the mark stack and the conservative scan.
+//!
+//! Any aligned word that points into an allocated object (interior pointers included)
+//! marks it; traced objects are pushed as ranges to scan. Mark bits live in a side bitmap;
+//! only the collecting thread writes them (under the heap lock), so setting one needs no
+//! locked instruction.
+
+use crate::heap::Heap;
+use crate::util::mmap::MmapVec;
+
+/// Ranges still to scan, `[start, end)`, word-aligned.
+#[derive(Debug, Default)]
+pub struct MarkStack {
+    items: MmapVec<(usize, usize)>,
+}
+
+/// Largest piece of one object scanned before the rest is pushed back (keeps marking
+/// steps short when objects are large).
+const CHUNK_BYTES: usize = 64 << 10;
+
+impl MarkStack {
+    /// An empty stack.
+    pub fn new() -> MarkStack {
+        MarkStack::default()
+    }
+
+    /// Push a range to scan.
+    #[inline]
+    pub fn push(&mut self, start: usize, end: usize) {
+        if start < end {
+            self.items.push((start, end)).expect("mapping memory for the mark stack failed");
+        }
+    }
+
+    /// True when nothing is left to scan.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Forget everything (a cycle was abandoned).
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+}
+
+impl Heap {
+    /// Mark the object `word` points into, if any; push it if it is traced.
+    #[inline]
+    pub(crate) fn mark_word(&self, word: usize, stack: &mut MarkStack) {
+        if word.wrapping_sub(self.base) >= self.end - self.base {
+            return;
+        }
+        if let Some(info) = self.find_object(word) {
+            if self.marks.set_single_writer(info.base) && info.kind.is_traced() {
+                stack.push(info.base, info.base + info.len_bytes);
+            }
+        }
+    }
+
+    /// Mark everything `[start, end)` points to (the range itself is not an object).
+    pub(crate) fn scan_range(&self, start: usize, end: usize, stack: &mut MarkStack) {
+        let mut p = (start + 7) & !7;
+        while p + 8 <= end {
+            // SAFETY: callers pass readable ranges (heap objects, stacks, static data);
+            // other threads may write the word concurrently, so read it volatile, as a
+            // plain machine word — any value is acceptable to a conservative scan.
+            let w = unsafe { std::ptr::read_volatile(p as *const usize) };
+            self.mark_word(w, stack);
+            p += 8;
+        }
+    }
+
+    /// Scan from the mark stack until it is empty or `budget_bytes` were scanned.
+    /// Returns true if the stack is empty.
+    pub(crate) fn drain(&self, stack: &mut MarkStack, mut budget_bytes: usize) -> bool {
+        while let Some((start, end)) = stack.items.pop() {
+            let end_now = if end - start > CHUNK_BYTES {
+                stack.push(start + CHUNK_BYTES, end);
+                start + CHUNK_BYTES
+            } else {
+                end
+            };
+            self.scan_range(start, end_now, stack);
+            let scanned = end_now - start;
+            if scanned >= budget_bytes {
+                return stack.is_empty();
+            }
+            budget_bytes -= scanned;
+        }
+        true
+    }
+}

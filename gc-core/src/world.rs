@@ -1,0 +1,444 @@
+//! Stopping and resuming every other thread of the process (stop-the-world).
+//!
+//! Every thread of the process is stopped, not only the threads that allocated: a thread
+//! that has not allocated yet may still hold the only pointer to an object (a new thread's
+//! start closure sits in glibc's thread descriptor until the thread runs it). The threads
+//! are listed from `/proc/self/task`, each is sent `SIGPWR` with `rt_tgsigqueueinfo`
+//! (its slot and the stop epoch in the signal value), and its handler records the
+//! interrupted registers, its stack pointer and its FS base in the slot, acknowledges, and
+//! waits on a futex until the collector resumes the world. The list is re-read until no
+//! new thread appears (a stopped thread cannot create one). A thread that blocks the
+//! signal is detected from `/proc/self/task/<tid>/status` and skipped (glibc blocks all
+//! signals in a thread that is exiting); nothing ever waits forever.
+//!
+//! The handler takes no lock, allocates nothing and formats nothing.
+
+use crate::util::mmap::{Mapping, MmapVec};
+use crate::util::procmaps;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+/// The signal used to suspend threads (as bdwgc does on Linux).
+pub const SIG_SUSPEND: libc::c_int = libc::SIGPWR;
+/// Most threads that can be stopped at once.
+pub const MAX_THREADS: usize = 1 << 15;
+/// General-purpose registers saved per thread (`mcontext_t.gregs`).
+pub const N_SAVED_REGS: usize = 23;
+
+/// What a stopped thread recorded.
+#[repr(C)]
+pub struct Slot {
+    tid: AtomicI32,
+    acked_epoch: AtomicU32,
+    sp: AtomicUsize,
+    fs_base: AtomicUsize,
+    regs: [AtomicUsize; N_SAVED_REGS],
+}
+
+static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+static STOP_EPOCH: AtomicU32 = AtomicU32::new(0);
+static RESUME_EPOCH: AtomicU32 = AtomicU32::new(0);
+static ACKS: AtomicU32 = AtomicU32::new(0);
+static WORLD: Mutex<()> = Mutex::new(());
+static INIT: Once = Once::new();
+
+fn slots() -> &'static [Slot] {
+    let p = SLOTS.load(Ordering::Acquire);
+    assert!(!p.is_null(), "world::init not run");
+    // SAFETY: SLOTS points to a leaked mapping of MAX_THREADS zeroed Slots (all atomics,
+    // zero is valid), set once in init.
+    unsafe { std::slice::from_raw_parts(p, MAX_THREADS) }
+}
+
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long });
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: FUTEX_WAIT reads the 32-bit word at a valid, aligned address and sleeps; the
+    // timespec pointer is null or points to a live local.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, expected, tsp) };
+}
+
+fn futex_wake(word: &AtomicU32, n: i32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, n) };
+}
+
+/// The FS base (thread pointer) of the calling thread: glibc keeps it at %fs:0.
+#[inline]
+pub fn current_fs_base() -> usize {
+    let v: usize;
+    // SAFETY: on x86_64 glibc the TCB's first word is its own address; reading it has no
+    // side effects.
+    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) v, options(nostack, readonly, preserves_flags)) };
+    v
+}
+
+extern "C" fn suspend_handler(_sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+    // SAFETY: errno is thread-local; saving and restoring it keeps the interrupted code's
+    // view intact.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel passes a valid siginfo; for SI_QUEUE signals si_value is set.
+    let value = unsafe { (*info).si_value().sival_ptr } as usize;
+    let index = value & 0xffff;
+    let epoch = (value >> 16) as u32;
+    if index < MAX_THREADS && RESUME_EPOCH.load(Ordering::Acquire) < epoch {
+        let slot = &slots()[index];
+        let uc = uctx as *const libc::ucontext_t;
+        for i in 0..N_SAVED_REGS {
+            // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO handlers.
+            let r = unsafe { (*uc).uc_mcontext.gregs[i] } as usize;
+            slot.regs[i].store(r, Ordering::Relaxed);
+        }
+        let marker = 0usize;
+        slot.sp.store(&marker as *const usize as usize, Ordering::Relaxed);
+        slot.fs_base.store(current_fs_base(), Ordering::Relaxed);
+        slot.acked_epoch.store(epoch, Ordering::Release);
+        ACKS.fetch_add(1, Ordering::AcqRel);
+        futex_wake(&ACKS, 1);
+        loop {
+            let r = RESUME_EPOCH.load(Ordering::Acquire);
+            if r >= epoch {
+                break;
+            }
+            futex_wait(&RESUME_EPOCH, r, None);
+        }
+        std::hint::black_box(&marker);
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+}
+
+/// Install the suspend handler and map the slot table (once per process).
+pub fn init() -> std::io::Result<()> {
+    let mut result = Ok(());
+    INIT.call_once(|| {
+        let map = match Mapping::new(MAX_THREADS * std::mem::size_of::<Slot>()) {
+            Ok(m) => m,
+            Err(e) => {
+                result = Err(e);
+                return;
+            }
+        };
+        SLOTS.store(map.start() as *mut Slot, Ordering::Release);
+        std::mem::forget(map);
+        // SAFETY: a zeroed sigaction is a valid starting point; we fill handler, flags and
+        // a full mask (no other signal interrupts the suspended thread's handler).
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = suspend_handler as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        // SAFETY: sa_mask is a valid sigset_t inside sa.
+        unsafe { libc::sigfillset(&mut sa.sa_mask) };
+        // SAFETY: installs a handler that is async-signal-safe (atomics and futex only).
+        if unsafe { libc::sigaction(SIG_SUSPEND, &sa, std::ptr::null_mut()) } != 0 {
+            result = Err(std::io::Error::last_os_error());
+        }
+    });
+    result
+}
+
+/// A stopped thread, as seen by the collector.
+#[derive(Clone, Copy, Debug)]
+pub struct StoppedThread {
+    /// Kernel thread id.
+    pub tid: i32,
+    /// Stack pointer inside the suspend handler (below the saved context).
+    pub sp: usize,
+    /// The thread's FS base (glibc TCB; static TLS lies just below it).
+    pub fs_base: usize,
+    /// Index of its slot (for its saved registers).
+    pub slot: usize,
+}
+
+/// The world while stopped. Dropping it resumes every thread.
+pub struct StoppedWorld {
+    _guard: MutexGuard<'static, ()>,
+    epoch: u32,
+    /// The stopped threads.
+    pub threads: MmapVec<StoppedThread>,
+    /// Threads that were skipped because they block the suspend signal.
+    pub skipped: usize,
+}
+
+impl StoppedWorld {
+    /// The registers a stopped thread had when it was interrupted.
+    pub fn saved_regs(&self, t: &StoppedThread) -> [usize; N_SAVED_REGS] {
+        let s = &slots()[t.slot];
+        std::array::from_fn(|i| s.regs[i].load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for StoppedWorld {
+    fn drop(&mut self) {
+        RESUME_EPOCH.store(self.epoch, Ordering::Release);
+        futex_wake(&RESUME_EPOCH, i32::MAX);
+    }
+}
+
+/// Call `f` with each thread id of this process, read with raw `getdents64`.
+fn for_each_tid(mut f: impl FnMut(i32)) -> std::io::Result<()> {
+    const PATH: &[u8] = b"/proc/self/task\0";
+    // SAFETY: NUL-terminated path.
+    let fd = unsafe { libc::open(PATH.as_ptr().cast(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: getdents64 writes at most buf.len() bytes into our stack buffer.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut off = 0usize;
+        while off < n as usize {
+            // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name[].
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            let name = &buf[off + 19..off + reclen];
+            let mut tid: i32 = 0;
+            let mut digits = 0;
+            for &b in name.iter().take_while(|&&b| b != 0) {
+                if b.is_ascii_digit() {
+                    tid = tid * 10 + (b - b'0') as i32;
+                    digits += 1;
+                } else {
+                    digits = 0;
+                    break;
+                }
+            }
+            if digits > 0 {
+                f(tid);
+            }
+            off += reclen;
+        }
+    }
+    // SAFETY: our fd, closed once.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// True if thread `tid` blocks the suspend signal, or no longer exists.
+fn blocks_suspend_or_gone(tid: i32) -> bool {
+    let mut path = [0u8; 48];
+    let prefix = b"/proc/self/task/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let mut n = prefix.len();
+    let mut digits = [0u8; 12];
+    let mut d = 0;
+    let mut t = tid;
+    loop {
+        digits[d] = b'0' + (t % 10) as u8;
+        d += 1;
+        t /= 10;
+        if t == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[n] = digits[d];
+        n += 1;
+    }
+    path[n..n + 7].copy_from_slice(b"/status");
+    // SAFETY: NUL-terminated (the rest of `path` is zero).
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return true;
+    }
+    let mut buf = [0u8; 4096];
+    // SAFETY: reads into our stack buffer.
+    let len = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    if len <= 0 {
+        return true;
+    }
+    let text = &buf[..len as usize];
+    let key = b"SigBlk:\t";
+    let Some(pos) = text.windows(key.len()).position(|w| w == key) else { return false };
+    let hex = &text[pos + key.len()..];
+    let mut mask: u64 = 0;
+    for &b in hex.iter().take(16) {
+        let v = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => break,
+        };
+        mask = (mask << 4) | v as u64;
+    }
+    mask & (1u64 << (SIG_SUSPEND - 1)) != 0
+}
+
+fn send_suspend(tid: i32, slot: usize, epoch: u32) -> bool {
+    // SAFETY: a zeroed siginfo is valid; we fill the fields rt_tgsigqueueinfo reads.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    info.si_signo = SIG_SUSPEND;
+    info.si_code = libc::SI_QUEUE;
+    // The value lives at the same offset as in the kernel's _rt layout: after si_pid and
+    // si_uid, at byte 24 on x86_64.
+    let value = slot | ((epoch as usize) << 16);
+    let raw = &mut info as *mut libc::siginfo_t as *mut u8;
+    // SAFETY: offsets 16..32 are inside siginfo_t (128 bytes): si_pid (i32), si_uid (u32)
+    // and the sigval union, per the x86_64 kernel ABI.
+    unsafe {
+        (raw.add(16) as *mut i32).write_unaligned(libc::getpid());
+        (raw.add(20) as *mut u32).write_unaligned(libc::getuid());
+        (raw.add(24) as *mut usize).write_unaligned(value);
+    }
+    // SAFETY: sends a signal to a thread of our own process with a valid siginfo.
+    let rc = unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, libc::getpid(), tid, SIG_SUSPEND, &info as *const libc::siginfo_t) };
+    rc == 0
+}
+
+/// Stop every thread of the process except the caller. Allocates only through mmap.
+pub fn stop() -> std::io::Result<StoppedWorld> {
+    init()?;
+    let guard = WORLD.lock().unwrap_or_else(|e| e.into_inner());
+    let epoch = STOP_EPOCH.fetch_add(1, Ordering::AcqRel) + 1;
+    debug_assert!(RESUME_EPOCH.load(Ordering::Acquire) < epoch);
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    let mut threads: MmapVec<StoppedThread> = MmapVec::new();
+    let mut pending: MmapVec<(i32, usize)> = MmapVec::new();
+    let mut skipped = 0usize;
+    let mut next_slot = 0usize;
+    let table = slots();
+    loop {
+        // Signal every thread not yet stopped.
+        let mut new_ones = 0;
+        let mut err = None;
+        for_each_tid(|tid| {
+            if tid == me || err.is_some() {
+                return;
+            }
+            let known = threads.as_slice().iter().any(|t| t.tid == tid) || pending.as_slice().iter().any(|p| p.0 == tid);
+            if known {
+                return;
+            }
+            if next_slot >= MAX_THREADS {
+                err = Some(std::io::Error::other("more threads than the collector can stop"));
+                return;
+            }
+            let slot = next_slot;
+            next_slot += 1;
+            table[slot].tid.store(tid, Ordering::Relaxed);
+            table[slot].acked_epoch.store(0, Ordering::Release);
+            if send_suspend(tid, slot, epoch) {
+                if let Err(e) = pending.push((tid, slot)) {
+                    err = Some(e);
+                }
+                new_ones += 1;
+            }
+        })?;
+        if let Some(e) = err {
+            // Resume whoever we stopped before failing.
+            drop(StoppedWorld { _guard: guard, epoch, threads, skipped });
+            return Err(e);
+        }
+        if new_ones == 0 && pending.is_empty() {
+            break;
+        }
+        // Wait for acknowledgements.
+        let started = Instant::now();
+        let mut last_check = Instant::now();
+        while !pending.is_empty() {
+            let seen = ACKS.load(Ordering::Acquire);
+            let mut i = 0;
+            while i < pending.len() {
+                let (tid, slot) = pending.as_slice()[i];
+                if table[slot].acked_epoch.load(Ordering::Acquire) == epoch {
+                    threads
+                        .push(StoppedThread {
+                            tid,
+                            sp: table[slot].sp.load(Ordering::Relaxed),
+                            fs_base: table[slot].fs_base.load(Ordering::Relaxed),
+                            slot,
+                        })
+                        .map_err(|e| {
+                            std::io::Error::new(e.kind(), "mapping the stopped-thread list failed")
+                        })?;
+                    let last = pending.len() - 1;
+                    pending.as_mut_slice().swap(i, last);
+                    pending.pop();
+                } else {
+                    i += 1;
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            if last_check.elapsed() > Duration::from_millis(50) {
+                last_check = Instant::now();
+                let mut j = 0;
+                while j < pending.len() {
+                    let (tid, slot) = pending.as_slice()[j];
+                    if table[slot].acked_epoch.load(Ordering::Acquire) != epoch && blocks_suspend_or_gone(tid) {
+                        skipped += 1;
+                        let last = pending.len() - 1;
+                        pending.as_mut_slice().swap(j, last);
+                        pending.pop();
+                    } else {
+                        j += 1;
+                    }
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    const MSG: &[u8] = b"dunegc: a thread has not answered the stop-the-world signal for 30 s; still waiting\n";
+                    // SAFETY: writes a static buffer to stderr.
+                    unsafe { libc::write(2, MSG.as_ptr().cast(), MSG.len()) };
+                }
+            }
+            futex_wait(&ACKS, seen, Some(Duration::from_millis(1)));
+        }
+    }
+    Ok(StoppedWorld { _guard: guard, epoch, threads, skipped })
+}
+
+/// A range of memory a stopped (or the current) thread may hold pointers in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadRoots {
+    /// The stack from the stack pointer to the end of its mapping (for glibc threads this
+    /// includes the TLS block and thread descriptor at the top of the stack mapping).
+    pub stack: (usize, usize),
+    /// Static TLS around the FS base when it lies outside `stack` (the main thread's).
+    pub tls: (usize, usize),
+}
+
+/// Bytes of static TLS scanned below the FS base when it is not inside the stack mapping.
+const TLS_WINDOW_BELOW: usize = 64 << 10;
+/// Bytes scanned above the FS base (the TCB itself).
+const TLS_WINDOW_ABOVE: usize = 4 << 10;
+
+/// Work out the root ranges of threads from their stack pointers and FS bases with one
+/// read of `/proc/self/maps`.
+pub fn thread_roots(threads: &[(usize, usize)], out: &mut MmapVec<ThreadRoots>) -> std::io::Result<()> {
+    out.clear();
+    out.reserve(threads.len())?;
+    for _ in threads {
+        out.push_within_capacity(ThreadRoots { stack: (0, 0), tls: (0, 0) }).map_err(|_| std::io::Error::other("capacity"))?;
+    }
+    let roots = out.as_mut_slice();
+    procmaps::for_each_mapping(|m| {
+        for (i, &(sp, fs)) in threads.iter().enumerate() {
+            if m.start <= sp && sp < m.end {
+                roots[i].stack = (sp & !7, m.end);
+            }
+            if m.start <= fs && fs < m.end && m.readable {
+                roots[i].tls = ((fs.saturating_sub(TLS_WINDOW_BELOW)).max(m.start) & !7, (fs + TLS_WINDOW_ABOVE).min(m.end));
+            }
+        }
+        true
+    });
+    for (r, &(sp, _)) in roots.iter_mut().zip(threads) {
+        // TLS inside the scanned stack range needs no second scan.
+        if r.tls.0 >= r.stack.0 && r.tls.1 <= r.stack.1 {
+            r.tls = (0, 0);
+        } else if r.tls.0 < r.stack.1 && r.tls.1 > r.stack.0 {
+            r.tls = (r.tls.0.min(r.stack.0), r.tls.1.max(r.stack.1));
+            r.stack = (0, 0);
+        }
+        if r.stack == (0, 0) && r.tls == (0, 0) {
+            r.stack = (sp & !7, sp & !7);
+        }
+    }
+    Ok(())
+}
