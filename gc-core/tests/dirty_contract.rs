@@ -147,10 +147,8 @@ fn kernel_write(region: &Region, i: usize) -> std::io::Result<usize> {
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
     let data = [0x5au8; 100];
     // SAFETY: writes 100 bytes from a live array into the pipe we just made.
-    assert_eq!(
-        unsafe { libc::write(fds[1], data.as_ptr().cast(), data.len()) },
-        100
-    );
+    let written = unsafe { libc::write(fds[1], data.as_ptr().cast(), data.len()) };
+    assert_eq!(written, 100);
     let dst: *mut libc::c_void = region.page(i).start().plus(123).to_ptr();
     // SAFETY: the destination lies inside our own mapping (100 bytes from offset 123); the
     // kernel either fills it or fails with EFAULT.
@@ -160,10 +158,9 @@ fn kernel_write(region: &Region, i: usize) -> std::io::Result<usize> {
     } else {
         Ok(n as usize)
     };
-    // SAFETY: both fds are ours and closed once.
-    unsafe {
-        libc::close(fds[0]);
-        libc::close(fds[1]);
+    for fd in fds {
+        // SAFETY: both fds are ours and each is closed once.
+        unsafe { libc::close(fd) };
     }
     result
 }

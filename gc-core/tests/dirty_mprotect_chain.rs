@@ -42,24 +42,15 @@ fn faults_outside_armed_ranges_reach_the_earlier_handler() {
     sa.sa_sigaction = earlier_handler as *const () as libc::sighandler_t;
     sa.sa_flags = libc::SA_SIGINFO;
     // SAFETY: `sa` is a valid action whose handler has the SA_SIGINFO signature.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut()) },
-        0
-    );
+    let rc = unsafe { libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "sigaction");
 
     let foreign = Mapping::new(BYTES_IN_PAGE).expect("mmap");
     FOREIGN_PAGE.store(foreign.start(), Ordering::SeqCst);
-    // SAFETY: our own fresh mapping.
-    assert_eq!(
-        unsafe {
-            libc::mprotect(
-                foreign.start() as *mut libc::c_void,
-                BYTES_IN_PAGE,
-                libc::PROT_READ,
-            )
-        },
-        0
-    );
+    let foreign_ptr = foreign.start() as *mut libc::c_void;
+    // SAFETY: our own fresh mapping; nothing relies on it being writable.
+    let rc = unsafe { libc::mprotect(foreign_ptr, BYTES_IN_PAGE, libc::PROT_READ) };
+    assert_eq!(rc, 0, "mprotect");
 
     let region = Mapping::new(4 * BYTES_IN_PAGE).expect("mmap");
     let range = PageRange::new(Page::from_aligned(region.start()), 4);
