@@ -181,12 +181,12 @@ fn record_write_fault(addr: usize) -> bool {
             continue;
         }
         slot.users.fetch_add(1, Ordering::SeqCst);
-        // Re-check now that the owner must wait for us before freeing the bitmap.
+        // Re-check now that the owner must wait for us before freeing the bitmap. State
+        // first: once it reads ARMED, the fields below are the ones published with it and
+        // cannot change until we leave.
+        let armed = slot.state.load(Ordering::SeqCst) == SLOT_ARMED;
         let start = slot.start.load(Ordering::SeqCst);
-        if slot.state.load(Ordering::SeqCst) == SLOT_ARMED
-            && page >= start
-            && page < slot.end.load(Ordering::SeqCst)
-        {
+        if armed && page >= start && page < slot.end.load(Ordering::SeqCst) {
             let (word, mask) = bit_position(page_index(start, page));
             let bits = slot.bits.load(Ordering::Acquire);
             // SAFETY: the slot is armed and we are counted in `users`, so its owner keeps
