@@ -233,7 +233,9 @@ impl Heap {
     /// may allocate). On failure with `auto`-free selection the heap reports the reason and
     /// runs full collections.
     fn ensure_tracker(&'static self, g: Guard) -> Guard {
-        let TrackerState::Pending(choice) = g.gc.tracker else { return g };
+        let TrackerState::Pending(choice) = g.gc.tracker else {
+            return g;
+        };
         if OPENING_TRACKER.swap(true, Ordering::AcqRel) {
             return g;
         }
@@ -254,7 +256,11 @@ impl Heap {
                 for e in &skipped {
                     g.gc.note(e);
                 }
-                g.gc.tracker = if t.backend() == Backend::None { TrackerState::Off } else { TrackerState::Open(t) };
+                g.gc.tracker = if t.backend() == Backend::None {
+                    TrackerState::Off
+                } else {
+                    TrackerState::Open(t)
+                };
                 Some(skipped)
             }
             Err(e) => {
@@ -263,7 +269,9 @@ impl Heap {
                 g.gc.backend = Some(Backend::None);
                 g.gc.tracker = TrackerState::Off;
                 drop(g);
-                eprintln_raw(&format!("dunegc: {e}; falling back to full stop-the-world collections"));
+                eprintln_raw(&format!(
+                    "dunegc: {e}; falling back to full stop-the-world collections"
+                ));
                 return self.lock();
             }
         };
@@ -275,7 +283,9 @@ impl Heap {
     /// Open the dirty tracker now (outside any allocation), returning its error.
     pub(crate) fn open_tracker_now(&'static self) -> Result<(), GcError> {
         let g = self.lock();
-        let TrackerState::Pending(choice) = g.gc.tracker else { return Ok(()) };
+        let TrackerState::Pending(choice) = g.gc.tracker else {
+            return Ok(());
+        };
         drop(g);
         let (t, skipped) = dirty::open_choice(choice)?;
         let mut g = self.lock();
@@ -283,17 +293,28 @@ impl Heap {
         for e in &skipped {
             g.gc.note(e);
         }
-        g.gc.tracker = if t.backend() == Backend::None { TrackerState::Off } else { TrackerState::Open(t) };
+        g.gc.tracker = if t.backend() == Backend::None {
+            TrackerState::Off
+        } else {
+            TrackerState::Open(t)
+        };
         drop(g);
         drop(skipped);
         Ok(())
     }
 
     /// Run a whole collection now (finishing a cycle in progress).
-    pub(crate) fn collect_locked(&'static self, mut g: Guard, _reason: Reason) -> Result<Guard, GcError> {
+    pub(crate) fn collect_locked(
+        &'static self,
+        mut g: Guard,
+        _reason: Reason,
+    ) -> Result<Guard, GcError> {
         let t0 = Instant::now();
         roots::statics::refresh(&mut g.gc.statics);
-        let world = world::stop().map_err(|source| GcError::Os { op: "stopping the world", source })?;
+        let world = world::stop().map_err(|source| GcError::Os {
+            op: "stopping the world",
+            source,
+        })?;
         let inner = &mut *g;
         inner.gc.stats.threads_skipped += world.skipped as u64;
         let incremental = inner.gc.cycle.is_some();
@@ -322,7 +343,8 @@ impl Heap {
         }
         inner.gc.cycle = None;
         let divisor = self.options.free_space_divisor.max(1);
-        inner.gc.budget_bytes = (inner.gc.stats.live_bytes as usize * 2 / divisor).max(self.options.initial_heap_bytes);
+        inner.gc.budget_bytes =
+            (inner.gc.stats.live_bytes as usize * 6 / divisor).max(self.options.initial_heap_bytes);
         inner.bytes_since_gc = 0;
         if !inner.gc.finalizers.ready.is_empty() {
             self.finalizers_pending.store(true, Ordering::Release);
@@ -353,7 +375,9 @@ impl Heap {
                 n += 1;
             }
         }
-        let TrackerState::Open(tracker) = &mut inner.gc.tracker else { unreachable!("checked above") };
+        let TrackerState::Open(tracker) = &mut inner.gc.tracker else {
+            unreachable!("checked above")
+        };
         if let Err(e) = tracker.arm(&ranges[..n]) {
             // Arming failed (e.g. out of memory for protection changes): this cycle runs
             // as a full collection instead; the error is kept in the report, and a failed
@@ -366,7 +390,10 @@ impl Heap {
         inner.gc.mark_stack.clear();
         roots::statics::refresh(&mut inner.gc.statics);
         roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, None, sp));
-        inner.gc.cycle = Some(Cycle { armed, bytes_at_last_step: inner.bytes_since_gc });
+        inner.gc.cycle = Some(Cycle {
+            armed,
+            bytes_at_last_step: inner.bytes_since_gc,
+        });
         inner.gc.stats.gc_time_ns += elapsed_ns(t0);
         Ok(g)
     }
@@ -374,7 +401,8 @@ impl Heap {
     fn clear_marks(&self, inner: &HeapInner) {
         for s in &inner.spaces {
             let start = self.pages.page_addr(s.first);
-            self.marks.clear_range(start, start + (s.high_water << LOG_BYTES_IN_PAGE));
+            self.marks
+                .clear_range(start, start + (s.high_water << LOG_BYTES_IN_PAGE));
         }
     }
 
@@ -446,7 +474,10 @@ impl Heap {
             // Without /proc/self/maps, scan a conservative window above each stack pointer.
             gc.thread_roots.clear();
             for &(sp, _) in gc.thread_sp.as_slice() {
-                let _ = gc.thread_roots.push(ThreadRoots { stack: (sp, sp + (64 << 10)), tls: (0, 0) });
+                let _ = gc.thread_roots.push(ThreadRoots {
+                    stack: (sp, sp + (64 << 10)),
+                    tls: (0, 0),
+                });
             }
         }
         for r in gc.thread_roots.as_slice() {
@@ -498,7 +529,9 @@ impl Heap {
         if !self.contains(page) {
             return;
         }
-        let Some(start) = self.pages.span_start_of(self.pages.page_index(page)) else { return };
+        let Some(start) = self.pages.span_start_of(self.pages.page_index(page)) else {
+            return;
+        };
         let span = self.pages.span(start);
         if !ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)).is_traced() {
             return;
@@ -574,7 +607,8 @@ impl Heap {
         for r in 0..registered.len() {
             let f = registered.as_slice()[r];
             let candidate = gc.candidates.as_slice().iter().any(|c| c.obj == f.obj);
-            let ready_now = candidate && (f.order == FinalizerOrder::NoOrder || !self.marks.get(f.obj));
+            let ready_now =
+                candidate && (f.order == FinalizerOrder::NoOrder || !self.marks.get(f.obj));
             if ready_now {
                 let _ = ready.push(f);
                 gc.stats.finalizers_queued += 1;
@@ -618,10 +652,19 @@ impl Heap {
                     let end = base + (n_pages << LOG_BYTES_IN_PAGE);
                     let mut live = 0u64;
                     let mut before = 0u64;
-                    for (a, m) in self.allocs.words(base, end).iter().zip(self.marks.words(base, end)) {
+                    for (a, m) in self
+                        .allocs
+                        .words(base, end)
+                        .iter()
+                        .zip(self.marks.words(base, end))
+                    {
                         let av = a.load(Ordering::Relaxed);
                         before += av.count_ones() as u64;
-                        let nv = if collectable { av & m.load(Ordering::Relaxed) } else { av };
+                        let nv = if collectable {
+                            av & m.load(Ordering::Relaxed)
+                        } else {
+                            av
+                        };
                         if nv != av {
                             a.store(nv, Ordering::Relaxed);
                         }

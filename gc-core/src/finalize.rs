@@ -58,7 +58,10 @@ impl Finalizers {
                 self.registered.as_mut_slice().swap(i, last);
                 self.registered.pop();
             }
-            (None, Some(f)) => self.registered.push(f).expect("mapping memory for finalizers failed"),
+            (None, Some(f)) => self
+                .registered
+                .push(f)
+                .expect("mapping memory for finalizers failed"),
             (None, None) => {}
         }
         old
@@ -66,6 +69,8 @@ impl Finalizers {
 
     /// Append a registration known to be new (the `Gc<T>` fast path).
     pub fn push_new(&mut self, f: Finalizer) {
-        self.registered.push(f).expect("mapping memory for finalizers failed");
+        self.registered
+            .push(f)
+            .expect("mapping memory for finalizers failed");
     }
 }

@@ -5,17 +5,17 @@
 //! marking learns which pages were written from a [`DirtyTracker`] backend.
 //!
 //! Tour:
-//! - [`address`]: typed addresses (`Address`, `Page`, `PageRange`).
-//! - [`heap`]: reservation, spaces, size classes, spans, side bitmaps, thread caches.
-//! - [`mark`]: the mark stack and the conservative scan.
-//! - [`roots`]: static data, the collector's own stack.
-//! - [`world`]: stop-the-world over every thread of the process.
-//! - [`collector`]: policy, full collections, incremental cycles, sweeping.
-//! - [`finalize`]: finalizer registration and queue.
-//! - [`dirty`]: the `DirtyTracker` trait and its backends.
-//! - [`api`]: `GcAllocator`, `Gc<T>`, options, statistics, the global heap.
-//! - [`util`]: mappings and allocation-free helpers used while the world is stopped.
-//! - [`error`]: `GcError`.
+//! - [`address`] — typed addresses (`Address`, `Page`, `PageRange`).
+//! - [`heap`] — reservation, spaces, size classes, spans, side bitmaps, thread caches.
+//! - [`mark`] — the mark stack and the conservative scan.
+//! - [`roots`] — static data, the collector's own stack.
+//! - [`world`] — stop-the-world over every thread of the process.
+//! - [`collector`] — policy, full collections, incremental cycles, sweeping.
+//! - [`finalize`] — finalizer registration and queue.
+//! - [`dirty`] — the `DirtyTracker` trait and its backends.
+//! - [`api`] — `GcAllocator`, `Gc<T>`, options, statistics, the global heap.
+//! - [`util`] — mappings and allocation-free helpers used while the world is stopped.
+//! - [`error`] — `GcError`.
 
 pub mod address;
 pub mod api;

@@ -52,16 +52,36 @@ fn slots() -> &'static [Slot] {
 }
 
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long });
-    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: FUTEX_WAIT reads the 32-bit word at a valid, aligned address and sleeps; the
     // timespec pointer is null or points to a live local.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, expected, tsp) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            tsp,
+        )
+    };
 }
 
 fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, n) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            n,
+        )
+    };
 }
 
 /// The FS base (thread pointer) of the calling thread: glibc keeps it at %fs:0.
@@ -70,11 +90,17 @@ pub fn current_fs_base() -> usize {
     let v: usize;
     // SAFETY: on x86_64 glibc the TCB's first word is its own address; reading it has no
     // side effects.
-    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) v, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        std::arch::asm!("mov {}, fs:0", out(reg) v, options(nostack, readonly, preserves_flags))
+    };
     v
 }
 
-extern "C" fn suspend_handler(_sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+extern "C" fn suspend_handler(
+    _sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    uctx: *mut libc::c_void,
+) {
     // SAFETY: errno is thread-local; saving and restoring it keeps the interrupted code's
     // view intact.
     let saved_errno = unsafe { *libc::__errno_location() };
@@ -91,7 +117,8 @@ extern "C" fn suspend_handler(_sig: libc::c_int, info: *mut libc::siginfo_t, uct
             slot.regs[i].store(r, Ordering::Relaxed);
         }
         let marker = 0usize;
-        slot.sp.store(&marker as *const usize as usize, Ordering::Relaxed);
+        slot.sp
+            .store(&marker as *const usize as usize, Ordering::Relaxed);
         slot.fs_base.store(current_fs_base(), Ordering::Relaxed);
         slot.acked_epoch.store(epoch, Ordering::Release);
         ACKS.fetch_add(1, Ordering::AcqRel);
@@ -179,7 +206,12 @@ impl Drop for StoppedWorld {
 fn for_each_tid(mut f: impl FnMut(i32)) -> std::io::Result<()> {
     const PATH: &[u8] = b"/proc/self/task\0";
     // SAFETY: NUL-terminated path.
-    let fd = unsafe { libc::open(PATH.as_ptr().cast(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            PATH.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -255,7 +287,9 @@ fn blocks_suspend_or_gone(tid: i32) -> bool {
     }
     let text = &buf[..len as usize];
     let key = b"SigBlk:\t";
-    let Some(pos) = text.windows(key.len()).position(|w| w == key) else { return false };
+    let Some(pos) = text.windows(key.len()).position(|w| w == key) else {
+        return false;
+    };
     let hex = &text[pos + key.len()..];
     let mut mask: u64 = 0;
     for &b in hex.iter().take(16) {
@@ -286,7 +320,15 @@ fn send_suspend(tid: i32, slot: usize, epoch: u32) -> bool {
         (raw.add(24) as *mut usize).write_unaligned(value);
     }
     // SAFETY: sends a signal to a thread of our own process with a valid siginfo.
-    let rc = unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, libc::getpid(), tid, SIG_SUSPEND, &info as *const libc::siginfo_t) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            libc::getpid(),
+            tid,
+            SIG_SUSPEND,
+            &info as *const libc::siginfo_t,
+        )
+    };
     rc == 0
 }
 
@@ -311,12 +353,15 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             if tid == me || err.is_some() {
                 return;
             }
-            let known = threads.as_slice().iter().any(|t| t.tid == tid) || pending.as_slice().iter().any(|p| p.0 == tid);
+            let known = threads.as_slice().iter().any(|t| t.tid == tid)
+                || pending.as_slice().iter().any(|p| p.0 == tid);
             if known {
                 return;
             }
             if next_slot >= MAX_THREADS {
-                err = Some(std::io::Error::other("more threads than the collector can stop"));
+                err = Some(std::io::Error::other(
+                    "more threads than the collector can stop",
+                ));
                 return;
             }
             let slot = next_slot;
@@ -332,7 +377,12 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
         })?;
         if let Some(e) = err {
             // Resume whoever we stopped before failing.
-            drop(StoppedWorld { _guard: guard, epoch, threads, skipped });
+            drop(StoppedWorld {
+                _guard: guard,
+                epoch,
+                threads,
+                skipped,
+            });
             return Err(e);
         }
         if new_ones == 0 && pending.is_empty() {
@@ -372,7 +422,9 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
                 let mut j = 0;
                 while j < pending.len() {
                     let (tid, slot) = pending.as_slice()[j];
-                    if table[slot].acked_epoch.load(Ordering::Acquire) != epoch && blocks_suspend_or_gone(tid) {
+                    if table[slot].acked_epoch.load(Ordering::Acquire) != epoch
+                        && blocks_suspend_or_gone(tid)
+                    {
                         skipped += 1;
                         let last = pending.len() - 1;
                         pending.as_mut_slice().swap(j, last);
@@ -390,7 +442,12 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             futex_wait(&ACKS, seen, Some(Duration::from_millis(1)));
         }
     }
-    Ok(StoppedWorld { _guard: guard, epoch, threads, skipped })
+    Ok(StoppedWorld {
+        _guard: guard,
+        epoch,
+        threads,
+        skipped,
+    })
 }
 
 /// A range of memory a stopped (or the current) thread may hold pointers in.
@@ -410,11 +467,18 @@ const TLS_WINDOW_ABOVE: usize = 4 << 10;
 
 /// Work out the root ranges of threads from their stack pointers and FS bases with one
 /// read of `/proc/self/maps`.
-pub fn thread_roots(threads: &[(usize, usize)], out: &mut MmapVec<ThreadRoots>) -> std::io::Result<()> {
+pub fn thread_roots(
+    threads: &[(usize, usize)],
+    out: &mut MmapVec<ThreadRoots>,
+) -> std::io::Result<()> {
     out.clear();
     out.reserve(threads.len())?;
     for _ in threads {
-        out.push_within_capacity(ThreadRoots { stack: (0, 0), tls: (0, 0) }).map_err(|_| std::io::Error::other("capacity"))?;
+        out.push_within_capacity(ThreadRoots {
+            stack: (0, 0),
+            tls: (0, 0),
+        })
+        .map_err(|_| std::io::Error::other("capacity"))?;
     }
     let roots = out.as_mut_slice();
     procmaps::for_each_mapping(|m| {
@@ -423,7 +487,10 @@ pub fn thread_roots(threads: &[(usize, usize)], out: &mut MmapVec<ThreadRoots>) 
                 roots[i].stack = (sp & !7, m.end);
             }
             if m.start <= fs && fs < m.end && m.readable {
-                roots[i].tls = ((fs.saturating_sub(TLS_WINDOW_BELOW)).max(m.start) & !7, (fs + TLS_WINDOW_ABOVE).min(m.end));
+                roots[i].tls = (
+                    (fs.saturating_sub(TLS_WINDOW_BELOW)).max(m.start) & !7,
+                    (fs + TLS_WINDOW_ABOVE).min(m.end),
+                );
             }
         }
         true

@@ -5,16 +5,34 @@ use gc_core::{GcError, Heap, HeapBuilder, ObjectKind};
 use std::hint::black_box;
 
 fn small_heap() -> &'static Heap {
-    HeapBuilder::new().max_space_bytes(256 << 20).initial_heap_bytes(1 << 20).build().expect("heap")
+    HeapBuilder::new()
+        .max_space_bytes(256 << 20)
+        .initial_heap_bytes(1 << 20)
+        .build()
+        .expect("heap")
 }
 
 #[test]
 fn alloc_lookup_and_interior_pointers() {
     let heap = small_heap();
-    for len in [1usize, 8, 16, 17, 100, 1000, 5000, 16384, 16385, 100_000, 3 << 20] {
+    for len in [
+        1usize,
+        8,
+        16,
+        17,
+        100,
+        1000,
+        5000,
+        16384,
+        16385,
+        100_000,
+        3 << 20,
+    ] {
         let p = heap.alloc(ObjectKind::Normal, len, 8).unwrap();
         assert_eq!(p % 16, 0);
-        let info = heap.find_object(p + len - 1).expect("interior pointer finds the object");
+        let info = heap
+            .find_object(p + len - 1)
+            .expect("interior pointer finds the object");
         assert_eq!(info.base, p);
         assert!(info.len_bytes >= len);
         // Zeroed.
@@ -31,7 +49,10 @@ fn alignment_requests_are_honoured() {
         let p = heap.alloc(ObjectKind::Malloc, 24, align).unwrap();
         assert_eq!(p % align, 0, "align {align}");
     }
-    assert!(matches!(heap.alloc(ObjectKind::Malloc, 8, 1 << 22), Err(GcError::TooLarge { .. })));
+    assert!(matches!(
+        heap.alloc(ObjectKind::Malloc, 8, 1 << 22),
+        Err(GcError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -41,13 +62,19 @@ fn bad_frees_are_rejected_and_change_nothing() {
     let q = heap.alloc(ObjectKind::Malloc, 64, 8).unwrap();
     let local = 0u64;
     let e = heap.free(&local as *const u64 as usize).unwrap_err();
-    assert!(e.to_string().contains("not a pointer into this heap"), "{e}");
+    assert!(
+        e.to_string().contains("not a pointer into this heap"),
+        "{e}"
+    );
     let e = heap.free(p + 8).unwrap_err();
     assert!(e.to_string().contains("inside an object"), "{e}");
     heap.free(p).unwrap();
     let e = heap.free(p).unwrap_err();
     assert!(matches!(e, GcError::InvalidFree { .. }), "{e}");
-    assert!(heap.find_object(q).is_some(), "a bad free must not disturb other objects");
+    assert!(
+        heap.find_object(q).is_some(),
+        "a bad free must not disturb other objects"
+    );
     let big = heap.alloc(ObjectKind::Malloc, 1 << 20, 8).unwrap();
     heap.free(big).unwrap();
     assert!(heap.free(big).is_err());
@@ -58,7 +85,10 @@ fn huge_and_zero_sized_requests() {
     let heap = small_heap();
     let z = heap.alloc(ObjectKind::Normal, 0, 1).unwrap();
     assert!(heap.find_object(z).is_some());
-    assert!(matches!(heap.alloc(ObjectKind::Normal, usize::MAX / 2, 8), Err(GcError::TooLarge { .. })));
+    assert!(matches!(
+        heap.alloc(ObjectKind::Normal, usize::MAX / 2, 8),
+        Err(GcError::TooLarge { .. })
+    ));
     // Larger than the space: too large, not a crash.
     assert!(heap.alloc(ObjectKind::Normal, 512 << 20, 8).is_err());
     // Still usable afterwards.

@@ -93,10 +93,18 @@ impl<T: Send + Sync + 'static> Gc<T> {
         // T's alignment.
         unsafe { ptr.write(value) };
         if std::mem::needs_drop::<T>() {
-            heap.register_new_finalizer(Finalizer { obj: addr, func: drop_value::<T>, data: 0, order: FinalizerOrder::NoOrder });
+            heap.register_new_finalizer(Finalizer {
+                obj: addr,
+                func: drop_value::<T>,
+                data: 0,
+                order: FinalizerOrder::NoOrder,
+            });
             ensure_finalizer_thread(heap);
         }
-        Ok(Gc { ptr: NonNull::new(ptr).expect("heap addresses are never null"), _marker: PhantomData })
+        Ok(Gc {
+            ptr: NonNull::new(ptr).expect("heap addresses are never null"),
+            _marker: PhantomData,
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! `GcAllocator`: the collector as Rust's global allocator.
 //!
-//! ```ignore
+//! ```no_run
 //! #[global_allocator]
 //! static GLOBAL: gc_core::GcAllocator = gc_core::GcAllocator;
 //! ```

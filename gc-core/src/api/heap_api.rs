@@ -46,9 +46,20 @@ impl Heap {
     /// from `mmap` or libc's `malloc`, that holds pointers to heap objects).
     pub fn add_roots(&self, start: usize, end: usize) -> Result<(), GcError> {
         if start > end {
-            return Err(GcError::Config { key: "add_roots", value: format!("{start:#x}..{end:#x}"), expected: "start <= end" });
+            return Err(GcError::Config {
+                key: "add_roots",
+                value: format!("{start:#x}..{end:#x}"),
+                expected: "start <= end",
+            });
         }
-        self.lock().gc.added_roots.push((start, end)).map_err(|source| GcError::Os { op: "mapping the root list", source })
+        self.lock()
+            .gc
+            .added_roots
+            .push((start, end))
+            .map_err(|source| GcError::Os {
+                op: "mapping the root list",
+                source,
+            })
     }
 
     /// Stop scanning every added root range that lies within `[start, end)`.
@@ -76,9 +87,19 @@ impl Heap {
     ) -> Result<Option<(FinalizerFn, usize)>, GcError> {
         match self.find_object(obj) {
             Some(info) if info.base == obj => {}
-            _ => return Err(GcError::InvalidFree { addr: obj, reason: "finalizers need the start of a live heap object" }),
+            _ => {
+                return Err(GcError::InvalidFree {
+                    addr: obj,
+                    reason: "finalizers need the start of a live heap object",
+                })
+            }
         }
-        let new = func.map(|(func, data)| Finalizer { obj, func, data, order });
+        let new = func.map(|(func, data)| Finalizer {
+            obj,
+            func,
+            data,
+            order,
+        });
         let old = self.lock().gc.finalizers.register(obj, new);
         Ok(old.map(|f| (f.func, f.data)))
     }
@@ -122,11 +143,18 @@ impl Heap {
 
     /// Block until finalizers are queued or `timeout` passes.
     pub fn wait_for_finalizers(&self, timeout: Duration) {
-        let g = self.finalizer_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self
+            .finalizer_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if self.has_pending_finalizers() {
             return;
         }
-        drop(self.finalizer_wakeup.wait_timeout(g, timeout).unwrap_or_else(|e| e.into_inner()));
+        drop(
+            self.finalizer_wakeup
+                .wait_timeout(g, timeout)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
     }
 
     /// A snapshot of the statistics.

@@ -1,10 +1,10 @@
 //! The public face of the collector.
 //!
-//! - [`options`]: `Options`, `HeapBuilder`, `DUNEGC_*` variables.
-//! - [`stats`]: `GcStats`.
-//! - [`global_alloc`]: `GcAllocator` for `#[global_allocator]`.
-//! - [`gc`]: `Gc<T>`, the copyable collected pointer.
-//! - [`heap_api`]: collection, roots, finalizers and statistics on a `Heap`.
+//! - [`options`] — `Options`, `HeapBuilder`, `DUNEGC_*` variables.
+//! - [`stats`] — `GcStats`.
+//! - [`global_alloc`] — `GcAllocator` for `#[global_allocator]`.
+//! - [`gc`] — `Gc<T>`, the copyable collected pointer.
+//! - [`heap_api`] — collection, roots, finalizers and statistics on a `Heap`.
 
 pub mod gc;
 pub mod global_alloc;
@@ -38,14 +38,28 @@ fn init_global() -> &'static Heap {
     GLOBAL_ONCE.call_once(|| {
         let options = match crate::api::options::Options::default().with_env_raw() {
             Ok(o) => o,
-            Err((key, value, expected)) => fatal(&[b"dunegc: bad value '", value.as_bytes(), b"' for ", key.as_bytes(), b": expected ", expected.as_bytes()]),
+            Err((key, value, expected)) => fatal(&[
+                b"dunegc: bad value '",
+                value.as_bytes(),
+                b"' for ",
+                key.as_bytes(),
+                b": expected ",
+                expected.as_bytes(),
+            ]),
         };
         if let Err((key, expected)) = options.check_raw() {
-            fatal(&[b"dunegc: bad ", key.as_bytes(), b": expected ", expected.as_bytes()]);
+            fatal(&[
+                b"dunegc: bad ",
+                key.as_bytes(),
+                b": expected ",
+                expected.as_bytes(),
+            ]);
         }
         let heap = match HeapBuilder::new().options_from(options).build_for_global() {
             Ok(h) => h,
-            Err(_) => fatal(&[b"dunegc: could not reserve address space for the heap (see DUNEGC_MAX_HEAP_SIZE)"]),
+            Err(_) => fatal(&[
+                b"dunegc: could not reserve address space for the heap (see DUNEGC_MAX_HEAP_SIZE)",
+            ]),
         };
         GLOBAL.store(heap as *const Heap as *mut Heap, Ordering::Release);
     });

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `DUNEGC_INITIAL_HEAP_SIZE` | allocation allowed before the first collection (and the least between two) | 4M |
 //! | `DUNEGC_MAX_HEAP_SIZE` | address space reserved per space (normal, atomic, malloc) | 16G |
-//! | `DUNEGC_FREE_SPACE_DIVISOR` | budget between collections = 2 × live / divisor (bdwgc's knob) | 3 |
+//! | `DUNEGC_FREE_SPACE_DIVISOR` | budget between collections = 6 × live / divisor (bdwgc's knob) | 3 |
 //! | `DUNEGC_INCREMENTAL` | `1`: incremental (mostly-parallel) marking | 0 |
 //! | `DUNEGC_DIRTY` | `auto`, `none`, `mprotect`, `soft-dirty`, `uffd`, `dune`; setting it (other than `none`) implies incremental | auto |
 //! | `DUNEGC_PRINT_STATS` | `1`: print statistics at exit of `collect()`-reporting programs | 0 |
@@ -87,13 +87,24 @@ pub fn getenv(key: &CStr) -> Option<&'static str> {
 impl Options {
     /// Apply `DUNEGC_*` environment variables over `self`.
     pub fn with_env(self) -> Result<Options, GcError> {
-        self.with_env_raw().map_err(|(key, value, expected)| GcError::Config { key, value: value.to_owned(), expected })
+        self.with_env_raw()
+            .map_err(|(key, value, expected)| GcError::Config {
+                key,
+                value: value.to_owned(),
+                expected,
+            })
     }
 
     /// Like `with_env`, but allocation-free: the error names the variable, its value and
     /// what was expected.
-    pub(crate) fn with_env_raw(mut self) -> Result<Options, (&'static str, &'static str, &'static str)> {
-        fn var<T>(key: &'static CStr, expected: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, (&'static str, &'static str, &'static str)> {
+    pub(crate) fn with_env_raw(
+        mut self,
+    ) -> Result<Options, (&'static str, &'static str, &'static str)> {
+        fn var<T>(
+            key: &'static CStr,
+            expected: &'static str,
+            parse: impl Fn(&str) -> Option<T>,
+        ) -> Result<Option<T>, (&'static str, &'static str, &'static str)> {
             let name = key.to_str().expect("variable names are ASCII");
             match getenv(key) {
                 None => Ok(None),
@@ -106,13 +117,19 @@ impl Options {
         if let Some(n) = var(c"DUNEGC_MAX_HEAP_SIZE", "a size like 8G", parse_size)? {
             self.max_space_bytes = n;
         }
-        if let Some(d) = var(c"DUNEGC_FREE_SPACE_DIVISOR", "a positive integer", |v| v.trim().parse().ok().filter(|&d: &usize| d > 0))? {
+        if let Some(d) = var(c"DUNEGC_FREE_SPACE_DIVISOR", "a positive integer", |v| {
+            v.trim().parse().ok().filter(|&d: &usize| d > 0)
+        })? {
             self.free_space_divisor = d;
         }
         if let Some(b) = var(c"DUNEGC_INCREMENTAL", "0 or 1", parse_bool)? {
             self.incremental = b;
         }
-        if let Some(c) = var(c"DUNEGC_DIRTY", "auto, none, mprotect, soft-dirty, uffd or dune", |v| v.trim().parse::<BackendChoice>().ok())? {
+        if let Some(c) = var(
+            c"DUNEGC_DIRTY",
+            "auto, none, mprotect, soft-dirty, uffd or dune",
+            |v| v.trim().parse::<BackendChoice>().ok(),
+        )? {
             self.dirty = c;
             self.incremental = c != BackendChoice::Exactly(Backend::None);
         }
@@ -134,7 +151,11 @@ impl Options {
     }
 
     fn check(&self) -> Result<(), GcError> {
-        self.check_raw().map_err(|(key, expected)| GcError::Config { key, value: self.max_space_bytes.to_string(), expected })
+        self.check_raw().map_err(|(key, expected)| GcError::Config {
+            key,
+            value: self.max_space_bytes.to_string(),
+            expected,
+        })
     }
 }
 

@@ -72,13 +72,46 @@ impl fmt::Display for GcStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let backend = self.backend.map_or("not chosen yet", |b| b.name());
         writeln!(f, "dunegc statistics")?;
-        writeln!(f, "  dirty tracking      {backend}{}", if self.backend_note.is_empty() { String::new() } else { format!(" ({})", self.backend_note) })?;
-        writeln!(f, "  collections         {} full, {} incremental ({} mark steps)", self.full_collections, self.incremental_cycles, self.mark_steps)?;
-        writeln!(f, "  pauses              max {:?}, p99 {:?}, total {:?}", self.max_pause, self.p99_pause, self.total_pause)?;
-        writeln!(f, "  collector time      {:?} (longest mark step {:?})", self.gc_time, self.max_mark_step)?;
-        writeln!(f, "  heap                {} KiB in use, {} KiB live after last collection", self.heap_bytes >> 10, self.live_bytes >> 10)?;
-        writeln!(f, "  bytes               {} allocated, {} swept, {} freed explicitly", self.bytes_allocated, self.bytes_swept, self.bytes_freed_explicitly)?;
-        write!(f, "  dirty pages         {} reported ({} in the last cycle), {} unarmed", self.dirty_pages, self.last_dirty_pages, self.unarmed_pages)
+        writeln!(
+            f,
+            "  dirty tracking      {backend}{}",
+            if self.backend_note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.backend_note)
+            }
+        )?;
+        writeln!(
+            f,
+            "  collections         {} full, {} incremental ({} mark steps)",
+            self.full_collections, self.incremental_cycles, self.mark_steps
+        )?;
+        writeln!(
+            f,
+            "  pauses              max {:?}, p99 {:?}, total {:?}",
+            self.max_pause, self.p99_pause, self.total_pause
+        )?;
+        writeln!(
+            f,
+            "  collector time      {:?} (longest mark step {:?})",
+            self.gc_time, self.max_mark_step
+        )?;
+        writeln!(
+            f,
+            "  heap                {} KiB in use, {} KiB live after last collection",
+            self.heap_bytes >> 10,
+            self.live_bytes >> 10
+        )?;
+        writeln!(
+            f,
+            "  bytes               {} allocated, {} swept, {} freed explicitly",
+            self.bytes_allocated, self.bytes_swept, self.bytes_freed_explicitly
+        )?;
+        write!(
+            f,
+            "  dirty pages         {} reported ({} in the last cycle), {} unarmed",
+            self.dirty_pages, self.last_dirty_pages, self.unarmed_pages
+        )
     }
 }
 

@@ -40,8 +40,13 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, in the order `auto` prefers them (best first).
-    pub const ALL: [Backend; 5] =
-        [Backend::Uffd, Backend::SoftDirty, Backend::Mprotect, Backend::Dune, Backend::None];
+    pub const ALL: [Backend; 5] = [
+        Backend::Uffd,
+        Backend::SoftDirty,
+        Backend::Mprotect,
+        Backend::Dune,
+        Backend::None,
+    ];
 
     /// The name used by `DUNEGC_DIRTY` and in reports.
     pub const fn name(self) -> &'static str {
@@ -234,8 +239,14 @@ mod tests {
         for b in Backend::ALL {
             assert_eq!(b.name().parse::<Backend>().unwrap(), b);
         }
-        assert_eq!("auto".parse::<BackendChoice>().unwrap(), BackendChoice::Auto);
+        assert_eq!(
+            "auto".parse::<BackendChoice>().unwrap(),
+            BackendChoice::Auto
+        );
         let err = "fast".parse::<Backend>().unwrap_err().to_string();
-        assert!(err.contains("unknown dirty-tracking backend 'fast'"), "{err}");
+        assert!(
+            err.contains("unknown dirty-tracking backend 'fast'"),
+            "{err}"
+        );
     }
 }

@@ -489,6 +489,19 @@ impl DirtyTracker for MprotectTracker {
             self.disarm()?;
             self.publish(ranges)?;
         }
+        // Clear the bitmap before protecting: the collector may arm while other threads
+        // run, and a write that faults after protection must find its bit kept. (A
+        // write before protection happens before arming completes; marking has not
+        // started then, so nothing is lost.)
+        let words = self
+            .armed
+            .as_slice()
+            .iter()
+            .map(|a| words_for(a.range.n_pages))
+            .sum();
+        for w in &self.bitmap_words()[..words] {
+            w.store(0, Ordering::SeqCst);
+        }
         let failure = self
             .armed
             .as_slice()
@@ -501,15 +514,6 @@ impl DirtyTracker for MprotectTracker {
                 Ok(()) => os_error("mprotect(PROT_READ)", e),
                 Err(_) => os_error("mprotect(PROT_READ), and undoing it failed too", e),
             });
-        }
-        let words = self
-            .armed
-            .as_slice()
-            .iter()
-            .map(|a| words_for(a.range.n_pages))
-            .sum();
-        for w in &self.bitmap_words()[..words] {
-            w.store(0, Ordering::SeqCst);
         }
         self.stats.arms += 1;
         Ok(())

@@ -32,7 +32,11 @@ impl DirtyTracker for NoneTracker {
     fn arm(&mut self, ranges: &[PageRange]) -> Result<(), DirtyError> {
         self.armed.clear();
         for r in ranges {
-            self.armed.push(*r).map_err(|source| DirtyError::Os { backend: Backend::None, op: "mmap", source })?;
+            self.armed.push(*r).map_err(|source| DirtyError::Os {
+                backend: Backend::None,
+                op: "mmap",
+                source,
+            })?;
         }
         self.stats.arms += 1;
         Ok(())

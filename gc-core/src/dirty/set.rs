@@ -15,7 +15,10 @@ pub struct DirtySet {
 impl DirtySet {
     /// An empty set.
     pub fn new() -> DirtySet {
-        DirtySet { runs: MmapVec::new(), normalized: true }
+        DirtySet {
+            runs: MmapVec::new(),
+            normalized: true,
+        }
     }
 
     /// Forget every page.
@@ -43,7 +46,9 @@ impl DirtySet {
                 self.normalized = false;
             }
         }
-        self.runs.push(range).expect("mapping memory for the dirty set failed");
+        self.runs
+            .push(range)
+            .expect("mapping memory for the dirty set failed");
     }
 
     /// Sort and merge the runs (idempotent).
@@ -109,7 +114,10 @@ mod tests {
         s.push_page(p(3));
         s.push_range(PageRange::new(p(9), 3));
         s.normalize();
-        assert_eq!(s.runs(), &[PageRange::new(p(3), 1), PageRange::new(p(9), 3)]);
+        assert_eq!(
+            s.runs(),
+            &[PageRange::new(p(3), 1), PageRange::new(p(9), 3)]
+        );
         assert_eq!(s.n_pages(), 4);
         assert!(s.contains(p(11)) && s.contains(p(3)) && !s.contains(p(12)) && !s.contains(p(4)));
     }

@@ -19,11 +19,19 @@ fn zero(addr: usize, len: usize) {
 
 impl Heap {
     /// Allocate `len_bytes` aligned to `align_bytes` (a power of two), zeroed, of `kind`.
-    pub fn alloc(&'static self, kind: ObjectKind, len_bytes: usize, align_bytes: usize) -> Result<usize, GcError> {
+    pub fn alloc(
+        &'static self,
+        kind: ObjectKind,
+        len_bytes: usize,
+        align_bytes: usize,
+    ) -> Result<usize, GcError> {
         debug_assert!(align_bytes.is_power_of_two());
         let align = align_bytes.max(GRANULE_BYTES);
         if align > MAX_ALIGN_BYTES {
-            return Err(GcError::TooLarge { requested_bytes: align, max_bytes: MAX_ALIGN_BYTES });
+            return Err(GcError::TooLarge {
+                requested_bytes: align,
+                max_bytes: MAX_ALIGN_BYTES,
+            });
         }
         let len = len_bytes.max(1);
         if len <= MAX_SMALL_BYTES && align <= BYTES_IN_PAGE {
@@ -38,7 +46,9 @@ impl Heap {
     fn alloc_small(&'static self, kind: ObjectKind, class: SizeClass) -> Result<usize, GcError> {
         let cache = cache::current(self);
         if cache.is_null() {
-            return Err(GcError::OutOfMemory { requested_bytes: class.object_bytes() });
+            return Err(GcError::OutOfMemory {
+                requested_bytes: class.object_bytes(),
+            });
         }
         // SAFETY: the cache belongs to this thread; only this thread mutates its cursors
         // (the collector reads nothing in it but the list links, under the lock).
@@ -95,7 +105,12 @@ impl Heap {
     /// The thread's span for (kind, class) is used up: rewind over slots freed since, or
     /// trade it for another span.
     #[cold]
-    fn refill(&'static self, cache: &mut ThreadCache, kind: ObjectKind, class: SizeClass) -> Result<(), GcError> {
+    fn refill(
+        &'static self,
+        cache: &mut ThreadCache,
+        kind: ObjectKind,
+        class: SizeClass,
+    ) -> Result<(), GcError> {
         let cc = &mut cache.classes[kind as usize][class.index()];
         if cc.span != 0 && !cc.rewound {
             let start = cc.span as usize - 1;
@@ -120,7 +135,11 @@ impl Heap {
                 let mut g2 = self.collect_locked(g, crate::collector::Reason::OutOfSpace)?;
                 match self.take_span(&mut g2, kind, class) {
                     Some(s) => s,
-                    None => return Err(GcError::OutOfMemory { requested_bytes: class.object_bytes() }),
+                    None => {
+                        return Err(GcError::OutOfMemory {
+                            requested_bytes: class.object_bytes(),
+                        })
+                    }
                 }
             }
         };
@@ -136,7 +155,13 @@ impl Heap {
     }
 
     /// Give a span back: it becomes unowned, and partial if it has free slots.
-    pub(crate) fn release_span(&self, g: &mut HeapInner, start: usize, kind: ObjectKind, class: SizeClass) {
+    pub(crate) fn release_span(
+        &self,
+        g: &mut HeapInner,
+        start: usize,
+        kind: ObjectKind,
+        class: SizeClass,
+    ) {
         let span = self.pages.span(start);
         span.owned.store(false, Ordering::Release);
         if self.free_slots(start) > 0 {
@@ -145,7 +170,13 @@ impl Heap {
     }
 
     /// Put an unowned span with free slots on its partial list (once).
-    pub(crate) fn link_partial(&self, g: &mut HeapInner, start: usize, kind: ObjectKind, class: SizeClass) {
+    pub(crate) fn link_partial(
+        &self,
+        g: &mut HeapInner,
+        start: usize,
+        kind: ObjectKind,
+        class: SizeClass,
+    ) {
         let span = self.pages.span(start);
         if span.in_partial.swap(true, Ordering::AcqRel) {
             return;
@@ -154,13 +185,22 @@ impl Heap {
         span.prev.store(0, Ordering::Relaxed);
         span.next.store(*head, Ordering::Relaxed);
         if *head != 0 {
-            self.pages.span(*head as usize - 1).prev.store(start as u32 + 1, Ordering::Relaxed);
+            self.pages
+                .span(*head as usize - 1)
+                .prev
+                .store(start as u32 + 1, Ordering::Relaxed);
         }
         *head = start as u32 + 1;
     }
 
     /// Take a span off its partial list.
-    pub(crate) fn unlink_partial(&self, g: &mut HeapInner, start: usize, kind: ObjectKind, class: SizeClass) {
+    pub(crate) fn unlink_partial(
+        &self,
+        g: &mut HeapInner,
+        start: usize,
+        kind: ObjectKind,
+        class: SizeClass,
+    ) {
         let span = self.pages.span(start);
         if !span.in_partial.swap(false, Ordering::AcqRel) {
             return;
@@ -168,19 +208,30 @@ impl Heap {
         let next = span.next.load(Ordering::Relaxed);
         let prev = span.prev.load(Ordering::Relaxed);
         if prev != 0 {
-            self.pages.span(prev as usize - 1).next.store(next, Ordering::Relaxed);
+            self.pages
+                .span(prev as usize - 1)
+                .next
+                .store(next, Ordering::Relaxed);
         } else {
             g.partial[kind as usize][class.index()] = next;
         }
         if next != 0 {
-            self.pages.span(next as usize - 1).prev.store(prev, Ordering::Relaxed);
+            self.pages
+                .span(next as usize - 1)
+                .prev
+                .store(prev, Ordering::Relaxed);
         }
         span.next.store(0, Ordering::Relaxed);
         span.prev.store(0, Ordering::Relaxed);
     }
 
     /// A span for (kind, class) to allocate from: a partial one, or a new one.
-    fn take_span(&self, g: &mut HeapInner, kind: ObjectKind, class: SizeClass) -> Option<(usize, bool)> {
+    fn take_span(
+        &self,
+        g: &mut HeapInner,
+        kind: ObjectKind,
+        class: SizeClass,
+    ) -> Option<(usize, bool)> {
         let head = g.partial[kind as usize][class.index()];
         if head != 0 {
             let start = head as usize - 1;
@@ -189,12 +240,30 @@ impl Heap {
             return Some((start, false));
         }
         let run = g.spaces[kind.space() as usize].alloc(&self.pages, class.span_pages(), 1)?;
-        self.init_span(run, SpanState::Small, kind, class.0, class.object_bytes(), class.objects_per_span());
-        self.pages.span(run.start).owned.store(true, Ordering::Release);
+        self.init_span(
+            run,
+            SpanState::Small,
+            kind,
+            class.0,
+            class.object_bytes(),
+            class.objects_per_span(),
+        );
+        self.pages
+            .span(run.start)
+            .owned
+            .store(true, Ordering::Release);
         Some((run.start, run.fresh))
     }
 
-    fn init_span(&self, run: PageRun, state: SpanState, kind: ObjectKind, class: u8, obj_bytes: usize, n_objects: usize) {
+    fn init_span(
+        &self,
+        run: PageRun,
+        state: SpanState,
+        kind: ObjectKind,
+        class: u8,
+        obj_bytes: usize,
+        n_objects: usize,
+    ) {
         let span = self.pages.span(run.start);
         span.kind.store(kind as u8, Ordering::Relaxed);
         span.class.store(class, Ordering::Relaxed);
@@ -203,19 +272,30 @@ impl Heap {
         span.n_pages.store(run.n as u32, Ordering::Relaxed);
         span.obj_bytes.store(obj_bytes as u32, Ordering::Relaxed);
         span.n_objects.store(n_objects as u32, Ordering::Relaxed);
+        span.recip
+            .store(super::span::reciprocal(obj_bytes), Ordering::Relaxed);
         span.next.store(0, Ordering::Relaxed);
         span.prev.store(0, Ordering::Relaxed);
         let base = self.pages.page_addr(run.start);
-        self.allocs.clear_range(base, base + (run.n << LOG_BYTES_IN_PAGE));
+        self.allocs
+            .clear_range(base, base + (run.n << LOG_BYTES_IN_PAGE));
         self.pages.map_span(run.start, run.n);
         span.set_state(state);
     }
 
     #[cold]
-    fn alloc_large(&'static self, kind: ObjectKind, len: usize, align: usize) -> Result<usize, GcError> {
+    fn alloc_large(
+        &'static self,
+        kind: ObjectKind,
+        len: usize,
+        align: usize,
+    ) -> Result<usize, GcError> {
         let max = self.space_pages << LOG_BYTES_IN_PAGE;
         if len > max || len > u32::MAX as usize - BYTES_IN_PAGE {
-            return Err(GcError::TooLarge { requested_bytes: len, max_bytes: max.min(u32::MAX as usize - BYTES_IN_PAGE) });
+            return Err(GcError::TooLarge {
+                requested_bytes: len,
+                max_bytes: max.min(u32::MAX as usize - BYTES_IN_PAGE),
+            });
         }
         let bytes = round_up_to_page(len);
         let n = bytes >> LOG_BYTES_IN_PAGE;
@@ -234,7 +314,11 @@ impl Heap {
             Some(r) => r,
             None => {
                 g = self.collect_locked(g, crate::collector::Reason::OutOfSpace)?;
-                g.spaces[space].alloc(&self.pages, n, align_pages).ok_or(GcError::OutOfMemory { requested_bytes: len })?
+                g.spaces[space]
+                    .alloc(&self.pages, n, align_pages)
+                    .ok_or(GcError::OutOfMemory {
+                        requested_bytes: len,
+                    })?
             }
         };
         let obj_bytes = len.next_multiple_of(GRANULE_BYTES);
@@ -260,10 +344,16 @@ impl Heap {
             },
         })?;
         if info.base != addr {
-            return Err(GcError::InvalidFree { addr, reason: "points inside an object, not at its start" });
+            return Err(GcError::InvalidFree {
+                addr,
+                reason: "points inside an object, not at its start",
+            });
         }
         if !self.allocs.clear_atomic(addr) {
-            return Err(GcError::InvalidFree { addr, reason: "already freed" });
+            return Err(GcError::InvalidFree {
+                addr,
+                reason: "already freed",
+            });
         }
         let span = self.pages.span(info.span);
         match span.state() {

@@ -18,7 +18,10 @@ impl SideBitmap {
     /// A zeroed bitmap for `covered_bytes` of heap starting at `base`.
     pub fn new(base: usize, covered_bytes: usize) -> io::Result<SideBitmap> {
         let bits = covered_bytes >> LOG_GRANULE_BYTES;
-        Ok(SideBitmap { map: Mapping::new(bits.div_ceil(8))?, base })
+        Ok(SideBitmap {
+            map: Mapping::new(bits.div_ceil(8))?,
+            base,
+        })
     }
 
     #[inline]
@@ -102,7 +105,13 @@ mod tests {
         assert!(b.get(base + 32) && !b.get(base + 16) && !b.get(base + 48));
         assert!(b.set_single_writer(base + 4096));
         assert!(!b.set_single_writer(base + 4096));
-        assert_eq!(b.words(base, base + 8192).iter().map(|w| w.load(Ordering::Relaxed).count_ones()).sum::<u32>(), 2);
+        assert_eq!(
+            b.words(base, base + 8192)
+                .iter()
+                .map(|w| w.load(Ordering::Relaxed).count_ones())
+                .sum::<u32>(),
+            2
+        );
         assert!(b.clear_atomic(base + 32));
         b.clear_range(base, base + 8192);
         assert!(!b.get(base + 4096));

@@ -37,8 +37,12 @@ pub const N_SPACES: usize = 3;
 
 impl ObjectKind {
     /// All kinds.
-    pub const ALL: [ObjectKind; N_KINDS] =
-        [ObjectKind::Normal, ObjectKind::Atomic, ObjectKind::Malloc, ObjectKind::Uncollectable];
+    pub const ALL: [ObjectKind; N_KINDS] = [
+        ObjectKind::Normal,
+        ObjectKind::Atomic,
+        ObjectKind::Malloc,
+        ObjectKind::Uncollectable,
+    ];
 
     /// From the u8 stored in span metadata.
     pub fn from_u8(v: u8) -> ObjectKind {

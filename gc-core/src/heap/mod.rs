@@ -1,12 +1,12 @@
 //! The heap: one reservation split into spaces, spans of size-classed objects and large
 //! objects, side bitmaps for alloc and mark bits, and per-thread allocation caches.
 //!
-//! - [`size_class`]: segregated size classes.
-//! - [`span`]: spans, the page map, per-space page allocation.
-//! - [`bitmap`]: side bitmaps (alloc bits, mark bits).
-//! - [`kind`]: object kinds and spaces.
-//! - [`cache`]: per-thread allocation caches (the lock-free fast path).
-//! - [`alloc`]: allocation slow paths and explicit free.
+//! - [`size_class`] — segregated size classes.
+//! - [`span`] — spans, the page map, per-space page allocation.
+//! - [`bitmap`] — side bitmaps (alloc bits, mark bits).
+//! - [`kind`] — object kinds and spaces.
+//! - [`cache`] — per-thread allocation caches (the lock-free fast path).
+//! - [`alloc`] — allocation slow paths and explicit free.
 
 pub mod alloc;
 pub mod bitmap;
@@ -86,7 +86,10 @@ static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
 
 impl std::fmt::Debug for Heap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Heap").field("id", &self.id).field("base", &format_args!("{:#x}", self.base)).finish()
+        f.debug_struct("Heap")
+            .field("id", &self.id)
+            .field("base", &format_args!("{:#x}", self.base))
+            .finish()
     }
 }
 
@@ -98,7 +101,8 @@ impl Heap {
         let space_bytes = options.max_space_bytes.next_multiple_of(MAX_ALIGN_BYTES);
         let total = space_bytes * N_SPACES;
         let os = |op| move |source| GcError::Os { op, source };
-        let reservation = Mapping::with_alignment(total, MAX_ALIGN_BYTES).map_err(os("reserving the heap"))?;
+        let reservation =
+            Mapping::with_alignment(total, MAX_ALIGN_BYTES).map_err(os("reserving the heap"))?;
         let base = reservation.start();
         let n_pages = total >> LOG_BYTES_IN_PAGE;
         let space_pages = space_bytes >> LOG_BYTES_IN_PAGE;
@@ -129,7 +133,8 @@ impl Heap {
             finalizer_lock: Mutex::new(()),
         };
         // The Heap itself lives in its own mapping, never in the collected heap.
-        let home = Mapping::new(std::mem::size_of::<Heap>()).map_err(os("mapping the heap descriptor"))?;
+        let home =
+            Mapping::new(std::mem::size_of::<Heap>()).map_err(os("mapping the heap descriptor"))?;
         let ptr = home.start() as *mut Heap;
         // SAFETY: the mapping is fresh, large enough and page-aligned (so aligned for
         // Heap); we move the Heap in and leak the mapping, giving a 'static reference.
@@ -175,7 +180,8 @@ impl Heap {
         let obj_bytes = span.obj_bytes.load(Ordering::Relaxed) as usize;
         let base = match span.state() {
             SpanState::Small => {
-                let index = (addr - span_base) / obj_bytes;
+                let recip = span.recip.load(Ordering::Relaxed) as u64;
+                let index = (((addr - span_base) as u64 * recip) >> 32) as usize;
                 if index >= span.n_objects.load(Ordering::Relaxed) as usize {
                     return None;
                 }
@@ -192,13 +198,21 @@ impl Heap {
         if !self.allocs.get(base) {
             return None;
         }
-        Some(ObjectInfo { base, len_bytes: obj_bytes, kind: ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)), span: start })
+        Some(ObjectInfo {
+            base,
+            len_bytes: obj_bytes,
+            kind: ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)),
+            span: start,
+        })
     }
 
     /// The used prefix of a space as a page range (what a tracker must cover).
     pub(crate) fn space_range(&self, inner: &HeapInner, space: SpaceId) -> PageRange {
         let s = &inner.spaces[space as usize];
-        PageRange::new(Page::from_aligned(self.pages.page_addr(s.first)), s.high_water)
+        PageRange::new(
+            Page::from_aligned(self.pages.page_addr(s.first)),
+            s.high_water,
+        )
     }
 
     /// Bytes of pages currently holding objects.

@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn classes_are_sorted_granular_and_cover_everything() {
-        assert!(N_CLASSES > 20 && N_CLASSES < 64);
+        const { assert!(N_CLASSES > 20 && N_CLASSES < 64) };
         for c in 1..N_CLASSES {
             assert!(SIZES[c] > SIZES[c - 1]);
             assert_eq!(SIZES[c] as usize % GRANULE_BYTES, 0);
@@ -161,7 +161,10 @@ mod tests {
             let sc = SizeClass(c as u8);
             let bytes = sc.span_pages() * BYTES_IN_PAGE;
             assert!(sc.objects_per_span() >= 1);
-            assert!(bytes % sc.object_bytes() <= bytes / 8, "class {c} wastes too much");
+            assert!(
+                bytes % sc.object_bytes() <= bytes / 8,
+                "class {c} wastes too much"
+            );
         }
     }
 }

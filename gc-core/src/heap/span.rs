@@ -44,6 +44,14 @@ pub struct Span {
     pub next: AtomicU32,
     /// Previous span in a list (first page index + 1; 0 = none).
     pub prev: AtomicU32,
+    /// `ceil(2^32 / obj_bytes)` for small spans: slot index = offset * recip >> 32,
+    /// exact for every offset inside a span (checked in the tests).
+    pub recip: AtomicU32,
+}
+
+/// The reciprocal stored in `Span::recip` for objects of `obj_bytes`.
+pub const fn reciprocal(obj_bytes: usize) -> u32 {
+    (1u64 << 32).div_ceil(obj_bytes as u64) as u32
 }
 
 impl Span {
@@ -139,8 +147,10 @@ impl PageTable {
 
     /// Point only the first and last page of a free run at it (enough for coalescing).
     pub fn map_free_run(&self, start: usize, n: usize) {
-        self.map_entry(start).store(start as u32 + 1, Ordering::Release);
-        self.map_entry(start + n - 1).store(start as u32 + 1, Ordering::Release);
+        self.map_entry(start)
+            .store(start as u32 + 1, Ordering::Release);
+        self.map_entry(start + n - 1)
+            .store(start as u32 + 1, Ordering::Release);
     }
 
     /// The raw page-map entry (first page of a run + 1, possibly stale for free pages).
@@ -181,7 +191,13 @@ pub struct PageRun {
 impl PageSpace {
     /// A space of `capacity` pages starting at page index `first`.
     pub fn new(first: usize, capacity: usize) -> PageSpace {
-        PageSpace { first, capacity, high_water: 0, in_use: 0, heads: [0; N_EXACT_LISTS + 1] }
+        PageSpace {
+            first,
+            capacity,
+            high_water: 0,
+            in_use: 0,
+            heads: [0; N_EXACT_LISTS + 1],
+        }
     }
 
     fn list_for(n: usize) -> usize {
@@ -198,7 +214,9 @@ impl PageSpace {
         span.prev.store(0, Ordering::Relaxed);
         span.next.store(head, Ordering::Relaxed);
         if head != 0 {
-            t.span(head as usize - 1).prev.store(start as u32 + 1, Ordering::Relaxed);
+            t.span(head as usize - 1)
+                .prev
+                .store(start as u32 + 1, Ordering::Relaxed);
         }
         self.heads[l] = start as u32 + 1;
     }
@@ -209,12 +227,16 @@ impl PageSpace {
         let next = span.next.load(Ordering::Relaxed);
         let prev = span.prev.load(Ordering::Relaxed);
         if prev != 0 {
-            t.span(prev as usize - 1).next.store(next, Ordering::Relaxed);
+            t.span(prev as usize - 1)
+                .next
+                .store(next, Ordering::Relaxed);
         } else {
             self.heads[Self::list_for(n)] = next;
         }
         if next != 0 {
-            t.span(next as usize - 1).prev.store(prev, Ordering::Relaxed);
+            t.span(next as usize - 1)
+                .prev
+                .store(prev, Ordering::Relaxed);
         }
         span.next.store(0, Ordering::Relaxed);
         span.prev.store(0, Ordering::Relaxed);
@@ -236,7 +258,11 @@ impl PageSpace {
                             self.push(t, start + n, len - n);
                         }
                         self.in_use += n;
-                        return Some(PageRun { start, n, fresh: false });
+                        return Some(PageRun {
+                            start,
+                            n,
+                            fresh: false,
+                        });
                     }
                     cur = t.span(start).next.load(Ordering::Relaxed);
                 }
@@ -258,12 +284,19 @@ impl PageSpace {
         }
         self.high_water += n;
         self.in_use += n;
-        Some(PageRun { start, n, fresh: true })
+        Some(PageRun {
+            start,
+            n,
+            fresh: true,
+        })
     }
 
     /// Return `n` pages starting at `start`, merging with free neighbours.
     pub fn free(&mut self, t: &PageTable, mut start: usize, mut n: usize) {
         self.in_use -= n;
+        // The span is dead from here on, even if it merges into an earlier run and its
+        // head becomes an interior page.
+        t.span(start).set_state(SpanState::Free);
         let end_of_space = self.first + self.high_water;
         // Merge with the run before.
         if start > self.first {
@@ -272,7 +305,10 @@ impl PageSpace {
                 let prev_start = e as usize - 1;
                 let prev = t.span(prev_start);
                 let prev_n = prev.n_pages.load(Ordering::Relaxed) as usize;
-                if prev.state() == SpanState::Free && prev_start + prev_n == start && prev_start >= self.first {
+                if prev.state() == SpanState::Free
+                    && prev_start + prev_n == start
+                    && prev_start >= self.first
+                {
                     self.unlink(t, prev_start);
                     start = prev_start;
                     n += prev_n;
@@ -290,7 +326,8 @@ impl PageSpace {
                     self.unlink(t, after);
                     // The absorbed run's head is now an interior page: point it at the
                     // merged run so it never looks like a run of its own.
-                    t.map_entry(after).store(start as u32 + 1, Ordering::Release);
+                    t.map_entry(after)
+                        .store(start as u32 + 1, Ordering::Release);
                     n += next_n;
                 }
             }
@@ -307,6 +344,22 @@ impl PageSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reciprocal_division_is_exact_inside_every_span() {
+        use crate::heap::size_class::{SizeClass, N_CLASSES};
+        for c in 0..N_CLASSES {
+            let sc = SizeClass(c as u8);
+            let r = reciprocal(sc.object_bytes()) as u64;
+            for off in 0..sc.span_pages() * BYTES_IN_PAGE {
+                assert_eq!(
+                    ((off as u64 * r) >> 32) as usize,
+                    off / sc.object_bytes(),
+                    "class {c} offset {off}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn alloc_free_coalesce() {

@@ -1,8 +1,8 @@
 //! Where marking starts: static data of the program and its libraries, explicitly added
 //! ranges, thread stacks, registers and TLS.
 //!
-//! - [`statics`]: writable segments of every loaded object (`dl_iterate_phdr`).
-//! - [`stacks`]: the collecting thread's own stack and registers.
+//! - [`statics`] — writable segments of every loaded object (`dl_iterate_phdr`).
+//! - [`stacks`] — the collecting thread's own stack and registers.
 
 pub mod stacks;
 pub mod statics;

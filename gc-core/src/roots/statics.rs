@@ -4,7 +4,11 @@
 
 use crate::util::mmap::MmapVec;
 
-extern "C" fn collect_segments(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+extern "C" fn collect_segments(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
     // SAFETY: `data` is the &mut MmapVec passed to dl_iterate_phdr below, used only for
     // the duration of that call.
     let out = unsafe { &mut *(data as *mut MmapVec<(usize, usize)>) };
@@ -31,7 +35,12 @@ extern "C" fn collect_segments(info: *mut libc::dl_phdr_info, _size: libc::size_
 pub fn refresh(out: &mut MmapVec<(usize, usize)>) {
     out.clear();
     // SAFETY: the callback only appends to `out`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(collect_segments), out as *mut MmapVec<(usize, usize)> as *mut libc::c_void) };
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(collect_segments),
+            out as *mut MmapVec<(usize, usize)> as *mut libc::c_void,
+        )
+    };
 }
 
 #[cfg(test)]
@@ -45,6 +54,9 @@ mod tests {
         let mut v = MmapVec::new();
         refresh(&mut v);
         let addr = std::ptr::addr_of!(IN_DATA) as usize;
-        assert!(v.as_slice().iter().any(|&(s, e)| s <= addr && addr < e), "static not in any root range");
+        assert!(
+            v.as_slice().iter().any(|&(s, e)| s <= addr && addr < e),
+            "static not in any root range"
+        );
     }
 }

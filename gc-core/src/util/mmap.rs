@@ -96,7 +96,9 @@ impl Mapping {
     /// as zero afterwards. The range must lie inside the mapping and be page-aligned.
     pub fn discard(&self, start: usize, len_bytes: usize) {
         debug_assert!(start >= self.start() && start + len_bytes <= self.end());
-        debug_assert!(start.is_multiple_of(BYTES_IN_PAGE) && len_bytes.is_multiple_of(BYTES_IN_PAGE));
+        debug_assert!(
+            start.is_multiple_of(BYTES_IN_PAGE) && len_bytes.is_multiple_of(BYTES_IN_PAGE)
+        );
         // SAFETY: the range is inside our own anonymous mapping; MADV_DONTNEED on private
         // anonymous memory only zeroes it, which the caller asked for.
         unsafe { libc::madvise(start as *mut libc::c_void, len_bytes, libc::MADV_DONTNEED) };
@@ -129,14 +131,22 @@ impl<T: Copy> Default for MmapVec<T> {
 
 impl<T: Copy> std::fmt::Debug for MmapVec<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MmapVec").field("len", &self.len).field("cap", &self.cap).finish()
+        f.debug_struct("MmapVec")
+            .field("len", &self.len)
+            .field("cap", &self.cap)
+            .finish()
     }
 }
 
 impl<T: Copy> MmapVec<T> {
     /// An empty vector; maps nothing until the first push.
     pub const fn new() -> Self {
-        MmapVec { map: None, len: 0, cap: 0, _marker: PhantomData }
+        MmapVec {
+            map: None,
+            len: 0,
+            cap: 0,
+            _marker: PhantomData,
+        }
     }
 
     /// An empty vector with room for at least `cap` elements.
@@ -158,11 +168,16 @@ impl<T: Copy> MmapVec<T> {
 
     /// Make room for `additional` more elements without further mapping.
     pub fn reserve(&mut self, additional: usize) -> io::Result<()> {
-        let need = self.len.checked_add(additional).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        let need = self
+            .len
+            .checked_add(additional)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
         if need <= self.cap {
             return Ok(());
         }
-        let new_cap = need.max(self.cap * 2).max(BYTES_IN_PAGE / std::mem::size_of::<T>().max(1));
+        let new_cap = need
+            .max(self.cap * 2)
+            .max(BYTES_IN_PAGE / std::mem::size_of::<T>().max(1));
         let bytes = new_cap
             .checked_mul(std::mem::size_of::<T>())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
@@ -171,7 +186,11 @@ impl<T: Copy> MmapVec<T> {
             // SAFETY: both regions are ours, do not overlap, and the old one holds `len`
             // initialised Ts.
             unsafe {
-                std::ptr::copy_nonoverlapping(old.start() as *const T, map.start() as *mut T, self.len)
+                std::ptr::copy_nonoverlapping(
+                    old.start() as *const T,
+                    map.start() as *mut T,
+                    self.len,
+                )
             };
         }
         self.cap = map.len_bytes() / std::mem::size_of::<T>().max(1);
@@ -184,7 +203,8 @@ impl<T: Copy> MmapVec<T> {
         if self.len == self.cap {
             self.reserve(1)?;
         }
-        self.push_within_capacity(value).map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))
+        self.push_within_capacity(value)
+            .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))
     }
 
     /// Append without mapping; gives the value back when full.
@@ -192,7 +212,11 @@ impl<T: Copy> MmapVec<T> {
         if self.len == self.cap {
             return Err(value);
         }
-        let base = self.map.as_ref().expect("cap > 0 implies a mapping").start() as *mut T;
+        let base = self
+            .map
+            .as_ref()
+            .expect("cap > 0 implies a mapping")
+            .start() as *mut T;
         // SAFETY: len < cap, so the slot is inside the mapping and properly aligned.
         unsafe { base.add(self.len).write(value) };
         self.len += 1;

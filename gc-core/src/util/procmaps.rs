@@ -22,7 +22,12 @@ pub fn parse_line(line: &[u8]) -> Option<MapsEntry> {
     let start = parse_hex(&line[..dash])?;
     let end = parse_hex(&line[dash + 1..space])?;
     let perms = line.get(space + 1..space + 3)?;
-    Some(MapsEntry { start, end, readable: perms[0] == b'r', writable: perms[1] == b'w' })
+    Some(MapsEntry {
+        start,
+        end,
+        readable: perms[0] == b'r',
+        writable: perms[1] == b'w',
+    })
 }
 
 fn parse_hex(s: &[u8]) -> Option<usize> {
@@ -117,7 +122,15 @@ mod tests {
     #[test]
     fn parses_a_line() {
         let e = parse_line(b"7ffd1000-7ffd3000 rw-p 00000000 00:00 0   [stack]").unwrap();
-        assert_eq!(e, MapsEntry { start: 0x7ffd1000, end: 0x7ffd3000, readable: true, writable: true });
+        assert_eq!(
+            e,
+            MapsEntry {
+                start: 0x7ffd1000,
+                end: 0x7ffd3000,
+                readable: true,
+                writable: true
+            }
+        );
         assert!(parse_line(b"garbage").is_none());
     }
 

@@ -1,0 +1,136 @@
+//! GCBench (Ellis, Kovac; C version by Boehm) on gc-core, allocation for allocation the
+//! same as `benches/c/gcbench.c`: a stretch tree, a long-lived tree and array, then for
+//! each depth short-lived trees built top-down and bottom-up.
+
+use super::{gc_malloc, gc_malloc_atomic};
+use gc_core::Heap;
+
+/// A tree node as in the C benchmark: two pointers and two ints (24 bytes).
+#[repr(C)]
+struct Node {
+    left: *mut Node,
+    right: *mut Node,
+    i: i32,
+    j: i32,
+}
+
+/// GCBench's parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Depth of the stretch tree.
+    pub stretch_tree_depth: u32,
+    /// Depth of the long-lived tree.
+    pub long_lived_tree_depth: u32,
+    /// Doubles in the long-lived array.
+    pub array_len: usize,
+    /// First depth of short-lived trees.
+    pub min_tree_depth: u32,
+    /// Last depth of short-lived trees.
+    pub max_tree_depth: u32,
+}
+
+impl Params {
+    /// The parameters for `scale` (16 = the classic), exactly as the C side derives them.
+    pub fn for_scale(scale: u32) -> Params {
+        let shift = if scale < 16 { 2 * (16 - scale) } else { 0 };
+        Params {
+            stretch_tree_depth: scale + 2,
+            long_lived_tree_depth: scale,
+            array_len: (500_000usize >> shift).max(2048),
+            min_tree_depth: 4,
+            max_tree_depth: scale,
+        }
+    }
+}
+
+struct Bench {
+    heap: &'static Heap,
+    nodes: u64,
+}
+
+impl Bench {
+    #[inline]
+    fn new_node(&mut self, left: *mut Node, right: *mut Node) -> *mut Node {
+        let n = gc_malloc(self.heap, std::mem::size_of::<Node>()) as *mut Node;
+        self.nodes += 1;
+        // SAFETY: a fresh, zeroed, suitably aligned allocation of size_of::<Node>().
+        unsafe {
+            (*n).left = left;
+            (*n).right = right;
+        }
+        n
+    }
+
+    fn populate(&mut self, depth: u32, this: *mut Node) {
+        if depth == 0 {
+            return;
+        }
+        let l = self.new_node(std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: `this` is a live node (reachable from the caller's stack).
+        unsafe { (*this).left = l };
+        let r = self.new_node(std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: as above.
+        unsafe { (*this).right = r };
+        self.populate(depth - 1, l);
+        self.populate(depth - 1, r);
+    }
+
+    fn make_tree(&mut self, depth: u32) -> *mut Node {
+        if depth == 0 {
+            return self.new_node(std::ptr::null_mut(), std::ptr::null_mut());
+        }
+        let l = self.make_tree(depth - 1);
+        let r = self.make_tree(depth - 1);
+        self.new_node(l, r)
+    }
+}
+
+fn tree_size(i: u32) -> u64 {
+    (1u64 << (i + 1)) - 1
+}
+
+fn count_nodes(n: *const Node) -> u64 {
+    if n.is_null() {
+        return 0;
+    }
+    // SAFETY: nodes of a tree kept alive by the caller.
+    let (l, r) = unsafe { ((*n).left, (*n).right) };
+    1 + count_nodes(l) + count_nodes(r)
+}
+
+/// Run GCBench on `heap`. Returns the number of nodes allocated (the checksum the C side
+/// reports), or an error if the long-lived structures did not survive intact.
+pub fn run(heap: &'static Heap, p: Params) -> Result<u64, String> {
+    let mut b = Bench { heap, nodes: 0 };
+    let stretch = b.make_tree(p.stretch_tree_depth);
+    std::hint::black_box(stretch);
+    let long_lived = b.new_node(std::ptr::null_mut(), std::ptr::null_mut());
+    b.populate(p.long_lived_tree_depth, long_lived);
+    let array = gc_malloc_atomic(heap, 8 * p.array_len) as *mut f64;
+    for i in 0..p.array_len / 2 {
+        // SAFETY: i < array_len, inside the fresh array.
+        unsafe { *array.add(i) = 1.0 / i as f64 };
+    }
+    let mut d = p.min_tree_depth;
+    while d <= p.max_tree_depth {
+        let iters = 2 * tree_size(p.stretch_tree_depth) / tree_size(d);
+        for _ in 0..iters {
+            let t = b.new_node(std::ptr::null_mut(), std::ptr::null_mut());
+            b.populate(d, t);
+            std::hint::black_box(t);
+        }
+        for _ in 0..iters {
+            std::hint::black_box(b.make_tree(d));
+        }
+        d += 2;
+    }
+    let counted = count_nodes(std::hint::black_box(long_lived));
+    // SAFETY: array_len >= 2048, so index 1000 is inside the live array.
+    let a1000 = unsafe { *std::hint::black_box(array).add(1000) };
+    if counted != tree_size(p.long_lived_tree_depth) || a1000 != 1.0 / 1000.0 {
+        return Err(format!(
+            "long-lived data damaged: {counted} nodes, array[1000] = {a1000}"
+        ));
+    }
+    Ok(b.nodes)
+}
