@@ -280,6 +280,38 @@ impl Heap {
         self.lock()
     }
 
+    /// Switch incremental marking on with `choice` (bdwgc's `GC_enable_incremental`). The
+    /// tracker is opened now; an unsupported named backend is an error and changes nothing.
+    /// Returns the backend in use. Turning it on twice keeps the first tracker.
+    pub fn enable_incremental(&'static self, choice: BackendChoice) -> Result<Backend, GcError> {
+        {
+            let mut g = self.lock();
+            match g.gc.tracker {
+                TrackerState::Open(ref t) => return Ok(t.backend()),
+                TrackerState::Pending(_) => {}
+                TrackerState::Off => {
+                    if choice == BackendChoice::Exactly(Backend::None) {
+                        return Ok(Backend::None);
+                    }
+                    g.gc.tracker = TrackerState::Pending(choice);
+                }
+            }
+        }
+        if let Err(e) = self.open_tracker_now() {
+            let mut g = self.lock();
+            if matches!(g.gc.tracker, TrackerState::Pending(_)) {
+                g.gc.tracker = TrackerState::Off;
+            }
+            return Err(e);
+        }
+        Ok(self.lock().gc.backend.unwrap_or(Backend::None))
+    }
+
+    /// True if incremental marking is on (a tracker is open or will be opened on need).
+    pub fn is_incremental(&self) -> bool {
+        !matches!(self.lock().gc.tracker, TrackerState::Off)
+    }
+
     /// Open the dirty tracker now (outside any allocation), returning its error.
     pub(crate) fn open_tracker_now(&'static self) -> Result<(), GcError> {
         let g = self.lock();
