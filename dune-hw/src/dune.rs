@@ -1,0 +1,448 @@
+//! Process-wide Dune state (one VM, one guest page table) and per-thread state (one vCPU,
+//! its GDT/TSS/monitor stack, the exit-loop stack), and entering/leaving.
+
+use crate::addr::{Gva, USER_END};
+use crate::entry::{self, EnterFrame, DOORBELL_ADDR, SFMASK};
+use crate::error::DuneError;
+use crate::gdt;
+use crate::idt;
+use crate::maps;
+use crate::paging::frames::PoolFrames;
+use crate::paging::{DirtyView, PageTable};
+use kmod::{Mode, ModeChoice, System, Vcpu, Vm};
+use kvm_bindings::kvm_segment;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Bytes reserved for guest page-table frames (NORESERVE: untouched frames are free).
+const PT_POOL_BYTES: u64 = 1 << 30;
+/// Exit-loop stack per thread.
+const LOOP_STACK_BYTES: usize = 1 << 20;
+/// Monitor (CPL0) stack per thread.
+const MONITOR_STACK_BYTES: usize = 64 << 10;
+
+/// Dune-private syscall numbers (a real kernel answers ENOSYS to them).
+pub mod hypercall {
+    /// Leave Dune mode: the thread continues on the host.
+    pub const LEAVE: u64 = 0x0D0E_0001;
+    /// Flush this vCPU's TLB (full).
+    pub const FLUSH_TLB: u64 = 0x0D0E_0002;
+    /// Do nothing (measures the round trip).
+    pub const NOP: u64 = 0x0D0E_0003;
+}
+
+/// Guest memory the host wrote while executing a syscall for the guest (no D bit is set
+/// for such writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostWrite {
+    /// `[start, start+len_bytes)` may have been written.
+    Range {
+        /// First byte.
+        start: Gva,
+        /// Length.
+        len_bytes: u64,
+    },
+    /// Syscall `nr` may have written guest memory we cannot name: treat all as written.
+    Unknown {
+        /// The syscall.
+        nr: u64,
+    },
+}
+
+/// The hook receiving [`HostWrite`]s. It runs in the exit loop: it must not allocate, lock
+/// anything the guest may hold, or panic.
+pub type HostWriteHook = fn(HostWrite);
+
+/// Options for [`crate::enter_with`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Force a mode (otherwise detected; env `DUNEGC_DUNE_MODE` also forces).
+    pub mode: Option<Mode>,
+}
+
+/// The process-wide state.
+pub struct Dune {
+    pub(crate) vm: Vm,
+    pub(crate) mode: ModeChoice,
+    pub(crate) pt: Mutex<PageTable>,
+    pub(crate) root: u64,
+    pub(crate) idt: u64,
+    pub(crate) doorbell: u64,
+    pub(crate) brk: AtomicU64,
+    /// Bumped when a mapping is removed or restricted; every vCPU flushes before it next
+    /// enters the guest if its generation is older.
+    pub(crate) generation: AtomicU64,
+    hook: AtomicUsize,
+    next_vcpu: AtomicU64,
+    xcr0: u64,
+    cr4: u64,
+}
+
+static DUNE: Mutex<Option<&'static Dune>> = Mutex::new(None);
+
+fn mmap_anon(len: usize, prot: i32, flags: i32, op: &'static str) -> Result<u64, DuneError> {
+    // SAFETY: a fresh anonymous mapping at a kernel-chosen address aliases nothing.
+    let p = unsafe { libc::mmap(core::ptr::null_mut(), len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return Err(DuneError::Os { op, source: std::io::Error::last_os_error() });
+    }
+    Ok(p as u64)
+}
+
+fn xgetbv0() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: xgetbv(0) is valid when CPUID reports OSXSAVE, checked by the caller.
+    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
+}
+
+impl Dune {
+    /// The process's Dune state, created on first use.
+    pub fn get_or_init(opts: &Options) -> Result<&'static Dune, DuneError> {
+        let mut g = DUNE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = *g {
+            if let Some(m) = opts.mode {
+                if m != d.mode.mode {
+                    return Err(DuneError::Unsupported {
+                        feature: "changing the Dune mode",
+                        reason: format!("this process already runs Dune in {}", d.mode.reason),
+                    });
+                }
+            }
+            return Ok(d);
+        }
+        let d: &'static Dune = Box::leak(Box::new(Dune::create(opts)?));
+        *g = Some(d);
+        Ok(d)
+    }
+
+    /// The state if Dune was initialised in this process.
+    pub fn get() -> Option<&'static Dune> {
+        *DUNE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn create(opts: &Options) -> Result<Dune, DuneError> {
+        let system = System::open()?;
+        let mode = kmod::mode::choose(&system, opts.mode)?;
+        // XCR0: what both the host and KVM support (AVX etc. must work in the guest: libc
+        // picked AVX2 string functions on the host).
+        let leaf1 = core::arch::x86_64::__cpuid(1);
+        let osxsave = leaf1.ecx & (1 << 27) != 0;
+        let sup = system.supported_cpuid().as_slice().iter().find(|e| e.function == 0xd && e.index == 0).copied();
+        let (xcr0, cr4_osxsave) = match (osxsave, sup) {
+            (true, Some(e)) => (xgetbv0() & ((e.edx as u64) << 32 | e.eax as u64), 1u64 << 18),
+            _ => (0, 0),
+        };
+        let cr4 = 0x20 | 0x200 | 0x400 | cr4_osxsave; // PAE | OSFXSR | OSXMMEXCPT | OSXSAVE
+        let vm = Vm::create(system)?;
+
+        let frames = PoolFrames::reserve(PT_POOL_BYTES)?;
+        let pt = PageTable::new(frames)?;
+        let root = pt.root();
+        // IDT page
+        let idt = mmap_anon(4096, libc::PROT_READ | libc::PROT_WRITE, 0, "mmap(IDT)")?;
+        let ist = if mode.mode == Mode::Ring0 { 1 } else { 0 };
+        for v in 0..=255u8 {
+            let g = idt::gate(entry::exception_stub(v), ist);
+            // SAFETY: idt is a fresh writable page of 256 16-byte gates.
+            unsafe { crate::addr::write_guest(Gva(idt + 16 * v as u64), g) };
+        }
+        // doorbell: a host page reserved PROT_NONE (never a memory slot), mapped in the guest
+        let doorbell = mmap_anon(4096, libc::PROT_NONE, libc::MAP_NORESERVE, "mmap(doorbell)")?;
+        DOORBELL_ADDR.store(doorbell, Ordering::Release);
+        // SAFETY: brk(0) only queries the break.
+        let brk = unsafe { libc::syscall(libc::SYS_brk, 0) } as u64;
+        let dune = Dune {
+            vm,
+            mode,
+            pt: Mutex::new(pt),
+            root,
+            idt,
+            doorbell,
+            brk: AtomicU64::new(brk),
+            generation: AtomicU64::new(0),
+            hook: AtomicUsize::new(0),
+            next_vcpu: AtomicU64::new(0),
+            xcr0,
+            cr4,
+        };
+        dune.sync_all_mappings()?;
+        {
+            let mut pt = dune.pt.lock().unwrap_or_else(|p| p.into_inner());
+            pt.map(doorbell, doorbell + 4096, libc::PROT_READ | libc::PROT_WRITE)?;
+        }
+        Ok(dune)
+    }
+
+    /// Maps every current mapping of the process into the guest (slots + page tables).
+    fn sync_all_mappings(&self) -> Result<(), DuneError> {
+        let mut all = Vec::new();
+        if !maps::for_each(&mut |m| all.push(m)) {
+            return Err(DuneError::Os { op: "read /proc/self/maps", source: std::io::Error::last_os_error() });
+        }
+        for m in all {
+            if m.end > USER_END || m.prot == libc::PROT_NONE || m.start == self.doorbell {
+                continue;
+            }
+            self.map_range(m.start, m.end, m.prot)?;
+        }
+        Ok(())
+    }
+
+    /// Registers slots and maps `[start, end)` with `prot` in the guest page table.
+    pub(crate) fn map_range(&self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
+        if prot != libc::PROT_NONE {
+            self.vm.with_memslots(|s, fd| s.register(&mut { fd }, start, end - start))?;
+        }
+        let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
+        pt.map(start, end, prot)
+    }
+
+    /// Unmaps `[start, end)` from the guest and drops its slots; every vCPU will flush.
+    pub(crate) fn unmap_range(&self, start: u64, end: u64) -> Result<(), DuneError> {
+        {
+            let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
+            let _flush_via_generation = pt.unmap(start, end);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.vm.with_memslots(|s, fd| s.unregister(&mut { fd }, start, end - start))?;
+        Ok(())
+    }
+
+    /// The chosen mode and why.
+    pub fn mode(&self) -> &ModeChoice {
+        &self.mode
+    }
+
+    /// A lock-free view for reading and clearing A/D bits.
+    pub fn dirty_view(&self) -> DirtyView {
+        // SAFETY: the page table lives in a leaked, never-freed `Dune`.
+        unsafe { DirtyView::new(self.root) }
+    }
+
+    /// Installs the hook that receives host writes made on the guest's behalf.
+    pub fn set_host_write_hook(&self, hook: Option<HostWriteHook>) {
+        self.hook.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+    }
+
+    pub(crate) fn report_host_write(&self, w: HostWrite) {
+        let h = self.hook.load(Ordering::Acquire);
+        if h != 0 {
+            // SAFETY: only `set_host_write_hook` stores here, always a valid `HostWriteHook`.
+            let f: HostWriteHook = unsafe { core::mem::transmute::<usize, HostWriteHook>(h) };
+            f(w)
+        }
+    }
+
+    /// Page-table frames used so far.
+    pub fn n_page_table_frames(&self) -> u64 {
+        self.pt.lock().unwrap_or_else(|p| p.into_inner()).n_frames_used()
+    }
+
+    /// Whether guest page tables currently map `va` (debugging, tests).
+    pub fn guest_entry(&self, va: u64) -> u64 {
+        self.dirty_view().entry(va)
+    }
+}
+
+impl std::fmt::Debug for Dune {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dune").field("mode", &self.mode).field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// Counters of one thread's stay in Dune mode.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadStats {
+    /// vCPU exits handled.
+    pub exits: u64,
+    /// Syscalls forwarded (or answered) for the guest.
+    pub syscalls: u64,
+    /// Guest page faults handled by the monitor.
+    pub page_faults: u64,
+    /// Full TLB flushes performed for this vCPU.
+    pub tlb_flushes: u64,
+}
+
+/// Per-thread state: the vCPU and the stacks and tables it needs.
+pub(crate) struct ThreadCtx {
+    pub(crate) dune: &'static Dune,
+    pub(crate) vcpu: Option<Vcpu>,
+    pub(crate) frame: EnterFrame,
+    pub(crate) mode: Mode,
+    pub(crate) loop_stack: u64,
+    pub(crate) cpu_pages: u64,
+    pub(crate) cpu_pages_len: usize,
+    pub(crate) seen_generation: u64,
+    pub(crate) pending_error: Option<DuneError>,
+    pub(crate) stats: ThreadStats,
+    pub(crate) spurious_streak: u32,
+    pub(crate) last_fault: u64,
+    pub(crate) fs_base: u64,
+}
+
+thread_local! {
+    pub(crate) static CTX: Cell<*mut ThreadCtx> = const { Cell::new(core::ptr::null_mut()) };
+}
+
+fn arch_prctl_get(code: i32) -> u64 {
+    let mut v = 0u64;
+    // SAFETY: ARCH_GET_FS/GS write one u64 to the pointer.
+    unsafe { libc::syscall(libc::SYS_arch_prctl, code, &mut v as *mut u64) };
+    v
+}
+
+fn seg(selector: u16, type_: u8, dpl: u8, long: bool, base: u64) -> kvm_segment {
+    kvm_segment {
+        base,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl,
+        db: (!long) as u8,
+        s: 1,
+        l: long as u8,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+impl ThreadCtx {
+    pub(crate) fn new(dune: &'static Dune) -> Result<Box<ThreadCtx>, DuneError> {
+        let mode = dune.mode.mode;
+        let id = dune.next_vcpu.fetch_add(1, Ordering::AcqRel);
+        let vcpu = dune.vm.create_vcpu(id)?;
+        let loop_stack = mmap_anon(
+            LOOP_STACK_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_NORESERVE | libc::MAP_STACK,
+            "mmap(exit-loop stack)",
+        )?;
+        // page 0: GDT at +0, TSS at +0x800; then the monitor stack
+        let cpu_pages_len = 4096 + MONITOR_STACK_BYTES;
+        let cpu_pages = mmap_anon(cpu_pages_len, libc::PROT_READ | libc::PROT_WRITE, 0, "mmap(GDT/TSS/monitor stack)")?;
+        let ctx = Box::new(ThreadCtx {
+            dune,
+            vcpu: Some(vcpu),
+            frame: EnterFrame::default(),
+            mode,
+            loop_stack,
+            cpu_pages,
+            cpu_pages_len,
+            seen_generation: dune.generation.load(Ordering::Acquire),
+            pending_error: None,
+            stats: ThreadStats::default(),
+            spurious_streak: 0,
+            last_fault: 0,
+            fs_base: arch_prctl_get(0x1003),
+        });
+        let tss = cpu_pages + 0x800;
+        let stack_top = cpu_pages + cpu_pages_len as u64;
+        // SAFETY: cpu_pages is a fresh writable mapping of cpu_pages_len bytes.
+        unsafe {
+            crate::addr::write_guest(Gva(cpu_pages), gdt::gdt(tss));
+        }
+        // SAFETY: as above; the TSS fits in the first page at +0x800.
+        unsafe { crate::addr::write_guest(Gva(tss), gdt::tss(stack_top, stack_top)) };
+        dune.map_range(cpu_pages, cpu_pages + cpu_pages_len as u64, libc::PROT_READ | libc::PROT_WRITE)?;
+        ctx.setup_vcpu(tss)?;
+        Ok(ctx)
+    }
+
+    pub(crate) fn vcpu(&self) -> &Vcpu {
+        self.vcpu.as_ref().expect("the vCPU lives until the thread leaves Dune mode")
+    }
+
+    pub(crate) fn vcpu_mut(&mut self) -> &mut Vcpu {
+        self.vcpu.as_mut().expect("the vCPU lives until the thread leaves Dune mode")
+    }
+
+    fn setup_vcpu(&self, tss: u64) -> Result<(), DuneError> {
+        let d = self.dune;
+        let lstar = match self.mode {
+            Mode::Ring3 => entry::lstar_ring3(),
+            Mode::Ring0 => entry::lstar_ring0(),
+        };
+        let vcpu = self.vcpu();
+        vcpu.set_msrs(&[(0xc000_0081, gdt::STAR), (0xc000_0082, lstar), (0xc000_0084, SFMASK)])?;
+        let mut s = vcpu.sregs()?;
+        let fs = self.fs_base;
+        let gs = arch_prctl_get(0x1004);
+        match self.mode {
+            Mode::Ring3 => {
+                s.cs = seg(gdt::USER_CS, 11, 3, true, 0);
+                s.ss = seg(gdt::USER_SS, 3, 3, false, 0);
+                s.ds = s.ss;
+                s.es = s.ss;
+                s.fs = seg(0, 3, 3, false, fs);
+                s.gs = seg(0, 3, 3, false, gs);
+            }
+            Mode::Ring0 => {
+                s.cs = seg(gdt::KERNEL_CS, 11, 0, true, 0);
+                s.ss = seg(gdt::KERNEL_SS, 3, 0, false, 0);
+                s.ds = s.ss;
+                s.es = s.ss;
+                s.fs = seg(0, 3, 0, false, fs);
+                s.gs = seg(0, 3, 0, false, gs);
+            }
+        }
+        s.ldt = kvm_segment { unusable: 1, ..Default::default() };
+        s.tr = kvm_segment {
+            base: tss,
+            limit: gdt::TSS_LEN_BYTES as u32 - 1,
+            selector: gdt::TSS_SEL,
+            type_: 11,
+            present: 1,
+            ..Default::default()
+        };
+        s.gdt.base = self.cpu_pages;
+        s.gdt.limit = (gdt::GDT_ENTRIES * 8 - 1) as u16;
+        s.idt.base = d.idt;
+        s.idt.limit = 256 * 16 - 1;
+        s.cr0 = 0x8005_0033; // PG | AM | WP | NE | ET | MP | PE
+        s.cr3 = d.root;
+        s.cr4 = d.cr4;
+        s.efer = 0xd01; // NXE | LMA | LME | SCE
+        vcpu.set_sregs(&s)?;
+        if d.xcr0 != 0 {
+            vcpu.set_xcr0(d.xcr0)?;
+        }
+        Ok(())
+    }
+
+    /// Full flush of this vCPU's TLB from the host: a changed CR3 (the PWT bit toggles, a
+    /// no-op for the identity map's memory type) makes KVM drop its shadow roots.
+    pub(crate) fn flush_tlb(&mut self) -> Result<(), DuneError> {
+        let vcpu = self.vcpu();
+        let mut s = vcpu.sregs()?;
+        s.cr3 ^= 1 << 3;
+        vcpu.set_sregs(&s)?;
+        self.stats.tlb_flushes += 1;
+        self.seen_generation = self.dune.generation.load(Ordering::Acquire);
+        Ok(())
+    }
+}
+
+impl Drop for ThreadCtx {
+    fn drop(&mut self) {
+        let (start, end) = (self.cpu_pages, self.cpu_pages + self.cpu_pages_len as u64);
+        // Only reached on the host stack (never while the exit loop runs on `loop_stack`).
+        let _ = self.dune.unmap_range(start, end);
+        // SAFETY: both mappings were created by `new` and nothing refers to them any more:
+        // the vCPU that used the GDT/TSS/stack is dropped below, and the loop stack is idle.
+        unsafe {
+            libc::munmap(self.cpu_pages as *mut libc::c_void, self.cpu_pages_len);
+        }
+        // SAFETY: as above.
+        unsafe { libc::munmap(self.loop_stack as *mut libc::c_void, LOOP_STACK_BYTES) };
+    }
+}
+
+/// Top of the exit-loop stack.
+pub(crate) fn loop_stack_top(ctx: &ThreadCtx) -> u64 {
+    (ctx.loop_stack + LOOP_STACK_BYTES as u64) & !15
+}

@@ -1,0 +1,235 @@
+//! The assembly: entering and leaving the guest on the same stack, the CPL0 stubs of the
+//! monitor, and the syscall entry of each mode. Layouts shared with the asm are checked by
+//! `offset_of!` constants.
+//!
+//! # The syscall path (why it looks like this)
+//! On our PVM host a CPL3 `syscall` does not behave architecturally: it enters the
+//! hypervisor's paravirtual supervisor mode natively at LSTAR, where `sysretq`, `out`,
+//! privileged instructions, exceptions and even MMIO faults are fatal or loop (measured; see
+//! the crate docs). What does work there is `iretq`. So the ring-3 LSTAR stub builds an iret
+//! frame *below the red zone* of the user stack and irets to a CPL3 trampoline, which stores
+//! to an MMIO doorbell page (a guest-mapped page with no memory slot): that exits to the
+//! host, which executes the syscall and resumes the thread at the instruction after its
+//! `syscall` with the original stack pointer, rax = result, rcx/r11 as Linux leaves them.
+//! In ring-0 mode `syscall` is architectural (CPL0 -> CPL0) and the stub is one `out`.
+//!
+//! Exceptions go through the guest IDT to CPL0 stubs (emulated on PVM hosts, so they are
+//! kept to a few instructions): push error code and vector, `out` to the exception port
+//! (the host-side monitor handles it, possibly editing guest state), then pop and `iretq`.
+
+use core::mem::offset_of;
+use std::sync::atomic::AtomicU64;
+
+/// Port of the exception exit (`out` from a CPL0 stub).
+pub const EXCEPTION_PORT: u16 = 0xde;
+/// Port of the ring-0 syscall exit.
+pub const SYSCALL_PORT: u16 = 0xdf;
+/// Value stored to the doorbell by the ring-3 syscall trampoline.
+pub const SYSCALL_DOORBELL_VALUE: u64 = 0x5359_5343; // "CSYS"
+/// Bytes between the trampoline's rsp and the user's rsp at `syscall` (ring-3 stub).
+pub const RING3_SYSCALL_RSP_OFFSET: u64 = 144;
+/// Offset from the trampoline's rsp of the saved user return rip (ring-3 stub).
+pub const RING3_SYSCALL_RIP_SLOT: u64 = 8;
+/// RFLAGS bits cleared on syscall entry (IF, TF, DF, AC, NT).
+pub const SFMASK: u64 = 0x47700;
+
+/// Address of the doorbell page, read by the ring-3 trampoline (set once at init).
+pub static DOORBELL_ADDR: AtomicU64 = AtomicU64::new(0);
+
+/// Host state saved when a thread enters the guest and restored when it leaves.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnterFrame {
+    /// Callee-saved registers (SysV).
+    pub rbx: u64,
+    /// Frame pointer.
+    pub rbp: u64,
+    /// r12.
+    pub r12: u64,
+    /// r13.
+    pub r13: u64,
+    /// r14.
+    pub r14: u64,
+    /// r15.
+    pub r15: u64,
+    /// Where execution continues.
+    pub rip: u64,
+    /// Stack pointer there.
+    pub rsp: u64,
+}
+
+const _: () = {
+    assert!(offset_of!(EnterFrame, rbx) == 0);
+    assert!(offset_of!(EnterFrame, rbp) == 8);
+    assert!(offset_of!(EnterFrame, r12) == 16);
+    assert!(offset_of!(EnterFrame, r15) == 40);
+    assert!(offset_of!(EnterFrame, rip) == 48);
+    assert!(offset_of!(EnterFrame, rsp) == 56);
+};
+
+/// What a CPL0 exception stub leaves on the monitor stack (rsp at the `out`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExceptionFrame {
+    /// Vector number.
+    pub vector: u64,
+    /// Error code (0 for vectors without one).
+    pub error: u64,
+    /// Faulting rip.
+    pub rip: u64,
+    /// Interrupted CS.
+    pub cs: u64,
+    /// Interrupted RFLAGS.
+    pub rflags: u64,
+    /// Interrupted rsp.
+    pub rsp: u64,
+    /// Interrupted SS.
+    pub ss: u64,
+}
+
+const _: () = {
+    assert!(offset_of!(ExceptionFrame, vector) == 0);
+    assert!(offset_of!(ExceptionFrame, error) == 8);
+    assert!(offset_of!(ExceptionFrame, rip) == 16);
+    assert!(offset_of!(ExceptionFrame, rsp) == 40);
+    assert!(core::mem::size_of::<ExceptionFrame>() == 56);
+};
+
+core::arch::global_asm!(
+    ".pushsection .text.dune_entry, \"ax\"",
+    ".p2align 4",
+    ".globl dune_enter_trampoline",
+    // (frame: *mut EnterFrame, entry: extern "C" fn(*mut EnterFrame) -> !, stack_top: u64) -> u64
+    "dune_enter_trampoline:",
+    "mov %rbx, 0(%rdi)",
+    "mov %rbp, 8(%rdi)",
+    "mov %r12, 16(%rdi)",
+    "mov %r13, 24(%rdi)",
+    "mov %r14, 32(%rdi)",
+    "mov %r15, 40(%rdi)",
+    "mov (%rsp), %rax",
+    "mov %rax, 48(%rdi)",
+    "lea 8(%rsp), %rax",
+    "mov %rax, 56(%rdi)",
+    "mov %rdx, %rsp",
+    "call *%rsi",
+    "ud2",
+    ".p2align 4",
+    ".globl dune_resume_host",
+    // (frame: *const EnterFrame, rax: u64) -> !
+    "dune_resume_host:",
+    "mov 0(%rdi), %rbx",
+    "mov 8(%rdi), %rbp",
+    "mov 16(%rdi), %r12",
+    "mov 24(%rdi), %r13",
+    "mov 32(%rdi), %r14",
+    "mov 40(%rdi), %r15",
+    "mov 56(%rdi), %rsp",
+    "mov %rsi, %rax",
+    "jmp *48(%rdi)",
+    // ---- ring-3 syscall entry: runs natively in PVM supervisor mode on the user stack ----
+    ".p2align 6",
+    ".globl dune_lstar_ring3",
+    "dune_lstar_ring3:",
+    "lea -128(%rsp), %rsp", // step over the red zone
+    "push %rcx",            // user return rip (host reads it at trampoline rsp + 8)
+    "pushq $0x2b",          // SS
+    "pushq %rsp",           // RSP for the trampoline (= user rsp - 144)
+    "pushq %r11",           // RFLAGS (user's)
+    "pushq $0x33",          // CS
+    "lea dune_syscall_tramp(%rip), %rcx",
+    "push %rcx",
+    "iretq",
+    "dune_syscall_tramp:", // CPL3: ring the doorbell (MMIO exit)
+    "mov {doorbell}(%rip), %rcx",
+    "movl ${magic}, (%rcx)",
+    "ud2", // not reached: the host resumes at the user's return rip
+    // ---- ring-0 syscall entry: architectural syscall at CPL0 ----
+    ".p2align 6",
+    ".globl dune_lstar_ring0",
+    "dune_lstar_ring0:",
+    "out %al, ${sysport}",
+    "ud2",
+    // ---- exception stubs (CPL0) ----
+    ".p2align 4",
+    ".globl dune_exc_stubs",
+    "dune_exc_stubs:",
+    ".set dune_v, 0",
+    ".rept 32",
+    ".p2align 4",
+    ".if (dune_v == 8) || (dune_v >= 10 && dune_v <= 14) || (dune_v == 17) || (dune_v == 21) || (dune_v == 29) || (dune_v == 30)",
+    "nop; nop",
+    ".else",
+    "pushq $0",
+    ".endif",
+    "pushq $dune_v",
+    "jmp dune_exc_common",
+    ".set dune_v, dune_v + 1",
+    ".endr",
+    ".p2align 4",
+    ".globl dune_irq_stub",
+    "dune_irq_stub:",
+    "pushq $0",
+    "pushq $255",
+    "dune_exc_common:",
+    "out %al, ${excport}",
+    "add $16, %rsp",
+    "iretq",
+    ".popsection",
+    doorbell = sym DOORBELL_ADDR,
+    magic = const SYSCALL_DOORBELL_VALUE,
+    sysport = const SYSCALL_PORT,
+    excport = const EXCEPTION_PORT,
+    options(att_syntax),
+);
+
+extern "C" {
+    /// Saves the host frame, switches to `stack_top` and calls `entry(frame)`. Returns (in
+    /// the guest, or on the host after a failure) the value the monitor chose.
+    pub fn dune_enter_trampoline(
+        frame: *mut EnterFrame,
+        entry: extern "C" fn(*mut EnterFrame) -> !,
+        stack_top: u64,
+    ) -> u64;
+    /// Restores `frame` on the host CPU and continues there with rax = `rax`.
+    pub fn dune_resume_host(frame: *const EnterFrame, rax: u64) -> !;
+    fn dune_lstar_ring3();
+    fn dune_lstar_ring0();
+    fn dune_exc_stubs();
+    fn dune_irq_stub();
+}
+
+/// LSTAR for ring-3 mode.
+pub fn lstar_ring3() -> u64 {
+    dune_lstar_ring3 as *const () as usize as u64
+}
+/// LSTAR for ring-0 mode.
+pub fn lstar_ring0() -> u64 {
+    dune_lstar_ring0 as *const () as usize as u64
+}
+/// Handler address of exception `vector` (0..32), or the catch-all stub.
+pub fn exception_stub(vector: u8) -> u64 {
+    if vector < 32 {
+        dune_exc_stubs as *const () as usize as u64 + 16 * vector as u64
+    } else {
+        dune_irq_stub as *const () as usize as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_are_16_bytes_apart_and_push_the_vector() {
+        // each stub: [push $0 | nop nop] push $v jmp -> fits in 16 bytes; check the code
+        for v in [0u8, 6, 13, 14, 31] {
+            let p = exception_stub(v) as *const u8;
+            // SAFETY: reading our own .text bytes.
+            let bytes = unsafe { core::slice::from_raw_parts(p, 4) };
+            let push_at = 2;
+            assert_eq!(bytes[push_at], 0x6a, "push imm8 at vector {v}");
+            assert_eq!(bytes[push_at + 1], v);
+        }
+    }
+}

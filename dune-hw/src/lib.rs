@@ -1,0 +1,174 @@
+//! dune-hw — the guest runtime of Dune (libdune's role), over [`kmod`].
+//!
+//! [`enter()`] moves the calling thread into a KVM guest: it continues the *same* Rust code,
+//! on the same stack, with the same heap and thread-locals (FS base), because guest-physical
+//! == host-virtual and the guest page tables identity-map the process. Syscalls are forwarded
+//! to the host (results and errno unchanged), mmap/munmap/mprotect/mremap/brk keep the guest
+//! page tables and memory slots in step, and host writes on the guest's behalf go to a hook.
+//! [`exit()`] returns the thread to the host.
+//!
+//! Two modes (chosen once per process, always reported, see [`kmod::mode`]):
+//! - **ring-0** (classic Dune): the thread runs at guest CPL0 and could use privileged
+//!   instructions directly; on our PVM host CPL0 is emulated, so it is functional but slow.
+//! - **ring-3** (default on PVM hosts): the thread runs at guest CPL3 natively; the CPL0 part
+//!   is a few stub instructions that exit to the host-side monitor ([`monitor`]).
+//!
+//! Modules:
+//! - [`addr`]     Gva, Gpa, Hva; the one GPA==HVA conversion; raw guest reads
+//! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits
+//! - [`tlb`]      flush obligations
+//! - [`gdt`], [`idt`] descriptors as pure functions; vectors
+//! - [`entry`]    asm: enter/leave on the same stack, LSTAR stubs, exception stubs
+//! - [`monitor`]  the exit loop (host half of the monitor)
+//! - [`trap`]     guest exceptions: on-demand mapping, spurious faults, fatal dumps
+//! - [`syscall`]  forwarding, address-space updates, host-write reports
+//! - [`maps`]     allocation-free /proc/self/maps reader
+//! - [`dune`]     process and thread state
+//! - [`error`]    [`DuneError`]
+
+pub mod addr;
+pub mod dune;
+pub mod entry;
+pub mod error;
+pub mod gdt;
+pub mod idt;
+pub mod maps;
+pub mod monitor;
+pub mod paging;
+pub mod syscall;
+pub mod tlb;
+pub mod trap;
+
+pub use addr::{Gpa, Gva, Hva};
+pub use dune::{hypercall, Dune, HostWrite, HostWriteHook, Options, ThreadStats};
+pub use error::DuneError;
+pub use kmod::{Mode, ModeChoice};
+pub use paging::DirtyView;
+pub use tlb::TlbFlush;
+
+use dune::{ThreadCtx, CTX};
+
+/// Enters Dune mode on the calling thread with default options (mode detected).
+pub fn enter() -> Result<(), DuneError> {
+    enter_with(&Options::default())
+}
+
+/// Enters Dune mode on the calling thread. On success the thread is running inside the
+/// guest when this returns.
+pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
+    if in_dune() {
+        return Err(DuneError::AlreadyEntered);
+    }
+    let d = Dune::get_or_init(opts)?;
+    let ctx = ThreadCtx::new(d)?;
+    let p = Box::into_raw(ctx);
+    CTX.with(|c| c.set(p));
+    // SAFETY: `p` is live and owned through CTX; the trampoline saves our callee-saved
+    // registers and return address into its frame and runs the exit loop on the loop stack,
+    // which belongs to the ctx. It "returns" either in the guest (0) or on the host (1).
+    let r = unsafe { entry::dune_enter_trampoline(&mut (*p).frame, monitor::loop_entry, dune::loop_stack_top(&*p)) };
+    if r == 0 {
+        return Ok(());
+    }
+    CTX.with(|c| c.set(core::ptr::null_mut()));
+    // SAFETY: the loop gave the ctx back (it resumed the host); we own it again.
+    let mut ctx = unsafe { Box::from_raw(p) };
+    Err(ctx.pending_error.take().unwrap_or(DuneError::NotEntered))
+}
+
+/// Leaves Dune mode: the thread continues on the host.
+pub fn exit() -> Result<ThreadStats, DuneError> {
+    if !in_dune() {
+        return Err(DuneError::NotEntered);
+    }
+    hypercall(dune::hypercall::LEAVE);
+    let p = CTX.with(|c| c.replace(core::ptr::null_mut()));
+    // SAFETY: the monitor resumed us on the host; the ctx (and its vCPU) is ours to drop.
+    let ctx = unsafe { Box::from_raw(p) };
+    Ok(ctx.stats)
+}
+
+/// Whether the calling thread is in Dune mode.
+pub fn in_dune() -> bool {
+    CTX.with(|c| !c.get().is_null())
+}
+
+/// The calling thread's counters (zero outside Dune mode).
+pub fn thread_stats() -> ThreadStats {
+    let p = CTX.with(|c| c.get());
+    if p.is_null() {
+        return ThreadStats::default();
+    }
+    // SAFETY: the ctx is live while the thread is in Dune mode; we only copy plain counters
+    // (the monitor updates them only while this thread is stopped in an exit).
+    unsafe { (*p).stats }
+}
+
+/// The mode of this process's Dune VM, if initialised.
+pub fn mode() -> Option<ModeChoice> {
+    Dune::get().map(|d| d.mode().clone())
+}
+
+/// Issues a Dune hypercall (a syscall with a Dune-private number) and returns rax.
+pub fn hypercall(nr: u64) -> u64 {
+    let r: u64;
+    // SAFETY: in Dune mode the monitor answers it; outside, Linux answers ENOSYS. The
+    // syscall instruction clobbers rcx and r11; LEAVE may resume with only callee-saved
+    // registers intact, hence clobber_abi("C").
+    unsafe {
+        core::arch::asm!("syscall", inlateout("rax") nr => r, clobber_abi("C"));
+    }
+    r
+}
+
+/// Flushes this thread's guest TLB (all entries). Ring-0: CR3 reload in the guest;
+/// ring-3: a request to the monitor. Outside Dune mode: every vCPU flushes before its next
+/// entry.
+pub fn flush_tlb_all() {
+    let Some(d) = Dune::get() else { return };
+    if !in_dune() {
+        d.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        return;
+    }
+    match d.mode().mode {
+        Mode::Ring0 => {
+            // SAFETY: at guest CPL0 (ring-0 mode) reloading CR3 with its own value only
+            // flushes non-global TLB entries.
+            unsafe { core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack)) }
+        }
+        Mode::Ring3 => {
+            hypercall(dune::hypercall::FLUSH_TLB);
+        }
+    }
+}
+
+/// Performs a flush obligation (ring-0: invlpg per page for small ranges).
+pub fn flush(f: TlbFlush) {
+    if in_dune() && mode().is_some_and(|m| m.mode == Mode::Ring0) && f.n_pages() <= tlb::INVLPG_MAX_PAGES {
+        let mut a = f.start & !0xfff;
+        while a < f.end {
+            // SAFETY: at guest CPL0, invlpg only drops a translation.
+            unsafe { core::arch::asm!("invlpg [{a}]", a = in(reg) a, options(nostack)) };
+            a += 4096;
+        }
+        return;
+    }
+    flush_tlb_all()
+}
+
+/// The lock-free A/D-bit view of the process's guest page table, if initialised.
+pub fn dirty_view() -> Option<DirtyView> {
+    Dune::get().map(|d| d.dirty_view())
+}
+
+/// Installs (or removes) the hook receiving guest memory the host wrote on the guest's
+/// behalf. Initialises nothing: returns false if Dune is not initialised yet.
+pub fn set_host_write_hook(hook: Option<HostWriteHook>) -> bool {
+    match Dune::get() {
+        Some(d) => {
+            d.set_host_write_hook(hook);
+            true
+        }
+        None => false,
+    }
+}

@@ -1,0 +1,126 @@
+//! The host half of the monitor: the exit loop of one vCPU, on its own stack.
+//!
+//! Ring-3 mode's CPL0 code is a handful of stub instructions (see [`crate::entry`]) because
+//! guest CPL0 is emulated on PVM hosts: every decision is taken here, natively, on the host.
+
+use crate::dune::{ThreadCtx, CTX};
+use crate::entry::{self, EnterFrame, EXCEPTION_PORT, SYSCALL_DOORBELL_VALUE, SYSCALL_PORT};
+use crate::{syscall, trap};
+use core::fmt::Write;
+use kmod::Exit;
+use std::sync::atomic::Ordering;
+
+/// A formatter into a fixed stack buffer (fault paths must not allocate).
+pub(crate) struct StackBuf {
+    buf: [u8; 4096],
+    len: usize,
+}
+
+impl StackBuf {
+    pub(crate) fn new() -> StackBuf {
+        StackBuf { buf: [0; 4096], len: 0 }
+    }
+    pub(crate) fn write_to_stderr(&self) {
+        // SAFETY: writing our own initialised bytes to fd 2.
+        unsafe { libc::write(2, self.buf.as_ptr().cast(), self.len) };
+    }
+}
+
+impl Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Prints `what` and a register dump of the vCPU, then aborts the process.
+pub(crate) fn fatal(ctx: &ThreadCtx, what: core::fmt::Arguments<'_>) -> ! {
+    let mut b = StackBuf::new();
+    let _ = writeln!(b, "dune: fatal in {} mode: {what}", ctx.mode.name());
+    if let Some(v) = ctx.vcpu.as_ref() {
+        if let Ok(r) = v.regs() {
+            let _ = writeln!(
+                b,
+                "  rip={:#018x} rsp={:#018x} rflags={:#x}\n  rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x}\n  rsi={:#x} rdi={:#x} rbp={:#x}\n  r8={:#x} r9={:#x} r10={:#x} r11={:#x}\n  r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
+                r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9, r.r10, r.r11,
+                r.r12, r.r13, r.r14, r.r15
+            );
+        }
+        if let Ok(s) = v.sregs() {
+            let _ = writeln!(
+                b,
+                "  cs={:#x} ss={:#x} cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x} fs.base={:#x}",
+                s.cs.selector, s.ss.selector, s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.fs.base
+            );
+        }
+    }
+    b.write_to_stderr();
+    std::process::abort()
+}
+
+/// Entered on the loop stack by `dune_enter_trampoline`. Never returns: it resumes the host
+/// with `dune_resume_host` (leave, or a failure before the first entry) or aborts.
+pub(crate) extern "C" fn loop_entry(_frame: *mut EnterFrame) -> ! {
+    let p = CTX.with(|c| c.get());
+    // SAFETY: `enter_with` stored a live, exclusively owned ThreadCtx in CTX before calling
+    // the trampoline; nothing else touches it until this loop resumes the host.
+    let ctx = unsafe { &mut *p };
+    if let Err(e) = start_guest(ctx) {
+        ctx.pending_error = Some(e);
+        // SAFETY: `frame` holds the host state saved by the trampoline.
+        unsafe { entry::dune_resume_host(&ctx.frame, 1) }
+    }
+    run(ctx)
+}
+
+fn start_guest(ctx: &mut ThreadCtx) -> Result<(), crate::DuneError> {
+    let f = ctx.frame;
+    let mut r = ctx.vcpu().regs()?;
+    r.rip = f.rip;
+    r.rsp = f.rsp;
+    r.rbx = f.rbx;
+    r.rbp = f.rbp;
+    r.r12 = f.r12;
+    r.r13 = f.r13;
+    r.r14 = f.r14;
+    r.r15 = f.r15;
+    r.rax = 0; // enter() returns Ok in the guest
+    r.rflags = 0x202;
+    ctx.vcpu().set_regs(&r)?;
+    Ok(())
+}
+
+fn run(ctx: &mut ThreadCtx) -> ! {
+    let doorbell = ctx.dune.doorbell;
+    loop {
+        if ctx.dune.generation.load(Ordering::Acquire) != ctx.seen_generation {
+            if let Err(e) = ctx.flush_tlb() {
+                fatal(ctx, format_args!("TLB flush before entry failed: {e}"));
+            }
+        }
+        let exit = match ctx.vcpu_mut().run() {
+            Ok(e) => e,
+            Err(e) => fatal(ctx, format_args!("{e}")),
+        };
+        ctx.stats.exits += 1;
+        match exit {
+            Exit::MmioWrite { gpa, value } if gpa & !0xfff == doorbell && value == SYSCALL_DOORBELL_VALUE => {
+                syscall::handle(ctx)
+            }
+            Exit::IoOut { port: SYSCALL_PORT, .. } => syscall::handle(ctx),
+            Exit::IoOut { port: EXCEPTION_PORT, .. } => trap::handle(ctx),
+            Exit::Interrupted => {}
+            Exit::MmioWrite { gpa, .. } | Exit::MmioRead { gpa } => trap::handle_unbacked(ctx, gpa),
+            Exit::InternalError { suberror } => fatal(
+                ctx,
+                format_args!(
+                    "KVM internal error {suberror} (1 = an instruction KVM cannot emulate; ring-0 mode on an \
+                     emulating host supports only what KVM's emulator does)"
+                ),
+            ),
+            other => fatal(ctx, format_args!("unexpected exit {other:?}")),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Page-table entries: `AtomicU64` with x86 flag bits. Accessed/dirty bits are cleared by
+//! atomic RMW so a concurrent hardware (or shadow-MMU) update is never lost. The raw table
+//! derefs live here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Present.
+pub const P: u64 = 1 << 0;
+/// Writable.
+pub const RW: u64 = 1 << 1;
+/// User-accessible.
+pub const US: u64 = 1 << 2;
+/// Accessed (set by the MMU).
+pub const A: u64 = 1 << 5;
+/// Dirty (set by the MMU on the first write).
+pub const D: u64 = 1 << 6;
+/// Page size (a huge leaf at level 2/3).
+pub const PS: u64 = 1 << 7;
+/// No-execute (needs EFER.NXE).
+pub const NX: u64 = 1 << 63;
+/// Physical-address bits of an entry.
+pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// Entries per table.
+pub const ENTRIES: usize = 512;
+
+/// Flags for a leaf mapping with the given `PROT_*` bits (none => not present).
+pub fn leaf_flags(prot: i32) -> u64 {
+    if prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) == 0 {
+        return 0;
+    }
+    let mut f = P | US;
+    if prot & libc::PROT_WRITE != 0 {
+        f |= RW;
+    }
+    if prot & libc::PROT_EXEC == 0 {
+        f |= NX;
+    }
+    f
+}
+
+/// Flags of a non-leaf entry: permissive, the leaf decides.
+pub const TABLE_FLAGS: u64 = P | RW | US;
+
+/// One page-table entry.
+#[repr(transparent)]
+#[derive(Debug, Default)]
+pub struct Pte(AtomicU64);
+
+impl Pte {
+    /// The raw value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+    /// Replaces the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Release)
+    }
+    /// Present?
+    pub fn is_present(&self) -> bool {
+        self.get() & P != 0
+    }
+    /// The frame (or next table) it points to.
+    pub fn addr(&self) -> u64 {
+        self.get() & ADDR_MASK
+    }
+    /// Dirty?
+    pub fn is_dirty(&self) -> bool {
+        self.get() & D != 0
+    }
+    /// Clears D and returns whether it was set (atomic: a concurrent MMU update of A is kept).
+    pub fn take_dirty(&self) -> bool {
+        self.0.fetch_and(!D, Ordering::AcqRel) & D != 0
+    }
+    /// Clears A and returns whether it was set.
+    pub fn take_accessed(&self) -> bool {
+        self.0.fetch_and(!A, Ordering::AcqRel) & A != 0
+    }
+    /// Sets the bits in `mask` (used to restore D bits after a failed collection).
+    pub fn set_bits(&self, mask: u64) {
+        self.0.fetch_or(mask, Ordering::AcqRel);
+    }
+}
+
+/// The 512 entries of the table in frame `frame`.
+///
+/// # Safety
+/// `frame` must be a page-table frame from this crate's [`super::FrameAllocator`], which stays
+/// mapped (and is never freed) for the lifetime `'a`.
+pub unsafe fn table<'a>(frame: u64) -> &'a [Pte; ENTRIES] {
+    // SAFETY: the caller guarantees a live, 4 KiB-aligned frame of 512 u64 entries; Pte is a
+    // transparent AtomicU64, so shared references allow concurrent atomic access.
+    unsafe { &*(frame as *const [Pte; ENTRIES]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_bits_match_the_sdm() {
+        assert_eq!(P | RW | US, 7);
+        assert_eq!(A, 0x20);
+        assert_eq!(D, 0x40);
+        assert_eq!(NX, 0x8000_0000_0000_0000);
+    }
+
+    #[test]
+    fn prot_to_flags() {
+        assert_eq!(leaf_flags(libc::PROT_NONE), 0);
+        assert_eq!(leaf_flags(libc::PROT_READ), P | US | NX);
+        assert_eq!(leaf_flags(libc::PROT_READ | libc::PROT_WRITE), P | US | RW | NX);
+        assert_eq!(leaf_flags(libc::PROT_READ | libc::PROT_EXEC), P | US);
+    }
+
+    #[test]
+    fn take_dirty_is_destructive_and_keeps_other_bits() {
+        let p = Pte::default();
+        p.set(0x5000 | P | RW | A | D);
+        assert!(p.take_dirty());
+        assert!(!p.take_dirty());
+        assert_eq!(p.get(), 0x5000 | P | RW | A);
+        assert_eq!(p.addr(), 0x5000);
+        p.set_bits(D);
+        assert!(p.is_dirty());
+    }
+}

@@ -1,0 +1,227 @@
+//! Guest syscalls, host side: locate the call site (mode-specific), execute it for the
+//! process, keep the guest's page tables and memory slots in step with address-space
+//! changes, report host writes, and resume the thread after its `syscall` instruction.
+
+use crate::addr::{read_guest, write_guest, Gva};
+use crate::dune::{hypercall, HostWrite, ThreadCtx, CTX};
+use crate::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
+use crate::monitor::{fatal, StackBuf};
+use core::fmt::Write;
+use kmod::syscall::{self as ks, AddressOp, Class, Coverage, SyscallArgs};
+use kmod::Mode;
+use std::sync::atomic::Ordering;
+
+const ENOSYS: i64 = 38;
+
+pub(crate) fn handle(ctx: &mut ThreadCtx) {
+    let mut regs = match ctx.vcpu().regs() {
+        Ok(r) => r,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    ctx.stats.syscalls += 1;
+    let (ret_rip, user_rsp) = match ctx.mode {
+        // SAFETY: the ring-3 LSTAR stub saved the return rip at this slot of the user stack
+        // (which is mapped: the stub just wrote it).
+        Mode::Ring3 => (unsafe { read_guest::<u64>(Gva(regs.rsp + RING3_SYSCALL_RIP_SLOT)) }, regs.rsp + RING3_SYSCALL_RSP_OFFSET),
+        Mode::Ring0 => (regs.rcx, regs.rsp),
+    };
+    let call = SyscallArgs { nr: regs.rax, args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9] };
+    let ret = match call.nr {
+        hypercall::LEAVE => leave(ctx, &regs, ret_rip, user_rsp),
+        hypercall::FLUSH_TLB => match ctx.flush_tlb() {
+            Ok(()) => 0,
+            Err(e) => fatal(ctx, format_args!("{e}")),
+        },
+        hypercall::NOP => 0,
+        _ => dispatch(ctx, &call),
+    };
+    regs.rax = ret as u64;
+    regs.rip = ret_rip;
+    regs.rsp = user_rsp;
+    regs.rcx = ret_rip;
+    regs.rflags = regs.r11;
+    if let Err(e) = ctx.vcpu().set_regs(&regs) {
+        fatal(ctx, format_args!("{e}"))
+    }
+}
+
+fn dispatch(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
+    match ks::classify(call.nr) {
+        Class::Forward => {
+            // SAFETY: `classify` said Forward: the call cannot break the exit loop; its
+            // pointers are the program's own (GPA == HVA).
+            let ret = unsafe { ks::execute(call) };
+            report_host_writes(ctx, call, ret);
+            ret
+        }
+        Class::AddressSpace(op) => address_space(ctx, op, call),
+        Class::ArchPrctl => arch_prctl(ctx, call),
+        Class::ThreadExit => {
+            // The thread ends inside the guest: close its vCPU, then exit on the host. The
+            // loop stack and GDT/monitor pages of this thread stay mapped (we run on them).
+            ctx.vcpu = None;
+            CTX.with(|c| c.set(core::ptr::null_mut()));
+            // SAFETY: exit(2) does not return; no Rust state outlives the thread.
+            unsafe { ks::execute(call) };
+            unreachable!("exit returned")
+        }
+        Class::ProcessExit => {
+            // SAFETY: exit_group(2) does not return.
+            unsafe { ks::execute(call) };
+            unreachable!("exit_group returned")
+        }
+        Class::Unsupported(why) => {
+            let mut b = StackBuf::new();
+            let _ = writeln!(b, "dune: syscall {} refused with ENOSYS: {why}", call.nr);
+            b.write_to_stderr();
+            -ENOSYS
+        }
+    }
+}
+
+fn report_host_writes(ctx: &ThreadCtx, call: &SyscallArgs, ret: i64) {
+    let d = ctx.dune;
+    // SAFETY (both readers): `host_writes` only reads cells the kernel just accepted as valid
+    // user memory for this call (it returned success).
+    let r64 = |p: u64| unsafe { read_guest::<u64>(Gva(p)) };
+    // SAFETY: as above.
+    let r32 = |p: u64| unsafe { read_guest::<u32>(Gva(p)) };
+    let cov = ks::host_writes(call, ret, &r64, &r32, &mut |p, n| {
+        d.report_host_write(HostWrite::Range { start: Gva(p), len_bytes: n })
+    });
+    if cov == Coverage::Unknown {
+        d.report_host_write(HostWrite::Unknown { nr: call.nr });
+    }
+}
+
+fn is_err(ret: i64) -> bool {
+    (-4095..0).contains(&ret)
+}
+
+fn prot_of_entry(e: u64) -> i32 {
+    use crate::paging::pte::{NX, P, RW};
+    if e & P == 0 {
+        return libc::PROT_NONE;
+    }
+    let mut p = libc::PROT_READ;
+    if e & RW != 0 {
+        p |= libc::PROT_WRITE;
+    }
+    if e & NX == 0 {
+        p |= libc::PROT_EXEC;
+    }
+    p
+}
+
+fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 {
+    let d = ctx.dune;
+    let a = call.args;
+    let up = |x: u64| x.next_multiple_of(4096);
+    // For mremap the old protection comes from the guest entry of the first page.
+    let old_prot = if op == AddressOp::Mremap { prot_of_entry(d.guest_entry(a[0])) } else { 0 };
+    // SAFETY: an address-space call of the program itself; the host side is updated below.
+    let ret = unsafe { ks::execute(call) };
+    if is_err(ret) {
+        return ret;
+    }
+    let r = match op {
+        AddressOp::Mmap => {
+            let flush = a[3] & libc::MAP_FIXED as u64 != 0;
+            d.map_range(ret as u64, ret as u64 + up(a[1]), a[2] as i32).map(|_| flush)
+        }
+        AddressOp::Munmap => d.unmap_range(a[0], a[0] + up(a[1])).map(|_| true),
+        AddressOp::Mprotect => {
+            let (s, e) = (a[0], a[0] + up(a[1]));
+            d.map_range(s, e, a[2] as i32).map(|_| {
+                d.generation.fetch_add(1, Ordering::AcqRel);
+                true
+            })
+        }
+        AddressOp::Mremap => {
+            let (old, old_len, new_len, new) = (a[0], up(a[1]), up(a[2]), ret as u64);
+            let r = if new != old {
+                d.unmap_range(old, old + old_len)
+            } else if new_len < old_len {
+                d.unmap_range(old + new_len, old + old_len)
+            } else {
+                Ok(())
+            };
+            r.and_then(|_| d.map_range(new, new + new_len, old_prot)).map(|_| true)
+        }
+        AddressOp::Brk => {
+            let old = d.brk.swap(ret as u64, Ordering::AcqRel);
+            let (o, n) = (up(old), up(ret as u64));
+            if n > o {
+                d.map_range(o, n, libc::PROT_READ | libc::PROT_WRITE).map(|_| false)
+            } else if n < o {
+                d.unmap_range(n, o).map(|_| true)
+            } else {
+                Ok(false)
+            }
+        }
+    };
+    match r {
+        Ok(true) => {
+            if let Err(e) = ctx.flush_tlb() {
+                fatal(ctx, format_args!("{e}"))
+            }
+        }
+        Ok(false) => {}
+        Err(e) => fatal(ctx, format_args!("guest address-space update after syscall {} failed: {e}", call.nr)),
+    }
+    ret
+}
+
+fn arch_prctl(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
+    const SET_GS: u64 = 0x1001;
+    const SET_FS: u64 = 0x1002;
+    const GET_FS: u64 = 0x1003;
+    const GET_GS: u64 = 0x1004;
+    let (code, arg) = (call.args[0], call.args[1]);
+    if !(SET_GS..=GET_GS).contains(&code) {
+        // SAFETY: other arch_prctl codes (CET, XCOMP, CPUID faulting queries) are per-process
+        // or harmless for the host thread.
+        return unsafe { ks::execute(call) };
+    }
+    let vcpu = ctx.vcpu();
+    let mut s = match vcpu.sregs() {
+        Ok(s) => s,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    match code {
+        SET_FS => s.fs.base = arg,
+        SET_GS => s.gs.base = arg,
+        // SAFETY: the program passed a pointer to a u64 for the result (arch_prctl contract);
+        // it is its own memory.
+        GET_FS => unsafe { write_guest(Gva(arg), s.fs.base) },
+        // SAFETY: as above.
+        _ => unsafe { write_guest(Gva(arg), s.gs.base) },
+    }
+    if code == SET_FS || code == SET_GS {
+        if code == SET_FS {
+            ctx.fs_base = arg;
+        }
+        if let Err(e) = ctx.vcpu().set_sregs(&s) {
+            fatal(ctx, format_args!("{e}"))
+        }
+    }
+    0
+}
+
+/// Leaves Dune mode: the thread continues on the host right after the LEAVE hypercall, with
+/// the guest's callee-saved registers and stack.
+fn leave(ctx: &mut ThreadCtx, regs: &kvm_bindings::kvm_regs, ret_rip: u64, user_rsp: u64) -> ! {
+    ctx.frame = EnterFrame {
+        rbx: regs.rbx,
+        rbp: regs.rbp,
+        r12: regs.r12,
+        r13: regs.r13,
+        r14: regs.r14,
+        r15: regs.r15,
+        rip: ret_rip,
+        rsp: user_rsp,
+    };
+    // SAFETY: the frame describes the guest thread's own state at its LEAVE call site, which
+    // is valid host state (same memory, same code).
+    unsafe { entry::dune_resume_host(&ctx.frame, 0) }
+}

@@ -1,0 +1,122 @@
+//! Guest exceptions, handled host-side: a page fault on memory the process has mapped is
+//! resolved (slot + page table, on demand); a spurious fault (a shadow-paging artefact) is
+//! retried after a flush; anything else ends the process with a register dump.
+
+use crate::addr::{read_guest, Gva};
+use crate::dune::ThreadCtx;
+use crate::entry::ExceptionFrame;
+use crate::idt;
+use crate::maps;
+use crate::monitor::fatal;
+use crate::paging::pte;
+
+const PF_WRITE: u64 = 1 << 1;
+const PF_FETCH: u64 = 1 << 4;
+
+/// Whether a leaf entry allows an access with page-fault error code `err`.
+pub fn entry_allows(entry: u64, err: u64) -> bool {
+    entry & pte::P != 0
+        && (err & PF_WRITE == 0 || entry & pte::RW != 0)
+        && (err & PF_FETCH == 0 || entry & pte::NX == 0)
+}
+
+/// Whether a host mapping with `prot` allows an access with error code `err`.
+pub fn prot_allows(prot: i32, err: u64) -> bool {
+    prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) != 0
+        && (err & PF_WRITE == 0 || prot & libc::PROT_WRITE != 0)
+        && (err & PF_FETCH == 0 || prot & libc::PROT_EXEC != 0)
+}
+
+pub(crate) fn handle(ctx: &mut ThreadCtx) {
+    let regs = match ctx.vcpu().regs() {
+        Ok(r) => r,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    // SAFETY: the CPL0 stub just pushed an ExceptionFrame at rsp on the monitor stack, a
+    // mapping owned by this ThreadCtx.
+    let f: ExceptionFrame = unsafe { read_guest(Gva(regs.rsp)) };
+    if f.vector == 14 {
+        let cr2 = match ctx.vcpu().sregs() {
+            Ok(s) => s.cr2,
+            Err(e) => fatal(ctx, format_args!("{e}")),
+        };
+        ctx.stats.page_faults += 1;
+        if resolve_page_fault(ctx, cr2, f.error) {
+            return;
+        }
+        fatal(
+            ctx,
+            format_args!(
+                "unhandled guest page fault (SIGSEGV): address {cr2:#x}, error {:#x} ({} {}), at rip {:#x}, rsp {:#x}",
+                f.error,
+                if f.error & PF_WRITE != 0 { "write" } else if f.error & PF_FETCH != 0 { "fetch" } else { "read" },
+                if f.error & 1 != 0 { "protection" } else { "not-present" },
+                f.rip,
+                f.rsp
+            ),
+        );
+    }
+    fatal(
+        ctx,
+        format_args!(
+            "unhandled guest exception {} (vector {}), error {:#x}, at rip {:#x}, rsp {:#x}",
+            idt::name(f.vector),
+            f.vector,
+            f.error,
+            f.rip,
+            f.rsp
+        ),
+    )
+}
+
+fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
+    let page = addr & !0xfff;
+    let entry = ctx.dune.guest_entry(page);
+    if entry_allows(entry, err) {
+        // Spurious (PVM reflects a shadow miss once; or a stale shadow entry): flush, retry.
+        ctx.spurious_streak = if ctx.last_fault == page { ctx.spurious_streak + 1 } else { 1 };
+        ctx.last_fault = page;
+        if ctx.spurious_streak > 4 {
+            return false;
+        }
+        return ctx.flush_tlb().is_ok();
+    }
+    ctx.spurious_streak = 0;
+    ctx.last_fault = page;
+    // On demand: memory the process mapped outside our view (another thread, a mapping made
+    // before a syscall we did not see).
+    match maps::find(addr) {
+        Some(m) if prot_allows(m.prot, err) && m.end <= crate::addr::USER_END => {
+            ctx.dune.map_range(m.start, m.end, m.prot).is_ok() && ctx.flush_tlb().is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// An access reached a guest-physical address without a memory slot (not the doorbell).
+pub(crate) fn handle_unbacked(ctx: &mut ThreadCtx, gpa: u64) {
+    if let Some(m) = maps::find(gpa) {
+        if m.prot != libc::PROT_NONE && ctx.dune.map_range(m.start, m.end, m.prot).is_ok() {
+            return;
+        }
+    }
+    fatal(ctx, format_args!("guest access to {gpa:#x}, which the process has not mapped (SIGSEGV)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paging::pte::{NX, P, RW, US};
+
+    #[test]
+    fn access_checks() {
+        assert!(entry_allows(P | US, 0));
+        assert!(!entry_allows(P | US, PF_WRITE));
+        assert!(entry_allows(P | US | RW, PF_WRITE | 4));
+        assert!(!entry_allows(P | NX, PF_FETCH));
+        assert!(!entry_allows(0, 0));
+        assert!(prot_allows(libc::PROT_READ, 0));
+        assert!(!prot_allows(libc::PROT_READ, PF_WRITE));
+        assert!(!prot_allows(libc::PROT_NONE, 0));
+    }
+}

@@ -1,0 +1,38 @@
+//! kmod — the host side of the Dune module, built on the kernel's `/dev/kvm`.
+//!
+//! Our machines cannot load kernel modules, so the role of Dune's `dune.ko` is played by
+//! ordinary KVM ioctls (through the rust-vmm `kvm-ioctls` crate):
+//!
+//! - one VM per process whose guest-physical address space equals the process's virtual
+//!   address space (GPA == HVA), with memory slots registered per mapping, on demand;
+//! - one vCPU per thread; the guest-runtime side (`dune-hw`) runs the exit loop on its own
+//!   stack and uses the decoders here;
+//! - syscall forwarding: classify a guest syscall, execute it for the process, and say which
+//!   guest memory the kernel wrote on the guest's behalf.
+//!
+//! Modules:
+//! - [`system`]   open `/dev/kvm`, API version, capabilities, guest address width
+//! - [`mode`]     Ring0 | Ring3: detection (PVM signature) and forcing
+//! - [`vm`]       one VM per process
+//! - [`memslots`] GPA==HVA memory slots, registered and split per mapping
+//! - [`vcpu`]     one vCPU per thread: setup, run, registers
+//! - [`exit`]     `VcpuExit` -> [`exit::Exit`], pure (no fd)
+//! - [`syscall`]  classification and forwarding of guest syscalls, host-write ranges
+//! - [`error`]    [`KmodError`]
+
+pub mod error;
+pub mod exit;
+pub mod memslots;
+pub mod mode;
+pub mod syscall;
+pub mod system;
+pub mod vcpu;
+pub mod vm;
+
+pub use error::KmodError;
+pub use exit::Exit;
+pub use memslots::Memslots;
+pub use mode::{Mode, ModeChoice};
+pub use system::System;
+pub use vcpu::Vcpu;
+pub use vm::Vm;

@@ -1,0 +1,51 @@
+//! One VM per process: its fd, its memory slots and the CPUID every vCPU gets.
+
+use crate::error::{KmodError, Result};
+use crate::memslots::Memslots;
+use crate::system::System;
+use crate::vcpu::Vcpu;
+use kvm_ioctls::VmFd;
+use std::sync::Mutex;
+
+/// The process's VM. Shared by all vCPU threads; slots are behind a mutex.
+pub struct Vm {
+    fd: VmFd,
+    memslots: Mutex<Memslots>,
+    system: System,
+}
+
+impl Vm {
+    /// Creates the VM (no memory slots yet).
+    pub fn create(system: System) -> Result<Vm> {
+        let fd = system.kvm().create_vm().map_err(|e| KmodError::ioctl("KVM_CREATE_VM", e))?;
+        let memslots = Memslots::with_capacity(system.nr_memslots());
+        Ok(Vm { fd, memslots: Mutex::new(memslots), system })
+    }
+
+    /// The `kvm-ioctls` VM handle.
+    pub fn fd(&self) -> &VmFd {
+        &self.fd
+    }
+
+    /// The open system this VM belongs to.
+    pub fn system(&self) -> &System {
+        &self.system
+    }
+
+    /// Runs `f` with the memory-slot table locked.
+    pub fn with_memslots<R>(&self, f: impl FnOnce(&mut Memslots, &VmFd) -> R) -> R {
+        let mut slots = self.memslots.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut slots, &self.fd)
+    }
+
+    /// Creates a vCPU with KVM's supported CPUID.
+    pub fn create_vcpu(&self, id: u64) -> Result<Vcpu> {
+        Vcpu::create(self, id)
+    }
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm").field("system", &self.system).finish()
+    }
+}
