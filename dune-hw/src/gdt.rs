@@ -59,8 +59,8 @@ mod tests {
     #[test]
     fn tss_descriptor_encodes_base() {
         let g = gdt(0x7f12_3456_7000);
-        assert_eq!((g[8] >> 16) & 0xff_ffff, 0x45_6700 & 0xff_ffff);
-        assert_eq!(g[8] >> 56, 0x23);
+        assert_eq!((g[8] >> 16) & 0xff_ffff, 0x56_7000);
+        assert_eq!(g[8] >> 56, 0x34);
         assert_eq!(g[9], 0x7f12);
         assert_eq!((g[8] >> 40) & 0xff, 0x89);
         let t = tss(0x1000, 0x2000);

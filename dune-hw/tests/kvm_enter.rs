@@ -1,10 +1,14 @@
 //! Ordinary Rust inside Dune (ring-3 mode, the default here). Needs /dev/kvm.
+//! Each test enters on its own libtest thread (one vCPU per thread, one VM per process).
 
-use dune_hw::{DuneError, Mode, Options};
+use dune_hw::{DuneError, HostWrite, Mode, Options};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Enters Dune on this thread, or prints SKIPPED and returns None.
-fn enter_or_skip(test: &str, mode: Option<Mode>) -> Option<()> {
-    match dune_hw::enter_with(&Options { mode }) {
+fn enter_or_skip(test: &str, mode: Mode) -> Option<()> {
+    match dune_hw::enter_with(&Options { mode: Some(mode) }) {
         Ok(()) => Some(()),
         Err(e @ (DuneError::Kmod(_) | DuneError::Unsupported { .. })) => {
             if std::env::var("DUNEGC_REQUIRE_KVM").as_deref() == Ok("1") {
@@ -20,7 +24,7 @@ fn enter_or_skip(test: &str, mode: Option<Mode>) -> Option<()> {
 #[test]
 fn getpid_and_println_inside() {
     let host_pid = std::process::id();
-    if enter_or_skip("getpid_and_println_inside", Some(Mode::Ring3)).is_none() {
+    if enter_or_skip("getpid_and_println_inside", Mode::Ring3).is_none() {
         return;
     }
     let pid = std::process::id();
@@ -28,5 +32,156 @@ fn getpid_and_println_inside() {
     let stats = dune_hw::exit().expect("exit");
     assert_eq!(pid, host_pid);
     assert!(stats.syscalls >= 2, "{stats:?}");
+    println!("mode {:?}", dune_hw::mode());
+}
+
+#[test]
+fn collections_files_clock_inside() {
+    if enter_or_skip("collections_files_clock_inside", Mode::Ring3).is_none() {
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    let now = std::time::SystemTime::now();
+    let mut m = HashMap::new();
+    for i in 0..20_000u64 {
+        m.insert(format!("key{i}"), vec![i; (i % 7) as usize]);
+    }
+    let total: u64 = m.values().map(|v| v.iter().sum::<u64>()).sum();
+    let big: Vec<u8> = vec![7; 8 << 20]; // mmap'ed by malloc: a new mapping inside Dune
+    let dir = std::env::temp_dir().join(format!("dune-hw-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("f.txt");
+    std::fs::File::create(&path).unwrap().write_all(b"written inside Dune").unwrap();
+    let mut s = String::new();
+    std::fs::File::open(&path).unwrap().read_to_string(&mut s).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let elapsed = t0.elapsed();
+    drop(big);
+    let in_dune = dune_hw::in_dune();
+    let stats = dune_hw::exit().unwrap();
+    assert!(in_dune);
+    assert_eq!(s, "written inside Dune");
+    let expect: u64 = (0..20_000u64).map(|i| i * (i % 7)).sum();
+    assert_eq!(total, expect);
+    assert!(now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() > 1_600_000_000);
+    assert!(elapsed.as_secs() < 60);
     println!("stats {stats:?}");
+}
+
+#[test]
+fn checksum_of_100_mb_matches_the_host() {
+    const LEN: usize = 100 << 20;
+    fn checksum(d: &[u8]) -> u64 {
+        d.chunks(8).fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+            (h ^ u64::from_le_bytes(c.try_into().unwrap())).wrapping_mul(0x100_0000_01b3)
+        })
+    }
+    let host = {
+        let d: Vec<u8> = (0..LEN).map(|i| (i * 31 % 251) as u8).collect();
+        checksum(&d)
+    };
+    if enter_or_skip("checksum_of_100_mb_matches_the_host", Mode::Ring3).is_none() {
+        return;
+    }
+    let d: Vec<u8> = (0..LEN).map(|i| (i * 31 % 251) as u8).collect();
+    let guest = checksum(&d);
+    drop(d);
+    dune_hw::exit().unwrap();
+    assert_eq!(guest, host);
+}
+
+#[test]
+fn dirty_bit_is_set_by_a_write_and_comes_back_after_a_flush() {
+    if enter_or_skip("dirty_bit_is_set_by_a_write_and_comes_back_after_a_flush", Mode::Ring3).is_none() {
+        return;
+    }
+    let view = dune_hw::dirty_view().unwrap();
+    let mut page = vec![0u8; 3 * 4096];
+    let p = (page.as_mut_ptr() as u64).next_multiple_of(4096);
+    // SAFETY: p is inside `page`.
+    unsafe { core::ptr::write_volatile(p as *mut u8, 1) };
+    let first = view.entry(p);
+    let mut seen = Vec::new();
+    dune_hw::flush(view.collect_and_clear(p, p + 4096, &mut |a| seen.push(a)));
+    let cleared = view.entry(p);
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(p as *mut u8, 2) };
+    let again = view.entry(p);
+    dune_hw::exit().unwrap();
+    assert_ne!(first & 0x40, 0, "D set by the first write: {first:#x}");
+    assert_eq!(seen, vec![p]);
+    assert_eq!(cleared & 0x40, 0);
+    assert_ne!(again & 0x40, 0, "D set again after the flush: {again:#x}");
+}
+
+static HOST_WRITTEN: AtomicU64 = AtomicU64::new(0);
+fn hook(w: HostWrite) {
+    if let HostWrite::Range { start, len_bytes } = w {
+        if len_bytes == 4096 {
+            HOST_WRITTEN.store(start.0, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn forwarded_read_reports_host_write() {
+    if enter_or_skip("forwarded_read_reports_host_write", Mode::Ring3).is_none() {
+        return;
+    }
+    assert!(dune_hw::set_host_write_hook(Some(hook)));
+    let mut buf = vec![0u8; 4096];
+    let mut f = std::fs::File::open("/dev/zero").unwrap();
+    f.read_exact(&mut buf).unwrap();
+    let at = HOST_WRITTEN.load(Ordering::SeqCst);
+    dune_hw::exit().unwrap();
+    assert_eq!(at, buf.as_ptr() as u64);
+}
+
+#[test]
+fn unsupported_syscall_is_a_clear_error() {
+    if enter_or_skip("unsupported_syscall_is_a_clear_error", Mode::Ring3).is_none() {
+        return;
+    }
+    // SAFETY: fork(2) is refused by the monitor (ENOSYS), so no child exists.
+    let r = unsafe { libc::fork() };
+    let err = std::io::Error::last_os_error().raw_os_error();
+    dune_hw::exit().unwrap();
+    assert_eq!(r, -1);
+    assert_eq!(err, Some(libc::ENOSYS));
+}
+
+#[test]
+fn munmap_and_mprotect_update_the_guest() {
+    if enter_or_skip("munmap_and_mprotect_update_the_guest", Mode::Ring3).is_none() {
+        return;
+    }
+    let view = dune_hw::dirty_view().unwrap();
+    // SAFETY: a fresh anonymous mapping.
+    let p = unsafe {
+        libc::mmap(core::ptr::null_mut(), 8192, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    } as u64;
+    // SAFETY: p is mapped RW.
+    unsafe { core::ptr::write_volatile(p as *mut u64, 5) };
+    let mapped = view.entry(p);
+    // SAFETY: our own mapping.
+    unsafe { libc::mprotect(p as *mut libc::c_void, 4096, libc::PROT_READ) };
+    let ro = view.entry(p);
+    // SAFETY: our own mapping, no references into it.
+    unsafe { libc::munmap(p as *mut libc::c_void, 8192) };
+    let gone = view.entry(p + 4096);
+    dune_hw::exit().unwrap();
+    assert_eq!(mapped & 3, 3, "{mapped:#x}");
+    assert_eq!(ro & 3, 1, "{ro:#x}");
+    assert_eq!(gone & 1, 0);
+}
+
+#[test]
+fn enter_twice_is_an_error_and_exit_outside_too() {
+    assert!(matches!(dune_hw::exit(), Err(DuneError::NotEntered)));
+    if enter_or_skip("enter_twice_is_an_error_and_exit_outside_too", Mode::Ring3).is_none() {
+        return;
+    }
+    let again = dune_hw::enter();
+    dune_hw::exit().unwrap();
+    assert!(matches!(again, Err(DuneError::AlreadyEntered)));
 }
