@@ -75,6 +75,8 @@ pub struct Dune {
     pub(crate) generation: AtomicU64,
     hook: AtomicUsize,
     next_vcpu: AtomicU64,
+    /// vCPUs of threads that left Dune mode, reused by the next `enter` (KVM limits vCPU ids).
+    idle_vcpus: Mutex<Vec<Vcpu>>,
     xcr0: u64,
     cr4: u64,
 }
@@ -164,6 +166,7 @@ impl Dune {
             generation: AtomicU64::new(0),
             hook: AtomicUsize::new(0),
             next_vcpu: AtomicU64::new(0),
+            idle_vcpus: Mutex::new(Vec::new()),
             xcr0,
             cr4,
         };
@@ -314,8 +317,11 @@ fn seg(selector: u16, type_: u8, dpl: u8, long: bool, base: u64) -> kvm_segment 
 impl ThreadCtx {
     pub(crate) fn new(dune: &'static Dune) -> Result<Box<ThreadCtx>, DuneError> {
         let mode = dune.mode.mode;
-        let id = dune.next_vcpu.fetch_add(1, Ordering::AcqRel);
-        let vcpu = dune.vm.create_vcpu(id)?;
+        let idle = dune.idle_vcpus.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let vcpu = match idle {
+            Some(v) => v,
+            None => dune.vm.create_vcpu(dune.next_vcpu.fetch_add(1, Ordering::AcqRel))?,
+        };
         let loop_stack = mmap_anon(
             LOOP_STACK_BYTES,
             libc::PROT_READ | libc::PROT_WRITE,
@@ -333,7 +339,8 @@ impl ThreadCtx {
             loop_stack,
             cpu_pages,
             cpu_pages_len,
-            seen_generation: dune.generation.load(Ordering::Acquire),
+            // force a flush before the first entry (a reused vCPU may cache old translations)
+            seen_generation: u64::MAX,
             pending_error: None,
             stats: ThreadStats::default(),
             spurious_streak: 0,
@@ -429,6 +436,10 @@ impl ThreadCtx {
 
 impl Drop for ThreadCtx {
     fn drop(&mut self) {
+        if let Some(v) = self.vcpu.take() {
+            // every register is set again by the next `ThreadCtx::new` / `start_guest`
+            self.dune.idle_vcpus.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+        }
         let (start, end) = (self.cpu_pages, self.cpu_pages + self.cpu_pages_len as u64);
         // Only reached on the host stack (never while the exit loop runs on `loop_stack`).
         let _ = self.dune.unmap_range(start, end);

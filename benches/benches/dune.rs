@@ -1,0 +1,185 @@
+//! Dune costs side by side with the same work on the host, per mode.
+//! The mode is per process: run with DUNEGC_DUNE_MODE=ring3 (default here) or ring0.
+//! Every Dune sample enters Dune, times the work inside with `Instant`, and leaves, so
+//! criterion's own analysis runs on the host. Ring-0 is emulated on PVM hosts: its compute
+//! work is scaled down.
+
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::time::{Duration, Instant};
+
+fn lcg(n: u64) -> u64 {
+    let mut x = 1u64;
+    for i in 0..n {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    x
+}
+
+fn getpid() -> i64 {
+    // SAFETY: getpid has no arguments.
+    unsafe { libc::syscall(libc::SYS_getpid) }
+}
+
+/// Runs `f(iters)` inside Dune and returns the time it reports, or None (printing why).
+fn in_dune(f: &mut dyn FnMut(u64) -> Duration, iters: u64) -> Option<Duration> {
+    if let Err(e) = dune_hw::enter() {
+        eprintln!("SKIPPED dune benches: {e}");
+        return None;
+    }
+    let t = f(iters);
+    dune_hw::exit().expect("leave Dune");
+    Some(t)
+}
+
+fn bench(c: &mut Criterion) {
+    // initialise once to learn the mode
+    if let Err(e) = dune_hw::enter() {
+        eprintln!("SKIPPED dune benches: {e}");
+        return;
+    }
+    dune_hw::exit().expect("leave Dune");
+    let mode = dune_hw::mode().expect("initialised").mode;
+    let m = mode.name();
+    eprintln!("dune mode: {}", dune_hw::mode().expect("initialised").reason);
+    let compute_n: u64 = if mode == dune_hw::Mode::Ring0 { 100 } else { 1_000_000 };
+
+    let mut g = c.benchmark_group("dune");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+
+    g.bench_function(format!("compute_lcg_{compute_n}/native"), |b| b.iter(|| lcg(black_box(compute_n))));
+    g.bench_function(format!("compute_lcg_{compute_n}/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &mut |n| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        black_box(lcg(black_box(compute_n)));
+                    }
+                    t.elapsed()
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+
+    g.bench_function("getpid/native", |b| b.iter(getpid));
+    g.bench_function(format!("getpid/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &mut |n| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        black_box(getpid());
+                    }
+                    t.elapsed()
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+
+    let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&zero);
+    let mut buf = vec![0u8; 4096];
+    let bp = buf.as_mut_ptr();
+    let read4k = move || {
+        // SAFETY: reading 4 KiB into our own 4 KiB buffer.
+        unsafe { libc::pread(fd, bp.cast(), 4096, 0) }
+    };
+    g.bench_function("read_4k/native", |b| b.iter(read4k));
+    g.bench_function(format!("read_4k/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &mut |n| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        black_box(read4k());
+                    }
+                    t.elapsed()
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+
+    g.bench_function(format!("tlb_flush_request/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &mut |n| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        dune_hw::flush_tlb_all();
+                    }
+                    t.elapsed()
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+
+    // Page fault. Native: first touch of a fresh anonymous page (a Linux minor fault).
+    // Dune: a guest #PF the monitor resolves — pages mapped by the host while no thread was
+    // in Dune, one VMA each, are missing from the guest page table until touched.
+    g.bench_function("page_fault/native", |b| {
+        b.iter_custom(|iters| {
+            let len = iters as usize * 4096;
+            // SAFETY: fresh anonymous mapping, unmapped below.
+            let p = unsafe {
+                libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            } as *mut u8;
+            let t = Instant::now();
+            for i in 0..iters as usize {
+                // SAFETY: inside the mapping.
+                unsafe { core::ptr::write_volatile(p.add(i * 4096), 1) };
+            }
+            let d = t.elapsed();
+            // SAFETY: our mapping.
+            unsafe { libc::munmap(p.cast(), len) };
+            d
+        })
+    });
+    g.bench_function(format!("page_fault/{m}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(64);
+                left -= n;
+                let len = n as usize * 8192;
+                // SAFETY: fresh mapping; every other page made RW so each is its own VMA.
+                let p = unsafe {
+                    libc::mmap(core::ptr::null_mut(), len, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+                } as *mut u8;
+                for i in 0..n as usize {
+                    // SAFETY: inside our mapping.
+                    unsafe { libc::mprotect(p.add(i * 8192).cast(), 4096, libc::PROT_READ | libc::PROT_WRITE) };
+                }
+                total += in_dune(
+                    &mut |k| {
+                        let t = Instant::now();
+                        for i in 0..k as usize {
+                            // SAFETY: a RW page of our mapping.
+                            unsafe { core::ptr::write_volatile(p.add(i * 8192), 1) };
+                        }
+                        t.elapsed()
+                    },
+                    n,
+                )
+                .unwrap_or_default();
+                // SAFETY: our mapping.
+                unsafe { libc::munmap(p.cast(), len) };
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
