@@ -42,13 +42,24 @@ fn bench(c: &mut Criterion) {
     dune_hw::exit().expect("leave Dune");
     let mode = dune_hw::mode().expect("initialised").mode;
     let m = mode.name();
-    eprintln!("dune mode: {}", dune_hw::mode().expect("initialised").reason);
-    let compute_n: u64 = if mode == dune_hw::Mode::Ring0 { 100 } else { 1_000_000 };
+    eprintln!(
+        "dune mode: {}",
+        dune_hw::mode().expect("initialised").reason
+    );
+    let compute_n: u64 = if mode == dune_hw::Mode::Ring0 {
+        100
+    } else {
+        1_000_000
+    };
 
     let mut g = c.benchmark_group("dune");
-    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
 
-    g.bench_function(format!("compute_lcg_{compute_n}/native"), |b| b.iter(|| lcg(black_box(compute_n))));
+    g.bench_function(format!("compute_lcg_{compute_n}/native"), |b| {
+        b.iter(|| lcg(black_box(compute_n)))
+    });
     g.bench_function(format!("compute_lcg_{compute_n}/{m}"), |b| {
         b.iter_custom(|iters| {
             in_dune(
@@ -131,7 +142,14 @@ fn bench(c: &mut Criterion) {
             let len = iters as usize * 4096;
             // SAFETY: fresh anonymous mapping, unmapped below.
             let p = unsafe {
-                libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+                libc::mmap(
+                    core::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
             } as *mut u8;
             let t = Instant::now();
             for i in 0..iters as usize {
@@ -154,11 +172,24 @@ fn bench(c: &mut Criterion) {
                 let len = n as usize * 8192;
                 // SAFETY: fresh mapping; every other page made RW so each is its own VMA.
                 let p = unsafe {
-                    libc::mmap(core::ptr::null_mut(), len, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+                    libc::mmap(
+                        core::ptr::null_mut(),
+                        len,
+                        libc::PROT_NONE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
                 } as *mut u8;
                 for i in 0..n as usize {
                     // SAFETY: inside our mapping.
-                    unsafe { libc::mprotect(p.add(i * 8192).cast(), 4096, libc::PROT_READ | libc::PROT_WRITE) };
+                    unsafe {
+                        libc::mprotect(
+                            p.add(i * 8192).cast(),
+                            4096,
+                            libc::PROT_READ | libc::PROT_WRITE,
+                        )
+                    };
                 }
                 total += in_dune(
                     &mut |k| {

@@ -81,6 +81,9 @@ mod tests {
         assert_eq!(Gva(0x1234).page_down(), Gva(0x1000));
         assert_eq!(Gva(0x1234).page_up(), Gva(0x2000));
         assert_eq!(Gva(0x2000).page_up(), Gva(0x2000));
-        assert_eq!(Gva(0x7f00_0000_1000).to_gpa().to_hva(), Hva(0x7f00_0000_1000));
+        assert_eq!(
+            Gva(0x7f00_0000_1000).to_gpa().to_hva(),
+            Hva(0x7f00_0000_1000)
+        );
     }
 }

@@ -85,9 +85,21 @@ static DUNE: Mutex<Option<&'static Dune>> = Mutex::new(None);
 
 fn mmap_anon(len: usize, prot: i32, flags: i32, op: &'static str) -> Result<u64, DuneError> {
     // SAFETY: a fresh anonymous mapping at a kernel-chosen address aliases nothing.
-    let p = unsafe { libc::mmap(core::ptr::null_mut(), len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags, -1, 0) };
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+            -1,
+            0,
+        )
+    };
     if p == libc::MAP_FAILED {
-        return Err(DuneError::Os { op, source: std::io::Error::last_os_error() });
+        return Err(DuneError::Os {
+            op,
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(p as u64)
 }
@@ -95,7 +107,9 @@ fn mmap_anon(len: usize, prot: i32, flags: i32, op: &'static str) -> Result<u64,
 fn xgetbv0() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: xgetbv(0) is valid when CPUID reports OSXSAVE, checked by the caller.
-    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack))
+    };
     (hi as u64) << 32 | lo as u64
 }
 
@@ -131,9 +145,17 @@ impl Dune {
         // picked AVX2 string functions on the host).
         let leaf1 = core::arch::x86_64::__cpuid(1);
         let osxsave = leaf1.ecx & (1 << 27) != 0;
-        let sup = system.supported_cpuid().as_slice().iter().find(|e| e.function == 0xd && e.index == 0).copied();
+        let sup = system
+            .supported_cpuid()
+            .as_slice()
+            .iter()
+            .find(|e| e.function == 0xd && e.index == 0)
+            .copied();
         let (xcr0, cr4_osxsave) = match (osxsave, sup) {
-            (true, Some(e)) => (xgetbv0() & ((e.edx as u64) << 32 | e.eax as u64), 1u64 << 18),
+            (true, Some(e)) => (
+                xgetbv0() & ((e.edx as u64) << 32 | e.eax as u64),
+                1u64 << 18,
+            ),
             _ => (0, 0),
         };
         let cr4 = 0x20 | 0x200 | 0x400 | cr4_osxsave; // PAE | OSFXSR | OSXMMEXCPT | OSXSAVE
@@ -173,7 +195,11 @@ impl Dune {
         dune.sync_all_mappings()?;
         {
             let mut pt = dune.pt.lock().unwrap_or_else(|p| p.into_inner());
-            pt.map(doorbell, doorbell + 4096, libc::PROT_READ | libc::PROT_WRITE)?;
+            pt.map(
+                doorbell,
+                doorbell + 4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )?;
         }
         Ok(dune)
     }
@@ -182,7 +208,10 @@ impl Dune {
     fn sync_all_mappings(&self) -> Result<(), DuneError> {
         let mut all = Vec::new();
         if !maps::for_each(&mut |m| all.push(m)) {
-            return Err(DuneError::Os { op: "read /proc/self/maps", source: std::io::Error::last_os_error() });
+            return Err(DuneError::Os {
+                op: "read /proc/self/maps",
+                source: std::io::Error::last_os_error(),
+            });
         }
         for m in all {
             if m.end > USER_END || m.prot == libc::PROT_NONE || m.start == self.doorbell {
@@ -196,7 +225,8 @@ impl Dune {
     /// Registers slots and maps `[start, end)` with `prot` in the guest page table.
     pub(crate) fn map_range(&self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
         if prot != libc::PROT_NONE {
-            self.vm.with_memslots(|s, fd| s.register(&mut { fd }, start, end - start))?;
+            self.vm
+                .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start))?;
         }
         let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
         pt.map(start, end, prot)
@@ -209,7 +239,8 @@ impl Dune {
             let _flush_via_generation = pt.unmap(start, end);
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.vm.with_memslots(|s, fd| s.unregister(&mut { fd }, start, end - start))?;
+        self.vm
+            .with_memslots(|s, fd| s.unregister(&mut { fd }, start, end - start))?;
         Ok(())
     }
 
@@ -226,7 +257,8 @@ impl Dune {
 
     /// Installs the hook that receives host writes made on the guest's behalf.
     pub fn set_host_write_hook(&self, hook: Option<HostWriteHook>) {
-        self.hook.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+        self.hook
+            .store(hook.map_or(0, |f| f as usize), Ordering::Release);
     }
 
     pub(crate) fn report_host_write(&self, w: HostWrite) {
@@ -240,7 +272,10 @@ impl Dune {
 
     /// Page-table frames used so far.
     pub fn n_page_table_frames(&self) -> u64 {
-        self.pt.lock().unwrap_or_else(|p| p.into_inner()).n_frames_used()
+        self.pt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .n_frames_used()
     }
 
     /// Whether guest page tables currently map `va` (debugging, tests).
@@ -251,7 +286,10 @@ impl Dune {
 
 impl std::fmt::Debug for Dune {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dune").field("mode", &self.mode).field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Dune")
+            .field("mode", &self.mode)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -317,10 +355,16 @@ fn seg(selector: u16, type_: u8, dpl: u8, long: bool, base: u64) -> kvm_segment 
 impl ThreadCtx {
     pub(crate) fn new(dune: &'static Dune) -> Result<Box<ThreadCtx>, DuneError> {
         let mode = dune.mode.mode;
-        let idle = dune.idle_vcpus.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let idle = dune
+            .idle_vcpus
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
         let vcpu = match idle {
             Some(v) => v,
-            None => dune.vm.create_vcpu(dune.next_vcpu.fetch_add(1, Ordering::AcqRel))?,
+            None => dune
+                .vm
+                .create_vcpu(dune.next_vcpu.fetch_add(1, Ordering::AcqRel))?,
         };
         let loop_stack = mmap_anon(
             LOOP_STACK_BYTES,
@@ -330,7 +374,12 @@ impl ThreadCtx {
         )?;
         // page 0: GDT at +0, TSS at +0x800; then the monitor stack
         let cpu_pages_len = 4096 + MONITOR_STACK_BYTES;
-        let cpu_pages = mmap_anon(cpu_pages_len, libc::PROT_READ | libc::PROT_WRITE, 0, "mmap(GDT/TSS/monitor stack)")?;
+        let cpu_pages = mmap_anon(
+            cpu_pages_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            0,
+            "mmap(GDT/TSS/monitor stack)",
+        )?;
         let ctx = Box::new(ThreadCtx {
             dune,
             vcpu: Some(vcpu),
@@ -355,17 +404,25 @@ impl ThreadCtx {
         }
         // SAFETY: as above; the TSS fits in the first page at +0x800.
         unsafe { crate::addr::write_guest(Gva(tss), gdt::tss(stack_top, stack_top)) };
-        dune.map_range(cpu_pages, cpu_pages + cpu_pages_len as u64, libc::PROT_READ | libc::PROT_WRITE)?;
+        dune.map_range(
+            cpu_pages,
+            cpu_pages + cpu_pages_len as u64,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )?;
         ctx.setup_vcpu(tss)?;
         Ok(ctx)
     }
 
     pub(crate) fn vcpu(&self) -> &Vcpu {
-        self.vcpu.as_ref().expect("the vCPU lives until the thread leaves Dune mode")
+        self.vcpu
+            .as_ref()
+            .expect("the vCPU lives until the thread leaves Dune mode")
     }
 
     pub(crate) fn vcpu_mut(&mut self) -> &mut Vcpu {
-        self.vcpu.as_mut().expect("the vCPU lives until the thread leaves Dune mode")
+        self.vcpu
+            .as_mut()
+            .expect("the vCPU lives until the thread leaves Dune mode")
     }
 
     fn setup_vcpu(&self, tss: u64) -> Result<(), DuneError> {
@@ -375,7 +432,11 @@ impl ThreadCtx {
             Mode::Ring0 => entry::lstar_ring0(),
         };
         let vcpu = self.vcpu();
-        vcpu.set_msrs(&[(0xc000_0081, gdt::STAR), (0xc000_0082, lstar), (0xc000_0084, SFMASK)])?;
+        vcpu.set_msrs(&[
+            (0xc000_0081, gdt::STAR),
+            (0xc000_0082, lstar),
+            (0xc000_0084, SFMASK),
+        ])?;
         let mut s = vcpu.sregs()?;
         let fs = self.fs_base;
         let gs = arch_prctl_get(0x1004);
@@ -397,7 +458,10 @@ impl ThreadCtx {
                 s.gs = seg(0, 3, 0, false, gs);
             }
         }
-        s.ldt = kvm_segment { unusable: 1, ..Default::default() };
+        s.ldt = kvm_segment {
+            unusable: 1,
+            ..Default::default()
+        };
         s.tr = kvm_segment {
             base: tss,
             limit: gdt::TSS_LEN_BYTES as u32 - 1,
@@ -438,7 +502,11 @@ impl Drop for ThreadCtx {
     fn drop(&mut self) {
         if let Some(v) = self.vcpu.take() {
             // every register is set again by the next `ThreadCtx::new` / `start_guest`
-            self.dune.idle_vcpus.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+            self.dune
+                .idle_vcpus
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(v);
         }
         let (start, end) = (self.cpu_pages, self.cpu_pages + self.cpu_pages_len as u64);
         // Only reached on the host stack (never while the exit loop runs on `loop_stack`).

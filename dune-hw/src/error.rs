@@ -37,8 +37,12 @@ impl fmt::Display for DuneError {
             DuneError::Os { op, source } => write!(f, "{op} failed: {source}"),
             DuneError::AlreadyEntered => write!(f, "this thread is already in Dune mode"),
             DuneError::NotEntered => write!(f, "this thread is not in Dune mode"),
-            DuneError::OutOfPageTableFrames => write!(f, "the guest page-table frame pool is exhausted"),
-            DuneError::Unsupported { feature, reason } => write!(f, "unsupported: {feature}: {reason}"),
+            DuneError::OutOfPageTableFrames => {
+                write!(f, "the guest page-table frame pool is exhausted")
+            }
+            DuneError::Unsupported { feature, reason } => {
+                write!(f, "unsupported: {feature}: {reason}")
+            }
         }
     }
 }

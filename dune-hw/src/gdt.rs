@@ -29,7 +29,8 @@ pub fn gdt(tss: u64) -> [u64; GDT_ENTRIES] {
     g[5] = 0x00cf_f300_0000_ffff; // 0x28 user data
     g[6] = 0x00af_fb00_0000_ffff; // 0x30 user code64
     let limit = TSS_LEN_BYTES - 1;
-    g[8] = (limit & 0xffff) | ((tss & 0xff_ffff) << 16) | (0x89 << 40) | (((tss >> 24) & 0xff) << 56);
+    g[8] =
+        (limit & 0xffff) | ((tss & 0xff_ffff) << 16) | (0x89 << 40) | (((tss >> 24) & 0xff) << 56);
     g[9] = tss >> 32;
     g
 }
@@ -52,7 +53,7 @@ mod tests {
         // sysret: CS = base+16, SS = base+8 (RPL 3); syscall: CS = kernel, SS = kernel+8
         assert_eq!(((STAR >> 48) + 16) as u16 | 3, USER_CS);
         assert_eq!(((STAR >> 48) + 8) as u16 | 3, USER_SS);
-        assert_eq!((STAR >> 32) as u16 & 0xffff, KERNEL_CS);
+        assert_eq!((STAR >> 32) as u16, KERNEL_CS);
         assert_eq!(KERNEL_CS + 8, KERNEL_SS);
     }
 

@@ -30,9 +30,9 @@ pub fn has_error_code(vector: u8) -> bool {
 /// A short name for `vector` ("#PF").
 pub fn name(vector: u64) -> &'static str {
     const N: [&str; 32] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF",
-        "15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "22", "23", "24", "25", "26", "27", "#HV", "#VC", "#SX",
-        "31",
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+        "#GP", "#PF", "15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "22", "23", "24", "25", "26",
+        "27", "#HV", "#VC", "#SX", "31",
     ];
     N.get(vector as usize).copied().unwrap_or("interrupt")
 }

@@ -66,7 +66,13 @@ pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
     // SAFETY: `p` is live and owned through CTX; the trampoline saves our callee-saved
     // registers and return address into its frame and runs the exit loop on the loop stack,
     // which belongs to the ctx. It "returns" either in the guest (0) or on the host (1).
-    let r = unsafe { entry::dune_enter_trampoline(&mut (*p).frame, monitor::loop_entry, dune::loop_stack_top(&*p)) };
+    let r = unsafe {
+        entry::dune_enter_trampoline(
+            &mut (*p).frame,
+            monitor::loop_entry,
+            dune::loop_stack_top(&*p),
+        )
+    };
     if r == 0 {
         return Ok(());
     }
@@ -127,14 +133,17 @@ pub fn hypercall(nr: u64) -> u64 {
 pub fn flush_tlb_all() {
     let Some(d) = Dune::get() else { return };
     if !in_dune() {
-        d.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        d.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         return;
     }
     match d.mode().mode {
         Mode::Ring0 => {
             // SAFETY: at guest CPL0 (ring-0 mode) reloading CR3 with its own value only
             // flushes non-global TLB entries.
-            unsafe { core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack)) }
+            unsafe {
+                core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack))
+            }
         }
         Mode::Ring3 => {
             hypercall(dune::hypercall::FLUSH_TLB);
@@ -144,7 +153,10 @@ pub fn flush_tlb_all() {
 
 /// Performs a flush obligation (ring-0: invlpg per page for small ranges).
 pub fn flush(f: TlbFlush) {
-    if in_dune() && mode().is_some_and(|m| m.mode == Mode::Ring0) && f.n_pages() <= tlb::INVLPG_MAX_PAGES {
+    if in_dune()
+        && mode().is_some_and(|m| m.mode == Mode::Ring0)
+        && f.n_pages() <= tlb::INVLPG_MAX_PAGES
+    {
         let mut a = f.start & !0xfff;
         while a < f.end {
             // SAFETY: at guest CPL0, invlpg only drops a translation.

@@ -41,7 +41,12 @@ pub fn parse_line(line: &[u8]) -> Option<Mapping> {
 /// Calls `f` for each mapping. Returns false if the file could not be read.
 pub fn for_each(f: &mut dyn FnMut(Mapping)) -> bool {
     // SAFETY: a NUL-terminated path literal; the fd is closed below.
-    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return false;
     }
@@ -101,7 +106,14 @@ mod tests {
     #[test]
     fn parses_lines() {
         let m = parse_line(b"7f0000001000-7f0000003000 rw-p 00000000 00:00 0   [heap]").unwrap();
-        assert_eq!(m, Mapping { start: 0x7f00_0000_1000, end: 0x7f00_0000_3000, prot: 3 });
+        assert_eq!(
+            m,
+            Mapping {
+                start: 0x7f00_0000_1000,
+                end: 0x7f00_0000_3000,
+                prot: 3
+            }
+        );
         let x = parse_line(b"555555554000-555555556000 r-xp 00000000 fd:01 123 /bin/x").unwrap();
         assert_eq!(x.prot, libc::PROT_READ | libc::PROT_EXEC);
         assert!(parse_line(b"garbage").is_none());

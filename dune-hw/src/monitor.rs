@@ -18,7 +18,10 @@ pub(crate) struct StackBuf {
 
 impl StackBuf {
     pub(crate) fn new() -> StackBuf {
-        StackBuf { buf: [0; 4096], len: 0 }
+        StackBuf {
+            buf: [0; 4096],
+            len: 0,
+        }
     }
     pub(crate) fn write_to_stderr(&self) {
         // SAFETY: writing our own initialised bytes to fd 2.

@@ -22,10 +22,16 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
     let (ret_rip, user_rsp) = match ctx.mode {
         // SAFETY: the ring-3 LSTAR stub saved the return rip at this slot of the user stack
         // (which is mapped: the stub just wrote it).
-        Mode::Ring3 => (unsafe { read_guest::<u64>(Gva(regs.rsp + RING3_SYSCALL_RIP_SLOT)) }, regs.rsp + RING3_SYSCALL_RSP_OFFSET),
+        Mode::Ring3 => (
+            unsafe { read_guest::<u64>(Gva(regs.rsp + RING3_SYSCALL_RIP_SLOT)) },
+            regs.rsp + RING3_SYSCALL_RSP_OFFSET,
+        ),
         Mode::Ring0 => (regs.rcx, regs.rsp),
     };
-    let call = SyscallArgs { nr: regs.rax, args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9] };
+    let call = SyscallArgs {
+        nr: regs.rax,
+        args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+    };
     let ret = match call.nr {
         hypercall::LEAVE => leave(ctx, &regs, ret_rip, user_rsp),
         hypercall::FLUSH_TLB => match ctx.flush_tlb() {
@@ -81,13 +87,20 @@ fn dispatch(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
 
 fn report_host_writes(ctx: &ThreadCtx, call: &SyscallArgs, ret: i64) {
     let d = ctx.dune;
-    // SAFETY (both readers): `host_writes` only reads cells the kernel just accepted as valid
-    // user memory for this call (it returned success).
-    let r64 = |p: u64| unsafe { read_guest::<u64>(Gva(p)) };
-    // SAFETY: as above.
-    let r32 = |p: u64| unsafe { read_guest::<u32>(Gva(p)) };
+    let r64 = |p: u64| {
+        // SAFETY: `host_writes` only reads cells (iovecs, length words) the kernel just
+        // accepted as valid user memory for this call (it returned success).
+        unsafe { read_guest::<u64>(Gva(p)) }
+    };
+    let r32 = |p: u64| {
+        // SAFETY: as above.
+        unsafe { read_guest::<u32>(Gva(p)) }
+    };
     let cov = ks::host_writes(call, ret, &r64, &r32, &mut |p, n| {
-        d.report_host_write(HostWrite::Range { start: Gva(p), len_bytes: n })
+        d.report_host_write(HostWrite::Range {
+            start: Gva(p),
+            len_bytes: n,
+        })
     });
     if cov == Coverage::Unknown {
         d.report_host_write(HostWrite::Unknown { nr: call.nr });
@@ -118,7 +131,11 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
     let a = call.args;
     let up = |x: u64| x.next_multiple_of(4096);
     // For mremap the old protection comes from the guest entry of the first page.
-    let old_prot = if op == AddressOp::Mremap { prot_of_entry(d.guest_entry(a[0])) } else { 0 };
+    let old_prot = if op == AddressOp::Mremap {
+        prot_of_entry(d.guest_entry(a[0]))
+    } else {
+        0
+    };
     // SAFETY: an address-space call of the program itself; the host side is updated below.
     let ret = unsafe { ks::execute(call) };
     if is_err(ret) {
@@ -127,7 +144,8 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
     let r = match op {
         AddressOp::Mmap => {
             let flush = a[3] & libc::MAP_FIXED as u64 != 0;
-            d.map_range(ret as u64, ret as u64 + up(a[1]), a[2] as i32).map(|_| flush)
+            d.map_range(ret as u64, ret as u64 + up(a[1]), a[2] as i32)
+                .map(|_| flush)
         }
         AddressOp::Munmap => d.unmap_range(a[0], a[0] + up(a[1])).map(|_| true),
         AddressOp::Mprotect => {
@@ -146,13 +164,15 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
             } else {
                 Ok(())
             };
-            r.and_then(|_| d.map_range(new, new + new_len, old_prot)).map(|_| true)
+            r.and_then(|_| d.map_range(new, new + new_len, old_prot))
+                .map(|_| true)
         }
         AddressOp::Brk => {
             let old = d.brk.swap(ret as u64, Ordering::AcqRel);
             let (o, n) = (up(old), up(ret as u64));
             if n > o {
-                d.map_range(o, n, libc::PROT_READ | libc::PROT_WRITE).map(|_| false)
+                d.map_range(o, n, libc::PROT_READ | libc::PROT_WRITE)
+                    .map(|_| false)
             } else if n < o {
                 d.unmap_range(n, o).map(|_| true)
             } else {
@@ -167,7 +187,13 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
             }
         }
         Ok(false) => {}
-        Err(e) => fatal(ctx, format_args!("guest address-space update after syscall {} failed: {e}", call.nr)),
+        Err(e) => fatal(
+            ctx,
+            format_args!(
+                "guest address-space update after syscall {} failed: {e}",
+                call.nr
+            ),
+        ),
     }
     ret
 }

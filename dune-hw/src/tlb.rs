@@ -25,7 +25,10 @@ impl TlbFlush {
 
     /// Merges two obligations into one covering both.
     pub fn merge(self, other: TlbFlush) -> TlbFlush {
-        TlbFlush { start: self.start.min(other.start), end: self.end.max(other.end) }
+        TlbFlush {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 

@@ -74,7 +74,11 @@ fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
     let entry = ctx.dune.guest_entry(page);
     if entry_allows(entry, err) {
         // Spurious (PVM reflects a shadow miss once; or a stale shadow entry): flush, retry.
-        ctx.spurious_streak = if ctx.last_fault == page { ctx.spurious_streak + 1 } else { 1 };
+        ctx.spurious_streak = if ctx.last_fault == page {
+            ctx.spurious_streak + 1
+        } else {
+            1
+        };
         ctx.last_fault = page;
         if ctx.spurious_streak > 4 {
             return false;
@@ -100,7 +104,10 @@ pub(crate) fn handle_unbacked(ctx: &mut ThreadCtx, gpa: u64) {
             return;
         }
     }
-    fatal(ctx, format_args!("guest access to {gpa:#x}, which the process has not mapped (SIGSEGV)"))
+    fatal(
+        ctx,
+        format_args!("guest access to {gpa:#x}, which the process has not mapped (SIGSEGV)"),
+    )
 }
 
 #[cfg(test)]

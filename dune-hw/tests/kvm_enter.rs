@@ -51,9 +51,15 @@ fn collections_files_clock_inside() {
     let dir = std::env::temp_dir().join(format!("dune-hw-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("f.txt");
-    std::fs::File::create(&path).unwrap().write_all(b"written inside Dune").unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(b"written inside Dune")
+        .unwrap();
     let mut s = String::new();
-    std::fs::File::open(&path).unwrap().read_to_string(&mut s).unwrap();
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     let elapsed = t0.elapsed();
     drop(big);
@@ -92,7 +98,12 @@ fn checksum_of_100_mb_matches_the_host() {
 
 #[test]
 fn dirty_bit_is_set_by_a_write_and_comes_back_after_a_flush() {
-    if enter_or_skip("dirty_bit_is_set_by_a_write_and_comes_back_after_a_flush", Mode::Ring3).is_none() {
+    if enter_or_skip(
+        "dirty_bit_is_set_by_a_write_and_comes_back_after_a_flush",
+        Mode::Ring3,
+    )
+    .is_none()
+    {
         return;
     }
     let view = dune_hw::dirty_view().unwrap();
@@ -158,7 +169,14 @@ fn munmap_and_mprotect_update_the_guest() {
     let view = dune_hw::dirty_view().unwrap();
     // SAFETY: a fresh anonymous mapping.
     let p = unsafe {
-        libc::mmap(core::ptr::null_mut(), 8192, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            core::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     } as u64;
     // SAFETY: p is mapped RW.
     unsafe { core::ptr::write_volatile(p as *mut u64, 5) };

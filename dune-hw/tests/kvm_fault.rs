@@ -13,7 +13,12 @@ fn unhandled_fault_aborts_with_a_register_dump() {
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--exact", "unhandled_fault_aborts_with_a_register_dump", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "unhandled_fault_aborts_with_a_register_dump",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .output()
         .unwrap();
@@ -23,8 +28,14 @@ fn unhandled_fault_aborts_with_a_register_dump() {
         println!("{l}");
         return;
     }
-    assert!(!out.status.success(), "child must not succeed: {stdout} {stderr}");
-    assert!(stderr.contains("unhandled guest page fault"), "stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "child must not succeed: {stdout} {stderr}"
+    );
+    assert!(
+        stderr.contains("unhandled guest page fault"),
+        "stderr: {stderr}"
+    );
     assert!(stderr.contains("address 0x10"), "stderr: {stderr}");
     assert!(stderr.contains("rip="), "register dump: {stderr}");
 }

@@ -6,7 +6,9 @@ use dune_hw::{DuneError, Mode, Options};
 
 #[test]
 fn ring0_compute_getpid_flush_and_leave() {
-    match dune_hw::enter_with(&Options { mode: Some(Mode::Ring0) }) {
+    match dune_hw::enter_with(&Options {
+        mode: Some(Mode::Ring0),
+    }) {
         Ok(()) => {}
         Err(e @ (DuneError::Kmod(_) | DuneError::Unsupported { .. })) => {
             if std::env::var("DUNEGC_REQUIRE_KVM").as_deref() == Ok("1") {

@@ -61,9 +61,15 @@ fn le_value(data: &[u8]) -> u64 {
 /// part of `VcpuExit`).
 pub fn decode(exit: &VcpuExit<'_>, suberror: u32) -> Exit {
     match exit {
-        VcpuExit::IoOut(port, data) => Exit::IoOut { port: *port, value: le_value(data) as u32 },
+        VcpuExit::IoOut(port, data) => Exit::IoOut {
+            port: *port,
+            value: le_value(data) as u32,
+        },
         VcpuExit::IoIn(port, _) => Exit::IoIn { port: *port },
-        VcpuExit::MmioWrite(gpa, data) => Exit::MmioWrite { gpa: *gpa, value: le_value(data) },
+        VcpuExit::MmioWrite(gpa, data) => Exit::MmioWrite {
+            gpa: *gpa,
+            value: le_value(data),
+        },
         VcpuExit::MmioRead(gpa, _) => Exit::MmioRead { gpa: *gpa },
         VcpuExit::Hlt => Exit::Hlt,
         VcpuExit::Shutdown => Exit::Shutdown,
@@ -85,19 +91,34 @@ mod tests {
 
     #[test]
     fn io_and_mmio_values_are_little_endian() {
-        assert_eq!(decode(&VcpuExit::IoOut(0xde, &[0x0e]), 0), Exit::IoOut { port: 0xde, value: 14 });
+        assert_eq!(
+            decode(&VcpuExit::IoOut(0xde, &[0x0e]), 0),
+            Exit::IoOut {
+                port: 0xde,
+                value: 14
+            }
+        );
         let d = 0x1234_5678u32.to_le_bytes();
         assert_eq!(
             decode(&VcpuExit::MmioWrite(0x7000_0000, &d), 0),
-            Exit::MmioWrite { gpa: 0x7000_0000, value: 0x1234_5678 }
+            Exit::MmioWrite {
+                gpa: 0x7000_0000,
+                value: 0x1234_5678
+            }
         );
     }
 
     #[test]
     fn failures_keep_their_detail() {
-        assert_eq!(decode(&VcpuExit::InternalError, 1), Exit::InternalError { suberror: 1 });
+        assert_eq!(
+            decode(&VcpuExit::InternalError, 1),
+            Exit::InternalError { suberror: 1 }
+        );
         assert_eq!(decode(&VcpuExit::Shutdown, 0), Exit::Shutdown);
-        assert_eq!(decode(&VcpuExit::FailEntry(7, 0), 0), Exit::FailEntry { reason: 7 });
+        assert_eq!(
+            decode(&VcpuExit::FailEntry(7, 0), 0),
+            Exit::FailEntry { reason: 7 }
+        );
         assert_eq!(decode(&VcpuExit::Hlt, 0), Exit::Hlt);
     }
 }

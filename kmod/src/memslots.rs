@@ -64,7 +64,11 @@ impl Memslots {
     pub fn with_capacity(capacity: usize) -> Memslots {
         let capacity = capacity.clamp(1, 32_768);
         let free_ids = (0..capacity as u32).rev().collect();
-        Memslots { slots: Vec::with_capacity(capacity), free_ids, capacity }
+        Memslots {
+            slots: Vec::with_capacity(capacity),
+            free_ids,
+            capacity,
+        }
     }
 
     /// Registered slots, sorted by address.
@@ -74,7 +78,10 @@ impl Memslots {
 
     /// Whether every page of `[start, start+len)` is covered by some slot.
     pub fn covers(&self, start: u64, len_bytes: u64) -> bool {
-        let (mut at, end) = (start & !(PAGE - 1), (start + len_bytes).next_multiple_of(PAGE));
+        let (mut at, end) = (
+            start & !(PAGE - 1),
+            (start + len_bytes).next_multiple_of(PAGE),
+        );
         for s in &self.slots {
             if s.end() <= at {
                 continue;
@@ -92,7 +99,10 @@ impl Memslots {
 
     /// Registers the parts of `[start, start+len)` not yet covered (page-rounded).
     pub fn register(&mut self, sink: &mut impl SlotSink, start: u64, len_bytes: u64) -> Result<()> {
-        let (mut at, end) = (start & !(PAGE - 1), (start + len_bytes).next_multiple_of(PAGE));
+        let (mut at, end) = (
+            start & !(PAGE - 1),
+            (start + len_bytes).next_multiple_of(PAGE),
+        );
         let mut i = self.slots.partition_point(|s| s.end() <= at);
         while at < end {
             let gap_end = match self.slots.get(i) {
@@ -112,8 +122,16 @@ impl Memslots {
     }
 
     /// Removes `[start, start+len)` from the slots, splitting slots that extend beyond it.
-    pub fn unregister(&mut self, sink: &mut impl SlotSink, start: u64, len_bytes: u64) -> Result<()> {
-        let (lo, hi) = (start & !(PAGE - 1), (start + len_bytes).next_multiple_of(PAGE));
+    pub fn unregister(
+        &mut self,
+        sink: &mut impl SlotSink,
+        start: u64,
+        len_bytes: u64,
+    ) -> Result<()> {
+        let (lo, hi) = (
+            start & !(PAGE - 1),
+            (start + len_bytes).next_multiple_of(PAGE),
+        );
         let mut i = self.slots.partition_point(|s| s.end() <= lo);
         while let Some(&s) = self.slots.get(i) {
             if s.start >= hi {
@@ -134,13 +152,28 @@ impl Memslots {
         Ok(())
     }
 
-    fn insert(&mut self, sink: &mut impl SlotSink, at: usize, start: u64, len_bytes: u64) -> Result<()> {
-        let id = self.free_ids.pop().ok_or(KmodError::MemslotsExhausted { capacity: self.capacity })?;
+    fn insert(
+        &mut self,
+        sink: &mut impl SlotSink,
+        at: usize,
+        start: u64,
+        len_bytes: u64,
+    ) -> Result<()> {
+        let id = self.free_ids.pop().ok_or(KmodError::MemslotsExhausted {
+            capacity: self.capacity,
+        })?;
         if let Err(e) = sink.set_slot(id, start, len_bytes) {
             self.free_ids.push(id);
             return Err(e);
         }
-        self.slots.insert(at, Slot { id, start, len_bytes });
+        self.slots.insert(
+            at,
+            Slot {
+                id,
+                start,
+                len_bytes,
+            },
+        );
         Ok(())
     }
 }
@@ -168,7 +201,10 @@ mod tests {
         let mut r = Recorder::default();
         m.register(&mut r, 0x10000, 0x2000).unwrap();
         m.register(&mut r, 0x8000, 0x10000).unwrap();
-        assert_eq!(ranges(&m), vec![(0x8000, 0x10000), (0x10000, 0x12000), (0x12000, 0x18000)]);
+        assert_eq!(
+            ranges(&m),
+            vec![(0x8000, 0x10000), (0x10000, 0x12000), (0x12000, 0x18000)]
+        );
         assert!(m.covers(0x8000, 0x10000));
         assert!(!m.covers(0x7000, 0x2000));
         let n = r.0.len();
@@ -194,6 +230,9 @@ mod tests {
         let mut m = Memslots::with_capacity(1);
         let mut r = Recorder::default();
         m.register(&mut r, 0x1000, 0x1000).unwrap();
-        assert!(matches!(m.register(&mut r, 0x5000, 0x1000), Err(KmodError::MemslotsExhausted { capacity: 1 })));
+        assert!(matches!(
+            m.register(&mut r, 0x5000, 0x1000),
+            Err(KmodError::MemslotsExhausted { capacity: 1 })
+        ));
     }
 }

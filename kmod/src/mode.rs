@@ -44,10 +44,21 @@ pub struct ModeChoice {
 
 /// Detects whether guest CPL0 is emulated here (PVM signature MSR), using a scratch VM.
 pub fn is_pvm_host(system: &System) -> Result<bool> {
-    let vm = system.kvm().create_vm().map_err(|e| KmodError::ioctl("KVM_CREATE_VM", e))?;
-    let vcpu = vm.create_vcpu(0).map_err(|e| KmodError::ioctl("KVM_CREATE_VCPU", e))?;
-    let mut msrs = Msrs::from_entries(&[kvm_msr_entry { index: MSR_PVM_SIGNATURE, ..Default::default() }])
-        .map_err(|_| KmodError::Unsupported { feature: "MSR list", reason: "could not build one entry".into() })?;
+    let vm = system
+        .kvm()
+        .create_vm()
+        .map_err(|e| KmodError::ioctl("KVM_CREATE_VM", e))?;
+    let vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| KmodError::ioctl("KVM_CREATE_VCPU", e))?;
+    let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+        index: MSR_PVM_SIGNATURE,
+        ..Default::default()
+    }])
+    .map_err(|_| KmodError::Unsupported {
+        feature: "MSR list",
+        reason: "could not build one entry".into(),
+    })?;
     // An unknown MSR makes KVM_GET_MSRS return 0 entries read, or an error: both mean "not PVM".
     match vcpu.get_msrs(&mut msrs) {
         Ok(1) => Ok(msrs.as_slice()[0].data == PVM_SIGNATURE),
@@ -71,12 +82,20 @@ pub fn choose(system: &System, forced: Option<Mode>) -> Result<ModeChoice> {
             })
         }
     };
-    let host = if pvm_host { "PVM host (guest CPL0 emulated, shadow paging)" } else { "hardware-virtualized host" };
+    let host = if pvm_host {
+        "PVM host (guest CPL0 emulated, shadow paging)"
+    } else {
+        "hardware-virtualized host"
+    };
     let (mode, how) = match (forced, env_mode) {
         (Some(m), _) => (m, "forced by the caller"),
         (None, Some(m)) => (m, "forced by DUNEGC_DUNE_MODE"),
         (None, None) if pvm_host => (Mode::Ring3, "detected"),
         (None, None) => (Mode::Ring0, "detected"),
     };
-    Ok(ModeChoice { mode, pvm_host, reason: format!("{} ({how}; {host})", mode.name()) })
+    Ok(ModeChoice {
+        mode,
+        pvm_host,
+        reason: format!("{} ({how}; {host})", mode.name()),
+    })
 }

@@ -61,7 +61,8 @@ pub mod nr {
 
 /// Classifies syscall `nr`.
 pub fn classify(nr: u64) -> Class {
-    const THREADS: &str = "clone/fork/vfork from Dune mode are not supported yet (issue 6: threads)";
+    const THREADS: &str =
+        "clone/fork/vfork from Dune mode are not supported yet (issue 6: threads)";
     const SIGNALS: &str = "signal handlers in Dune mode are not supported yet (issue 6: signals)";
     match nr {
         nr::MMAP => Class::AddressSpace(AddressOp::Mmap),
@@ -215,10 +216,56 @@ pub fn host_writes(
             put(a[3], 8)
         }
         // calls that write no user memory
-        1 | 2 | 3 | 8 | 18 | 20 | 21 | 23 | 24 | 28 | 32 | 33 | 34 | 39 | 41 | 42 | 44 | 46 | 48
-        | 49 | 50 | 62 | 74..=88 | 90..=95 | 102 | 104 | 107 | 108 | 110 | 186 | 200 | 218 | 221
-        | 233 | 234 | 257 | 258 | 263 | 264 | 266 | 268 | 269 | 273 | 280 | 284 | 290 | 291
-        | 292 | 316 | 334 => {}
+        1
+        | 2
+        | 3
+        | 8
+        | 18
+        | 20
+        | 21
+        | 23
+        | 24
+        | 28
+        | 32
+        | 33
+        | 34
+        | 39
+        | 41
+        | 42
+        | 44
+        | 46
+        | 48
+        | 49
+        | 50
+        | 62
+        | 74..=88
+        | 90..=95
+        | 102
+        | 104
+        | 107
+        | 108
+        | 110
+        | 186
+        | 200
+        | 218
+        | 221
+        | 233
+        | 234
+        | 257
+        | 258
+        | 263
+        | 264
+        | 266
+        | 268
+        | 269
+        | 273
+        | 280
+        | 284
+        | 290
+        | 291
+        | 292
+        | 316
+        | 334 => {}
         // address-space calls: new memory is fresh (zero or file content), not a store
         9..=12 | 25 | 329 => {}
         _ => return Coverage::Unknown,
@@ -274,7 +321,10 @@ mod tests {
 
     #[test]
     fn read_reports_only_bytes_read() {
-        let call = SyscallArgs { nr: nr::READ, args: [3, 0x5000, 4096, 0, 0, 0] };
+        let call = SyscallArgs {
+            nr: nr::READ,
+            args: [3, 0x5000, 4096, 0, 0, 0],
+        };
         assert_eq!(writes(call, 100), (vec![(0x5000, 100)], Coverage::Exact));
         assert_eq!(writes(call, -11), (vec![], Coverage::Exact));
         assert_eq!(writes(call, 0), (vec![], Coverage::Exact));
@@ -282,15 +332,27 @@ mod tests {
 
     #[test]
     fn readv_walks_the_iovec() {
-        let call = SyscallArgs { nr: 19, args: [3, 0x1000, 2, 0, 0, 0] };
-        assert_eq!(writes(call, 50), (vec![(0xa000, 10), (0xb000, 40)], Coverage::Exact));
+        let call = SyscallArgs {
+            nr: 19,
+            args: [3, 0x1000, 2, 0, 0, 0],
+        };
+        assert_eq!(
+            writes(call, 50),
+            (vec![(0xa000, 10), (0xb000, 40)], Coverage::Exact)
+        );
     }
 
     #[test]
     fn unknown_calls_say_so() {
-        let call = SyscallArgs { nr: 16, args: [1, 0x5401, 0x7000, 0, 0, 0] }; // ioctl
+        let call = SyscallArgs {
+            nr: 16,
+            args: [1, 0x5401, 0x7000, 0, 0, 0],
+        }; // ioctl
         assert_eq!(writes(call, 0).1, Coverage::Unknown);
-        let w = SyscallArgs { nr: 1, args: [1, 0x7000, 5, 0, 0, 0] }; // write
+        let w = SyscallArgs {
+            nr: 1,
+            args: [1, 0x7000, 5, 0, 0, 0],
+        }; // write
         assert_eq!(writes(w, 5), (vec![], Coverage::Exact));
     }
 
@@ -305,7 +367,12 @@ mod tests {
     #[test]
     fn execute_getpid_on_the_host() {
         // SAFETY: getpid has no arguments and no side effects.
-        let pid = unsafe { execute(&SyscallArgs { nr: nr::GETPID, args: [0; 6] }) };
+        let pid = unsafe {
+            execute(&SyscallArgs {
+                nr: nr::GETPID,
+                args: [0; 6],
+            })
+        };
         assert_eq!(pid, std::process::id() as i64);
     }
 }

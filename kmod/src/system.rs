@@ -26,18 +26,29 @@ impl System {
         if !cfg!(target_arch = "x86_64") {
             return Err(KmodError::Unsupported {
                 feature: "x86_64",
-                reason: format!("the Dune layer needs an x86_64 host, this is {}", std::env::consts::ARCH),
+                reason: format!(
+                    "the Dune layer needs an x86_64 host, this is {}",
+                    std::env::consts::ARCH
+                ),
             });
         }
         let fd = match Kvm::open_with_cloexec(true) {
             Ok(fd) => fd,
-            Err(e) if e.errno() == libc::ENOENT || e.errno() == libc::ENXIO || e.errno() == libc::ENODEV => {
+            Err(e)
+                if e.errno() == libc::ENOENT
+                    || e.errno() == libc::ENXIO
+                    || e.errno() == libc::ENODEV =>
+            {
                 return Err(KmodError::DeviceMissing)
             }
             Err(e) if e.errno() == libc::EACCES || e.errno() == libc::EPERM => {
                 return Err(KmodError::PermissionDenied)
             }
-            Err(e) => return Err(KmodError::Open(std::io::Error::from_raw_os_error(e.errno()))),
+            Err(e) => {
+                return Err(KmodError::Open(std::io::Error::from_raw_os_error(
+                    e.errno(),
+                )))
+            }
         };
         // SAFETY: `fd` was just returned by open(2) and is owned by nobody else; `Kvm` takes
         // ownership and closes it on drop.
@@ -77,7 +88,12 @@ impl System {
                 reason: format!("CPUID 0x80000008 reports MAXPHYADDR {phys_bits}"),
             });
         }
-        Ok(System { kvm, cpuid, nr_memslots, phys_bits })
+        Ok(System {
+            kvm,
+            cpuid,
+            nr_memslots,
+            phys_bits,
+        })
     }
 
     /// The `kvm-ioctls` handle.

@@ -13,7 +13,10 @@ pub struct Vcpu {
 
 impl Vcpu {
     pub(crate) fn create(vm: &Vm, id: u64) -> Result<Vcpu> {
-        let fd = vm.fd().create_vcpu(id).map_err(|e| KmodError::ioctl("KVM_CREATE_VCPU", e))?;
+        let fd = vm
+            .fd()
+            .create_vcpu(id)
+            .map_err(|e| KmodError::ioctl("KVM_CREATE_VCPU", e))?;
         fd.set_cpuid2(vm.system().supported_cpuid())
             .map_err(|e| KmodError::ioctl("KVM_SET_CPUID2", e))?;
         Ok(Vcpu { fd })
@@ -21,34 +24,51 @@ impl Vcpu {
 
     /// General-purpose registers.
     pub fn regs(&self) -> Result<kvm_regs> {
-        self.fd.get_regs().map_err(|e| KmodError::ioctl("KVM_GET_REGS", e))
+        self.fd
+            .get_regs()
+            .map_err(|e| KmodError::ioctl("KVM_GET_REGS", e))
     }
 
     /// Sets general-purpose registers.
     pub fn set_regs(&self, regs: &kvm_regs) -> Result<()> {
-        self.fd.set_regs(regs).map_err(|e| KmodError::ioctl("KVM_SET_REGS", e))
+        self.fd
+            .set_regs(regs)
+            .map_err(|e| KmodError::ioctl("KVM_SET_REGS", e))
     }
 
     /// Segment and control registers.
     pub fn sregs(&self) -> Result<kvm_sregs> {
-        self.fd.get_sregs().map_err(|e| KmodError::ioctl("KVM_GET_SREGS", e))
+        self.fd
+            .get_sregs()
+            .map_err(|e| KmodError::ioctl("KVM_GET_SREGS", e))
     }
 
     /// Sets segment and control registers. A changed CR3 makes KVM drop its shadow roots,
     /// i.e. a full guest TLB flush.
     pub fn set_sregs(&self, sregs: &kvm_sregs) -> Result<()> {
-        self.fd.set_sregs(sregs).map_err(|e| KmodError::ioctl("KVM_SET_SREGS", e))
+        self.fd
+            .set_sregs(sregs)
+            .map_err(|e| KmodError::ioctl("KVM_SET_SREGS", e))
     }
 
     /// Writes MSRs (index, value).
     pub fn set_msrs(&self, entries: &[(u32, u64)]) -> Result<()> {
-        let list: Vec<kvm_msr_entry> =
-            entries.iter().map(|&(index, data)| kvm_msr_entry { index, data, ..Default::default() }).collect();
+        let list: Vec<kvm_msr_entry> = entries
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
         let msrs = Msrs::from_entries(&list).map_err(|_| KmodError::Unsupported {
             feature: "KVM_SET_MSRS",
             reason: format!("{} entries do not fit one call", entries.len()),
         })?;
-        let n = self.fd.set_msrs(&msrs).map_err(|e| KmodError::ioctl("KVM_SET_MSRS", e))?;
+        let n = self
+            .fd
+            .set_msrs(&msrs)
+            .map_err(|e| KmodError::ioctl("KVM_SET_MSRS", e))?;
         if n != entries.len() {
             return Err(KmodError::Unsupported {
                 feature: "KVM_SET_MSRS",
@@ -60,10 +80,15 @@ impl Vcpu {
 
     /// Sets XCR0 (which extended states — AVX etc. — the guest may use).
     pub fn set_xcr0(&self, xcr0: u64) -> Result<()> {
-        let mut xcrs = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
+        let mut xcrs = kvm_xcrs {
+            nr_xcrs: 1,
+            ..Default::default()
+        };
         xcrs.xcrs[0].xcr = 0;
         xcrs.xcrs[0].value = xcr0;
-        self.fd.set_xcrs(&xcrs).map_err(|e| KmodError::ioctl("KVM_SET_XCRS", e))
+        self.fd
+            .set_xcrs(&xcrs)
+            .map_err(|e| KmodError::ioctl("KVM_SET_XCRS", e))
     }
 
     /// Runs the guest until the next exit.

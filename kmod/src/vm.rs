@@ -17,9 +17,16 @@ pub struct Vm {
 impl Vm {
     /// Creates the VM (no memory slots yet).
     pub fn create(system: System) -> Result<Vm> {
-        let fd = system.kvm().create_vm().map_err(|e| KmodError::ioctl("KVM_CREATE_VM", e))?;
+        let fd = system
+            .kvm()
+            .create_vm()
+            .map_err(|e| KmodError::ioctl("KVM_CREATE_VM", e))?;
         let memslots = Memslots::with_capacity(system.nr_memslots());
-        Ok(Vm { fd, memslots: Mutex::new(memslots), system })
+        Ok(Vm {
+            fd,
+            memslots: Mutex::new(memslots),
+            system,
+        })
     }
 
     /// The `kvm-ioctls` VM handle.

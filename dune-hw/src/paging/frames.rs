@@ -34,10 +34,17 @@ impl PoolFrames {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(DuneError::Os { op: "mmap(page-table pool)", source: std::io::Error::last_os_error() });
+            return Err(DuneError::Os {
+                op: "mmap(page-table pool)",
+                source: std::io::Error::last_os_error(),
+            });
         }
         let base = p as u64;
-        Ok(PoolFrames { base, next: base, end: base + len_bytes })
+        Ok(PoolFrames {
+            base,
+            next: base,
+            end: base + len_bytes,
+        })
     }
 
     /// The reserved range `[start, end)`.

@@ -26,7 +26,9 @@ pub struct PageTable {
 impl PageTable {
     /// An empty table whose frames come from `frames`.
     pub fn new(mut frames: PoolFrames) -> Result<PageTable, DuneError> {
-        let root = frames.alloc_zeroed().ok_or(DuneError::OutOfPageTableFrames)?;
+        let root = frames
+            .alloc_zeroed()
+            .ok_or(DuneError::OutOfPageTableFrames)?;
         Ok(PageTable { root, frames })
     }
 
@@ -50,9 +52,19 @@ impl PageTable {
         let flags = pte::leaf_flags(prot);
         // SAFETY: root and all tables are frames of `self.frames`, which lives as long as self.
         unsafe {
-            walker::walk(self.root, start, end, Some(&mut self.frames), &mut |va: u64, p: &Pte| {
-                p.set(if flags == 0 { 0 } else { va | flags | (p.get() & (A | D)) })
-            })
+            walker::walk(
+                self.root,
+                start,
+                end,
+                Some(&mut self.frames),
+                &mut |va: u64, p: &Pte| {
+                    p.set(if flags == 0 {
+                        0
+                    } else {
+                        va | flags | (p.get() & (A | D))
+                    })
+                },
+            )
         }
         .map_err(|_| DuneError::OutOfPageTableFrames)
     }
@@ -68,7 +80,11 @@ impl PageTable {
     #[must_use = "the mapping stays usable through stale TLB entries until the flush"]
     pub fn unmap(&mut self, start: u64, end: u64) -> TlbFlush {
         // SAFETY: as in `map`; no allocation (missing tables are skipped).
-        let _complete = unsafe { walker::walk(self.root, start, end, None, &mut |_va: u64, p: &Pte| p.set(0)) };
+        let _complete = unsafe {
+            walker::walk(self.root, start, end, None, &mut |_va: u64, p: &Pte| {
+                p.set(0)
+            })
+        };
         TlbFlush::range(start, end)
     }
 
@@ -146,11 +162,19 @@ mod tests {
     fn map_protect_unmap_and_dirty_scan() {
         let frames = PoolFrames::reserve(1 << 20).unwrap();
         let mut pt = PageTable::new(frames).unwrap();
-        pt.map(0x40_0000, 0x40_4000, libc::PROT_READ | libc::PROT_WRITE).unwrap();
-        assert_eq!(pt.leaf(0x40_1000).unwrap().get(), 0x40_1000 | P | RW | US | NX);
+        pt.map(0x40_0000, 0x40_4000, libc::PROT_READ | libc::PROT_WRITE)
+            .unwrap();
+        assert_eq!(
+            pt.leaf(0x40_1000).unwrap().get(),
+            0x40_1000 | P | RW | US | NX
+        );
         pt.leaf(0x40_2000).unwrap().set_bits(D);
         let _f = pt.protect(0x40_2000, 0x40_3000, libc::PROT_READ).unwrap();
-        assert_eq!(pt.leaf(0x40_2000).unwrap().get(), 0x40_2000 | P | US | NX | D, "D kept");
+        assert_eq!(
+            pt.leaf(0x40_2000).unwrap().get(),
+            0x40_2000 | P | US | NX | D,
+            "D kept"
+        );
         // SAFETY: pt outlives the view.
         let view = unsafe { DirtyView::new(pt.root()) };
         let mut got = Vec::new();

@@ -108,7 +108,10 @@ mod tests {
     fn prot_to_flags() {
         assert_eq!(leaf_flags(libc::PROT_NONE), 0);
         assert_eq!(leaf_flags(libc::PROT_READ), P | US | NX);
-        assert_eq!(leaf_flags(libc::PROT_READ | libc::PROT_WRITE), P | US | RW | NX);
+        assert_eq!(
+            leaf_flags(libc::PROT_READ | libc::PROT_WRITE),
+            P | US | RW | NX
+        );
         assert_eq!(leaf_flags(libc::PROT_READ | libc::PROT_EXEC), P | US);
     }
 

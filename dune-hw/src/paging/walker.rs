@@ -136,7 +136,16 @@ mod tests {
         let mut frames = HeapFrames::default();
         let root = frames.alloc_zeroed().unwrap();
         // SAFETY: frames alive for the test.
-        unsafe { walk(root, 0x1000, 0x3000, Some(&mut frames), &mut |va: u64, p: &Pte| p.set(va | P | D)).unwrap() };
+        unsafe {
+            walk(
+                root,
+                0x1000,
+                0x3000,
+                Some(&mut frames),
+                &mut |va: u64, p: &Pte| p.set(va | P | D),
+            )
+            .unwrap()
+        };
         let mut dirty = 0;
         // SAFETY: as above.
         unsafe {
