@@ -23,6 +23,11 @@ impl System {
     /// Errors name what is missing: the device, the permission, the API version, a capability,
     /// or the guest physical-address width.
     pub fn open() -> Result<System> {
+        System::open_at(c"/dev/kvm")
+    }
+
+    /// Opens the KVM device at `path` (tests use it to check the error for a missing device).
+    pub fn open_at(path: &std::ffi::CStr) -> Result<System> {
         if !cfg!(target_arch = "x86_64") {
             return Err(KmodError::Unsupported {
                 feature: "x86_64",
@@ -32,7 +37,7 @@ impl System {
                 ),
             });
         }
-        let fd = match Kvm::open_with_cloexec(true) {
+        let fd = match Kvm::open_with_cloexec_at(path, true) {
             Ok(fd) => fd,
             Err(e)
                 if e.errno() == libc::ENOENT
