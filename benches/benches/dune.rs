@@ -191,6 +191,7 @@ fn bench(c: &mut Criterion) {
                         )
                     };
                 }
+                // unmapped inside Dune so that the guest page table forgets it too
                 total += in_dune(
                     &mut |k| {
                         let t = Instant::now();
@@ -198,13 +199,14 @@ fn bench(c: &mut Criterion) {
                             // SAFETY: a RW page of our mapping.
                             unsafe { core::ptr::write_volatile(p.add(i * 8192), 1) };
                         }
-                        t.elapsed()
+                        let d = t.elapsed();
+                        // SAFETY: our mapping, no references into it.
+                        unsafe { libc::munmap(p.cast(), len) };
+                        d
                     },
                     n,
                 )
                 .unwrap_or_default();
-                // SAFETY: our mapping.
-                unsafe { libc::munmap(p.cast(), len) };
             }
             total
         })
