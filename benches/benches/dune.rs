@@ -22,15 +22,44 @@ fn getpid() -> i64 {
     unsafe { libc::syscall(libc::SYS_getpid) }
 }
 
+/// Guest-safe clock: `rdtsc` (KVM's emulator handles it in ring-0 mode; the vDSO clock uses
+/// `rdtscp`, which it does not), converted with a rate calibrated on the host.
+#[derive(Clone, Copy)]
+struct Tsc {
+    ns_per_tick: f64,
+}
+
+impl Tsc {
+    fn calibrate() -> Tsc {
+        let (t0, c0) = (Instant::now(), Tsc::now());
+        std::thread::sleep(Duration::from_millis(50));
+        let (t1, c1) = (Instant::now(), Tsc::now());
+        Tsc {
+            ns_per_tick: (t1 - t0).as_nanos() as f64 / (c1 - c0) as f64,
+        }
+    }
+    fn now() -> u64 {
+        // SAFETY: rdtsc has no preconditions.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    fn since(&self, t0: u64) -> Duration {
+        Duration::from_nanos(((Tsc::now() - t0) as f64 * self.ns_per_tick) as u64)
+    }
+}
+
 /// Runs `f(iters)` inside Dune and returns the time it reports, or None (printing why).
-fn in_dune(f: &mut dyn FnMut(u64) -> Duration, iters: u64) -> Option<Duration> {
+/// `f` returns TSC ticks (converted here, on the host: float/SSE code is not emulated in
+/// ring-0 mode).
+fn in_dune(tsc: &Tsc, f: &mut dyn FnMut(u64) -> u64, iters: u64) -> Option<Duration> {
     if let Err(e) = dune_hw::enter() {
         eprintln!("SKIPPED dune benches: {e}");
         return None;
     }
-    let t = f(iters);
+    let ticks = f(iters);
     dune_hw::exit().expect("leave Dune");
-    Some(t)
+    Some(Duration::from_nanos(
+        (ticks as f64 * tsc.ns_per_tick) as u64,
+    ))
 }
 
 fn bench(c: &mut Criterion) {
@@ -46,6 +75,7 @@ fn bench(c: &mut Criterion) {
         "dune mode: {}",
         dune_hw::mode().expect("initialised").reason
     );
+    let tsc = Tsc::calibrate();
     let compute_n: u64 = if mode == dune_hw::Mode::Ring0 {
         100
     } else {
@@ -63,12 +93,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("compute_lcg_{compute_n}/{m}"), |b| {
         b.iter_custom(|iters| {
             in_dune(
+                &tsc,
                 &mut |n| {
-                    let t = Instant::now();
+                    let t = Tsc::now();
                     for _ in 0..n {
                         black_box(lcg(black_box(compute_n)));
                     }
-                    t.elapsed()
+                    Tsc::now() - t
                 },
                 iters,
             )
@@ -80,12 +111,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("getpid/{m}"), |b| {
         b.iter_custom(|iters| {
             in_dune(
+                &tsc,
                 &mut |n| {
-                    let t = Instant::now();
+                    let t = Tsc::now();
                     for _ in 0..n {
                         black_box(getpid());
                     }
-                    t.elapsed()
+                    Tsc::now() - t
                 },
                 iters,
             )
@@ -105,12 +137,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("read_4k/{m}"), |b| {
         b.iter_custom(|iters| {
             in_dune(
+                &tsc,
                 &mut |n| {
-                    let t = Instant::now();
+                    let t = Tsc::now();
                     for _ in 0..n {
                         black_box(read4k());
                     }
-                    t.elapsed()
+                    Tsc::now() - t
                 },
                 iters,
             )
@@ -121,12 +154,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("tlb_flush_request/{m}"), |b| {
         b.iter_custom(|iters| {
             in_dune(
+                &tsc,
                 &mut |n| {
-                    let t = Instant::now();
+                    let t = Tsc::now();
                     for _ in 0..n {
                         dune_hw::flush_tlb_all();
                     }
-                    t.elapsed()
+                    Tsc::now() - t
                 },
                 iters,
             )
@@ -151,12 +185,12 @@ fn bench(c: &mut Criterion) {
                     0,
                 )
             } as *mut u8;
-            let t = Instant::now();
+            let t = Tsc::now();
             for i in 0..iters as usize {
                 // SAFETY: inside the mapping.
                 unsafe { core::ptr::write_volatile(p.add(i * 4096), 1) };
             }
-            let d = t.elapsed();
+            let d = tsc.since(t);
             // SAFETY: our mapping.
             unsafe { libc::munmap(p.cast(), len) };
             d
@@ -193,13 +227,14 @@ fn bench(c: &mut Criterion) {
                 }
                 // unmapped inside Dune so that the guest page table forgets it too
                 total += in_dune(
+                    &tsc,
                     &mut |k| {
-                        let t = Instant::now();
+                        let t = Tsc::now();
                         for i in 0..k as usize {
                             // SAFETY: a RW page of our mapping.
                             unsafe { core::ptr::write_volatile(p.add(i * 8192), 1) };
                         }
-                        let d = t.elapsed();
+                        let d = Tsc::now() - t;
                         // SAFETY: our mapping, no references into it.
                         unsafe { libc::munmap(p.cast(), len) };
                         d

@@ -59,6 +59,15 @@ pub(crate) fn fatal(ctx: &ThreadCtx, what: core::fmt::Arguments<'_>) -> ! {
             );
         }
     }
+    if let Some(r) = ctx.vcpu.as_ref().and_then(|v| v.regs().ok()) {
+        if crate::maps::find(r.rip)
+            .is_some_and(|m| m.prot & libc::PROT_READ != 0 && r.rip + 16 <= m.end)
+        {
+            // SAFETY: the 16 bytes at rip are inside a readable mapping of this process.
+            let code: [u8; 16] = unsafe { crate::addr::read_guest(crate::addr::Gva(r.rip)) };
+            let _ = writeln!(b, "  code at rip: {code:02x?}");
+        }
+    }
     b.write_to_stderr();
     std::process::abort()
 }
