@@ -1,32 +1,53 @@
 //! gc-core's side of the comparison: one workload, one configuration, one process.
+//!
+//! `dunegc-runner <workload> <scale> <config>` runs [`run`] and prints one line
+//! ([`RunResult::to_line`]): `dunegc-result workload=.. scale=.. config=.. key=value ...`,
+//! or `dunegc-error <message>` (exit code 2). An unsupported dirty-tracking backend is
+//! an error whose message says "unsupported" and why; the report shows it as such.
+//!
+//! Configurations: `malloc` (the system allocator with explicit frees, no collector),
+//! `full` (stop-the-world collections) and `incremental-<backend>`.
 
-use crate::workloads::gcbench;
+use crate::bdwgc::Workload;
+use crate::workloads::{gcbench, hashmap, linkedlist, xml, Allocator, GcHeap, SystemMalloc};
 use gc_core::{Backend, BackendChoice, HeapBuilder};
 use std::time::Instant;
 
-/// A gc-core configuration.
+/// The tag starting a result line.
+pub const RESULT_TAG: &str = "dunegc-result";
+/// The tag starting an error line.
+pub const ERROR_TAG: &str = "dunegc-error";
+
+/// A configuration of the Rust workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Config {
-    /// Stop-the-world full collections.
+    /// The system allocator (glibc malloc) with explicit frees: no collector at all.
+    Malloc,
+    /// gc-core, stop-the-world full collections.
     Full,
-    /// Incremental marking with this dirty tracker.
+    /// gc-core, incremental marking with this dirty tracker. `none` is gc-core's
+    /// full-rescan baseline: with it gc-core does not mark incrementally at all, so it
+    /// behaves as `full`.
     Incremental(Backend),
 }
 
 impl Config {
-    /// Parse `full` or `incremental-<backend>`.
+    /// Parse `malloc`, `full` or `incremental-<backend>`.
     pub fn parse(s: &str) -> Option<Config> {
-        if s == "full" {
-            return Some(Config::Full);
+        match s {
+            "malloc" => Some(Config::Malloc),
+            "full" => Some(Config::Full),
+            _ => s
+                .strip_prefix("incremental-")
+                .and_then(|b| b.parse().ok())
+                .map(Config::Incremental),
         }
-        s.strip_prefix("incremental-")
-            .and_then(|b| b.parse().ok())
-            .map(Config::Incremental)
     }
 
     /// The name `parse` accepts.
     pub fn name(self) -> String {
         match self {
+            Config::Malloc => "malloc".to_owned(),
             Config::Full => "full".to_owned(),
             Config::Incremental(b) => format!("incremental-{b}"),
         }
@@ -36,22 +57,38 @@ impl Config {
 /// What one run measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunResult {
-    /// Wall time of the workload.
+    /// Wall time of the workload (after the heap is built).
     pub wall_ns: u64,
-    /// Collector time (pauses plus mark steps).
+    /// Collector time (pauses plus incremental mark steps).
     pub gc_ns: u64,
     /// Collections (full + incremental).
     pub collections: u64,
+    /// Full stop-the-world collections.
+    pub full_collections: u64,
+    /// Incremental cycles finished.
+    pub incremental_cycles: u64,
+    /// Incremental mark steps (run by the allocating thread, not stop-the-world).
+    pub mark_steps: u64,
+    /// Stop-the-world pauses recorded.
+    pub n_pauses: u64,
+    /// Sum of the pauses.
+    pub total_pause_ns: u64,
     /// Longest pause.
     pub max_pause_ns: u64,
     /// 99th percentile pause.
     pub p99_pause_ns: u64,
+    /// Longest incremental mark step.
+    pub max_mark_step_ns: u64,
     /// Dirty pages reported per incremental cycle (average).
     pub dirty_pages_per_cycle: u64,
     /// Heap bytes at the end.
     pub heap_bytes: u64,
+    /// Bytes allocated over the run.
+    pub bytes_allocated: u64,
     /// Peak RSS of the process.
     pub peak_rss_bytes: u64,
+    /// The dirty tracker gc-core actually used (`-` when none was opened).
+    pub backend: String,
     /// Workload checksum.
     pub checksum: u64,
 }
@@ -64,60 +101,223 @@ fn peak_rss_bytes() -> u64 {
     ru.ru_maxrss as u64 * 1024
 }
 
+fn run_workload<A: Allocator>(workload: Workload, scale: u32, alloc: A) -> Result<u64, String> {
+    if !workload.scale_range().contains(&scale) {
+        return Err(format!(
+            "{workload} scale {scale} outside {:?}",
+            workload.scale_range()
+        ));
+    }
+    match workload {
+        Workload::GcBench => gcbench::run_with(alloc, gcbench::Params::for_scale(scale)),
+        Workload::LinkedList => linkedlist::run(alloc, scale),
+        Workload::HashMap => hashmap::run(alloc, scale),
+        Workload::Xml => xml::run(alloc, scale),
+    }
+}
+
 /// Run `workload` at `scale` under `config` in this process.
 pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, String> {
+    let workload =
+        Workload::from_name(workload).ok_or_else(|| format!("unknown workload '{workload}'"))?;
     let builder = HeapBuilder::new().from_env().map_err(|e| e.to_string())?;
     let builder = match config {
+        Config::Malloc => {
+            let t0 = Instant::now();
+            let checksum = run_workload(workload, scale, SystemMalloc)?;
+            return Ok(RunResult {
+                wall_ns: t0.elapsed().as_nanos() as u64,
+                peak_rss_bytes: peak_rss_bytes(),
+                backend: "-".to_owned(),
+                checksum,
+                ..RunResult::default()
+            });
+        }
         Config::Full => builder.incremental(BackendChoice::Exactly(Backend::None)),
         Config::Incremental(b) => builder.incremental(BackendChoice::Exactly(b)),
     };
     let heap = builder.build().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
-    let checksum = match workload {
-        "gcbench" => {
-            if !(4..=20).contains(&scale) {
-                return Err(format!("gcbench scale {scale} outside 4..=20"));
-            }
-            gcbench::run(heap, gcbench::Params::for_scale(scale))?
-        }
-        other => return Err(format!("unknown workload '{other}'")),
-    };
+    let checksum = run_workload(workload, scale, GcHeap(heap))?;
     let wall_ns = t0.elapsed().as_nanos() as u64;
     let s = heap.stats();
     Ok(RunResult {
         wall_ns,
         gc_ns: s.gc_time.as_nanos() as u64,
         collections: s.collections(),
+        full_collections: s.full_collections,
+        incremental_cycles: s.incremental_cycles,
+        mark_steps: s.mark_steps,
+        n_pauses: s.pauses,
+        total_pause_ns: s.total_pause.as_nanos() as u64,
         max_pause_ns: s.max_pause.as_nanos() as u64,
         p99_pause_ns: s.p99_pause.as_nanos() as u64,
+        max_mark_step_ns: s.max_mark_step.as_nanos() as u64,
         dirty_pages_per_cycle: s.dirty_pages.checked_div(s.incremental_cycles).unwrap_or(0),
         heap_bytes: s.heap_bytes as u64,
+        bytes_allocated: s.bytes_allocated,
         peak_rss_bytes: peak_rss_bytes(),
+        backend: s
+            .backend
+            .map_or_else(|| "-".to_owned(), |b| b.name().to_owned()),
         checksum,
     })
+}
+
+impl RunResult {
+    /// The result line, `dunegc-result workload=.. scale=.. config=.. ...`.
+    pub fn to_line(&self, workload: &str, scale: u32, config: Config) -> String {
+        let fields: [(&str, String); 20] = [
+            ("workload", workload.to_owned()),
+            ("scale", scale.to_string()),
+            ("config", config.name()),
+            ("wall_ns", self.wall_ns.to_string()),
+            ("gc_ns", self.gc_ns.to_string()),
+            ("collections", self.collections.to_string()),
+            ("max_pause_ns", self.max_pause_ns.to_string()),
+            ("p99_pause_ns", self.p99_pause_ns.to_string()),
+            (
+                "dirty_pages_per_cycle",
+                self.dirty_pages_per_cycle.to_string(),
+            ),
+            ("heap_bytes", self.heap_bytes.to_string()),
+            ("peak_rss_bytes", self.peak_rss_bytes.to_string()),
+            ("checksum", self.checksum.to_string()),
+            ("full_collections", self.full_collections.to_string()),
+            ("incremental_cycles", self.incremental_cycles.to_string()),
+            ("mark_steps", self.mark_steps.to_string()),
+            ("n_pauses", self.n_pauses.to_string()),
+            ("total_pause_ns", self.total_pause_ns.to_string()),
+            ("max_mark_step_ns", self.max_mark_step_ns.to_string()),
+            ("bytes_allocated", self.bytes_allocated.to_string()),
+            ("backend", self.backend.clone()),
+        ];
+        let mut line = RESULT_TAG.to_owned();
+        for (k, v) in fields {
+            line.push(' ');
+            line.push_str(k);
+            line.push('=');
+            line.push_str(&v);
+        }
+        line
+    }
+
+    /// Parse a line written by [`RunResult::to_line`]: (workload, scale, config, result).
+    pub fn from_line(line: &str) -> Result<(String, u32, String, RunResult), String> {
+        let rest = line
+            .strip_prefix(RESULT_TAG)
+            .ok_or_else(|| format!("not a {RESULT_TAG} line: {line:?}"))?;
+        let mut kv = std::collections::HashMap::new();
+        for field in rest.split_whitespace() {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("field without '=' in {line:?}: {field}"))?;
+            kv.insert(k, v);
+        }
+        let get = |k: &str| -> Result<&str, String> {
+            kv.get(k)
+                .copied()
+                .ok_or_else(|| format!("missing {k} in {line:?}"))
+        };
+        let num = |k: &str| -> Result<u64, String> {
+            get(k)?
+                .parse()
+                .map_err(|_| format!("bad number for {k} in {line:?}"))
+        };
+        // Fields added after the first version default to 0 when absent.
+        let opt = |k: &str| -> Result<u64, String> {
+            if kv.contains_key(k) {
+                num(k)
+            } else {
+                Ok(0)
+            }
+        };
+        let r = RunResult {
+            wall_ns: num("wall_ns")?,
+            gc_ns: num("gc_ns")?,
+            collections: num("collections")?,
+            full_collections: opt("full_collections")?,
+            incremental_cycles: opt("incremental_cycles")?,
+            mark_steps: opt("mark_steps")?,
+            n_pauses: opt("n_pauses")?,
+            total_pause_ns: opt("total_pause_ns")?,
+            max_pause_ns: num("max_pause_ns")?,
+            p99_pause_ns: num("p99_pause_ns")?,
+            max_mark_step_ns: opt("max_mark_step_ns")?,
+            dirty_pages_per_cycle: num("dirty_pages_per_cycle")?,
+            heap_bytes: num("heap_bytes")?,
+            bytes_allocated: opt("bytes_allocated")?,
+            peak_rss_bytes: num("peak_rss_bytes")?,
+            backend: kv.get("backend").copied().unwrap_or("-").to_owned(),
+            checksum: num("checksum")?,
+        };
+        let scale = get("scale")?
+            .parse()
+            .map_err(|_| format!("bad scale in {line:?}"))?;
+        Ok((
+            get("workload")?.to_owned(),
+            scale,
+            get("config")?.to_owned(),
+            r,
+        ))
+    }
 }
 
 /// Parse the runner's arguments, run, and format the result line.
 pub fn main_with_args(args: &[String]) -> Result<String, String> {
     let [workload, scale, config] = args else {
         return Err(
-            "usage: dunegc-runner <workload> <scale> <full|incremental-BACKEND>".to_owned(),
+            "usage: dunegc-runner <gcbench|linkedlist|hashmap|xml> <scale> <malloc|full|incremental-BACKEND>"
+                .to_owned(),
         );
     };
     let scale: u32 = scale.parse().map_err(|_| format!("bad scale '{scale}'"))?;
     let config = Config::parse(config).ok_or_else(|| format!("bad config '{config}'"))?;
     let r = run(workload, scale, config)?;
-    Ok(format!(
-        "dunegc-result workload={workload} scale={scale} config={} wall_ns={} gc_ns={} collections={} max_pause_ns={} p99_pause_ns={} dirty_pages_per_cycle={} heap_bytes={} peak_rss_bytes={} checksum={}",
-        config.name(),
-        r.wall_ns,
-        r.gc_ns,
-        r.collections,
-        r.max_pause_ns,
-        r.p99_pause_ns,
-        r.dirty_pages_per_cycle,
-        r.heap_bytes,
-        r.peak_rss_bytes,
-        r.checksum
-    ))
+    Ok(r.to_line(workload, scale, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_round_trip() {
+        for c in [
+            Config::Malloc,
+            Config::Full,
+            Config::Incremental(Backend::Uffd),
+            Config::Incremental(Backend::SoftDirty),
+        ] {
+            assert_eq!(Config::parse(&c.name()), Some(c));
+        }
+        assert_eq!(Config::parse("incremental-bogus"), None);
+    }
+
+    #[test]
+    fn result_line_round_trips() {
+        let r = RunResult {
+            wall_ns: 5,
+            gc_ns: 4,
+            collections: 3,
+            full_collections: 1,
+            incremental_cycles: 2,
+            mark_steps: 9,
+            n_pauses: 3,
+            total_pause_ns: 3,
+            max_pause_ns: 2,
+            p99_pause_ns: 1,
+            max_mark_step_ns: 1,
+            dirty_pages_per_cycle: 7,
+            heap_bytes: 4096,
+            bytes_allocated: 8192,
+            peak_rss_bytes: 1 << 20,
+            backend: "uffd".to_owned(),
+            checksum: 42,
+        };
+        let line = r.to_line("xml", 2, Config::Incremental(Backend::Uffd));
+        let (w, s, c, back) = RunResult::from_line(&line).expect("parses");
+        assert_eq!((w.as_str(), s, c.as_str()), ("xml", 2, "incremental-uffd"));
+        assert_eq!(back, r);
+    }
 }

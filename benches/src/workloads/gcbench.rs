@@ -1,8 +1,11 @@
 //! GCBench (Ellis, Kovac; C version by Boehm) on gc-core, allocation for allocation the
 //! same as `benches/c/gcbench.c`: a stretch tree, a long-lived tree and array, then for
 //! each depth short-lived trees built top-down and bottom-up.
+//!
+//! With the system allocator ([`run_with`] and [`SystemMalloc`](super::SystemMalloc)) each
+//! short-lived tree is freed node by node once built, and the long-lived data at the end.
 
-use super::{gc_malloc, gc_malloc_atomic};
+use super::{Allocator, GcHeap};
 use gc_core::Heap;
 
 /// A tree node as in the C benchmark: two pointers and two ints (24 bytes).
@@ -43,15 +46,15 @@ impl Params {
     }
 }
 
-struct Bench {
-    heap: &'static Heap,
+struct Bench<A: Allocator> {
+    alloc: A,
     nodes: u64,
 }
 
-impl Bench {
+impl<A: Allocator> Bench<A> {
     #[inline]
     fn new_node(&mut self, left: *mut Node, right: *mut Node) -> *mut Node {
-        let n = gc_malloc(self.heap, std::mem::size_of::<Node>()) as *mut Node;
+        let n = self.alloc.malloc(std::mem::size_of::<Node>()) as *mut Node;
         self.nodes += 1;
         // SAFETY: a fresh, zeroed, suitably aligned allocation of size_of::<Node>().
         unsafe {
@@ -83,6 +86,27 @@ impl Bench {
         let r = self.make_tree(depth - 1);
         self.new_node(l, r)
     }
+
+    /// Free a tree built by this allocator (only when it needs explicit frees).
+    fn free_tree(&self, n: *mut Node) {
+        if n.is_null() {
+            return;
+        }
+        // SAFETY: a node of a tree this workload built and no longer uses.
+        let (l, r) = unsafe { ((*n).left, (*n).right) };
+        self.free_tree(l);
+        self.free_tree(r);
+        self.alloc.free(n as usize);
+    }
+
+    /// Drop a tree: free it with an explicit-free allocator, leave it to the collector
+    /// otherwise.
+    #[inline]
+    fn drop_tree(&self, n: *mut Node) {
+        if A::FREES {
+            self.free_tree(n);
+        }
+    }
 }
 
 fn tree_size(i: u32) -> u64 {
@@ -101,12 +125,17 @@ fn count_nodes(n: *const Node) -> u64 {
 /// Run GCBench on `heap`. Returns the number of nodes allocated (the checksum the C side
 /// reports), or an error if the long-lived structures did not survive intact.
 pub fn run(heap: &'static Heap, p: Params) -> Result<u64, String> {
-    let mut b = Bench { heap, nodes: 0 };
+    run_with(GcHeap(heap), p)
+}
+
+/// Run GCBench on any [`Allocator`] (see [`run`]).
+pub fn run_with<A: Allocator>(alloc: A, p: Params) -> Result<u64, String> {
+    let mut b = Bench { alloc, nodes: 0 };
     let stretch = b.make_tree(p.stretch_tree_depth);
-    std::hint::black_box(stretch);
+    b.drop_tree(std::hint::black_box(stretch));
     let long_lived = b.new_node(std::ptr::null_mut(), std::ptr::null_mut());
     b.populate(p.long_lived_tree_depth, long_lived);
-    let array = gc_malloc_atomic(heap, 8 * p.array_len) as *mut f64;
+    let array = alloc.malloc_atomic(8 * p.array_len) as *mut f64;
     for i in 0..p.array_len / 2 {
         // SAFETY: i < array_len, inside the fresh array.
         unsafe { *array.add(i) = 1.0 / i as f64 };
@@ -117,10 +146,11 @@ pub fn run(heap: &'static Heap, p: Params) -> Result<u64, String> {
         for _ in 0..iters {
             let t = b.new_node(std::ptr::null_mut(), std::ptr::null_mut());
             b.populate(d, t);
-            std::hint::black_box(t);
+            b.drop_tree(std::hint::black_box(t));
         }
         for _ in 0..iters {
-            std::hint::black_box(b.make_tree(d));
+            let t = b.make_tree(d);
+            b.drop_tree(std::hint::black_box(t));
         }
         d += 2;
     }
@@ -131,6 +161,10 @@ pub fn run(heap: &'static Heap, p: Params) -> Result<u64, String> {
         return Err(format!(
             "long-lived data damaged: {counted} nodes, array[1000] = {a1000}"
         ));
+    }
+    if A::FREES {
+        b.free_tree(long_lived);
+        alloc.free(array as usize);
     }
     Ok(b.nodes)
 }
