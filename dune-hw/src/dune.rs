@@ -380,7 +380,7 @@ impl ThreadCtx {
             0,
             "mmap(GDT/TSS/monitor stack)",
         )?;
-        let ctx = Box::new(ThreadCtx {
+        let mut ctx = Box::new(ThreadCtx {
             dune,
             vcpu: Some(vcpu),
             frame: EnterFrame::default(),
@@ -425,22 +425,23 @@ impl ThreadCtx {
             .expect("the vCPU lives until the thread leaves Dune mode")
     }
 
-    fn setup_vcpu(&self, tss: u64) -> Result<(), DuneError> {
+    fn setup_vcpu(&mut self, tss: u64) -> Result<(), DuneError> {
         let d = self.dune;
         let lstar = match self.mode {
             Mode::Ring3 => entry::lstar_ring3(),
             Mode::Ring0 => entry::lstar_ring0(),
         };
-        let vcpu = self.vcpu();
+        let (fs, cpu_pages) = (self.fs_base, self.cpu_pages);
+        let vcpu = self.vcpu_mut();
+        vcpu.reset_sync();
         vcpu.set_msrs(&[
             (0xc000_0081, gdt::STAR),
             (0xc000_0082, lstar),
             (0xc000_0084, SFMASK),
         ])?;
         let mut s = vcpu.sregs()?;
-        let fs = self.fs_base;
         let gs = arch_prctl_get(0x1004);
-        match self.mode {
+        match d.mode.mode {
             Mode::Ring3 => {
                 s.cs = seg(gdt::USER_CS, 11, 3, true, 0);
                 s.ss = seg(gdt::USER_SS, 3, 3, false, 0);
@@ -470,7 +471,7 @@ impl ThreadCtx {
             present: 1,
             ..Default::default()
         };
-        s.gdt.base = self.cpu_pages;
+        s.gdt.base = cpu_pages;
         s.gdt.limit = (gdt::GDT_ENTRIES * 8 - 1) as u16;
         s.idt.base = d.idt;
         s.idt.limit = 256 * 16 - 1;
@@ -488,7 +489,7 @@ impl ThreadCtx {
     /// Full flush of this vCPU's TLB from the host: a changed CR3 (the PWT bit toggles, a
     /// no-op for the identity map's memory type) makes KVM drop its shadow roots.
     pub(crate) fn flush_tlb(&mut self) -> Result<(), DuneError> {
-        let vcpu = self.vcpu();
+        let vcpu = self.vcpu_mut();
         let mut s = vcpu.sregs()?;
         s.cr3 ^= 1 << 3;
         vcpu.set_sregs(&s)?;

@@ -100,7 +100,7 @@ fn start_guest(ctx: &mut ThreadCtx) -> Result<(), crate::DuneError> {
     r.r15 = f.r15;
     r.rax = 0; // enter() returns Ok in the guest
     r.rflags = 0x202;
-    ctx.vcpu().set_regs(&r)?;
+    ctx.vcpu_mut().set_regs(&r)?;
     Ok(())
 }
 

@@ -46,7 +46,7 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
     regs.rsp = user_rsp;
     regs.rcx = ret_rip;
     regs.rflags = regs.r11;
-    if let Err(e) = ctx.vcpu().set_regs(&regs) {
+    if let Err(e) = ctx.vcpu_mut().set_regs(&regs) {
         fatal(ctx, format_args!("{e}"))
     }
 }
@@ -227,7 +227,7 @@ fn arch_prctl(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
         if code == SET_FS {
             ctx.fs_base = arg;
         }
-        if let Err(e) = ctx.vcpu().set_sregs(&s) {
+        if let Err(e) = ctx.vcpu_mut().set_sregs(&s) {
             fatal(ctx, format_args!("{e}"))
         }
     }

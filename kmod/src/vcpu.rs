@@ -4,11 +4,19 @@ use crate::error::{KmodError, Result};
 use crate::exit::{self, Exit};
 use crate::vm::Vm;
 use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xcrs, Msrs};
-use kvm_ioctls::VcpuFd;
+use kvm_ioctls::{SyncReg, VcpuFd};
+
+/// KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS.
+const SYNC_REGS_AND_SREGS: i32 = 0x3;
 
 /// A vCPU. Owned by the thread that runs it.
+///
+/// With KVM_CAP_SYNC_REGS, registers travel in the shared `kvm_run` page: after the first
+/// run, reading them after an exit and writing them before the next entry cost no ioctl.
 pub struct Vcpu {
     fd: VcpuFd,
+    sync: bool,
+    synced: bool,
 }
 
 impl Vcpu {
@@ -19,25 +27,53 @@ impl Vcpu {
             .map_err(|e| KmodError::ioctl("KVM_CREATE_VCPU", e))?;
         fd.set_cpuid2(vm.system().supported_cpuid())
             .map_err(|e| KmodError::ioctl("KVM_SET_CPUID2", e))?;
-        Ok(Vcpu { fd })
+        let caps = vm.fd().check_extension_int(kvm_ioctls::Cap::SyncRegs);
+        let sync = caps & SYNC_REGS_AND_SREGS == SYNC_REGS_AND_SREGS
+            && std::env::var("DUNEGC_KVM_NO_SYNC_REGS").is_err();
+        let mut v = Vcpu {
+            fd,
+            sync,
+            synced: false,
+        };
+        if sync {
+            v.fd.set_sync_valid_reg(SyncReg::Register);
+            v.fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        }
+        Ok(v)
     }
 
-    /// General-purpose registers.
+    /// Whether registers travel through the shared page (KVM_CAP_SYNC_REGS).
+    pub fn uses_sync_regs(&self) -> bool {
+        self.sync
+    }
+
+    /// General-purpose registers (including writes pending for the next entry).
     pub fn regs(&self) -> Result<kvm_regs> {
+        if self.synced {
+            return Ok(self.fd.sync_regs().regs);
+        }
         self.fd
             .get_regs()
             .map_err(|e| KmodError::ioctl("KVM_GET_REGS", e))
     }
 
-    /// Sets general-purpose registers.
-    pub fn set_regs(&self, regs: &kvm_regs) -> Result<()> {
+    /// Sets general-purpose registers (applied at the next entry with sync regs).
+    pub fn set_regs(&mut self, regs: &kvm_regs) -> Result<()> {
+        if self.synced {
+            self.fd.sync_regs_mut().regs = *regs;
+            self.fd.set_sync_dirty_reg(SyncReg::Register);
+            return Ok(());
+        }
         self.fd
             .set_regs(regs)
             .map_err(|e| KmodError::ioctl("KVM_SET_REGS", e))
     }
 
-    /// Segment and control registers.
+    /// Segment and control registers (including writes pending for the next entry).
     pub fn sregs(&self) -> Result<kvm_sregs> {
+        if self.synced {
+            return Ok(self.fd.sync_regs().sregs);
+        }
         self.fd
             .get_sregs()
             .map_err(|e| KmodError::ioctl("KVM_GET_SREGS", e))
@@ -45,10 +81,25 @@ impl Vcpu {
 
     /// Sets segment and control registers. A changed CR3 makes KVM drop its shadow roots,
     /// i.e. a full guest TLB flush.
-    pub fn set_sregs(&self, sregs: &kvm_sregs) -> Result<()> {
+    pub fn set_sregs(&mut self, sregs: &kvm_sregs) -> Result<()> {
+        if self.synced {
+            self.fd.sync_regs_mut().sregs = *sregs;
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+            return Ok(());
+        }
         self.fd
             .set_sregs(sregs)
             .map_err(|e| KmodError::ioctl("KVM_SET_SREGS", e))
+    }
+
+    /// Forgets the shared-page copy: the next accesses use ioctls until the next run (a vCPU
+    /// handed to a new thread is set up from scratch).
+    pub fn reset_sync(&mut self) {
+        self.synced = false;
+        if self.sync {
+            self.fd.clear_sync_dirty_reg(SyncReg::Register);
+            self.fd.clear_sync_dirty_reg(SyncReg::SystemRegister);
+        }
     }
 
     /// Writes MSRs (index, value).
@@ -93,7 +144,11 @@ impl Vcpu {
 
     /// Runs the guest until the next exit.
     pub fn run(&mut self) -> Result<Exit> {
-        match self.fd.run() {
+        let r = self.fd.run();
+        if self.sync && r.is_ok() {
+            self.synced = true;
+        }
+        match r {
             Ok(e) => {
                 let internal = matches!(e, kvm_ioctls::VcpuExit::InternalError);
                 let decoded = exit::decode(&e, 0);

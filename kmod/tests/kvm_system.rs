@@ -52,6 +52,7 @@ fn capabilities_mode_vm_slots_vcpu() {
         .unwrap();
     assert_eq!(vm.with_memslots(|s, _| s.slots().len()), 2);
     let vcpu = vm.create_vcpu(0).unwrap();
+    println!("KVM_CAP_SYNC_REGS in use: {}", vcpu.uses_sync_regs());
     let regs = vcpu.regs().unwrap();
     assert_eq!(regs.rip, 0xfff0, "reset vector");
 }
