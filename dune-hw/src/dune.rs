@@ -13,7 +13,7 @@ use kmod::{Mode, ModeChoice, System, Vcpu, Vm};
 use kvm_bindings::kvm_segment;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Bytes reserved for guest page-table frames (NORESERVE: untouched frames are free).
 const PT_POOL_BYTES: u64 = 1 << 30;
@@ -81,7 +81,10 @@ pub struct Dune {
     cr4: u64,
 }
 
-static DUNE: Mutex<Option<&'static Dune>> = Mutex::new(None);
+/// The process's Dune state: set once, read lock-free.
+static DUNE: OnceLock<&'static Dune> = OnceLock::new();
+/// Serialises the (fallible) creation.
+static INIT: Mutex<()> = Mutex::new(());
 
 fn mmap_anon(len: usize, prot: i32, flags: i32, op: &'static str) -> Result<u64, DuneError> {
     // SAFETY: a fresh anonymous mapping at a kernel-chosen address aliases nothing.
@@ -116,8 +119,8 @@ fn xgetbv0() -> u64 {
 impl Dune {
     /// The process's Dune state, created on first use.
     pub fn get_or_init(opts: &Options) -> Result<&'static Dune, DuneError> {
-        let mut g = DUNE.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(d) = *g {
+        let _serial = INIT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&d) = DUNE.get() {
             if let Some(m) = opts.mode {
                 if m != d.mode.mode {
                     return Err(DuneError::Unsupported {
@@ -129,13 +132,12 @@ impl Dune {
             return Ok(d);
         }
         let d: &'static Dune = Box::leak(Box::new(Dune::create(opts)?));
-        *g = Some(d);
-        Ok(d)
+        Ok(*DUNE.get_or_init(|| d))
     }
 
     /// The state if Dune was initialised in this process.
     pub fn get() -> Option<&'static Dune> {
-        *DUNE.lock().unwrap_or_else(|p| p.into_inner())
+        DUNE.get().copied()
     }
 
     fn create(opts: &Options) -> Result<Dune, DuneError> {

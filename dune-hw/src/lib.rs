@@ -181,9 +181,10 @@ pub fn flush_tlb_all() {
 }
 
 /// Performs a flush obligation (ring-0: invlpg per page for small ranges).
+/// Allocation-free (usable in stop-the-world and fault paths).
 pub fn flush(f: TlbFlush) {
     if in_dune()
-        && mode().is_some_and(|m| m.mode == Mode::Ring0)
+        && Dune::get().is_some_and(|d| d.mode().mode == Mode::Ring0)
         && f.n_pages() <= tlb::INVLPG_MAX_PAGES
     {
         let mut a = f.start & !0xfff;

@@ -1,6 +1,8 @@
 //! Ring-0 mode (classic Dune): functional check only — on PVM hosts every guest CPL0
 //! instruction is emulated (~2,500x slower), so the work is tiny. Own binary: the mode is
-//! per process.
+//! per process. On this host only what KVM's instruction emulator supports runs at CPL0:
+//! integer code, malloc, syscalls — not libc's AVX/EVEX string functions (println!,
+//! getenv), which end in a clear "KVM internal error 1" dump.
 
 use dune_hw::{DuneError, Mode, Options};
 
@@ -29,7 +31,51 @@ fn ring0_compute_getpid_flush_and_leave() {
     // SAFETY: reading CS has no side effects.
     unsafe { core::arch::asm!("mov {0:x}, cs", out(reg) cs) };
     dune_hw::flush_tlb_all();
+    let mut v: Vec<u64> = Vec::with_capacity(16);
+    for i in 0..10 {
+        v.push(i);
+    }
+    let b = Box::new(5u64);
+    // a large allocation: malloc mmaps it, the monitor maps it into the guest page table
+    let mut big: Vec<u64> = Vec::with_capacity(1 << 18);
+    big.push(7);
+    let last = big.as_ptr() as u64 + (1 << 21) - 8;
+    let entry = dune_hw::dirty_view().unwrap().entry(last & !0xfff);
+    drop(big);
+    let msg = b"written by a ring-0 guest\n";
+    // SAFETY: writing our own buffer to stdout.
+    let written = unsafe { libc::write(1, msg.as_ptr().cast(), msg.len()) };
+    // dirty bit set by a write, cleared, set again after invlpg (ring-0: executed directly)
+    let view = dune_hw::dirty_view().unwrap();
+    // SAFETY: a fresh anonymous page (no memset: libc's is AVX-512 here).
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as u64;
+    // SAFETY: p is our fresh RW page.
+    unsafe { core::ptr::write_volatile(p as *mut u8, 1) };
+    let d_first = view.entry(p) & 0x40;
+    let mut n_dirty = 0;
+    dune_hw::flush(view.collect_and_clear(p, p + 4096, &mut |_| n_dirty += 1));
+    let d_cleared = view.entry(p) & 0x40;
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(p as *mut u8, 2) };
+    let d_again = view.entry(p) & 0x40;
     let stats = dune_hw::exit().unwrap();
+    assert_eq!((d_first, n_dirty, d_cleared, d_again), (0x40, 1, 0, 0x40));
+    assert_eq!(v.iter().sum::<u64>() + *b, 50);
+    assert_eq!(
+        entry & 3,
+        3,
+        "big allocation mapped RW in the guest: {entry:#x}"
+    );
+    assert_eq!(written, msg.len() as isize);
     assert_eq!(cs & 3, 0, "CPL0 in ring-0 mode");
     assert_eq!(pid as u32, std::process::id());
     let mut y = 1u64;
