@@ -168,6 +168,41 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // Address-space change: mmap 64 KiB, touch a page, munmap (guest page tables, memory
+    // slot and TLB flush are updated by the monitor in Dune).
+    let map_touch_unmap = || {
+        // SAFETY: fresh anonymous mapping, unmapped before returning.
+        unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                65536,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            ) as *mut u8;
+            core::ptr::write_volatile(p, 1);
+            libc::munmap(p.cast(), 65536);
+        }
+    };
+    g.bench_function("mmap_touch_munmap_64k/native", |b| b.iter(map_touch_unmap));
+    g.bench_function(format!("mmap_touch_munmap_64k/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &tsc,
+                &mut |n| {
+                    let t = Tsc::now();
+                    for _ in 0..n {
+                        map_touch_unmap();
+                    }
+                    Tsc::now() - t
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+
     // Page fault. Native: first touch of a fresh anonymous page (a Linux minor fault).
     // Dune: a guest #PF the monitor resolves — pages mapped by the host while no thread was
     // in Dune, one VMA each, are missing from the guest page table until touched.

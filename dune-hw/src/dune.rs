@@ -59,6 +59,9 @@ pub type HostWriteHook = fn(HostWrite);
 pub struct Options {
     /// Force a mode (otherwise detected; env `DUNEGC_DUNE_MODE` also forces).
     pub mode: Option<Mode>,
+    /// Use at most this many KVM memory slots (default: what KVM allows). For tests of
+    /// slot eviction.
+    pub max_memslots: Option<usize>,
 }
 
 /// The process-wide state.
@@ -161,7 +164,7 @@ impl Dune {
             _ => (0, 0),
         };
         let cr4 = 0x20 | 0x200 | 0x400 | cr4_osxsave; // PAE | OSFXSR | OSXMMEXCPT | OSXSAVE
-        let vm = Vm::create(system)?;
+        let vm = Vm::create_with_slot_limit(system, opts.max_memslots.unwrap_or(usize::MAX))?;
 
         let frames = PoolFrames::reserve(PT_POOL_BYTES)?;
         let pt = PageTable::new(frames)?;
@@ -227,23 +230,51 @@ impl Dune {
     /// Registers slots and maps `[start, end)` with `prot` in the guest page table.
     pub(crate) fn map_range(&self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
         if prot != libc::PROT_NONE {
-            self.vm
-                .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start))?;
+            let r = self
+                .vm
+                .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start));
+            if let Err(kmod::KmodError::MemslotsExhausted { .. }) = r {
+                self.evict_unused_slots()?;
+                self.vm
+                    .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start))?;
+            } else {
+                r?;
+            }
         }
         let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
         pt.map(start, end, prot)
     }
 
-    /// Unmaps `[start, end)` from the guest and drops its slots; every vCPU will flush.
+    /// Unmaps `[start, end)` from the guest; every vCPU flushes before its next entry.
+    ///
+    /// The memory slots stay: deleting a slot makes KVM drop every shadow page of the VM
+    /// (measured: mmap+touch+munmap of 64 KiB costs 388 us with deletion, 69 us without).
+    /// A kept slot is harmless: no guest entry maps its pages, and KVM follows host mapping
+    /// changes through MMU notifiers. Slots are deleted when the table is full
+    /// ([`Dune::evict_unused_slots`]).
     pub(crate) fn unmap_range(&self, start: u64, end: u64) -> Result<(), DuneError> {
         {
             let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
             let _flush_via_generation = pt.unmap(start, end);
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.vm
-            .with_memslots(|s, fd| s.unregister(&mut { fd }, start, end - start))?;
         Ok(())
+    }
+
+    /// Deletes the memory slots no present guest entry points into.
+    pub(crate) fn evict_unused_slots(&self) -> Result<usize, DuneError> {
+        let view = self.dirty_view();
+        let pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self.vm.with_memslots(|s, fd| {
+            s.evict_unused(&mut { fd }, &mut |start, len| {
+                let mut live = false;
+                view.for_each_present(start, start + len, &mut |_| live = true);
+                live
+            })
+        })?;
+        drop(pt);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(n)
     }
 
     /// The chosen mode and why.
@@ -270,6 +301,11 @@ impl Dune {
             let f: HostWriteHook = unsafe { core::mem::transmute::<usize, HostWriteHook>(h) };
             f(w)
         }
+    }
+
+    /// Memory slots registered now.
+    pub fn n_memslots(&self) -> usize {
+        self.vm.with_memslots(|s, _| s.slots().len())
     }
 
     /// Page-table frames used so far.

@@ -98,15 +98,16 @@ fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
 }
 
 /// An access reached a guest-physical address without a memory slot (not the doorbell).
+/// This cannot be completed: KVM treats the access as MMIO that userspace finished (and PVM
+/// reports only the page of a CPL3 access), so resuming would lose the access. Every path
+/// that maps a guest page registers its slot first, so this means the process unmapped
+/// memory behind the guest's back (a thread outside Dune).
 pub(crate) fn handle_unbacked(ctx: &mut ThreadCtx, gpa: u64) {
-    if let Some(m) = maps::find(gpa) {
-        if m.prot != libc::PROT_NONE && ctx.dune.map_range(m.start, m.end, m.prot).is_ok() {
-            return;
-        }
-    }
     fatal(
         ctx,
-        format_args!("guest access to {gpa:#x}, which the process has not mapped (SIGSEGV)"),
+        format_args!(
+            "guest access to {gpa:#x}, which has no memory slot (unmapped outside Dune?) (SIGSEGV)"
+        ),
     )
 }
 

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Enters Dune on this thread, or prints SKIPPED and returns None.
 fn enter_or_skip(test: &str, mode: Mode) -> Option<()> {
-    match dune_hw::enter_with(&Options { mode: Some(mode) }) {
+    match dune_hw::enter_with(&Options {
+        mode: Some(mode),
+        ..Options::default()
+    }) {
         Ok(()) => Some(()),
         Err(e @ (DuneError::Kmod(_) | DuneError::Unsupported { .. })) => {
             if std::env::var("DUNEGC_REQUIRE_KVM").as_deref() == Ok("1") {

@@ -10,6 +10,7 @@ use dune_hw::{DuneError, Mode, Options};
 fn ring0_compute_getpid_flush_and_leave() {
     match dune_hw::enter_with(&Options {
         mode: Some(Mode::Ring0),
+        ..Options::default()
     }) {
         Ok(()) => {}
         Err(e @ (DuneError::Kmod(_) | DuneError::Unsupported { .. })) => {

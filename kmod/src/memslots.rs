@@ -152,6 +152,29 @@ impl Memslots {
         Ok(())
     }
 
+    /// Deletes every slot for which `in_use(start, len_bytes)` is false (used when the table
+    /// is full: slots of unmapped ranges are kept until then, because deleting a slot makes
+    /// KVM drop every shadow page of the VM). Returns how many were deleted.
+    pub fn evict_unused(
+        &mut self,
+        sink: &mut impl SlotSink,
+        in_use: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<usize> {
+        let mut i = 0;
+        let mut n = 0;
+        while let Some(&s) = self.slots.get(i) {
+            if in_use(s.start, s.len_bytes) {
+                i += 1;
+                continue;
+            }
+            sink.set_slot(s.id, s.start, 0)?;
+            self.slots.remove(i);
+            self.free_ids.push(s.id);
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn insert(
         &mut self,
         sink: &mut impl SlotSink,
@@ -223,6 +246,20 @@ mod tests {
         m.unregister(&mut r, 0, 0x200000).unwrap();
         assert!(m.slots().is_empty());
         assert_eq!(m.free_ids.len(), 16, "ids are recycled");
+    }
+
+    #[test]
+    fn eviction_frees_unused_slots() {
+        let mut m = Memslots::with_capacity(2);
+        let mut r = Recorder::default();
+        m.register(&mut r, 0x1000, 0x1000).unwrap();
+        m.register(&mut r, 0x5000, 0x1000).unwrap();
+        let n = m
+            .evict_unused(&mut r, &mut |start, _| start == 0x5000)
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(ranges(&m), vec![(0x5000, 0x6000)]);
+        m.register(&mut r, 0x9000, 0x1000).unwrap();
     }
 
     #[test]

@@ -17,11 +17,16 @@ pub struct Vm {
 impl Vm {
     /// Creates the VM (no memory slots yet).
     pub fn create(system: System) -> Result<Vm> {
+        Vm::create_with_slot_limit(system, usize::MAX)
+    }
+
+    /// Creates the VM using at most `max_slots` memory slots (tests of slot eviction).
+    pub fn create_with_slot_limit(system: System, max_slots: usize) -> Result<Vm> {
         let fd = system
             .kvm()
             .create_vm()
             .map_err(|e| KmodError::ioctl("KVM_CREATE_VM", e))?;
-        let memslots = Memslots::with_capacity(system.nr_memslots());
+        let memslots = Memslots::with_capacity(system.nr_memslots().min(max_slots));
         Ok(Vm {
             fd,
             memslots: Mutex::new(memslots),

@@ -136,6 +136,18 @@ impl DirtyView {
         };
     }
 
+    /// Calls `f(page)` for each present page in `[start, end)`.
+    pub fn for_each_present(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) {
+        // SAFETY: as above.
+        let _ = unsafe {
+            walker::walk(self.root, start, end, None, &mut |va: u64, p: &Pte| {
+                if p.is_present() {
+                    f(va)
+                }
+            })
+        };
+    }
+
     /// Sets the D bit of `page` again (restores a destructive read that could not be used).
     pub fn restore_dirty(&self, page: u64) {
         // SAFETY: as above.
