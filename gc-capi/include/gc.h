@@ -1,0 +1,318 @@
+/*
+ * gc.h -- dunegc's bdwgc-compatible C API.
+ *
+ * A drop-in subset of the Boehm-Demers-Weiser collector's <gc.h> (API of bdwgc 8.2),
+ * implemented by dunegc (libdunegc.so / libdunegc.a; installed as libgc.so.1 by
+ * scripts/build-capi.sh so that programs linked with -lgc run on it unchanged).
+ *
+ *   #include <gc.h>          (or <gc/gc.h>)
+ *   GC_INIT();
+ *   struct node *n = GC_NEW(struct node);
+ *
+ * Link with -ldunegc (or -lgc against target/capi/) and -lpthread.
+ *
+ * Differences from bdwgc (everything else follows bdwgc's documented behaviour):
+ *
+ *  - Every object is zeroed, including GC_malloc_atomic's (bdwgc leaves atomic
+ *    objects uninitialised).  Objects are 16-byte aligned.  Interior pointers are
+ *    always recognised (bdwgc's default, GC_all_interior_pointers).
+ *  - GC_free of a pointer that is not the start of a live object of the collector
+ *    (a malloc() pointer, an interior pointer, a double free) is reported through the
+ *    warning procedure and ignored; bdwgc's GC_free has undefined behaviour there.
+ *    GC_realloc of such a pointer warns and returns NULL.  GC_free drops the object's
+ *    finalizer.
+ *  - GC_register_finalizer ignores pointers from an object to itself, like bdwgc's
+ *    GC_register_finalizer_ignore_self (bdwgc's plain variant never finalizes a
+ *    self-referencing object).  Longer cycles of finalizable objects are never
+ *    finalized, as in bdwgc.  Client data is kept reachable until the finalizer runs,
+ *    as in bdwgc.  GC_register_finalizer_unreachable, disappearing links and
+ *    GC_set_finalizer_notifier are not provided.
+ *  - Threads need no registration: a collection stops every thread of the process
+ *    (signal SIGPWR) and scans every stack, so GC_register_my_thread & co. are no-ops
+ *    that return bdwgc's codes (GC_SUCCESS the first time a thread registers,
+ *    GC_DUPLICATE after that and for the initialising thread and GC_pthread_create's
+ *    threads), and GC_thread_is_registered() is always 1.  A thread must not block
+ *    SIGPWR; GC_pthread_sigmask (pthread_sigmask under GC_THREADS) keeps it unblocked.
+ *  - Static data of the program and of every loaded library are roots (found anew
+ *    before each collection, as bdwgc does on Linux); libc malloc() memory is not
+ *    scanned unless passed to GC_add_roots, as in bdwgc.
+ *  - GC_get_heap_size counts pages that hold objects (bdwgc also counts free blocks);
+ *    GC_get_free_bytes / GC_get_bytes_since_gc are estimates (other threads'
+ *    allocation is counted as their caches are flushed).  GC_expand_hp is a no-op
+ *    returning 1: the address space is reserved at start-up.
+ *  - GC_enable_incremental uses the dirty-page tracker named by DUNEGC_DIRTY (auto:
+ *    uffd, soft-dirty, then mprotect).  If none can be opened (or DUNEGC_DIRTY=none,
+ *    or GC_DISABLE_INCREMENTAL is set) the collector stays stop-the-world, and says
+ *    why through the warning procedure (bdwgc is silent); GC_is_incremental_mode()
+ *    tells.  With the mprotect tracker, system calls writing into collected objects
+ *    may fail with EFAULT during a cycle (as with bdwgc's mprotect mode).
+ *  - Finalizers run on the thread that next allocates or calls GC_gcollect after the
+ *    collection that found them, never nested (bdwgc's GC_finalize_on_demand == 0),
+ *    or only in GC_invoke_finalizers after GC_set_finalize_on_demand(1).
+ *  - On allocation failure the out-of-memory function (GC_set_oom_fn; default returns
+ *    NULL) is called and its result returned, after a warning unless the size is
+ *    overflow-sized (> SIZE_MAX/2).
+ *  - Environment: GC_INITIAL_HEAP_SIZE, GC_MAXIMUM_HEAP_SIZE (address space reserved
+ *    per space, at least 16M), GC_FREE_SPACE_DIVISOR, GC_PRINT_STATS (statistics block
+ *    at exit, not a line per collection), GC_ENABLE_INCREMENTAL, GC_DISABLE_INCREMENTAL,
+ *    GC_DONT_GC; dunegc's own DUNEGC_* variables win where both are set
+ *    (DUNEGC_DIRTY=auto|none|mprotect|soft-dirty|uffd|dune picks the tracker and
+ *    implies incremental mode unless none).  Other bdwgc variables are ignored.
+ *  - Not provided: the debug allocator (GC_DEBUG, GC_debug_*: defining GC_DEBUG is an
+ *    error), typed/explicitly-kinded allocation, stubborn objects, leak detection, the
+ *    deprecated global variables (GC_gc_no, GC_dont_gc, GC_oom_fn, ...: use the getters
+ *    and setters).
+ */
+#ifndef GC_H
+#define GC_H
+
+#include <stddef.h>
+
+#ifdef GC_DEBUG
+# error "dunegc does not provide bdwgc's debug allocator (GC_DEBUG)"
+#endif
+
+#define GC_DUNEGC 1
+
+#define GC_VERSION_MAJOR 8
+#define GC_VERSION_MINOR 2
+#define GC_VERSION_MICRO 0
+
+#ifndef GC_API
+# define GC_API extern
+#endif
+#ifndef GC_CALL
+# define GC_CALL
+#endif
+#ifndef GC_CALLBACK
+# define GC_CALLBACK GC_CALL
+#endif
+#if defined(__GNUC__)
+# define GC_ATTR_MALLOC __attribute__((__malloc__))
+# define GC_ATTR_ALLOC_SIZE(n) __attribute__((__alloc_size__(n)))
+#else
+# define GC_ATTR_MALLOC
+# define GC_ATTR_ALLOC_SIZE(n)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef unsigned long GC_word;
+typedef long GC_signed_word;
+
+/* Return codes of the thread functions. */
+#define GC_SUCCESS 0
+#define GC_DUPLICATE 1
+#define GC_NO_THREADS 2
+#define GC_UNIMPLEMENTED 3
+#define GC_NOT_FOUND 4
+
+/* ---- Initialisation and versions ---------------------------------------------- */
+
+/* Initialise; optional (every GC_ function initialises on first use); repeatable.  */
+/* Call it from the main thread before other threads start: it translates bdwgc's  */
+/* environment variables with setenv().                                            */
+GC_API void GC_CALL GC_init(void);
+#define GC_INIT() GC_init()
+GC_API int GC_CALL GC_is_init_called(void);
+/* (GC_VERSION_MAJOR << 16) | (GC_VERSION_MINOR << 8) | GC_VERSION_MICRO of the     */
+/* bdwgc API followed.                                                              */
+GC_API unsigned GC_CALL GC_get_version(void);
+/* dunegc only: "dunegc <version>", and the dirty tracker in use ("none",           */
+/* "mprotect", "soft-dirty", "uffd", "dune"; "pending" before its first use).       */
+GC_API const char *GC_CALL GC_dunegc_version(void);
+GC_API const char *GC_CALL GC_dunegc_dirty_backend(void);
+
+/* ---- Allocation ---------------------------------------------------------------- */
+
+/* Zeroed, traced, collected once unreachable.                                      */
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_malloc(size_t);
+/* Never scanned for pointers (zeroed here, unlike bdwgc).                          */
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_malloc_atomic(size_t);
+/* Traced, never collected: a root until GC_free.                                   */
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL
+    GC_malloc_uncollectable(size_t);
+/* Same as GC_malloc / GC_malloc_atomic (interior pointers are always recognised).  */
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL
+    GC_malloc_ignore_off_page(size_t);
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL
+    GC_malloc_atomic_ignore_off_page(size_t);
+GC_API GC_ATTR_MALLOC char *GC_CALL GC_strdup(const char *);
+GC_API GC_ATTR_MALLOC char *GC_CALL GC_strndup(const char *, size_t);
+/* Explicit deallocation; NULL is a no-op; see above for foreign pointers.          */
+GC_API void GC_CALL GC_free(void *);
+/* realloc(NULL, n) = GC_malloc(n); realloc(p, 0) frees p and returns NULL; the     */
+/* object keeps its kind.                                                           */
+GC_API GC_ATTR_ALLOC_SIZE(2) void *GC_CALL GC_realloc(void * /* old */,
+                                                       size_t /* new size */);
+/* Start of the object containing the pointer, or NULL.                             */
+GC_API void *GC_CALL GC_base(void * /* displaced pointer */);
+/* Usable bytes of the object (0 if not an object of the collector).                */
+GC_API size_t GC_CALL GC_size(const void * /* object */);
+
+typedef void *(GC_CALLBACK *GC_oom_func)(size_t /* bytes requested */);
+/* Called when an allocation fails; its result is returned.  Default: NULL.         */
+GC_API void GC_CALL GC_set_oom_fn(GC_oom_func);
+GC_API GC_oom_func GC_CALL GC_get_oom_fn(void);
+
+#define GC_MALLOC(sz) GC_malloc(sz)
+#define GC_MALLOC_ATOMIC(sz) GC_malloc_atomic(sz)
+#define GC_MALLOC_UNCOLLECTABLE(sz) GC_malloc_uncollectable(sz)
+#define GC_MALLOC_IGNORE_OFF_PAGE(sz) GC_malloc_ignore_off_page(sz)
+#define GC_MALLOC_ATOMIC_IGNORE_OFF_PAGE(sz) GC_malloc_atomic_ignore_off_page(sz)
+#define GC_REALLOC(old, sz) GC_realloc(old, sz)
+#define GC_FREE(p) GC_free(p)
+#define GC_STRDUP(s) GC_strdup(s)
+#define GC_STRNDUP(s, sz) GC_strndup(s, sz)
+#define GC_NEW(t) ((t *)GC_MALLOC(sizeof(t)))
+#define GC_NEW_ATOMIC(t) ((t *)GC_MALLOC_ATOMIC(sizeof(t)))
+#define GC_NEW_UNCOLLECTABLE(t) ((t *)GC_MALLOC_UNCOLLECTABLE(sizeof(t)))
+
+/* ---- Collection ---------------------------------------------------------------- */
+
+/* Full collection (or finish of the incremental cycle), then due finalizers.       */
+GC_API void GC_CALL GC_gcollect(void);
+GC_API void GC_CALL GC_gcollect_and_unmap(void);
+/* A mark step (or a collection if due); nonzero if a cycle is still in progress.   */
+GC_API int GC_CALL GC_collect_a_little(void);
+/* Nesting: collections stop until as many GC_enable() as GC_disable().             */
+GC_API void GC_CALL GC_disable(void);
+GC_API void GC_CALL GC_enable(void);
+/* Incremental marking with the DUNEGC_DIRTY tracker; see above.                    */
+GC_API void GC_CALL GC_enable_incremental(void);
+GC_API int GC_CALL GC_is_incremental_mode(void);
+/* No-op returning 1.                                                               */
+GC_API int GC_CALL GC_expand_hp(size_t /* number of bytes */);
+
+/* ---- Statistics ---------------------------------------------------------------- */
+
+GC_API size_t GC_CALL GC_get_heap_size(void);
+GC_API size_t GC_CALL GC_get_free_bytes(void);
+GC_API size_t GC_CALL GC_get_bytes_since_gc(void);
+GC_API size_t GC_CALL GC_get_total_bytes(void);
+/* Collections so far (full and incremental).                                       */
+GC_API GC_word GC_CALL GC_get_gc_no(void);
+
+/* ---- Roots --------------------------------------------------------------------- */
+
+/* Scan [low, high) at every collection (the range must stay readable).             */
+GC_API void GC_CALL GC_add_roots(void * /* low */, void * /* high plus 1 */);
+/* Stop scanning every added range inside [low, high).                              */
+GC_API void GC_CALL GC_remove_roots(void * /* low */, void * /* high plus 1 */);
+
+/* ---- Finalization -------------------------------------------------------------- */
+
+typedef void (GC_CALLBACK *GC_finalization_proc)(void * /* obj */,
+                                                 void * /* client data */);
+/* Run fn(obj, cd) once obj is unreachable; fn == 0 removes the registration.  The  */
+/* previous fn and cd are stored in *ofn and *ocd (either may be NULL).  obj must   */
+/* be the start of an object; otherwise fn is ignored and *ofn, *ocd set to NULL.   */
+/* Ordered: if a and b are unreachable and a points to b, a is finalized first.     */
+GC_API void GC_CALL GC_register_finalizer(void * /* obj */, GC_finalization_proc,
+                                          void * /* cd */,
+                                          GC_finalization_proc * /* ofn */,
+                                          void ** /* ocd */);
+GC_API void GC_CALL GC_register_finalizer_ignore_self(void *, GC_finalization_proc,
+                                                      void *, GC_finalization_proc *,
+                                                      void **);
+/* Unordered: finalized by the first collection that finds obj unreachable.         */
+GC_API void GC_CALL GC_register_finalizer_no_order(void *, GC_finalization_proc,
+                                                   void *, GC_finalization_proc *,
+                                                   void **);
+#define GC_REGISTER_FINALIZER(p, f, d, of, od) \
+  GC_register_finalizer(p, f, d, of, od)
+#define GC_REGISTER_FINALIZER_IGNORE_SELF(p, f, d, of, od) \
+  GC_register_finalizer_ignore_self(p, f, d, of, od)
+#define GC_REGISTER_FINALIZER_NO_ORDER(p, f, d, of, od) \
+  GC_register_finalizer_no_order(p, f, d, of, od)
+
+/* Nonzero if finalizers are waiting to run.                                        */
+GC_API int GC_CALL GC_should_invoke_finalizers(void);
+/* Run the waiting finalizers on this thread; returns how many ran.                 */
+GC_API int GC_CALL GC_invoke_finalizers(void);
+GC_API void GC_CALL GC_set_finalize_on_demand(int);
+GC_API int GC_CALL GC_get_finalize_on_demand(void);
+
+/* ---- Warnings ------------------------------------------------------------------ */
+
+/* msg is a printf format with at most one conversion, which takes arg.  The        */
+/* default procedure prints "GC Warning: " and the message to stderr.               */
+typedef void (GC_CALLBACK *GC_warn_proc)(char * /* msg */, GC_word /* arg */);
+GC_API void GC_CALL GC_set_warn_proc(GC_warn_proc);
+GC_API GC_warn_proc GC_CALL GC_get_warn_proc(void);
+GC_API void GC_CALLBACK GC_ignore_warn_proc(char *, GC_word);
+
+/* ---- Threads ------------------------------------------------------------------- */
+
+struct GC_stack_base {
+  void *mem_base; /* the cold (highest) end of the stack */
+};
+typedef void *(GC_CALLBACK *GC_stack_base_func)(struct GC_stack_base * /* sb */,
+                                                void * /* arg */);
+GC_API int GC_CALL GC_get_stack_base(struct GC_stack_base *);
+GC_API void *GC_CALL GC_call_with_stack_base(GC_stack_base_func, void * /* arg */);
+/* No-ops returning bdwgc's codes: every thread is always scanned (see above).      */
+GC_API void GC_CALL GC_allow_register_threads(void);
+GC_API int GC_CALL GC_register_my_thread(const struct GC_stack_base *);
+GC_API int GC_CALL GC_unregister_my_thread(void);
+GC_API int GC_CALL GC_thread_is_registered(void);
+
+/* ---- Miscellaneous ------------------------------------------------------------- */
+
+GC_API void GC_CALL GC_noop1(GC_word);
+#define GC_reachable_here(ptr) GC_noop1((GC_word)(ptr))
+#define GC_HIDE_POINTER(p) (~(GC_word)(p))
+#define GC_REVEAL_POINTER(p) ((void *)GC_HIDE_POINTER(p))
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+/* ---- pthread wrappers ---------------------------------------------------------- */
+
+#if defined(GC_THREADS) || defined(GC_PTHREADS) || defined(GC_LINUX_THREADS)
+# include <pthread.h>
+# include <signal.h>
+# ifndef GC_NO_DLOPEN
+#  include <dlfcn.h>
+# endif
+# ifdef __cplusplus
+extern "C" {
+# endif
+GC_API int GC_pthread_create(pthread_t *, const pthread_attr_t *,
+                             void *(*)(void *), void * /* arg */);
+GC_API int GC_pthread_join(pthread_t, void ** /* retval */);
+GC_API int GC_pthread_detach(pthread_t);
+GC_API int GC_pthread_cancel(pthread_t);
+GC_API void GC_pthread_exit(void *) __attribute__((__noreturn__));
+/* pthread_sigmask that never blocks the collector's suspend signal (SIGPWR).       */
+GC_API int GC_pthread_sigmask(int /* how */, const sigset_t *, sigset_t * /* old */);
+GC_API void *GC_dlopen(const char * /* path */, int /* mode */);
+# ifdef __cplusplus
+} /* extern "C" */
+# endif
+# if !defined(GC_NO_THREAD_REDIRECTS)
+#  undef pthread_create
+#  undef pthread_join
+#  undef pthread_detach
+#  undef pthread_cancel
+#  undef pthread_sigmask
+#  define pthread_create GC_pthread_create
+#  define pthread_join GC_pthread_join
+#  define pthread_detach GC_pthread_detach
+#  define pthread_cancel GC_pthread_cancel
+#  define pthread_sigmask GC_pthread_sigmask
+#  ifdef GC_HAVE_PTHREAD_EXIT
+#   undef pthread_exit
+#   define pthread_exit GC_pthread_exit
+#  endif
+#  ifndef GC_NO_DLOPEN
+#   undef dlopen
+#   define dlopen GC_dlopen
+#  endif
+# endif
+#endif /* GC_THREADS */
+
+#endif /* GC_H */

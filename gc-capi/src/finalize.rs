@@ -1,0 +1,282 @@
+//! Finalization: `GC_register_finalizer` and its variants, `GC_invoke_finalizers`.
+//!
+//! A C registration is kept in a small uncollectable object (the *closure*: the C
+//! function and its client data) passed to gc-core as the finalizer's data. Being
+//! uncollectable, the closure is a root, so — as in bdwgc — everything the client data
+//! points to stays reachable until the finalizer has run (client data pointing to the
+//! object itself therefore keeps it from ever being finalized, as in bdwgc).
+//!
+//! Finalizers run, as with bdwgc's default `GC_finalize_on_demand == 0`, on the thread
+//! that next allocates (or calls `GC_gcollect`) after the collection that found them,
+//! never nested inside another finalizer on the same thread. With
+//! `GC_set_finalize_on_demand(1)` they run only in `GC_invoke_finalizers`.
+
+use crate::init::heap;
+use crate::types::GcFinalizationProc;
+use crate::warn::warn_text;
+use gc_core::{FinalizerFn, FinalizerOrder, Heap, ObjectKind};
+use std::cell::Cell;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Words in a closure: the C function and the client data.
+const CLOSURE_WORDS: usize = 2;
+
+/// Closures alive (registrations made through this API and not yet run or replaced).
+static LIVE_CLOSURES: AtomicUsize = AtomicUsize::new(0);
+/// bdwgc's `GC_finalize_on_demand`.
+static ON_DEMAND: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// This thread is running finalizers from an allocation (no nesting).
+    static RUNNING: Cell<bool> = const { Cell::new(false) };
+}
+
+type CFinalizer = unsafe extern "C" fn(obj: *mut c_void, cd: *mut c_void);
+
+/// Read a closure.
+///
+/// # Safety
+/// `closure` is a live closure made by `make_closure`.
+unsafe fn read_closure(closure: usize) -> (CFinalizer, *mut c_void) {
+    let words = closure as *const usize;
+    // SAFETY: the closure holds CLOSURE_WORDS initialised words (caller's duty).
+    let f = unsafe { words.read() };
+    // SAFETY: as above.
+    let cd = unsafe { words.add(1).read() };
+    // SAFETY: word 0 was written from a non-null `CFinalizer` by `make_closure`.
+    let f = unsafe { std::mem::transmute::<usize, CFinalizer>(f) };
+    (f, cd as *mut c_void)
+}
+
+/// Allocate a closure for `(f, cd)`; None if out of memory.
+fn make_closure(heap: &'static Heap, f: CFinalizer, cd: *mut c_void) -> Option<usize> {
+    let closure = heap
+        .alloc(
+            ObjectKind::Uncollectable,
+            CLOSURE_WORDS * std::mem::size_of::<usize>(),
+            crate::alloc::GRANULE_BYTES,
+        )
+        .ok()?;
+    let words = closure as *mut usize;
+    // SAFETY: a fresh object of CLOSURE_WORDS words, owned by us.
+    unsafe { words.write(f as usize) };
+    // SAFETY: as above.
+    unsafe { words.add(1).write(cd as usize) };
+    LIVE_CLOSURES.fetch_add(1, Ordering::AcqRel);
+    Some(closure)
+}
+
+/// Free a closure that will not run.
+fn drop_closure(heap: &'static Heap, closure: usize) {
+    if let Err(e) = heap.free(closure) {
+        warn_text(&format!("dunegc: freeing a finalizer closure failed: {e}"));
+    }
+    LIVE_CLOSURES.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// gc-core's finalizer for C registrations: run the C function with the client data.
+///
+/// # Safety
+/// gc-core's contract: called once, with the object and the data registered (a closure).
+unsafe fn run_c_finalizer(obj: usize, closure: usize) {
+    // SAFETY: registered by `register` with a closure from `make_closure`, run once.
+    let (f, cd) = unsafe { read_closure(closure) };
+    drop_closure(crate::init::heap(), closure);
+    // SAFETY: the program registered `f` to be called with the unreachable object and
+    // its client data.
+    unsafe { f(obj as *mut c_void, cd) };
+}
+
+/// The finalizer gc-core calls for every C registration.
+const TRAMPOLINE: FinalizerFn = run_c_finalizer;
+
+/// Decode a previous registration returned by gc-core (and free its closure).
+fn take_old(
+    heap: &'static Heap,
+    old: Option<(FinalizerFn, usize)>,
+) -> (GcFinalizationProc, *mut c_void) {
+    match old {
+        Some((func, closure)) if std::ptr::fn_addr_eq(func, TRAMPOLINE) => {
+            // SAFETY: our trampoline's data is always a live closure; gc-core handed the
+            // registration back, so it will not run.
+            let (f, cd) = unsafe { read_closure(closure) };
+            drop_closure(heap, closure);
+            (Some(f), cd)
+        }
+        // None, or a finalizer registered from Rust (`Gc<T>`), which has no C form.
+        _ => (None, std::ptr::null_mut()),
+    }
+}
+
+/// The common body of the registration functions.
+///
+/// # Safety
+/// `ofn` and `ocd` are NULL or writable; `f` is NULL or callable as a finalizer.
+unsafe fn register(
+    obj: *mut c_void,
+    f: GcFinalizationProc,
+    cd: *mut c_void,
+    ofn: *mut GcFinalizationProc,
+    ocd: *mut *mut c_void,
+    order: FinalizerOrder,
+) {
+    let heap = heap();
+    let addr = obj as usize;
+    let write_old = |old_f: GcFinalizationProc, old_cd: *mut c_void| {
+        if !ofn.is_null() {
+            // SAFETY: the caller passes NULL or a writable GC_finalization_proc.
+            unsafe { ofn.write(old_f) };
+        }
+        if !ocd.is_null() {
+            // SAFETY: the caller passes NULL or a writable void *.
+            unsafe { ocd.write(old_cd) };
+        }
+    };
+    if heap.base_of(addr) != Some(addr) {
+        // bdwgc: NULL or a pointer outside the heap: fn is ignored, *ofn and *ocd = NULL.
+        write_old(None, std::ptr::null_mut());
+        return;
+    }
+    let new = match f {
+        Some(f) => match make_closure(heap, f, cd) {
+            Some(c) => Some((TRAMPOLINE, c)),
+            None => {
+                // bdwgc: on lack of memory *ofn and *ocd stay unchanged.
+                warn_text("GC_register_finalizer: out of memory; finalizer not registered");
+                return;
+            }
+        },
+        None => None,
+    };
+    match heap.register_finalizer(addr, new, order) {
+        Ok(old) => {
+            let (old_f, old_cd) = take_old(heap, old);
+            write_old(old_f, old_cd);
+        }
+        Err(e) => {
+            if let Some((_, c)) = new {
+                drop_closure(heap, c);
+            }
+            warn_text(&format!("GC_register_finalizer: {e}"));
+        }
+    }
+}
+
+/// Drop the finalizer of an object about to be freed explicitly (nothing to do unless C
+/// finalizers exist at all).
+pub(crate) fn forget_finalizer(heap: &'static Heap, addr: usize) {
+    if LIVE_CLOSURES.load(Ordering::Acquire) == 0 || heap.base_of(addr) != Some(addr) {
+        return;
+    }
+    if let Ok(old) = heap.register_finalizer(addr, None, FinalizerOrder::NoOrder) {
+        take_old(heap, old);
+    }
+}
+
+/// Run queued finalizers after an allocation or collection, unless on-demand mode is on
+/// or this thread is already running finalizers.
+#[inline]
+pub(crate) fn invoke_if_due(heap: &'static Heap) {
+    if heap.has_pending_finalizers() && !ON_DEMAND.load(Ordering::Relaxed) {
+        run_guarded(heap);
+    }
+}
+
+#[cold]
+fn run_guarded(heap: &'static Heap) -> usize {
+    if RUNNING.with(|r| r.replace(true)) {
+        return 0;
+    }
+    let n = heap.run_finalizers();
+    RUNNING.with(|r| r.set(false));
+    n
+}
+
+/// Register `f(obj, cd)` to run once `obj` is unreachable, replacing (or, with a NULL
+/// `f`, removing) a previous registration, whose function and data are stored in `*ofn`
+/// and `*ocd` if those are not NULL (bdwgc's `GC_register_finalizer`).
+///
+/// Ordered: if finalizable objects A and B are unreachable and A points to B, A is
+/// finalized first and B in a later collection. Differs from bdwgc in one point: a
+/// pointer from an object to itself does not prevent its finalization (bdwgc's
+/// `GC_register_finalizer_ignore_self` behaviour; longer cycles of finalizable objects
+/// are never finalized, as in bdwgc). `obj` must be the start of an object; for NULL or
+/// any other pointer `f` is ignored and `*ofn`, `*ocd` are set to NULL.
+///
+/// # Safety
+/// `ofn`/`ocd` are NULL or writable; `f` is NULL or a function that may be called once
+/// with `obj` and `cd` from any thread that allocates.
+#[no_mangle]
+pub unsafe extern "C" fn GC_register_finalizer(
+    obj: *mut c_void,
+    f: GcFinalizationProc,
+    cd: *mut c_void,
+    ofn: *mut GcFinalizationProc,
+    ocd: *mut *mut c_void,
+) {
+    // SAFETY: the caller's guarantees are `register`'s.
+    unsafe { register(obj, f, cd, ofn, ocd, FinalizerOrder::Ordered) }
+}
+
+/// bdwgc's `GC_register_finalizer_ignore_self`: what `GC_register_finalizer` does here.
+///
+/// # Safety
+/// As `GC_register_finalizer`.
+#[no_mangle]
+pub unsafe extern "C" fn GC_register_finalizer_ignore_self(
+    obj: *mut c_void,
+    f: GcFinalizationProc,
+    cd: *mut c_void,
+    ofn: *mut GcFinalizationProc,
+    ocd: *mut *mut c_void,
+) {
+    // SAFETY: the caller's guarantees are `register`'s.
+    unsafe { register(obj, f, cd, ofn, ocd, FinalizerOrder::Ordered) }
+}
+
+/// Like `GC_register_finalizer`, but unordered: `obj` is finalized in the first
+/// collection that finds it unreachable, whatever else points to it (bdwgc's
+/// `GC_register_finalizer_no_order`).
+///
+/// # Safety
+/// As `GC_register_finalizer`.
+#[no_mangle]
+pub unsafe extern "C" fn GC_register_finalizer_no_order(
+    obj: *mut c_void,
+    f: GcFinalizationProc,
+    cd: *mut c_void,
+    ofn: *mut GcFinalizationProc,
+    ocd: *mut *mut c_void,
+) {
+    // SAFETY: the caller's guarantees are `register`'s.
+    unsafe { register(obj, f, cd, ofn, ocd, FinalizerOrder::NoOrder) }
+}
+
+/// Nonzero if finalizers are queued and not yet run (bdwgc's
+/// `GC_should_invoke_finalizers`).
+#[no_mangle]
+pub extern "C" fn GC_should_invoke_finalizers() -> c_int {
+    heap().has_pending_finalizers() as c_int
+}
+
+/// Run every queued finalizer on this thread; returns how many ran (bdwgc's
+/// `GC_invoke_finalizers`).
+#[no_mangle]
+pub extern "C" fn GC_invoke_finalizers() -> c_int {
+    let n = heap().run_finalizers();
+    c_int::try_from(n).unwrap_or(c_int::MAX)
+}
+
+/// Nonzero: finalizers run only in `GC_invoke_finalizers`; zero (the default): also
+/// after allocations and `GC_gcollect` (bdwgc's `GC_set_finalize_on_demand`).
+#[no_mangle]
+pub extern "C" fn GC_set_finalize_on_demand(value: c_int) {
+    ON_DEMAND.store(value != 0, Ordering::Relaxed);
+}
+
+/// The on-demand setting (bdwgc's `GC_get_finalize_on_demand`).
+#[no_mangle]
+pub extern "C" fn GC_get_finalize_on_demand() -> c_int {
+    ON_DEMAND.load(Ordering::Relaxed) as c_int
+}

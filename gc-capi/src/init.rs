@@ -1,0 +1,153 @@
+//! Initialisation (`GC_init`), bdwgc's environment variables, version queries.
+//!
+//! gc-core configures the process's global heap from `DUNEGC_*` variables when the heap
+//! is first used. Initialisation (explicit `GC_init`, or the first call of any `GC_*`
+//! function) first translates bdwgc's variables into those, for each `DUNEGC_*` variable
+//! that is not already set (an explicit `DUNEGC_*` value wins):
+//!
+//! | bdwgc variable | becomes | note |
+//! |---|---|---|
+//! | `GC_INITIAL_HEAP_SIZE` | `DUNEGC_INITIAL_HEAP_SIZE` | allocation before the first collection; `K`/`M`/`G` suffixes |
+//! | `GC_MAXIMUM_HEAP_SIZE` | `DUNEGC_MAX_HEAP_SIZE` | address space reserved *per space* (at least 16M) |
+//! | `GC_FREE_SPACE_DIVISOR` | `DUNEGC_FREE_SPACE_DIVISOR` | same meaning |
+//! | `GC_PRINT_STATS` (set) | `DUNEGC_PRINT_STATS=1` | statistics printed at exit, not per collection |
+//!
+//! After the heap exists: `GC_ENABLE_INCREMENTAL` (set, and not `0`) calls
+//! `GC_enable_incremental`; `GC_DISABLE_INCREMENTAL` (set) makes `GC_enable_incremental`
+//! a no-op; `GC_DONT_GC` (set) calls `GC_disable`. `DUNEGC_DIRTY` picks the
+//! dirty-tracking backend (and, as in gc-core, implies incremental mode unless `none`).
+//! A bad value of a bdwgc variable is reported through the warning procedure and ignored
+//! (as bdwgc does); a bad `DUNEGC_*` value aborts with a message (gc-core's behaviour).
+//!
+//! The translation calls `setenv`, so the first `GC_*` call must not race with another
+//! thread reading or changing the environment (bdwgc asks for `GC_INIT()` from the main
+//! thread before other threads start for the same reason).
+
+use crate::types::{GC_VERSION_MAJOR, GC_VERSION_MICRO, GC_VERSION_MINOR};
+use crate::warn::warn_text;
+use gc_core::api::options::{getenv, parse_size};
+use gc_core::{global_heap, Heap};
+use std::ffi::{c_char, c_int, c_uint, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+static INIT: Once = Once::new();
+static INIT_DONE: AtomicBool = AtomicBool::new(false);
+/// `GC_DISABLE_INCREMENTAL` was set at initialisation.
+static INCREMENTAL_FORBIDDEN: AtomicBool = AtomicBool::new(false);
+
+/// The global heap, initialising the library on first use.
+#[inline]
+pub(crate) fn heap() -> &'static Heap {
+    if !INIT_DONE.load(Ordering::Acquire) {
+        init_once();
+    }
+    global_heap()
+}
+
+/// True if `GC_DISABLE_INCREMENTAL` forbids incremental mode.
+pub(crate) fn incremental_forbidden() -> bool {
+    INCREMENTAL_FORBIDDEN.load(Ordering::Acquire)
+}
+
+#[cold]
+fn init_once() {
+    INIT.call_once(|| {
+        translate_env();
+        let heap = global_heap();
+        crate::threads::mark_current_registered();
+        if getenv(c"GC_DISABLE_INCREMENTAL").is_some() {
+            INCREMENTAL_FORBIDDEN.store(true, Ordering::Release);
+        }
+        if heap.options().print_stats {
+            // SAFETY: registers an extern "C" fn with no arguments that stays valid for
+            // the life of the process.
+            if unsafe { libc::atexit(print_stats_at_exit) } != 0 {
+                warn_text("GC_PRINT_STATS: could not register the exit handler; no statistics will be printed");
+            }
+        }
+        INIT_DONE.store(true, Ordering::Release);
+        if getenv(c"GC_DONT_GC").is_some() {
+            crate::collect::GC_disable();
+        }
+        // bdwgc enables incremental mode inside GC_init when asked by the environment;
+        // so does dunegc, also for DUNEGC_DIRTY / DUNEGC_INCREMENTAL (which gc-core
+        // would otherwise open lazily): the tracker is opened, or its failure reported,
+        // now.
+        let asked =
+            getenv(c"GC_ENABLE_INCREMENTAL").is_some_and(|v| !matches!(v.trim(), "" | "0"));
+        if asked || heap.is_incremental() {
+            crate::collect::GC_enable_incremental();
+        }
+    });
+}
+
+extern "C" fn print_stats_at_exit() {
+    eprintln!("{}", global_heap().stats());
+}
+
+/// Set `to` from `from` (if `from` is set, `to` is not, and `check` accepts the value).
+fn translate(from: &CStr, to: &str, check: impl Fn(&str) -> Option<String>) {
+    let Some(value) = getenv(from) else { return };
+    if std::env::var_os(to).is_some() {
+        return;
+    }
+    match check(value) {
+        Some(v) => std::env::set_var(to, v),
+        None => warn_text(&format!(
+            "Bad value '{value}' for {} - ignoring it",
+            from.to_string_lossy()
+        )),
+    }
+}
+
+fn translate_env() {
+    let size = |v: &str| parse_size(v).map(|n| n.to_string());
+    translate(c"GC_INITIAL_HEAP_SIZE", "DUNEGC_INITIAL_HEAP_SIZE", size);
+    translate(c"GC_MAXIMUM_HEAP_SIZE", "DUNEGC_MAX_HEAP_SIZE", |v| {
+        parse_size(v).map(|n| n.max(16 << 20).to_string())
+    });
+    translate(c"GC_FREE_SPACE_DIVISOR", "DUNEGC_FREE_SPACE_DIVISOR", |v| {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&d| d > 0)
+            .map(|d| d.to_string())
+    });
+    translate(c"GC_PRINT_STATS", "DUNEGC_PRINT_STATS", |_| {
+        Some("1".to_owned())
+    });
+}
+
+/// Initialise the collector (bdwgc's `GC_init`; `GC_INIT()` expands to it). Optional:
+/// every `GC_*` function initialises on first use. Repeated calls are harmless.
+#[no_mangle]
+pub extern "C" fn GC_init() {
+    heap();
+}
+
+/// Nonzero once the collector is initialised (bdwgc's `GC_is_init_called`).
+#[no_mangle]
+pub extern "C" fn GC_is_init_called() -> c_int {
+    INIT_DONE.load(Ordering::Acquire) as c_int
+}
+
+/// The bdwgc release whose API this library follows, as
+/// `major << 16 | minor << 8 | micro` (bdwgc's `GC_get_version`).
+#[no_mangle]
+pub extern "C" fn GC_get_version() -> c_uint {
+    (GC_VERSION_MAJOR << 16) | (GC_VERSION_MINOR << 8) | GC_VERSION_MICRO
+}
+
+/// dunegc's own name and version, e.g. `"dunegc 0.1.0"` (not in bdwgc; lets a program
+/// tell which collector it was linked with at run time).
+#[no_mangle]
+pub extern "C" fn GC_dunegc_version() -> *const c_char {
+    const V: &CStr = match CStr::from_bytes_with_nul(
+        concat!("dunegc ", env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+    ) {
+        Ok(s) => s,
+        Err(_) => panic!("version string has no interior NUL"),
+    };
+    V.as_ptr()
+}

@@ -1,0 +1,86 @@
+//! # gc-capi: dunegc behind bdwgc's C API
+//!
+//! Builds `libdunegc.so` and `libdunegc.a` exporting the part of the Boehm–Demers–Weiser
+//! collector's (bdwgc's) API listed in `include/gc.h`, over gc-core's global heap, so C
+//! and C++ programs written for bdwgc link against dunegc unchanged:
+//!
+//! ```sh
+//! cc prog.c -Igc-capi/include -Ltarget/release -ldunegc -Wl,-rpath,$PWD/target/release
+//! # or, for a program built against bdwgc (`-lgc`):
+//! scripts/build-capi.sh && LD_LIBRARY_PATH=target/capi ./prog
+//! ```
+//!
+//! `scripts/build-capi.sh` builds the release library and installs it under
+//! `target/capi/` as `libgc.so.1` (with `libgc.so` → `libgc.so.1`), `libdunegc.so`,
+//! `libdunegc.a` and the headers.
+//!
+//! Tour:
+//! - [`init`] — `GC_init`, bdwgc's environment variables mapped to gc-core's, versions.
+//! - [`alloc`] — `GC_malloc` and friends, `GC_realloc`, `GC_free`, `GC_base`, `GC_size`,
+//!   the out-of-memory function.
+//! - [`collect`] — `GC_gcollect`, incremental mode, `GC_enable`/`GC_disable`, roots,
+//!   heap statistics.
+//! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
+//! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
+//! - [`warn`] — the warning procedure.
+//! - [`types`] — the C types and constants.
+//!
+//! ## Differences from bdwgc
+//! Every one is also listed in `gc.h`.
+//! - **Zeroing**: every object is zeroed, `GC_malloc_atomic`'s too (bdwgc leaves atomic
+//!   objects uninitialised; a superset of its guarantee).
+//! - **`GC_free` of a foreign pointer** (not the start of a live object of the collector:
+//!   a `malloc` pointer, an interior pointer, a double free) is reported through the
+//!   warning procedure and ignored. bdwgc's `GC_free` has undefined behaviour there
+//!   (only its debug allocator warns); dunegc always detects it. `GC_realloc` of such a
+//!   pointer warns and returns NULL.
+//! - **Finalizer order**: `GC_register_finalizer` ignores pointers from an object to
+//!   itself (bdwgc's `GC_register_finalizer_ignore_self` behaviour); bdwgc's plain variant
+//!   never finalizes a self-referencing object. Longer cycles behave as in bdwgc.
+//!   `GC_free` of an object drops its finalizer. `GC_register_finalizer_unreachable`,
+//!   disappearing links and Java-style finalization are not provided.
+//! - **Threads** need no registration: a collection stops every thread of the process
+//!   with `SIGPWR` and scans all stacks, so the registration calls are no-ops that return
+//!   bdwgc's codes (see [`threads`]); `GC_thread_is_registered` is always 1. A thread
+//!   must not block `SIGPWR` (`GC_pthread_sigmask` keeps it unblocked; a thread blocking
+//!   it is skipped by gc-core's stop-the-world).
+//! - **Roots**: static data of the executable and of every loaded library is found with
+//!   `dl_iterate_phdr` before each collection (as bdwgc on Linux); `GC_add_roots` adds
+//!   more. Memory from libc's `malloc` is not scanned, as in bdwgc.
+//! - **Heap size**: `GC_get_heap_size` counts pages holding objects (bdwgc also counts
+//!   free blocks); `GC_get_free_bytes` and `GC_get_bytes_since_gc` are estimates that
+//!   include other threads' allocation once their caches are flushed. `GC_expand_hp` is
+//!   a no-op returning 1 (the address space is reserved up front).
+//! - **Incremental mode** uses a dirty-page tracker chosen by `DUNEGC_DIRTY` (`auto`:
+//!   uffd, soft-dirty, mprotect in that order). If none can be opened the collector stays
+//!   stop-the-world and says why through the warning procedure (bdwgc is silent). With
+//!   the mprotect tracker, system calls that write into heap pages can fail with `EFAULT`
+//!   while a cycle is in progress (bdwgc's mprotect mode has the same caveat).
+//! - **Finalizers** run after allocations and `GC_gcollect` on the allocating thread,
+//!   never nested (bdwgc's default, `GC_finalize_on_demand == 0`), or only in
+//!   `GC_invoke_finalizers` after `GC_set_finalize_on_demand(1)`.
+//!   `GC_set_finalizer_notifier` is not provided.
+//! - **Out of memory**: the out-of-memory function (`GC_set_oom_fn`, default: return
+//!   NULL) is called and its result returned; sizes beyond the largest object (the
+//!   per-space reservation) are out of memory at once.
+//! - **Environment**: `GC_INITIAL_HEAP_SIZE`, `GC_MAXIMUM_HEAP_SIZE`,
+//!   `GC_FREE_SPACE_DIVISOR`, `GC_PRINT_STATS`, `GC_ENABLE_INCREMENTAL`,
+//!   `GC_DISABLE_INCREMENTAL`, `GC_DONT_GC` are honoured (see [`init`]), plus gc-core's
+//!   `DUNEGC_*` (which win). `GC_PRINT_STATS` prints a statistics block at exit rather
+//!   than a line per collection. Other bdwgc variables are ignored.
+//! - **Not provided**: the debug allocator (`GC_DEBUG`, `GC_debug_*`), typed and
+//!   explicitly-kinded allocation, `GC_malloc_stubborn`, leak detection, the deprecated
+//!   global variables (`GC_gc_no`, `GC_dont_gc`, ...; use the getters and setters).
+
+// The exported names are bdwgc's, which are not snake case.
+#![allow(non_snake_case)]
+
+pub mod alloc;
+pub mod collect;
+pub mod finalize;
+pub mod init;
+pub mod threads;
+pub mod types;
+pub mod warn;
+
+pub use types::{GcFinalizationProc, GcOomFunc, GcStackBase, GcWarnProc, GcWord};
