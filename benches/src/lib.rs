@@ -1,5 +1,11 @@
 //! Shared workloads for dunegc's benchmarks and comparison runner.
+//!
+//! - [`bdwgc`] — the C workloads on bdwgc, one configuration per child process.
+//! - [`report`] — the comparison report: every workload under every configuration.
+//! - [`runner`] — gc-core's side: one workload, one configuration, one process.
+//! - [`workloads`] — the workloads in Rust (gc-core or the system allocator).
 
 pub mod bdwgc;
+pub mod report;
 pub mod runner;
 pub mod workloads;
