@@ -303,6 +303,17 @@ impl Dune {
         }
     }
 
+    /// Keeps a vCPU whose thread left Dune mode for the next `enter` (every register is set
+    /// again by `ThreadCtx::new` and the first entry).
+    pub(crate) fn park_vcpu(&self, vcpu: Option<Vcpu>) {
+        if let Some(v) = vcpu {
+            self.idle_vcpus
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(v);
+        }
+    }
+
     /// Memory slots registered now.
     pub fn n_memslots(&self) -> usize {
         self.vm.with_memslots(|s, _| s.slots().len())

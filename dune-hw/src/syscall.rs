@@ -63,9 +63,10 @@ fn dispatch(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
         Class::AddressSpace(op) => address_space(ctx, op, call),
         Class::ArchPrctl => arch_prctl(ctx, call),
         Class::ThreadExit => {
-            // The thread ends inside the guest: close its vCPU, then exit on the host. The
-            // loop stack and GDT/monitor pages of this thread stay mapped (we run on them).
-            ctx.vcpu = None;
+            // The thread ends inside the guest: give its vCPU back (KVM cannot destroy a
+            // single vCPU, so it is reused), then exit on the host. The loop stack and the
+            // GDT/monitor pages of this thread stay mapped (we run on them).
+            ctx.dune.park_vcpu(ctx.vcpu.take());
             CTX.with(|c| c.set(core::ptr::null_mut()));
             // SAFETY: exit(2) does not return; no Rust state outlives the thread.
             unsafe { ks::execute(call) };

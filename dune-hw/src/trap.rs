@@ -91,7 +91,9 @@ fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
     // before a syscall we did not see).
     match maps::find(addr) {
         Some(m) if prot_allows(m.prot, err) && m.end <= crate::addr::USER_END => {
-            ctx.dune.map_range(m.start, m.end, m.prot).is_ok() && ctx.flush_tlb().is_ok()
+            // not-present -> present needs no flush (a stale shadow entry shows up as a
+            // spurious fault, which flushes)
+            ctx.dune.map_range(m.start, m.end, m.prot).is_ok()
         }
         _ => false,
     }

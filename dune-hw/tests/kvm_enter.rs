@@ -206,3 +206,16 @@ fn enter_twice_is_an_error_and_exit_outside_too() {
     dune_hw::exit().unwrap();
     assert!(matches!(again, Err(DuneError::AlreadyEntered)));
 }
+
+#[test]
+fn a_thread_may_end_inside_dune() {
+    let h = std::thread::spawn(|| {
+        enter_or_skip("a_thread_may_end_inside_dune", Mode::Ring3)?;
+        let v: Vec<u64> = (0..1000).collect();
+        Some(v.iter().sum::<u64>()) // the thread ends in Dune: SYS_exit goes through the monitor
+    });
+    let r = h.join().expect("thread ended cleanly");
+    if let Some(sum) = r {
+        assert_eq!(sum, 499_500);
+    }
+}
