@@ -16,18 +16,20 @@
 //! # Measured here (PVM host, nested, AMD EPYC, TSC 2.445 GHz; `benches/benches/dune.rs`)
 //! | work | native | ring-3 | ring-0 (CPL0 emulated) |
 //! |---|---|---|---|
-//! | LCG loop, 1e6 iterations | 1.315 ms | 1.320 ms (1.003x) | 100 iterations: 480 us vs 110 ns (~4,400x) |
-//! | getpid round trip | 0.14 us | 36-37 us | 32 us |
-//! | pread 4 KiB (/dev/zero) | 0.25 us | 37-39 us | 35 us |
-//! | TLB flush request | - | 46 us (KVM_SET_SREGS with CR3 toggled) | 33 us (CR3 reload, emulated) |
-//! | page fault resolved by the monitor | 1.6 us (Linux minor fault) | 150-205 us | 146-190 us |
+//! | LCG loop, 1e6 iterations | 1.300 ms | 1.300-1.314 ms (1.00-1.01x) | 100 iterations: 526 us vs 117 ns (~4,500x) |
+//! | getpid round trip | 0.14-0.16 us | 27-30 us | 24 us |
+//! | pread 4 KiB (/dev/zero) | 0.25 us | 27.5 us | 23.7 us |
+//! | TLB flush request | - | 29-30 us (CR3 toggled through sync regs) | 19 us (CR3 reload, emulated) |
+//! | mmap 64 KiB + touch + munmap | 7-8 us | 70-75 us | 53 us |
+//! | page fault resolved by the monitor | 1.6-2.5 us (Linux minor fault) | 118 us | 106 us |
+//! | first `enter` (VM, sync of all mappings) / later enter+exit | - | 5.8 ms / 0.10 ms | |
 //!
-//! The forwarded syscall costs one exit: in ring-3 `syscall` -> LSTAR stub (native, PVM
-//! supervisor mode) -> `iretq` -> CPL3 doorbell store (MMIO exit) -> host; a C probe of the
-//! same path measured 99k cycles per round trip, of which ~27k are the host's GET/SET_REGS
-//! and the syscall. The page-fault path is slow because it re-reads /proc/self/maps and
-//! registers a memory slot per fault (on-demand path), plus an emulated exception delivery.
-//!
+//! A forwarded syscall costs one exit. In ring-3: `syscall` -> LSTAR stub (native, PVM
+//! supervisor mode) -> `iretq` -> CPL3 doorbell store (MMIO exit) -> host; registers travel
+//! through KVM_CAP_SYNC_REGS (without it: 36 us per getpid). The page-fault path is the
+//! on-demand one: it re-reads /proc/self/maps and registers a memory slot, after an
+//! exception delivered through the (emulated) CPL0 stub.
+
 //! # Known limits (next issues)
 //! - clone/fork/vfork, rt_sigaction/rt_sigreturn/sigaltstack, execve return ENOSYS inside
 //!   Dune (issue 6). Signals arriving while a thread is in Dune run their handler on the host
