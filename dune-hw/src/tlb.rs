@@ -1,7 +1,7 @@
 //! TLB flush obligations. Under shadow paging (our PVM host) and on real hardware alike, a
 //! cleared D bit or a removed mapping takes effect only after invlpg or a CR3 reload.
 
-/// A pending flush of `[start, end)`. Perform it with [`crate::flush_tlb`] (or fold it into a
+/// A pending flush of `[start, end)`. Perform it with [`crate::flush`] (or fold it into a
 /// stop-the-world, where every vCPU flushes before it resumes).
 #[must_use = "changed entries stay cached until the flush"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
