@@ -94,7 +94,7 @@ pub enum Coverage {
 /// Reports `(start, len_bytes)` for each guest range the kernel may have written while
 /// executing `call` with result `ret` (negative = -errno: nothing written).
 ///
-/// Reads `struct iovec` arrays and length cells through [`read_u64`]/[`read_u32`] callbacks
+/// Reads `struct iovec` arrays and length cells through the `read_u64`/`read_u32` callbacks
 /// so that this stays pure.
 pub fn host_writes(
     call: &SyscallArgs,
