@@ -17,6 +17,12 @@ use std::sync::{Mutex, OnceLock};
 
 /// Bytes reserved for guest page-table frames (NORESERVE: untouched frames are free).
 const PT_POOL_BYTES: u64 = 1 << 30;
+/// Mappings larger than this are mapped into the guest lazily, on fault.
+pub const LAZY_MAP_BYTES: u64 = 64 << 20;
+/// Page-table entries created per fault in a lazily mapped range (one leaf table).
+pub const FAULT_WINDOW_BYTES: u64 = 2 << 20;
+/// Memory-slot granularity in a lazily mapped range.
+pub const SLOT_WINDOW_BYTES: u64 = 64 << 20;
 /// Exit-loop stack per thread.
 const LOOP_STACK_BYTES: usize = 1 << 20;
 /// Monitor (CPL0) stack per thread.
@@ -218,28 +224,79 @@ impl Dune {
                 source: std::io::Error::last_os_error(),
             });
         }
+        let (pool_start, pool_end) = self
+            .pt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .frames_range();
         for m in all {
             if m.end > USER_END || m.prot == libc::PROT_NONE || m.start == self.doorbell {
                 continue;
             }
             self.map_range(m.start, m.end, m.prot)?;
         }
-        Ok(())
+        // The page-table pool, eagerly: KVM reads the guest tables through memory slots,
+        // and the guest reads its own A/D bits.
+        self.map_now(pool_start, pool_end, libc::PROT_READ | libc::PROT_WRITE)
     }
 
     /// Registers slots and maps `[start, end)` with `prot` in the guest page table.
+    ///
+    /// Mappings larger than [`LAZY_MAP_BYTES`] (heap reservations, big buffers) are mapped
+    /// lazily: only entries that already exist change; the rest is mapped on the first
+    /// fault, one [`FAULT_WINDOW_BYTES`] window at a time (see [`Dune::map_fault_window`]),
+    /// so a 64 GiB NORESERVE reservation costs neither 128 MiB of page tables nor a
+    /// 64 GiB memory slot.
     pub(crate) fn map_range(&self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
+        if end - start > LAZY_MAP_BYTES {
+            let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
+            let _flush_by_caller = pt.protect_present(start, end, prot);
+            return Ok(());
+        }
+        self.map_now(start, end, prot)
+    }
+
+    /// Maps the window around `addr` of the mapping `[vma_start, vma_end)` (a fault on a
+    /// lazily mapped range): page-table entries for [`FAULT_WINDOW_BYTES`], a memory slot
+    /// for [`SLOT_WINDOW_BYTES`], both aligned and clipped to the mapping.
+    pub(crate) fn map_fault_window(
+        &self,
+        addr: u64,
+        vma_start: u64,
+        vma_end: u64,
+        prot: i32,
+    ) -> Result<(), DuneError> {
+        if vma_end - vma_start <= LAZY_MAP_BYTES {
+            return self.map_now(vma_start, vma_end, prot);
+        }
+        let clip = |w: u64| {
+            (
+                (addr & !(w - 1)).max(vma_start),
+                ((addr & !(w - 1)) + w).min(vma_end),
+            )
+        };
+        let (ss, se) = clip(SLOT_WINDOW_BYTES);
+        self.register_slots(ss, se)?;
+        let (ps, pe) = clip(FAULT_WINDOW_BYTES);
+        self.map_now(ps, pe, prot)
+    }
+
+    fn register_slots(&self, start: u64, end: u64) -> Result<(), DuneError> {
+        let r = self
+            .vm
+            .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start));
+        if let Err(kmod::KmodError::MemslotsExhausted { .. }) = r {
+            self.evict_unused_slots()?;
+            self.vm
+                .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start))?;
+            return Ok(());
+        }
+        Ok(r?)
+    }
+
+    fn map_now(&self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
         if prot != libc::PROT_NONE {
-            let r = self
-                .vm
-                .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start));
-            if let Err(kmod::KmodError::MemslotsExhausted { .. }) = r {
-                self.evict_unused_slots()?;
-                self.vm
-                    .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start))?;
-            } else {
-                r?;
-            }
+            self.register_slots(start, end)?;
         }
         let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
         pt.map(start, end, prot)

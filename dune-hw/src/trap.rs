@@ -93,7 +93,9 @@ fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
         Some(m) if prot_allows(m.prot, err) && m.end <= crate::addr::USER_END => {
             // not-present -> present needs no flush (a stale shadow entry shows up as a
             // spurious fault, which flushes)
-            ctx.dune.map_range(m.start, m.end, m.prot).is_ok()
+            ctx.dune
+                .map_fault_window(addr, m.start, m.end, m.prot)
+                .is_ok()
         }
         _ => false,
     }

@@ -219,3 +219,66 @@ fn a_thread_may_end_inside_dune() {
         assert_eq!(sum, 499_500);
     }
 }
+
+#[test]
+fn large_mapping_is_mapped_lazily_and_keeps_dirty_bits() {
+    if enter_or_skip(
+        "large_mapping_is_mapped_lazily_and_keeps_dirty_bits",
+        Mode::Ring3,
+    )
+    .is_none()
+    {
+        return;
+    }
+    let view = dune_hw::dirty_view().unwrap();
+    const LEN: usize = 8 << 30; // 8 GiB NORESERVE: far too big to map eagerly
+                                // SAFETY: fresh anonymous mapping, unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            LEN,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    } as u64;
+    let untouched_before = view.entry(p + (4 << 30));
+    let offsets = [0u64, 1 << 20, 3 << 30, LEN as u64 - 4096];
+    for (i, off) in offsets.iter().enumerate() {
+        // SAFETY: inside the RW mapping.
+        unsafe { core::ptr::write_volatile((p + off) as *mut u64, i as u64 + 10) };
+    }
+    let mut back = Vec::new();
+    for off in offsets {
+        // SAFETY: as above.
+        back.push(unsafe { core::ptr::read_volatile((p + off) as *const u64) });
+    }
+    let mut dirty = Vec::new();
+    dune_hw::flush(view.collect_and_clear(p, p + LEN as u64, &mut |a| dirty.push(a - p)));
+    // a page written, then PROT_NONE and back: its dirty bit survives
+    // SAFETY: inside the mapping.
+    unsafe { core::ptr::write_volatile((p + 8192) as *mut u64, 1) };
+    // SAFETY: our mapping.
+    unsafe { libc::mprotect(p as *mut libc::c_void, 1 << 20, libc::PROT_NONE) };
+    // SAFETY: our mapping.
+    unsafe {
+        libc::mprotect(
+            p as *mut libc::c_void,
+            1 << 20,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    let mut dirty2 = Vec::new();
+    dune_hw::flush(view.collect_and_clear(p, p + (1 << 20), &mut |a| dirty2.push(a - p)));
+    let frames = dune_hw::Dune::get().unwrap().n_page_table_frames();
+    // SAFETY: our mapping, no references into it.
+    unsafe { libc::munmap(p as *mut libc::c_void, LEN) };
+    let stats = dune_hw::exit().unwrap();
+    assert_eq!(untouched_before, 0);
+    assert_eq!(back, vec![10, 11, 12, 13]);
+    assert_eq!(dirty, offsets.to_vec());
+    assert_eq!(dirty2, vec![8192]);
+    assert!(frames < 20_000, "lazy: {frames} page-table frames");
+    println!("lazy mapping: {stats:?}");
+}

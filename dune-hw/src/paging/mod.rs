@@ -47,7 +47,9 @@ impl PageTable {
         self.frames.n_frames_used()
     }
 
-    /// Maps `[start, end)` identity with `PROT_*` bits `prot` (PROT_NONE: not present).
+    /// Maps `[start, end)` identity with `PROT_*` bits `prot`. PROT_NONE makes the entries
+    /// not present but keeps their D bit (ignored by the MMU while P is clear), so a page
+    /// written before an mprotect(PROT_NONE) is still reported dirty.
     pub fn map(&mut self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
         let flags = pte::leaf_flags(prot);
         // SAFETY: root and all tables are frames of `self.frames`, which lives as long as self.
@@ -59,7 +61,7 @@ impl PageTable {
                 Some(&mut self.frames),
                 &mut |va: u64, p: &Pte| {
                     p.set(if flags == 0 {
-                        0
+                        p.get() & D
                     } else {
                         va | flags | (p.get() & (A | D))
                     })
@@ -67,6 +69,28 @@ impl PageTable {
             )
         }
         .map_err(|_| DuneError::OutOfPageTableFrames)
+    }
+
+    /// Changes the protection of the *present* entries of `[start, end)` only (tables are
+    /// not created; absent entries stay absent): for large mappings mapped lazily, on fault.
+    /// Keeps A/D bits. Needs a TLB flush.
+    #[must_use = "reduced permissions take effect only after the flush"]
+    pub fn protect_present(&mut self, start: u64, end: u64, prot: i32) -> TlbFlush {
+        let flags = pte::leaf_flags(prot);
+        // SAFETY: as in `map`; no allocation.
+        let _complete = unsafe {
+            walker::walk(self.root, start, end, None, &mut |va: u64, p: &Pte| {
+                let old = p.get();
+                if old & pte::P != 0 {
+                    p.set(if flags == 0 {
+                        old & D
+                    } else {
+                        va | flags | (old & (A | D))
+                    })
+                }
+            })
+        };
+        TlbFlush::range(start, end)
     }
 
     /// Changes the protection of `[start, end)`; keeps A/D bits. Needs a TLB flush.
