@@ -158,14 +158,19 @@ pub fn hypercall(nr: u64) -> u64 {
     r
 }
 
-/// Flushes this thread's guest TLB (all entries). Ring-0: CR3 reload in the guest;
-/// ring-3: a request to the monitor. Outside Dune mode: every vCPU flushes before its next
-/// entry.
+/// Flushes the guest TLB of every vCPU: this thread's now (ring-0: CR3 reload in the
+/// guest; ring-3: a request to the monitor), every other vCPU before its next entry into
+/// the guest.
+///
+/// A vCPU running guest code right now keeps its cached translations until it exits, so a
+/// caller that cleared D bits must have stopped the other Dune threads first (a stopped
+/// Dune thread waits on the host side of its exit loop and flushes when it resumes): then
+/// no write after the clear can go unrecorded.
 pub fn flush_tlb_all() {
     let Some(d) = Dune::get() else { return };
+    d.generation
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     if !in_dune() {
-        d.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         return;
     }
     match d.mode().mode {
@@ -182,13 +187,14 @@ pub fn flush_tlb_all() {
     }
 }
 
-/// Performs a flush obligation (ring-0: invlpg per page for small ranges).
-/// Allocation-free (usable in stop-the-world and fault paths).
+/// Performs a flush obligation on every vCPU (see [`flush_tlb_all`]); ring-0 uses invlpg
+/// per page for small ranges on this vCPU. Allocation-free (usable in stop-the-world and
+/// fault paths).
 pub fn flush(f: TlbFlush) {
-    if in_dune()
-        && Dune::get().is_some_and(|d| d.mode().mode == Mode::Ring0)
-        && f.n_pages() <= tlb::INVLPG_MAX_PAGES
-    {
+    let Some(d) = Dune::get() else { return };
+    if in_dune() && d.mode().mode == Mode::Ring0 && f.n_pages() <= tlb::INVLPG_MAX_PAGES {
+        d.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut a = f.start & !0xfff;
         while a < f.end {
             // SAFETY: at guest CPL0, invlpg only drops a translation.

@@ -223,4 +223,31 @@ mod tests {
         assert_eq!(view.entry(0x40_1000), 0);
         assert!(pt.n_frames_used() == 4, "root + 3 levels");
     }
+
+    #[test]
+    fn prot_none_keeps_dirty_and_protect_present_skips_absent() {
+        let frames = PoolFrames::reserve(1 << 20).unwrap();
+        let mut pt = PageTable::new(frames).unwrap();
+        pt.map(0x80_0000, 0x80_2000, libc::PROT_READ | libc::PROT_WRITE)
+            .unwrap();
+        pt.leaf(0x80_0000).unwrap().set_bits(D);
+        let _f = pt.protect(0x80_0000, 0x80_2000, libc::PROT_NONE).unwrap();
+        assert_eq!(pt.leaf(0x80_0000).unwrap().get(), D, "not present, D kept");
+        assert_eq!(pt.leaf(0x80_1000).unwrap().get(), 0);
+        // lazily mapped range: only present entries change, none are created
+        let _f = pt.protect_present(0x80_0000, 0x4000_0000, libc::PROT_READ);
+        assert_eq!(pt.leaf(0x80_0000).unwrap().get(), D);
+        assert!(pt.leaf(0x2000_0000).is_none());
+        pt.map(0x80_0000, 0x80_1000, libc::PROT_READ).unwrap();
+        assert_eq!(
+            pt.leaf(0x80_0000).unwrap().get(),
+            0x80_0000 | P | US | NX | D
+        );
+        let _f = pt.protect_present(0x80_0000, 0x80_2000, libc::PROT_READ | libc::PROT_WRITE);
+        assert_eq!(
+            pt.leaf(0x80_0000).unwrap().get(),
+            0x80_0000 | P | US | RW | NX | D
+        );
+        assert_eq!(pt.leaf(0x80_1000).unwrap().get(), 0, "absent stays absent");
+    }
 }
