@@ -8,4 +8,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # All binaries: the report runs each configuration in a sibling runner binary.
 cargo build --release -p dunegc-benches --bins
-exec cargo run --release -q -p dunegc-benches --bin dunegc-report -- demo "$@"
+# Run private copies of the three binaries: the report spawns the runners next to
+# itself, and a concurrent `cargo build` must not swap them mid-run.
+target="$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)"
+bin="$(mktemp -d -t dunegc-report.XXXXXX)"
+trap 'rm -rf "$bin"' EXIT
+cp "$target/release/dunegc-report" "$target/release/dunegc-runner" "$target/release/bdwgc-runner" "$bin/"
+"$bin/dunegc-report" demo "$@"

@@ -123,6 +123,7 @@ fn summary(wall_ms: u64, max_pause_us: u64, checksum: u64) -> Outcome {
         wall_min_ns: wall_ms * 900_000,
         wall_max_ns: wall_ms * 1_200_000,
         checksums_agree: true,
+        walls_ns: vec![wall_ms * 900_000, wall_ms * 1_000_000, wall_ms * 1_200_000],
     })
 }
 
@@ -169,9 +170,11 @@ fn fixed_results() -> Results {
             kernel: "Linux 6.99".to_owned(),
             under_hypervisor: true,
             kvm: "no /dev/kvm".to_owned(),
+            load_average: "1.00 0.50 0.25".to_owned(),
         },
         started_utc: "2026-01-02 03:04".to_owned(),
         elapsed: Duration::from_secs(90),
+        load_average_at_end: "2.00 1.00 0.50".to_owned(),
         bdwgc_version: Some("8.2.2".to_owned()),
         cells,
     }
@@ -210,6 +213,11 @@ fn markdown_on_fixed_input() {
     assert!(md.contains("MISMATCH 8 ≠ 7"));
     assert!(md.contains("CHECKSUM MISMATCH"));
     assert!(md.contains("![wall time](t.svg)") && md.contains("![pauses](p.svg)"));
+    assert!(md.contains("| 1.00 0.50 0.25 at the start, 2.00 1.00 0.50 at the end |"));
+    assert!(
+        md.contains("| xml | dunegc inc-uffd | 72.0, 80.0, 96.0 |"),
+        "{md}"
+    );
     // Every table row has as many cells as its header.
     for table in md
         .split("\n\n")

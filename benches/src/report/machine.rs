@@ -21,6 +21,8 @@ pub struct Machine {
     pub under_hypervisor: bool,
     /// What KVM looks like here, one line.
     pub kvm: String,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute load averages when collected.
+    pub load_average: String,
 }
 
 impl Machine {
@@ -40,6 +42,7 @@ impl Machine {
             mem_total_bytes: meminfo_total_bytes(&meminfo).unwrap_or(0),
             kernel,
             under_hypervisor: has_flag("hypervisor"),
+            load_average: load_average(),
             kvm: describe_kvm(
                 Path::new("/dev/kvm"),
                 Path::new("/sys/module"),
@@ -71,6 +74,14 @@ impl Machine {
         }
         out
     }
+}
+
+/// The 1, 5 and 15 minute load averages, from /proc/loadavg ("?" if unreadable).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".to_owned(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
 }
 
 fn cpuinfo_field(cpuinfo: &str, key: &str) -> Option<String> {

@@ -271,6 +271,12 @@ pub fn render(r: &Results, plots: &PlotLinks, intro: Option<&str>) -> String {
         }
     );
     outln!(s, "| KVM | {} |", m.kvm);
+    outln!(
+        s,
+        "| load average (1/5/15 min) | {} at the start, {} at the end |",
+        m.load_average,
+        r.load_average_at_end
+    );
     let dune = Subject::Dunegc(Config::Incremental(Backend::Dune));
     outln!(
         s,
@@ -315,7 +321,8 @@ pub fn render(r: &Results, plots: &PlotLinks, intro: Option<&str>) -> String {
          - Pauses: gc-core's stop-the-world pauses from its statistics (incremental mark \
          steps run on the allocating thread and count in GC time, not as pauses); bdwgc's \
          from its collection events. bdwgc's incremental GC time misses its mark steps \
-         (they raise no event): a lower bound.\n\
+         (they raise no event): a lower bound. With few pauses p99 is the max (bdwgc \
+         takes the nearest rank, gc-core rounds the rank: the max below 51 pauses).\n\
          - *dunegc inc-none* is gc-core's `none` tracker, which turns incremental marking \
          off: it is the same collector as *dunegc full* (a check on noise).\n\
          - Dirty pages/cycle: pages the tracker reported per incremental cycle (gc-core only).\n\n",
@@ -361,6 +368,8 @@ pub fn render(r: &Results, plots: &PlotLinks, intro: Option<&str>) -> String {
     for &(w, scale) in &r.plan.workloads {
         workload_table(&mut s, r, w, scale);
     }
+
+    raw_walls(&mut s, r);
 
     if plots.time_svg.is_some() || plots.pauses_svg.is_some() {
         outln!(s, "## Plots\n");
@@ -459,6 +468,24 @@ fn workload_table(s: &mut String, r: &Results, w: Workload, scale: u32) {
                 .map_or_else(|| "–".to_owned(), |d| d.to_string()),
             md.peak_rss_bytes as f64 / (1u64 << 20) as f64,
         );
+    }
+    s.push('\n');
+}
+
+/// Every repetition's wall time, so outliers behind a median stay visible.
+fn raw_walls(s: &mut String, r: &Results) {
+    outln!(s, "## Every repetition's wall time (ms, in run order)\n");
+    outln!(
+        s,
+        "| workload | configuration | wall times |\n|---|---|---|"
+    );
+    for &(w, _) in &r.plan.workloads {
+        for &subject in &r.plan.subjects {
+            if let Some(sm) = r.summary(w, subject) {
+                let walls: Vec<String> = sm.walls_ns.iter().map(|&ns| ms(ns)).collect();
+                outln!(s, "| {w} | {subject} | {} |", walls.join(", "));
+            }
+        }
     }
     s.push('\n');
 }

@@ -77,6 +77,8 @@ pub struct Summary {
     pub wall_max_ns: u64,
     /// Every repetition reported the same checksum.
     pub checksums_agree: bool,
+    /// Each repetition's wall time, in run order.
+    pub walls_ns: Vec<u64>,
 }
 
 impl Summary {
@@ -112,6 +114,7 @@ impl Summary {
             wall_min_ns: walls.iter().copied().min().unwrap_or(0),
             wall_max_ns: walls.iter().copied().max().unwrap_or(0),
             checksums_agree: samples.iter().all(|s| s.checksum == first_checksum),
+            walls_ns: walls,
         }
     }
 }
@@ -151,6 +154,8 @@ pub struct Results {
     pub started_utc: String,
     /// How long the whole run took.
     pub elapsed: Duration,
+    /// The load averages when the run ended (the machine's hold the start).
+    pub load_average_at_end: String,
     /// bdwgc's version, if it ran.
     pub bdwgc_version: Option<String>,
     /// Every (workload, configuration), in plan order.
@@ -416,6 +421,7 @@ pub fn run_plan(
         machine,
         started_utc,
         elapsed: t0.elapsed(),
+        load_average_at_end: super::machine::load_average(),
         bdwgc_version,
         cells,
     }
@@ -442,6 +448,7 @@ mod tests {
         assert_eq!(s.median.max_pause_ns, 20);
         assert_eq!(s.median.dirty_pages_per_cycle, Some(2));
         assert_eq!((s.wall_min_ns, s.wall_max_ns, s.reps), (100, 300, 3));
+        assert_eq!(s.walls_ns, [300, 100, 200]);
         assert!(s.checksums_agree);
         let s = Summary::of(&[sample(100, 1), sample(200, 2)]);
         assert_eq!(s.median.wall_ns, 150);

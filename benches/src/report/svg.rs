@@ -96,7 +96,8 @@ fn panel_height(p: &Panel) -> f64 {
 }
 
 fn draw_panel(s: &mut String, p: &Panel, x0: f64, y0: f64, unit: &str) {
-    let plot_w = PANEL_W - LABEL_W - 20.0;
+    // Room on the right for the value printed after the longest bar.
+    let plot_w = PANEL_W - LABEL_W - 56.0;
     let max = p
         .bars
         .iter()
