@@ -56,3 +56,40 @@ fn capabilities_mode_vm_slots_vcpu() {
     let regs = vcpu.regs().unwrap();
     assert_eq!(regs.rip, 0xfff0, "reset vector");
 }
+
+#[test]
+fn permission_denied_names_the_fix() {
+    if std::env::var("KMOD_PERM_CHILD").is_ok() {
+        match System::open() {
+            Err(e) => println!("CHILD-ERROR {e}"),
+            Ok(_) => println!("CHILD-OPENED"),
+        }
+        return;
+    }
+    // Only meaningful as root with /dev/kvm not world-accessible: re-run this test as
+    // `nobody`.
+    let world_rw = std::fs::metadata("/dev/kvm")
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || world_rw.unwrap_or(true) {
+        println!(
+            "SKIPPED permission_denied_names_the_fix: needs root and a /dev/kvm closed to others"
+        );
+        return;
+    }
+    let out = std::os::unix::process::CommandExt::uid(
+        &mut std::process::Command::new(std::env::current_exe().unwrap()),
+        65534,
+    )
+    .args(["--exact", "permission_denied_names_the_fix", "--nocapture"])
+    .env("KMOD_PERM_CHILD", "1")
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "CHILD-ERROR permission denied opening /dev/kvm: add this user to the `kvm` group"
+        ),
+        "{stdout}"
+    );
+}
