@@ -176,6 +176,7 @@ fn fixed_results() -> Results {
         elapsed: Duration::from_secs(90),
         load_average_at_end: "2.00 1.00 0.50".to_owned(),
         bdwgc_version: Some("8.2.2".to_owned()),
+        bdwgc_incremental_tracking: Some("write-protects the heap".to_owned()),
         cells,
     }
 }
@@ -213,6 +214,7 @@ fn markdown_on_fixed_input() {
     assert!(md.contains("MISMATCH 8 ≠ 7"));
     assert!(md.contains("CHECKSUM MISMATCH"));
     assert!(md.contains("![wall time](t.svg)") && md.contains("![pauses](p.svg)"));
+    assert!(md.contains("| bdwgc | 8.2.2; its incremental mode write-protects the heap |"));
     assert!(md.contains("| 1.00 0.50 0.25 at the start, 2.00 1.00 0.50 at the end |"));
     assert!(
         md.contains("| xml | dunegc inc-uffd | 72.0, 80.0, 96.0 |"),

@@ -145,13 +145,50 @@ pub fn summary_paragraph(r: &Results) -> String {
             geomean_ratio(r, full, base, max_pause),
             geomean_ratio(r, inc(Backend::Uffd), base, max_pause),
         ) {
+            let pauses = if pf > 1.2 * pi {
+                "incremental marking shortens the longest pause"
+            } else {
+                "incremental marking does not shorten the longest pause overall"
+            };
+            let throughput = if x < 0.95 {
+                "and costs throughput"
+            } else if x > 1.05 {
+                "and even gains throughput"
+            } else {
+                "at about the same throughput"
+            };
             out!(
                 s,
-                ", with {pf:.2}× its max pause (uffd: {pi:.2}×) — incremental marking buys \
-                 shorter pauses, not throughput"
+                " and has {pf:.2}× its max pause (uffd: {pi:.2}×): {pauses} {throughput}"
             );
         }
         s.push_str(". ");
+        // Workloads where incremental marking did not help the longest pause.
+        let no_help: Vec<String> = r
+            .plan
+            .workloads
+            .iter()
+            .filter_map(|&(w, _)| {
+                let f = r.summary(w, full)?;
+                let i = r.summary(w, inc(Backend::Uffd))?;
+                (i.median.max_pause_ns * 10 >= f.median.max_pause_ns * 8).then(|| {
+                    format!(
+                        "{w} ({} ms incremental vs {} ms full; {} dirty pages per cycle)",
+                        ms(i.median.max_pause_ns),
+                        ms(f.median.max_pause_ns),
+                        i.median.dirty_pages_per_cycle.unwrap_or(0)
+                    )
+                })
+            })
+            .collect();
+        if !no_help.is_empty() {
+            out!(
+                s,
+                "Incremental marking (uffd) left the longest pause within 20% of the full \
+                 collector's on: {}. ",
+                no_help.join(", ")
+            );
+        }
     }
     let peer = |x: Subject| x.bdwgc_peer();
     let vs_bdwgc: Vec<String> = [full, inc(Backend::Mprotect), inc(Backend::Uffd)]
@@ -288,8 +325,11 @@ pub fn render(r: &Results, plots: &PlotLinks, intro: Option<&str>) -> String {
     );
     outln!(
         s,
-        "| bdwgc | {} |",
-        r.bdwgc_version.as_deref().unwrap_or("not run")
+        "| bdwgc | {}{} |",
+        r.bdwgc_version.as_deref().unwrap_or("not run"),
+        r.bdwgc_incremental_tracking
+            .as_deref()
+            .map_or_else(String::new, |t| format!("; its incremental mode {t}"))
     );
     let scales: Vec<String> = r
         .plan

@@ -158,6 +158,8 @@ pub struct Results {
     pub load_average_at_end: String,
     /// bdwgc's version, if it ran.
     pub bdwgc_version: Option<String>,
+    /// How bdwgc's incremental mode tracked dirty pages, if it ran.
+    pub bdwgc_incremental_tracking: Option<String>,
     /// Every (workload, configuration), in plan order.
     pub cells: Vec<Cell>,
 }
@@ -278,7 +280,8 @@ fn run_child(path: &Path, args: &[String], timeout: Duration) -> Result<ChildOut
 
 /// One repetition's result.
 enum Rep {
-    Sample(Sample, Option<String>),
+    /// A sample, with bdwgc's version and (incremental mode) dirty tracking.
+    Sample(Sample, Option<(String, Option<String>)>),
     Unsupported(String),
     Failed(String),
 }
@@ -328,7 +331,17 @@ fn run_once(
         }
         if line.starts_with("bdwgc-result") {
             return match BdwgcResult::from_line(line) {
-                Ok(r) => Rep::Sample(Sample::from(&r), Some(r.bdwgc_version)),
+                Ok(r) => {
+                    let tracking = r.incremental_active.then(|| {
+                        if r.write_protects_heap {
+                            "write-protects the heap (mprotect + SIGSEGV, as dunegc inc-mprotect)"
+                        } else {
+                            "does not write-protect the heap (soft-dirty or /proc dirty bits)"
+                        }
+                        .to_owned()
+                    });
+                    Rep::Sample(Sample::from(&r), Some((r.bdwgc_version.clone(), tracking)))
+                }
                 Err(e) => failed(&e.to_string()),
             };
         }
@@ -364,6 +377,7 @@ pub fn run_plan(
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); n];
     let mut verdict: Vec<Option<Outcome>> = vec![None; n];
     let mut bdwgc_version = None;
+    let mut bdwgc_incremental_tracking = None;
     let total = n * plan.reps as usize;
     let mut done = 0;
     for _ in 0..plan.reps {
@@ -377,9 +391,12 @@ pub fn run_plan(
                 let rep = run_once(runners, workload, scale, subject, timeout);
                 let what = format!("{workload} {scale} {subject}");
                 match rep {
-                    Rep::Sample(s, version) => {
-                        if version.is_some() {
-                            bdwgc_version = version;
+                    Rep::Sample(s, bdwgc) => {
+                        if let Some((version, tracking)) = bdwgc {
+                            bdwgc_version = Some(version);
+                            if tracking.is_some() {
+                                bdwgc_incremental_tracking = tracking;
+                            }
                         }
                         progress(
                             done,
@@ -423,6 +440,7 @@ pub fn run_plan(
         elapsed: t0.elapsed(),
         load_average_at_end: super::machine::load_average(),
         bdwgc_version,
+        bdwgc_incremental_tracking,
         cells,
     }
 }
