@@ -309,13 +309,12 @@ impl Dune {
     /// A kept slot is harmless: no guest entry maps its pages, and KVM follows host mapping
     /// changes through MMU notifiers. Slots are deleted when the table is full
     /// ([`Dune::evict_unused_slots`]).
-    pub(crate) fn unmap_range(&self, start: u64, end: u64) -> Result<(), DuneError> {
+    pub(crate) fn unmap_range(&self, start: u64, end: u64) {
         {
             let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
             let _flush_via_generation = pt.unmap(start, end);
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
-        Ok(())
     }
 
     /// Deletes the memory slots no present guest entry points into.
@@ -617,7 +616,7 @@ impl Drop for ThreadCtx {
         }
         let (start, end) = (self.cpu_pages, self.cpu_pages + self.cpu_pages_len as u64);
         // Only reached on the host stack (never while the exit loop runs on `loop_stack`).
-        let _ = self.dune.unmap_range(start, end);
+        self.dune.unmap_range(start, end);
         // SAFETY: both mappings were created by `new` and nothing refers to them any more:
         // the vCPU that used the GDT/TSS/stack is dropped below, and the loop stack is idle.
         unsafe {

@@ -144,11 +144,18 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
     }
     let r = match op {
         AddressOp::Mmap => {
-            let flush = a[3] & libc::MAP_FIXED as u64 != 0;
+            // MAP_FIXED may replace a mapping other vCPUs have cached: all flush
+            let fixed = a[3] & libc::MAP_FIXED as u64 != 0;
+            if fixed {
+                d.generation.fetch_add(1, Ordering::AcqRel);
+            }
             d.map_range(ret as u64, ret as u64 + up(a[1]), a[2] as i32)
-                .map(|_| flush)
+                .map(|_| fixed)
         }
-        AddressOp::Munmap => d.unmap_range(a[0], a[0] + up(a[1])).map(|_| true),
+        AddressOp::Munmap => {
+            d.unmap_range(a[0], a[0] + up(a[1]));
+            Ok(true)
+        }
         AddressOp::Mprotect => {
             let (s, e) = (a[0], a[0] + up(a[1]));
             d.map_range(s, e, a[2] as i32).map(|_| {
@@ -158,15 +165,12 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
         }
         AddressOp::Mremap => {
             let (old, old_len, new_len, new) = (a[0], up(a[1]), up(a[2]), ret as u64);
-            let r = if new != old {
+            if new != old {
                 d.unmap_range(old, old + old_len)
             } else if new_len < old_len {
                 d.unmap_range(old + new_len, old + old_len)
-            } else {
-                Ok(())
-            };
-            r.and_then(|_| d.map_range(new, new + new_len, old_prot))
-                .map(|_| true)
+            }
+            d.map_range(new, new + new_len, old_prot).map(|_| true)
         }
         AddressOp::Brk => {
             let old = d.brk.swap(ret as u64, Ordering::AcqRel);
@@ -175,7 +179,8 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
                 d.map_range(o, n, libc::PROT_READ | libc::PROT_WRITE)
                     .map(|_| false)
             } else if n < o {
-                d.unmap_range(n, o).map(|_| true)
+                d.unmap_range(n, o);
+                Ok(true)
             } else {
                 Ok(false)
             }

@@ -78,8 +78,8 @@ impl PageTable {
     pub fn protect_present(&mut self, start: u64, end: u64, prot: i32) -> TlbFlush {
         let flags = pte::leaf_flags(prot);
         // SAFETY: as in `map`; no allocation.
-        let _complete = unsafe {
-            walker::walk(self.root, start, end, None, &mut |va: u64, p: &Pte| {
+        unsafe {
+            walker::visit(self.root, start, end, &mut |va: u64, p: &Pte| {
                 let old = p.get();
                 if old & pte::P != 0 {
                     p.set(if flags == 0 {
@@ -104,11 +104,7 @@ impl PageTable {
     #[must_use = "the mapping stays usable through stale TLB entries until the flush"]
     pub fn unmap(&mut self, start: u64, end: u64) -> TlbFlush {
         // SAFETY: as in `map`; no allocation (missing tables are skipped).
-        let _complete = unsafe {
-            walker::walk(self.root, start, end, None, &mut |_va: u64, p: &Pte| {
-                p.set(0)
-            })
-        };
+        unsafe { walker::visit(self.root, start, end, &mut |_va: u64, p: &Pte| p.set(0)) };
         TlbFlush::range(start, end)
     }
 
@@ -138,8 +134,8 @@ impl DirtyView {
     #[must_use = "cleared D bits stay clear in the TLB until it is flushed"]
     pub fn collect_and_clear(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) -> TlbFlush {
         // SAFETY: the root outlives this view (constructor duty); no allocation.
-        let _ = unsafe {
-            walker::walk(self.root, start, end, None, &mut |va: u64, p: &Pte| {
+        unsafe {
+            walker::visit(self.root, start, end, &mut |va: u64, p: &Pte| {
                 if p.take_dirty() {
                     f(va)
                 }
@@ -151,8 +147,8 @@ impl DirtyView {
     /// Calls `f(page)` for each dirty page in `[start, end)` without clearing.
     pub fn for_each_dirty(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) {
         // SAFETY: as above.
-        let _ = unsafe {
-            walker::walk(self.root, start, end, None, &mut |va: u64, p: &Pte| {
+        unsafe {
+            walker::visit(self.root, start, end, &mut |va: u64, p: &Pte| {
                 if p.is_dirty() {
                     f(va)
                 }
@@ -163,8 +159,8 @@ impl DirtyView {
     /// Calls `f(page)` for each present page in `[start, end)`.
     pub fn for_each_present(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) {
         // SAFETY: as above.
-        let _ = unsafe {
-            walker::walk(self.root, start, end, None, &mut |va: u64, p: &Pte| {
+        unsafe {
+            walker::visit(self.root, start, end, &mut |va: u64, p: &Pte| {
                 if p.is_present() {
                     f(va)
                 }

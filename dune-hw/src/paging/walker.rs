@@ -81,6 +81,18 @@ unsafe fn walk_level(
     Ok(())
 }
 
+/// Visits the existing leaf entries of `[start, end)`; ranges under missing tables are
+/// skipped. Never allocates, so it cannot fail.
+///
+/// # Safety
+/// As for [`walk`].
+pub unsafe fn visit(root: u64, start: u64, end: u64, v: &mut dyn Visitor) {
+    // SAFETY: forwarded caller duty; without an allocator `walk` has no failure.
+    if unsafe { walk(root, start, end, None, v) }.is_err() {
+        unreachable!("a walk without an allocator creates no table")
+    }
+}
+
 /// The leaf entry for `va`, if all its tables exist.
 ///
 /// # Safety
