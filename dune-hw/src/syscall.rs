@@ -6,7 +6,6 @@ use crate::addr::{read_guest, write_guest, Gva};
 use crate::dune::{hypercall, HostWrite, ThreadCtx, CTX};
 use crate::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
 use crate::monitor::{fatal, StackBuf};
-use core::fmt::Write;
 use kmod::syscall::{self as ks, AddressOp, Class, Coverage, SyscallArgs};
 use kmod::Mode;
 use std::sync::atomic::Ordering;
@@ -79,7 +78,10 @@ fn dispatch(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
         }
         Class::Unsupported(why) => {
             let mut b = StackBuf::new();
-            let _ = writeln!(b, "dune: syscall {} refused with ENOSYS: {why}", call.nr);
+            b.line(format_args!(
+                "dune: syscall {} refused with ENOSYS: {why}",
+                call.nr
+            ));
             b.write_to_stderr();
             -ENOSYS
         }

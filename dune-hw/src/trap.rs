@@ -7,7 +7,7 @@ use crate::dune::ThreadCtx;
 use crate::entry::ExceptionFrame;
 use crate::idt;
 use crate::maps;
-use crate::monitor::fatal;
+use crate::monitor::{fatal, fatal_at};
 use crate::paging::pte;
 
 const PF_WRITE: u64 = 1 << 1;
@@ -44,8 +44,9 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
         if resolve_page_fault(ctx, cr2, f.error) {
             return;
         }
-        fatal(
+        fatal_at(
             ctx,
+            Some(&f),
             format_args!(
                 "unhandled guest page fault (SIGSEGV): address {cr2:#x}, error {:#x} ({} {}), at rip {:#x}, rsp {:#x}",
                 f.error,
@@ -56,8 +57,9 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             ),
         );
     }
-    fatal(
+    fatal_at(
         ctx,
+        Some(&f),
         format_args!(
             "unhandled guest exception {} (vector {}), error {:#x}, at rip {:#x}, rsp {:#x}",
             idt::name(f.vector),
