@@ -13,6 +13,22 @@
 //! `syscall` with the original stack pointer, rax = result, rcx/r11 as Linux leaves them.
 //! In ring-0 mode `syscall` is architectural (CPL0 -> CPL0) and the stub is one `out`.
 //!
+//! Alternatives tried on this host (C probe and this crate):
+//! - an MMIO store or `out` right at LSTAR (PVM supervisor mode): the store's page fault is
+//!   reflected into the guest and recurses until a triple fault (dmesg shows the #PF chain);
+//!   `out`, `sysretq`, exceptions there are fatal;
+//! - `int $n` from CPL3 raises #UD; `ud2`-style traps need the program's own syscall
+//!   instructions rewritten, which libc's are not;
+//! - KVM has no exit for `syscall`; PVM's own supervisor ABI (issue 11) would run the
+//!   LSTAR code natively but a syscall still needs an exit to reach the host kernel;
+//! - the trampoline doing `out` (allowed at CPL3 by a TSS I/O bitmap; IOPL 3 in the iret
+//!   frame is not honoured) instead of the MMIO store: the same ~30 us per getpid, so the
+//!   simpler MMIO doorbell stays.
+//!
+//! Measured: getpid round trip 27-30 us (native 0.14 us); the C probe of this exact path
+//! took 99k cycles, of which ~27k were the host's GET/SET_REGS ioctls and the syscall —
+//! removed here by KVM_CAP_SYNC_REGS.
+//!
 //! Exceptions go through the guest IDT to CPL0 stubs (emulated on PVM hosts, so they are
 //! kept to a few instructions): push error code and vector, `out` to the exception port
 //! (the host-side monitor handles it, possibly editing guest state), then pop and `iretq`.
