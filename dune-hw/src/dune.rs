@@ -426,6 +426,8 @@ pub(crate) struct ThreadCtx {
     pub(crate) spurious_streak: u32,
     pub(crate) last_fault: u64,
     pub(crate) fs_base: u64,
+    /// The current exit is a guest exception (rsp is on the monitor stack).
+    pub(crate) in_exception: bool,
 }
 
 thread_local! {
@@ -500,6 +502,7 @@ impl ThreadCtx {
             spurious_streak: 0,
             last_fault: 0,
             fs_base: arch_prctl_get(0x1003),
+            in_exception: false,
         });
         let tss = cpu_pages + 0x800;
         let stack_top = cpu_pages + cpu_pages_len as u64;

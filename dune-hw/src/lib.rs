@@ -141,6 +141,50 @@ pub fn thread_stats() -> ThreadStats {
     unsafe { (*p).stats }
 }
 
+/// The guest registers of the calling Dune thread while it is stopped on its host side
+/// (in a signal handler that interrupted the exit loop, or in a host-write hook): what a
+/// collector must scan as the thread's roots, since the host registers there belong to the
+/// exit loop. `None` outside Dune mode. Async-signal-safe once the thread has run in the
+/// guest (registers come from the shared `kvm_run` page).
+pub fn guest_regs() -> Option<GuestRegs> {
+    let p = CTX.with(|c| c.get());
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the ctx is live while the thread is in Dune mode; the exit loop it belongs to
+    // is suspended on this same thread while we read (a signal handler or a hook runs on
+    // top of it), so nothing writes these fields concurrently.
+    let (vcpu, in_exception) = unsafe { ((*p).vcpu.as_ref()?, (*p).in_exception) };
+    let r = vcpu.regs().ok()?;
+    let mut user_rsp = r.rsp;
+    if in_exception {
+        // SAFETY: the CPL0 stub pushed an ExceptionFrame at rsp on the monitor stack.
+        let f: entry::ExceptionFrame = unsafe { addr::read_guest(Gva(r.rsp)) };
+        user_rsp = f.rsp;
+    }
+    Some(GuestRegs {
+        gprs: [
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, user_rsp, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15,
+        ],
+        rip: r.rip,
+        // the red zone below rsp may hold live values; in ring-3 a syscall exit's rsp is
+        // already below it (the LSTAR stub stepped over it)
+        stack_low: user_rsp.saturating_sub(128).min(r.rsp),
+    })
+}
+
+/// A Dune thread's guest registers (see [`guest_regs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestRegs {
+    /// rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8..r15 (rsp: the interrupted code's).
+    pub gprs: [u64; 16],
+    /// Where the guest is stopped (a monitor stub during an exception).
+    pub rip: u64,
+    /// Lowest stack address that may hold live data (rsp minus the red zone).
+    pub stack_low: u64,
+}
+
 /// The mode of this process's Dune VM, if initialised.
 pub fn mode() -> Option<ModeChoice> {
     Dune::get().map(|d| d.mode().clone())

@@ -147,7 +147,14 @@ fn run(ctx: &mut ThreadCtx) -> ! {
                 syscall::handle(ctx)
             }
             Exit::IoOut { port: SYSCALL_PORT, .. } => syscall::handle(ctx),
-            Exit::IoOut { port: EXCEPTION_PORT, .. } => trap::handle(ctx),
+            Exit::IoOut {
+                port: EXCEPTION_PORT,
+                ..
+            } => {
+                ctx.in_exception = true;
+                trap::handle(ctx);
+                ctx.in_exception = false;
+            }
             Exit::Interrupted => {}
             Exit::MmioWrite { gpa, .. } | Exit::MmioRead { gpa } => trap::handle_unbacked(ctx, gpa),
             Exit::InternalError { suberror } => fatal(

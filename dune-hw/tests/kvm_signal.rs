@@ -7,8 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static FIRED: AtomicU64 = AtomicU64::new(0);
 static IN_GUEST: AtomicU64 = AtomicU64::new(0);
+static STACK_LOW: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_alarm(_sig: libc::c_int) {
+    // the handler runs on the host side of the Dune thread: the guest's registers are the
+    // interrupted code's
+    if let Some(r) = dune_hw::guest_regs() {
+        STACK_LOW.store(r.stack_low, Ordering::SeqCst);
+    }
     FIRED.fetch_add(1, Ordering::SeqCst);
 }
 
@@ -51,6 +57,7 @@ fn sigalrm_during_guest_compute_is_handled_and_the_guest_continues() {
     // SAFETY: rdtsc has no preconditions.
     let t0 = unsafe { core::arch::x86_64::_rdtsc() };
     let mut spins = 0u64;
+    let here = &spins as *const u64 as u64;
     while FIRED.load(Ordering::SeqCst) == 0 {
         spins += 1;
         // SAFETY: as above.
@@ -64,6 +71,11 @@ fn sigalrm_during_guest_compute_is_handled_and_the_guest_continues() {
         FIRED.load(Ordering::SeqCst),
         1,
         "handler ran once ({spins} spins)"
+    );
+    let low = STACK_LOW.load(Ordering::SeqCst);
+    assert!(
+        low != 0 && low <= here && here - low < (1 << 20),
+        "guest stack_low {low:#x}, a local at {here:#x}"
     );
     assert!(
         stats.exits >= 2,
