@@ -32,18 +32,23 @@
 
 //! # Known limits (next issues)
 //! - clone/fork/vfork, rt_sigaction/rt_sigreturn/sigaltstack, execve return ENOSYS inside
-//!   Dune (issue 6). Signals arriving while a thread is in Dune run their handler on the host
-//!   side of that thread (in the exit loop), not in the guest.
+//!   Dune, with a message on stderr (issue 6). A signal arriving while a thread is in Dune
+//!   interrupts KVM_RUN and its handler runs on the host side of that thread (in the exit
+//!   loop; [`guest_regs`] gives the interrupted guest state), then the guest continues.
 //! - Mappings removed or restricted by a thread *outside* Dune are not seen by the guest page
 //!   table (additions are found on demand by the fault path). Changes made inside Dune are
 //!   applied to the shared table and every vCPU flushes before its next entry.
 //! - A thread that ends inside Dune (SYS_exit) leaves its exit-loop stack and GDT/TSS/monitor
-//!   pages mapped (~1.1 MiB): they are in use until the last instruction.
+//!   pages mapped (~1.1 MiB): they are in use until the last instruction. Its vCPU is reused.
 //! - The main thread's stack is mapped as it is at entry; growth below it is not followed.
-//! - Ring-0 on an emulating host runs only what KVM's emulator supports: integer code and
-//!   syscalls work; SSE/AVX instructions and `rdtscp` (the vDSO clock) end with a clear
-//!   "KVM internal error 1" dump including the code bytes.
-//!
+//! - Ring-0 on an emulating host runs only what KVM's emulator supports: integer code,
+//!   malloc, syscalls, privileged instructions work; libc's AVX-512/AVX string functions
+//!   (println!, getenv, memcpy of larger buffers) and `rdtscp` (the vDSO clock) end with a
+//!   clear "KVM internal error 1" dump including the code bytes.
+//! - Memory slots of unmapped ranges are kept (deleting one zaps every shadow page) until
+//!   the slot table is full; mappings over 64 MiB are mapped into the guest on fault, 2 MiB
+//!   at a time.
+
 //! Modules:
 //! - [`addr`]     Gva, Gpa, Hva; the one GPA==HVA conversion; raw guest reads
 //! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits
