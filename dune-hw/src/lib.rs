@@ -255,6 +255,15 @@ pub fn flush(f: TlbFlush) {
     flush_tlb_all()
 }
 
+/// Flushes the translation of the page containing `va` (ring-0: invlpg; ring-3: a full
+/// flush by the monitor, which cannot invlpg for the guest) on every vCPU.
+pub fn flush_tlb_page(va: Gva) {
+    flush(TlbFlush::range(
+        va.page_down().0,
+        va.page_down().0 + addr::BYTES_IN_PAGE,
+    ))
+}
+
 /// The lock-free A/D-bit view of the process's guest page table, if initialised.
 pub fn dirty_view() -> Option<DirtyView> {
     Dune::get().map(|d| d.dirty_view())

@@ -63,7 +63,8 @@ fn ring0_compute_getpid_flush_and_leave() {
     unsafe { core::ptr::write_volatile(p as *mut u8, 1) };
     let d_first = view.entry(p) & 0x40;
     let mut n_dirty = 0;
-    dune_hw::flush(view.collect_and_clear(p, p + 4096, &mut |_| n_dirty += 1));
+    let _covered_by_the_page_flush = view.collect_and_clear(p, p + 4096, &mut |_| n_dirty += 1);
+    dune_hw::flush_tlb_page(dune_hw::Gva(p));
     let d_cleared = view.entry(p) & 0x40;
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(p as *mut u8, 2) };
