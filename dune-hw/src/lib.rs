@@ -48,7 +48,7 @@
 //! - Memory slots of unmapped ranges are kept (deleting one zaps every shadow page) until
 //!   the slot table is full; mappings over 64 MiB are mapped into the guest on fault, 2 MiB
 //!   at a time.
-
+//!
 //! Modules:
 //! - [`addr`]     Gva, Gpa, Hva; the one GPA==HVA conversion; raw guest reads
 //! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits
