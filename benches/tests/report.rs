@@ -119,6 +119,9 @@ fn summary(wall_ms: u64, max_pause_us: u64, checksum: u64) -> Outcome {
             dirty_pages_per_cycle: Some(42),
             peak_rss_bytes: 64 << 20,
             checksum,
+            user_ns: wall_ms * 800_000,
+            sys_ns: wall_ms * 150_000,
+            minor_faults: 1234,
         },
         wall_min_ns: wall_ms * 900_000,
         wall_max_ns: wall_ms * 1_200_000,
@@ -207,7 +210,7 @@ fn markdown_on_fixed_input() {
     assert!(md.contains("| Dune backend | unsupported: "));
     // A workload row: wall 80 ms, spread 30%, 0.80× mprotect, 1.60× bdwgc inc.
     assert!(
-        md.contains("| dunegc inc-uffd | 80.0 | 30% | 0.80× | 1.60× | 8.00 | 7 | 0.40 | 0.36 | 0.20× | 42 | 64 | ok |"),
+        md.contains("| dunegc inc-uffd | 80.0 | 30% | 0.80× | 1.60× | 8.00 | 7 | 0.40 | 0.36 | 0.20× | 42 | 12.0 | 1234 | 64 | ok |"),
         "{md}"
     );
     // The wrong checksum is flagged, in the row and in the summary.

@@ -190,6 +190,22 @@ pub fn summary_paragraph(r: &Results) -> String {
             );
         }
     }
+    let sys = |x: &Summary| x.median.sys_ns;
+    let sys_parts: Vec<String> = [Backend::Mprotect, Backend::Uffd]
+        .into_iter()
+        .filter_map(|b| {
+            let x = geomean_ratio(r, inc(b), |_| full, sys)?;
+            Some(format!("inc-{b} {x:.1}×"))
+        })
+        .collect();
+    if !sys_parts.is_empty() {
+        out!(
+            s,
+            "Kernel CPU time of the whole process relative to gc-core full (write faults, \
+             signals and tracker system calls show up here): {}. ",
+            sys_parts.join(", ")
+        );
+    }
     let peer = |x: Subject| x.bdwgc_peer();
     let vs_bdwgc: Vec<String> = [full, inc(Backend::Mprotect), inc(Backend::Uffd)]
         .into_iter()
@@ -365,7 +381,10 @@ pub fn render(r: &Results, plots: &PlotLinks, intro: Option<&str>) -> String {
          takes the nearest rank, gc-core rounds the rank: the max below 51 pauses).\n\
          - *dunegc inc-none* is gc-core's `none` tracker, which turns incremental marking \
          off: it is the same collector as *dunegc full* (a check on noise).\n\
-         - Dirty pages/cycle: pages the tracker reported per incremental cycle (gc-core only).\n\n",
+         - Dirty pages/cycle: pages the tracker reported per incremental cycle (gc-core only).\n\
+         - *sys ms* and *minor faults*: the whole child process's kernel CPU time and minor \
+         page faults (`getrusage` of the child, set-up included); write-protection faults \
+         and their signals land here.\n\n",
     );
 
     outln!(s, "## Wall time relative to the mprotect baseline\n");
@@ -436,11 +455,11 @@ fn workload_table(s: &mut String, r: &Results, w: Workload, scale: u32) {
     outln!(
         s,
         "| configuration | wall ms | spread | × mprotect | × bdwgc | GC ms | collections | \
-         max pause ms | p99 pause ms | max pause × bdwgc | dirty pages/cycle | peak RSS MiB | check |"
+         max pause ms | p99 pause ms | max pause × bdwgc | dirty pages/cycle | sys ms | minor faults | peak RSS MiB | check |"
     );
     outln!(
         s,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let want = reference_checksum(r, w);
     for &subject in &r.plan.subjects {
@@ -451,12 +470,12 @@ fn workload_table(s: &mut String, r: &Results, w: Workload, scale: u32) {
             Outcome::Unsupported(why) => {
                 outln!(
                     s,
-                    "| {subject} | unsupported: {why} | | | | | | | | | | | |"
+                    "| {subject} | unsupported: {why} | | | | | | | | | | | | | |"
                 );
                 continue;
             }
             Outcome::Failed(why) => {
-                outln!(s, "| {subject} | FAILED: {why} | | | | | | | | | | | |");
+                outln!(s, "| {subject} | FAILED: {why} | | | | | | | | | | | | | |");
                 continue;
             }
             Outcome::Measured(sm) => sm,
@@ -486,7 +505,7 @@ fn workload_table(s: &mut String, r: &Results, w: Workload, scale: u32) {
         };
         outln!(
             s,
-            "| {subject} | {} | {spread} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {check} |",
+            "| {subject} | {} | {spread} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {check} |",
             ms(md.wall_ns),
             fmt_ratio(base.and_then(|b| ratio(md.wall_ns, b.median.wall_ns))),
             fmt_ratio(peer.and_then(|b| ratio(md.wall_ns, b.median.wall_ns))),
@@ -506,6 +525,8 @@ fn workload_table(s: &mut String, r: &Results, w: Workload, scale: u32) {
             md.dirty_pages_per_cycle
                 .filter(|_| subject.is_incremental())
                 .map_or_else(|| "–".to_owned(), |d| d.to_string()),
+            ms(md.sys_ns),
+            md.minor_faults,
             md.peak_rss_bytes as f64 / (1u64 << 20) as f64,
         );
     }

@@ -31,6 +31,13 @@ pub struct Sample {
     pub peak_rss_bytes: u64,
     /// The workload's checksum.
     pub checksum: u64,
+    /// The child process's CPU time in user mode (whole process, set-up included).
+    pub user_ns: u64,
+    /// The child process's CPU time in the kernel: page faults, signals, `mprotect`,
+    /// `PAGEMAP_SCAN` (whole process).
+    pub sys_ns: u64,
+    /// The child process's minor page faults (whole process).
+    pub minor_faults: u64,
 }
 
 impl From<&RunResult> for Sample {
@@ -44,6 +51,7 @@ impl From<&RunResult> for Sample {
             dirty_pages_per_cycle: Some(r.dirty_pages_per_cycle),
             peak_rss_bytes: r.peak_rss_bytes,
             checksum: r.checksum,
+            ..Sample::default()
         }
     }
 }
@@ -59,6 +67,7 @@ impl From<&BdwgcResult> for Sample {
             dirty_pages_per_cycle: None,
             peak_rss_bytes: r.peak_rss_bytes,
             checksum: r.checksum,
+            ..Sample::default()
         }
     }
 }
@@ -110,6 +119,9 @@ impl Summary {
                 dirty_pages_per_cycle: (!dirty.is_empty()).then(|| median(dirty)),
                 peak_rss_bytes: m(|s| s.peak_rss_bytes),
                 checksum: first_checksum,
+                user_ns: m(|s| s.user_ns),
+                sys_ns: m(|s| s.sys_ns),
+                minor_faults: m(|s| s.minor_faults),
             },
             wall_min_ns: walls.iter().copied().min().unwrap_or(0),
             wall_max_ns: walls.iter().copied().max().unwrap_or(0),
@@ -225,10 +237,34 @@ struct ChildOutput {
     stdout: String,
     stderr: String,
     status: String,
+    usage: ChildUsage,
+}
+
+/// CPU time and faults of one child, from `getrusage(RUSAGE_CHILDREN)` before and after
+/// waiting for it (children run one at a time, so the difference is this child's).
+#[derive(Clone, Copy, Debug, Default)]
+struct ChildUsage {
+    user_ns: u64,
+    sys_ns: u64,
+    minor_faults: u64,
+}
+
+fn children_usage() -> ChildUsage {
+    // SAFETY: a zeroed rusage is valid output storage for getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_CHILDREN with a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ChildUsage {
+        user_ns: ns(ru.ru_utime),
+        sys_ns: ns(ru.ru_stime),
+        minor_faults: ru.ru_minflt as u64,
+    }
 }
 
 /// Run `path args` with a timeout; kill it (only this child, by its pid) if it overruns.
 fn run_child(path: &Path, args: &[String], timeout: Duration) -> Result<ChildOutput, String> {
+    let before = children_usage();
     let mut child = Command::new(path)
         .args(args)
         .stdin(Stdio::null())
@@ -271,10 +307,16 @@ fn run_child(path: &Path, args: &[String], timeout: Duration) -> Result<ChildOut
         .join()
         .map_err(|_| "stderr reader panicked".to_owned())?
         .map_err(|e| format!("reading the child's stderr failed: {e}"))?;
+    let after = children_usage();
     Ok(ChildOutput {
         stdout,
         stderr,
         status,
+        usage: ChildUsage {
+            user_ns: after.user_ns.saturating_sub(before.user_ns),
+            sys_ns: after.sys_ns.saturating_sub(before.sys_ns),
+            minor_faults: after.minor_faults.saturating_sub(before.minor_faults),
+        },
     })
 }
 
@@ -307,6 +349,12 @@ fn run_once(
         Ok(o) => o,
         Err(e) => return Rep::Failed(e),
     };
+    let with_usage = |mut s: Sample| {
+        s.user_ns = out.usage.user_ns;
+        s.sys_ns = out.usage.sys_ns;
+        s.minor_faults = out.usage.minor_faults;
+        s
+    };
     let failed = |what: &str| {
         Rep::Failed(format!(
             "{what} ({}; stderr: {})",
@@ -317,7 +365,7 @@ fn run_once(
     for line in out.stdout.lines() {
         if line.starts_with(runner::RESULT_TAG) {
             return match RunResult::from_line(line) {
-                Ok((_, _, _, r)) => Rep::Sample(Sample::from(&r), None),
+                Ok((_, _, _, r)) => Rep::Sample(with_usage(Sample::from(&r)), None),
                 Err(e) => failed(&e),
             };
         }
@@ -340,7 +388,10 @@ fn run_once(
                         }
                         .to_owned()
                     });
-                    Rep::Sample(Sample::from(&r), Some((r.bdwgc_version.clone(), tracking)))
+                    Rep::Sample(
+                        with_usage(Sample::from(&r)),
+                        Some((r.bdwgc_version.clone(), tracking)),
+                    )
                 }
                 Err(e) => failed(&e.to_string()),
             };
