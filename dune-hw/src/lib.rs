@@ -40,7 +40,8 @@
 //!   applied to the shared table and every vCPU flushes before its next entry.
 //! - A thread that ends inside Dune (SYS_exit) leaves its exit-loop stack and GDT/TSS/monitor
 //!   pages mapped (~1.1 MiB): they are in use until the last instruction. Its vCPU is reused.
-//! - The main thread's stack is mapped as it is at entry; growth below it is not followed.
+//! - The main thread's `[stack]` is grown to RLIMIT_STACK (at most 64 MiB) at entry, since
+//!   guest accesses do not grow it.
 //! - Ring-0 on an emulating host runs only what KVM's emulator supports: integer code,
 //!   malloc, syscalls, privileged instructions work; libc's AVX-512/AVX string functions
 //!   (println!, getenv, memcpy of larger buffers) and `rdtscp` (the vDSO clock) end with a
@@ -96,6 +97,7 @@ pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
         return Err(DuneError::AlreadyEntered);
     }
     let d = Dune::get_or_init(opts)?;
+    grow_main_stack();
     let ctx = ThreadCtx::new(d)?;
     let p = Box::into_raw(ctx);
     CTX.with(|c| c.set(p));
@@ -116,6 +118,44 @@ pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
     // SAFETY: the loop gave the ctx back (it resumed the host); we own it again.
     let mut ctx = unsafe { Box::from_raw(p) };
     Err(ctx.pending_error.take().unwrap_or(DuneError::NotEntered))
+}
+
+/// Most bytes of the main thread's stack made part of `[stack]` below the current frame
+/// before entering (bounded by RLIMIT_STACK): the kernel grows `[stack]` only for host
+/// accesses, and the guest page table maps the stack as it is. Only the lowest page is
+/// touched; the rest costs nothing until used.
+const MAIN_STACK_HEADROOM_BYTES: u64 = 64 << 20;
+
+/// On the main thread, touches the page [`MAIN_STACK_HEADROOM_BYTES`] below the current
+/// frame so the kernel grows `[stack]` down to it now (a guest access below the stack as
+/// mapped at entry would be an unhandled fault).
+#[inline(never)]
+fn grow_main_stack() {
+    let sp: u64;
+    // SAFETY: reading rsp has no side effects.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+    let Some(m) = maps::find(sp) else { return };
+    if !m.is_main_stack {
+        return;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } != 0 {
+        return;
+    }
+    // stay well inside RLIMIT_STACK (counted from the top of the stack)
+    let used = m.end - sp;
+    let room = limit.rlim_cur.saturating_sub(used + (64 << 10));
+    let target = (sp - MAIN_STACK_HEADROOM_BYTES.min(room)) & !0xfff;
+    if target < m.start {
+        // SAFETY: an address below the stack pointer within the stack's growth range
+        // (inside RLIMIT_STACK): the kernel extends `[stack]` down to it; no object lives
+        // there yet, and the read has no other effect.
+        unsafe { core::ptr::read_volatile(target as *const u8) };
+    }
 }
 
 /// Leaves Dune mode: the thread continues on the host.

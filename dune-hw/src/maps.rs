@@ -9,6 +9,8 @@ pub struct Mapping {
     pub end: u64,
     /// `PROT_*` bits.
     pub prot: i32,
+    /// The main thread's stack (`[stack]`), which the kernel grows on demand.
+    pub is_main_stack: bool,
 }
 
 /// Parses one maps line ("start-end perms ...").
@@ -35,7 +37,13 @@ pub fn parse_line(line: &[u8]) -> Option<Mapping> {
     if perms[2] == b'x' {
         prot |= libc::PROT_EXEC;
     }
-    Some(Mapping { start, end, prot })
+    let is_main_stack = line.ends_with(b"[stack]");
+    Some(Mapping {
+        start,
+        end,
+        prot,
+        is_main_stack,
+    })
 }
 
 /// Calls `f` for each mapping. Returns false if the file could not be read.
@@ -111,9 +119,12 @@ mod tests {
             Mapping {
                 start: 0x7f00_0000_1000,
                 end: 0x7f00_0000_3000,
-                prot: 3
+                prot: 3,
+                is_main_stack: false,
             }
         );
+        let st = parse_line(b"7ffc0000-7ffd0000 rw-p 00000000 00:00 0      [stack]").unwrap();
+        assert!(st.is_main_stack);
         let x = parse_line(b"555555554000-555555556000 r-xp 00000000 fd:01 123 /bin/x").unwrap();
         assert_eq!(x.prot, libc::PROT_READ | libc::PROT_EXEC);
         assert!(parse_line(b"garbage").is_none());
