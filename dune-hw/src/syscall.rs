@@ -255,6 +255,21 @@ fn leave(ctx: &mut ThreadCtx, regs: &kvm_bindings::kvm_regs, ret_rip: u64, user_
         rip: ret_rip,
         rsp: user_rsp,
     };
+    // A thread-local base the guest installed (arch_prctl inside Dune) becomes the host's.
+    // The exit loop uses no thread-locals after this point.
+    if let Ok(s) = ctx.vcpu().sregs() {
+        for (code, base) in [(0x1002, s.fs.base), (0x1001, s.gs.base)] {
+            let get = if code == 0x1002 { 0x1003 } else { 0x1004 };
+            let mut now = 0u64;
+            // SAFETY: ARCH_GET_FS/GS write one u64.
+            unsafe { libc::syscall(libc::SYS_arch_prctl, get, &mut now as *mut u64) };
+            if now != base {
+                // SAFETY: the guest thread itself asked for this base (arch_prctl inside
+                // Dune); it continues on the host right after.
+                unsafe { libc::syscall(libc::SYS_arch_prctl, code, base) };
+            }
+        }
+    }
     // SAFETY: the frame describes the guest thread's own state at its LEAVE call site, which
     // is valid host state (same memory, same code).
     unsafe { entry::dune_resume_host(&ctx.frame, 0) }

@@ -282,3 +282,28 @@ fn large_mapping_is_mapped_lazily_and_keeps_dirty_bits() {
     assert!(frames < 20_000, "lazy: {frames} page-table frames");
     println!("lazy mapping: {stats:?}");
 }
+
+#[test]
+fn thread_locals_and_fs_base_are_the_same_inside() {
+    thread_local! {
+        static TL: std::cell::Cell<u64> = const { std::cell::Cell::new(7) };
+    }
+    fn get_fs() -> u64 {
+        let mut v = 0u64;
+        // SAFETY: ARCH_GET_FS writes one u64.
+        unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut v as *mut u64) };
+        v
+    }
+    let host_fs = get_fs();
+    TL.with(|t| t.set(41));
+    if enter_or_skip("thread_locals_and_fs_base_are_the_same_inside", Mode::Ring3).is_none() {
+        return;
+    }
+    let guest_fs = get_fs(); // answered from the guest's segment state
+    let seen = TL.with(|t| t.get());
+    TL.with(|t| t.set(42));
+    dune_hw::exit().unwrap();
+    assert_eq!(guest_fs, host_fs);
+    assert_eq!(seen, 41);
+    assert_eq!(TL.with(|t| t.get()), 42);
+}
