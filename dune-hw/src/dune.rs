@@ -21,6 +21,8 @@ const PT_POOL_BYTES: u64 = 1 << 30;
 pub const LAZY_MAP_BYTES: u64 = 64 << 20;
 /// Page-table entries created per fault in a lazily mapped range (one leaf table).
 pub const FAULT_WINDOW_BYTES: u64 = 2 << 20;
+/// Memory slots are registered in aligned granules of this size.
+pub const SLOT_GRANULE_BYTES: u64 = 2 << 20;
 /// Memory-slot granularity in a lazily mapped range.
 pub const SLOT_WINDOW_BYTES: u64 = 64 << 20;
 /// Exit-loop stack per thread.
@@ -183,8 +185,16 @@ impl Dune {
             // SAFETY: idt is a fresh writable page of 256 16-byte gates.
             unsafe { crate::addr::write_guest(Gva(idt + 16 * v as u64), g) };
         }
-        // doorbell: a host page reserved PROT_NONE (never a memory slot), mapped in the guest
-        let doorbell = mmap_anon(4096, libc::PROT_NONE, libc::MAP_NORESERVE, "mmap(doorbell)")?;
+        // doorbell: a host page reserved PROT_NONE and mapped in the guest, which no memory
+        // slot may cover (a store there must exit as MMIO): it gets a whole slot granule of
+        // its own, reserved for the life of the process.
+        let reserved = mmap_anon(
+            2 * SLOT_GRANULE_BYTES as usize,
+            libc::PROT_NONE,
+            libc::MAP_NORESERVE,
+            "mmap(doorbell)",
+        )?;
+        let doorbell = reserved.next_multiple_of(SLOT_GRANULE_BYTES);
         DOORBELL_ADDR.store(doorbell, Ordering::Release);
         // SAFETY: brk(0) only queries the break.
         let brk = unsafe { libc::syscall(libc::SYS_brk, 0) } as u64;
@@ -281,7 +291,13 @@ impl Dune {
         self.map_now(ps, pe, prot)
     }
 
+    /// Registers slots covering `[start, end)`, widened to [`SLOT_GRANULE_BYTES`]: a slot
+    /// registration costs KVM an SRCU synchronisation (hundreds of microseconds here), so
+    /// neighbouring small mappings share granules. A slot over a hole is harmless: the
+    /// guest page table never maps a page the process has not mapped.
     fn register_slots(&self, start: u64, end: u64) -> Result<(), DuneError> {
+        let start = start & !(SLOT_GRANULE_BYTES - 1);
+        let end = end.next_multiple_of(SLOT_GRANULE_BYTES).min(USER_END);
         let r = self
             .vm
             .with_memslots(|s, fd| s.register(&mut { fd }, start, end - start));
