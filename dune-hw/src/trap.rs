@@ -91,7 +91,7 @@ fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
     ctx.last_fault = page;
     // On demand: memory the process mapped outside our view (another thread, a mapping made
     // before a syscall we did not see).
-    match maps::find(addr) {
+    match maps::find_fast(addr) {
         Some(m) if prot_allows(m.prot, err) && m.end <= crate::addr::USER_END => {
             // not-present -> present needs no flush (a stale shadow entry shows up as a
             // spurious fault, which flushes)
