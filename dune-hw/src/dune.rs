@@ -457,7 +457,7 @@ fn arch_prctl_get(code: i32) -> u64 {
     v
 }
 
-fn seg(selector: u16, type_: u8, dpl: u8, long: bool, base: u64) -> kvm_segment {
+pub(crate) fn seg(selector: u16, type_: u8, dpl: u8, long: bool, base: u64) -> kvm_segment {
     kvm_segment {
         base,
         limit: 0xffff_ffff,

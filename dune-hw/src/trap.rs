@@ -42,6 +42,7 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
         };
         ctx.stats.page_faults += 1;
         if resolve_page_fault(ctx, cr2, f.error) {
+            return_from_exception(ctx, regs, &f);
             return;
         }
         fatal_at(
@@ -69,6 +70,33 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             f.rsp
         ),
     )
+}
+
+/// Resumes the interrupted code directly from the host — what the stub's `add; iretq`
+/// would do, without two emulated instructions (measured: guest page fault 61 -> 45 us).
+/// The general registers are the interrupted ones (the stubs preserve them).
+fn return_from_exception(
+    ctx: &mut ThreadCtx,
+    mut regs: kvm_bindings::kvm_regs,
+    f: &ExceptionFrame,
+) {
+    regs.rip = f.rip;
+    regs.rsp = f.rsp;
+    regs.rflags = f.rflags;
+    if let Err(e) = ctx.vcpu_mut().set_regs(&regs) {
+        fatal(ctx, format_args!("{e}"))
+    }
+    if ctx.mode == kmod::Mode::Ring3 {
+        let mut s = match ctx.vcpu().sregs() {
+            Ok(s) => s,
+            Err(e) => fatal(ctx, format_args!("{e}")),
+        };
+        s.cs = crate::dune::seg(crate::gdt::USER_CS, 11, 3, true, 0);
+        s.ss = crate::dune::seg(crate::gdt::USER_SS, 3, 3, false, 0);
+        if let Err(e) = ctx.vcpu_mut().set_sregs(&s) {
+            fatal(ctx, format_args!("{e}"))
+        }
+    }
 }
 
 fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
