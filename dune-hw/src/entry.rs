@@ -30,8 +30,9 @@
 //! removed here by KVM_CAP_SYNC_REGS.
 //!
 //! Exceptions go through the guest IDT to CPL0 stubs (emulated on PVM hosts, so they are
-//! kept to a few instructions): push error code and vector, `out` to the exception port
-//! (the host-side monitor handles it, possibly editing guest state), then pop and `iretq`.
+//! kept to a few instructions): push error code and vector, `out` to the exception port.
+//! The host-side monitor handles it and resumes the interrupted code itself (registers
+//! from the frame, user CS/SS), so the stubs' `add; iretq` tail is only a fallback.
 
 use core::mem::offset_of;
 use std::sync::atomic::AtomicU64;

@@ -14,21 +14,25 @@
 //!   is a few stub instructions that exit to the host-side monitor ([`monitor`]).
 //!
 //! # Measured here (PVM host, nested, AMD EPYC, TSC 2.445 GHz; `benches/benches/dune.rs`)
+//! Quiet-machine figures; under load (others building) everything, native included, was
+//! up to 25% slower.
+//!
 //! | work | native | ring-3 | ring-0 (CPL0 emulated) |
 //! |---|---|---|---|
 //! | LCG loop, 1e6 iterations | 1.300 ms | 1.300-1.314 ms (1.00-1.01x) | 100 iterations: 526 us vs 117 ns (~4,500x) |
-//! | getpid round trip | 0.14-0.16 us | 27-30 us | 24 us |
+//! | getpid round trip | 0.14 us | 27-30 us | 24 us |
 //! | pread 4 KiB (/dev/zero) | 0.25 us | 27.5 us | 23.7 us |
 //! | TLB flush request | - | 29-30 us (CR3 toggled through sync regs) | 19 us (CR3 reload, emulated) |
-//! | mmap 64 KiB + touch + munmap | 7-8 us | 70-75 us | 53 us |
-//! | page fault resolved by the monitor | 1.6-2.5 us (Linux minor fault) | 118 us | 106 us |
+//! | mmap 64 KiB + touch + munmap | 7.3 us | 71 us | 53 us |
+//! | page fault resolved by the monitor | 1.6-2.3 us (Linux minor fault) | 45 us | 27 us |
 //! | first `enter` (VM, sync of all mappings) / later enter+exit | - | 5.8 ms / 0.10 ms | |
 //!
 //! A forwarded syscall costs one exit. In ring-3: `syscall` -> LSTAR stub (native, PVM
 //! supervisor mode) -> `iretq` -> CPL3 doorbell store (MMIO exit) -> host; registers travel
-//! through KVM_CAP_SYNC_REGS (without it: 36 us per getpid). The page-fault path is the
-//! on-demand one: it re-reads /proc/self/maps and registers a memory slot, after an
-//! exception delivered through the (emulated) CPL0 stub.
+//! through KVM_CAP_SYNC_REGS (without it: 36 us per getpid). A page fault on memory the
+//! guest table does not map yet: exception delivery to the CPL0 stub (emulated), `out`,
+//! PROCMAP_QUERY for the VMA (the text of /proc/self/maps cost 60% of the fault), memory
+//! slot + page-table update, and the host resumes the faulting code directly.
 
 //! # Known limits (next issues)
 //! - clone/fork/vfork, rt_sigaction/rt_sigreturn/sigaltstack, execve return ENOSYS inside
