@@ -209,7 +209,8 @@ impl Dune {
             generation: AtomicU64::new(0),
             hook: AtomicUsize::new(0),
             next_vcpu: AtomicU64::new(0),
-            idle_vcpus: Mutex::new(Vec::new()),
+            // room for many parked vCPUs: parking happens in the exit loop (no allocation)
+            idle_vcpus: Mutex::new(Vec::with_capacity(256)),
             xcr0,
             cr4,
         };

@@ -231,6 +231,12 @@ fn arch_prctl(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
         // SAFETY: as above.
         _ => unsafe { write_guest(Gva(arg), s.gs.base) },
     }
+    if code == GET_FS || code == GET_GS {
+        ctx.dune.report_host_write(HostWrite::Range {
+            start: Gva(arg),
+            len_bytes: 8,
+        });
+    }
     if code == SET_FS || code == SET_GS {
         if code == SET_FS {
             ctx.fs_base = arg;
