@@ -33,6 +33,10 @@
  *    GC_DUPLICATE after that and for the initialising thread and GC_pthread_create's
  *    threads), and GC_thread_is_registered() is always 1.  A thread must not block
  *    SIGPWR; GC_pthread_sigmask (pthread_sigmask under GC_THREADS) keeps it unblocked.
+ *    Create threads with GC_pthread_create (define GC_THREADS before including gc.h),
+ *    as bdwgc requires: it keeps collections off while the new thread starts (glibc
+ *    starts threads with every signal blocked) and keeps the start argument and, until
+ *    pthread_join, the thread's result reachable.
  *  - Static data of the program and of every loaded library are roots (found anew
  *    before each collection, as bdwgc does on Linux); libc malloc() memory is not
  *    scanned unless passed to GC_add_roots, as in bdwgc.
@@ -293,6 +297,9 @@ GC_API void *GC_dlopen(const char * /* path */, int /* mode */);
 # ifdef __cplusplus
 } /* extern "C" */
 # endif
+# ifndef GC_HAVE_PTHREAD_EXIT
+#  define GC_HAVE_PTHREAD_EXIT
+# endif
 # if !defined(GC_NO_THREAD_REDIRECTS)
 #  undef pthread_create
 #  undef pthread_join
@@ -304,10 +311,8 @@ GC_API void *GC_dlopen(const char * /* path */, int /* mode */);
 #  define pthread_detach GC_pthread_detach
 #  define pthread_cancel GC_pthread_cancel
 #  define pthread_sigmask GC_pthread_sigmask
-#  ifdef GC_HAVE_PTHREAD_EXIT
-#   undef pthread_exit
-#   define pthread_exit GC_pthread_exit
-#  endif
+#  undef pthread_exit
+#  define pthread_exit GC_pthread_exit /* as bdwgc on Linux (GC_HAVE_PTHREAD_EXIT) */
 #  ifndef GC_NO_DLOPEN
 #   undef dlopen
 #   define dlopen GC_dlopen

@@ -21,7 +21,7 @@ pub extern "C" fn GC_gcollect() {
     if DISABLED.load(Ordering::Acquire) > 0 {
         return;
     }
-    if let Err(e) = heap.collect() {
+    if let Err(e) = crate::threads::while_no_thread_starts(|| heap.collect()) {
         warn_text(&format!("GC_gcollect: {e}"));
     }
     finalize::invoke_if_due(heap);

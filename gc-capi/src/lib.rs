@@ -42,8 +42,13 @@
 //! - **Threads** need no registration: a collection stops every thread of the process
 //!   with `SIGPWR` and scans all stacks, so the registration calls are no-ops that return
 //!   bdwgc's codes (see [`threads`]); `GC_thread_is_registered` is always 1. A thread
-//!   must not block `SIGPWR` (`GC_pthread_sigmask` keeps it unblocked; a thread blocking
-//!   it is skipped by gc-core's stop-the-world).
+//!   must not block `SIGPWR` (`GC_pthread_sigmask` keeps it unblocked; gc-core's
+//!   stop-the-world skips a thread that blocks it, and can stall if the thread unblocks
+//!   it later). glibc starts every thread with all signals blocked, so
+//!   `GC_pthread_create` holds automatic collections off (and makes `GC_gcollect` wait)
+//!   until the new thread runs; prefer it (the `GC_THREADS` redirects) over a bare
+//!   `pthread_create`, as bdwgc requires anyway. `GC_pthread_create` keeps the start
+//!   argument and, until `pthread_join`, the thread's result reachable.
 //! - **Roots**: static data of the executable and of every loaded library is found with
 //!   `dl_iterate_phdr` before each collection (as bdwgc on Linux); `GC_add_roots` adds
 //!   more. Memory from libc's `malloc` is not scanned, as in bdwgc.

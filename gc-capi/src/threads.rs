@@ -21,7 +21,7 @@ use crate::warn::warn_text;
 use gc_core::ObjectKind;
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 thread_local! {
     /// This thread counts as registered in bdwgc's sense.
@@ -169,6 +169,68 @@ fn threads_table() -> MutexGuard<'static, Vec<(libc::pthread_t, usize)>> {
     THREADS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Thread start-up against collections. glibc starts a new thread with every signal
+/// blocked and unblocks them just before the start routine runs; a stop-the-world in
+/// that window cannot stop the thread, and gc-core's stop-the-world can then wait
+/// forever for it (see the crate docs). So while a thread made by `GC_pthread_create` is
+/// starting, automatic collections are disabled (`Heap::disable`, which also waits for
+/// one in progress) and `GC_gcollect` waits; a thread does not start while
+/// `GC_gcollect` collects.
+struct StartGate {
+    /// (threads starting, explicit collections running).
+    state: Mutex<(usize, usize)>,
+    changed: Condvar,
+}
+
+static GATE: StartGate = StartGate {
+    state: Mutex::new((0, 0)),
+    changed: Condvar::new(),
+};
+
+impl StartGate {
+    fn lock(&self) -> MutexGuard<'_, (usize, usize)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, (usize, usize)>) -> MutexGuard<'a, (usize, usize)> {
+        self.changed.wait(g).unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A thread is about to be created (its start routine has not run yet).
+    fn begin_start(&self) {
+        let mut g = self.lock();
+        while g.1 > 0 {
+            g = self.wait(g);
+        }
+        g.0 += 1;
+        drop(g);
+        heap().disable();
+    }
+
+    /// The thread is running with signals unblocked (or was never created).
+    fn end_start(&self) {
+        heap().enable();
+        let mut g = self.lock();
+        g.0 -= 1;
+        drop(g);
+        self.changed.notify_all();
+    }
+}
+
+/// Run an explicit collection `f` once no thread made by `GC_pthread_create` is starting.
+pub(crate) fn while_no_thread_starts<R>(f: impl FnOnce() -> R) -> R {
+    let mut g = GATE.lock();
+    while g.0 > 0 {
+        g = GATE.wait(g);
+    }
+    g.1 += 1;
+    drop(g);
+    let r = f();
+    GATE.lock().1 -= 1;
+    GATE.changed.notify_all();
+    r
+}
+
 fn free_record(record: usize) {
     if let Err(e) = heap().free(record) {
         warn_text(&format!(
@@ -227,6 +289,7 @@ unsafe extern "C-unwind" fn thread_start(record: *mut c_void) -> *mut c_void {
     let (start, arg) = unsafe { ((*rec).start, (*rec).arg) };
     RECORD.with(|g| g.0.set(record as usize));
     mark_current_registered();
+    GATE.end_start();
     // SAFETY: the program's start routine with its argument, as pthread_create would
     // call it. If it unwinds (pthread_exit, cancellation) nothing here needs dropping;
     // the record is finished by RECORD's destructor.
@@ -272,6 +335,7 @@ pub unsafe extern "C" fn GC_pthread_create(
             finished: false,
         })
     };
+    GATE.begin_start();
     // Hold the table while creating, so that the thread cannot finish (and, detached,
     // free its record) before it is in the table.
     let mut table = threads_table();
@@ -281,6 +345,7 @@ pub unsafe extern "C" fn GC_pthread_create(
     let rc = unsafe { pthread_create_unwind(&mut id, attr, thread_start, record as *mut c_void) };
     if rc != 0 {
         drop(table);
+        GATE.end_start();
         free_record(record);
         return rc;
     }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -57,36 +57,39 @@ enum Link<'a> {
     Shared,
     /// `libdunegc.a` linked in.
     Static,
-    /// `-lgc` from `dir`, no rpath (found at run time through `LD_LIBRARY_PATH`).
-    Lgc {
-        dir: &'a Path,
-        include: Option<&'a Path>,
-    },
+    /// `-lgc` from this directory, no rpath (found at run time through
+    /// `LD_LIBRARY_PATH`).
+    Lgc(&'a Path),
 }
 
-/// Compile `tests/c/<name>.c` into `<tmp>/capi-tests/<exe_name>`.
-fn compile(name: &str, exe_name: &str, link: Link<'_>) -> PathBuf {
-    let src = Path::new(MANIFEST_DIR)
-        .join("tests/c")
-        .join(format!("{name}.c"));
+/// Which `gc.h` a program is compiled with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Header {
+    /// dunegc's, `gc-capi/include/gc.h`.
+    Dunegc,
+    /// bdwgc's own, from the system include path (libgc-dev).
+    Bdwgc,
+}
+
+/// Compile `tests/c/<file>` (C, or C++ for `.cc`) into `<tmp>/capi-tests/<exe_name>`.
+fn compile(file: &str, exe_name: &str, header: Header, link: Link<'_>) -> PathBuf {
+    let src = Path::new(MANIFEST_DIR).join("tests/c").join(file);
     let exe = out_dir().join(exe_name);
-    let lib = lib_dir();
-    let mut cmd = Command::new("gcc");
-    cmd.args(["-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-Werror"]);
+    let cplusplus = file.ends_with(".cc");
+    let mut cmd = Command::new(if cplusplus { "g++" } else { "gcc" });
+    cmd.arg(if cplusplus {
+        "-std=gnu++17"
+    } else {
+        "-std=gnu11"
+    });
+    cmd.args(["-O1", "-g", "-Wall", "-Wextra", "-Werror"]);
     cmd.arg("-Wno-alloc-size-larger-than");
-    match &link {
-        Link::Lgc {
-            include: Some(inc), ..
-        } => {
-            cmd.arg("-I").arg(inc);
-        }
-        Link::Lgc { include: None, .. } => {}
-        _ => {
-            cmd.arg("-I").arg(Path::new(MANIFEST_DIR).join("include"));
-        }
+    if header == Header::Dunegc {
+        cmd.arg("-I").arg(Path::new(MANIFEST_DIR).join("include"));
     }
     cmd.arg("-I").arg(Path::new(MANIFEST_DIR).join("tests/c"));
     cmd.arg(&src).arg("-o").arg(&exe);
+    let lib = lib_dir();
     match link {
         Link::Shared => {
             cmd.arg("-L").arg(lib).arg("-ldunegc");
@@ -94,26 +97,46 @@ fn compile(name: &str, exe_name: &str, link: Link<'_>) -> PathBuf {
         }
         Link::Static => {
             cmd.arg(lib.join("libdunegc.a"));
+            // rustc --print native-static-libs for this target.
             cmd.args(["-lgcc_s", "-lutil", "-lrt", "-lm", "-ldl"]);
         }
-        Link::Lgc { dir, .. } => {
+        Link::Lgc(dir) => {
             cmd.arg("-L").arg(dir).arg("-lgc");
         }
     }
     cmd.args(["-lpthread", "-ldl"]);
     let out = cmd
         .output()
-        .expect("running gcc (install build-essential: scripts/setup.sh)");
+        .expect("running gcc/g++ (install build-essential: scripts/setup.sh)");
     assert!(
         out.status.success(),
-        "gcc failed for {name}:\n{}",
+        "compiling {file} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     exe
 }
 
+/// True if bdwgc's own header is installed (libgc-dev); tests that need it print a
+/// skip line otherwise.
+fn bdwgc_header_installed(test: &str) -> bool {
+    let found = ["/usr/include/gc.h", "/usr/local/include/gc.h"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    if !found {
+        eprintln!("SKIPPED {test}: bdwgc's gc.h is not installed (libgc-dev; scripts/setup.sh)");
+    }
+    found
+}
+
 /// Run a program with a clean collector environment plus `env`; kill it after TIMEOUT.
+///
+/// Programs run one at a time (compiling stays parallel): with more runnable threads
+/// than CPUs, a thread can be descheduled inside the suspend handler for longer than
+/// gc-core's 50 ms "blocks the signal" check, which then skips it and signals it again,
+/// and stop-the-world never finishes (reported against gc-core's world.rs).
 fn run(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut cmd = Command::new(exe);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (key, _) in std::env::vars_os() {
@@ -168,32 +191,42 @@ fn value_after(text: &str, key: &str) -> u64 {
 
 #[test]
 fn trees_and_lists_keep_their_checksums() {
-    let exe = compile("trees_lists", "trees_lists", Link::Shared);
+    let exe = compile("trees_lists.c", "trees_lists", Header::Dunegc, Link::Shared);
     let out = run_pass(&exe, &[], &[]);
     assert!(value_after(&out, "gc_no") > 0, "no collection ran:\n{out}");
 }
 
 #[test]
 fn static_library_links_and_runs() {
-    let exe = compile("trees_lists", "trees_lists_static", Link::Static);
+    let exe = compile(
+        "trees_lists.c",
+        "trees_lists_static",
+        Header::Dunegc,
+        Link::Static,
+    );
     run_pass(&exe, &[], &[]);
 }
 
 #[test]
 fn realloc_chains_keep_contents() {
-    let exe = compile("realloc_chains", "realloc_chains", Link::Shared);
+    let exe = compile(
+        "realloc_chains.c",
+        "realloc_chains",
+        Header::Dunegc,
+        Link::Shared,
+    );
     run_pass(&exe, &[], &[]);
 }
 
 #[test]
 fn finalizers_ordered_unordered_and_on_demand() {
-    let exe = compile("finalizers", "finalizers", Link::Shared);
+    let exe = compile("finalizers.c", "finalizers", Header::Dunegc, Link::Shared);
     run_pass(&exe, &[], &[]);
 }
 
 #[test]
 fn incremental_mode_via_gc_enable_incremental() {
-    let exe = compile("incremental", "incremental", Link::Shared);
+    let exe = compile("incremental.c", "incremental", Header::Dunegc, Link::Shared);
     // auto picks the best tracker this kernel offers; mprotect always works on Linux.
     let out = run_pass(&exe, &["1", "1"], &[]);
     assert!(!out.contains("backend none"), "{out}");
@@ -209,7 +242,7 @@ fn incremental_mode_via_gc_enable_incremental() {
 
 #[test]
 fn bdwgc_environment_variables() {
-    let exe = compile("env_config", "env_config", Link::Shared);
+    let exe = compile("env_config.c", "env_config", Header::Dunegc, Link::Shared);
     let text = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
 
     let out = run(&exe, &[], &[]);
@@ -259,20 +292,21 @@ fn bdwgc_environment_variables() {
 
 #[test]
 fn threads_allocate_concurrently() {
-    let exe = compile("threads", "threads", Link::Shared);
+    let exe = compile("threads.c", "threads", Header::Dunegc, Link::Shared);
     run_pass(&exe, &[], &[]);
     run_pass(&exe, &[], &[("DUNEGC_DIRTY", "mprotect")]);
+    run_pass(&exe, &[], &[("GC_ENABLE_INCREMENTAL", "1")]);
 }
 
 #[test]
 fn add_roots_on_malloc_memory_keeps_objects_alive() {
-    let exe = compile("roots", "roots", Link::Shared);
+    let exe = compile("roots.c", "roots", Header::Dunegc, Link::Shared);
     run_pass(&exe, &[], &[]);
 }
 
 #[test]
 fn bad_input_warns_and_returns_null() {
-    let exe = compile("bad_input", "bad_input", Link::Shared);
+    let exe = compile("bad_input.c", "bad_input", Header::Dunegc, Link::Shared);
     let out = run(&exe, &[], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -288,16 +322,21 @@ fn bad_input_warns_and_returns_null() {
 
 /// A directory with dunegc installed under bdwgc's library names, as
 /// scripts/build-capi.sh does: `libgc.so.1` (a copy) and `libgc.so` -> `libgc.so.1`.
-fn libgc_dir() -> PathBuf {
-    let dir = out_dir().join("libgc");
-    std::fs::create_dir_all(&dir).expect("creating the libgc directory");
-    let so1 = dir.join("libgc.so.1");
-    std::fs::copy(lib_dir().join("libdunegc.so"), &so1).expect("copying libdunegc.so");
-    let link = dir.join("libgc.so");
-    if std::fs::symlink_metadata(&link).is_err() {
-        std::os::unix::fs::symlink("libgc.so.1", &link).expect("linking libgc.so");
-    }
-    dir
+/// Made once per test process; the copy is renamed into place, never rewritten.
+fn libgc_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = out_dir().join("libgc");
+        std::fs::create_dir_all(&dir).expect("creating the libgc directory");
+        let tmp = dir.join(format!("libgc.so.1.tmp{}", std::process::id()));
+        std::fs::copy(lib_dir().join("libdunegc.so"), &tmp).expect("copying libdunegc.so");
+        std::fs::rename(&tmp, dir.join("libgc.so.1")).expect("installing libgc.so.1");
+        let link = dir.join("libgc.so");
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("libgc.so.1", &link).expect("linking libgc.so");
+        }
+        dir
+    })
 }
 
 #[test]
@@ -320,14 +359,11 @@ fn bdwgc_program_linked_with_lgc_runs_on_dunegc() {
     };
 
     // Built with dunegc's gc.h, linked with -lgc, found through LD_LIBRARY_PATH.
-    let include = Path::new(MANIFEST_DIR).join("include");
     let exe = compile(
-        "bdwgc_program",
+        "bdwgc_program.c",
         "bdwgc_program_ours",
-        Link::Lgc {
-            dir: &libgc,
-            include: Some(&include),
-        },
+        Header::Dunegc,
+        Link::Lgc(libgc),
     );
     let out = run(&exe, &[], &[("LD_LIBRARY_PATH", ld_path)]);
     let stdout = check(&out, "dunegc header");
@@ -335,21 +371,14 @@ fn bdwgc_program_linked_with_lgc_runs_on_dunegc() {
 
     // Built against the real bdwgc (header and libgc.so.1), then run on dunegc by
     // LD_LIBRARY_PATH alone.
-    let system_header = ["/usr/include/gc.h", "/usr/local/include/gc.h"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    if !system_header {
-        eprintln!("SKIPPED bdwgc_program against bdwgc's own header: libgc-dev is not installed (scripts/setup.sh)");
+    if !bdwgc_header_installed("bdwgc_program against bdwgc's own header and library") {
         return;
     }
-    let sys_dir = Path::new("/usr/lib/x86_64-linux-gnu");
     let exe = compile(
-        "bdwgc_program",
+        "bdwgc_program.c",
         "bdwgc_program_bdwgc",
-        Link::Lgc {
-            dir: sys_dir,
-            include: None,
-        },
+        Header::Bdwgc,
+        Link::Lgc(Path::new("/usr/lib/x86_64-linux-gnu")),
     );
     let out = run(&exe, &[], &[]);
     let stdout = check(&out, "bdwgc itself");
@@ -357,4 +386,35 @@ fn bdwgc_program_linked_with_lgc_runs_on_dunegc() {
     let out = run(&exe, &[], &[("LD_LIBRARY_PATH", ld_path)]);
     let stdout = check(&out, "bdwgc binary on dunegc");
     assert!(stdout.contains("collector dunegc"), "{stdout}");
+}
+
+#[test]
+fn test_programs_built_with_bdwgc_header_run_on_dunegc() {
+    if !bdwgc_header_installed("test programs with bdwgc's header") {
+        return;
+    }
+    let libgc = libgc_dir();
+    let ld_path = libgc.to_str().expect("UTF-8 path");
+    for name in [
+        "trees_lists",
+        "realloc_chains",
+        "finalizers",
+        "roots",
+        "threads",
+        "bad_input",
+    ] {
+        let exe = compile(
+            &format!("{name}.c"),
+            &format!("{name}_bdwgc_header"),
+            Header::Bdwgc,
+            Link::Lgc(libgc),
+        );
+        run_pass(&exe, &[], &[("LD_LIBRARY_PATH", ld_path)]);
+    }
+}
+
+#[test]
+fn header_compiles_as_cplusplus() {
+    let exe = compile("header_cpp.cc", "header_cpp", Header::Dunegc, Link::Shared);
+    run_pass(&exe, &[], &[]);
 }

@@ -80,7 +80,13 @@ static void __attribute__((noinline)) replaced_and_removed(void) {
   ofn = (GC_finalization_proc)1;
   GC_register_finalizer(&local, fin_first, NULL, &ofn, &ocd);
   CHECK(ofn == NULL && ocd == NULL);
-  GC_register_finalizer(NULL, fin_first, NULL, &ofn, &ocd);
+  void *volatile nothing = NULL; /* bdwgc's header declares obj nonnull; NULL is documented */
+  GC_register_finalizer(nothing, fin_first, NULL, &ofn, &ocd);
+  CHECK(ofn == NULL && ocd == NULL);
+  /* GC_free drops the finalizer. */
+  void *w = GC_MALLOC(32);
+  GC_REGISTER_FINALIZER(w, fin_first, NULL, NULL, NULL);
+  GC_FREE(w);
   /* Client data that is a GC object referenced from nowhere else. */
   void *z = GC_MALLOC(16);
   char *cd = GC_MALLOC_ATOMIC(64);
@@ -119,7 +125,7 @@ int main(void) {
   replaced_and_removed();
   collect_clean(3);
   printf("replaced: first=%d second=%d cd_checked=%d\n", first_calls, second_calls, cd_checked);
-  CHECK(first_calls == 0); /* replaced, removed, or on a non-object */
+  CHECK(first_calls == 0); /* replaced, removed, freed, or on a non-object */
   CHECK(second_calls == 1);
   CHECK(cd_checked == 1 && cd_bad == 0);
 

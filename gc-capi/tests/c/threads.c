@@ -1,8 +1,9 @@
-/* Several threads (created through GC_pthread_create via the GC_THREADS redirects)
- * allocate lists and trees concurrently while collections stop them all. A thread's
- * argument and result are GC objects reachable only through pthread_create/join. */
+/* Several threads created through GC_pthread_create allocate lists and trees
+ * concurrently while collections stop them all; a thread's argument and result are GC
+ * objects reachable only through pthread_create/join. pthread_exit, pthread_detach and
+ * pthread_sigmask go through the GC_THREADS redirects; one thread is created with the
+ * real pthread_create and registers itself. */
 #define GC_THREADS
-#define GC_HAVE_PTHREAD_EXIT
 #include <gc.h>
 #include "check.h"
 #include <stdint.h>
@@ -31,7 +32,9 @@ static void *worker(void *arg) {
   struct task *t = arg;
   CHECK(GC_thread_is_registered());
   /* Threads from GC_pthread_create count as registered already. */
-  CHECK(GC_register_my_thread(NULL) == GC_DUPLICATE);
+  struct GC_stack_base sb;
+  CHECK(GC_get_stack_base(&sb) == GC_SUCCESS);
+  CHECK(GC_register_my_thread(&sb) == GC_DUPLICATE);
   struct node *keep = make(10, (uint64_t)t->id);
   uint64_t keep_sum = sum(keep);
   uint64_t acc = 0;
@@ -58,15 +61,49 @@ static uint64_t expected(int id, int rounds) {
   return acc + tree_sum(10, (uint64_t)id);
 }
 
+/* A thread created with the real pthread_create (no wrapper): the collector sees it
+ * anyway; registration codes follow bdwgc. */
+#undef pthread_create
+#undef pthread_join
+static void *raw_worker(void *arg) {
+  (void)arg;
+  struct GC_stack_base sb;
+  CHECK(GC_get_stack_base(&sb) == GC_SUCCESS);
+  CHECK((char *)sb.mem_base > (char *)&sb);
+  CHECK(GC_thread_is_registered());
+  CHECK(GC_register_my_thread(&sb) == GC_SUCCESS);
+  CHECK(GC_register_my_thread(&sb) == GC_DUPLICATE);
+  struct node *keep = make(9, 5);
+  uint64_t keep_sum = sum(keep);
+  for (int r = 0; r < 200; r++) {
+    (void)make(5, (uint64_t)r);
+    CHECK(sum(keep) == keep_sum);
+  }
+  CHECK(keep_sum == tree_sum(9, 5));
+  CHECK(GC_unregister_my_thread() == GC_SUCCESS);
+  return NULL;
+}
+
+static void *GC_CALLBACK with_base(struct GC_stack_base *sb, void *arg) {
+  CHECK(sb != NULL && sb->mem_base != NULL);
+  return arg;
+}
+
 int main(void) {
   GC_INIT();
-  CHECK(GC_register_my_thread(NULL) == GC_DUPLICATE); /* the initialising thread */
+  GC_allow_register_threads();
+  CHECK(GC_call_with_stack_base(with_base, (void *)0x5) == (void *)0x5);
+  pthread_t raw;
+  CHECK(pthread_create(&raw, NULL, raw_worker, NULL) == 0);
+  struct GC_stack_base sb;
+  CHECK(GC_get_stack_base(&sb) == GC_SUCCESS);
+  CHECK(GC_register_my_thread(&sb) == GC_DUPLICATE); /* the initialising thread */
   pthread_t tids[THREADS];
   for (int i = 0; i < THREADS; i++) {
     struct task *t = GC_NEW(struct task); /* only the new thread will point to it */
     t->id = i;
     t->rounds = 300;
-    CHECK(pthread_create(&tids[i], NULL, worker, t) == 0);
+    CHECK(GC_pthread_create(&tids[i], NULL, worker, t) == 0);
   }
   /* The main thread allocates and collects meanwhile. */
   struct node *mine = make(12, 99);
@@ -78,19 +115,19 @@ int main(void) {
   }
   for (int i = 0; i < THREADS; i++) {
     void *ret = NULL;
-    CHECK(pthread_join(tids[i], &ret) == 0);
+    CHECK(GC_pthread_join(tids[i], &ret) == 0);
     struct task *out = ret;
-    if (!(out != NULL && out->id == i)) fprintf(stderr, "thread %d: ret=%p id=%d\n", i, ret, out ? out->id : -1);
     CHECK(out != NULL && out->id == i);
     CHECK(out->result == expected(i, 300));
   }
+  CHECK(pthread_join(raw, NULL) == 0);
   /* A detached thread. */
   pthread_t d;
   struct task *t = GC_NEW(struct task);
   t->id = 42;
   t->rounds = 10;
-  CHECK(pthread_create(&d, NULL, worker, t) == 0);
-  CHECK(pthread_detach(d) == 0);
+  CHECK(GC_pthread_create(&d, NULL, worker, t) == 0);
+  CHECK(pthread_detach(d) == 0); /* GC_pthread_detach */
   /* pthread_sigmask never blocks the collector's signal. */
   sigset_t all, now;
   sigfillset(&all);
