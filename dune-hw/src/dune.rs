@@ -40,6 +40,15 @@ pub mod hypercall {
     pub const NOP: u64 = 0x0D0E_0003;
 }
 
+/// Whether a range being mapped is new memory or the same memory with a new protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// New memory (mmap, brk): old entries at these addresses are stale.
+    Fresh,
+    /// The same memory (mprotect, a mapping found on demand): keep A/D bits.
+    Kept,
+}
+
 /// Guest memory the host wrote while executing a syscall for the guest (no D bit is set
 /// for such writes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +253,7 @@ impl Dune {
             if m.end > USER_END || m.prot == libc::PROT_NONE || m.start == self.doorbell {
                 continue;
             }
-            self.map_range(m.start, m.end, m.prot)?;
+            self.map_range(m.start, m.end, m.prot, Content::Kept)?;
         }
         // The page-table pool, eagerly: KVM reads the guest tables through memory slots,
         // and the guest reads its own A/D bits.
@@ -258,7 +267,22 @@ impl Dune {
     /// fault, one [`FAULT_WINDOW_BYTES`] window at a time (see [`Dune::map_fault_window`]),
     /// so a 64 GiB NORESERVE reservation costs neither 128 MiB of page tables nor a
     /// 64 GiB memory slot.
-    pub(crate) fn map_range(&self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
+    ///
+    /// With [`Content::Fresh`] (new memory: mmap, brk) entries left from an older mapping
+    /// at the same addresses (one unmapped outside Dune) are reset first, so their stale
+    /// A/D bits are not reported for the new memory.
+    pub(crate) fn map_range(
+        &self,
+        start: u64,
+        end: u64,
+        prot: i32,
+        content: Content,
+    ) -> Result<(), DuneError> {
+        if content == Content::Fresh {
+            let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
+            // host munmap already made KVM drop its translations (MMU notifier): no flush
+            let _no_stale_translation = pt.unmap(start, end);
+        }
         if end - start > LAZY_MAP_BYTES {
             let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
             let _flush_by_caller = pt.protect_present(start, end, prot);
@@ -533,6 +557,7 @@ impl ThreadCtx {
             cpu_pages,
             cpu_pages + cpu_pages_len as u64,
             libc::PROT_READ | libc::PROT_WRITE,
+            Content::Fresh,
         )?;
         ctx.setup_vcpu(tss)?;
         Ok(ctx)

@@ -3,7 +3,7 @@
 //! changes, report host writes, and resume the thread after its `syscall` instruction.
 
 use crate::addr::{read_guest, write_guest, Gva};
-use crate::dune::{hypercall, HostWrite, ThreadCtx, CTX};
+use crate::dune::{hypercall, Content, HostWrite, ThreadCtx, CTX};
 use crate::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
 use crate::monitor::{fatal, StackBuf};
 use kmod::syscall::{self as ks, AddressOp, Class, Coverage, SyscallArgs};
@@ -151,8 +151,13 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
             if fixed {
                 d.generation.fetch_add(1, Ordering::AcqRel);
             }
-            d.map_range(ret as u64, ret as u64 + up(a[1]), a[2] as i32)
-                .map(|_| fixed)
+            d.map_range(
+                ret as u64,
+                ret as u64 + up(a[1]),
+                a[2] as i32,
+                Content::Fresh,
+            )
+            .map(|_| fixed)
         }
         AddressOp::Munmap => {
             d.unmap_range(a[0], a[0] + up(a[1]));
@@ -160,7 +165,7 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
         }
         AddressOp::Mprotect => {
             let (s, e) = (a[0], a[0] + up(a[1]));
-            d.map_range(s, e, a[2] as i32).map(|_| {
+            d.map_range(s, e, a[2] as i32, Content::Kept).map(|_| {
                 d.generation.fetch_add(1, Ordering::AcqRel);
                 true
             })
@@ -168,17 +173,29 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
         AddressOp::Mremap => {
             let (old, old_len, new_len, new) = (a[0], up(a[1]), up(a[2]), ret as u64);
             if new != old {
-                d.unmap_range(old, old + old_len)
+                // the kernel moved the pages: their content is a host write at `new`
+                d.unmap_range(old, old + old_len);
+                d.report_host_write(HostWrite::Range {
+                    start: Gva(new),
+                    len_bytes: new_len.min(old_len),
+                });
+                d.map_range(new, new + new_len, old_prot, Content::Fresh)
+                    .map(|_| true)
             } else if new_len < old_len {
-                d.unmap_range(old + new_len, old + old_len)
+                d.unmap_range(old + new_len, old + old_len);
+                Ok(true)
+            } else if new_len > old_len {
+                d.map_range(old + old_len, old + new_len, old_prot, Content::Fresh)
+                    .map(|_| true)
+            } else {
+                Ok(false)
             }
-            d.map_range(new, new + new_len, old_prot).map(|_| true)
         }
         AddressOp::Brk => {
             let old = d.brk.swap(ret as u64, Ordering::AcqRel);
             let (o, n) = (up(old), up(ret as u64));
             if n > o {
-                d.map_range(o, n, libc::PROT_READ | libc::PROT_WRITE)
+                d.map_range(o, n, libc::PROT_READ | libc::PROT_WRITE, Content::Fresh)
                     .map(|_| false)
             } else if n < o {
                 d.unmap_range(n, o);

@@ -4,7 +4,6 @@
 use dune_hw::{DuneError, HostWrite, Mode, Options};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Enters Dune on this thread, or prints SKIPPED and returns None.
 fn enter_or_skip(test: &str, mode: Mode) -> Option<()> {
@@ -128,11 +127,16 @@ fn dirty_bit_is_set_by_a_write_and_comes_back_after_a_flush() {
     assert_ne!(again & 0x40, 0, "D set again after the flush: {again:#x}");
 }
 
-static HOST_WRITTEN: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Last 4 KiB host write reported on this thread (the hook runs on the thread whose
+    /// syscall the host executed, so tests running in parallel do not see each other's).
+    static LAST_4K_HOST_WRITE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+/// The one hook of this test binary (the hook is process-wide).
 fn hook(w: HostWrite) {
     if let HostWrite::Range { start, len_bytes } = w {
         if len_bytes == 4096 {
-            HOST_WRITTEN.store(start.0, Ordering::SeqCst);
+            LAST_4K_HOST_WRITE.with(|c| c.set(start.0));
         }
     }
 }
@@ -146,7 +150,7 @@ fn forwarded_read_reports_host_write() {
     let mut buf = vec![0u8; 4096];
     let mut f = std::fs::File::open("/dev/zero").unwrap();
     f.read_exact(&mut buf).unwrap();
-    let at = HOST_WRITTEN.load(Ordering::SeqCst);
+    let at = LAST_4K_HOST_WRITE.with(|c| c.get());
     dune_hw::exit().unwrap();
     assert_eq!(at, buf.as_ptr() as u64);
 }
@@ -306,4 +310,67 @@ fn thread_locals_and_fs_base_are_the_same_inside() {
     assert_eq!(guest_fs, host_fs);
     assert_eq!(seen, 41);
     assert_eq!(TL.with(|t| t.get()), 42);
+}
+
+#[test]
+fn a_kernel_write_sets_no_dirty_bit_and_is_reported() {
+    if enter_or_skip(
+        "a_kernel_write_sets_no_dirty_bit_and_is_reported",
+        Mode::Ring3,
+    )
+    .is_none()
+    {
+        return;
+    }
+    let view = dune_hw::dirty_view().unwrap();
+    let mut buf = vec![0u8; 3 * 4096];
+    let p = (buf.as_mut_ptr() as u64).next_multiple_of(4096);
+    // SAFETY: p is inside `buf`.
+    unsafe { core::ptr::write_volatile(p as *mut u8, 1) }; // map it and make it dirty
+    dune_hw::flush(view.collect_and_clear(p, p + 4096, &mut |_| {}));
+    assert!(dune_hw::set_host_write_hook(Some(hook)));
+    let f = std::fs::File::open("/dev/urandom").unwrap();
+    // SAFETY: reading 4 KiB into the page at p, inside `buf`.
+    let n = unsafe {
+        libc::read(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            p as *mut libc::c_void,
+            4096,
+        )
+    };
+    let d_after_kernel_write = view.entry(p) & 0x40;
+    let reported = LAST_4K_HOST_WRITE.with(|c| c.get());
+    dune_hw::exit().unwrap();
+    assert_eq!(n, 4096);
+    assert_eq!(
+        d_after_kernel_write, 0,
+        "the host kernel's write bypasses the guest MMU"
+    );
+    assert_eq!(reported, p, "so the hook must report it");
+    drop(buf);
+}
+
+#[test]
+fn realloc_of_a_large_buffer_moves_it_with_mremap() {
+    if enter_or_skip(
+        "realloc_of_a_large_buffer_moves_it_with_mremap",
+        Mode::Ring3,
+    )
+    .is_none()
+    {
+        return;
+    }
+    // glibc serves these from mmap and grows them with mremap
+    let mut v = vec![1u8; 1 << 20];
+    for step in 2..6u8 {
+        v.resize(v.len() * 2, step);
+    }
+    let sum: u64 = v.iter().map(|&b| b as u64).sum();
+    let len = v.len();
+    drop(v);
+    let stats = dune_hw::exit().unwrap();
+    assert_eq!(len, 16 << 20);
+    let expect = (1u64 << 20) + 2 * (1 << 20) + 3 * (2 << 20) + 4 * (4 << 20) + 5 * (8 << 20);
+    assert_eq!(sum, expect);
+    println!("mremap: {stats:?}");
 }
