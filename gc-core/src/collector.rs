@@ -90,6 +90,8 @@ struct Cycle {
     armed: [Option<usize>; N_SPACES],
     /// bytes_since_gc when the last step ran.
     bytes_at_last_step: isize,
+    /// The mark stack ran empty; the next poll finishes the cycle.
+    marking_done: bool,
 }
 
 /// Everything the collector keeps between collections.
@@ -155,6 +157,12 @@ impl GcState {
         self.cycle.is_some()
     }
 
+    /// True when an incremental cycle has marked everything it can reach and waits to be
+    /// finished.
+    pub fn cycle_marking_done(&self) -> bool {
+        self.cycle.as_ref().is_some_and(|c| c.marking_done)
+    }
+
     /// Append to the backend note without allocating (this runs under the heap lock,
     /// where allocating could re-enter the heap).
     fn note(&mut self, text: &dyn std::fmt::Display) {
@@ -198,12 +206,15 @@ impl Heap {
             if g.bytes_since_gc >= 2 * budget {
                 return self.collect_locked(g, Reason::Threshold);
             }
+            if g.gc.cycle.as_ref().is_some_and(|c| c.marking_done) {
+                return self.collect_locked(g, Reason::Threshold);
+            }
             let now = g.bytes_since_gc;
             let cycle = g.gc.cycle.as_mut().expect("checked");
             let allocated = (now - cycle.bytes_at_last_step).max(0) as usize;
             cycle.bytes_at_last_step = now;
-            // Scan four bytes for every byte allocated, at least 64 KiB a step.
-            let step = (allocated * 4).max(64 << 10);
+            // Scan mark_rate bytes for every byte allocated, at least mark_step_bytes.
+            let step = (allocated * self.options.mark_rate).max(self.options.mark_step_bytes);
             let t0 = Instant::now();
             let inner = &mut *g;
             let done = self.drain(&mut inner.gc.mark_stack, step);
@@ -212,7 +223,12 @@ impl Heap {
             inner.gc.stats.gc_time_ns += ns;
             inner.gc.stats.max_step_ns = inner.gc.stats.max_step_ns.max(ns);
             if done {
-                return self.collect_locked(g, Reason::Threshold);
+                // Finish at the next poll: the mutators run a little longer with every
+                // reachable object marked, which costs nothing and lets tests exercise
+                // writes into fully-scanned objects.
+                if let Some(c) = inner.gc.cycle.as_mut() {
+                    c.marking_done = true;
+                }
             }
             return Ok(g);
         }
@@ -360,6 +376,16 @@ impl Heap {
         self.drain(&mut inner.gc.mark_stack, usize::MAX);
         self.find_finalizable(inner);
         self.sweep(inner);
+        if incremental {
+            // Stop tracking until the next cycle arms again: between cycles nobody reads
+            // the dirty state, and leaving pages protected would make the program take
+            // write faults for nothing.
+            if let TrackerState::Open(t) = &mut inner.gc.tracker {
+                if let Err(e) = t.disarm() {
+                    inner.gc.note(&e);
+                }
+            }
+        }
         drop(world);
         let ns = elapsed_ns(t0);
         let s = &mut inner.gc.stats;
@@ -425,6 +451,7 @@ impl Heap {
         inner.gc.cycle = Some(Cycle {
             armed,
             bytes_at_last_step: inner.bytes_since_gc,
+            marking_done: false,
         });
         inner.gc.stats.gc_time_ns += elapsed_ns(t0);
         Ok(g)

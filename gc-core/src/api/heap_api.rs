@@ -31,6 +31,12 @@ impl Heap {
         self.lock().gc.cycle_active()
     }
 
+    /// True when the incremental cycle in progress has marked everything reachable and
+    /// will finish at the next allocation slow path (or `collect`).
+    pub fn cycle_marking_done(&self) -> bool {
+        self.lock().gc.cycle_marking_done()
+    }
+
     /// Stop collections until a matching `enable` (nests). Allocation still works.
     pub fn disable(&self) {
         self.lock().gc.disabled += 1;

@@ -35,6 +35,11 @@ pub struct Options {
     pub print_stats: bool,
     /// Global-allocator memory that becomes unreachable is reclaimed (leaks are collected).
     pub malloc_collectable: bool,
+    /// Least bytes an incremental mark step scans (it scans 4 bytes per byte allocated
+    /// since the last step, at least this many).
+    pub mark_step_bytes: usize,
+    /// Bytes an incremental step scans per byte allocated since the previous step.
+    pub mark_rate: usize,
 }
 
 impl Default for Options {
@@ -47,6 +52,8 @@ impl Default for Options {
             dirty: BackendChoice::Auto,
             print_stats: false,
             malloc_collectable: true,
+            mark_step_bytes: 64 << 10,
+            mark_rate: 4,
         }
     }
 }
@@ -217,6 +224,20 @@ impl HeapBuilder {
     /// Reclaim unreachable global-allocator memory (default true).
     pub fn malloc_collectable(mut self, yes: bool) -> Self {
         self.options.malloc_collectable = yes;
+        self
+    }
+
+    /// Least bytes scanned per incremental mark step (small values make cycles long,
+    /// which tests use to interleave marking with mutation).
+    pub fn mark_step_bytes(mut self, n: usize) -> Self {
+        self.options.mark_step_bytes = n.max(8);
+        self
+    }
+
+    /// Bytes scanned per byte allocated in incremental mark steps (0: only the minimum
+    /// step, so cycles last as long as possible).
+    pub fn mark_rate(mut self, r: usize) -> Self {
+        self.options.mark_rate = r;
         self
     }
 

@@ -300,8 +300,10 @@ impl Heap {
         let bytes = round_up_to_page(len);
         let n = bytes >> LOG_BYTES_IN_PAGE;
         let align_pages = (align >> LOG_BYTES_IN_PAGE).max(1);
-        let mut g = self.lock();
+        // Find (or register) this thread's cache before taking the lock: registering
+        // takes the lock itself.
         let cache = cache::current(self);
+        let mut g = self.lock();
         if !cache.is_null() {
             // SAFETY: this thread's own cache.
             Self::flush(&mut g, unsafe { &mut *cache });

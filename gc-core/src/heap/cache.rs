@@ -48,7 +48,7 @@ pub struct ThreadCache {
     pub tid: i32,
 }
 
-const MAX_HEAPS_PER_THREAD: usize = 8;
+const MAX_HEAPS_PER_THREAD: usize = 32;
 
 /// A thread's table of caches, one per heap it allocated from.
 struct ThreadRecord {
