@@ -281,6 +281,77 @@ fn bench(c: &mut Criterion) {
             total
         })
     });
+
+    // Dirty bits (the collector's use): 4096 pages of a buffer, inside Dune.
+    // collect = read and clear the D bits of the range + the TLB flush that makes them
+    // effective; first_write = the first write to each page after that (a shadow-paging
+    // fault on PVM hosts, nothing on EPT/NPT).
+    const N_PAGES: usize = 4096;
+    let buf: Vec<u8> = vec![0; N_PAGES * 4096 + 4096];
+    let base = (buf.as_ptr() as u64).next_multiple_of(4096);
+    let touch_all = move || {
+        for i in 0..N_PAGES as u64 {
+            // SAFETY: inside `buf`, which outlives the benches.
+            unsafe { core::ptr::write_volatile((base + i * 4096) as *mut u8, 1) };
+        }
+    };
+    g.bench_function(format!("dirty_collect_and_clear_4096_pages/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &tsc,
+                &mut |n| {
+                    let view = dune_hw::dirty_view().expect("in Dune");
+                    let mut ticks = 0;
+                    for _ in 0..n {
+                        touch_all();
+                        let t = Tsc::now();
+                        let mut dirty = 0u64;
+                        dune_hw::flush(view.collect_and_clear(
+                            base,
+                            base + (N_PAGES * 4096) as u64,
+                            &mut |_| dirty += 1,
+                        ));
+                        ticks += Tsc::now() - t;
+                        black_box(dirty);
+                    }
+                    ticks
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+    g.bench_function(
+        format!("dirty_first_write_4096_pages_after_clear/{m}"),
+        |b| {
+            b.iter_custom(|iters| {
+                in_dune(
+                    &tsc,
+                    &mut |n| {
+                        let view = dune_hw::dirty_view().expect("in Dune");
+                        let mut ticks = 0;
+                        for _ in 0..n {
+                            touch_all();
+                            dune_hw::flush(view.collect_and_clear(
+                                base,
+                                base + (N_PAGES * 4096) as u64,
+                                &mut |_| {},
+                            ));
+                            let t = Tsc::now();
+                            touch_all();
+                            ticks += Tsc::now() - t;
+                        }
+                        ticks
+                    },
+                    iters,
+                )
+                .unwrap_or_default()
+            })
+        },
+    );
+    g.bench_function("dirty_first_write_4096_pages/native", |b| b.iter(touch_all));
+    drop(buf);
+
     g.finish();
 }
 
