@@ -5,23 +5,63 @@ use std::process::Command;
 
 const CHILD_ENV: &str = "DUNE_HW_FAULT_CHILD";
 
+/// Runs `test` of this binary in a child process with CHILD_ENV set.
+fn run_child(test: &str) -> std::process::Output {
+    let exe = std::env::current_exe().unwrap();
+    Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn invalid_opcode_aborts_with_a_register_dump() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        if enter_in_child("invalid_opcode_aborts_with_a_register_dump") {
+            // SAFETY: deliberately invalid: the monitor must turn it into a clear abort.
+            unsafe { core::arch::asm!("ud2") };
+        }
+        return;
+    }
+    let out = run_child("invalid_opcode_aborts_with_a_register_dump");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(l) = stdout.lines().find(|l| l.starts_with("SKIPPED")) {
+        println!("{l}");
+        return;
+    }
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unhandled guest exception #UD (vector 6)"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("code at rip: [0f, 0b"),
+        "the ud2 itself: {stderr}"
+    );
+}
+
+fn enter_in_child(test: &str) -> bool {
+    match dune_hw::enter() {
+        Ok(()) => true,
+        Err(e) => {
+            if std::env::var("DUNEGC_REQUIRE_KVM").as_deref() == Ok("1") {
+                panic!("/dev/kvm required: {e}");
+            }
+            println!("SKIPPED {test}: {e}");
+            false
+        }
+    }
+}
+
 #[test]
 fn unhandled_fault_aborts_with_a_register_dump() {
     if std::env::var(CHILD_ENV).is_ok() {
         child();
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([
-            "--exact",
-            "unhandled_fault_aborts_with_a_register_dump",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
+    let out = run_child("unhandled_fault_aborts_with_a_register_dump");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if let Some(l) = stdout.lines().find(|l| l.starts_with("SKIPPED")) {
