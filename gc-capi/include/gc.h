@@ -55,7 +55,9 @@
  *    or only in GC_invoke_finalizers after GC_set_finalize_on_demand(1).
  *  - On allocation failure the out-of-memory function (GC_set_oom_fn; default returns
  *    NULL) is called and its result returned, after a warning unless the size is
- *    overflow-sized (> SIZE_MAX/2).
+ *    overflow-sized (> SIZE_MAX/2).  The largest object is just under 4 GiB (and at
+ *    most the per-space reservation, DUNEGC_MAX_HEAP_SIZE, 16G by default); bdwgc
+ *    allocates larger objects if memory allows.
  *  - Environment: GC_INITIAL_HEAP_SIZE, GC_MAXIMUM_HEAP_SIZE (address space reserved
  *    per space, at least 16M), GC_FREE_SPACE_DIVISOR, GC_PRINT_STATS (statistics block
  *    at exit, not a line per collection), GC_ENABLE_INCREMENTAL, GC_DISABLE_INCREMENTAL,
@@ -176,7 +178,9 @@ GC_API GC_oom_func GC_CALL GC_get_oom_fn(void);
 
 /* ---- Collection ---------------------------------------------------------------- */
 
-/* Full collection (or finish of the incremental cycle), then due finalizers.       */
+/* Full collection (or finish of the incremental cycle), then due finalizers.  Does */
+/* nothing while collection is disabled; waits while a GC_pthread_create thread is  */
+/* starting.                                                                        */
 GC_API void GC_CALL GC_gcollect(void);
 GC_API void GC_CALL GC_gcollect_and_unmap(void);
 /* A mark step (or a collection if due); nonzero if a cycle is still in progress.   */

@@ -14,7 +14,8 @@ static DISABLED: AtomicUsize = AtomicUsize::new(0);
 
 /// Collect now: a full stop-the-world collection, or the finish of the incremental cycle
 /// in progress; then run due finalizers (bdwgc's `GC_gcollect`). Does nothing while
-/// collection is disabled (`GC_disable`, `GC_DONT_GC`), as in bdwgc.
+/// collection is disabled (`GC_disable`, `GC_DONT_GC`), as in bdwgc; waits while a
+/// thread made by `GC_pthread_create` is starting (see [`crate::threads`]).
 #[no_mangle]
 pub extern "C" fn GC_gcollect() {
     let heap = heap();

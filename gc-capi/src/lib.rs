@@ -66,8 +66,11 @@
 //!   `GC_invoke_finalizers` after `GC_set_finalize_on_demand(1)`.
 //!   `GC_set_finalizer_notifier` is not provided.
 //! - **Out of memory**: the out-of-memory function (`GC_set_oom_fn`, default: return
-//!   NULL) is called and its result returned; sizes beyond the largest object (the
-//!   per-space reservation) are out of memory at once.
+//!   NULL) is called and its result returned, after a warning unless the size can only
+//!   come from an overflow (> `SIZE_MAX / 2`; bdwgc is silent there too). The largest
+//!   object is just under 4 GiB (gc-core's large-object limit) and never more than the
+//!   per-space reservation (`DUNEGC_MAX_HEAP_SIZE`, 16G by default); bdwgc allocates
+//!   larger objects if memory allows.
 //! - **Environment**: `GC_INITIAL_HEAP_SIZE`, `GC_MAXIMUM_HEAP_SIZE`,
 //!   `GC_FREE_SPACE_DIVISOR`, `GC_PRINT_STATS`, `GC_ENABLE_INCREMENTAL`,
 //!   `GC_DISABLE_INCREMENTAL`, `GC_DONT_GC` are honoured (see [`init`]), plus gc-core's
