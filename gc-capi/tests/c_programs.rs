@@ -60,6 +60,8 @@ enum Link<'a> {
     /// `-lgc` from this directory, no rpath (found at run time through
     /// `LD_LIBRARY_PATH`).
     Lgc(&'a Path),
+    /// `-lgc` from the system's library path (bdwgc itself).
+    SystemLgc,
 }
 
 /// Which `gc.h` a program is compiled with.
@@ -82,9 +84,11 @@ fn compile(file: &str, exe_name: &str, header: Header, link: Link<'_>) -> PathBu
     } else {
         "-std=gnu11"
     });
-    cmd.args(["-O1", "-g", "-Wall", "-Wextra", "-Werror"]);
+    cmd.args(["-O1", "-g", "-Wall", "-Wextra"]);
     cmd.arg("-Wno-alloc-size-larger-than");
     if header == Header::Dunegc {
+        // Warnings are errors with our header; bdwgc's varies between releases.
+        cmd.arg("-Werror");
         cmd.arg("-I").arg(Path::new(MANIFEST_DIR).join("include"));
     }
     cmd.arg("-I").arg(Path::new(MANIFEST_DIR).join("tests/c"));
@@ -102,6 +106,9 @@ fn compile(file: &str, exe_name: &str, header: Header, link: Link<'_>) -> PathBu
         }
         Link::Lgc(dir) => {
             cmd.arg("-L").arg(dir).arg("-lgc");
+        }
+        Link::SystemLgc => {
+            cmd.arg("-lgc");
         }
     }
     cmd.args(["-lpthread", "-ldl"]);
@@ -378,7 +385,7 @@ fn bdwgc_program_linked_with_lgc_runs_on_dunegc() {
         "bdwgc_program.c",
         "bdwgc_program_bdwgc",
         Header::Bdwgc,
-        Link::Lgc(Path::new("/usr/lib/x86_64-linux-gnu")),
+        Link::SystemLgc,
     );
     let out = run(&exe, &[], &[]);
     let stdout = check(&out, "bdwgc itself");
