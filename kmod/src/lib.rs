@@ -5,8 +5,9 @@
 //!
 //! - one VM per process whose guest-physical address space equals the process's virtual
 //!   address space (GPA == HVA), with memory slots registered per mapping, on demand;
-//! - one vCPU per thread; the guest-runtime side (`dune-hw`) runs the exit loop on its own
-//!   stack and uses the decoders here;
+//! - one vCPU per thread ([`Vcpu`]: setup, registers through KVM_CAP_SYNC_REGS, run,
+//!   decoded [`Exit`]s). The exit loop itself lives in `dune-hw` (`monitor.rs`), on its own
+//!   stack: its decisions need the guest page tables, and dependencies go dune-hw -> kmod;
 //! - syscall forwarding: classify a guest syscall, execute it for the process, and say which
 //!   guest memory the kernel wrote on the guest's behalf.
 //!
