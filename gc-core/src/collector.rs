@@ -497,6 +497,11 @@ impl Heap {
         }
         for f in gc.finalizers.ready.as_slice() {
             self.mark_word(f.obj, &mut gc.mark_stack);
+            self.mark_word(f.data, &mut gc.mark_stack);
+        }
+        // A finalizer's client data stays reachable until the finalizer has run (bdwgc).
+        for f in gc.finalizers.registered.as_slice() {
+            self.mark_word(f.data, &mut gc.mark_stack);
         }
         // Uncollectable objects are roots.
         let mut uncollectable: MmapVec<usize> = MmapVec::new();

@@ -7,9 +7,12 @@
 //! (its slot and the stop epoch in the signal value), and its handler records the
 //! interrupted registers, its stack pointer and its FS base in the slot, acknowledges, and
 //! waits on a futex until the collector resumes the world. The list is re-read until no
-//! new thread appears (a stopped thread cannot create one). A thread that blocks the
-//! signal is detected from `/proc/self/task/<tid>/status` and skipped (glibc blocks all
-//! signals in a thread that is exiting); nothing ever waits forever.
+//! new thread appears (a stopped thread cannot create one). A thread that has not
+//! answered is looked up in `/proc/self/task/<tid>/status`: gone threads are dropped;
+//! threads that block the signal (glibc blocks all signals while a thread starts and
+//! exits) are waited for up to two seconds, then collected without, with a warning;
+//! a thread already inside the handler is always waited for. Nothing waits forever
+//! without saying so.
 //!
 //! The handler takes no lock, allocates nothing and formats nothing.
 
@@ -30,6 +33,7 @@ pub const N_SAVED_REGS: usize = 23;
 #[repr(C)]
 pub struct Slot {
     tid: AtomicI32,
+    entered_epoch: AtomicU32,
     acked_epoch: AtomicU32,
     sp: AtomicUsize,
     fs_base: AtomicUsize,
@@ -110,6 +114,9 @@ extern "C" fn suspend_handler(
     let epoch = (value >> 16) as u32;
     if index < MAX_THREADS && RESUME_EPOCH.load(Ordering::Acquire) < epoch {
         let slot = &slots()[index];
+        // Say we are here first: from now on the collector waits for us instead of
+        // wondering whether we block the signal (we do, while in this handler).
+        slot.entered_epoch.store(epoch, Ordering::Release);
         let uc = uctx as *const libc::ucontext_t;
         for i in 0..N_SAVED_REGS {
             // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO handlers.
@@ -249,8 +256,18 @@ fn for_each_tid(mut f: impl FnMut(i32)) -> std::io::Result<()> {
     Ok(())
 }
 
-/// True if thread `tid` blocks the suspend signal, or no longer exists.
-fn blocks_suspend_or_gone(tid: i32) -> bool {
+/// What `/proc/self/task/<tid>/status` says about a thread we are waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TaskState {
+    /// The thread no longer exists.
+    Gone,
+    /// It blocks the suspend signal (glibc does so while a thread starts and exits).
+    Blocked,
+    /// It will take the signal when it next runs.
+    Deliverable,
+}
+
+fn task_state(tid: i32) -> TaskState {
     let mut path = [0u8; 48];
     let prefix = b"/proc/self/task/";
     path[..prefix.len()].copy_from_slice(prefix);
@@ -275,7 +292,7 @@ fn blocks_suspend_or_gone(tid: i32) -> bool {
     // SAFETY: NUL-terminated (the rest of `path` is zero).
     let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
-        return true;
+        return TaskState::Gone;
     }
     let mut buf = [0u8; 4096];
     // SAFETY: reads into our stack buffer.
@@ -283,12 +300,12 @@ fn blocks_suspend_or_gone(tid: i32) -> bool {
     // SAFETY: our fd.
     unsafe { libc::close(fd) };
     if len <= 0 {
-        return true;
+        return TaskState::Gone;
     }
     let text = &buf[..len as usize];
     let key = b"SigBlk:\t";
     let Some(pos) = text.windows(key.len()).position(|w| w == key) else {
-        return false;
+        return TaskState::Deliverable;
     };
     let hex = &text[pos + key.len()..];
     let mut mask: u64 = 0;
@@ -300,8 +317,16 @@ fn blocks_suspend_or_gone(tid: i32) -> bool {
         };
         mask = (mask << 4) | v as u64;
     }
-    mask & (1u64 << (SIG_SUSPEND - 1)) != 0
+    if mask & (1u64 << (SIG_SUSPEND - 1)) != 0 {
+        TaskState::Blocked
+    } else {
+        TaskState::Deliverable
+    }
 }
+
+/// How long a thread may block the suspend signal before stop-the-world gives up on it
+/// (with a warning): long enough for glibc's thread start-up and exit windows.
+const MAX_BLOCKED: Duration = Duration::from_secs(2);
 
 fn send_suspend(tid: i32, slot: usize, epoch: u32) -> bool {
     // SAFETY: a zeroed siginfo is valid; we fill the fields rt_tgsigqueueinfo reads.
@@ -341,8 +366,11 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };
     let mut threads: MmapVec<StoppedThread> = MmapVec::new();
-    let mut pending: MmapVec<(i32, usize)> = MmapVec::new();
+    // (tid, slot, milliseconds since `stop` began when first seen blocking; 0 = not)
+    let mut pending: MmapVec<(i32, usize, u64)> = MmapVec::new();
+    let mut given_up: MmapVec<i32> = MmapVec::new();
     let mut skipped = 0usize;
+    let began = Instant::now();
     let mut next_slot = 0usize;
     let table = slots();
     loop {
@@ -354,7 +382,8 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
                 return;
             }
             let known = threads.as_slice().iter().any(|t| t.tid == tid)
-                || pending.as_slice().iter().any(|p| p.0 == tid);
+                || pending.as_slice().iter().any(|p| p.0 == tid)
+                || given_up.as_slice().contains(&tid);
             if known {
                 return;
             }
@@ -368,8 +397,9 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             next_slot += 1;
             table[slot].tid.store(tid, Ordering::Relaxed);
             table[slot].acked_epoch.store(0, Ordering::Release);
+            table[slot].entered_epoch.store(0, Ordering::Release);
             if send_suspend(tid, slot, epoch) {
-                if let Err(e) = pending.push((tid, slot)) {
+                if let Err(e) = pending.push((tid, slot, 0)) {
                     err = Some(e);
                 }
                 new_ones += 1;
@@ -395,7 +425,7 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             let seen = ACKS.load(Ordering::Acquire);
             let mut i = 0;
             while i < pending.len() {
-                let (tid, slot) = pending.as_slice()[i];
+                let (tid, slot, _) = pending.as_slice()[i];
                 if table[slot].acked_epoch.load(Ordering::Acquire) == epoch {
                     threads
                         .push(StoppedThread {
@@ -419,13 +449,42 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             }
             if last_check.elapsed() > Duration::from_millis(50) {
                 last_check = Instant::now();
+                let now_ms = began.elapsed().as_millis() as u64 + 1;
                 let mut j = 0;
                 while j < pending.len() {
-                    let (tid, slot) = pending.as_slice()[j];
-                    if table[slot].acked_epoch.load(Ordering::Acquire) != epoch
-                        && blocks_suspend_or_gone(tid)
-                    {
-                        skipped += 1;
+                    let (tid, slot, blocked_since) = pending.as_slice()[j];
+                    let entered = table[slot].entered_epoch.load(Ordering::Acquire) == epoch;
+                    let state = if entered {
+                        TaskState::Deliverable
+                    } else {
+                        task_state(tid)
+                    };
+                    let give_up = match state {
+                        TaskState::Gone => true,
+                        TaskState::Deliverable => {
+                            pending.as_mut_slice()[j].2 = 0;
+                            false
+                        }
+                        TaskState::Blocked if blocked_since == 0 => {
+                            pending.as_mut_slice()[j].2 = now_ms;
+                            false
+                        }
+                        TaskState::Blocked => {
+                            now_ms - blocked_since > MAX_BLOCKED.as_millis() as u64
+                        }
+                    };
+                    if give_up {
+                        if state == TaskState::Blocked {
+                            skipped += 1;
+                            const MSG: &[u8] = b"dunegc: a thread has blocked the stop-the-world signal (SIGPWR) for 2 s; collecting without it: its stack is not scanned\n";
+                            // SAFETY: writes a static buffer to stderr.
+                            unsafe { libc::write(2, MSG.as_ptr().cast(), MSG.len()) };
+                        }
+                        // Never signal it again in this stop; if it enters the handler
+                        // later it only waits for the resume.
+                        given_up.push(tid).map_err(|e| {
+                            std::io::Error::new(e.kind(), "mapping the skipped-thread list failed")
+                        })?;
                         let last = pending.len() - 1;
                         pending.as_mut_slice().swap(j, last);
                         pending.pop();

@@ -11,8 +11,12 @@ use std::time::Duration;
 impl Heap {
     /// Collect now: a full stop-the-world collection, or the finish of the incremental
     /// cycle in progress. Finalizers found are queued, not run (see `run_finalizers`).
+    /// Does nothing while collection is disabled (`disable`), as bdwgc's `GC_gcollect`.
     pub fn collect(&'static self) -> Result<(), GcError> {
         let g = self.lock();
+        if g.gc.disabled > 0 {
+            return Ok(());
+        }
         let g = self.collect_locked(g, Reason::Explicit)?;
         drop(g);
         Ok(())
