@@ -450,6 +450,8 @@ pub struct ThreadStats {
     pub page_faults: u64,
     /// Full TLB flushes performed for this vCPU.
     pub tlb_flushes: u64,
+    /// Ring-0 mode: instructions KVM could not emulate, run natively at CPL3 instead.
+    pub native_steps: u64,
 }
 
 /// Per-thread state: the vCPU and the stacks and tables it needs.
@@ -469,6 +471,8 @@ pub(crate) struct ThreadCtx {
     pub(crate) fs_base: u64,
     /// The current exit is a guest exception (rsp is on the monitor stack).
     pub(crate) in_exception: bool,
+    /// Ring-0 mode: one instruction KVM cannot emulate is running natively at CPL3.
+    pub(crate) native_step: bool,
 }
 
 thread_local! {
@@ -544,6 +548,7 @@ impl ThreadCtx {
             last_fault: 0,
             fs_base: arch_prctl_get(0x1003),
             in_exception: false,
+            native_step: false,
         });
         let tss = cpu_pages + 0x800;
         let stack_top = cpu_pages + cpu_pages_len as u64;

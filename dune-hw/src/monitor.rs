@@ -143,10 +143,14 @@ fn run(ctx: &mut ThreadCtx) -> ! {
         };
         ctx.stats.exits += 1;
         match exit {
-            Exit::MmioWrite { gpa, value } if gpa & !0xfff == doorbell && value == SYSCALL_DOORBELL_VALUE => {
+            Exit::MmioWrite { gpa, value }
+                if gpa & !0xfff == doorbell && value == SYSCALL_DOORBELL_VALUE =>
+            {
                 syscall::handle(ctx)
             }
-            Exit::IoOut { port: SYSCALL_PORT, .. } => syscall::handle(ctx),
+            Exit::IoOut {
+                port: SYSCALL_PORT, ..
+            } => syscall::handle(ctx),
             Exit::IoOut {
                 port: EXCEPTION_PORT,
                 ..
@@ -157,11 +161,16 @@ fn run(ctx: &mut ThreadCtx) -> ! {
             }
             Exit::Interrupted => {}
             Exit::MmioWrite { gpa, .. } | Exit::MmioRead { gpa } => trap::handle_unbacked(ctx, gpa),
+            Exit::InternalError { suberror: 1 }
+                if ctx.mode == kmod::Mode::Ring0 && !ctx.native_step =>
+            {
+                trap::step_natively(ctx)
+            }
             Exit::InternalError { suberror } => fatal(
                 ctx,
                 format_args!(
-                    "KVM internal error {suberror} (1 = an instruction KVM cannot emulate; ring-0 mode on an \
-                     emulating host supports only what KVM's emulator does)"
+                    "KVM internal error {suberror} (1 = an instruction KVM cannot emulate, even \
+                     when stepped natively at CPL3)"
                 ),
             ),
             other => fatal(ctx, format_args!("unexpected exit {other:?}")),

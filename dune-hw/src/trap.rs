@@ -35,6 +35,10 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
     // SAFETY: the CPL0 stub just pushed an ExceptionFrame at rsp on the monitor stack, a
     // mapping owned by this ThreadCtx.
     let f: ExceptionFrame = unsafe { read_guest(Gva(regs.rsp)) };
+    if f.vector == 1 && ctx.native_step {
+        end_native_step(ctx, regs, &f);
+        return;
+    }
     if f.vector == 14 {
         let cr2 = match ctx.vcpu().sregs() {
             Ok(s) => s.cr2,
@@ -70,6 +74,55 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             f.rsp
         ),
     )
+}
+
+const TF: u64 = 1 << 8;
+
+/// Ring-0 mode on an emulating host: KVM's emulator cannot run an instruction (AVX in libc's
+/// string functions, `rdtscp` in the vDSO). Run that one instruction natively at CPL3 — same
+/// page tables (every entry is user-accessible), same registers — with the trap flag set;
+/// the #DB after it returns to CPL0 in [`end_native_step`]. Privileged instructions fault
+/// at CPL3 and end as a fatal exception, as they should not reach here.
+pub(crate) fn step_natively(ctx: &mut ThreadCtx) {
+    let mut r = match ctx.vcpu().regs() {
+        Ok(r) => r,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    let mut s = match ctx.vcpu().sregs() {
+        Ok(s) => s,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    r.rflags |= TF;
+    s.cs = crate::dune::seg(crate::gdt::USER_CS, 11, 3, true, 0);
+    s.ss = crate::dune::seg(crate::gdt::USER_SS, 3, 3, false, 0);
+    ctx.native_step = true;
+    ctx.stats.native_steps += 1;
+    if let Err(e) = ctx.vcpu_mut().set_regs(&r) {
+        fatal(ctx, format_args!("{e}"))
+    }
+    if let Err(e) = ctx.vcpu_mut().set_sregs(&s) {
+        fatal(ctx, format_args!("{e}"))
+    }
+}
+
+/// The #DB after a native step: back to CPL0 after the instruction, trap flag cleared.
+fn end_native_step(ctx: &mut ThreadCtx, mut regs: kvm_bindings::kvm_regs, f: &ExceptionFrame) {
+    regs.rip = f.rip;
+    regs.rsp = f.rsp;
+    regs.rflags = f.rflags & !TF;
+    ctx.native_step = false;
+    let mut s = match ctx.vcpu().sregs() {
+        Ok(s) => s,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    s.cs = crate::dune::seg(crate::gdt::KERNEL_CS, 11, 0, true, 0);
+    s.ss = crate::dune::seg(crate::gdt::KERNEL_SS, 3, 0, false, 0);
+    if let Err(e) = ctx.vcpu_mut().set_regs(&regs) {
+        fatal(ctx, format_args!("{e}"))
+    }
+    if let Err(e) = ctx.vcpu_mut().set_sregs(&s) {
+        fatal(ctx, format_args!("{e}"))
+    }
 }
 
 /// Resumes the interrupted code directly from the host — what the stub's `add; iretq`
