@@ -63,9 +63,23 @@ fn init_global() -> &'static Heap {
             ]),
         };
         GLOBAL.store(heap as *const Heap as *mut Heap, Ordering::Release);
+        if heap.options().print_stats {
+            // SAFETY: registers a plain extern "C" fn; atexit allocates nothing of ours.
+            unsafe { libc::atexit(print_stats_at_exit) };
+        }
     });
     // SAFETY: call_once stored a valid heap or aborted.
     unsafe { &*GLOBAL.load(Ordering::Acquire) }
+}
+
+/// `DUNEGC_PRINT_STATS=1`: the global heap's statistics on stderr when the process exits.
+extern "C" fn print_stats_at_exit() {
+    let p = GLOBAL.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: the global heap is never freed.
+        let heap = unsafe { &*p };
+        eprintln!("{}", heap.stats());
+    }
 }
 
 /// Write a message made of parts to stderr and abort, without allocating.

@@ -7,7 +7,7 @@
 //! | `DUNEGC_FREE_SPACE_DIVISOR` | budget between collections = 6 × live / divisor (bdwgc's knob) | 3 |
 //! | `DUNEGC_INCREMENTAL` | `1`: incremental (mostly-parallel) marking | 0 |
 //! | `DUNEGC_DIRTY` | `auto`, `none`, `mprotect`, `soft-dirty`, `uffd`, `dune`; setting it (other than `none`) implies incremental | auto |
-//! | `DUNEGC_PRINT_STATS` | `1`: print statistics at exit of `collect()`-reporting programs | 0 |
+//! | `DUNEGC_PRINT_STATS` | `1`: print the global heap's statistics to stderr at exit | 0 |
 //! | `DUNEGC_MALLOC_COLLECTABLE` | `0`: global-allocator memory is never reclaimed by the collector, only by `dealloc` | 1 |
 //!
 //! Sizes take `K`, `M` or `G` suffixes. Reading them allocates nothing, so the global heap
