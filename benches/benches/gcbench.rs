@@ -27,7 +27,10 @@ struct Sample {
 static SAMPLES: Mutex<Vec<(String, Vec<Sample>)>> = Mutex::new(Vec::new());
 
 fn scale() -> u32 {
-    std::env::var("DUNEGC_GCBENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(16)
+    std::env::var("DUNEGC_GCBENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16)
 }
 
 fn run_dunegc(config: &str) -> Result<Sample, String> {
@@ -36,7 +39,10 @@ fn run_dunegc(config: &str) -> Result<Sample, String> {
         .output()
         .map_err(|e| format!("spawning dunegc-runner: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("dunegc-")).ok_or("dunegc-runner printed nothing")?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("dunegc-"))
+        .ok_or("dunegc-runner printed nothing")?;
     let (_, _, _, r): (String, u32, String, RunResult) = RunResult::from_line(line)?;
     Ok(Sample {
         wall: Duration::from_nanos(r.wall_ns),
@@ -46,8 +52,14 @@ fn run_dunegc(config: &str) -> Result<Sample, String> {
 }
 
 fn run_bdwgc(mode: Mode) -> Result<Sample, String> {
-    let r = Runner::at(env!("CARGO_BIN_EXE_bdwgc-runner")).run(Workload::GcBench, scale(), mode).map_err(|e| e.to_string())?;
-    Ok(Sample { wall: r.wall, gc: r.gc_time, max_pause: r.max_pause })
+    let r = Runner::at(env!("CARGO_BIN_EXE_bdwgc-runner"))
+        .run(Workload::GcBench, scale(), mode)
+        .map_err(|e| e.to_string())?;
+    Ok(Sample {
+        wall: r.wall,
+        gc: r.gc_time,
+        max_pause: r.max_pause,
+    })
 }
 
 fn bench_config(c: &mut Criterion, name: &str, run: &dyn Fn() -> Result<Sample, String>) {
@@ -57,7 +69,10 @@ fn bench_config(c: &mut Criterion, name: &str, run: &dyn Fn() -> Result<Sample, 
         return;
     }
     let mut group = c.benchmark_group("gcbench");
-    group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_millis(500));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_millis(500));
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -84,17 +99,29 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn print_table() {
     let all = SAMPLES.lock().unwrap_or_else(|e| e.into_inner());
     let med = |name: &str, f: fn(&Sample) -> Duration| {
-        all.iter().find(|(n, _)| n == name).map(|(_, v)| median(v.iter().map(f).collect()))
+        all.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| median(v.iter().map(f).collect()))
     };
     let base = med("bdwgc-full", |s| s.wall);
     let base_gc = med("bdwgc-full", |s| s.gc);
-    println!("\nGCBench (depth {}), medians; ratios to bdwgc full", scale());
-    println!("{:<24} {:>10} {:>8} {:>10} {:>8} {:>11}", "configuration", "wall ms", "ratio", "GC ms", "ratio", "max pause");
+    println!(
+        "\nGCBench (depth {}), medians; ratios to bdwgc full",
+        scale()
+    );
+    println!(
+        "{:<24} {:>10} {:>8} {:>10} {:>8} {:>11}",
+        "configuration", "wall ms", "ratio", "GC ms", "ratio", "max pause"
+    );
     for (name, v) in all.iter() {
         let wall = median(v.iter().map(|s| s.wall).collect());
         let gc = median(v.iter().map(|s| s.gc).collect());
         let pause = median(v.iter().map(|s| s.max_pause).collect());
-        let ratio = |x: Duration, b: Option<Duration>| b.map_or("-".to_owned(), |b| format!("{:.2}x", x.as_secs_f64() / b.as_secs_f64().max(1e-9)));
+        let ratio = |x: Duration, b: Option<Duration>| {
+            b.map_or("-".to_owned(), |b| {
+                format!("{:.2}x", x.as_secs_f64() / b.as_secs_f64().max(1e-9))
+            })
+        };
         println!(
             "{:<24} {:>10.1} {:>8} {:>10.1} {:>8} {:>8.2} ms",
             name,
@@ -108,7 +135,14 @@ fn print_table() {
 }
 
 fn gcbench(c: &mut Criterion) {
-    for config in ["malloc", "full", "incremental-mprotect", "incremental-uffd", "incremental-soft-dirty", "incremental-dune"] {
+    for config in [
+        "malloc",
+        "full",
+        "incremental-mprotect",
+        "incremental-uffd",
+        "incremental-soft-dirty",
+        "incremental-dune",
+    ] {
         bench_config(c, config, &|| run_dunegc(config));
     }
     bench_config(c, "bdwgc-full", &|| run_bdwgc(Mode::Full));
