@@ -163,6 +163,29 @@ impl GcState {
         self.cycle.as_ref().is_some_and(|c| c.marking_done)
     }
 
+    /// Use the opened tracker `t`; `skipped` are the reasons better backends were passed
+    /// over (kept in the report). The backend `none` means no incremental marking; its
+    /// tracker is handed back so the caller drops it after releasing the heap lock
+    /// (freeing may take the lock).
+    #[must_use = "drop the returned tracker outside the heap lock"]
+    fn install(
+        &mut self,
+        t: Box<dyn DirtyTracker>,
+        skipped: &[dirty::DirtyError],
+    ) -> Option<Box<dyn DirtyTracker>> {
+        self.backend = Some(t.backend());
+        for e in skipped {
+            self.note(e);
+        }
+        if t.backend() == Backend::None {
+            self.tracker = TrackerState::Off;
+            Some(t)
+        } else {
+            self.tracker = TrackerState::Open(t);
+            None
+        }
+    }
+
     /// Append to the backend note without allocating (this runs under the heap lock,
     /// where allocating could re-enter the heap).
     fn note(&mut self, text: &dyn std::fmt::Display) {
@@ -268,16 +291,8 @@ impl Heap {
         // freeing can take the heap lock.
         let leftovers = match opened {
             Ok((t, skipped)) => {
-                g.gc.backend = Some(t.backend());
-                for e in &skipped {
-                    g.gc.note(e);
-                }
-                g.gc.tracker = if t.backend() == Backend::None {
-                    TrackerState::Off
-                } else {
-                    TrackerState::Open(t)
-                };
-                Some(skipped)
+                let unused = g.gc.install(t, &skipped);
+                Some((skipped, unused))
             }
             Err(e) => {
                 g.gc.note(&e);
@@ -337,16 +352,9 @@ impl Heap {
         drop(g);
         let (t, skipped) = dirty::open_choice(choice)?;
         let mut g = self.lock();
-        g.gc.backend = Some(t.backend());
-        for e in &skipped {
-            g.gc.note(e);
-        }
-        g.gc.tracker = if t.backend() == Backend::None {
-            TrackerState::Off
-        } else {
-            TrackerState::Open(t)
-        };
+        let unused = g.gc.install(t, &skipped);
         drop(g);
+        drop(unused);
         drop(skipped);
         Ok(())
     }

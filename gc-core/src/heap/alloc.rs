@@ -177,20 +177,16 @@ impl Heap {
         kind: ObjectKind,
         class: SizeClass,
     ) {
-        let span = self.pages.span(start);
-        if span.in_partial.swap(true, Ordering::AcqRel) {
+        if self
+            .pages
+            .span(start)
+            .in_partial
+            .swap(true, Ordering::AcqRel)
+        {
             return;
         }
-        let head = &mut g.partial[kind as usize][class.index()];
-        span.prev.store(0, Ordering::Relaxed);
-        span.next.store(*head, Ordering::Relaxed);
-        if *head != 0 {
-            self.pages
-                .span(*head as usize - 1)
-                .prev
-                .store(start as u32 + 1, Ordering::Relaxed);
-        }
-        *head = start as u32 + 1;
+        self.pages
+            .list_push(&mut g.partial[kind as usize][class.index()], start);
     }
 
     /// Take a span off its partial list.
@@ -201,28 +197,16 @@ impl Heap {
         kind: ObjectKind,
         class: SizeClass,
     ) {
-        let span = self.pages.span(start);
-        if !span.in_partial.swap(false, Ordering::AcqRel) {
+        if !self
+            .pages
+            .span(start)
+            .in_partial
+            .swap(false, Ordering::AcqRel)
+        {
             return;
         }
-        let next = span.next.load(Ordering::Relaxed);
-        let prev = span.prev.load(Ordering::Relaxed);
-        if prev != 0 {
-            self.pages
-                .span(prev as usize - 1)
-                .next
-                .store(next, Ordering::Relaxed);
-        } else {
-            g.partial[kind as usize][class.index()] = next;
-        }
-        if next != 0 {
-            self.pages
-                .span(next as usize - 1)
-                .prev
-                .store(prev, Ordering::Relaxed);
-        }
-        span.next.store(0, Ordering::Relaxed);
-        span.prev.store(0, Ordering::Relaxed);
+        self.pages
+            .list_unlink(&mut g.partial[kind as usize][class.index()], start);
     }
 
     /// A span for (kind, class) to allocate from: a partial one, or a new one.

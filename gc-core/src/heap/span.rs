@@ -153,6 +153,41 @@ impl PageTable {
             .store(start as u32 + 1, Ordering::Release);
     }
 
+    /// Push the span starting at `start` on the intrusive list whose head is `head`
+    /// (first page index + 1; 0 = empty). Free runs and partial spans both use this.
+    pub fn list_push(&self, head: &mut u32, start: usize) {
+        let span = self.span(start);
+        span.prev.store(0, Ordering::Relaxed);
+        span.next.store(*head, Ordering::Relaxed);
+        if *head != 0 {
+            self.span(*head as usize - 1)
+                .prev
+                .store(start as u32 + 1, Ordering::Relaxed);
+        }
+        *head = start as u32 + 1;
+    }
+
+    /// Take the span starting at `start` off the list whose head is `head`.
+    pub fn list_unlink(&self, head: &mut u32, start: usize) {
+        let span = self.span(start);
+        let next = span.next.load(Ordering::Relaxed);
+        let prev = span.prev.load(Ordering::Relaxed);
+        if prev != 0 {
+            self.span(prev as usize - 1)
+                .next
+                .store(next, Ordering::Relaxed);
+        } else {
+            *head = next;
+        }
+        if next != 0 {
+            self.span(next as usize - 1)
+                .prev
+                .store(prev, Ordering::Relaxed);
+        }
+        span.next.store(0, Ordering::Relaxed);
+        span.prev.store(0, Ordering::Relaxed);
+    }
+
     /// The raw page-map entry (first page of a run + 1, possibly stale for free pages).
     pub fn raw_entry(&self, index: usize) -> u32 {
         self.map_entry(index).load(Ordering::Acquire)
@@ -209,37 +244,12 @@ impl PageSpace {
         span.set_state(SpanState::Free);
         span.n_pages.store(n as u32, Ordering::Relaxed);
         t.map_free_run(start, n);
-        let l = Self::list_for(n);
-        let head = self.heads[l];
-        span.prev.store(0, Ordering::Relaxed);
-        span.next.store(head, Ordering::Relaxed);
-        if head != 0 {
-            t.span(head as usize - 1)
-                .prev
-                .store(start as u32 + 1, Ordering::Relaxed);
-        }
-        self.heads[l] = start as u32 + 1;
+        t.list_push(&mut self.heads[Self::list_for(n)], start);
     }
 
     fn unlink(&mut self, t: &PageTable, start: usize) {
-        let span = t.span(start);
-        let n = span.n_pages.load(Ordering::Relaxed) as usize;
-        let next = span.next.load(Ordering::Relaxed);
-        let prev = span.prev.load(Ordering::Relaxed);
-        if prev != 0 {
-            t.span(prev as usize - 1)
-                .next
-                .store(next, Ordering::Relaxed);
-        } else {
-            self.heads[Self::list_for(n)] = next;
-        }
-        if next != 0 {
-            t.span(next as usize - 1)
-                .prev
-                .store(prev, Ordering::Relaxed);
-        }
-        span.next.store(0, Ordering::Relaxed);
-        span.prev.store(0, Ordering::Relaxed);
+        let n = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
+        t.list_unlink(&mut self.heads[Self::list_for(n)], start);
     }
 
     /// Take `n` pages whose first page index is a multiple of `align_pages` (a power of
