@@ -26,8 +26,8 @@
 //! | mmap 64 KiB + touch + munmap | 7.3 us | 71 us | 53 us |
 //! | page fault resolved by the monitor | 1.6-2.3 us (Linux minor fault) | 45 us | 27 us |
 //! | first `enter` (VM, sync of all mappings) / later enter+exit | - | 5.8 ms / 0.10 ms | |
-//! | read+clear D bits of 4096 pages + flush | - | 1.16 ms (0.28 us/page, mostly KVM's resync at the flush) | 106 ms (emulated scan) |
-//! | first write to each of 4096 pages after the clear | 31 us (already dirty) | 16.9 ms (4.1 us/page: shadow fault) | 14.5 ms |
+//! | read+clear D bits of 4096 pages + flush | - | 0.59-1.16 ms (scan 7-60 cycles/page; the rest is KVM's resync at the flush) | 104 ms (emulated scan) |
+//! | first write to each of 4096 pages after the clear | 31-35 us (already dirty) | 11.3-16.9 ms (2.8-4.1 us/page: shadow fault) | 13.6 ms |
 //!
 //! A forwarded syscall costs one exit. In ring-3: `syscall` -> LSTAR stub (native, PVM
 //! supervisor mode) -> `iretq` -> CPL3 doorbell store (MMIO exit) -> host; registers travel
