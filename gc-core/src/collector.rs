@@ -112,6 +112,8 @@ pub struct GcState {
     pub backend: Option<Backend>,
     /// Why the backend is what it is (auto's skipped backends, a fallback).
     pub backend_note: MmapVec<u8>,
+    /// An arming failure is already in the note.
+    arm_failure_noted: bool,
     mark_stack: MarkStack,
     statics: MmapVec<(usize, usize)>,
     tracker: TrackerState,
@@ -141,6 +143,7 @@ impl GcState {
             disabled: 0,
             backend: matches!(tracker, TrackerState::Off).then_some(Backend::None),
             backend_note: MmapVec::new(),
+            arm_failure_noted: false,
             mark_stack: MarkStack::new(),
             statics: MmapVec::new(),
             tracker,
@@ -444,13 +447,35 @@ impl Heap {
         let TrackerState::Open(tracker) = &mut inner.gc.tracker else {
             unreachable!("checked above")
         };
-        if let Err(e) = tracker.arm(&ranges[..n]) {
-            // Arming failed (e.g. out of memory for protection changes): this cycle runs
-            // as a full collection instead; the error is kept in the report, and a failed
-            // disarm only leaves pages write-protected, which the handler still resolves.
+        // Trackers whose arming is only sound with every mutator stopped (Dune: vCPUs
+        // flush their TLBs when they resume) get a short stop-the-world around it.
+        let world = if tracker.arm_needs_stopped_world() {
+            Some(world::stop().map_err(|source| GcError::Os {
+                op: "stopping the world",
+                source,
+            })?)
+        } else {
+            None
+        };
+        let armed_result = tracker.arm(&ranges[..n]);
+        drop(world);
+        if let Err(e) = armed_result {
+            // Arming failed (out of memory for protection changes; for Dune, threads
+            // outside Dune mode): this cycle runs as a full collection instead. The first
+            // such error is kept in the report; a failed disarm only leaves pages
+            // write-protected, which the handler still resolves. The error may own heap
+            // memory, so it is dropped only after the lock is released.
             let _ = tracker.disarm();
-            inner.gc.note(&e);
-            return self.collect_locked(g, Reason::Threshold);
+            if !inner.gc.arm_failure_noted {
+                inner.gc.arm_failure_noted = true;
+                inner.gc.note(&format_args!(
+                    "arming failed, that cycle ran as a full collection: {e}"
+                ));
+            }
+            let g = self.collect_locked(g, Reason::Threshold)?;
+            drop(g);
+            drop(e);
+            return Ok(self.lock());
         }
         self.clear_marks(inner);
         inner.gc.mark_stack.clear();

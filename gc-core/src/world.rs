@@ -126,6 +126,18 @@ extern "C" fn suspend_handler(
         let marker = 0usize;
         slot.sp
             .store(&marker as *const usize as usize, Ordering::Relaxed);
+        // A thread stopped while running in Dune mode was interrupted on the host side of
+        // its exit loop: its own registers and stack are the guest's, read through KVM.
+        #[cfg(feature = "dune")]
+        if let Some(g) = dune_hw::guest_regs() {
+            for (i, r) in g.gprs.iter().enumerate() {
+                slot.regs[i].store(*r as usize, Ordering::Relaxed);
+            }
+            for r in &slot.regs[g.gprs.len()..] {
+                r.store(g.rip as usize, Ordering::Relaxed);
+            }
+            slot.sp.store(g.stack_low as usize, Ordering::Relaxed);
+        }
         slot.fs_base.store(current_fs_base(), Ordering::Relaxed);
         slot.acked_epoch.store(epoch, Ordering::Release);
         ACKS.fetch_add(1, Ordering::AcqRel);
@@ -210,7 +222,7 @@ impl Drop for StoppedWorld {
 }
 
 /// Call `f` with each thread id of this process, read with raw `getdents64`.
-fn for_each_tid(mut f: impl FnMut(i32)) -> std::io::Result<()> {
+pub(crate) fn for_each_tid(mut f: impl FnMut(i32)) -> std::io::Result<()> {
     const PATH: &[u8] = b"/proc/self/task\0";
     // SAFETY: NUL-terminated path.
     let fd = unsafe {
@@ -267,8 +279,10 @@ enum TaskState {
     Deliverable,
 }
 
-fn task_state(tid: i32) -> TaskState {
-    let mut path = [0u8; 48];
+/// Read `/proc/self/task/<tid>/<file>` into `buf` without allocating; the bytes read, or
+/// None if the thread is gone.
+fn read_task_file<'a>(tid: i32, file: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    let mut path = [0u8; 64];
     let prefix = b"/proc/self/task/";
     path[..prefix.len()].copy_from_slice(prefix);
     let mut n = prefix.len();
@@ -288,21 +302,72 @@ fn task_state(tid: i32) -> TaskState {
         path[n] = digits[d];
         n += 1;
     }
-    path[n..n + 7].copy_from_slice(b"/status");
+    path[n] = b'/';
+    path[n + 1..n + 1 + file.len()].copy_from_slice(file);
     // SAFETY: NUL-terminated (the rest of `path` is zero).
     let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
-        return TaskState::Gone;
+        return None;
     }
-    let mut buf = [0u8; 4096];
-    // SAFETY: reads into our stack buffer.
+    // SAFETY: reads into the caller's buffer.
     let len = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     // SAFETY: our fd.
     unsafe { libc::close(fd) };
-    if len <= 0 {
-        return TaskState::Gone;
+    (len > 0).then(|| &buf[..len as usize])
+}
+
+/// `PF_USER_WORKER`: a kernel worker living in the process (KVM's
+/// `kvm-nx-lpage-recovery`, io_uring workers). It never runs user code and blocks every
+/// signal, so stop-the-world leaves it alone.
+const PF_USER_WORKER: u64 = 0x0000_4000;
+
+/// Kernel workers seen before, so later stops skip them without waiting (each is checked
+/// again before being skipped: thread ids are reused).
+static KNOWN_WORKERS: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
+
+fn remember_worker(tid: i32) {
+    for w in &KNOWN_WORKERS {
+        if w.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            || w.load(Ordering::Acquire) == tid
+        {
+            return;
+        }
     }
-    let text = &buf[..len as usize];
+}
+
+fn known_worker(tid: i32) -> bool {
+    KNOWN_WORKERS
+        .iter()
+        .any(|w| w.load(Ordering::Acquire) == tid)
+        && is_kernel_worker(tid)
+}
+
+/// True if `tid` is a kernel worker thread of this process (see [`PF_USER_WORKER`]).
+pub fn is_kernel_worker(tid: i32) -> bool {
+    let mut buf = [0u8; 1024];
+    let Some(stat) = read_task_file(tid, b"stat", &mut buf) else {
+        return false;
+    };
+    // Fields after the command name (which may contain spaces): state is field 3, flags 9.
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    let flags = stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(6)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    flags & PF_USER_WORKER != 0
+}
+
+fn task_state(tid: i32) -> TaskState {
+    let mut buf = [0u8; 4096];
+    let Some(text) = read_task_file(tid, b"status", &mut buf) else {
+        return TaskState::Gone;
+    };
     let key = b"SigBlk:\t";
     let Some(pos) = text.windows(key.len()).position(|w| w == key) else {
         return TaskState::Deliverable;
@@ -384,7 +449,7 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             let known = threads.as_slice().iter().any(|t| t.tid == tid)
                 || pending.as_slice().iter().any(|p| p.0 == tid)
                 || given_up.as_slice().contains(&tid);
-            if known {
+            if known || known_worker(tid) {
                 return;
             }
             if next_slot >= MAX_THREADS {
@@ -464,6 +529,20 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
                         TaskState::Deliverable => {
                             pending.as_mut_slice()[j].2 = 0;
                             false
+                        }
+                        TaskState::Blocked if blocked_since == 0 && is_kernel_worker(tid) => {
+                            // Not a user thread: nothing to stop, nothing to scan.
+                            remember_worker(tid);
+                            given_up.push(tid).map_err(|e| {
+                                std::io::Error::new(
+                                    e.kind(),
+                                    "mapping the skipped-thread list failed",
+                                )
+                            })?;
+                            let last = pending.len() - 1;
+                            pending.as_mut_slice().swap(j, last);
+                            pending.pop();
+                            continue;
                         }
                         TaskState::Blocked if blocked_since == 0 => {
                             pending.as_mut_slice()[j].2 = now_ms;

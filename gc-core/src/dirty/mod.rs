@@ -10,6 +10,8 @@
 //! [`mprotect`] (write-protection + SIGSEGV), [`soft_dirty`] (`/proc/self/pagemap` bit 55),
 //! [`uffd`] (userfaultfd async write-protect read with `PAGEMAP_SCAN`).
 
+#[cfg(feature = "dune")]
+pub mod dune;
 pub mod mprotect;
 pub mod none;
 pub mod soft_dirty;
@@ -193,6 +195,13 @@ pub trait DirtyTracker: Send {
 
     /// Counters so far.
     fn stats(&self) -> TrackerStats;
+
+    /// True if `arm` must run while every mutator is stopped (the Dune backend: a vCPU
+    /// running guest code keeps cached translations whose dirty bits were just cleared
+    /// until it exits, so arming with threads running could lose their writes).
+    fn arm_needs_stopped_world(&self) -> bool {
+        false
+    }
 }
 
 /// Open the backend `backend`, or say why it cannot be used here.
@@ -202,9 +211,12 @@ pub fn open(backend: Backend) -> Result<Box<dyn DirtyTracker>, DirtyError> {
         Backend::Mprotect => Ok(Box::new(mprotect::MprotectTracker::new()?)),
         Backend::SoftDirty => Ok(Box::new(soft_dirty::SoftDirtyTracker::open()?)),
         Backend::Uffd => Ok(Box::new(uffd::UffdTracker::open()?)),
+        #[cfg(feature = "dune")]
+        Backend::Dune => Ok(Box::new(dune::DuneTracker::open()?)),
+        #[cfg(not(feature = "dune"))]
         Backend::Dune => Err(DirtyError::Unsupported {
             backend: Backend::Dune,
-            reason: "the Dune backend needs the dune feature".to_owned(),
+            reason: "gc-core was built without its `dune` feature".to_owned(),
         }),
     }
 }

@@ -1,0 +1,225 @@
+//! Backend `dune`: the hardware page-table dirty bits of the process's Dune guest page
+//! table, read and cleared through `dune-hw` (feature `dune`).
+//!
+//! - **arm**: clear the D bits of every armed page by walking the leaf tables that cover
+//!   the ranges (no system call, no fault), then flush: this vCPU now, every other vCPU
+//!   before it next enters the guest. Arming needs the world stopped
+//!   ([`DirtyTracker::arm_needs_stopped_world`]) so that no vCPU keeps running on a
+//!   translation whose D bit was just cleared; a stopped Dune thread waits on the host side
+//!   of its exit loop and flushes when it resumes, so no write after the clear can be lost.
+//! - **collect**: the same walk reads and clears D bits (a load and an atomic AND per
+//!   present page), plus the writes the host made on the guest's behalf while running
+//!   forwarded system calls (`read(2)` into a buffer sets no guest D bit), which
+//!   `dune-hw` reports to a hook; a write the host cannot name (`Unknown`) makes every
+//!   armed page dirty.
+//! - **disarm**: nothing to restore (D bits are plain memory).
+//!
+//! Correctness needs every thread that writes the heap to run in Dune mode: a thread
+//! outside Dune writes through the host's page tables and sets no guest D bit. Until
+//! process-wide Dune (threads entering Dune as they are created) is available, `arm`
+//! checks that the calling thread is in Dune and that the process has no other thread,
+//! and otherwise fails with `Unsupported` (the collector then runs that cycle as a full
+//! collection and says why in its statistics).
+
+use super::{Backend, DirtyError, DirtySet, DirtyTracker, TrackerStats};
+use crate::address::{Page, PageRange};
+use crate::util::mmap::{MmapVec, BYTES_IN_PAGE};
+use dune_hw::{DirtyView, HostWrite};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Capacity of the host-write log between two collections; past it, every armed page
+/// counts as written.
+const HOST_LOG_CAPACITY: usize = 4096;
+
+/// Writes the host made into guest memory, as `(start, len)`; filled by the hook (no
+/// allocation, no lock: an index claimed with one atomic add).
+static HOST_LOG: [(AtomicU64, AtomicU64); HOST_LOG_CAPACITY] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; HOST_LOG_CAPACITY];
+static HOST_LOG_LEN: AtomicUsize = AtomicUsize::new(0);
+/// The log overflowed or the host wrote memory it could not name.
+static HOST_LOG_ALL: AtomicBool = AtomicBool::new(false);
+/// One Dune tracker per process: the hook and the log are process-wide.
+static OPEN: AtomicBool = AtomicBool::new(false);
+
+fn host_write_hook(w: HostWrite) {
+    match w {
+        HostWrite::Range { start, len_bytes } => {
+            let i = HOST_LOG_LEN.fetch_add(1, Ordering::AcqRel);
+            if i < HOST_LOG_CAPACITY {
+                HOST_LOG[i].0.store(start.0, Ordering::Relaxed);
+                HOST_LOG[i].1.store(len_bytes, Ordering::Release);
+            } else {
+                HOST_LOG_ALL.store(true, Ordering::Release);
+            }
+        }
+        HostWrite::Unknown { .. } => HOST_LOG_ALL.store(true, Ordering::Release),
+    }
+}
+
+fn reset_host_log() {
+    HOST_LOG_LEN.store(0, Ordering::Release);
+    HOST_LOG_ALL.store(false, Ordering::Release);
+}
+
+fn unsupported(reason: &str) -> DirtyError {
+    DirtyError::Unsupported {
+        backend: Backend::Dune,
+        reason: reason.to_owned(),
+    }
+}
+
+/// The Dune hardware dirty-bit tracker.
+pub struct DuneTracker {
+    view: DirtyView,
+    armed: MmapVec<PageRange>,
+    stats: TrackerStats,
+}
+
+impl std::fmt::Debug for DuneTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuneTracker")
+            .field("armed", &self.armed.len())
+            .finish()
+    }
+}
+
+/// Why Dune dirty bits cannot see every write of this process right now, if so.
+fn writers_outside_dune() -> Option<&'static str> {
+    if !dune_hw::in_dune() {
+        return Some(
+            "the collecting thread is not running in Dune mode (call dune_hw::enter() first)",
+        );
+    }
+    let mut n = 0;
+    if crate::world::for_each_tid(|tid| n += usize::from(!crate::world::is_kernel_worker(tid)))
+        .is_err()
+    {
+        return Some("cannot list the process's threads in /proc/self/task");
+    }
+    (n > 1).then_some(
+        "the process has threads outside Dune mode, whose writes set no guest dirty bit (threads in Dune arrive with process-wide Dune)",
+    )
+}
+
+impl DuneTracker {
+    /// Open the tracker: Dune must be initialised in this process (by `dune_hw::enter`).
+    pub fn open() -> Result<DuneTracker, DirtyError> {
+        let Some(view) = dune_hw::dirty_view() else {
+            return Err(unsupported("Dune mode is not active in this process (dune_hw::enter() was not called, or /dev/kvm is unavailable)"));
+        };
+        if OPEN.swap(true, Ordering::AcqRel) {
+            return Err(unsupported("a Dune tracker is already open in this process (its host-write hook is process-wide)"));
+        }
+        reset_host_log();
+        if !dune_hw::set_host_write_hook(Some(host_write_hook)) {
+            OPEN.store(false, Ordering::Release);
+            return Err(unsupported("Dune is not initialised"));
+        }
+        Ok(DuneTracker {
+            view,
+            armed: MmapVec::new(),
+            stats: TrackerStats::default(),
+        })
+    }
+
+    fn range_bounds(r: &PageRange) -> (u64, u64) {
+        (r.start.start().as_usize() as u64, r.end().as_usize() as u64)
+    }
+}
+
+impl Drop for DuneTracker {
+    fn drop(&mut self) {
+        dune_hw::set_host_write_hook(None);
+        OPEN.store(false, Ordering::Release);
+    }
+}
+
+impl DirtyTracker for DuneTracker {
+    fn backend(&self) -> Backend {
+        Backend::Dune
+    }
+
+    fn sees_kernel_writes(&self) -> bool {
+        true
+    }
+
+    fn arm_needs_stopped_world(&self) -> bool {
+        true
+    }
+
+    fn arm(&mut self, ranges: &[PageRange]) -> Result<(), DirtyError> {
+        if let Some(why) = writers_outside_dune() {
+            return Err(unsupported(why));
+        }
+        self.armed.clear();
+        for r in ranges {
+            self.armed.push(*r).map_err(|source| DirtyError::Os {
+                backend: Backend::Dune,
+                op: "mapping the armed-range list",
+                source,
+            })?;
+            let (start, end) = Self::range_bounds(r);
+            let flush = self.view.collect_and_clear(start, end, &mut |_| {});
+            dune_hw::flush(flush);
+        }
+        reset_host_log();
+        self.stats.arms += 1;
+        Ok(())
+    }
+
+    fn collect_and_rearm(&mut self, out: &mut DirtySet) -> Result<(), DirtyError> {
+        let mut reported = 0u64;
+        for r in self.armed.as_slice() {
+            let (start, end) = Self::range_bounds(r);
+            let flush = self.view.collect_and_clear(start, end, &mut |page| {
+                out.push_page(Page::from_aligned(page as usize));
+                reported += 1;
+            });
+            dune_hw::flush(flush);
+        }
+        // Writes the host made for the guest: merge those inside armed ranges.
+        if HOST_LOG_ALL.load(Ordering::Acquire) {
+            for r in self.armed.as_slice() {
+                out.push_range(*r);
+                reported += r.n_pages as u64;
+            }
+        } else {
+            let n = HOST_LOG_LEN.load(Ordering::Acquire).min(HOST_LOG_CAPACITY);
+            for (s, l) in &HOST_LOG[..n] {
+                let (ws, wl) = (
+                    s.load(Ordering::Relaxed) as usize,
+                    l.load(Ordering::Acquire) as usize,
+                );
+                if wl == 0 {
+                    continue;
+                }
+                let (first, last) = (
+                    ws & !(BYTES_IN_PAGE - 1),
+                    (ws + wl - 1) & !(BYTES_IN_PAGE - 1),
+                );
+                for r in self.armed.as_slice() {
+                    let (rs, re) = (r.start.start().as_usize(), r.end().as_usize());
+                    let (a, b) = (first.max(rs), last.min(re - BYTES_IN_PAGE));
+                    if a <= b {
+                        let n_pages = (b - a) / BYTES_IN_PAGE + 1;
+                        out.push_range(PageRange::new(Page::from_aligned(a), n_pages));
+                        reported += n_pages as u64;
+                    }
+                }
+            }
+        }
+        reset_host_log();
+        self.stats.collections += 1;
+        self.stats.pages_reported += reported;
+        Ok(())
+    }
+
+    fn disarm(&mut self) -> Result<(), DirtyError> {
+        self.armed.clear();
+        Ok(())
+    }
+
+    fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+}
