@@ -136,10 +136,26 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         Config::Full => builder.incremental(BackendChoice::Exactly(Backend::None)),
         Config::Incremental(b) => builder.incremental(BackendChoice::Exactly(b)),
     };
+    // The Dune backend needs the workload to run in Dune mode: the runner's only thread
+    // enters it before the heap exists (the collector's signal handler is installed first:
+    // handlers cannot be installed from inside Dune yet) and leaves it at the end.
+    let in_dune = config == Config::Incremental(Backend::Dune);
+    if in_dune {
+        gc_core::world::init()
+            .map_err(|e| format!("installing the stop-the-world handler: {e}"))?;
+        dune_hw::enter().map_err(|e| {
+            format!(
+                "dirty-tracking backend 'dune' is unsupported here: entering Dune mode failed: {e}"
+            )
+        })?;
+    }
     let heap = builder.build().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let checksum = run_workload(workload, scale, GcHeap(heap))?;
     let wall_ns = t0.elapsed().as_nanos() as u64;
+    if in_dune {
+        dune_hw::exit().map_err(|e| format!("leaving Dune mode: {e}"))?;
+    }
     let s = heap.stats();
     Ok(RunResult {
         wall_ns,
