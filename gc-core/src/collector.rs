@@ -15,7 +15,7 @@
 
 use crate::address::{Page, PageRange};
 use crate::api::options::Options;
-use crate::dirty::{self, Backend, BackendChoice, DirtySet, DirtyTracker};
+use crate::dirty::{self, Backend, BackendChoice, DirtyError, DirtySet, DirtyTracker};
 use crate::error::GcError;
 use crate::finalize::{Finalizer, FinalizerOrder, Finalizers};
 use crate::heap::kind::{ObjectKind, SpaceId, N_SPACES};
@@ -282,7 +282,29 @@ impl Heap {
             return g;
         }
         drop(g);
-        let opened = dirty::open_choice(choice);
+        let mut opened = dirty::open_choice(choice);
+        if let (Err(e), BackendChoice::Exactly(Backend::Dune)) = (&opened, choice) {
+            // Dune mode unavailable (no /dev/kvm, or the program does not run in Dune):
+            // say so and use the best other backend, as the environment asked for Dune
+            // only because it is the best. (A builder asking for Dune gets the error.)
+            eprintln_raw(&format!(
+                "dunegc: {e}; using the best other dirty-tracking backend"
+            ));
+            let reason = match e {
+                DirtyError::Unsupported { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            opened = dirty::open_choice(BackendChoice::Auto).map(|(t, mut skipped)| {
+                skipped.insert(
+                    0,
+                    DirtyError::Unsupported {
+                        backend: Backend::Dune,
+                        reason,
+                    },
+                );
+                (t, skipped)
+            });
+        }
         let mut g = self.lock();
         OPENING_TRACKER.store(false, Ordering::Release);
         if !matches!(g.gc.tracker, TrackerState::Pending(_)) {
