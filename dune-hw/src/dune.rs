@@ -9,6 +9,7 @@ use crate::idt;
 use crate::maps;
 use crate::paging::frames::PoolFrames;
 use crate::paging::{DirtyView, PageTable};
+use crate::signal::SigState;
 use kmod::{Mode, ModeChoice, System, Vcpu, Vm};
 use kvm_bindings::kvm_segment;
 use std::cell::Cell;
@@ -97,7 +98,7 @@ pub struct Dune {
     next_vcpu: AtomicU64,
     /// vCPUs of threads that left Dune mode, reused by the next `enter` (KVM limits vCPU ids).
     idle_vcpus: Mutex<Vec<Vcpu>>,
-    xcr0: u64,
+    pub(crate) xcr0: u64,
     cr4: u64,
 }
 
@@ -140,6 +141,12 @@ impl Dune {
     /// The process's Dune state, created on first use.
     pub fn get_or_init(opts: &Options) -> Result<&'static Dune, DuneError> {
         let _serial = INIT.lock().unwrap_or_else(|p| p.into_inner());
+        if crate::thread::FORKED_CHILD.load(Ordering::Acquire) {
+            return Err(DuneError::Unsupported {
+                feature: "Dune mode in a child forked from Dune mode",
+                reason: "the KVM VM belongs to the parent process".into(),
+            });
+        }
         if let Some(&d) = DUNE.get() {
             if let Some(m) = opts.mode {
                 if m != d.mode.mode {
@@ -452,6 +459,10 @@ pub struct ThreadStats {
     pub tlb_flushes: u64,
     /// Ring-0 mode: instructions KVM could not emulate, run natively at CPL3 instead.
     pub native_steps: u64,
+    /// Signals delivered to guest handlers.
+    pub signals: u64,
+    /// Threads this thread created (each entered Dune on its own vCPU).
+    pub threads_created: u64,
 }
 
 /// Per-thread state: the vCPU and the stacks and tables it needs.
@@ -473,10 +484,26 @@ pub(crate) struct ThreadCtx {
     pub(crate) in_exception: bool,
     /// Ring-0 mode: one instruction KVM cannot emulate is running natively at CPL3.
     pub(crate) native_step: bool,
+    /// Signal state shared with the host signal trampoline (also reachable through SIG).
+    pub(crate) sig: Box<SigState>,
 }
 
 thread_local! {
     pub(crate) static CTX: Cell<*mut ThreadCtx> = const { Cell::new(core::ptr::null_mut()) };
+    /// The thread's signal state while it is in Dune mode (read by signal handlers).
+    pub(crate) static SIG: Cell<*const SigState> = const { Cell::new(core::ptr::null()) };
+}
+
+/// Makes `p` the calling thread's Dune context (null: none).
+pub(crate) fn set_current(p: *mut ThreadCtx) {
+    let sig = if p.is_null() {
+        core::ptr::null()
+    } else {
+        // SAFETY: `p` is a live ThreadCtx owned by this thread.
+        unsafe { &*(*p).sig as *const SigState }
+    };
+    SIG.with(|c| c.set(sig));
+    CTX.with(|c| c.set(p));
 }
 
 fn arch_prctl_get(code: i32) -> u64 {
@@ -505,7 +532,17 @@ pub(crate) fn seg(selector: u16, type_: u8, dpl: u8, long: bool, base: u64) -> k
 }
 
 impl ThreadCtx {
+    /// A context for the calling thread (FS/GS bases are the host thread's).
     pub(crate) fn new(dune: &'static Dune) -> Result<Box<ThreadCtx>, DuneError> {
+        ThreadCtx::with_bases(dune, arch_prctl_get(0x1003), arch_prctl_get(0x1004))
+    }
+
+    /// A context whose guest starts with these FS/GS bases (a thread being created).
+    pub(crate) fn with_bases(
+        dune: &'static Dune,
+        fs_base: u64,
+        gs_base: u64,
+    ) -> Result<Box<ThreadCtx>, DuneError> {
         let mode = dune.mode.mode;
         let idle = dune
             .idle_vcpus
@@ -546,9 +583,10 @@ impl ThreadCtx {
             stats: ThreadStats::default(),
             spurious_streak: 0,
             last_fault: 0,
-            fs_base: arch_prctl_get(0x1003),
+            fs_base,
             in_exception: false,
             native_step: false,
+            sig: Box::new(SigState::new()),
         });
         let tss = cpu_pages + 0x800;
         let stack_top = cpu_pages + cpu_pages_len as u64;
@@ -564,7 +602,9 @@ impl ThreadCtx {
             libc::PROT_READ | libc::PROT_WRITE,
             Content::Fresh,
         )?;
-        ctx.setup_vcpu(tss)?;
+        ctx.setup_vcpu(tss, gs_base)?;
+        let ie = ctx.vcpu_mut().immediate_exit_ptr() as u64;
+        ctx.sig.immediate_exit.store(ie, Ordering::Release);
         Ok(ctx)
     }
 
@@ -580,7 +620,14 @@ impl ThreadCtx {
             .expect("the vCPU lives until the thread leaves Dune mode")
     }
 
-    fn setup_vcpu(&mut self, tss: u64) -> Result<(), DuneError> {
+    /// The signal state.
+    pub(crate) fn sig(&self) -> &'static SigState {
+        // SAFETY: the box lives as long as the ctx, and a ctx outlives every use of its
+        // signal state by its thread (contexts of threads that end in Dune are never freed).
+        unsafe { &*(&*self.sig as *const SigState) }
+    }
+
+    fn setup_vcpu(&mut self, tss: u64, gs: u64) -> Result<(), DuneError> {
         let d = self.dune;
         let lstar = match self.mode {
             Mode::Ring3 => entry::lstar_ring3(),
@@ -595,7 +642,6 @@ impl ThreadCtx {
             (0xc000_0084, SFMASK),
         ])?;
         let mut s = vcpu.sregs()?;
-        let gs = arch_prctl_get(0x1004);
         match d.mode.mode {
             Mode::Ring3 => {
                 s.cs = seg(gdt::USER_CS, 11, 3, true, 0);

@@ -115,6 +115,8 @@ const _: () = {
 core::arch::global_asm!(
     ".pushsection .text.dune_entry, \"ax\"",
     ".p2align 4",
+    ".globl dune_stubs_start",
+    "dune_stubs_start:",
     ".globl dune_enter_trampoline",
     // (frame: *mut EnterFrame, entry: extern "C" fn(*mut EnterFrame) -> !, stack_top: u64) -> u64
     "dune_enter_trampoline:",
@@ -144,6 +146,63 @@ core::arch::global_asm!(
     "mov 56(%rdi), %rsp",
     "mov %rsi, %rax",
     "jmp *48(%rdi)",
+    // ---- clone on the host: the child calls child_fn(child_arg) on its own stack ----
+    ".p2align 4",
+    ".globl dune_clone",
+    // (req: *const CloneReq) -> i64
+    "dune_clone:",
+    "push %rbx",
+    "push %r12",
+    "mov 0(%rdi), %rax",
+    "mov 48(%rdi), %r12",
+    "mov 56(%rdi), %rbx",
+    "mov 16(%rdi), %rsi",
+    "mov 24(%rdi), %rdx",
+    "mov 32(%rdi), %r10",
+    "mov 40(%rdi), %r8",
+    "mov 8(%rdi), %rdi",
+    "syscall",
+    "test %rax, %rax",
+    "jz 1f",
+    "pop %r12",
+    "pop %rbx",
+    "ret",
+    "1:",
+    "xor %ebp, %ebp",
+    "mov %rbx, %rdi",
+    "and $-16, %rsp",
+    "call *%r12",
+    "ud2",
+    // ---- continue on the host with every register of a kvm_regs (a syscall return) ----
+    ".p2align 4",
+    ".globl dune_resume_host_regs",
+    "dune_resume_host_regs:",
+    "pushq 136(%rdi)",
+    "popfq",
+    "mov 0(%rdi), %rax",
+    "mov 8(%rdi), %rbx",
+    "mov 24(%rdi), %rdx",
+    "mov 32(%rdi), %rsi",
+    "mov 56(%rdi), %rbp",
+    "mov 64(%rdi), %r8",
+    "mov 72(%rdi), %r9",
+    "mov 80(%rdi), %r10",
+    "mov 88(%rdi), %r11",
+    "mov 96(%rdi), %r12",
+    "mov 104(%rdi), %r13",
+    "mov 112(%rdi), %r14",
+    "mov 120(%rdi), %r15",
+    "mov 128(%rdi), %rcx",
+    "mov 48(%rdi), %rsp",
+    "mov 40(%rdi), %rdi",
+    "jmp *%rcx",
+    // ---- sa_restorer of the host actions the monitor installs ----
+    ".p2align 4",
+    ".globl dune_host_restorer",
+    "dune_host_restorer:",
+    "mov $15, %eax",
+    "syscall",
+    "ud2",
     // ---- ring-3 syscall entry: runs natively in PVM supervisor mode on the user stack ----
     ".p2align 6",
     ".globl dune_lstar_ring3",
@@ -192,6 +251,8 @@ core::arch::global_asm!(
     "out %al, ${excport}",
     "add $16, %rsp",
     "iretq",
+    ".globl dune_stubs_end",
+    "dune_stubs_end:",
     ".popsection",
     doorbell = sym DOORBELL_ADDR,
     magic = const SYSCALL_DOORBELL_VALUE,
@@ -210,10 +271,62 @@ extern "C" {
     ) -> u64;
     /// Restores `frame` on the host CPU and continues there with rax = `rax`.
     pub fn dune_resume_host(frame: *const EnterFrame, rax: u64) -> !;
+    /// Runs `req.nr` (clone or clone3) with `req.args`; returns its result in the parent;
+    /// the child calls `req.child_fn(req.child_arg)` on the stack the call gave it.
+    pub fn dune_clone(req: *const CloneReq) -> i64;
+    /// Continues on the host with every register of `regs` (rcx and r11 are taken from it
+    /// too: use at a syscall return, where Linux defines them).
+    pub fn dune_resume_host_regs(regs: *const kvm_bindings::kvm_regs) -> !;
+    /// `sa_restorer` of host signal actions: rt_sigreturn.
+    pub fn dune_host_restorer();
+    fn dune_stubs_start();
+    fn dune_stubs_end();
     fn dune_lstar_ring3();
     fn dune_lstar_ring0();
     fn dune_exc_stubs();
     fn dune_irq_stub();
+}
+
+/// A host clone for [`dune_clone`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CloneReq {
+    /// Syscall number (clone or clone3).
+    pub nr: u64,
+    /// Arguments in rdi, rsi, rdx, r10, r8.
+    pub args: [u64; 5],
+    /// What the child calls (never returns).
+    pub child_fn: extern "C" fn(u64) -> !,
+    /// Its argument.
+    pub child_arg: u64,
+}
+
+const _: () = {
+    assert!(offset_of!(CloneReq, args) == 8);
+    assert!(offset_of!(CloneReq, child_fn) == 48);
+    assert!(offset_of!(CloneReq, child_arg) == 56);
+    use kvm_bindings::kvm_regs;
+    assert!(offset_of!(kvm_regs, rax) == 0);
+    assert!(offset_of!(kvm_regs, rbx) == 8);
+    assert!(offset_of!(kvm_regs, rcx) == 16);
+    assert!(offset_of!(kvm_regs, rdx) == 24);
+    assert!(offset_of!(kvm_regs, rsi) == 32);
+    assert!(offset_of!(kvm_regs, rdi) == 40);
+    assert!(offset_of!(kvm_regs, rsp) == 48);
+    assert!(offset_of!(kvm_regs, rbp) == 56);
+    assert!(offset_of!(kvm_regs, r8) == 64);
+    assert!(offset_of!(kvm_regs, r11) == 88);
+    assert!(offset_of!(kvm_regs, r15) == 120);
+    assert!(offset_of!(kvm_regs, rip) == 128);
+    assert!(offset_of!(kvm_regs, rflags) == 136);
+};
+
+/// Whether `rip` is in the monitor's own code (stubs, trampolines): a signal is not
+/// delivered to the guest while it executes there (it exits to the host shortly).
+pub fn in_monitor_code(rip: u64) -> bool {
+    let start = dune_stubs_start as *const () as usize as u64;
+    let end = dune_stubs_end as *const () as usize as u64;
+    (start..end).contains(&rip)
 }
 
 /// LSTAR for ring-3 mode.

@@ -78,7 +78,9 @@ pub mod idt;
 pub mod maps;
 pub mod monitor;
 pub mod paging;
+pub mod signal;
 pub mod syscall;
+pub mod thread;
 pub mod tlb;
 pub mod trap;
 
@@ -88,6 +90,32 @@ pub use error::DuneError;
 pub use kmod::{Mode, ModeChoice};
 pub use paging::DirtyView;
 pub use tlb::TlbFlush;
+pub use trap::{set_exception_handler, Exception, ExceptionHandler, Trap, TrapAction};
+
+static PROCESS_WIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Puts the whole program into Dune mode: the calling thread enters now, and every thread
+/// it (or any Dune thread) creates afterwards enters Dune on its own vCPU before its first
+/// instruction (see [`thread`]). Threads that already exist and stay outside Dune keep
+/// running on the host, and threads *they* create do too: call this early in `main`, before
+/// spawning threads. Idempotent on a thread already in Dune.
+pub fn enter_process() -> Result<(), DuneError> {
+    enter_process_with(&Options::default())
+}
+
+/// [`enter_process`] with options.
+pub fn enter_process_with(opts: &Options) -> Result<(), DuneError> {
+    if !in_dune() {
+        enter_with(opts)?;
+    }
+    PROCESS_WIDE.store(true, std::sync::atomic::Ordering::Release);
+    Ok(())
+}
+
+/// Whether [`enter_process`] succeeded in this process.
+pub fn process_wide() -> bool {
+    PROCESS_WIDE.load(std::sync::atomic::Ordering::Acquire)
+}
 
 use dune::{ThreadCtx, CTX};
 
@@ -106,7 +134,7 @@ pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
     grow_main_stack();
     let ctx = ThreadCtx::new(d)?;
     let p = Box::into_raw(ctx);
-    CTX.with(|c| c.set(p));
+    dune::set_current(p);
     // SAFETY: `p` is live and owned through CTX; the trampoline saves our callee-saved
     // registers and return address into its frame and runs the exit loop on the loop stack,
     // which belongs to the ctx. It "returns" either in the guest (0) or on the host (1).
@@ -120,7 +148,7 @@ pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
     if r == 0 {
         return Ok(());
     }
-    CTX.with(|c| c.set(core::ptr::null_mut()));
+    dune::set_current(core::ptr::null_mut());
     // SAFETY: the loop gave the ctx back (it resumed the host); we own it again.
     let mut ctx = unsafe { Box::from_raw(p) };
     Err(ctx.pending_error.take().unwrap_or(DuneError::NotEntered))
@@ -170,9 +198,26 @@ pub fn exit() -> Result<ThreadStats, DuneError> {
         return Err(DuneError::NotEntered);
     }
     hypercall(dune::hypercall::LEAVE);
-    let p = CTX.with(|c| c.replace(core::ptr::null_mut()));
+    let p = CTX.with(|c| c.get());
+    dune::set_current(core::ptr::null_mut());
     // SAFETY: the monitor resumed us on the host; the ctx (and its vCPU) is ours to drop.
     let ctx = unsafe { Box::from_raw(p) };
+    // signals recorded after the last delivery: the host action (the trampoline) now runs
+    // the handler natively
+    let pending = ctx.sig().take_pending();
+    for sig in 1..=64 {
+        if pending & (1u64 << (sig - 1)) != 0 {
+            // SAFETY: tgkill to this very thread.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    libc::getpid(),
+                    libc::syscall(libc::SYS_gettid),
+                    sig,
+                )
+            };
+        }
+    }
     Ok(ctx.stats)
 }
 
@@ -200,6 +245,26 @@ pub fn thread_stats() -> ThreadStats {
 pub fn guest_regs() -> Option<GuestRegs> {
     let p = CTX.with(|c| c.get());
     if p.is_null() {
+        return None;
+    }
+    // Inside a guest signal handler (not on the exit-loop stack) the registers are in the
+    // handler's ucontext, and the vCPU's are stale.
+    let sp: u64;
+    // SAFETY: reading rsp has no side effects.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+    // SAFETY: the ctx is live while the thread is in Dune mode; loop_stack is plain data.
+    let on_loop_stack = unsafe {
+        let top = dune::loop_stack_top(&*p);
+        sp > (*p).loop_stack && sp <= top
+    };
+    // SAFETY: as above; sig() is the thread's own state.
+    let sig = unsafe { (*p).sig() };
+    if !on_loop_stack
+        && sig
+            .handlers_active
+            .load(std::sync::atomic::Ordering::Acquire)
+            > 0
+    {
         return None;
     }
     // SAFETY: the ctx is live while the thread is in Dune mode; the exit loop it belongs to

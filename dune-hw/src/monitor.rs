@@ -3,7 +3,7 @@
 //! Ring-3 mode's CPL0 code is a handful of stub instructions (see [`crate::entry`]) because
 //! guest CPL0 is emulated on PVM hosts: every decision is taken here, natively, on the host.
 
-use crate::dune::{ThreadCtx, CTX};
+use crate::dune::ThreadCtx;
 use crate::entry::{self, EnterFrame, EXCEPTION_PORT, SYSCALL_DOORBELL_VALUE, SYSCALL_PORT};
 use crate::{syscall, trap};
 use core::fmt::Write;
@@ -100,7 +100,7 @@ pub(crate) fn fatal_at(
 /// Entered on the loop stack by `dune_enter_trampoline`. Never returns: it resumes the host
 /// with `dune_resume_host` (leave, or a failure before the first entry) or aborts.
 pub(crate) extern "C" fn loop_entry(_frame: *mut EnterFrame) -> ! {
-    let p = CTX.with(|c| c.get());
+    let p = crate::dune::CTX.with(|c| c.get());
     // SAFETY: `enter_with` stored a live, exclusively owned ThreadCtx in CTX before calling
     // the trampoline; nothing else touches it until this loop resumes the host.
     let ctx = unsafe { &mut *p };
@@ -129,9 +129,11 @@ fn start_guest(ctx: &mut ThreadCtx) -> Result<(), crate::DuneError> {
     Ok(())
 }
 
-fn run(ctx: &mut ThreadCtx) -> ! {
+/// The exit loop of one vCPU.
+pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
     let doorbell = ctx.dune.doorbell;
     loop {
+        crate::signal::deliver_pending(ctx);
         if ctx.dune.generation.load(Ordering::Acquire) != ctx.seen_generation {
             if let Err(e) = ctx.flush_tlb() {
                 fatal(ctx, format_args!("TLB flush before entry failed: {e}"));

@@ -3,10 +3,11 @@
 //! changes, report host writes, and resume the thread after its `syscall` instruction.
 
 use crate::addr::{read_guest, write_guest, Gva};
-use crate::dune::{hypercall, Content, HostWrite, ThreadCtx, CTX};
+use crate::dune::{hypercall, Content, HostWrite, ThreadCtx};
 use crate::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
 use crate::monitor::{fatal, StackBuf};
-use kmod::syscall::{self as ks, AddressOp, Class, Coverage, SyscallArgs};
+use crate::{signal, thread};
+use kmod::syscall::{self as ks, AddressOp, Class, Coverage, SignalOp, SyscallArgs};
 use kmod::Mode;
 use std::sync::atomic::Ordering;
 
@@ -31,6 +32,11 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
         nr: regs.rax,
         args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
     };
+    if call.nr == ks::nr::RT_SIGRETURN {
+        // the ucontext follows the handler's return address, popped by its `ret`
+        signal::sigreturn(ctx, user_rsp);
+        return;
+    }
     let ret = match call.nr {
         hypercall::LEAVE => leave(ctx, &regs, ret_rip, user_rsp),
         hypercall::FLUSH_TLB => match ctx.flush_tlb() {
@@ -38,20 +44,38 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             Err(e) => fatal(ctx, format_args!("{e}")),
         },
         hypercall::NOP => 0,
-        _ => dispatch(ctx, &call),
+        _ => dispatch(ctx, &call, &regs, ret_rip, user_rsp),
     };
     regs.rax = ret as u64;
     regs.rip = ret_rip;
     regs.rsp = user_rsp;
     regs.rcx = ret_rip;
     regs.rflags = regs.r11;
+    if ret == signal::INTERRUPTED
+        && signal::first_pending_restarts(ctx)
+        && signal::restartable(call.nr, &call.args)
+    {
+        // as Linux does for SA_RESTART: after the handler, the `syscall` runs again
+        regs.rax = call.nr;
+        regs.rip = ret_rip - 2;
+    }
     if let Err(e) = ctx.vcpu_mut().set_regs(&regs) {
         fatal(ctx, format_args!("{e}"))
     }
 }
 
-fn dispatch(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
+fn dispatch(
+    ctx: &mut ThreadCtx,
+    call: &SyscallArgs,
+    regs: &kvm_bindings::kvm_regs,
+    ret_rip: u64,
+    user_rsp: u64,
+) -> i64 {
     match ks::classify(call.nr) {
+        Class::Clone(op) => thread::clone(ctx, op, call.args, regs, ret_rip, user_rsp),
+        Class::Signal(SignalOp::Action) => signal::sigaction(ctx, call.args),
+        Class::Signal(SignalOp::AltStack) => signal::sigaltstack(ctx, call.args, user_rsp),
+        Class::Signal(SignalOp::Return) => unreachable!("rt_sigreturn is handled by `handle`"),
         Class::Forward => {
             // SAFETY: `classify` said Forward: the call cannot break the exit loop; its
             // pointers are the program's own (GPA == HVA).
@@ -66,7 +90,7 @@ fn dispatch(ctx: &mut ThreadCtx, call: &SyscallArgs) -> i64 {
             // single vCPU, so it is reused), then exit on the host. The loop stack and the
             // GDT/monitor pages of this thread stay mapped (we run on them).
             ctx.dune.park_vcpu(ctx.vcpu.take());
-            CTX.with(|c| c.set(core::ptr::null_mut()));
+            crate::dune::set_current(core::ptr::null_mut());
             // SAFETY: exit(2) does not return; no Rust state outlives the thread.
             unsafe { ks::execute(call) };
             unreachable!("exit returned")

@@ -10,7 +10,150 @@ use crate::maps;
 use crate::monitor::{fatal, fatal_at};
 use crate::paging::pte;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 const PF_WRITE: u64 = 1 << 1;
+
+/// The exceptions a program may handle itself ([`set_exception_handler`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exception {
+    /// #DE, vector 0.
+    DivideError,
+    /// #BP (int3), vector 3.
+    Breakpoint,
+    /// #UD, vector 6.
+    InvalidOpcode,
+    /// #GP, vector 13.
+    GeneralProtection,
+    /// #PF, vector 14 (after the monitor's own on-demand mapping found nothing to map).
+    PageFault,
+}
+
+impl Exception {
+    /// The vector.
+    pub fn vector(self) -> u8 {
+        match self {
+            Exception::DivideError => 0,
+            Exception::Breakpoint => 3,
+            Exception::InvalidOpcode => 6,
+            Exception::GeneralProtection => 13,
+            Exception::PageFault => 14,
+        }
+    }
+}
+
+/// A guest exception as an exception handler sees (and may change) it.
+#[derive(Clone, Copy, Debug)]
+pub struct Trap {
+    /// Vector number.
+    pub vector: u8,
+    /// Error code (0 for vectors without one).
+    pub error: u64,
+    /// Page faults: the faulting address (CR2).
+    pub fault_addr: u64,
+    /// rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8..r15 of the interrupted code.
+    pub gprs: [u64; 16],
+    /// Where the exception happened (#BP: after the int3); the code resumes here.
+    pub rip: u64,
+    /// RFLAGS.
+    pub rflags: u64,
+}
+
+/// What an exception handler decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapAction {
+    /// Resume the interrupted code with the (possibly changed) registers. For a page
+    /// fault with `rip` unchanged this retries the access: map the page first.
+    Resume,
+    /// Not handled: the guest's signal handler (if any) gets the signal Linux would send,
+    /// otherwise the process ends with a register dump.
+    Unhandled,
+}
+
+/// An exception handler. It runs on the host side of the faulting thread (in its exit
+/// loop), natively, while the guest is stopped: it may make syscalls (e.g. `mmap` with
+/// MAP_FIXED to map the page a fault wants: the monitor maps new memory into the guest on
+/// the retry), but it must not take locks the guest may hold, nor panic.
+pub type ExceptionHandler = fn(&mut Trap) -> TrapAction;
+
+static HANDLERS: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
+
+/// Installs (or removes) the process-wide handler of `e` for every Dune thread.
+pub fn set_exception_handler(e: Exception, h: Option<ExceptionHandler>) {
+    HANDLERS[e.vector() as usize].store(h.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+fn handler_of(vector: u64) -> Option<ExceptionHandler> {
+    let h = HANDLERS.get(vector as usize)?.load(Ordering::Acquire);
+    // SAFETY: only `set_exception_handler` stores here, always a valid ExceptionHandler.
+    (h != 0).then(|| unsafe { core::mem::transmute::<usize, ExceptionHandler>(h) })
+}
+
+/// The signal Linux sends for a user-mode exception: (signal, si_code, si_addr).
+fn signal_for(vector: u64, error: u64, cr2: u64, rip: u64) -> Option<(i32, i32, u64)> {
+    Some(match vector {
+        0 => (libc::SIGFPE, 1, rip), // FPE_INTDIV
+        16 | 19 => (libc::SIGFPE, 0, rip),
+        1 | 3 => (libc::SIGTRAP, 0x80, 0), // SI_KERNEL
+        6 => (libc::SIGILL, 2, rip),       // ILL_ILLOPN
+        13 => (libc::SIGSEGV, 0x80, 0),
+        17 => (libc::SIGBUS, 1, cr2), // BUS_ADRALN
+        14 => (libc::SIGSEGV, if error & 1 != 0 { 2 } else { 1 }, cr2), // ACCERR : MAPERR
+        _ => return None,
+    })
+}
+
+/// Runs the program's exception handler, then its signal handler, for an exception the
+/// monitor could not resolve. True if the guest can continue.
+fn dispatch_to_program(
+    ctx: &mut ThreadCtx,
+    regs: &kvm_bindings::kvm_regs,
+    f: &ExceptionFrame,
+    cr2: u64,
+) -> bool {
+    let mut r = *regs;
+    r.rip = f.rip;
+    r.rsp = f.rsp;
+    r.rflags = f.rflags;
+    if let Some(h) = handler_of(f.vector) {
+        let mut t = Trap {
+            vector: f.vector as u8,
+            error: f.error,
+            fault_addr: cr2,
+            gprs: [
+                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
+                r.r12, r.r13, r.r14, r.r15,
+            ],
+            rip: r.rip,
+            rflags: r.rflags,
+        };
+        if h(&mut t) == TrapAction::Resume {
+            let g = t.gprs;
+            (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp) =
+                (g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]);
+            (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
+                (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+            let frame = ExceptionFrame {
+                rip: t.rip,
+                rsp: r.rsp,
+                rflags: (t.rflags & 0x50dd5) | 0x202,
+                ..*f
+            };
+            return_from_exception(ctx, r, &frame);
+            return true;
+        }
+    }
+    let Some((sig, code, addr)) = signal_for(f.vector, f.error, cr2, f.rip) else {
+        return false;
+    };
+    let at = crate::signal::Interrupted {
+        regs: r,
+        trapno: f.vector,
+        err: f.error,
+        cr2,
+    };
+    crate::signal::deliver_fault(ctx, sig, code, addr, &at)
+}
 const PF_FETCH: u64 = 1 << 4;
 
 /// Whether a leaf entry allows an access with page-fault error code `err`.
@@ -49,6 +192,9 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             return_from_exception(ctx, regs, &f);
             return;
         }
+        if dispatch_to_program(ctx, &regs, &f, cr2) {
+            return;
+        }
         fatal_at(
             ctx,
             Some(&f),
@@ -61,6 +207,9 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
                 f.rsp
             ),
         );
+    }
+    if dispatch_to_program(ctx, &regs, &f, 0) {
+        return;
     }
     fatal_at(
         ctx,

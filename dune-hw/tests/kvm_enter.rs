@@ -160,8 +160,8 @@ fn unsupported_syscall_is_a_clear_error() {
     if enter_or_skip("unsupported_syscall_is_a_clear_error", Mode::Ring3).is_none() {
         return;
     }
-    // SAFETY: fork(2) is refused by the monitor (ENOSYS), so no child exists.
-    let r = unsafe { libc::fork() };
+    // SAFETY: shmat is refused by the monitor (ENOSYS): nothing is attached.
+    let r = unsafe { libc::shmat(12345, core::ptr::null(), 0) } as isize as i32;
     let err = std::io::Error::last_os_error().raw_os_error();
     dune_hw::exit().unwrap();
     assert_eq!(r, -1);

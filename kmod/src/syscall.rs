@@ -24,8 +24,37 @@ pub enum Class {
     ThreadExit,
     /// `exit_group`: the process ends.
     ProcessExit,
-    /// Not supported in Dune mode yet: returns `-ENOSYS`; the string says why.
+    /// clone, clone3, fork, vfork: a new thread (which enters Dune on its own vCPU) or a
+    /// new process (which runs outside Dune).
+    Clone(CloneOp),
+    /// Signal state of the guest: kept by the monitor, not the host thread.
+    Signal(SignalOp),
+    /// Not supported in Dune mode: returns `-ENOSYS`; the string says why.
     Unsupported(&'static str),
+}
+
+/// The thread/process creation calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloneOp {
+    /// clone(flags, newsp, parent_tid, child_tid, tls)
+    Clone,
+    /// clone3(args, size)
+    Clone3,
+    /// fork()
+    Fork,
+    /// vfork()
+    Vfork,
+}
+
+/// The signal calls the monitor emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalOp {
+    /// rt_sigaction(sig, act, oldact, sigsetsize)
+    Action,
+    /// rt_sigreturn()
+    Return,
+    /// sigaltstack(ss, old_ss)
+    AltStack,
 }
 
 /// Address-space changing calls.
@@ -51,6 +80,7 @@ pub mod nr {
     pub const MPROTECT: u64 = 10;
     pub const MUNMAP: u64 = 11;
     pub const BRK: u64 = 12;
+    pub const RT_SIGRETURN: u64 = 15;
     pub const MREMAP: u64 = 25;
     pub const GETPID: u64 = 39;
     pub const EXIT: u64 = 60;
@@ -61,9 +91,6 @@ pub mod nr {
 
 /// Classifies syscall `nr`.
 pub fn classify(nr: u64) -> Class {
-    const THREADS: &str =
-        "clone/fork/vfork from Dune mode are not supported yet (issue 6: threads)";
-    const SIGNALS: &str = "signal handlers in Dune mode are not supported yet (issue 6: signals)";
     match nr {
         nr::MMAP => Class::AddressSpace(AddressOp::Mmap),
         nr::MUNMAP => Class::AddressSpace(AddressOp::Munmap),
@@ -73,8 +100,13 @@ pub fn classify(nr: u64) -> Class {
         nr::ARCH_PRCTL => Class::ArchPrctl,
         nr::EXIT => Class::ThreadExit,
         nr::EXIT_GROUP => Class::ProcessExit,
-        56 | 57 | 58 | 435 => Class::Unsupported(THREADS),
-        13 | 15 | 131 => Class::Unsupported(SIGNALS),
+        56 => Class::Clone(CloneOp::Clone),
+        435 => Class::Clone(CloneOp::Clone3),
+        57 => Class::Clone(CloneOp::Fork),
+        58 => Class::Clone(CloneOp::Vfork),
+        13 => Class::Signal(SignalOp::Action),
+        15 => Class::Signal(SignalOp::Return),
+        131 => Class::Signal(SignalOp::AltStack),
         59 | 322 => Class::Unsupported("execve from Dune mode is not supported"),
         30 | 31 | 67 => Class::Unsupported("System V shared memory is not supported in Dune mode"),
         216 => Class::Unsupported("remap_file_pages is not supported in Dune mode"),
@@ -360,7 +392,9 @@ mod tests {
     fn classification() {
         assert_eq!(classify(nr::MMAP), Class::AddressSpace(AddressOp::Mmap));
         assert_eq!(classify(nr::GETPID), Class::Forward);
-        assert!(matches!(classify(56), Class::Unsupported(_)));
+        assert_eq!(classify(56), Class::Clone(CloneOp::Clone));
+        assert_eq!(classify(15), Class::Signal(SignalOp::Return));
+        assert!(matches!(classify(59), Class::Unsupported(_)));
         assert_eq!(classify(nr::EXIT), Class::ThreadExit);
     }
 

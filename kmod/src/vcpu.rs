@@ -142,6 +142,27 @@ impl Vcpu {
             .map_err(|e| KmodError::ioctl("KVM_SET_XCRS", e))
     }
 
+    /// Where `kvm_run.immediate_exit` lives: a signal handler stores 1 there so that a
+    /// KVM_RUN about to start returns EINTR at once (no lost wake-up between checking for
+    /// pending signals and entering the guest). Valid as long as this vCPU.
+    pub fn immediate_exit_ptr(&mut self) -> *mut u8 {
+        &mut self.fd.get_kvm_run().immediate_exit
+    }
+
+    /// The guest's extended FPU state (XSAVE layout, 4 KiB).
+    pub fn xsave(&self) -> Result<kvm_bindings::kvm_xsave> {
+        self.fd
+            .get_xsave()
+            .map_err(|e| KmodError::ioctl("KVM_GET_XSAVE", e))
+    }
+
+    /// Sets the guest's extended FPU state (XSAVE layout, as returned by [`Vcpu::xsave`]).
+    pub fn set_xsave(&self, xsave: &kvm_bindings::kvm_xsave) -> Result<()> {
+        // SAFETY: `kvm_xsave` is the legacy 4 KiB KVM_SET_XSAVE buffer; KVM reads at most
+        // 4 KiB for it (KVM_CAP_XSAVE2 larger states are never enabled on this VM).
+        unsafe { self.fd.set_xsave(xsave) }.map_err(|e| KmodError::ioctl("KVM_SET_XSAVE", e))
+    }
+
     /// Runs the guest until the next exit.
     pub fn run(&mut self) -> Result<Exit> {
         let r = self.fd.run();

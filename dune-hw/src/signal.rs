@@ -1,0 +1,784 @@
+//! Signals of Dune threads, delivered to their handlers *inside the guest*.
+//!
+//! The monitor keeps the guest's signal actions (`rt_sigaction` inside Dune is answered
+//! here) and installs one host action per caught signal: [`host_trampoline`]. On a thread
+//! outside Dune the trampoline calls the program's handler directly (the kernel's ucontext
+//! is the real one). On a Dune thread it only records the signal as pending (with its
+//! siginfo) and sets the vCPU's `immediate_exit`, so KVM_RUN returns at once; the exit loop
+//! then builds a Linux `rt_sigframe` (siginfo, ucontext with the interrupted guest
+//! registers, XSAVE state, signal mask) on the guest stack (or the guest's sigaltstack) and
+//! resumes the guest in the handler; the handler returns through its `sa_restorer`, whose
+//! `rt_sigreturn` the monitor answers by restoring what the frame holds.
+//!
+//! Host actions never carry SA_RESTART, so a signal interrupts a forwarded blocking call
+//! (futex, read, ...) of a Dune thread: the call returns EINTR to the monitor, which delivers
+//! the signal and, if the guest's action has SA_RESTART and the call is one Linux restarts,
+//! makes the guest re-execute the `syscall` instruction after the handler (as Linux does:
+//! rip - 2, rax = the call's number).
+//!
+//! Guest exceptions nobody else handles become the signal Linux would send (page fault ->
+//! SIGSEGV with si_addr, #UD -> SIGILL, #DE -> SIGFPE, #BP -> SIGTRAP, #GP -> SIGSEGV),
+//! delivered synchronously to the guest handler.
+//!
+//! Limits: standard signals that arrive while one is pending are merged (as Linux does);
+//! real-time signals are merged too (Linux would queue them). A thread *outside* Dune gets
+//! EINTR from a blocking call for a handler installed with SA_RESTART from inside Dune.
+
+use crate::addr::{read_guest, write_guest, Gva};
+use crate::dune::{HostWrite, ThreadCtx, CTX};
+use crate::entry;
+use crate::monitor::fatal;
+use kvm_bindings::kvm_regs;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+const SIG_DFL: u64 = 0;
+const SIG_IGN: u64 = 1;
+const SA_SIGINFO: u64 = 4;
+const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTART: u64 = 0x1000_0000;
+const SA_NODEFER: u64 = 0x4000_0000;
+const SA_RESETHAND: u64 = 0x8000_0000;
+const SA_RESTORER: u64 = 0x0400_0000;
+const SS_ONSTACK: i32 = 1;
+const SS_DISABLE: i32 = 2;
+const SS_AUTODISARM: i32 = 1 << 31;
+const MINSIGSTKSZ: u64 = 2048;
+const EINTR: i64 = 4;
+const EINVAL: i64 = 22;
+const EPERM: i64 = 1;
+const ENOMEM: i64 = 12;
+/// RFLAGS bits a signal handler may change through its ucontext (Linux FIX_EFLAGS).
+const FIX_EFLAGS: u64 = 0x50dd5;
+/// Highest signal number.
+const NSIG: usize = 64;
+
+/// The kernel's `struct sigaction` (x86_64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct KSigaction {
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+}
+
+/// One guest action; atomics so the trampoline reads it without a lock.
+struct GuestAction {
+    /// 0 = never set from inside Dune (the host's action is the truth).
+    installed: AtomicU64,
+    handler: AtomicU64,
+    flags: AtomicU64,
+    restorer: AtomicU64,
+    mask: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_ACTION: GuestAction = GuestAction {
+    installed: AtomicU64::new(0),
+    handler: AtomicU64::new(0),
+    flags: AtomicU64::new(0),
+    restorer: AtomicU64::new(0),
+    mask: AtomicU64::new(0),
+};
+static ACTIONS: [GuestAction; NSIG + 1] = [NO_ACTION; NSIG + 1];
+/// Serialises rt_sigaction (read-modify-write of a guest action and its host action).
+static ACTION_LOCK: Mutex<()> = Mutex::new(());
+
+impl GuestAction {
+    fn load(&self) -> KSigaction {
+        KSigaction {
+            handler: self.handler.load(Ordering::Acquire),
+            flags: self.flags.load(Ordering::Acquire),
+            restorer: self.restorer.load(Ordering::Acquire),
+            mask: self.mask.load(Ordering::Acquire),
+        }
+    }
+    fn store(&self, a: &KSigaction) {
+        self.flags.store(a.flags, Ordering::Release);
+        self.restorer.store(a.restorer, Ordering::Release);
+        self.mask.store(a.mask, Ordering::Release);
+        self.handler.store(a.handler, Ordering::Release);
+        self.installed.store(1, Ordering::Release);
+    }
+}
+
+/// Per-thread signal state, shared between the exit loop and the trampoline (same thread).
+pub(crate) struct SigState {
+    /// Bit `sig - 1`: recorded by the trampoline, not yet delivered to the guest.
+    pending: AtomicU64,
+    /// siginfo of each pending signal (written by the trampoline before the bit is set).
+    info: UnsafeCell<[[u8; 128]; NSIG + 1]>,
+    /// `kvm_run.immediate_exit` of the thread's vCPU.
+    pub(crate) immediate_exit: AtomicU64,
+    /// The guest's sigaltstack (emulated: the host thread keeps its own).
+    alt_sp: AtomicU64,
+    alt_size: AtomicU64,
+    alt_flags: AtomicU32,
+    /// Guest handlers entered and not yet returned through rt_sigreturn.
+    pub(crate) handlers_active: AtomicU32,
+}
+
+// SAFETY: `info` is only accessed by the owning thread (its trampoline writes an entry
+// before publishing the pending bit; its exit loop reads it after taking the bit); the
+// rest is atomics.
+unsafe impl Sync for SigState {}
+
+impl SigState {
+    pub(crate) fn new() -> SigState {
+        SigState {
+            pending: AtomicU64::new(0),
+            info: UnsafeCell::new([[0; 128]; NSIG + 1]),
+            immediate_exit: AtomicU64::new(0),
+            alt_sp: AtomicU64::new(0),
+            alt_size: AtomicU64::new(0),
+            alt_flags: AtomicU32::new(SS_DISABLE as u32),
+            handlers_active: AtomicU32::new(0),
+        }
+    }
+
+    /// Signals recorded and not yet delivered (bit `sig - 1`).
+    pub(crate) fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Takes the pending bits (a thread leaving Dune re-raises them on the host).
+    pub(crate) fn take_pending(&self) -> u64 {
+        self.pending.swap(0, Ordering::AcqRel)
+    }
+
+    fn kick(&self) {
+        let p = self.immediate_exit.load(Ordering::Acquire) as *mut u8;
+        if !p.is_null() {
+            // SAFETY: the vCPU's kvm_run page stays mapped as long as the vCPU, which lives
+            // at least as long as this state is reachable from the thread.
+            unsafe { core::ptr::write_volatile(p, 1) };
+        }
+    }
+}
+
+fn raw_sigaction(sig: u64, act: *const KSigaction, old: *mut KSigaction) -> i64 {
+    // SAFETY: rt_sigaction reads/writes at most one kernel sigaction at each non-null
+    // pointer; both point to locals of the caller or are null.
+    unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, act, old, 8usize) as i64 }
+}
+
+fn sigmask_get() -> u64 {
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask writes 8 bytes to `old`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            core::ptr::null::<u64>(),
+            &mut old as *mut u64,
+            8usize,
+        )
+    };
+    old
+}
+
+fn sigmask_set(m: u64) {
+    // SAFETY: rt_sigprocmask reads 8 bytes from `m`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &m as *const u64,
+            core::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+}
+
+fn bit(sig: usize) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// The host action standing for guest handler `a`.
+fn host_action_for(a: &KSigaction) -> KSigaction {
+    KSigaction {
+        handler: host_trampoline as *const () as usize as u64,
+        flags: SA_SIGINFO | SA_RESTORER | (a.flags & (SA_ONSTACK | SA_NODEFER)),
+        restorer: entry::dune_host_restorer as *const () as usize as u64,
+        mask: a.mask,
+    }
+}
+
+/// The host action of every signal: see the module docs.
+extern "C" fn host_trampoline(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let sig_u = sig as usize;
+    if sig_u == 0 || sig_u > NSIG {
+        return;
+    }
+    let st = crate::dune::SIG.with(|c| c.get());
+    if st.is_null() || CTX.with(|c| c.get()).is_null() {
+        run_natively(sig_u, info, uc);
+        return;
+    }
+    // SAFETY: the kernel passes a valid siginfo.
+    let code = unsafe { (*info).si_code };
+    if code > 0
+        && matches!(
+            sig,
+            libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+        )
+    {
+        const MSG: &[u8] =
+            b"dune: fatal: a synchronous fault in the exit loop (host side of a Dune thread)\n";
+        // SAFETY: writing a static message to fd 2.
+        unsafe { libc::write(2, MSG.as_ptr().cast(), MSG.len()) };
+        std::process::abort();
+    }
+    // SAFETY: SIG points to this thread's live SigState while CTX is set.
+    let st = unsafe { &*st };
+    // SAFETY: only this thread touches `info`; the slot of `sig` is not read until the bit
+    // below is published (and a nested delivery of the same signal is masked unless
+    // SA_NODEFER, in which case the newer siginfo wins, as with merged signals).
+    unsafe {
+        core::ptr::copy_nonoverlapping(info as *const u8, (*st.info.get())[sig_u].as_mut_ptr(), 128)
+    };
+    st.pending.fetch_or(bit(sig_u), Ordering::AcqRel);
+    st.kick();
+}
+
+fn run_natively(sig: usize, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let a = ACTIONS[sig].load();
+    if a.handler == SIG_DFL || a.handler == SIG_IGN {
+        return;
+    }
+    if a.flags & SA_RESETHAND != 0 {
+        reset_to_default(sig);
+    }
+    if a.flags & SA_SIGINFO != 0 {
+        // SAFETY: the program installed this SA_SIGINFO handler for `sig`.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { core::mem::transmute(a.handler as usize) };
+        f(sig as libc::c_int, info, uc)
+    } else {
+        // SAFETY: the program installed this plain handler for `sig`.
+        let f: extern "C" fn(libc::c_int) = unsafe { core::mem::transmute(a.handler as usize) };
+        f(sig as libc::c_int)
+    }
+}
+
+fn reset_to_default(sig: usize) {
+    let dfl = KSigaction::default();
+    ACTIONS[sig].store(&dfl);
+    raw_sigaction(sig as u64, &dfl, core::ptr::null_mut());
+}
+
+/// rt_sigaction(sig, act, oldact, sigsetsize) from the guest.
+pub(crate) fn sigaction(ctx: &ThreadCtx, a: [u64; 6]) -> i64 {
+    let (sig, act, oact, size) = (a[0] as usize, a[1], a[2], a[3]);
+    if size != 8 || sig == 0 || sig > NSIG {
+        return -EINVAL;
+    }
+    let _serial = ACTION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mut old = KSigaction::default();
+    if ACTIONS[sig].installed.load(Ordering::Acquire) != 0 {
+        old = ACTIONS[sig].load();
+    } else {
+        let r = raw_sigaction(sig as u64, core::ptr::null(), &mut old);
+        if r < 0 {
+            return r;
+        }
+    }
+    if act != 0 {
+        if sig == libc::SIGKILL as usize || sig == libc::SIGSTOP as usize {
+            return -EINVAL;
+        }
+        // SAFETY: the program passed a pointer to its struct sigaction (kernel layout).
+        let new: KSigaction = unsafe { read_guest(Gva(act)) };
+        let host = if new.handler == SIG_DFL || new.handler == SIG_IGN {
+            new
+        } else {
+            if new.flags & SA_RESTORER == 0 {
+                // x86_64 Linux delivers only with a restorer (libc always sets one)
+                return -EINVAL;
+            }
+            host_action_for(&new)
+        };
+        let r = raw_sigaction(sig as u64, &host, core::ptr::null_mut());
+        if r < 0 {
+            return r;
+        }
+        ACTIONS[sig].store(&new);
+    }
+    if oact != 0 {
+        // SAFETY: the program passed a pointer for the old action.
+        unsafe { write_guest(Gva(oact), old) };
+        ctx.dune.report_host_write(HostWrite::Range {
+            start: Gva(oact),
+            len_bytes: core::mem::size_of::<KSigaction>() as u64,
+        });
+    }
+    0
+}
+
+/// stack_t (x86_64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct StackT {
+    sp: u64,
+    flags: i32,
+    _pad: i32,
+    size: u64,
+}
+
+fn on_alt_stack(st: &SigState, rsp: u64) -> bool {
+    let (sp, size) = (
+        st.alt_sp.load(Ordering::Acquire),
+        st.alt_size.load(Ordering::Acquire),
+    );
+    st.alt_flags.load(Ordering::Acquire) as i32 & SS_DISABLE == 0 && rsp > sp && rsp - sp <= size
+}
+
+/// sigaltstack(ss, old_ss) from the guest (emulated: the host thread keeps its own).
+pub(crate) fn sigaltstack(ctx: &ThreadCtx, a: [u64; 6], user_rsp: u64) -> i64 {
+    let st = ctx.sig();
+    let on = on_alt_stack(st, user_rsp);
+    if a[1] != 0 {
+        let flags = st.alt_flags.load(Ordering::Acquire) as i32;
+        let old = StackT {
+            sp: st.alt_sp.load(Ordering::Acquire),
+            flags: if on { SS_ONSTACK } else { flags },
+            _pad: 0,
+            size: st.alt_size.load(Ordering::Acquire),
+        };
+        // SAFETY: the program passed a pointer to its stack_t.
+        unsafe { write_guest(Gva(a[1]), old) };
+        ctx.dune.report_host_write(HostWrite::Range {
+            start: Gva(a[1]),
+            len_bytes: 24,
+        });
+    }
+    if a[0] != 0 {
+        // SAFETY: the program passed a pointer to its stack_t.
+        let new: StackT = unsafe { read_guest(Gva(a[0])) };
+        if on {
+            return -EPERM;
+        }
+        let kind = new.flags & !SS_AUTODISARM;
+        if kind != 0 && kind != SS_DISABLE && kind != SS_ONSTACK {
+            return -EINVAL;
+        }
+        if kind == SS_DISABLE {
+            st.alt_flags.store(SS_DISABLE as u32, Ordering::Release);
+        } else {
+            if new.size < MINSIGSTKSZ {
+                return -ENOMEM;
+            }
+            st.alt_sp.store(new.sp, Ordering::Release);
+            st.alt_size.store(new.size, Ordering::Release);
+            st.alt_flags.store(0, Ordering::Release);
+        }
+    }
+    0
+}
+
+/// The kernel's sigcontext (x86_64) = glibc's mcontext_t.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct SigContext {
+    r8: u64,
+    r9: u64,
+    r10: u64,
+    r11: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    rdi: u64,
+    rsi: u64,
+    rbp: u64,
+    rbx: u64,
+    rdx: u64,
+    rax: u64,
+    rcx: u64,
+    rsp: u64,
+    rip: u64,
+    eflags: u64,
+    cs: u16,
+    gs: u16,
+    fs: u16,
+    ss: u16,
+    err: u64,
+    trapno: u64,
+    oldmask: u64,
+    cr2: u64,
+    fpstate: u64,
+    reserved1: [u64; 8],
+}
+
+/// The kernel's ucontext (x86_64): glibc's ucontext_t up to an 8-byte uc_sigmask.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct UContext {
+    flags: u64,
+    link: u64,
+    stack: StackT,
+    mcontext: SigContext,
+    sigmask: u64,
+}
+
+/// The kernel's rt_sigframe (x86_64): the handler's return address, then ucontext, siginfo.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RtSigFrame {
+    pretcode: u64,
+    uc: UContext,
+    info: [u8; 128],
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<SigContext>() == 256);
+    assert!(offset_of!(SigContext, rip) == 16 * 8);
+    assert!(offset_of!(SigContext, fpstate) == 23 * 8);
+    assert!(offset_of!(UContext, mcontext) == 40);
+    assert!(offset_of!(UContext, sigmask) == 296);
+    assert!(offset_of!(RtSigFrame, uc) == 8);
+    assert!(offset_of!(RtSigFrame, info) == 312);
+};
+
+const UC_FP_XSTATE: u64 = 1;
+const UC_SIGCONTEXT_SS: u64 = 2;
+const UC_STRICT_RESTORE_SS: u64 = 4;
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+
+/// Bytes of the XSAVE area for the features the guest may use (CPUID 0xD.0 EBX on the
+/// host, whose XCR0 includes the guest's).
+fn xstate_bytes() -> u64 {
+    let r = core::arch::x86_64::__cpuid_count(0xd, 0);
+    (r.ebx as u64).clamp(576, 4096)
+}
+
+/// What interrupted the guest when a signal is delivered.
+pub(crate) struct Interrupted {
+    /// The interrupted registers (rsp/rip/rflags those of the interrupted code).
+    pub(crate) regs: kvm_regs,
+    /// Exception vector and error code (trapno/err in the sigcontext), fault address.
+    pub(crate) trapno: u64,
+    pub(crate) err: u64,
+    pub(crate) cr2: u64,
+}
+
+/// Delivers the lowest pending signal if the guest is at a point where it can take one
+/// (not inside the monitor's stubs). Called by the exit loop before every entry.
+pub(crate) fn deliver_pending(ctx: &mut ThreadCtx) {
+    let st = ctx.sig();
+    let pend = st.pending();
+    if pend == 0 || ctx.native_step {
+        return;
+    }
+    let regs = match ctx.vcpu().regs() {
+        Ok(r) => r,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    if entry::in_monitor_code(regs.rip) {
+        return; // it exits shortly (syscall doorbell, exception port); delivered then
+    }
+    let sig = pend.trailing_zeros() as usize + 1;
+    st.pending.fetch_and(!bit(sig), Ordering::AcqRel);
+    let mut info = [0u8; 128];
+    // SAFETY: this thread's slot, published before the bit we just took.
+    info.copy_from_slice(unsafe { &(*st.info.get())[sig] });
+    let at = Interrupted {
+        regs,
+        trapno: 0,
+        err: 0,
+        cr2: 0,
+    };
+    deliver(ctx, sig, &info, &at);
+}
+
+/// The guest action of `sig` if it is a handler the guest installed inside Dune.
+fn guest_handler(sig: usize) -> Option<KSigaction> {
+    if ACTIONS[sig].installed.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let a = ACTIONS[sig].load();
+    (a.handler != SIG_DFL && a.handler != SIG_IGN).then_some(a)
+}
+
+/// Whether the first pending signal's guest action asks for restarted calls.
+pub(crate) fn first_pending_restarts(ctx: &ThreadCtx) -> bool {
+    let pend = ctx.sig().pending();
+    if pend == 0 {
+        return false;
+    }
+    let sig = pend.trailing_zeros() as usize + 1;
+    guest_handler(sig).is_some_and(|a| a.flags & SA_RESTART != 0)
+}
+
+/// Whether Linux restarts syscall `nr` (with args `a`) after a SA_RESTART handler
+/// (signal(7): calls with timeouts and waits for signals are never restarted).
+pub(crate) fn restartable(nr: u64, a: &[u64; 6]) -> bool {
+    match nr {
+        // poll ppoll select pselect6 epoll_wait epoll_pwait epoll_pwait2 nanosleep
+        // clock_nanosleep pause rt_sigsuspend rt_sigtimedwait semtimedop io_getevents
+        // io_pgetevents
+        7 | 271 | 23 | 270 | 232 | 281 | 441 | 35 | 230 | 34 | 130 | 128 | 220 | 208 | 333 => false,
+        // futex: waits with a timeout return EINTR (ERESTART_RESTARTBLOCK)
+        202 => a[3] == 0,
+        _ => true,
+    }
+}
+
+/// A guest exception turned into a signal: delivered now if the guest has a handler for
+/// it and does not block it; false otherwise (the caller ends the process).
+pub(crate) fn deliver_fault(
+    ctx: &mut ThreadCtx,
+    sig: i32,
+    code: i32,
+    addr: u64,
+    at: &Interrupted,
+) -> bool {
+    let s = sig as usize;
+    if guest_handler(s).is_none() || sigmask_get() & bit(s) != 0 {
+        return false;
+    }
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&sig.to_ne_bytes());
+    info[8..12].copy_from_slice(&code.to_ne_bytes());
+    info[16..24].copy_from_slice(&addr.to_ne_bytes());
+    deliver(ctx, s, &info, at)
+}
+
+fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) -> bool {
+    let a = ACTIONS[sig].load();
+    if a.handler == SIG_IGN {
+        return true;
+    }
+    if a.handler == SIG_DFL || ACTIONS[sig].installed.load(Ordering::Acquire) == 0 {
+        // the action changed after the signal was recorded: the host now has the default
+        // action; let the kernel apply it
+        // SAFETY: tgkill to this very thread.
+        unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                libc::syscall(libc::SYS_gettid),
+                sig,
+            )
+        };
+        return true;
+    }
+    let st = ctx.sig();
+    let r = &at.regs;
+    let on_alt = on_alt_stack(st, r.rsp);
+    let mut sp = if a.flags & SA_ONSTACK != 0
+        && st.alt_flags.load(Ordering::Acquire) as i32 & SS_DISABLE == 0
+        && !on_alt
+    {
+        st.alt_sp.load(Ordering::Acquire) + st.alt_size.load(Ordering::Acquire)
+    } else {
+        r.rsp - 128
+    };
+    // XSAVE state (64-byte aligned) with its software header, then the frame
+    let xbytes = xstate_bytes();
+    let xsave = match ctx.vcpu().xsave() {
+        Ok(x) => x,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    sp = (sp - xbytes - 4) & !63;
+    let fp = sp;
+    let frame_bytes = core::mem::size_of::<RtSigFrame>() as u64;
+    sp = ((sp - frame_bytes) & !15) - 8;
+    let low = sp;
+    let top = fp + xbytes + 4;
+    if crate::maps::find_fast(low).is_none_or(|m| m.prot & libc::PROT_WRITE == 0)
+        || crate::maps::find_fast(top - 1).is_none_or(|m| m.prot & libc::PROT_WRITE == 0)
+    {
+        fatal(
+            ctx,
+            format_args!(
+                "signal {sig}: no writable stack for the signal frame at {low:#x} (SIGSEGV)"
+            ),
+        );
+    }
+    let mut xs = [0u8; 4096];
+    for (i, w) in xsave.region.iter().enumerate() {
+        xs[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    let xcr0 = ctx.dune.xcr0;
+    xs[464..468].copy_from_slice(&FP_XSTATE_MAGIC1.to_ne_bytes());
+    xs[468..472].copy_from_slice(&((xbytes + 4) as u32).to_ne_bytes());
+    xs[472..480].copy_from_slice(&xcr0.to_ne_bytes());
+    xs[480..484].copy_from_slice(&(xbytes as u32).to_ne_bytes());
+    // SAFETY: [fp, fp + xbytes + 4) lies in a writable mapping of the program (checked
+    // above: the frame range starts and ends in writable stack memory below the
+    // interrupted rsp, or on the guest's registered alternate stack).
+    unsafe {
+        core::ptr::copy_nonoverlapping(xs.as_ptr(), fp as *mut u8, xbytes as usize);
+    }
+    // SAFETY: as above.
+    unsafe { write_guest(Gva(fp + xbytes), FP_XSTATE_MAGIC2) };
+    let old_mask = sigmask_get();
+    let (cs, ss) = match ctx.mode {
+        kmod::Mode::Ring3 => (crate::gdt::USER_CS, crate::gdt::USER_SS),
+        kmod::Mode::Ring0 => (crate::gdt::KERNEL_CS, crate::gdt::KERNEL_SS),
+    };
+    let alt_flags = st.alt_flags.load(Ordering::Acquire) as i32;
+    let frame = RtSigFrame {
+        pretcode: a.restorer,
+        uc: UContext {
+            flags: UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS,
+            link: 0,
+            stack: StackT {
+                sp: st.alt_sp.load(Ordering::Acquire),
+                flags: if on_alt { SS_ONSTACK } else { alt_flags },
+                _pad: 0,
+                size: st.alt_size.load(Ordering::Acquire),
+            },
+            mcontext: SigContext {
+                r8: r.r8,
+                r9: r.r9,
+                r10: r.r10,
+                r11: r.r11,
+                r12: r.r12,
+                r13: r.r13,
+                r14: r.r14,
+                r15: r.r15,
+                rdi: r.rdi,
+                rsi: r.rsi,
+                rbp: r.rbp,
+                rbx: r.rbx,
+                rdx: r.rdx,
+                rax: r.rax,
+                rcx: r.rcx,
+                rsp: r.rsp,
+                rip: r.rip,
+                eflags: r.rflags,
+                cs,
+                gs: 0,
+                fs: 0,
+                ss,
+                err: at.err,
+                trapno: at.trapno,
+                oldmask: old_mask,
+                cr2: at.cr2,
+                fpstate: fp,
+                reserved1: [0; 8],
+            },
+            sigmask: old_mask,
+        },
+        info: *info,
+    };
+    // SAFETY: [low, low + frame_bytes) is in the writable range checked above.
+    unsafe { write_guest(Gva(low), frame) };
+    ctx.dune.report_host_write(HostWrite::Range {
+        start: Gva(low),
+        len_bytes: top - low,
+    });
+    let mut m = old_mask | a.mask;
+    if a.flags & SA_NODEFER == 0 {
+        m |= bit(sig);
+    }
+    sigmask_set(m);
+    if a.flags & SA_RESETHAND != 0 {
+        let _serial = ACTION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        reset_to_default(sig);
+    }
+    let mut n = *r;
+    n.rdi = sig as u64;
+    n.rsi = low + core::mem::offset_of!(RtSigFrame, info) as u64;
+    n.rdx = low + core::mem::offset_of!(RtSigFrame, uc) as u64;
+    n.rax = 0;
+    n.rsp = low;
+    n.rip = a.handler;
+    n.rflags = (r.rflags & !(0x400 | 0x100 | 0x10000)) | 0x202;
+    set_user_state(ctx, &n);
+    st.handlers_active.fetch_add(1, Ordering::AcqRel);
+    ctx.stats.signals += 1;
+    true
+}
+
+/// Resumes the guest with `regs` in the program's own code (user CS/SS in ring-3 mode).
+fn set_user_state(ctx: &mut ThreadCtx, regs: &kvm_regs) {
+    if let Err(e) = ctx.vcpu_mut().set_regs(regs) {
+        fatal(ctx, format_args!("{e}"))
+    }
+    if ctx.mode == kmod::Mode::Ring3 && ctx.in_exception {
+        let mut s = match ctx.vcpu().sregs() {
+            Ok(s) => s,
+            Err(e) => fatal(ctx, format_args!("{e}")),
+        };
+        s.cs = crate::dune::seg(crate::gdt::USER_CS, 11, 3, true, 0);
+        s.ss = crate::dune::seg(crate::gdt::USER_SS, 3, 3, false, 0);
+        if let Err(e) = ctx.vcpu_mut().set_sregs(&s) {
+            fatal(ctx, format_args!("{e}"))
+        }
+    }
+}
+
+/// rt_sigreturn from the guest: `uc_addr` is the ucontext of the frame (the user rsp at
+/// the restorer's `syscall`).
+pub(crate) fn sigreturn(ctx: &mut ThreadCtx, uc_addr: u64) {
+    if crate::maps::find_fast(uc_addr).is_none() {
+        fatal(
+            ctx,
+            format_args!("rt_sigreturn with no signal frame at {uc_addr:#x} (SIGSEGV)"),
+        );
+    }
+    // SAFETY: the frame this thread's handler returned from, in mapped memory.
+    let uc: UContext = unsafe { read_guest(Gva(uc_addr)) };
+    let m = &uc.mcontext;
+    let mut r = match ctx.vcpu().regs() {
+        Ok(r) => r,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    r.r8 = m.r8;
+    r.r9 = m.r9;
+    r.r10 = m.r10;
+    r.r11 = m.r11;
+    r.r12 = m.r12;
+    r.r13 = m.r13;
+    r.r14 = m.r14;
+    r.r15 = m.r15;
+    r.rdi = m.rdi;
+    r.rsi = m.rsi;
+    r.rbp = m.rbp;
+    r.rbx = m.rbx;
+    r.rdx = m.rdx;
+    r.rax = m.rax;
+    r.rcx = m.rcx;
+    r.rsp = m.rsp;
+    r.rip = m.rip;
+    r.rflags = (0x202 & !FIX_EFLAGS) | (m.eflags & FIX_EFLAGS);
+    if m.fpstate != 0 {
+        let xbytes = xstate_bytes() as usize;
+        let mut xs = [0u8; 4096];
+        // SAFETY: the frame's XSAVE area (xbytes long) that `deliver` wrote; the handler
+        // may have changed it, as on Linux.
+        unsafe { core::ptr::copy_nonoverlapping(m.fpstate as *const u8, xs.as_mut_ptr(), xbytes) };
+        let mut x = kvm_bindings::kvm_xsave::default();
+        for (i, w) in x.region.iter_mut().enumerate() {
+            *w = u32::from_ne_bytes([xs[4 * i], xs[4 * i + 1], xs[4 * i + 2], xs[4 * i + 3]]);
+        }
+        if let Err(e) = ctx.vcpu().set_xsave(&x) {
+            fatal(ctx, format_args!("{e}"))
+        }
+    }
+    let st = ctx.sig();
+    sigmask_set(uc.sigmask);
+    if !on_alt_stack(st, m.rsp) && uc.stack.flags & SS_DISABLE == 0 && uc.stack.size >= MINSIGSTKSZ
+    {
+        st.alt_sp.store(uc.stack.sp, Ordering::Release);
+        st.alt_size.store(uc.stack.size, Ordering::Release);
+        st.alt_flags.store(0, Ordering::Release);
+    }
+    // a handler that left by a long jump never returns here: the count only saturates
+    if st.handlers_active.load(Ordering::Acquire) > 0 {
+        st.handlers_active.fetch_sub(1, Ordering::AcqRel);
+    }
+    if let Err(e) = ctx.vcpu_mut().set_regs(&r) {
+        fatal(ctx, format_args!("{e}"))
+    }
+}
+
+/// The errno a forwarded call returns when a signal interrupted it.
+pub(crate) const INTERRUPTED: i64 = -EINTR;
