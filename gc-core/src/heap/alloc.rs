@@ -10,9 +10,22 @@ use crate::error::GcError;
 use crate::util::mmap::{round_up_to_page, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
 use std::sync::atomic::Ordering;
 
-/// Zero `len` bytes at `addr`.
+/// Zero `len` bytes at `addr` (16-byte aligned, a multiple of 16). Small objects are
+/// cleared with inline stores: a call to memset costs more than the clearing.
 #[inline]
 fn zero(addr: usize, len: usize) {
+    if len <= 64 {
+        let mut p = addr as *mut u128;
+        let end = (addr + len) as *mut u128;
+        while p < end {
+            // SAFETY: callers pass a slot they have just claimed: 16-byte aligned, inside
+            // the heap mapping, `len` bytes long.
+            unsafe { p.write_volatile(0) };
+            // SAFETY: stays within the slot (or one past its end).
+            p = unsafe { p.add(1) };
+        }
+        return;
+    }
     // SAFETY: callers pass a slot or span they have just claimed, inside the heap mapping.
     unsafe { std::ptr::write_bytes(addr as *mut u8, 0, len) };
 }

@@ -92,7 +92,8 @@ impl SizeClass {
         }
         let mut c = LOOKUP[want.div_ceil(GRANULE_BYTES)] as usize;
         while c < N_CLASSES {
-            if (SIZES[c] as usize).is_multiple_of(align_bytes) {
+            // align_bytes is a power of two: a mask, not a division (this is the fast path).
+            if SIZES[c] as usize & (align_bytes - 1) == 0 {
                 return Some(SizeClass(c as u8));
             }
             c += 1;

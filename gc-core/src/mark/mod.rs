@@ -85,7 +85,7 @@ impl Heap {
     /// and are prefetched on the way in, so several misses are in flight at once (Cher,
     /// Hosking and Vijaykumar's prefetch-on-grey buffer).
     pub(crate) fn drain(&self, stack: &mut MarkStack, mut budget_bytes: usize) -> bool {
-        const FIFO: usize = 8;
+        const FIFO: usize = 16;
         let mut fifo = [(0usize, 0usize); FIFO];
         let (mut head, mut len) = (0usize, 0usize);
         loop {
