@@ -163,6 +163,14 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
     } else {
         0
     };
+    // munmap: the guest entries go first. Then, when the host munmap has returned, no vCPU
+    // can reach the pages: KVM's MMU notifier drops every vCPU's shadow translation of them
+    // (synchronously), and the next walk of the guest table finds no entry (#PF). In the
+    // other order another vCPU could walk a present guest entry to a host page that no
+    // longer exists (KVM_RUN fails with EFAULT).
+    if op == AddressOp::Munmap && a[0] & 0xfff == 0 && a[1] != 0 {
+        d.unmap_range(a[0], a[0] + up(a[1]));
+    }
     // SAFETY: an address-space call of the program itself; the host side is updated below.
     let ret = unsafe { ks::execute(call) };
     if is_err(ret) {
@@ -183,10 +191,7 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
             )
             .map(|_| fixed)
         }
-        AddressOp::Munmap => {
-            d.unmap_range(a[0], a[0] + up(a[1]));
-            Ok(true)
-        }
+        AddressOp::Munmap => Ok(true),
         AddressOp::Mprotect => {
             let (s, e) = (a[0], a[0] + up(a[1]));
             d.map_range(s, e, a[2] as i32, Content::Kept).map(|_| {

@@ -1,0 +1,521 @@
+//! A program that runs in Dune from `main` (enter_process): signal handlers run inside the
+//! guest (interval timer on a busy loop, SIGUSR1 from another process interrupting a blocked
+//! read, a page fault recovered by a SIGSEGV handler), the exception-handler API (demand
+//! paging, #UD, #BP, #DE, #GP), and munmap by one thread seen by another thread's vCPU.
+//! Needs /dev/kvm; no libtest harness (every thread of the process is a Dune thread).
+
+use dune_hw::{DuneError, Exception, Trap, TrapAction};
+use std::io::Read;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() {
+    match dune_hw::enter_process() {
+        Ok(()) => {}
+        Err(e @ (DuneError::Kmod(_) | DuneError::Unsupported { .. })) => {
+            if std::env::var("DUNEGC_REQUIRE_KVM").as_deref() == Ok("1") {
+                panic!("kvm_process: /dev/kvm required (DUNEGC_REQUIRE_KVM=1) but: {e}");
+            }
+            println!("SKIPPED kvm_process: {e}");
+            return;
+        }
+        Err(e) => panic!("enter_process failed: {e}"),
+    }
+    assert!(dune_hw::process_wide());
+    let tests: [(&str, fn()); 6] = [
+        (
+            "interval_timer_hits_a_busy_loop",
+            interval_timer_hits_a_busy_loop,
+        ),
+        (
+            "sigusr1_from_another_process_interrupts_read",
+            sigusr1_from_another_process_interrupts_read,
+        ),
+        (
+            "sigsegv_handler_recovers_from_a_guest_page_fault",
+            sigsegv_handler_recovers_from_a_guest_page_fault,
+        ),
+        (
+            "exception_handlers_demand_paging_and_traps",
+            exception_handlers_demand_paging_and_traps,
+        ),
+        (
+            "munmap_in_one_thread_faults_in_another",
+            munmap_in_one_thread_faults_in_another,
+        ),
+        (
+            "stop_a_thread_in_the_guest_and_read_its_registers",
+            stop_a_thread_in_the_guest_and_read_its_registers,
+        ),
+    ];
+    for (name, t) in tests {
+        let t0 = Instant::now();
+        t();
+        println!(
+            "test {name} ... ok ({:.1} ms)",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let in_dune = dune_hw::in_dune();
+    let stats = dune_hw::exit().expect("exit");
+    assert!(in_dune);
+    println!("main thread stats {stats:?}");
+}
+
+type SigInfoHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+fn install(sig: libc::c_int, h: SigInfoHandler, flags: libc::c_int) {
+    // SAFETY: a zeroed sigaction with a valid handler and flags; inside Dune this is the
+    // monitor's emulated rt_sigaction.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = h as usize;
+        sa.sa_flags = libc::SA_SIGINFO | flags;
+        assert_eq!(libc::sigaction(sig, &sa, core::ptr::null_mut()), 0);
+    }
+}
+
+fn uninstall(sig: libc::c_int) {
+    // SAFETY: restores the default action.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+// ---- SIGALRM interval timer on a busy loop ----
+static TICKS: AtomicU64 = AtomicU64::new(0);
+static TICK_IN_GUEST_REGS_NONE: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_tick(_s: libc::c_int, _i: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    if dune_hw::guest_regs().is_none() {
+        TICK_IN_GUEST_REGS_NONE.fetch_add(1, Ordering::SeqCst);
+    }
+    // clobber vector registers: the interrupted loop's floating point must survive
+    let x = std::hint::black_box(3.25f64);
+    std::hint::black_box(x * x + 1.0);
+    TICKS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn set_timer(interval_us: i64) {
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: interval_us,
+    };
+    let it = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    assert_eq!(
+        // SAFETY: setitimer reads one itimerval.
+        unsafe { libc::setitimer(libc::ITIMER_REAL, &it, core::ptr::null_mut()) },
+        0
+    );
+}
+
+fn interval_timer_hits_a_busy_loop() {
+    install(libc::SIGALRM, on_tick, libc::SA_RESTART);
+    set_timer(5_000);
+    let t0 = Instant::now();
+    // busy loop with live floating-point state and no syscalls
+    let mut acc = 0.0f64;
+    let mut i = 0u64;
+    while TICKS.load(Ordering::SeqCst) < 5 && t0.elapsed() < Duration::from_secs(10) {
+        for _ in 0..1000 {
+            acc += (i as f64) * 0.5;
+            i += 1;
+        }
+    }
+    set_timer(0);
+    uninstall(libc::SIGALRM);
+    let expect = (0..i).map(|k| k as f64 * 0.5).sum::<f64>();
+    assert!(
+        TICKS.load(Ordering::SeqCst) >= 5,
+        "timer ticks {}",
+        TICKS.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        acc, expect,
+        "floating-point state preserved across handlers"
+    );
+    assert_eq!(
+        TICK_IN_GUEST_REGS_NONE.load(Ordering::SeqCst),
+        TICKS.load(Ordering::SeqCst),
+        "handlers ran inside the guest (guest_regs() is None there)"
+    );
+    assert!(dune_hw::thread_stats().signals >= 5);
+}
+
+// ---- SIGUSR1 from another process ----
+static USR1: AtomicU64 = AtomicU64::new(0);
+static USR1_PID: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_usr1(_s: libc::c_int, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    // SAFETY: a valid siginfo for a kill(2)-sent signal.
+    let pid = unsafe { (*info).si_pid() };
+    USR1_PID.store(pid as u64, Ordering::SeqCst);
+    USR1.fetch_add(1, Ordering::SeqCst);
+}
+
+fn block_usr1_here() {
+    // SAFETY: sigset manipulation on locals; pthread_sigmask affects this thread only.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut());
+    }
+}
+
+fn sigusr1_from_another_process_interrupts_read() {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe writes two fds.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fds[0] is ours, moved into the File.
+    let mut rd = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    let pid = std::process::id();
+    let kill_soon = move || {
+        block_usr1_here(); // the signal is for the reader
+        std::thread::sleep(Duration::from_millis(30));
+        let st = std::process::Command::new("kill")
+            .args(["-USR1", &pid.to_string()])
+            .status()
+            .expect("spawn kill");
+        assert!(st.success());
+    };
+    // 1. without SA_RESTART: the blocked read returns EINTR after the handler
+    install(libc::SIGUSR1, on_usr1, 0);
+    let killer = std::thread::spawn(kill_soon);
+    let mut b = [0u8; 1];
+    let r = rd.read(&mut b);
+    killer.join().unwrap();
+    assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::Interrupted);
+    assert_eq!(USR1.load(Ordering::SeqCst), 1);
+    let sender = USR1_PID.load(Ordering::SeqCst);
+    assert!(
+        sender != 0 && sender != pid as u64,
+        "si_pid {sender}: another process"
+    );
+    // 2. with SA_RESTART: the handler runs, the read restarts and gets the data written later
+    install(libc::SIGUSR1, on_usr1, libc::SA_RESTART);
+    let wfd = fds[1];
+    let killer = std::thread::spawn(move || {
+        kill_soon();
+        while USR1.load(Ordering::SeqCst) < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        // SAFETY: writes one byte from a local to our pipe.
+        unsafe { libc::write(wfd, b"x".as_ptr().cast(), 1) };
+    });
+    let r = rd.read(&mut b);
+    killer.join().unwrap();
+    assert_eq!(r.unwrap(), 1);
+    assert_eq!(&b, b"x");
+    assert_eq!(USR1.load(Ordering::SeqCst), 2);
+    uninstall(libc::SIGUSR1);
+    // SAFETY: closing our write end.
+    unsafe { libc::close(wfd) };
+}
+
+// ---- a SIGSEGV handler recovering from a guest page fault ----
+static SEGV_ADDR: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_segv(_s: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // SAFETY: a valid siginfo/ucontext for a SIGSEGV from a fault.
+    unsafe {
+        SEGV_ADDR.store((*info).si_addr() as u64, Ordering::SeqCst);
+        let uc = uc as *mut libc::ucontext_t;
+        // skip the faulting 3-byte load (mov rax, [rdi]) and return a marker in rax
+        (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] += 3;
+        (*uc).uc_mcontext.gregs[libc::REG_RAX as usize] = 0xdead;
+    }
+}
+
+fn load_u64(p: u64) -> u64 {
+    let v: u64;
+    // SAFETY: the caller's address; a fault there is what the tests provoke (the handlers
+    // skip exactly these 3 bytes: 48 8b 07).
+    unsafe {
+        core::arch::asm!(".byte 0x48, 0x8b, 0x07", in("rdi") p, out("rax") v, options(nostack))
+    };
+    v
+}
+
+fn sigsegv_handler_recovers_from_a_guest_page_fault() {
+    install(libc::SIGSEGV, on_segv, libc::SA_NODEFER);
+    // SAFETY: a fresh PROT_NONE page.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as u64;
+    let v = load_u64(p + 8);
+    assert_eq!(v, 0xdead);
+    assert_eq!(SEGV_ADDR.load(Ordering::SeqCst), p + 8);
+    let v = load_u64(0x10);
+    assert_eq!(v, 0xdead);
+    assert_eq!(SEGV_ADDR.load(Ordering::SeqCst), 0x10);
+    uninstall(libc::SIGSEGV);
+    // SAFETY: our page.
+    unsafe { libc::munmap(p as *mut libc::c_void, 4096) };
+}
+
+// ---- the exception-handler API ----
+static DEMAND_BASE: AtomicU64 = AtomicU64::new(0);
+static DEMAND_FAULTS: AtomicU64 = AtomicU64::new(0);
+static TRAPS: AtomicU64 = AtomicU64::new(0);
+
+fn demand_pager(t: &mut Trap) -> TrapAction {
+    let base = DEMAND_BASE.load(Ordering::SeqCst);
+    if t.fault_addr < base || t.fault_addr >= base + (64 << 12) {
+        return TrapAction::Unhandled;
+    }
+    let page = t.fault_addr & !0xfff;
+    // SAFETY: replaces one page of our own PROT_NONE reservation.
+    let r = unsafe {
+        libc::mmap(
+            page as *mut libc::c_void,
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if r as u64 != page {
+        return TrapAction::Unhandled;
+    }
+    // SAFETY: the page was just mapped writable.
+    unsafe { *(page as *mut u64) = page ^ 0x5a5a };
+    DEMAND_FAULTS.fetch_add(1, Ordering::SeqCst);
+    TrapAction::Resume
+}
+
+fn skip_trap(t: &mut Trap) -> TrapAction {
+    TRAPS.fetch_add(1 << (4 * t.vector as u64 / 3).min(60), Ordering::SeqCst);
+    match t.vector {
+        6 => t.rip += 2, // ud2
+        0 => {
+            t.rip += 3; // div rcx (48 f7 f1)
+            t.gprs[0] = 77;
+        }
+        13 => {
+            t.rip += 3; // mov rax, [rdi] with a non-canonical rdi
+            t.gprs[0] = 0x6b;
+        }
+        3 => {} // int3: rip is already after it
+        _ => return TrapAction::Unhandled,
+    }
+    TrapAction::Resume
+}
+
+fn exception_handlers_demand_paging_and_traps() {
+    // SAFETY: a fresh PROT_NONE reservation of 64 pages.
+    let base = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            64 << 12,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as u64;
+    DEMAND_BASE.store(base, Ordering::SeqCst);
+    dune_hw::set_exception_handler(Exception::PageFault, Some(demand_pager));
+    let mut sum = 0u64;
+    for i in 0..64u64 {
+        let page = base + (i << 12);
+        sum = sum.wrapping_add(load_u64(page));
+        assert_eq!(load_u64(page), page ^ 0x5a5a);
+    }
+    dune_hw::set_exception_handler(Exception::PageFault, None);
+    assert_eq!(DEMAND_FAULTS.load(Ordering::SeqCst), 64);
+    assert_eq!(
+        sum,
+        (0..64u64).fold(0u64, |s, i| s.wrapping_add((base + (i << 12)) ^ 0x5a5a))
+    );
+    // SAFETY: our reservation.
+    unsafe { libc::munmap(base as *mut libc::c_void, 64 << 12) };
+
+    for e in [
+        Exception::InvalidOpcode,
+        Exception::DivideError,
+        Exception::GeneralProtection,
+        Exception::Breakpoint,
+    ] {
+        dune_hw::set_exception_handler(e, Some(skip_trap));
+    }
+    // SAFETY: each instruction traps and the handler resumes after it.
+    unsafe { core::arch::asm!("ud2") };
+    let q: u64;
+    // SAFETY: as above (divide by zero; the handler sets rax = 77).
+    unsafe {
+        core::arch::asm!(".byte 0x48, 0xf7, 0xf1", inout("rax") 5u64 => q, inout("rdx") 0u64 => _, in("rcx") 0u64, options(nostack))
+    };
+    let g = load_u64(0x8000_0000_0000_0000); // non-canonical: #GP
+                                             // SAFETY: int3 traps; the handler resumes after it.
+    unsafe { core::arch::asm!("int3") };
+    for e in [
+        Exception::InvalidOpcode,
+        Exception::DivideError,
+        Exception::GeneralProtection,
+        Exception::Breakpoint,
+    ] {
+        dune_hw::set_exception_handler(e, None);
+    }
+    assert_eq!(q, 77);
+    assert_eq!(g, 0x6b);
+    let t = TRAPS.load(Ordering::SeqCst);
+    let count = |v: u64| (t >> (4 * v / 3).min(60)) & 0xf;
+    assert_eq!(
+        (count(6), count(0), count(13), count(3)),
+        (1, 1, 1, 1),
+        "traps {t:#x}"
+    );
+}
+
+// ---- munmap by one thread, seen by another thread's vCPU ----
+static STOP_READER: AtomicBool = AtomicBool::new(false);
+static UNMAPPED: AtomicBool = AtomicBool::new(false);
+static READER_FAULTS: AtomicU64 = AtomicU64::new(0);
+static AFTER_UNMAP_FAULTED: AtomicBool = AtomicBool::new(false);
+static WATCH: AtomicU64 = AtomicU64::new(0);
+
+fn count_watch_fault(t: &mut Trap) -> TrapAction {
+    if t.fault_addr & !0xfff != WATCH.load(Ordering::SeqCst) {
+        return TrapAction::Unhandled;
+    }
+    READER_FAULTS.fetch_add(1, Ordering::SeqCst);
+    t.rip += 3;
+    t.gprs[0] = 0;
+    TrapAction::Resume
+}
+
+fn munmap_in_one_thread_faults_in_another() {
+    // SAFETY: a fresh RW page.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as u64;
+    // SAFETY: our page.
+    unsafe { *(p as *mut u64) = 0x1234 };
+    WATCH.store(p, Ordering::SeqCst);
+    dune_hw::set_exception_handler(Exception::PageFault, Some(count_watch_fault));
+    let reader = std::thread::spawn(move || {
+        let mut reads = 0u64;
+        // the reader's vCPU caches the translation: it reads without exits
+        while !UNMAPPED.load(Ordering::SeqCst) {
+            assert!(matches!(load_u64(p), 0x1234 | 0));
+            reads += 1;
+        }
+        // munmap has returned in the other thread: this access must fault
+        let before = READER_FAULTS.load(Ordering::SeqCst);
+        let v = load_u64(p);
+        AFTER_UNMAP_FAULTED.store(
+            READER_FAULTS.load(Ordering::SeqCst) > before && v == 0,
+            Ordering::SeqCst,
+        );
+        while !STOP_READER.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+        reads
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    // SAFETY: our page; the reader's accesses after this are expected to fault.
+    assert_eq!(unsafe { libc::munmap(p as *mut libc::c_void, 4096) }, 0);
+    UNMAPPED.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(5));
+    STOP_READER.store(true, Ordering::SeqCst);
+    let reads = reader.join().unwrap();
+    dune_hw::set_exception_handler(Exception::PageFault, None);
+    assert!(reads > 0);
+    assert!(
+        AFTER_UNMAP_FAULTED.load(Ordering::SeqCst),
+        "no stale translation after munmap ({reads} reads before)"
+    );
+}
+
+// ---- a collector-style stop: signal a thread busy in the guest, read its registers ----
+static STOP_ACK: AtomicU64 = AtomicU64::new(0);
+static STOP_RSP: AtomicU64 = AtomicU64::new(0);
+static STOP_R12: AtomicU64 = AtomicU64::new(0);
+static RESUME: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_s: libc::c_int, _i: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // inside the guest: the ucontext holds the interrupted guest registers
+    let uc = uc as *const libc::ucontext_t;
+    // SAFETY: a valid ucontext from the monitor's signal frame.
+    unsafe {
+        STOP_RSP.store(
+            (*uc).uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
+            Ordering::SeqCst,
+        );
+        STOP_R12.store(
+            (*uc).uc_mcontext.gregs[libc::REG_R12 as usize] as u64,
+            Ordering::SeqCst,
+        );
+    }
+    STOP_ACK.fetch_add(1, Ordering::SeqCst);
+    while !RESUME.load(Ordering::SeqCst) {
+        std::hint::spin_loop();
+    }
+}
+
+fn stop_a_thread_in_the_guest_and_read_its_registers() {
+    install(libc::SIGPWR, on_stop, libc::SA_RESTART);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let marker = 0u64;
+        let here = &marker as *const u64 as u64;
+        // SAFETY: pthread_self has no preconditions.
+        tx.send((unsafe { libc::pthread_self() } as u64, here))
+            .unwrap();
+        // spin with a known value in r12 until stopped and resumed
+        // SAFETY: the loop only reads an atomic's address and compares.
+        unsafe {
+            core::arch::asm!(
+                "mov r12, 0x5151",
+                "2:",
+                "cmp byte ptr [{flag}], 0",
+                "je 2b",
+                flag = in(reg) RESUME.as_ptr(),
+                out("r12") _,
+            )
+        };
+        std::hint::black_box(&marker);
+    });
+    let (thread, here) = rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    assert_eq!(
+        // SAFETY: the worker is alive (joined below).
+        unsafe { libc::pthread_kill(thread as libc::pthread_t, libc::SIGPWR) },
+        0
+    );
+    let t0 = Instant::now();
+    while STOP_ACK.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let stop_latency = t0.elapsed();
+    RESUME.store(true, Ordering::SeqCst);
+    worker.join().unwrap();
+    uninstall(libc::SIGPWR);
+    assert_eq!(STOP_ACK.load(Ordering::SeqCst), 1);
+    assert_eq!(STOP_R12.load(Ordering::SeqCst), 0x5151);
+    let rsp = STOP_RSP.load(Ordering::SeqCst);
+    assert!(
+        rsp <= here && here - rsp < 4096,
+        "interrupted rsp {rsp:#x}, a local at {here:#x}"
+    );
+    println!("  stop latency {:.0} us", stop_latency.as_secs_f64() * 1e6);
+}
