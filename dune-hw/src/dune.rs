@@ -13,7 +13,7 @@ use crate::signal::SigState;
 use kmod::{Mode, ModeChoice, System, Vcpu, Vm};
 use kvm_bindings::kvm_segment;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Bytes reserved for guest page-table frames (NORESERVE: untouched frames are free).
@@ -98,6 +98,9 @@ pub struct Dune {
     next_vcpu: AtomicU64,
     /// vCPUs of threads that left Dune mode, reused by the next `enter` (KVM limits vCPU ids).
     idle_vcpus: Mutex<Vec<Vcpu>>,
+    /// Contexts of threads that ended inside Dune (raw `Box<ThreadCtx>` pointers): their
+    /// stacks and GDT/TSS pages are reused once their `exited` flag is set.
+    retired: Mutex<Vec<usize>>,
     pub(crate) xcr0: u64,
     cr4: u64,
 }
@@ -227,6 +230,7 @@ impl Dune {
             next_vcpu: AtomicU64::new(0),
             // room for many parked vCPUs: parking happens in the exit loop (no allocation)
             idle_vcpus: Mutex::new(Vec::with_capacity(256)),
+            retired: Mutex::new(Vec::with_capacity(256)),
             xcr0,
             cr4,
         };
@@ -418,6 +422,36 @@ impl Dune {
         }
     }
 
+    /// Keeps the context of a thread ending inside Dune (it still runs on its stacks; they
+    /// are reused once its `exited` flag says it is gone).
+    pub(crate) fn retire(&self, ctx: *mut ThreadCtx) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ctx as usize);
+    }
+
+    /// The exit-loop stack and GDT/TSS/monitor pages of a thread that has ended.
+    fn take_retired(&self) -> Option<(u64, u64)> {
+        let mut list = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        let i = list.iter().position(|&p| {
+            // SAFETY: retired contexts are never freed while listed.
+            unsafe { &*(p as *const ThreadCtx) }
+                .exited
+                .load(Ordering::Acquire)
+                != 0
+        })?;
+        let p = list.swap_remove(i) as *mut ThreadCtx;
+        drop(list);
+        // SAFETY: the thread that owned it has exited (its last store was `exited`); the
+        // pointer came from Box::into_raw and is in no list any more.
+        let mut old = unsafe { Box::from_raw(p) };
+        let r = (old.loop_stack, old.cpu_pages);
+        old.loop_stack = 0;
+        old.cpu_pages = 0;
+        Some(r)
+    }
+
     /// Memory slots registered now.
     pub fn n_memslots(&self) -> usize {
         self.vm.with_memslots(|s, _| s.slots().len())
@@ -486,6 +520,9 @@ pub(crate) struct ThreadCtx {
     pub(crate) native_step: bool,
     /// Signal state shared with the host signal trampoline (also reachable through SIG).
     pub(crate) sig: Box<SigState>,
+    /// Set by a thread that ended inside Dune as its very last store before exit(2): from
+    /// then on its exit-loop stack and GDT/TSS pages may be reused.
+    pub(crate) exited: AtomicU32,
 }
 
 thread_local! {
@@ -555,20 +592,33 @@ impl ThreadCtx {
                 .vm
                 .create_vcpu(dune.next_vcpu.fetch_add(1, Ordering::AcqRel))?,
         };
-        let loop_stack = mmap_anon(
-            LOOP_STACK_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_NORESERVE | libc::MAP_STACK,
-            "mmap(exit-loop stack)",
-        )?;
         // page 0: GDT at +0, TSS at +0x800; then the monitor stack
         let cpu_pages_len = 4096 + MONITOR_STACK_BYTES;
-        let cpu_pages = mmap_anon(
-            cpu_pages_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            0,
-            "mmap(GDT/TSS/monitor stack)",
-        )?;
+        let (loop_stack, cpu_pages) = match dune.take_retired() {
+            Some(r) => r,
+            None => {
+                let loop_stack = mmap_anon(
+                    LOOP_STACK_BYTES,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_NORESERVE | libc::MAP_STACK,
+                    "mmap(exit-loop stack)",
+                )?;
+                let cpu_pages = mmap_anon(
+                    cpu_pages_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    0,
+                    "mmap(GDT/TSS/monitor stack)",
+                );
+                match cpu_pages {
+                    Ok(c) => (loop_stack, c),
+                    Err(e) => {
+                        // SAFETY: the stack mapped just above; nothing uses it.
+                        unsafe { libc::munmap(loop_stack as *mut libc::c_void, LOOP_STACK_BYTES) };
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let mut ctx = Box::new(ThreadCtx {
             dune,
             vcpu: Some(vcpu),
@@ -587,6 +637,7 @@ impl ThreadCtx {
             in_exception: false,
             native_step: false,
             sig: Box::new(SigState::new()),
+            exited: AtomicU32::new(0),
         });
         let tss = cpu_pages + 0x800;
         let stack_top = cpu_pages + cpu_pages_len as u64;
@@ -710,16 +761,20 @@ impl Drop for ThreadCtx {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(v);
         }
-        let (start, end) = (self.cpu_pages, self.cpu_pages + self.cpu_pages_len as u64);
-        // Only reached on the host stack (never while the exit loop runs on `loop_stack`).
-        self.dune.unmap_range(start, end);
-        // SAFETY: both mappings were created by `new` and nothing refers to them any more:
-        // the vCPU that used the GDT/TSS/stack is dropped below, and the loop stack is idle.
-        unsafe {
-            libc::munmap(self.cpu_pages as *mut libc::c_void, self.cpu_pages_len);
+        if self.cpu_pages != 0 {
+            let (start, end) = (self.cpu_pages, self.cpu_pages + self.cpu_pages_len as u64);
+            // Only reached on the host stack (never while the exit loop runs on `loop_stack`).
+            self.dune.unmap_range(start, end);
+            // SAFETY: the mapping was created by `new` and nothing refers to it any more:
+            // the vCPU that used the GDT/TSS/stack was parked above.
+            unsafe {
+                libc::munmap(self.cpu_pages as *mut libc::c_void, self.cpu_pages_len);
+            }
         }
-        // SAFETY: as above.
-        unsafe { libc::munmap(self.loop_stack as *mut libc::c_void, LOOP_STACK_BYTES) };
+        if self.loop_stack != 0 {
+            // SAFETY: created by `new`; the loop stack is idle (we are not running on it).
+            unsafe { libc::munmap(self.loop_stack as *mut libc::c_void, LOOP_STACK_BYTES) };
+        }
     }
 }
 

@@ -196,6 +196,15 @@ core::arch::global_asm!(
     "mov 48(%rdi), %rsp",
     "mov 40(%rdi), %rdi",
     "jmp *%rcx",
+    // ---- a thread ending inside Dune: mark its stacks free, exit without touching them ----
+    ".p2align 4",
+    ".globl dune_exit_thread",
+    "dune_exit_thread:",
+    "movl $1, (%rdi)",
+    "mov %rsi, %rdi",
+    "mov $60, %eax",
+    "syscall",
+    "ud2",
     // ---- sa_restorer of the host actions the monitor installs ----
     ".p2align 4",
     ".globl dune_host_restorer",
@@ -277,6 +286,8 @@ extern "C" {
     /// Continues on the host with every register of `regs` (rcx and r11 are taken from it
     /// too: use at a syscall return, where Linux defines them).
     pub fn dune_resume_host_regs(regs: *const kvm_bindings::kvm_regs) -> !;
+    /// Stores 1 to `*exited` and calls exit(`code`) with no memory access in between.
+    pub fn dune_exit_thread(exited: *mut u32, code: u64) -> !;
     /// `sa_restorer` of host signal actions: rt_sigreturn.
     pub fn dune_host_restorer();
     fn dune_stubs_start();

@@ -87,13 +87,28 @@ fn dispatch(
         Class::ArchPrctl => arch_prctl(ctx, call),
         Class::ThreadExit => {
             // The thread ends inside the guest: give its vCPU back (KVM cannot destroy a
-            // single vCPU, so it is reused), then exit on the host. The loop stack and the
-            // GDT/monitor pages of this thread stay mapped (we run on them).
+            // single vCPU, so it is reused), retire the context (we still run on its loop
+            // stack), and exit on the host; the last store before exit(2) marks the stacks
+            // reusable by the next thread.
+            // no handler may run on the loop stack once it can be reused
+            let all = u64::MAX;
+            // SAFETY: rt_sigprocmask reads 8 bytes from `all`; this thread is ending.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigprocmask,
+                    libc::SIG_SETMASK,
+                    &all as *const u64,
+                    core::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
             ctx.dune.park_vcpu(ctx.vcpu.take());
             crate::dune::set_current(core::ptr::null_mut());
-            // SAFETY: exit(2) does not return; no Rust state outlives the thread.
-            unsafe { ks::execute(call) };
-            unreachable!("exit returned")
+            let flag = ctx.exited.as_ptr();
+            ctx.dune.retire(ctx as *mut ThreadCtx);
+            // SAFETY: exit(2) does not return; the context stays allocated (retired) until
+            // another thread sees the flag, which is stored with no stack use afterwards.
+            unsafe { entry::dune_exit_thread(flag, call.args[0]) }
         }
         Class::ProcessExit => {
             // SAFETY: exit_group(2) does not return.

@@ -79,6 +79,36 @@ fn spawned_scoped_and_pooled_threads_run_in_dune() {
     println!("stats {stats:?}; waiter {waiter_stats:?}");
 }
 
+fn n_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn ended_threads_give_back_their_vcpu_and_stacks() {
+    if enter_or_skip("ended_threads_give_back_their_vcpu_and_stacks").is_none() {
+        return;
+    }
+    // warm up (first threads map their stacks), then many spawn+join rounds
+    for _ in 0..4 {
+        std::thread::spawn(|| dune_hw::in_dune()).join().unwrap();
+    }
+    let before = n_mappings();
+    let mut all_in = true;
+    for _ in 0..200 {
+        all_in &= std::thread::spawn(|| dune_hw::in_dune()).join().unwrap();
+    }
+    let after = n_mappings();
+    dune_hw::exit().unwrap();
+    assert!(all_in);
+    assert!(
+        after <= before + 8,
+        "mappings grew from {before} to {after} over 200 threads"
+    );
+}
+
 #[test]
 fn fork_child_runs_outside_dune_and_command_spawns() {
     if enter_or_skip("fork_child_runs_outside_dune_and_command_spawns").is_none() {
