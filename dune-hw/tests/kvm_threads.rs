@@ -93,12 +93,12 @@ fn ended_threads_give_back_their_vcpu_and_stacks() {
     }
     // warm up (first threads map their stacks), then many spawn+join rounds
     for _ in 0..4 {
-        std::thread::spawn(|| dune_hw::in_dune()).join().unwrap();
+        std::thread::spawn(dune_hw::in_dune).join().unwrap();
     }
     let before = n_mappings();
     let mut all_in = true;
     for _ in 0..200 {
-        all_in &= std::thread::spawn(|| dune_hw::in_dune()).join().unwrap();
+        all_in &= std::thread::spawn(dune_hw::in_dune).join().unwrap();
     }
     let after = n_mappings();
     dune_hw::exit().unwrap();
