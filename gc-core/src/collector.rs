@@ -26,7 +26,6 @@ use crate::roots;
 use crate::util::mmap::{MmapVec, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
 use crate::world::{self, StoppedWorld, ThreadRoots};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::MutexGuard;
 use std::time::Instant;
 
 /// Why a collection ran.
@@ -210,7 +209,7 @@ impl GcState {
     }
 }
 
-type Guard = MutexGuard<'static, HeapInner>;
+type Guard = crate::heap::HeapGuard<'static>;
 
 /// Set while some thread opens a tracker with the heap lock released, so that
 /// allocations made while opening do not try to open it again.
@@ -799,7 +798,11 @@ impl Heap {
                     }
                 }
                 SpanState::Large => {
-                    if collectable && self.allocs.get(base) && !self.marks.get(base) {
+                    if !self.allocs.get(base) {
+                        // Freed explicitly by a thread that held the heap lock at the time
+                        // (see `Heap::free`): release the pages now.
+                        self.release_large(inner, start);
+                    } else if collectable && !self.marks.get(base) {
                         self.allocs.clear_atomic(base);
                         swept += obj;
                         self.release_large(inner, start);

@@ -43,6 +43,9 @@ pub enum GcError {
     },
     /// The dirty-tracking backend failed or is unsupported.
     Dirty(DirtyError),
+    /// An allocation was made by a thread that holds the heap lock (from inside the
+    /// collector): refused rather than deadlocking.
+    Reentrant,
 }
 
 impl fmt::Display for GcError {
@@ -61,6 +64,9 @@ impl fmt::Display for GcError {
             }
             GcError::Os { op, source } => write!(f, "{op} failed: {source}"),
             GcError::Dirty(e) => write!(f, "{e}"),
+            GcError::Reentrant => {
+                f.write_str("allocation refused: this thread holds the heap lock (allocating from inside the collector)")
+            }
         }
     }
 }

@@ -10,6 +10,18 @@ use crate::error::GcError;
 use crate::util::mmap::{round_up_to_page, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
 use std::sync::atomic::Ordering;
 
+/// The error for an allocation made while this thread holds the heap lock (from inside
+/// the collector, e.g. a tracker's error path): refused, said once on stderr, never a
+/// deadlock.
+#[cold]
+fn reentrant() -> GcError {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        crate::collector::eprintln_raw("dunegc: allocation refused: this thread holds the heap lock (allocating from inside the collector)");
+    }
+    GcError::Reentrant
+}
+
 /// Zero `len` bytes at `addr` (16-byte aligned, a multiple of 16). Small objects are
 /// cleared with inline stores: a call to memset costs more than the clearing.
 #[inline]
@@ -133,6 +145,9 @@ impl Heap {
                 cc.rewound = true;
                 return Ok(());
             }
+        }
+        if self.lock_held_here() {
+            return Err(reentrant());
         }
         let mut g = self.lock();
         Self::flush(&mut g, cache);
@@ -297,6 +312,9 @@ impl Heap {
         let bytes = round_up_to_page(len);
         let n = bytes >> LOG_BYTES_IN_PAGE;
         let align_pages = (align >> LOG_BYTES_IN_PAGE).max(1);
+        if self.lock_held_here() {
+            return Err(reentrant());
+        }
         // Find (or register) this thread's cache before taking the lock: registering
         // takes the lock itself.
         let cache = cache::current(self);
@@ -348,33 +366,44 @@ impl Heap {
                 reason: "points inside an object, not at its start",
             });
         }
-        if !self.allocs.clear_atomic(addr) {
-            return Err(GcError::InvalidFree {
-                addr,
-                reason: "already freed",
-            });
-        }
+        let already = GcError::InvalidFree {
+            addr,
+            reason: "already freed",
+        };
         let span = self.pages.span(info.span);
-        match span.state() {
-            SpanState::Large => {
-                let mut g = self.lock();
-                let n = span.n_pages.load(Ordering::Relaxed) as usize;
-                g.bytes_since_gc -= (n << LOG_BYTES_IN_PAGE) as isize;
-                g.gc.stats.bytes_freed_explicitly += (n << LOG_BYTES_IN_PAGE) as u64;
-                self.release_large(&mut g, info.span);
+        if span.state() == SpanState::Large && !self.lock_held_here() {
+            // Clear the bit and release the pages under the lock: a sweep that sees a
+            // large object's bit clear releases its pages itself.
+            let mut g = self.lock();
+            if !self.allocs.clear_atomic(addr) {
+                return Err(already);
             }
-            _ => {
-                let cache = cache::current(self);
-                if !cache.is_null() {
-                    // SAFETY: this thread's own cache.
-                    unsafe { (*cache).freed_bytes += info.len_bytes };
-                }
-                if !span.owned.load(Ordering::Acquire) && !span.in_partial.load(Ordering::Acquire) {
-                    let mut g = self.lock();
-                    if !span.owned.load(Ordering::Acquire) && span.state() == SpanState::Small {
-                        self.link_partial(&mut g, info.span, info.kind, self.span_class(info.span));
-                    }
-                }
+            let n = span.n_pages.load(Ordering::Relaxed) as usize;
+            g.bytes_since_gc -= (n << LOG_BYTES_IN_PAGE) as isize;
+            g.gc.stats.bytes_freed_explicitly += (n << LOG_BYTES_IN_PAGE) as u64;
+            self.release_large(&mut g, info.span);
+            return Ok(());
+        }
+        if !self.allocs.clear_atomic(addr) {
+            return Err(already);
+        }
+        if span.state() == SpanState::Large {
+            // Freed by a thread holding the heap lock (from inside the collector): the
+            // pages go back at the next sweep.
+            return Ok(());
+        }
+        let cache = cache::current(self);
+        if !cache.is_null() {
+            // SAFETY: this thread's own cache.
+            unsafe { (*cache).freed_bytes += info.len_bytes };
+        }
+        if !span.owned.load(Ordering::Acquire)
+            && !span.in_partial.load(Ordering::Acquire)
+            && !self.lock_held_here()
+        {
+            let mut g = self.lock();
+            if !span.owned.load(Ordering::Acquire) && span.state() == SpanState::Small {
+                self.link_partial(&mut g, info.span, info.kind, self.span_class(info.span));
             }
         }
         Ok(())
@@ -437,5 +466,42 @@ impl Heap {
                 (*c.next).prev = c.prev;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{GcError, HeapBuilder, ObjectKind};
+
+    #[test]
+    fn allocating_or_freeing_while_holding_the_lock_never_deadlocks() {
+        let heap = HeapBuilder::new()
+            .max_space_bytes(64 << 20)
+            .build()
+            .unwrap();
+        let big = heap.alloc(ObjectKind::Malloc, 100_000, 8).unwrap();
+        let in_use_before = heap.heap_size();
+        let guard = heap.lock();
+        assert!(heap.lock_held_here());
+        // A thread with no cache yet, and a large object: both need the lock.
+        assert!(matches!(
+            heap.alloc(ObjectKind::Normal, 200_000, 8),
+            Err(GcError::Reentrant)
+        ));
+        assert!(matches!(
+            heap.alloc(ObjectKind::Normal, 32, 8),
+            Err(GcError::Reentrant)
+        ));
+        // Freeing a large object defers the page release to the next sweep.
+        heap.free(big).unwrap();
+        assert!(heap.find_object(big).is_none());
+        drop(guard);
+        assert!(!heap.lock_held_here());
+        heap.collect().unwrap();
+        assert!(
+            heap.heap_size() < in_use_before,
+            "pages of the freed object were not released by the sweep"
+        );
+        assert!(heap.alloc(ObjectKind::Normal, 32, 8).is_ok());
     }
 }

@@ -117,6 +117,10 @@ pub fn current(heap: &'static Heap) -> *mut ThreadCache {
 
 #[cold]
 fn register(heap: &'static Heap) -> *mut ThreadCache {
+    if heap.lock_held_here() {
+        // Registering takes the heap lock, which this thread already holds.
+        return std::ptr::null_mut();
+    }
     let mut rec = RECORD.with(|r| r.get());
     if rec.is_null() {
         rec = map_zeroed::<ThreadRecord>();

@@ -84,6 +84,37 @@ pub struct Heap {
 
 static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
 
+thread_local! {
+    /// The id of the heap whose lock this thread holds (0: none).
+    static LOCK_HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The heap lock, held. Knows it is held by this thread, so that a reentrant allocation
+/// or free fails cleanly instead of deadlocking.
+pub(crate) struct HeapGuard<'a> {
+    guard: MutexGuard<'a, HeapInner>,
+}
+
+impl std::ops::Deref for HeapGuard<'_> {
+    type Target = HeapInner;
+    fn deref(&self) -> &HeapInner {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for HeapGuard<'_> {
+    fn deref_mut(&mut self) -> &mut HeapInner {
+        &mut self.guard
+    }
+}
+
+impl Drop for HeapGuard<'_> {
+    fn drop(&mut self) {
+        // Cleared before the mutex field unlocks.
+        LOCK_HELD.with(|h| h.set(0));
+    }
+}
+
 impl std::fmt::Debug for Heap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Heap")
@@ -151,8 +182,17 @@ impl Heap {
 
     /// Lock the heap's shared state (poisoning is ignored: the state stays consistent
     /// because no code panics while holding it except on bugs).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HeapInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> HeapGuard<'_> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        LOCK_HELD.with(|h| h.set(self.id));
+        HeapGuard { guard }
+    }
+
+    /// True if the calling thread holds this heap's lock: an allocation or free reached
+    /// from inside the collector or an allocation slow path (the lock is not reentrant).
+    #[inline]
+    pub(crate) fn lock_held_here(&self) -> bool {
+        LOCK_HELD.with(|h| h.get()) == self.id
     }
 
     /// True if `addr` lies in this heap's reservation.
