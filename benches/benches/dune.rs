@@ -62,6 +62,86 @@ fn in_dune(tsc: &Tsc, f: &mut dyn FnMut(u64) -> u64, iters: u64) -> Option<Durat
     ))
 }
 
+/// Round trips of a futex ping-pong between the calling thread and a partner thread.
+fn futex_ping_pong(rounds: u64) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    fn wait(w: &AtomicU32, v: u32) {
+        while w.load(Ordering::Acquire) == v {
+            // SAFETY: FUTEX_WAIT_PRIVATE on a live atomic of ours.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    w.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    v,
+                    core::ptr::null::<libc::timespec>(),
+                )
+            };
+        }
+    }
+    fn wake(w: &AtomicU32) {
+        // SAFETY: FUTEX_WAKE_PRIVATE on a live atomic of ours.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                w.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            )
+        };
+    }
+    // word: even = ping's turn is done (pong's turn), odd = pong done
+    let word = Arc::new(AtomicU32::new(0));
+    let w2 = word.clone();
+    let partner = std::thread::spawn(move || {
+        for i in 0..rounds as u32 {
+            wait(&w2, 2 * i);
+            w2.store(2 * i + 2, Ordering::Release);
+            wake(&w2);
+        }
+    });
+    for i in 0..rounds as u32 {
+        word.store(2 * i + 1, Ordering::Release);
+        wake(&word);
+        wait(&word, 2 * i + 1);
+    }
+    partner.join().expect("partner");
+}
+
+static SIG_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_usr2(_sig: libc::c_int) {
+    SIG_HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn install_usr2() {
+    // SAFETY: a plain handler (one atomic add) for SIGUSR2; inside Dune this is the
+    // monitor's emulated rt_sigaction (the handler then runs in the guest).
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_usr2 as *const () as usize;
+        libc::sigaction(libc::SIGUSR2, &sa, core::ptr::null_mut());
+    }
+}
+
+/// Sends SIGUSR2 to thread `tid` of process `pid` (the caller): the handler has run when
+/// this returns. One syscall plus the delivery and the handler's rt_sigreturn.
+fn signal_round_trip(pid: i64, tid: i64) {
+    // SAFETY: tgkill to this very thread with a handled signal.
+    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGUSR2) };
+}
+
+fn pid_tid() -> (i64, i64) {
+    // SAFETY: getpid/gettid have no arguments.
+    unsafe {
+        (
+            libc::syscall(libc::SYS_getpid),
+            libc::syscall(libc::SYS_gettid),
+        )
+    }
+}
+
 fn bench(c: &mut Criterion) {
     // initialise once to learn the mode
     if let Err(e) = dune_hw::enter() {
@@ -351,6 +431,73 @@ fn bench(c: &mut Criterion) {
     );
     g.bench_function("dirty_first_write_4096_pages/native", |b| b.iter(touch_all));
     drop(buf);
+
+    // threads, futexes, signals (issue 6): each Dune sample runs on a Dune thread whose
+    // children enter Dune on their own vCPUs
+    g.bench_function("thread_spawn_join/native", |b| {
+        b.iter(|| std::thread::spawn(|| black_box(1)).join())
+    });
+    g.bench_function(format!("thread_spawn_join/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &tsc,
+                &mut |n| {
+                    let t = Tsc::now();
+                    for _ in 0..n {
+                        black_box(std::thread::spawn(|| black_box(1)).join().ok());
+                    }
+                    Tsc::now() - t
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+    g.bench_function("futex_ping_pong_round_trip/native", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            futex_ping_pong(iters);
+            t.elapsed()
+        })
+    });
+    g.bench_function(format!("futex_ping_pong_round_trip/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &tsc,
+                &mut |n| {
+                    let t = Tsc::now();
+                    futex_ping_pong(n);
+                    Tsc::now() - t
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+    install_usr2();
+    g.bench_function("signal_round_trip/native", |b| {
+        let (pid, tid) = pid_tid();
+        b.iter(|| signal_round_trip(pid, tid))
+    });
+    g.bench_function(format!("signal_round_trip/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                &tsc,
+                &mut |n| {
+                    install_usr2(); // from inside: the handler runs in the guest
+                    let (pid, tid) = pid_tid();
+                    let t = Tsc::now();
+                    for _ in 0..n {
+                        signal_round_trip(pid, tid);
+                    }
+                    Tsc::now() - t
+                },
+                iters,
+            )
+            .unwrap_or_default()
+        })
+    });
+    install_usr2();
 
     g.finish();
 }

@@ -148,6 +148,14 @@ impl SigState {
         self.pending.swap(0, Ordering::AcqRel)
     }
 
+    fn clear_kick(&self) {
+        let p = self.immediate_exit.load(Ordering::Acquire) as *mut u8;
+        if !p.is_null() {
+            // SAFETY: as in `kick`.
+            unsafe { core::ptr::write_volatile(p, 0) };
+        }
+    }
+
     fn kick(&self) {
         let p = self.immediate_exit.load(Ordering::Acquire) as *mut u8;
         if !p.is_null() {
@@ -493,6 +501,30 @@ pub(crate) fn deliver_pending(ctx: &mut ThreadCtx) {
         cr2: 0,
     };
     deliver(ctx, sig, &info, &at);
+    // The kick that recorded this signal is served: enter the guest without a spurious
+    // EINTR exit. A signal recorded after the load below kicks again itself.
+    st.clear_kick();
+    if st.pending() != 0 {
+        st.kick();
+    }
+}
+
+/// Whether the guest may write `[low, high)`: its page-table entries say so (a memory
+/// read per page), or else the host mapping does (entries not created yet).
+fn guest_writable(ctx: &ThreadCtx, low: u64, high: u64) -> bool {
+    use crate::paging::pte::{P, RW};
+    let view = ctx.dune.dirty_view();
+    let mut page = low & !0xfff;
+    while page < high {
+        let e = view.entry(page);
+        if e & (P | RW) != (P | RW)
+            && crate::maps::find_fast(page).is_none_or(|m| m.prot & libc::PROT_WRITE == 0)
+        {
+            return false;
+        }
+        page += 4096;
+    }
+    true
 }
 
 /// The guest action of `sig` if it is a handler the guest installed inside Dune.
@@ -590,9 +622,7 @@ fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) 
     sp = ((sp - frame_bytes) & !15) - 8;
     let low = sp;
     let top = fp + xbytes + 4;
-    if crate::maps::find_fast(low).is_none_or(|m| m.prot & libc::PROT_WRITE == 0)
-        || crate::maps::find_fast(top - 1).is_none_or(|m| m.prot & libc::PROT_WRITE == 0)
-    {
+    if !guest_writable(ctx, low, top) {
         fatal(
             ctx,
             format_args!(
@@ -718,7 +748,8 @@ fn set_user_state(ctx: &mut ThreadCtx, regs: &kvm_regs) {
 /// rt_sigreturn from the guest: `uc_addr` is the ucontext of the frame (the user rsp at
 /// the restorer's `syscall`).
 pub(crate) fn sigreturn(ctx: &mut ThreadCtx, uc_addr: u64) {
-    if crate::maps::find_fast(uc_addr).is_none() {
+    let uc_bytes = core::mem::size_of::<UContext>() as u64;
+    if !guest_writable(ctx, uc_addr, uc_addr + uc_bytes) {
         fatal(
             ctx,
             format_args!("rt_sigreturn with no signal frame at {uc_addr:#x} (SIGSEGV)"),

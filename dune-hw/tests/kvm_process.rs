@@ -142,6 +142,24 @@ fn interval_timer_hits_a_busy_loop() {
         "handlers ran inside the guest (guest_regs() is None there)"
     );
     assert!(dune_hw::thread_stats().signals >= 5);
+    // cost of one signal sent to this thread and handled in the guest
+    install(libc::SIGALRM, on_tick, 0);
+    // SAFETY: getpid/gettid have no arguments.
+    let (pid, tid) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid)) };
+    let (s0, t0) = (dune_hw::thread_stats(), Instant::now());
+    for _ in 0..100 {
+        // SAFETY: tgkill to this very thread with a handled signal.
+        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGALRM) };
+    }
+    let (s1, dt) = (dune_hw::thread_stats(), t0.elapsed());
+    uninstall(libc::SIGALRM);
+    assert_eq!(s1.signals - s0.signals, 100);
+    println!(
+        "  signal round trip {:.1} us, {:.2} exits, {:.2} syscalls each",
+        dt.as_secs_f64() * 1e4,
+        (s1.exits - s0.exits) as f64 / 100.0,
+        (s1.syscalls - s0.syscalls) as f64 / 100.0
+    );
 }
 
 // ---- SIGUSR1 from another process ----

@@ -103,8 +103,10 @@ fn ended_threads_give_back_their_vcpu_and_stacks() {
     let after = n_mappings();
     dune_hw::exit().unwrap();
     assert!(all_in);
+    // leaking would add 2 mappings per thread (400); the other tests of this binary run
+    // concurrently and map a few of their own
     assert!(
-        after <= before + 8,
+        after <= before + 64,
         "mappings grew from {before} to {after} over 200 threads"
     );
 }
