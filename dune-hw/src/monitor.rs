@@ -132,6 +132,7 @@ fn start_guest(ctx: &mut ThreadCtx) -> Result<(), crate::DuneError> {
 /// The exit loop of one vCPU.
 pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
     let doorbell = ctx.dune.doorbell;
+    let mut gone_streak = 0u32;
     loop {
         crate::signal::deliver_pending(ctx);
         if ctx.dune.generation.load(Ordering::Acquire) != ctx.seen_generation {
@@ -144,6 +145,9 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
             Err(e) => fatal(ctx, format_args!("{e}")),
         };
         ctx.stats.exits += 1;
+        if exit != Exit::HostMemoryGone {
+            gone_streak = 0;
+        }
         match exit {
             Exit::MmioWrite { gpa, value }
                 if gpa & !0xfff == doorbell && value == SYSCALL_DOORBELL_VALUE =>
@@ -162,6 +166,26 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
                 ctx.in_exception = false;
             }
             Exit::Interrupted => {}
+            Exit::HostMemoryGone => {
+                // a mapping removed while this vCPU walked a guest entry to it (mremap,
+                // brk, or a thread outside Dune): retry once the entry is gone
+                gone_streak += 1;
+                if gone_streak > 1000 {
+                    fatal(
+                        ctx,
+                        format_args!(
+                            "guest access to host memory that no longer exists (unmapped \
+                             outside Dune?) (SIGSEGV)"
+                        ),
+                    );
+                }
+                if let Err(e) = ctx.flush_tlb() {
+                    fatal(ctx, format_args!("{e}"));
+                }
+                // SAFETY: sched_yield has no arguments.
+                unsafe { libc::sched_yield() };
+                continue;
+            }
             Exit::MmioWrite { gpa, .. } | Exit::MmioRead { gpa } => trap::handle_unbacked(ctx, gpa),
             Exit::InternalError { suberror: 1 }
                 if ctx.mode == kmod::Mode::Ring0 && !ctx.native_step =>

@@ -30,6 +30,7 @@ const CLONE_THREAD: u64 = 0x10000;
 const CLONE_SETTLS: u64 = 0x80000;
 const CLONE_PARENT_SETTID: u64 = 0x100000;
 const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
 const SIGCHLD: u64 = 17;
 const ENOSYS: i64 = 38;
 const EINVAL: i64 = 22;
@@ -46,6 +47,8 @@ pub(crate) static FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 /// The call as the guest made it, normalised.
 struct Request {
     flags: u64,
+    /// Where the kernel stores the child's tid (CLONE_CHILD_SETTID/CLEARTID).
+    child_tid: u64,
     /// Guest stack of the child (0: the parent's).
     child_sp: u64,
     parent_tid: u64,
@@ -66,6 +69,7 @@ pub(crate) fn clone(
     let req = match op {
         CloneOp::Clone => Request {
             flags: a[0],
+            child_tid: a[3],
             child_sp: a[1],
             parent_tid: a[2],
             tls: a[4],
@@ -84,6 +88,7 @@ pub(crate) fn clone(
             let (stack, stack_size) = (w(5), w(6));
             Request {
                 flags: w(0) | w(4),
+                child_tid: w(2),
                 child_sp: if stack != 0 { stack + stack_size } else { 0 },
                 parent_tid: w(3),
                 tls: w(7),
@@ -91,12 +96,14 @@ pub(crate) fn clone(
         }
         CloneOp::Fork => Request {
             flags: SIGCHLD,
+            child_tid: 0,
             child_sp: 0,
             parent_tid: 0,
             tls: 0,
         },
         CloneOp::Vfork => Request {
             flags: CLONE_VM | CLONE_VFORK | SIGCHLD,
+            child_tid: 0,
             child_sp: 0,
             parent_tid: 0,
             tls: 0,
@@ -199,6 +206,15 @@ fn report_tids(ctx: &ThreadCtx, req: &Request, op: CloneOp, args3: &[u8; CLONE_A
     if req.flags & CLONE_PARENT_SETTID != 0 && req.parent_tid != 0 {
         ctx.dune.report_host_write(HostWrite::Range {
             start: Gva(req.parent_tid),
+            len_bytes: 4,
+        });
+    }
+    // a thread shares our memory: the kernel's store of its tid is a host write
+    if req.flags & (CLONE_CHILD_SETTID | CLONE_VM) == CLONE_CHILD_SETTID | CLONE_VM
+        && req.child_tid != 0
+    {
+        ctx.dune.report_host_write(HostWrite::Range {
+            start: Gva(req.child_tid),
             len_bytes: 4,
         });
     }

@@ -46,6 +46,10 @@ pub enum Exit {
     },
     /// KVM_RUN returned EINTR (a signal, or `immediate_exit`).
     Interrupted,
+    /// KVM_RUN returned EFAULT: a guest access reached a memory slot whose host memory is
+    /// gone (another thread unmapped it after the guest's page table was walked). The
+    /// access did not happen; the guest can retry after its translations are refreshed.
+    HostMemoryGone,
     /// Any other exit, by KVM name.
     Other(&'static str),
 }

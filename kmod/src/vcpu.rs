@@ -181,6 +181,7 @@ impl Vcpu {
                 }
                 Ok(decoded)
             }
+            Err(e) if e.errno() == libc::EFAULT => Ok(Exit::HostMemoryGone),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 self.fd.set_kvm_immediate_exit(0);
                 Ok(Exit::Interrupted)
