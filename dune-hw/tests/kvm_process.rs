@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn main() {
+    // a collector-style stop handler installed on the host before entering: it runs on the
+    // host side of a Dune thread and reads the guest registers through dune-hw
+    install_host_stop_handler();
     match dune_hw::enter_process() {
         Ok(()) => {}
         Err(e @ (DuneError::Kmod(_) | DuneError::Unsupported { .. })) => {
@@ -23,7 +26,7 @@ fn main() {
         Err(e) => panic!("enter_process failed: {e}"),
     }
     assert!(dune_hw::process_wide());
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
         (
             "interval_timer_hits_a_busy_loop",
             interval_timer_hits_a_busy_loop,
@@ -47,6 +50,10 @@ fn main() {
         (
             "stop_a_thread_in_the_guest_and_read_its_registers",
             stop_a_thread_in_the_guest_and_read_its_registers,
+        ),
+        (
+            "host_side_stop_of_four_threads_clear_dirty_and_flush_on_resume",
+            host_side_stop_of_four_threads_clear_dirty_and_flush_on_resume,
         ),
     ];
     for (name, t) in tests {
@@ -536,4 +543,162 @@ fn stop_a_thread_in_the_guest_and_read_its_registers() {
         "interrupted rsp {rsp:#x}, a local at {here:#x}"
     );
     println!("  stop latency {:.0} us", stop_latency.as_secs_f64() * 1e6);
+}
+
+// ---- a host-side stop of several Dune threads (gc-core's SIGPWR path): guest registers
+// through dune_hw::guest_regs(), D bits cleared while stopped, re-set after the resume ----
+const N_WORKERS: usize = 4;
+const MARK: u64 = 0x7e57_0000;
+static HS_ACKS: AtomicU64 = AtomicU64::new(0);
+static HS_RESUME: AtomicBool = AtomicBool::new(false);
+static HS_STOP: AtomicBool = AtomicBool::new(false);
+static HS_RSP: [AtomicU64; N_WORKERS] = [const { AtomicU64::new(0) }; N_WORKERS];
+static HS_FOUND: [AtomicU64; N_WORKERS] = [const { AtomicU64::new(0) }; N_WORKERS];
+
+extern "C" fn host_stop(_s: libc::c_int, _i: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    if let Some(g) = dune_hw::guest_regs() {
+        // r12 holds MARK + worker index in the interrupted guest code
+        let r12 = g.gprs[12];
+        if (MARK..MARK + N_WORKERS as u64).contains(&r12) {
+            let i = (r12 - MARK) as usize;
+            HS_RSP[i].store(g.gprs[7], Ordering::SeqCst);
+            HS_FOUND[i].store(1, Ordering::SeqCst);
+        }
+    }
+    HS_ACKS.fetch_add(1, Ordering::SeqCst);
+    while !HS_RESUME.load(Ordering::SeqCst) {
+        std::hint::spin_loop();
+    }
+}
+
+fn install_host_stop_handler() {
+    // SAFETY: installed before entering Dune: a host action; the handler only uses atomics.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = host_stop as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigfillset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGURG, &sa, core::ptr::null_mut()), 0);
+    }
+}
+
+fn host_side_stop_of_four_threads_clear_dirty_and_flush_on_resume() {
+    // SAFETY: a fresh RW page the workers write.
+    let page = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as u64;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let workers: Vec<_> = (0..N_WORKERS as u64)
+        .map(|i| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let marker = 0u64;
+                // SAFETY: pthread_self has no preconditions.
+                let me = unsafe { libc::pthread_self() } as u64;
+                tx.send((i, me, &marker as *const u64 as u64)).unwrap();
+                // write the page in a loop (no exits) with MARK + i in r12, until told
+                // to stop
+                // SAFETY: writes our own word of the shared page; reads an atomic flag.
+                unsafe {
+                    core::arch::asm!(
+                        "mov r12, {mark}",
+                        "2:",
+                        "inc qword ptr [{slot}]",
+                        "cmp byte ptr [{flag}], 0",
+                        "je 2b",
+                        mark = in(reg) MARK + i,
+                        slot = in(reg) page + 8 * i,
+                        flag = in(reg) HS_STOP.as_ptr(),
+                        out("r12") _,
+                    )
+                };
+                std::hint::black_box(&marker);
+            })
+        })
+        .collect();
+    let mut ids: Vec<(u64, u64, u64)> = (0..N_WORKERS).map(|_| rx.recv().unwrap()).collect();
+    ids.sort();
+    std::thread::sleep(Duration::from_millis(10));
+    for &(_, t, _) in &ids {
+        // SAFETY: the workers are alive (joined below).
+        assert_eq!(
+            unsafe { libc::pthread_kill(t as libc::pthread_t, libc::SIGURG) },
+            0
+        );
+    }
+    let t0 = Instant::now();
+    while HS_ACKS.load(Ordering::SeqCst) < N_WORKERS as u64 && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::hint::spin_loop();
+    }
+    let stop_all = t0.elapsed();
+    // world stopped: clear the page's D bit; the stopped vCPUs flush before they resume
+    let view = dune_hw::dirty_view().expect("initialised");
+    let mut was_dirty = false;
+    let flush = view.collect_and_clear(page, page + 4096, &mut |_| was_dirty = true);
+    dune_hw::flush(flush);
+    let clear_after = {
+        let mut d = false;
+        view.for_each_dirty(page, page + 4096, &mut |_| d = true);
+        d
+    };
+    // SAFETY: reading the workers' counters (plain loads of a page we own).
+    let before: Vec<u64> = (0..N_WORKERS as u64)
+        .map(|i| unsafe { *((page + 8 * i) as *const u64) })
+        .collect();
+    HS_RESUME.store(true, Ordering::SeqCst);
+    // until every worker wrote again (4 spinning workers share 2 CPUs with us)
+    let t1 = Instant::now();
+    let counter = |i: usize| {
+        // SAFETY: a plain load of a worker's counter in a page we own.
+        unsafe { core::ptr::read_volatile((page + 8 * i as u64) as *const u64) }
+    };
+    while (0..N_WORKERS).any(|i| counter(i) == before[i]) && t1.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    HS_STOP.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut dirty_again = false;
+    view.for_each_dirty(page, page + 4096, &mut |_| dirty_again = true);
+    // SAFETY: as above.
+    let after: Vec<u64> = (0..N_WORKERS as u64)
+        .map(|i| unsafe { *((page + 8 * i) as *const u64) })
+        .collect();
+    assert_eq!(HS_ACKS.load(Ordering::SeqCst), N_WORKERS as u64);
+    for (i, &(_, _, local)) in ids.iter().enumerate() {
+        assert_eq!(
+            HS_FOUND[i].load(Ordering::SeqCst),
+            1,
+            "worker {i}: guest r12 seen"
+        );
+        let rsp = HS_RSP[i].load(Ordering::SeqCst);
+        assert!(
+            rsp <= local && local - rsp < 4096,
+            "worker {i}: guest rsp {rsp:#x}, a local at {local:#x}"
+        );
+        assert!(after[i] > before[i], "worker {i} ran after the resume");
+    }
+    assert!(
+        was_dirty && !clear_after,
+        "the workers dirtied the page; the clear took"
+    );
+    assert!(
+        dirty_again,
+        "writes after the resume set the D bit again (no stale translation)"
+    );
+    println!(
+        "  stop of {N_WORKERS} threads {:.0} us",
+        stop_all.as_secs_f64() * 1e6
+    );
+    // SAFETY: our page; the workers are joined.
+    unsafe { libc::munmap(page as *mut libc::c_void, 4096) };
 }
