@@ -627,8 +627,8 @@ fn host_side_stop_of_four_threads_clear_dirty_and_flush_on_resume() {
     ids.sort();
     std::thread::sleep(Duration::from_millis(10));
     for &(_, t, _) in &ids {
-        // SAFETY: the workers are alive (joined below).
         assert_eq!(
+            // SAFETY: the workers are alive (joined below).
             unsafe { libc::pthread_kill(t as libc::pthread_t, libc::SIGURG) },
             0
         );
