@@ -36,16 +36,73 @@
 //! PROCMAP_QUERY for the VMA (the text of /proc/self/maps cost 60% of the fault), memory
 //! slot + page-table update, and the host resumes the faulting code directly.
 
-//! # Known limits (next issues)
-//! - clone/fork/vfork, rt_sigaction/rt_sigreturn/sigaltstack, execve return ENOSYS inside
-//!   Dune, with a message on stderr (issue 6). A signal arriving while a thread is in Dune
-//!   interrupts KVM_RUN and its handler runs on the host side of that thread (in the exit
-//!   loop; [`guest_regs`] gives the interrupted guest state), then the guest continues.
+//! # Whole programs in Dune (threads, signals, exceptions)
+//! [`enter_process()`] at the top of `main` runs the program in Dune from there to exit:
+//! - **threads**: `clone`/`clone3` from a Dune thread (`std::thread::spawn`, scoped threads,
+//!   pools) create a host thread that starts in its own exit loop on its own vCPU and enters
+//!   the guest before its first instruction ([`thread`]); a thread ending inside Dune parks
+//!   its vCPU and hands its exit-loop stack and GDT/TSS pages to the next thread.
+//!   `fork`/`vfork`/`posix_spawn` children run **outside** Dune (the VM belongs to the
+//!   parent): `Command` works; `enter()` in a forked child fails with `Unsupported`.
+//! - **signals** ([`signal`]): `rt_sigaction` inside Dune is emulated; handlers run *in the
+//!   guest* on a Linux `rt_sigframe` (siginfo, ucontext with the interrupted registers,
+//!   XSAVE state, mask; sigaltstack honoured) and `rt_sigreturn` restores it. Blocked calls
+//!   are interrupted (EINTR; restarted after the handler if SA_RESTART, as Linux does).
+//!   Guest exceptions nobody handles become SIGSEGV/SIGILL/SIGFPE/SIGTRAP/SIGBUS for the
+//!   guest handler. Handlers installed *before* entering stay host actions: they run on the
+//!   host side of the interrupted Dune thread, where [`guest_regs`] gives the guest state.
+//! - **exceptions** ([`set_exception_handler`]): #PF (after on-demand mapping failed), #GP,
+//!   #UD, #BP, #DE go to a process-wide handler run on the host side of the faulting thread;
+//!   it can change the registers and resume, or map the page (`mmap`) and retry.
+//! - **address space**: guest entries are shared by every vCPU; `munmap` removes them
+//!   *before* the host unmaps, so once it returns no vCPU reaches the page (KVM's MMU
+//!   notifier drops every vCPU's shadow translation synchronously); restrictions
+//!   (mprotect, MAP_FIXED) make every vCPU flush before its next entry.
+//!
+//! Measured (ring-3, this host, criterion `benches/benches/dune.rs`, side by side):
+//!
+//! | work | native | ring-3 |
+//! |---|---|---|
+//! | thread spawn + join | 63-76 us | 620-745 us (~15 forwarded syscalls of thread start/exit, vCPU set-up) |
+//! | futex ping-pong round trip (2 threads) | 31-43 us | 32-35 us (wake-up latency dominates both) |
+//! | signal to self, handler, return | 2.5-3.2 us | 82-89 us (2 exits: the `tgkill`, the `rt_sigreturn`; XSAVE save/restore ~15 us) |
+//! | 16-thread program (pool, channels, mutexes, condvar, barrier, files; 2 CPUs) | 23-29 ms | 72-102 ms, identical output |
+//! | stopping a thread busy in the guest (signal to handler entry) | | ~1.1 ms incl. the sender's sleep granularity |
+//!
+//! # For a collector (gc-core)
+//! - Call [`enter_process`] before the program starts threads; check [`process_wide`].
+//!   Threads that already existed stay outside Dune (their writes set no guest D bit).
+//! - **Stopping a Dune thread**: a signal interrupts its KVM_RUN (or its forwarded blocking
+//!   call). With a handler installed *before* entering (a host action), the handler runs on
+//!   the host side of its exit loop: [`guest_regs`] returns the interrupted guest registers
+//!   and `stack_low` (scan `[stack_low, stack top)`). With a handler installed *inside*
+//!   Dune, it runs in the guest: the ucontext holds the guest registers, the handler's own
+//!   stack is the guest stack, and [`guest_regs`] returns `None` there.
+//! - **TLB after clearing D bits**: [`flush`] / [`flush_tlb_all`] flush this vCPU now and
+//!   make every other vCPU flush before its next entry. A thread stopped on its host side
+//!   re-enters only through that check; a thread stopped in a guest handler leaves it by
+//!   `rt_sigreturn` (an exit), so the interrupted code resumes with a flushed TLB — only
+//!   the handler's own code runs before that (it must not write the heap after the resume).
+//! - **Host writes**: [`set_host_write_hook`] receives every guest range the host wrote:
+//!   forwarded syscalls, signal frames, `CLONE_PARENT_SETTID`/`CHILD_SETTID` tids.
+//!   Not reported (never heap memory): the kernel's CLONE_CHILD_CLEARTID store at thread
+//!   exit and rseq `cpu_id` updates, both in glibc's thread descriptor.
+//! - D bits: [`dirty_view`] (lock-free walk of the shared guest table).
+//!
+//! # Known limits
+//! - execve, System V shared memory, remap_file_pages return ENOSYS inside Dune (message
+//!   on stderr). `clone(CLONE_VM)` without CLONE_THREAD or CLONE_VFORK (a process sharing
+//!   memory, running concurrently outside Dune) returns ENOSYS.
+//! - Signals: a second instance of a pending signal is merged, real-time ones included
+//!   (Linux queues those). Host actions never carry SA_RESTART: a thread *outside* Dune may
+//!   see EINTR for a handler installed with SA_RESTART from inside Dune. A vfork child
+//!   shares the parent's TLS: a signal reaching it before exec is recorded for the parent.
+//! - Ring-0 mode runs threads functionally (the 13-thread test of `kvm_threads`: 10.5 s,
+//!   every CPL0 instruction emulated here); the signal and whole-program tests run ring-3.
 //! - Mappings removed or restricted by a thread *outside* Dune are not seen by the guest page
-//!   table (additions are found on demand by the fault path). Changes made inside Dune are
-//!   applied to the shared table and every vCPU flushes before its next entry.
-//! - A thread that ends inside Dune (SYS_exit) leaves its exit-loop stack and GDT/TSS/monitor
-//!   pages mapped (~1.1 MiB): they are in use until the last instruction. Its vCPU is reused.
+//!   table (additions are found on demand by the fault path); an access through a stale
+//!   entry to memory the host unmapped is retried after a flush (KVM_RUN EFAULT) and ends
+//!   the process after 1,000 tries.
 //! - The main thread's `[stack]` is grown to RLIMIT_STACK (at most 64 MiB) at entry, since
 //!   guest accesses do not grow it.
 //! - Ring-0 on an emulating host: instructions KVM's emulator cannot run (libc's AVX/EVEX
@@ -63,8 +120,11 @@
 //! - [`gdt`], [`idt`] descriptors as pure functions; vectors
 //! - [`entry`]    asm: enter/leave on the same stack, LSTAR stubs, exception stubs
 //! - [`monitor`]  the exit loop (host half of the monitor)
-//! - [`trap`]     guest exceptions: on-demand mapping, spurious faults, fatal dumps
+//! - [`trap`]     guest exceptions: on-demand mapping, spurious faults, the program's
+//!                exception handlers, signals for faults, fatal dumps
 //! - [`syscall`]  forwarding, address-space updates, host-write reports
+//! - [`thread`]   clone/clone3/fork/vfork: new threads enter Dune, new processes do not
+//! - [`signal`]   guest signal actions, delivery inside the guest, rt_sigreturn
 //! - [`maps`]     allocation-free /proc/self/maps reader
 //! - [`dune`]     process and thread state
 //! - [`error`]    [`DuneError`]

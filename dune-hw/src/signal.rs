@@ -1,7 +1,7 @@
 //! Signals of Dune threads, delivered to their handlers *inside the guest*.
 //!
 //! The monitor keeps the guest's signal actions (`rt_sigaction` inside Dune is answered
-//! here) and installs one host action per caught signal: [`host_trampoline`]. On a thread
+//! here) and installs one host action per caught signal: `host_trampoline`. On a thread
 //! outside Dune the trampoline calls the program's handler directly (the kernel's ucontext
 //! is the real one). On a Dune thread it only records the signal as pending (with its
 //! siginfo) and sets the vCPU's `immediate_exit`, so KVM_RUN returns at once; the exit loop

@@ -4,7 +4,7 @@
 //!   the child's context (vCPU, GDT/TSS/monitor stack, exit-loop stack) first, gives its
 //!   vCPU the parent's registers at the `syscall` with rax = 0, the new stack and the new
 //!   TLS, and only then runs the clone on the host with the child's *exit-loop* stack: the
-//!   new host thread starts in [`thread_entry`], which enters the guest at once, so the
+//!   new host thread starts in `thread_entry`, which enters the guest at once, so the
 //!   child's first instruction runs in Dune. CLONE_SETTLS is required (the host side of the
 //!   thread finds its context through its TLS). The thread's `exit` gives its vCPU back.
 //! - **fork** (no CLONE_VM) and **vfork** (CLONE_VM | CLONE_VFORK, as `posix_spawn`
