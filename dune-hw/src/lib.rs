@@ -121,7 +121,7 @@
 //! - [`entry`]    asm: enter/leave on the same stack, LSTAR stubs, exception stubs
 //! - [`monitor`]  the exit loop (host half of the monitor)
 //! - [`trap`]     guest exceptions: on-demand mapping, spurious faults, the program's
-//!                exception handlers, signals for faults, fatal dumps
+//!   exception handlers, signals for faults, fatal dumps
 //! - [`syscall`]  forwarding, address-space updates, host-write reports
 //! - [`thread`]   clone/clone3/fork/vfork: new threads enter Dune, new processes do not
 //! - [`signal`]   guest signal actions, delivery inside the guest, rt_sigreturn
