@@ -95,3 +95,35 @@ fn child() {
     unsafe { core::ptr::write_volatile(0x10 as *mut u64, 1) };
     println!("not reached");
 }
+
+#[test]
+fn stack_overflow_in_a_dune_thread_hits_the_guard_page() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        if enter_in_child("stack_overflow_in_a_dune_thread_hits_the_guard_page") {
+            #[allow(unconditional_recursion)]
+            fn deep(n: u64) -> u64 {
+                let pad = std::hint::black_box([n; 64]);
+                deep(pad[7] + 1) + pad[3]
+            }
+            let t = std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(|| deep(0))
+                .unwrap();
+            println!("not reached {:?}", t.join());
+        }
+        return;
+    }
+    let out = run_child("stack_overflow_in_a_dune_thread_hits_the_guard_page");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(l) = stdout.lines().find(|l| l.starts_with("SKIPPED")) {
+        println!("{l}");
+        return;
+    }
+    assert!(!out.status.success(), "{stdout} {stderr}");
+    assert!(!stdout.contains("not reached"), "{stdout}");
+    assert!(
+        stderr.contains("unhandled guest page fault (SIGSEGV)") && stderr.contains("write"),
+        "the guard page below the thread's stack faults: {stderr}"
+    );
+}
