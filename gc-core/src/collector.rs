@@ -720,11 +720,21 @@ impl Heap {
             }
         }
         self.drain(&mut gc.mark_stack, usize::MAX);
-        // Ready: every no-order candidate, and ordered ones nothing else reached.
+        // Ready: every no-order candidate, and ordered ones nothing else reached. The
+        // candidates are a subsequence of `registered` in the same order, so one pass
+        // over both finds them (no search per registration).
         let mut w = 0;
+        let mut next_candidate = 0;
         for r in 0..registered.len() {
             let f = registered.as_slice()[r];
-            let candidate = gc.candidates.as_slice().iter().any(|c| c.obj == f.obj);
+            let candidate = gc
+                .candidates
+                .as_slice()
+                .get(next_candidate)
+                .is_some_and(|c| c.obj == f.obj);
+            if candidate {
+                next_candidate += 1;
+            }
             let ready_now =
                 candidate && (f.order == FinalizerOrder::NoOrder || !self.marks.get(f.obj));
             if ready_now {

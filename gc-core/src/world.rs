@@ -45,6 +45,10 @@ static STOP_EPOCH: AtomicU32 = AtomicU32::new(0);
 static RESUME_EPOCH: AtomicU32 = AtomicU32::new(0);
 static ACKS: AtomicU32 = AtomicU32::new(0);
 static WORLD: Mutex<()> = Mutex::new(());
+/// The handler was installed from inside Dune mode (a guest signal action).
+#[cfg(feature = "dune")]
+static INSTALLED_IN_GUEST: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 static INIT: Once = Once::new();
 
 fn slots() -> &'static [Slot] {
@@ -128,8 +132,13 @@ extern "C" fn suspend_handler(
             .store(&marker as *const usize as usize, Ordering::Relaxed);
         // A thread stopped while running in Dune mode was interrupted on the host side of
         // its exit loop: its own registers and stack are the guest's, read through KVM.
+        // (Only when this handler is a host action — installed before entering Dune; one
+        // installed from inside Dune runs in the guest with the guest's own ucontext.)
         #[cfg(feature = "dune")]
-        if let Some(g) = dune_hw::guest_regs() {
+        if let Some(g) = (!INSTALLED_IN_GUEST.load(Ordering::Relaxed))
+            .then(dune_hw::guest_regs)
+            .flatten()
+        {
             for (i, r) in g.gprs.iter().enumerate() {
                 slot.regs[i].store(*r as usize, Ordering::Relaxed);
             }
@@ -175,6 +184,8 @@ pub fn init() -> std::io::Result<()> {
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
         // SAFETY: sa_mask is a valid sigset_t inside sa.
         unsafe { libc::sigfillset(&mut sa.sa_mask) };
+        #[cfg(feature = "dune")]
+        INSTALLED_IN_GUEST.store(dune_hw::in_dune(), Ordering::Relaxed);
         // SAFETY: installs a handler that is async-signal-safe (atomics and futex only).
         if unsafe { libc::sigaction(SIG_SUSPEND, &sa, std::ptr::null_mut()) } != 0 {
             result = Err(std::io::Error::last_os_error());

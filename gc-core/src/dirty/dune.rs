@@ -15,11 +15,11 @@
 //! - **disarm**: nothing to restore (D bits are plain memory).
 //!
 //! Correctness needs every thread that writes the heap to run in Dune mode: a thread
-//! outside Dune writes through the host's page tables and sets no guest D bit. Until
-//! process-wide Dune (threads entering Dune as they are created) is available, `arm`
-//! checks that the calling thread is in Dune and that the process has no other thread,
-//! and otherwise fails with `Unsupported` (the collector then runs that cycle as a full
-//! collection and says why in its statistics).
+//! outside Dune writes through the host's page tables and sets no guest D bit. `arm`
+//! accepts either a process put into Dune by [`enter_process`] (every thread created
+//! afterwards enters Dune on its own vCPU) or a single-threaded process whose thread is in
+//! Dune, and otherwise fails with `Unsupported` (the collector then runs that cycle as a
+//! full collection and says why in its statistics).
 
 use super::{Backend, DirtyError, DirtySet, DirtyTracker, TrackerStats};
 use crate::address::{Page, PageRange};
@@ -40,6 +40,39 @@ static HOST_LOG_LEN: AtomicUsize = AtomicUsize::new(0);
 static HOST_LOG_ALL: AtomicBool = AtomicBool::new(false);
 /// One Dune tracker per process: the hook and the log are process-wide.
 static OPEN: AtomicBool = AtomicBool::new(false);
+/// [`enter_process`] succeeded: every thread of the process runs in Dune mode (it was the
+/// only thread then, and dune-hw puts every thread created afterwards into Dune).
+static PROCESS_WIDE: AtomicBool = AtomicBool::new(false);
+
+/// Put the whole process into Dune mode for the collector: the calling thread enters Dune
+/// and every thread created afterwards does too (`dune_hw::enter_process`). Call it early
+/// in `main`, before spawning threads: threads already running outside Dune would write
+/// the heap without setting guest dirty bits, so it refuses then. The collector's
+/// stop-the-world handler is installed first, on the host side (where it reads a stopped
+/// Dune thread's guest registers through KVM).
+pub fn enter_process() -> Result<(), DirtyError> {
+    let mut user_threads = 0;
+    crate::world::for_each_tid(|tid| {
+        user_threads += usize::from(!crate::world::is_kernel_worker(tid))
+    })
+    .map_err(|source| DirtyError::Os {
+        backend: Backend::Dune,
+        op: "listing /proc/self/task",
+        source,
+    })?;
+    if user_threads > 1 && !dune_hw::process_wide() {
+        return Err(unsupported("enter Dune before the program starts threads: threads already running outside Dune would write the heap without setting guest dirty bits"));
+    }
+    crate::world::init().map_err(|source| DirtyError::Os {
+        backend: Backend::Dune,
+        op: "installing the stop-the-world handler",
+        source,
+    })?;
+    dune_hw::enter_process()
+        .map_err(|e| unsupported(&format!("entering Dune mode failed: {e}")))?;
+    PROCESS_WIDE.store(true, Ordering::Release);
+    Ok(())
+}
 
 fn host_write_hook(w: HostWrite) {
     match w {
@@ -85,6 +118,9 @@ impl std::fmt::Debug for DuneTracker {
 
 /// Why Dune dirty bits cannot see every write of this process right now, if so.
 fn writers_outside_dune() -> Option<&'static str> {
+    if PROCESS_WIDE.load(Ordering::Acquire) && dune_hw::process_wide() && dune_hw::in_dune() {
+        return None;
+    }
     if !dune_hw::in_dune() {
         return Some(
             "the collecting thread is not running in Dune mode (call dune_hw::enter() first)",
