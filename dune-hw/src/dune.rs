@@ -96,6 +96,9 @@ pub struct Dune {
     pub(crate) generation: AtomicU64,
     hook: AtomicUsize,
     next_vcpu: AtomicU64,
+    /// Threads in Dune mode now (counted from before a new thread's first instruction to
+    /// its exit or `exit()`).
+    pub(crate) live_threads: AtomicUsize,
     /// vCPUs of threads that left Dune mode, reused by the next `enter` (KVM limits vCPU ids).
     idle_vcpus: Mutex<Vec<Vcpu>>,
     /// Contexts of threads that ended inside Dune (raw `Box<ThreadCtx>` pointers): their
@@ -228,6 +231,7 @@ impl Dune {
             generation: AtomicU64::new(0),
             hook: AtomicUsize::new(0),
             next_vcpu: AtomicU64::new(0),
+            live_threads: AtomicUsize::new(0),
             // room for many parked vCPUs: parking happens in the exit loop (no allocation)
             idle_vcpus: Mutex::new(Vec::with_capacity(256)),
             retired: Mutex::new(Vec::with_capacity(256)),

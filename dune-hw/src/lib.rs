@@ -70,8 +70,10 @@
 //! | stopping a thread busy in the guest (signal to handler entry) | | ~1.1 ms incl. the sender's sleep granularity |
 //!
 //! # For a collector (gc-core)
-//! - Call [`enter_process`] before the program starts threads; check [`process_wide`].
-//!   Threads that already existed stay outside Dune (their writes set no guest D bit).
+//! - Call [`enter_process`] before the program starts threads; check [`process_wide`] and,
+//!   when arming, [`every_thread_in_dune`] (threads that existed before stay outside Dune
+//!   and their writes set no guest D bit; kernel workers such as `kvm-nx-lpage-recovery`,
+//!   which KVM adds to the process and which ignore signals, are not counted).
 //! - **Stopping a Dune thread**: a signal interrupts its KVM_RUN (or its forwarded blocking
 //!   call). With a handler installed *before* entering (a host action), the handler runs on
 //!   the host side of its exit loop: [`guest_regs`] returns the interrupted guest registers
@@ -172,6 +174,48 @@ pub fn enter_process_with(opts: &Options) -> Result<(), DuneError> {
     Ok(())
 }
 
+/// Threads of this process in Dune mode now (a thread being created by a Dune thread counts
+/// from before its first instruction).
+pub fn n_threads_in_dune() -> usize {
+    Dune::get().map_or(0, |d| {
+        d.live_threads.load(std::sync::atomic::Ordering::Acquire)
+    })
+}
+
+/// Whether every thread of the process runs in Dune mode now (compares
+/// [`n_threads_in_dune`] with `/proc/self/task`, kernel workers such as KVM's
+/// `kvm-nx-lpage-recovery` excluded; a thread that is just ending may make it
+/// say false for a moment — conservative for a dirty-bit collector). Not for signal
+/// handlers (reads a directory).
+pub fn every_thread_in_dune() -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    let n_tasks = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| !is_kernel_worker(&e.path()))
+        .count();
+    n_tasks > 0 && n_threads_in_dune() >= n_tasks
+}
+
+/// PF_USER_WORKER: a kernel worker living in the process (KVM's `kvm-nx-lpage-recovery`,
+/// io_uring workers); it never runs user code.
+const PF_USER_WORKER: u64 = 0x4000;
+
+fn is_kernel_worker(task: &std::path::Path) -> bool {
+    let Ok(stat) = std::fs::read_to_string(task.join("stat")) else {
+        return false;
+    };
+    // fields after the command name (which may contain spaces): state is field 3, flags 9
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return false;
+    };
+    rest.split_whitespace()
+        .nth(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_USER_WORKER != 0)
+}
+
 /// Whether [`enter_process`] succeeded in this process.
 pub fn process_wide() -> bool {
     PROCESS_WIDE.load(std::sync::atomic::Ordering::Acquire)
@@ -193,6 +237,8 @@ pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
     let d = Dune::get_or_init(opts)?;
     grow_main_stack();
     let ctx = ThreadCtx::new(d)?;
+    d.live_threads
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     let p = Box::into_raw(ctx);
     dune::set_current(p);
     // SAFETY: `p` is live and owned through CTX; the trampoline saves our callee-saved
@@ -209,6 +255,8 @@ pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
         return Ok(());
     }
     dune::set_current(core::ptr::null_mut());
+    d.live_threads
+        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     // SAFETY: the loop gave the ctx back (it resumed the host); we own it again.
     let mut ctx = unsafe { Box::from_raw(p) };
     Err(ctx.pending_error.take().unwrap_or(DuneError::NotEntered))
@@ -262,6 +310,9 @@ pub fn exit() -> Result<ThreadStats, DuneError> {
     dune::set_current(core::ptr::null_mut());
     // SAFETY: the monitor resumed us on the host; the ctx (and its vCPU) is ours to drop.
     let ctx = unsafe { Box::from_raw(p) };
+    ctx.dune
+        .live_threads
+        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     // signals recorded after the last delivery: the host action (the trampoline) now runs
     // the handler natively
     let pending = ctx.sig().take_pending();

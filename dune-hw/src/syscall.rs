@@ -105,6 +105,7 @@ fn dispatch(
             ctx.dune.park_vcpu(ctx.vcpu.take());
             crate::dune::set_current(core::ptr::null_mut());
             let flag = ctx.exited.as_ptr();
+            ctx.dune.live_threads.fetch_sub(1, Ordering::AcqRel);
             ctx.dune.retire(ctx as *mut ThreadCtx);
             // SAFETY: exit(2) does not return; the context stays allocated (retired) until
             // another thread sees the flag, which is stored with no stack use afterwards.

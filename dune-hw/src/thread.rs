@@ -189,10 +189,12 @@ fn spawn_thread(
             0,
         ];
     }
+    d.live_threads.fetch_add(1, Ordering::AcqRel);
     // SAFETY: the child starts on its own exit-loop stack in `thread_entry`, which takes
     // ownership of the context `p`; CLONE_SETTLS gives it its own TLS.
     let tid = unsafe { entry::dune_clone(&req_host) };
     if tid < 0 {
+        d.live_threads.fetch_sub(1, Ordering::AcqRel);
         // SAFETY: no child was created: the context is ours again.
         drop(unsafe { Box::from_raw(p) });
         return tid;

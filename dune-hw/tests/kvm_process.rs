@@ -26,6 +26,11 @@ fn main() {
         Err(e) => panic!("enter_process failed: {e}"),
     }
     assert!(dune_hw::process_wide());
+    assert!(
+        dune_hw::every_thread_in_dune(),
+        "{} in Dune",
+        dune_hw::n_threads_in_dune()
+    );
     let tests: [(&str, fn()); 7] = [
         (
             "interval_timer_hits_a_busy_loop",
@@ -65,7 +70,9 @@ fn main() {
         );
     }
     let in_dune = dune_hw::in_dune();
+    let all_in = dune_hw::every_thread_in_dune();
     let stats = dune_hw::exit().expect("exit");
+    assert!(all_in, "{} threads in Dune", dune_hw::n_threads_in_dune());
     assert!(in_dune);
     println!("main thread stats {stats:?}");
 }

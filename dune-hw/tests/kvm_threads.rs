@@ -25,6 +25,7 @@ fn spawned_scoped_and_pooled_threads_run_in_dune() {
     if enter_or_skip("spawned_scoped_and_pooled_threads_run_in_dune").is_none() {
         return;
     }
+    let n0 = dune_hw::n_threads_in_dune();
     // std::thread::spawn: each child is in Dune from its first instruction
     let handles: Vec<_> = (0..8u64)
         .map(|i| {
@@ -66,6 +67,7 @@ fn spawned_scoped_and_pooled_threads_run_in_dune() {
         c.notify_one();
     }
     let got = rx.recv().unwrap();
+    let n_during = dune_hw::n_threads_in_dune();
     let waiter_stats = waiter.join().unwrap();
     let stats = dune_hw::exit().unwrap();
     for (i, (in_dune, sum)) in results.iter().enumerate() {
@@ -74,6 +76,10 @@ fn spawned_scoped_and_pooled_threads_run_in_dune() {
     }
     assert_eq!(counter.load(Ordering::Relaxed), 4000);
     assert_eq!(got, 50);
+    assert!(
+        n_during > n0 || n0 > 1,
+        "the waiter counts: {n0} -> {n_during}"
+    );
     assert!(waiter_stats.syscalls > 0, "{waiter_stats:?}");
     assert_eq!(stats.threads_created, 13, "{stats:?}");
     println!("stats {stats:?}; waiter {waiter_stats:?}");
