@@ -92,8 +92,8 @@
 //! - D bits: [`dirty_view`] (lock-free walk of the shared guest table).
 //!
 //! # Known limits
-//! - execve, System V shared memory, remap_file_pages return ENOSYS inside Dune (message
-//!   on stderr). `clone(CLONE_VM)` without CLONE_THREAD or CLONE_VFORK (a process sharing
+//! - System V shared memory and remap_file_pages return ENOSYS inside Dune (message on
+//!   stderr). `execve` works: the new program replaces the process and runs outside Dune. `clone(CLONE_VM)` without CLONE_THREAD or CLONE_VFORK (a process sharing
 //!   memory, running concurrently outside Dune) returns ENOSYS.
 //! - Signals: a second instance of a pending signal is merged, real-time ones included
 //!   (Linux queues those). Host actions never carry SA_RESTART: a thread *outside* Dune may

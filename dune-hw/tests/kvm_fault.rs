@@ -127,3 +127,28 @@ fn stack_overflow_in_a_dune_thread_hits_the_guard_page() {
         "the guard page below the thread's stack faults: {stderr}"
     );
 }
+
+#[test]
+fn execve_replaces_the_program_which_runs_outside_dune() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        if enter_in_child("execve_replaces_the_program_which_runs_outside_dune") {
+            use std::os::unix::process::CommandExt;
+            let e = std::process::Command::new("/bin/sh")
+                .args([
+                    "-c",
+                    "echo exec from Dune; for f in /proc/$$/fd/*; do readlink $f; done | grep -c kvm",
+                ])
+                .exec();
+            println!("exec failed: {e}");
+        }
+        return;
+    }
+    let out = run_child("execve_replaces_the_program_which_runs_outside_dune");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if let Some(l) = stdout.lines().find(|l| l.starts_with("SKIPPED")) {
+        println!("{l}");
+        return;
+    }
+    // no KVM fd (VM, vCPU, /dev/kvm) survived the exec: grep counts 0 (and exits 1)
+    assert!(stdout.ends_with("exec from Dune\n0\n"), "{stdout}");
+}

@@ -107,7 +107,8 @@ pub fn classify(nr: u64) -> Class {
         13 => Class::Signal(SignalOp::Action),
         15 => Class::Signal(SignalOp::Return),
         131 => Class::Signal(SignalOp::AltStack),
-        59 | 322 => Class::Unsupported("execve from Dune mode is not supported"),
+        // execve/execveat are forwarded: on success the new program replaces the process
+        // and runs outside Dune (the VM's fds are close-on-exec)
         30 | 31 | 67 => Class::Unsupported("System V shared memory is not supported in Dune mode"),
         216 => Class::Unsupported("remap_file_pages is not supported in Dune mode"),
         _ => Class::Forward,
@@ -394,7 +395,8 @@ mod tests {
         assert_eq!(classify(nr::GETPID), Class::Forward);
         assert_eq!(classify(56), Class::Clone(CloneOp::Clone));
         assert_eq!(classify(15), Class::Signal(SignalOp::Return));
-        assert!(matches!(classify(59), Class::Unsupported(_)));
+        assert!(matches!(classify(31), Class::Unsupported(_)));
+        assert_eq!(classify(59), Class::Forward);
         assert_eq!(classify(nr::EXIT), Class::ThreadExit);
     }
 
