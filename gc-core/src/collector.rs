@@ -335,6 +335,22 @@ impl Heap {
         self.lock()
     }
 
+    /// `DUNEGC_DIRTY=dune`: put the process into Dune mode process-wide, once, at the first
+    /// allocation slow path of the global heap — early in the program's start-up, when it
+    /// has no other thread yet — so that every thread runs in Dune and the Dune tracker
+    /// can open. If that fails (no /dev/kvm, threads already running) the reason is
+    /// printed and the tracker falls back to the best other backend when first needed.
+    #[cold]
+    pub(crate) fn enter_dune_for_env(&'static self) {
+        if self.lock_held_here() || !self.enter_dune_pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        #[cfg(feature = "dune")]
+        if let Err(e) = crate::dirty::dune::enter_process() {
+            eprintln_raw(&format!("dunegc: DUNEGC_DIRTY=dune: {e}"));
+        }
+    }
+
     /// Switch incremental marking on with `choice` (bdwgc's `GC_enable_incremental`). The
     /// tracker is opened now; an unsupported named backend is an error and changes nothing.
     /// Returns the backend in use. Turning it on twice keeps the first tracker.

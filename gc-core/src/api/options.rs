@@ -264,7 +264,15 @@ impl HeapBuilder {
     /// Build without opening the tracker and without allocating from the global
     /// allocator (for the global heap, created inside the first allocation).
     pub(crate) fn build_for_global(self) -> Result<&'static Heap, GcError> {
-        Heap::create(self.options)
+        let heap = Heap::create(self.options)?;
+        if cfg!(feature = "dune")
+            && self.options.incremental
+            && self.options.dirty == BackendChoice::Exactly(Backend::Dune)
+        {
+            heap.enter_dune_pending
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(heap)
     }
 }
 

@@ -136,6 +136,9 @@ impl Heap {
         kind: ObjectKind,
         class: SizeClass,
     ) -> Result<(), GcError> {
+        if self.enter_dune_pending.load(Ordering::Relaxed) {
+            self.enter_dune_for_env();
+        }
         let cc = &mut cache.classes[kind as usize][class.index()];
         if cc.span != 0 && !cc.rewound {
             let start = cc.span as usize - 1;
@@ -312,6 +315,9 @@ impl Heap {
         let bytes = round_up_to_page(len);
         let n = bytes >> LOG_BYTES_IN_PAGE;
         let align_pages = (align >> LOG_BYTES_IN_PAGE).max(1);
+        if self.enter_dune_pending.load(Ordering::Relaxed) {
+            self.enter_dune_for_env();
+        }
         if self.lock_held_here() {
             return Err(reentrant());
         }

@@ -80,6 +80,9 @@ pub struct Heap {
     pub(crate) finalizer_wakeup: std::sync::Condvar,
     /// The mutex the finalizer thread waits with.
     pub(crate) finalizer_lock: Mutex<()>,
+    /// `DUNEGC_DIRTY=dune` on the global heap: enter Dune process-wide at the first
+    /// allocation slow path (see `Heap::enter_dune_for_env`).
+    pub(crate) enter_dune_pending: std::sync::atomic::AtomicBool,
 }
 
 static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
@@ -162,6 +165,7 @@ impl Heap {
             finalizers_pending: std::sync::atomic::AtomicBool::new(false),
             finalizer_wakeup: std::sync::Condvar::new(),
             finalizer_lock: Mutex::new(()),
+            enter_dune_pending: std::sync::atomic::AtomicBool::new(false),
         };
         // The Heap itself lives in its own mapping, never in the collected heap.
         let home =
