@@ -96,7 +96,9 @@
 //!   stderr). `execve` works: the new program replaces the process and runs outside Dune. `clone(CLONE_VM)` without CLONE_THREAD or CLONE_VFORK (a process sharing
 //!   memory, running concurrently outside Dune) returns ENOSYS.
 //! - Signals: a second instance of a pending signal is merged, real-time ones included
-//!   (Linux queues those). Host actions never carry SA_RESTART: a thread *outside* Dune may
+//!   (Linux queues those). A thread ending with a recorded, undelivered signal hands
+//!   process-directed ones (kill, timers) back to the process; thread-directed ones end
+//!   with it. Host actions never carry SA_RESTART: a thread *outside* Dune may
 //!   see EINTR for a handler installed with SA_RESTART from inside Dune. A vfork child
 //!   shares the parent's TLS: a signal reaching it before exec is recorded for the parent.
 //! - Ring-0 mode runs threads functionally (the 13-thread test of `kvm_threads`: 10.5 s,

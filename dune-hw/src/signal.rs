@@ -527,6 +527,26 @@ fn guest_writable(ctx: &ThreadCtx, low: u64, high: u64) -> bool {
     true
 }
 
+/// A thread ends inside Dune with signals recorded but not delivered: those sent to the
+/// process (kill, interval timers: si_code SI_USER, SI_KERNEL, SI_TIMER) go back to the
+/// process for another thread, as Linux would deliver them; thread-directed ones end with
+/// the thread.
+pub(crate) fn redirect_pending_on_exit(st: &SigState) {
+    let pend = st.take_pending();
+    for sig in 1..=NSIG {
+        if pend & bit(sig) == 0 {
+            continue;
+        }
+        // SAFETY: this thread's slot, published before the bit we just took.
+        let info = unsafe { &(*st.info.get())[sig] };
+        let code = i32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
+        if matches!(code, 0 | 0x80 | -2) {
+            // SAFETY: kill(2) to our own process.
+            unsafe { libc::kill(libc::getpid(), sig as i32) };
+        }
+    }
+}
+
 /// The guest action of `sig` if it is a handler the guest installed inside Dune.
 fn guest_handler(sig: usize) -> Option<KSigaction> {
     if ACTIONS[sig].installed.load(Ordering::Acquire) == 0 {

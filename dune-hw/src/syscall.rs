@@ -102,6 +102,9 @@ fn dispatch(
                     8usize,
                 )
             };
+            // (after blocking: nothing is recorded any more, the redirected ones go to
+            // other threads)
+            signal::redirect_pending_on_exit(ctx.sig());
             ctx.dune.park_vcpu(ctx.vcpu.take());
             crate::dune::set_current(core::ptr::null_mut());
             let flag = ctx.exited.as_ptr();
