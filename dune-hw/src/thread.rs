@@ -169,6 +169,10 @@ fn spawn_thread(
     if let Err(e) = c.vcpu_mut().set_regs(child_regs) {
         fatal(ctx, format_args!("{e}"))
     }
+    // the child inherits the FPU/SSE/AVX state (control words, MXCSR) as on Linux
+    if let Err(e) = ctx.vcpu().xsave().and_then(|x| c.vcpu().set_xsave(&x)) {
+        fatal(ctx, format_args!("{e}"))
+    }
     let (stack_top, stack_base) = (dune::loop_stack_top(&c), c.loop_stack);
     let p = Box::into_raw(c);
     let mut req_host = CloneReq {

@@ -148,3 +148,30 @@ fn fork_child_runs_outside_dune_and_command_spawns() {
     let out = out.expect("Command::output from Dune");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "spawned from Dune\n");
 }
+
+#[test]
+fn a_new_thread_inherits_the_rounding_mode() {
+    if enter_or_skip("a_new_thread_inherits_the_rounding_mode").is_none() {
+        return;
+    }
+    // MXCSR rounding control = round toward zero
+    let mut old = 0u32;
+    // SAFETY: stmxcsr/ldmxcsr on a local; only the rounding mode changes.
+    unsafe {
+        core::arch::asm!("stmxcsr [{p}]", p = in(reg) &mut old, options(nostack));
+        let rz = old | (3 << 13);
+        core::arch::asm!("ldmxcsr [{p}]", p = in(reg) &rz, options(nostack));
+    }
+    let child = std::thread::spawn(|| {
+        let mut m = 0u32;
+        // SAFETY: stmxcsr to a local.
+        unsafe { core::arch::asm!("stmxcsr [{p}]", p = in(reg) &mut m, options(nostack)) };
+        m
+    })
+    .join()
+    .unwrap();
+    // SAFETY: restores the saved MXCSR.
+    unsafe { core::arch::asm!("ldmxcsr [{p}]", p = in(reg) &old, options(nostack)) };
+    dune_hw::exit().unwrap();
+    assert_eq!(child & (3 << 13), 3 << 13, "child MXCSR {child:#x}");
+}
