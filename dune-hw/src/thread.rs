@@ -11,6 +11,8 @@
 //!   makes): the child is a new process and runs **outside Dune** — a KVM VM belongs to the
 //!   process that created it. The child continues on the host with the guest's registers
 //!   (rax = 0); in a forked child `in_dune()` is false and `enter()` fails (Unsupported).
+//!   Its FPU/SSE state is the host thread's, not the guest's (a rounding mode set inside
+//!   Dune is not inherited by a fork child; threads do inherit it).
 //!   A vfork child shares the parent's memory and TLS: it should only exec or `_exit`, as
 //!   POSIX says.
 //! - CLONE_VM without CLONE_THREAD or CLONE_VFORK (a process sharing memory and running
