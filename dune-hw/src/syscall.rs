@@ -187,8 +187,9 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
     // (synchronously), and the next walk of the guest table finds no entry (#PF). In the
     // other order another vCPU could walk a present guest entry to a host page that no
     // longer exists (KVM_RUN fails with EFAULT).
+    let mut unmapped_used = false;
     if op == AddressOp::Munmap && a[0] & 0xfff == 0 && a[1] != 0 {
-        d.unmap_range(a[0], a[0] + up(a[1]));
+        unmapped_used = d.unmap_range(a[0], a[0] + up(a[1]));
     }
     // SAFETY: an address-space call of the program itself; the host side is updated below.
     let ret = unsafe { ks::execute(call) };
@@ -210,13 +211,16 @@ fn address_space(ctx: &mut ThreadCtx, op: AddressOp, call: &SyscallArgs) -> i64 
             )
             .map(|_| fixed)
         }
-        AddressOp::Munmap => Ok(true),
+        AddressOp::Munmap => Ok(unmapped_used),
         AddressOp::Mprotect => {
             let (s, e) = (a[0], a[0] + up(a[1]));
-            d.map_range(s, e, a[2] as i32, Content::Kept).map(|_| {
-                d.generation.fetch_add(1, Ordering::AcqRel);
-                true
-            })
+            // entries never used for a translation (A clear) cannot be cached anywhere
+            d.map_range(s, e, a[2] as i32, Content::Kept)
+                .inspect(|&used| {
+                    if used {
+                        d.generation.fetch_add(1, Ordering::AcqRel);
+                    }
+                })
         }
         AddressOp::Mremap => {
             let (old, old_len, new_len, new) = (a[0], up(a[1]), up(a[2]), ret as u64);

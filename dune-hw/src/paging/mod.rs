@@ -51,7 +51,16 @@ impl PageTable {
     /// not present but keeps their D bit (ignored by the MMU while P is clear), so a page
     /// written before an mprotect(PROT_NONE) is still reported dirty.
     pub fn map(&mut self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
+        self.map_accessed(start, end, prot).map(|_| ())
+    }
+
+    /// [`PageTable::map`], returning whether an entry it replaced was present with its A bit
+    /// set. An entry whose A bit is clear at the (atomic) replacement was never used for a
+    /// translation — the MMU (and KVM's shadow MMU, prefetches included) sets A before it
+    /// caches one — so changing it needs no TLB flush.
+    pub fn map_accessed(&mut self, start: u64, end: u64, prot: i32) -> Result<bool, DuneError> {
         let flags = pte::leaf_flags(prot);
+        let mut accessed = false;
         // SAFETY: root and all tables are frames of `self.frames`, which lives as long as self.
         unsafe {
             walker::walk(
@@ -60,15 +69,19 @@ impl PageTable {
                 end,
                 Some(&mut self.frames),
                 &mut |va: u64, p: &Pte| {
-                    p.set(if flags == 0 {
-                        p.get() & D
-                    } else {
-                        va | flags | (p.get() & (A | D))
-                    })
+                    let old = p.update(&mut |old| {
+                        if flags == 0 {
+                            old & D
+                        } else {
+                            va | flags | (old & (A | D))
+                        }
+                    });
+                    accessed |= old & (pte::P | A) == pte::P | A;
                 },
             )
         }
-        .map_err(|_| DuneError::OutOfPageTableFrames)
+        .map_err(|_| DuneError::OutOfPageTableFrames)?;
+        Ok(accessed)
     }
 
     /// Changes the protection of the *present* entries of `[start, end)` only (tables are
@@ -76,21 +89,36 @@ impl PageTable {
     /// Keeps A/D bits. Needs a TLB flush.
     #[must_use = "reduced permissions take effect only after the flush"]
     pub fn protect_present(&mut self, start: u64, end: u64, prot: i32) -> TlbFlush {
+        self.protect_present_accessed(start, end, prot).0
+    }
+
+    /// [`PageTable::protect_present`], also saying whether a changed entry had its A bit
+    /// set (see [`PageTable::map_accessed`]).
+    #[must_use = "reduced permissions take effect only after the flush"]
+    pub fn protect_present_accessed(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: i32,
+    ) -> (TlbFlush, bool) {
         let flags = pte::leaf_flags(prot);
+        let mut accessed = false;
         // SAFETY: as in `map`; no allocation.
         unsafe {
             walker::visit(self.root, start, end, &mut |va: u64, p: &Pte| {
-                let old = p.get();
-                if old & pte::P != 0 {
-                    p.set(if flags == 0 {
+                let old = p.update(&mut |old| {
+                    if old & pte::P == 0 {
+                        old
+                    } else if flags == 0 {
                         old & D
                     } else {
                         va | flags | (old & (A | D))
-                    })
-                }
+                    }
+                });
+                accessed |= old & (pte::P | A) == pte::P | A;
             })
         };
-        TlbFlush::range(start, end)
+        (TlbFlush::range(start, end), accessed)
     }
 
     /// Changes the protection of `[start, end)`; keeps A/D bits. Needs a TLB flush.
@@ -103,9 +131,22 @@ impl PageTable {
     /// Unmaps `[start, end)`. Needs a TLB flush.
     #[must_use = "the mapping stays usable through stale TLB entries until the flush"]
     pub fn unmap(&mut self, start: u64, end: u64) -> TlbFlush {
+        self.unmap_accessed(start, end).0
+    }
+
+    /// [`PageTable::unmap`], also saying whether a removed entry had its A bit set (see
+    /// [`PageTable::map_accessed`]): if none had, no vCPU can hold a translation of them.
+    #[must_use = "the mapping stays usable through stale TLB entries until the flush"]
+    pub fn unmap_accessed(&mut self, start: u64, end: u64) -> (TlbFlush, bool) {
+        let mut accessed = false;
         // SAFETY: as in `map`; no allocation (missing tables are skipped).
-        unsafe { walker::visit(self.root, start, end, &mut |_va: u64, p: &Pte| p.set(0)) };
-        TlbFlush::range(start, end)
+        unsafe {
+            walker::visit(self.root, start, end, &mut |_va: u64, p: &Pte| {
+                let old = p.update(&mut |_| 0);
+                accessed |= old & (pte::P | A) == pte::P | A;
+            })
+        };
+        (TlbFlush::range(start, end), accessed)
     }
 
     /// The leaf entry mapping `va`, if its tables exist.

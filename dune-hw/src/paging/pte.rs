@@ -75,6 +75,20 @@ impl Pte {
     pub fn take_accessed(&self) -> bool {
         self.0.fetch_and(!A, Ordering::AcqRel) & A != 0
     }
+    /// Replaces the entry with `f(old)` atomically (a concurrent MMU update of A/D is never
+    /// lost: `f` runs again on the newer value) and returns the old value.
+    pub fn update(&self, f: &mut dyn FnMut(u64) -> u64) -> u64 {
+        let mut old = self.get();
+        loop {
+            match self
+                .0
+                .compare_exchange_weak(old, f(old), Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return old,
+                Err(now) => old = now,
+            }
+        }
+    }
     /// Sets the bits in `mask` (used to restore D bits after a failed collection).
     pub fn set_bits(&self, mask: u64) {
         self.0.fetch_or(mask, Ordering::AcqRel);
