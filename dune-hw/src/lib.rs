@@ -57,13 +57,15 @@
 //! - **address space**: guest entries are shared by every vCPU; `munmap` removes them
 //!   *before* the host unmaps, so once it returns no vCPU reaches the page (KVM's MMU
 //!   notifier drops every vCPU's shadow translation synchronously); restrictions
-//!   (mprotect, MAP_FIXED) make every vCPU flush before its next entry.
+//!   (mprotect, MAP_FIXED) make every vCPU flush before its next entry — unless no changed
+//!   entry was ever used for a translation (its A bit was clear when it was atomically
+//!   replaced: the MMU, and KVM's shadow MMU including its prefetch, set A before caching).
 //!
 //! Measured (ring-3, this host, criterion `benches/benches/dune.rs`, side by side):
 //!
 //! | work | native | ring-3 |
 //! |---|---|---|
-//! | thread spawn + join | 63-76 us | 620-745 us (~15 forwarded syscalls of thread start/exit, vCPU set-up) |
+//! | thread spawn + join | 51-76 us | 591-606 us (~17 exits: the syscalls of glibc/std thread start and exit; vCPU set-up) |
 //! | futex ping-pong round trip (2 threads) | 31-43 us | 32-35 us (wake-up latency dominates both) |
 //! | signal to self, handler, return | 2.5-3.2 us | 82-89 us (2 exits: the `tgkill`, the `rt_sigreturn`; XSAVE save/restore ~15 us) |
 //! | 16-thread program (pool, channels, mutexes, condvar, barrier, files; 2 CPUs) | 23-29 ms | 72-102 ms, identical output |

@@ -287,4 +287,32 @@ mod tests {
         );
         assert_eq!(pt.leaf(0x80_1000).unwrap().get(), 0, "absent stays absent");
     }
+
+    #[test]
+    fn only_entries_used_for_a_translation_need_a_flush() {
+        let frames = PoolFrames::reserve(1 << 20).unwrap();
+        let mut pt = PageTable::new(frames).unwrap();
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        assert!(
+            !pt.map_accessed(0xc0_0000, 0xc0_4000, rw).unwrap(),
+            "new entries"
+        );
+        assert!(!pt
+            .map_accessed(0xc0_0000, 0xc0_4000, libc::PROT_READ)
+            .unwrap());
+        pt.leaf(0xc0_1000).unwrap().set_bits(A);
+        let (_f, used) = pt.protect_present_accessed(0xc0_0000, 0xc0_2000, libc::PROT_NONE);
+        assert!(used, "an accessed entry was restricted");
+        let (_f, used) = pt.unmap_accessed(0xc0_2000, 0xc0_4000);
+        assert!(!used, "never accessed");
+        pt.map(0xc0_2000, 0xc0_3000, rw).unwrap();
+        pt.leaf(0xc0_2000).unwrap().set_bits(A | D);
+        assert!(pt
+            .map_accessed(0xc0_2000, 0xc0_3000, libc::PROT_READ)
+            .unwrap());
+        assert_ne!(pt.leaf(0xc0_2000).unwrap().get() & D, 0, "D kept");
+        let (_f, used) = pt.unmap_accessed(0xc0_2000, 0xc0_3000);
+        assert!(used);
+        assert_eq!(pt.leaf(0xc0_2000).unwrap().get(), 0);
+    }
 }
