@@ -31,7 +31,7 @@ fn main() {
         "{} in Dune",
         dune_hw::n_threads_in_dune()
     );
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
         (
             "interval_timer_hits_a_busy_loop",
             interval_timer_hits_a_busy_loop,
@@ -39,6 +39,10 @@ fn main() {
         (
             "sigusr1_from_another_process_interrupts_read",
             sigusr1_from_another_process_interrupts_read,
+        ),
+        (
+            "handler_runs_while_a_thread_waits_on_a_condvar",
+            handler_runs_while_a_thread_waits_on_a_condvar,
         ),
         (
             "sigsegv_handler_recovers_from_a_guest_page_fault",
@@ -708,4 +712,61 @@ fn host_side_stop_of_four_threads_clear_dirty_and_flush_on_resume() {
     );
     // SAFETY: our page; the workers are joined.
     unsafe { libc::munmap(page as *mut libc::c_void, 4096) };
+}
+
+// ---- a thread blocked in a futex (condvar wait) runs its handler, then keeps waiting ----
+static WAIT_SIG: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_wait_sig(_s: libc::c_int, _i: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    WAIT_SIG.fetch_add(1, Ordering::SeqCst);
+}
+
+fn handler_runs_while_a_thread_waits_on_a_condvar() {
+    use std::sync::{Arc, Condvar, Mutex};
+    install(libc::SIGUSR2, on_wait_sig, libc::SA_RESTART);
+    let pair = Arc::new((Mutex::new(false), Condvar::new()));
+    let p2 = pair.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        // SAFETY: pthread_self has no preconditions.
+        tx.send(unsafe { libc::pthread_self() } as u64).unwrap();
+        let (m, c) = &*p2;
+        let mut ready = m.lock().unwrap();
+        let mut wakeups = 0u32;
+        while !*ready {
+            ready = c.wait(ready).unwrap();
+            wakeups += 1;
+        }
+        (
+            WAIT_SIG.load(Ordering::SeqCst),
+            wakeups,
+            dune_hw::thread_stats().signals,
+        )
+    });
+    let t = rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(20)); // the waiter is in FUTEX_WAIT
+    assert_eq!(
+        // SAFETY: the waiter is alive (joined below).
+        unsafe { libc::pthread_kill(t as libc::pthread_t, libc::SIGUSR2) },
+        0
+    );
+    let t0 = Instant::now();
+    while WAIT_SIG.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let handled_while_blocked = WAIT_SIG.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(10));
+    {
+        let (m, c) = &*pair;
+        *m.lock().unwrap() = true;
+        c.notify_one();
+    }
+    let (seen, _wakeups, signals) = waiter.join().unwrap();
+    uninstall(libc::SIGUSR2);
+    assert_eq!(
+        handled_while_blocked, 1,
+        "the handler ran while the thread was blocked"
+    );
+    assert_eq!(seen, 1);
+    assert_eq!(signals, 1, "delivered in the guest of the waiting thread");
 }
