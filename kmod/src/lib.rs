@@ -8,8 +8,11 @@
 //! - one vCPU per thread ([`Vcpu`]: setup, registers through KVM_CAP_SYNC_REGS, run,
 //!   decoded [`Exit`]s). The exit loop itself lives in `dune-hw` (`monitor.rs`), on its own
 //!   stack: its decisions need the guest page tables, and dependencies go dune-hw -> kmod;
-//! - syscall forwarding: classify a guest syscall, execute it for the process, and say which
-//!   guest memory the kernel wrote on the guest's behalf.
+//! - syscall forwarding: classify a guest syscall (forwarded, address-space change, thread
+//!   or process creation, emulated signal state, thread/process exit, refused), execute it
+//!   for the process, and say which guest memory the kernel wrote on the guest's behalf;
+//! - signals: a signal handler kicks a vCPU out of KVM_RUN through `immediate_exit`
+//!   ([`Vcpu::immediate_exit_ptr`]); the guest FPU state travels with KVM_GET/SET_XSAVE.
 //!
 //! Modules:
 //! - [`system`]   open `/dev/kvm`, API version, capabilities, guest address width
