@@ -103,8 +103,9 @@
 //!   with it. Host actions never carry SA_RESTART: a thread *outside* Dune may
 //!   see EINTR for a handler installed with SA_RESTART from inside Dune. A vfork child
 //!   shares the parent's TLS: a signal reaching it before exec is recorded for the parent.
-//! - Ring-0 mode runs threads functionally (the 13-thread test of `kvm_threads`: 10.5 s,
-//!   every CPL0 instruction emulated here); the signal and whole-program tests run ring-3.
+//! - Ring-0 mode runs threads and guest signal handlers functionally (`kvm_ring0`; the
+//!   13-thread test of `kvm_threads` takes 10.5 s there: every CPL0 instruction is emulated
+//!   here); the timer, whole-program and stop tests run ring-3.
 //! - Mappings removed or restricted by a thread *outside* Dune are not seen by the guest page
 //!   table (additions are found on demand by the fault path); an access through a stale
 //!   entry to memory the host unmapped is retried after a flush (KVM_RUN EFAULT) and ends

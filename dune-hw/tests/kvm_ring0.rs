@@ -141,3 +141,34 @@ fn ring0_compute_getpid_flush_and_leave() {
     assert!(stats.syscalls >= 1);
     println!("ring-0 stats {stats:?}");
 }
+
+static RING0_SIG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_ring0_sig(sig: libc::c_int) {
+    RING0_SIG.fetch_add(sig as u64, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn ring0_signal_handler_and_thread() {
+    if !enter_ring0_or_skip("ring0_signal_handler_and_thread") {
+        return;
+    }
+    // a handler installed inside Dune runs in the guest (at CPL0 here)
+    // SAFETY: a plain handler (one atomic add) for SIGUSR1, installed through the monitor.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_ring0_sig as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, core::ptr::null_mut());
+    }
+    // SAFETY: raise to this very thread.
+    unsafe { libc::raise(libc::SIGUSR1) };
+    let got = RING0_SIG.load(std::sync::atomic::Ordering::SeqCst);
+    // a thread created at CPL0 enters Dune on its own vCPU
+    let child_in_dune = std::thread::spawn(dune_hw::in_dune).join().unwrap();
+    let stats = dune_hw::exit().unwrap();
+    // SAFETY: restores the default action on the host.
+    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+    assert_eq!(got, libc::SIGUSR1 as u64);
+    assert!(child_in_dune);
+    assert_eq!(stats.signals, 1, "{stats:?}");
+}
