@@ -358,6 +358,12 @@ pub fn thread_stats() -> ThreadStats {
 /// collector must scan as the thread's roots, since the host registers there belong to the
 /// exit loop. `None` outside Dune mode. Async-signal-safe once the thread has run in the
 /// guest (registers come from the shared `kvm_run` page).
+///
+/// It also makes the thread's next entry into the guest go through the exit loop's checks
+/// first (a kick of `immediate_exit`): a stop signal can arrive after the loop checked for
+/// a pending TLB flush and before it entered the guest; a collector that clears D bits
+/// while the thread waits in its handler must have that flush happen before the thread's
+/// guest code runs again, and the kick guarantees it.
 pub fn guest_regs() -> Option<GuestRegs> {
     let p = CTX.with(|c| c.get());
     if p.is_null() {
@@ -387,6 +393,7 @@ pub fn guest_regs() -> Option<GuestRegs> {
     // is suspended on this same thread while we read (a signal handler or a hook runs on
     // top of it), so nothing writes these fields concurrently.
     let (vcpu, in_exception) = unsafe { ((*p).vcpu.as_ref()?, (*p).in_exception) };
+    sig.kick();
     let r = vcpu.regs().ok()?;
     let mut user_rsp = r.rsp;
     if in_exception {

@@ -156,7 +156,9 @@ impl SigState {
         }
     }
 
-    fn kick(&self) {
+    /// Makes the thread's next KVM_RUN return at once (EINTR), so the exit loop runs its
+    /// pre-entry checks (pending signals, TLB flush) again first. Async-signal-safe.
+    pub(crate) fn kick(&self) {
         let p = self.immediate_exit.load(Ordering::Acquire) as *mut u8;
         if !p.is_null() {
             // SAFETY: the vCPU's kvm_run page stays mapped as long as the vCPU, which lives
