@@ -177,21 +177,34 @@ pub fn init() -> std::io::Result<()> {
         };
         SLOTS.store(map.start() as *mut Slot, Ordering::Release);
         std::mem::forget(map);
-        // SAFETY: a zeroed sigaction is a valid starting point; we fill handler, flags and
-        // a full mask (no other signal interrupts the suspended thread's handler).
-        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-        sa.sa_sigaction = suspend_handler as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        // SAFETY: sa_mask is a valid sigset_t inside sa.
-        unsafe { libc::sigfillset(&mut sa.sa_mask) };
-        #[cfg(feature = "dune")]
-        INSTALLED_IN_GUEST.store(dune_hw::in_dune(), Ordering::Relaxed);
-        // SAFETY: installs a handler that is async-signal-safe (atomics and futex only).
-        if unsafe { libc::sigaction(SIG_SUSPEND, &sa, std::ptr::null_mut()) } != 0 {
-            result = Err(std::io::Error::last_os_error());
-        }
+        result = install_handler();
     });
     result
+}
+
+/// Install (again) the suspend handler, as the calling thread's current mode sees it.
+///
+/// Called once by [`init`]; the Dune backend calls it again after the process entered Dune
+/// mode, so that the handler becomes a *guest* signal action: dune-hw then delivers the
+/// suspend signal inside the guest, at a point where the thread holds none of the
+/// monitor's locks (a thread stopped on its host side in the middle of an exit could hold
+/// the guest page-table lock that the collector's own `mmap` needs), with the guest's own
+/// registers in the ucontext.
+pub fn install_handler() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid starting point; we fill handler, flags and
+    // a full mask (no other signal interrupts the suspended thread's handler).
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = suspend_handler as *const () as usize;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: sa_mask is a valid sigset_t inside sa.
+    unsafe { libc::sigfillset(&mut sa.sa_mask) };
+    #[cfg(feature = "dune")]
+    INSTALLED_IN_GUEST.store(dune_hw::in_dune(), Ordering::Relaxed);
+    // SAFETY: installs a handler that is async-signal-safe (atomics and futex only).
+    if unsafe { libc::sigaction(SIG_SUSPEND, &sa, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A stopped thread, as seen by the collector.
@@ -539,6 +552,14 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
                         TaskState::Gone => true,
                         TaskState::Deliverable => {
                             pending.as_mut_slice()[j].2 = 0;
+                            if !entered {
+                                // Send it again: a signal can be consumed without reaching
+                                // the handler (a Dune thread's monitor records it, then
+                                // blocks in a forwarded call it raced with). Standard
+                                // signals merge, and a late duplicate finds the epoch
+                                // resumed and returns at once.
+                                send_suspend(tid, slot, epoch);
+                            }
                             false
                         }
                         TaskState::Blocked if blocked_since == 0 && is_kernel_worker(tid) => {

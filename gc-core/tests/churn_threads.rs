@@ -5,123 +5,19 @@
 
 mod support;
 
-use gc_core::Heap;
-use std::sync::atomic::Ordering;
+use support::churn::run_churn;
 use support::*;
-
-const SHARED: usize = 32;
-const THREADS: usize = 6;
-const ROUNDS: usize = 4_000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// Walk at most `limit` objects from `p`, verifying each; returns how many were seen.
-fn walk(heap: &'static Heap, mut p: usize, rng: &mut Rng, limit: usize) -> usize {
-    let mut n = 0;
-    while p != 0 && n < limit {
-        verify(heap, p);
-        n += 1;
-        p = get_slot(heap, p, rng.below(SLOTS));
-    }
-    n
-}
-
-fn worker(heap: &'static Heap, seed: u64) -> usize {
-    let mut rng = Rng(seed | 1);
-    let mut seen = 0;
-    for round in 0..ROUNDS {
-        let r = rng.below(SHARED);
-        match rng.below(10) {
-            0..=2 => {
-                let o = new_object(heap, 48 + rng.below(6) * 40).expect("alloc");
-                let old = ROOTS[r].load(Ordering::Acquire);
-                if old != 0 && heap.find_object(old).is_some() {
-                    set_slot(heap, o, rng.below(SLOTS), old);
-                }
-                ROOTS[r].store(o, Ordering::Release);
-            }
-            3..=4 => {
-                let (from, to) = (
-                    ROOTS[r].load(Ordering::Acquire),
-                    ROOTS[rng.below(SHARED)].load(Ordering::Acquire),
-                );
-                if from != 0 {
-                    set_slot(heap, from, rng.below(SLOTS), to);
-                }
-            }
-            5 => {
-                let from = ROOTS[r].load(Ordering::Acquire);
-                if from != 0 {
-                    ROOTS[rng.below(SHARED)]
-                        .store(get_slot(heap, from, rng.below(SLOTS)), Ordering::Release);
-                }
-            }
-            6 => ROOTS[r].store(0, Ordering::Release),
-            7..=8 => seen += walk(heap, ROOTS[r].load(Ordering::Acquire), &mut rng, 50),
-            _ => {
-                for _ in 0..50 {
-                    std::hint::black_box(new_object(heap, 200).expect("alloc"));
-                }
-            }
-        }
-        if round % 500 == 499 {
-            if rng.below(2) == 0 {
-                heap.collect().expect("collect");
-            } else {
-                heap.collect_a_little().expect("step");
-            }
-        }
-    }
-    seen
-}
 
 #[test]
 fn shared_graph_survives_threads_and_collections() {
     for (name, choice) in configurations() {
         let heap = heap_for(choice).expect("heap");
-        for r in &ROOTS[..SHARED] {
-            r.store(0, Ordering::Release);
-        }
-        let before = heap.gc_count();
-        let seen: usize = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..THREADS)
-                .map(|t| s.spawn(move || worker(heap, 0x9E37_79B9 * (t as u64 + 1))))
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().expect("worker panicked"))
-                .sum()
-        });
-        heap.collect().expect("collect");
-        let reachable = verify_reachable(
-            heap,
-            &ROOTS[..SHARED]
-                .iter()
-                .map(|r| r.load(Ordering::Acquire))
-                .collect::<Vec<_>>(),
-        );
-        let st = heap.stats();
-        println!(
-            "{name}: {} collections, {seen} objects walked, {reachable} reachable at the end",
-            heap.gc_count() - before
-        );
+        let (collections, seen, reachable) = run_churn(heap);
+        println!("{name}: {collections} collections, {seen} objects walked, {reachable} reachable at the end");
         assert!(
-            heap.gc_count() - before >= 4,
-            "{name}: too few collections: {st}"
+            collections >= 4,
+            "{name}: too few collections: {}",
+            heap.stats()
         );
-        for r in &ROOTS[..SHARED] {
-            r.store(0, Ordering::Release);
-        }
     }
 }

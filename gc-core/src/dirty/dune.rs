@@ -48,8 +48,7 @@ static PROCESS_WIDE: AtomicBool = AtomicBool::new(false);
 /// and every thread created afterwards does too (`dune_hw::enter_process`). Call it early
 /// in `main`, before spawning threads: threads already running outside Dune would write
 /// the heap without setting guest dirty bits, so it refuses then. The collector's
-/// stop-the-world handler is installed first, on the host side (where it reads a stopped
-/// Dune thread's guest registers through KVM).
+/// stop-the-world handler is then installed from inside Dune, as a guest signal action.
 pub fn enter_process() -> Result<(), DirtyError> {
     let mut user_threads = 0;
     crate::world::for_each_tid(|tid| {
@@ -63,13 +62,17 @@ pub fn enter_process() -> Result<(), DirtyError> {
     if user_threads > 1 && !dune_hw::process_wide() {
         return Err(unsupported("enter Dune before the program starts threads: threads already running outside Dune would write the heap without setting guest dirty bits"));
     }
-    crate::world::init().map_err(|source| DirtyError::Os {
+    let os = |source| DirtyError::Os {
         backend: Backend::Dune,
         op: "installing the stop-the-world handler",
         source,
-    })?;
+    };
+    crate::world::init().map_err(os)?;
     dune_hw::enter_process()
         .map_err(|e| unsupported(&format!("entering Dune mode failed: {e}")))?;
+    // Now as a guest signal action: delivered inside the guest at a safe point (see
+    // `world::install_handler`).
+    crate::world::install_handler().map_err(os)?;
     PROCESS_WIDE.store(true, Ordering::Release);
     Ok(())
 }

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod churn;
+pub mod ops;
+pub mod race;
+
 use gc_core::{Backend, BackendChoice, DirtyError, GcError, Heap, HeapBuilder, ObjectKind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
