@@ -169,6 +169,54 @@ fn first_write(c: &mut Criterion) {
     });
 }
 
+/// Every backend, the Dune one included (its probe runs inside Dune mode), measured the
+/// same way in child processes (`dirty-probe`), printed side by side with ratios to
+/// mprotect: nanoseconds per page.
+fn side_by_side(_c: &mut Criterion) {
+    use dunegc_benches::dirty_probe::{from_line, PerPage};
+    let mut rows: Vec<(String, PerPage)> = Vec::new();
+    for backend in ["none", "mprotect", "uffd", "soft-dirty", "dune"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dirty-probe"))
+            .arg(backend)
+            .output();
+        let text = match &out {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+            Err(e) => format!("dirty-probe-error {e}"),
+        };
+        for line in text.lines() {
+            if let Some(r) = from_line(line) {
+                rows.push(r);
+            } else if let Some(e) = line.strip_prefix("dirty-probe-error ") {
+                println!("SKIPPED dirty_trackers/side_by_side/{backend}: {e}");
+            }
+        }
+    }
+    println!("\nPer-page cost, ns (median), side by side; ratio to mprotect in brackets");
+    println!(
+        "{:<10} {:>7} {:>16} {:>16} {:>16} {:>16}",
+        "backend", "pages", "arm", "collect clean", "collect dirty", "first write"
+    );
+    for (b, p) in &rows {
+        let base = rows
+            .iter()
+            .find(|(m, q)| m == "mprotect" && q.n_pages == p.n_pages)
+            .map(|(_, q)| *q);
+        let cell = |v: f64, f: fn(&PerPage) -> f64| match base {
+            Some(m) if f(&m) > 0.0 => format!("{v:.1} ({:.2}x)", v / f(&m)),
+            _ => format!("{v:.1}"),
+        };
+        println!(
+            "{:<10} {:>7} {:>16} {:>16} {:>16} {:>16}",
+            b,
+            p.n_pages,
+            cell(p.arm_ns, |q| q.arm_ns),
+            cell(p.collect_clean_ns, |q| q.collect_clean_ns),
+            cell(p.collect_dirty_ns, |q| q.collect_dirty_ns),
+            cell(p.first_write_ns, |q| q.first_write_ns)
+        );
+    }
+}
+
 /// The benchmark group (in a private module: `criterion_group!` makes an undocumented
 /// `pub fn`).
 mod group {
@@ -180,7 +228,7 @@ mod group {
             .sample_size(10)
             .warm_up_time(Duration::from_millis(300))
             .measurement_time(Duration::from_secs(2));
-        targets = arm, collect_clean, collect_dirty, first_write
+        targets = arm, collect_clean, collect_dirty, first_write, side_by_side
     }
 }
 criterion_main!(group::dirty_trackers);

@@ -6,6 +6,7 @@
 //! - [`workloads`] — the workloads in Rust (gc-core or the system allocator).
 
 pub mod bdwgc;
+pub mod dirty_probe;
 pub mod report;
 pub mod runner;
 pub mod workloads;
