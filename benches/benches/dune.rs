@@ -430,6 +430,63 @@ fn bench(c: &mut Criterion) {
         },
     );
     g.bench_function("dirty_first_write_4096_pages/native", |b| b.iter(touch_all));
+    // TLB shootdown strategies for the collector's arm (issue 8): clear the D bits of N
+    // pages, make the clear effective with one strategy, then write the N pages again (a
+    // write that must set D again — the refill cost counts). `range` is dune_hw::flush of
+    // the range (ring-0: invlpg per page up to tlb::INVLPG_MAX_PAGES, else a CR3 reload;
+    // ring-3: the monitor's full flush, the only one a CPL3 guest can ask for), `all` is
+    // flush_tlb_all (ring-0: CR3 reload; ring-3: the monitor's full flush).
+    for n_pages in [1u64, 16, 256] {
+        for strategy in ["range", "all"] {
+            g.bench_function(
+                format!("tlb_strategy_{strategy}_{n_pages}_pages/{m}"),
+                |b| {
+                    b.iter_custom(|iters| {
+                        in_dune(
+                            &tsc,
+                            &mut |n| {
+                                let view = dune_hw::dirty_view().expect("in Dune");
+                                let end = base + n_pages * 4096;
+                                let mut ticks = 0;
+                                for _ in 0..n {
+                                    for i in 0..n_pages {
+                                        // SAFETY: inside `buf`, which outlives the benches.
+                                        unsafe {
+                                            core::ptr::write_volatile(
+                                                (base + i * 4096) as *mut u8,
+                                                2,
+                                            )
+                                        };
+                                    }
+                                    let t = Tsc::now();
+                                    let f = view.collect_and_clear(base, end, &mut |_| {});
+                                    if strategy == "range" {
+                                        dune_hw::flush(f);
+                                    } else {
+                                        dune_hw::flush_tlb_all();
+                                    }
+                                    for i in 0..n_pages {
+                                        // SAFETY: as above.
+                                        unsafe {
+                                            core::ptr::write_volatile(
+                                                (base + i * 4096) as *mut u8,
+                                                3,
+                                            )
+                                        };
+                                    }
+                                    ticks += Tsc::now() - t;
+                                }
+                                ticks
+                            },
+                            iters,
+                        )
+                        .unwrap_or_default()
+                    })
+                },
+            );
+        }
+    }
+
     drop(buf);
 
     // threads, futexes, signals (issue 6): each Dune sample runs on a Dune thread whose
