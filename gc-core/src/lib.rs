@@ -2,7 +2,14 @@
 //!
 //! Rust programs use it as `#[global_allocator]` ([`GcAllocator`]) and through [`Gc<T>`];
 //! C programs through the bdwgc-compatible ABI crate. Incremental (mostly-parallel)
-//! marking learns which pages were written from a [`DirtyTracker`] backend.
+//! marking learns which pages were written from a [`DirtyTracker`] backend: `none`,
+//! `mprotect`, `soft-dirty`, `uffd`, and — with the `dune` feature, in a process running
+//! in Dune mode — `dune`, the hardware page-table dirty bits (`dirty::dune`).
+//!
+//! Limits of conservative collection (as with bdwgc): pointers the collector cannot see —
+//! kept only in the kernel (epoll data), in memory from `mmap` or libc's `malloc` not
+//! registered with `Heap::add_roots`, or disguised (xor-ed, tagged in the high bits) — do
+//! not keep objects alive; `SIGPWR` is reserved for stopping threads.
 //!
 //! Tour:
 //! - [`address`] — typed addresses (`Address`, `Page`, `PageRange`).
