@@ -367,7 +367,7 @@ fn known_worker(tid: i32) -> bool {
         && is_kernel_worker(tid)
 }
 
-/// True if `tid` is a kernel worker thread of this process (see [`PF_USER_WORKER`]).
+/// True if `tid` is a kernel worker thread of this process (flag `PF_USER_WORKER` in its `stat`).
 pub fn is_kernel_worker(tid: i32) -> bool {
     let mut buf = [0u8; 1024];
     let Some(stat) = read_task_file(tid, b"stat", &mut buf) else {
