@@ -1,0 +1,394 @@
+//! The Dune paper's microbenchmarks (OSDI 2012, Tables 2 and 3), Dune vs Linux in one run,
+//! in the mode of this process (`DUNEGC_DUNE_MODE=ring3`, the default, or `ring0`).
+//!
+//! - `getpid`: syscall round trip.
+//! - `page_fault`: Linux, first touch of an anonymous page; Dune, a guest #PF on a
+//!   `PROT_NONE` page whose exception handler unprotects it (the monitor maps it on the retry).
+//! - `page_walk`: Dune, `dirty_view().entry(va)` (a walk of the guest page table); Linux has
+//!   no user-level page walk, the nearest equivalent is reading one `/proc/self/pagemap` entry.
+//! - `trap`: a write-protection fault delivered to a handler that makes the page writable
+//!   (Linux: SIGSEGV handler calling mprotect; Dune: the exception handler calling mprotect).
+//!   The protect before each fault is not timed.
+//! - `appel1`: protect one page, write it (trap, the handler unprotects), repeated.
+//! - `appel2`: protect [`N_APPEL2`] pages with one call, write each (trap, the handler
+//!   unprotects that page); one iteration is the whole round of [`N_APPEL2`] pages.
+//!
+//! The paper's ptrace-style syscall interception needs the ring-3 sandbox and is left out.
+//! Dune samples enter Dune, time the work inside with `rdtsc`, and leave (see `dune.rs`).
+
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use dune_hw::{Exception, Trap, TrapAction};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Pages protected at once by `appel2` (the paper's N).
+const N_APPEL2: usize = 100;
+/// Bytes in a page.
+const PAGE: usize = 4096;
+
+/// Guest-safe clock: `rdtsc`, converted with a rate calibrated on the host.
+#[derive(Clone, Copy)]
+struct Tsc {
+    ns_per_tick: f64,
+}
+
+impl Tsc {
+    /// Measures the TSC rate against `Instant` over 50 ms.
+    fn calibrate() -> Tsc {
+        let (t0, c0) = (Instant::now(), Tsc::now());
+        std::thread::sleep(Duration::from_millis(50));
+        let (t1, c1) = (Instant::now(), Tsc::now());
+        Tsc {
+            ns_per_tick: (t1 - t0).as_nanos() as f64 / (c1 - c0) as f64,
+        }
+    }
+    /// The current TSC.
+    fn now() -> u64 {
+        // SAFETY: rdtsc has no preconditions.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    /// `ticks` as a duration.
+    fn to_duration(self, ticks: u64) -> Duration {
+        Duration::from_nanos((ticks as f64 * self.ns_per_tick) as u64)
+    }
+}
+
+/// Runs `f(iters)` inside Dune and returns the time it reports in TSC ticks (converted on
+/// the host: float code is not emulated in ring-0 mode), or zero if Dune is unavailable.
+fn in_dune(tsc: Tsc, f: &mut dyn FnMut(u64) -> u64, iters: u64) -> Duration {
+    if let Err(e) = dune_hw::enter() {
+        eprintln!("SKIPPED dune_paper: {e}");
+        return Duration::ZERO;
+    }
+    let ticks = f(iters);
+    dune_hw::exit().expect("leave Dune");
+    tsc.to_duration(ticks)
+}
+
+/// getpid, the paper's syscall round trip.
+fn getpid() -> i64 {
+    // SAFETY: getpid has no arguments.
+    unsafe { libc::syscall(libc::SYS_getpid) }
+}
+
+/// A fresh anonymous mapping of `n_pages` with `prot`.
+fn map_pages(n_pages: usize, prot: i32) -> *mut u8 {
+    // SAFETY: a fresh anonymous mapping; callers unmap it.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            n_pages * PAGE,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap of {n_pages} pages");
+    p.cast()
+}
+
+/// mprotect of `n_pages` at `p`; panics if it fails.
+fn protect(p: *mut u8, n_pages: usize, prot: i32) {
+    // SAFETY: callers pass pages of their own mappings, with no references into them.
+    let r = unsafe { libc::mprotect(p.cast(), n_pages * PAGE, prot) };
+    assert_eq!(r, 0, "mprotect");
+}
+
+/// One write to `p`, which may trap.
+fn poke(p: *mut u8) {
+    // SAFETY: `p` is in a mapping of ours; a protection fault is handled and retried.
+    unsafe { core::ptr::write_volatile(p, 1) };
+}
+
+/// The pages the fault handlers may unprotect: [LO, HI).
+static FAULT_LO: AtomicU64 = AtomicU64::new(0);
+/// End of the handlers' range (exclusive).
+static FAULT_HI: AtomicU64 = AtomicU64::new(0);
+/// Faults the handlers resolved (a sanity check that the benchmarks trap).
+static FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the handlers' range `[p, p + n_pages)`.
+fn set_fault_range(p: *mut u8, n_pages: usize) {
+    FAULT_LO.store(p as u64, Ordering::SeqCst);
+    FAULT_HI.store(p as u64 + (n_pages * PAGE) as u64, Ordering::SeqCst);
+}
+
+/// Unprotects (read-write) the page of `addr` if it is in the handlers' range.
+fn unprotect_fault(addr: u64) -> bool {
+    if addr < FAULT_LO.load(Ordering::Relaxed) || addr >= FAULT_HI.load(Ordering::Relaxed) {
+        return false;
+    }
+    let page = addr & !(PAGE as u64 - 1);
+    // SAFETY: a page of the benchmark's own mapping (checked above).
+    let r = unsafe {
+        libc::mprotect(
+            page as *mut libc::c_void,
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    FAULTS.fetch_add(1, Ordering::Relaxed);
+    r == 0
+}
+
+/// The Linux SIGSEGV handler: unprotects the faulting page, or falls back to the default
+/// action (the retry then kills the process) for a fault outside the range.
+extern "C" fn on_segv(_sig: libc::c_int, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let addr = unsafe { (*info).si_addr() } as u64;
+    if !unprotect_fault(addr) {
+        // SAFETY: restores the default action; the faulting access then ends the process.
+        unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+    }
+}
+
+/// Installs (`true`) or removes (`false`) [`on_segv`] as the host SIGSEGV handler.
+fn install_segv(on: bool) {
+    // SAFETY: a handler that only calls async-signal-safe mprotect/signal; or SIG_DFL.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = if on {
+            on_segv as *const () as usize
+        } else {
+            libc::SIG_DFL
+        };
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+        libc::sigaction(libc::SIGSEGV, &sa, core::ptr::null_mut());
+    }
+}
+
+/// The Dune exception handler: runs host-side on the faulting thread and unprotects the
+/// page; the monitor maps it writable into the guest page table on the retry.
+fn on_dune_fault(t: &mut Trap) -> TrapAction {
+    if unprotect_fault(t.fault_addr) {
+        TrapAction::Resume
+    } else {
+        TrapAction::Unhandled
+    }
+}
+
+/// Benchmarks one protect/trap workload on Linux and in Dune. `body(p, n)` runs `n`
+/// iterations on the `n_pages` at `p` and returns TSC ticks.
+fn bench_traps(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    m: &str,
+    tsc: Tsc,
+    n_pages: usize,
+    body: fn(*mut u8, u64) -> u64,
+) {
+    let p = map_pages(n_pages, libc::PROT_READ | libc::PROT_WRITE);
+    for i in 0..n_pages {
+        // SAFETY: inside the mapping.
+        poke(unsafe { p.add(i * PAGE) });
+    }
+    set_fault_range(p, n_pages);
+    install_segv(true);
+    g.bench_function(format!("{name}/linux"), |b| {
+        b.iter_custom(|iters| tsc.to_duration(body(p, iters)))
+    });
+    install_segv(false);
+    dune_hw::set_exception_handler(Exception::PageFault, Some(on_dune_fault));
+    g.bench_function(format!("{name}/{m}"), |b| {
+        b.iter_custom(|iters| in_dune(tsc, &mut |n| body(p, n), iters))
+    });
+    dune_hw::set_exception_handler(Exception::PageFault, None);
+    set_fault_range(core::ptr::null_mut(), 0);
+    if dune_hw::enter().is_ok() {
+        // SAFETY: our mapping, no references into it. Unmapped inside Dune so that the
+        // guest page table forgets it too.
+        unsafe { libc::munmap(p.cast(), n_pages * PAGE) };
+        dune_hw::exit().expect("leave Dune");
+    }
+}
+
+/// trap: protect (untimed), then one write that traps to the handler, which unprotects.
+fn trap_body(p: *mut u8, n: u64) -> u64 {
+    let mut ticks = 0;
+    for _ in 0..n {
+        protect(p, 1, libc::PROT_READ);
+        let t = Tsc::now();
+        poke(p);
+        ticks += Tsc::now() - t;
+    }
+    ticks
+}
+
+/// appel1: protect one page, trap on it, unprotect in the handler; all timed.
+fn appel1_body(p: *mut u8, n: u64) -> u64 {
+    let t = Tsc::now();
+    for _ in 0..n {
+        protect(p, 1, libc::PROT_READ);
+        poke(p);
+    }
+    Tsc::now() - t
+}
+
+/// appel2: protect N pages at once, then trap on each (the handler unprotects it).
+fn appel2_body(p: *mut u8, n: u64) -> u64 {
+    let t = Tsc::now();
+    for _ in 0..n {
+        protect(p, N_APPEL2, libc::PROT_READ);
+        for i in 0..N_APPEL2 {
+            // SAFETY: inside the N_APPEL2-page mapping.
+            poke(unsafe { p.add(i * PAGE) });
+        }
+    }
+    Tsc::now() - t
+}
+
+fn bench(c: &mut Criterion) {
+    if let Err(e) = dune_hw::enter() {
+        eprintln!("SKIPPED dune_paper benches: {e}");
+        return;
+    }
+    dune_hw::exit().expect("leave Dune");
+    let choice = dune_hw::mode().expect("initialised");
+    let m = choice.mode.name();
+    eprintln!("dune mode: {}", choice.reason);
+    let ring0 = choice.mode == dune_hw::Mode::Ring0;
+    let tsc = Tsc::calibrate();
+
+    let mut g = c.benchmark_group("dune_paper");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(if ring0 { 200 } else { 500 }))
+        .measurement_time(Duration::from_secs(2));
+
+    // ---- Table 2: getpid, page fault, page walk ----
+    g.bench_function("getpid/linux", |b| b.iter(getpid));
+    g.bench_function(format!("getpid/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                tsc,
+                &mut |n| {
+                    let t = Tsc::now();
+                    for _ in 0..n {
+                        black_box(getpid());
+                    }
+                    Tsc::now() - t
+                },
+                iters,
+            )
+        })
+    });
+
+    g.bench_function("page_fault/linux", |b| {
+        b.iter_custom(|iters| {
+            let p = map_pages(iters as usize, libc::PROT_READ | libc::PROT_WRITE);
+            let t = Tsc::now();
+            for i in 0..iters as usize {
+                // SAFETY: inside the mapping.
+                poke(unsafe { p.add(i * PAGE) });
+            }
+            let d = tsc.to_duration(Tsc::now() - t);
+            // SAFETY: our mapping.
+            unsafe { libc::munmap(p.cast(), iters as usize * PAGE) };
+            d
+        })
+    });
+    // Dune: a PROT_NONE reservation; each first touch is a guest #PF that the monitor
+    // cannot resolve, so the exception handler unprotects the page and the monitor maps it
+    // into the guest page table on the retry. Chunks keep the reservation small.
+    let chunk_pages: u64 = if ring0 { 16 } else { 256 };
+    dune_hw::set_exception_handler(Exception::PageFault, Some(on_dune_fault));
+    g.bench_function(format!("page_fault/{m}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(chunk_pages);
+                left -= n;
+                let p = map_pages(n as usize, libc::PROT_NONE);
+                set_fault_range(p, n as usize);
+                total += in_dune(
+                    tsc,
+                    &mut |k| {
+                        let t = Tsc::now();
+                        for i in 0..k as usize {
+                            // SAFETY: inside the reservation; the handler unprotects.
+                            poke(unsafe { p.add(i * PAGE) });
+                        }
+                        let d = Tsc::now() - t;
+                        // SAFETY: our mapping, no references into it; unmapped inside
+                        // Dune so that the guest page table forgets it too.
+                        unsafe { libc::munmap(p.cast(), n as usize * PAGE) };
+                        d
+                    },
+                    n,
+                );
+            }
+            set_fault_range(core::ptr::null_mut(), 0);
+            total
+        })
+    });
+    dune_hw::set_exception_handler(Exception::PageFault, None);
+
+    // Page walk of a mapped page.
+    let page = map_pages(1, libc::PROT_READ | libc::PROT_WRITE);
+    poke(page);
+    let va = page as u64;
+    let pagemap = std::fs::File::open("/proc/self/pagemap").expect("/proc/self/pagemap");
+    let pm_fd = std::os::fd::AsRawFd::as_raw_fd(&pagemap);
+    g.bench_function("page_walk/linux_pagemap", |b| {
+        b.iter(|| {
+            let mut e = 0u64;
+            // SAFETY: reads one 8-byte entry into `e`.
+            let r = unsafe {
+                libc::pread(
+                    pm_fd,
+                    (&mut e as *mut u64).cast(),
+                    8,
+                    ((va / PAGE as u64) * 8) as libc::off_t,
+                )
+            };
+            black_box((r, e))
+        })
+    });
+    g.bench_function(format!("page_walk/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                tsc,
+                &mut |n| {
+                    let view = dune_hw::dirty_view().expect("in Dune");
+                    poke(page); // mapped in the guest page table
+                    let t = Tsc::now();
+                    for _ in 0..n {
+                        black_box(view.entry(black_box(va)));
+                    }
+                    Tsc::now() - t
+                },
+                iters,
+            )
+        })
+    });
+    drop(pagemap);
+    if dune_hw::enter().is_ok() {
+        // SAFETY: our page, no references into it; unmapped inside Dune (see above).
+        unsafe { libc::munmap(page.cast(), PAGE) };
+        dune_hw::exit().expect("leave Dune");
+    }
+
+    // ---- Table 3: trap, appel1, appel2 ----
+    bench_traps(&mut g, "trap", m, tsc, 1, trap_body);
+    bench_traps(&mut g, "appel1", m, tsc, 1, appel1_body);
+    bench_traps(
+        &mut g,
+        &format!("appel2_{N_APPEL2}_pages"),
+        m,
+        tsc,
+        N_APPEL2,
+        appel2_body,
+    );
+    eprintln!(
+        "dune_paper: {} faults handled",
+        FAULTS.load(Ordering::Relaxed)
+    );
+
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
