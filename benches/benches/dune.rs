@@ -7,6 +7,7 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use dunegc_benches::dune_timing::{getpid, in_dune, Tsc};
 use std::time::{Duration, Instant};
 
 fn lcg(n: u64) -> u64 {
@@ -15,51 +16,6 @@ fn lcg(n: u64) -> u64 {
         x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
     }
     x
-}
-
-fn getpid() -> i64 {
-    // SAFETY: getpid has no arguments.
-    unsafe { libc::syscall(libc::SYS_getpid) }
-}
-
-/// Guest-safe clock: `rdtsc` (KVM's emulator handles it in ring-0 mode; the vDSO clock uses
-/// `rdtscp`, which it does not), converted with a rate calibrated on the host.
-#[derive(Clone, Copy)]
-struct Tsc {
-    ns_per_tick: f64,
-}
-
-impl Tsc {
-    fn calibrate() -> Tsc {
-        let (t0, c0) = (Instant::now(), Tsc::now());
-        std::thread::sleep(Duration::from_millis(50));
-        let (t1, c1) = (Instant::now(), Tsc::now());
-        Tsc {
-            ns_per_tick: (t1 - t0).as_nanos() as f64 / (c1 - c0) as f64,
-        }
-    }
-    fn now() -> u64 {
-        // SAFETY: rdtsc has no preconditions.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    fn since(&self, t0: u64) -> Duration {
-        Duration::from_nanos(((Tsc::now() - t0) as f64 * self.ns_per_tick) as u64)
-    }
-}
-
-/// Runs `f(iters)` inside Dune and returns the time it reports, or None (printing why).
-/// `f` returns TSC ticks (converted here, on the host: float/SSE code is not emulated in
-/// ring-0 mode).
-fn in_dune(tsc: &Tsc, f: &mut dyn FnMut(u64) -> u64, iters: u64) -> Option<Duration> {
-    if let Err(e) = dune_hw::enter() {
-        eprintln!("SKIPPED dune benches: {e}");
-        return None;
-    }
-    let ticks = f(iters);
-    dune_hw::exit().expect("leave Dune");
-    Some(Duration::from_nanos(
-        (ticks as f64 * tsc.ns_per_tick) as u64,
-    ))
 }
 
 /// Round trips of a futex ping-pong between the calling thread and a partner thread.
@@ -183,7 +139,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
 
@@ -201,7 +156,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
 
@@ -227,7 +181,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
 
@@ -244,7 +197,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
 
@@ -279,7 +231,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
 
@@ -355,8 +306,7 @@ fn bench(c: &mut Criterion) {
                         d
                     },
                     n,
-                )
-                .unwrap_or_default();
+                );
             }
             total
         })
@@ -398,7 +348,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
     g.bench_function(
@@ -425,7 +374,6 @@ fn bench(c: &mut Criterion) {
                     },
                     iters,
                 )
-                .unwrap_or_default()
             })
         },
     );
@@ -480,7 +428,6 @@ fn bench(c: &mut Criterion) {
                             },
                             iters,
                         )
-                        .unwrap_or_default()
                     })
                 },
             );
@@ -507,7 +454,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
     g.bench_function("futex_ping_pong_round_trip/native", |b| {
@@ -528,7 +474,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
     install_usr2();
@@ -551,7 +496,6 @@ fn bench(c: &mut Criterion) {
                 },
                 iters,
             )
-            .unwrap_or_default()
         })
     });
     install_usr2();

@@ -20,58 +20,14 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use dune_hw::{Exception, Trap, TrapAction};
+use dunegc_benches::dune_timing::{getpid, in_dune, Tsc};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Pages protected at once by `appel2` (the paper's N).
 const N_APPEL2: usize = 100;
 /// Bytes in a page.
 const PAGE: usize = 4096;
-
-/// Guest-safe clock: `rdtsc`, converted with a rate calibrated on the host.
-#[derive(Clone, Copy)]
-struct Tsc {
-    ns_per_tick: f64,
-}
-
-impl Tsc {
-    /// Measures the TSC rate against `Instant` over 50 ms.
-    fn calibrate() -> Tsc {
-        let (t0, c0) = (Instant::now(), Tsc::now());
-        std::thread::sleep(Duration::from_millis(50));
-        let (t1, c1) = (Instant::now(), Tsc::now());
-        Tsc {
-            ns_per_tick: (t1 - t0).as_nanos() as f64 / (c1 - c0) as f64,
-        }
-    }
-    /// The current TSC.
-    fn now() -> u64 {
-        // SAFETY: rdtsc has no preconditions.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    /// `ticks` as a duration.
-    fn to_duration(self, ticks: u64) -> Duration {
-        Duration::from_nanos((ticks as f64 * self.ns_per_tick) as u64)
-    }
-}
-
-/// Runs `f(iters)` inside Dune and returns the time it reports in TSC ticks (converted on
-/// the host: float code is not emulated in ring-0 mode), or zero if Dune is unavailable.
-fn in_dune(tsc: Tsc, f: &mut dyn FnMut(u64) -> u64, iters: u64) -> Duration {
-    if let Err(e) = dune_hw::enter() {
-        eprintln!("SKIPPED dune_paper: {e}");
-        return Duration::ZERO;
-    }
-    let ticks = f(iters);
-    dune_hw::exit().expect("leave Dune");
-    tsc.to_duration(ticks)
-}
-
-/// getpid, the paper's syscall round trip.
-fn getpid() -> i64 {
-    // SAFETY: getpid has no arguments.
-    unsafe { libc::syscall(libc::SYS_getpid) }
-}
 
 /// A fresh anonymous mapping of `n_pages` with `prot`.
 fn map_pages(n_pages: usize, prot: i32) -> *mut u8 {
@@ -193,7 +149,7 @@ fn bench_traps(
     install_segv(false);
     dune_hw::set_exception_handler(Exception::PageFault, Some(on_dune_fault));
     g.bench_function(format!("{name}/{m}"), |b| {
-        b.iter_custom(|iters| in_dune(tsc, &mut |n| body(p, n), iters))
+        b.iter_custom(|iters| in_dune(&tsc, &mut |n| body(p, n), iters))
     });
     dune_hw::set_exception_handler(Exception::PageFault, None);
     set_fault_range(core::ptr::null_mut(), 0);
@@ -262,7 +218,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("getpid/{m}"), |b| {
         b.iter_custom(|iters| {
             in_dune(
-                tsc,
+                &tsc,
                 &mut |n| {
                     let t = Tsc::now();
                     for _ in 0..n {
@@ -304,7 +260,7 @@ fn bench(c: &mut Criterion) {
                 let p = map_pages(n as usize, libc::PROT_NONE);
                 set_fault_range(p, n as usize);
                 total += in_dune(
-                    tsc,
+                    &tsc,
                     &mut |k| {
                         let t = Tsc::now();
                         for i in 0..k as usize {
@@ -350,7 +306,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("page_walk/{m}"), |b| {
         b.iter_custom(|iters| {
             in_dune(
-                tsc,
+                &tsc,
                 &mut |n| {
                     let view = dune_hw::dirty_view().expect("in Dune");
                     poke(page); // mapped in the guest page table

@@ -7,6 +7,7 @@
 
 pub mod bdwgc;
 pub mod dirty_probe;
+pub mod dune_timing;
 pub mod report;
 pub mod runner;
 pub mod workloads;
