@@ -123,7 +123,10 @@
 //! Modules:
 //! - [`addr`]     Gva, Gpa, Hva; the one GPA==HVA conversion; raw guest reads
 //! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits
-//! - [`tlb`]      flush obligations
+//! - [`tlb`]      flush obligations; invlpg / range / full flush; TLB feature report
+//! - [`pagetable`] the live table as a library API: walk, map/unmap/protect, huge pages,
+//!   one-pass A/D read-and-clear, copy-on-write protection
+//! - [`fault`]    exception handlers as closures (decoded error code, registers, resume)
 //! - [`gdt`], [`idt`] descriptors as pure functions; vectors
 //! - [`entry`]    asm: enter/leave on the same stack, LSTAR stubs, exception stubs
 //! - [`monitor`]  the exit loop (host half of the monitor)
@@ -140,10 +143,12 @@ pub mod addr;
 pub mod dune;
 pub mod entry;
 pub mod error;
+pub mod fault;
 pub mod gdt;
 pub mod idt;
 pub mod maps;
 pub mod monitor;
+pub mod pagetable;
 pub mod paging;
 pub mod signal;
 pub mod syscall;
@@ -424,6 +429,24 @@ pub struct GuestRegs {
     pub stack_low: u64,
 }
 
+/// Whether the calling Dune thread runs on the host side of its exit loop now (an
+/// exception handler, a host-write hook, a host signal action) rather than in the guest.
+/// False outside Dune mode.
+pub fn on_host_side() -> bool {
+    let p = CTX.with(|c| c.get());
+    if p.is_null() {
+        return false;
+    }
+    let sp: u64;
+    // SAFETY: reading rsp has no side effects.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+    // SAFETY: the ctx is live while the thread is in Dune mode; loop_stack is plain data.
+    unsafe {
+        let top = dune::loop_stack_top(&*p);
+        sp > (*p).loop_stack && sp <= top
+    }
+}
+
 /// The mode of this process's Dune VM, if initialised.
 pub fn mode() -> Option<ModeChoice> {
     Dune::get().map(|d| d.mode().clone())
@@ -453,7 +476,8 @@ pub fn flush_tlb_all() {
     let Some(d) = Dune::get() else { return };
     d.generation
         .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    if !in_dune() {
+    if !in_dune() || on_host_side() {
+        // the exit loop flushes this vCPU before it resumes the guest
         return;
     }
     match d.mode().mode {
@@ -475,7 +499,11 @@ pub fn flush_tlb_all() {
 /// fault paths).
 pub fn flush(f: TlbFlush) {
     let Some(d) = Dune::get() else { return };
-    if in_dune() && d.mode().mode == Mode::Ring0 && f.n_pages() <= tlb::INVLPG_MAX_PAGES {
+    if in_dune()
+        && !on_host_side()
+        && d.mode().mode == Mode::Ring0
+        && f.n_pages() <= tlb::INVLPG_MAX_PAGES
+    {
         d.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut a = f.start & !0xfff;

@@ -16,6 +16,11 @@ pub const A: u64 = 1 << 5;
 pub const D: u64 = 1 << 6;
 /// Page size (a huge leaf at level 2/3).
 pub const PS: u64 = 1 << 7;
+/// Software bit 9 (ignored by the MMU): the entry was set through [`crate::pagetable`] (a
+/// protection or unmapping the program chose); the monitor's on-demand mapping never widens
+/// it, so an access it forbids reaches the program's fault handler. Host mmap/mprotect/munmap
+/// of the range replace the entry (and drop the bit).
+pub const API: u64 = 1 << 9;
 /// No-execute (needs EFER.NXE).
 pub const NX: u64 = 1 << 63;
 /// Physical-address bits of an entry.
@@ -74,6 +79,10 @@ impl Pte {
     /// Clears A and returns whether it was set.
     pub fn take_accessed(&self) -> bool {
         self.0.fetch_and(!A, Ordering::AcqRel) & A != 0
+    }
+    /// Clears the bits of `mask` and returns the entry before (atomic).
+    pub fn take_bits(&self, mask: u64) -> u64 {
+        self.0.fetch_and(!mask, Ordering::AcqRel)
     }
     /// Replaces the entry with `f(old)` atomically (a concurrent MMU update of A/D is never
     /// lost: `f` runs again on the newer value) and returns the old value.
