@@ -66,6 +66,7 @@ fn bump_generation() {
     }
 }
 
+/// Whether the caller runs guest code now (in Dune mode, not on its host side).
 fn in_guest() -> bool {
     crate::in_dune() && !crate::on_host_side()
 }
@@ -122,11 +123,13 @@ pub fn flush_all() -> TlbMethod {
 /// Where a [`TlbFeatures`] report comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuidSource {
-    /// The `cpuid` instruction run in the guest (the caller runs in Dune mode).
-    Guest,
-    /// The CPUID table every vCPU of this process's VM gets (KVM's supported CPUID).
+    /// The `cpuid` instruction run where the caller runs (see [`cpuid_instruction_features`]).
+    Instruction,
+    /// The CPUID table every vCPU of this process's VM gets (KVM's supported CPUID): what
+    /// KVM enforces for the guest (e.g. a 1 GiB leaf without `pdpe1gb` is a reserved-bit
+    /// fault).
     VcpuTable,
-    /// The host CPU (Dune not initialised).
+    /// The host CPU (`cpuid` outside Dune).
     Host,
 }
 
@@ -212,21 +215,27 @@ fn cpuid_vcpu_table(leaf: u32, subleaf: u32) -> [u32; 4] {
         .map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
 }
 
-/// The TLB features the caller's CPU offers: in Dune mode, `cpuid` run in the guest (KVM
-/// answers with the vCPU's CPUID); outside the guest, the vCPU CPUID table if Dune is
-/// initialised, the host CPU otherwise ([`TlbFeatures::source`] says which).
+/// The TLB features the guest has: the vCPU CPUID table once Dune is initialised (what KVM
+/// enforces), the host CPU's otherwise ([`TlbFeatures::source`] says which).
 pub fn features() -> TlbFeatures {
-    if in_guest() {
-        TlbFeatures::from_cpuid(&cpuid_insn, CpuidSource::Guest)
-    } else if crate::dune::Dune::get().is_some() {
+    if crate::dune::Dune::get().is_some() {
         TlbFeatures::from_cpuid(&cpuid_vcpu_table, CpuidSource::VcpuTable)
     } else {
         host_features()
     }
 }
 
-/// The host CPU's TLB features (`cpuid` outside the guest; equal to `/proc/cpuinfo`'s
-/// flags).
+/// What the `cpuid` instruction answers where the caller runs. In ring-0 mode KVM
+/// intercepts it and answers from the vCPU table; in ring-3 mode on a PVM host guest CPL3
+/// runs natively and `cpuid` is not intercepted, so it returns the *host* CPU's bits
+/// (measured here: pcid, invpcid, pdpe1gb set although the vCPU table has them clear) —
+/// which is why [`features`] reads the table instead.
+pub fn cpuid_instruction_features() -> TlbFeatures {
+    TlbFeatures::from_cpuid(&cpuid_insn, CpuidSource::Instruction)
+}
+
+/// The host CPU's TLB features (`cpuid` on the host; called outside Dune it matches
+/// `/proc/cpuinfo`'s flags).
 pub fn host_features() -> TlbFeatures {
     TlbFeatures::from_cpuid(&cpuid_insn, CpuidSource::Host)
 }
