@@ -44,7 +44,8 @@ fn main() {
     let mode = dune_hw::mode().expect("entered").mode;
     let small = mode == Mode::Ring0;
     println!("kvm_privileged: {mode:?} mode");
-    let tests: [(&str, fn(Mode, bool)); 7] = [
+    type Test = (&'static str, fn(Mode, bool));
+    let tests: [Test; 7] = [
         (
             "walk_reports_entry_level_and_page",
             walk_reports_entry_level_and_page,
@@ -139,10 +140,8 @@ fn mmap_aligned(len: u64, align: u64) -> u64 {
 
 fn munmap(a: u64, len: u64) {
     // SAFETY: `a` is a mapping this test made and no longer uses.
-    assert_eq!(
-        unsafe { libc::munmap(a as *mut libc::c_void, len as usize) },
-        0
-    );
+    let r = unsafe { libc::munmap(a as *mut libc::c_void, len as usize) };
+    assert_eq!(r, 0);
 }
 
 fn write(a: u64, v: u64) {
@@ -377,17 +376,10 @@ fn copy_on_write_end_to_end(mode: Mode, small: bool) {
     fault::clear_fault_handler(Exception::PageFault);
     // a host mprotect of the range ends the program's protection (host state wins)
     let _ = pagetable::write_protect(Gva(shared), PAGE).unwrap();
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
     // SAFETY: mprotect of our own mapping to what it already is.
-    assert_eq!(
-        unsafe {
-            libc::mprotect(
-                shared as *mut libc::c_void,
-                PAGE as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-            )
-        },
-        0
-    );
+    let r = unsafe { libc::mprotect(shared as *mut libc::c_void, PAGE as usize, rw) };
+    assert_eq!(r, 0);
     let w = pagetable::walk(Gva(shared)).unwrap().unwrap();
     assert!(w.writable() && !w.set_by_program(), "{:#x}", w.entry);
     write(shared, 1);
@@ -554,7 +546,7 @@ fn bad_ranges_are_clear_errors(_mode: Mode, _small: bool) {
     assert!(matches!(e, PageTableError::Unaligned { .. }), "{e}");
     let e = pagetable::map(Gva((1 << 47) - PAGE), 2 * PAGE, rw).unwrap_err();
     assert!(matches!(e, PageTableError::OutsideUserHalf { .. }), "{e}");
-    let e = pagetable::map(Gva(u64::MAX & !(PAGE - 1)), PAGE, rw).unwrap_err();
+    let e = pagetable::map(Gva(!(PAGE - 1)), PAGE, rw).unwrap_err();
     assert!(matches!(e, PageTableError::OutsideUserHalf { .. }), "{e}");
     munmap(a + PAGE, PAGE);
     let e = pagetable::map(Gva(a), 2 * PAGE, rw).unwrap_err();
@@ -563,10 +555,8 @@ fn bad_ranges_are_clear_errors(_mode: Mode, _small: bool) {
         "{e}"
     );
     // SAFETY: mprotect of our own mapping.
-    assert_eq!(
-        unsafe { libc::mprotect(a as *mut libc::c_void, PAGE as usize, libc::PROT_READ) },
-        0
-    );
+    let r = unsafe { libc::mprotect(a as *mut libc::c_void, PAGE as usize, libc::PROT_READ) };
+    assert_eq!(r, 0);
     let e = pagetable::map(Gva(a), PAGE, rw).unwrap_err();
     assert!(
         matches!(
