@@ -423,6 +423,17 @@ impl DirtyView {
         TlbFlush::range(start, end)
     }
 
+    /// Calls `f(va, n_pages, entry)` for each existing leaf entry of `[start, end)` (as
+    /// [`DirtyView::read_clear_accessed_dirty`], without clearing).
+    pub fn for_each_leaf(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, u64, u64)) {
+        let mut v = AnyLeaf(|p: &Pte, _level: u32, _base: u64, lo: u64, hi: u64| {
+            f(lo, (hi - lo) / 4096, p.get());
+            true
+        });
+        // SAFETY: the root outlives this view (constructor duty); no allocation.
+        unsafe { walker::visit(self.root, start, end, &mut v) };
+    }
+
     /// The leaf entry covering `va` and its level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB); `None` if
     /// its tables are missing.
     pub fn lookup(&self, va: u64) -> Option<(u64, u32)> {

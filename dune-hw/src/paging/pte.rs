@@ -80,8 +80,15 @@ impl Pte {
     pub fn take_accessed(&self) -> bool {
         self.0.fetch_and(!A, Ordering::AcqRel) & A != 0
     }
-    /// Clears the bits of `mask` and returns the entry before (atomic).
+    /// Clears the bits of `mask` and returns the entry before (atomic). An entry with none
+    /// of them set is only read: no write to the table (under shadow paging a write to a
+    /// table KVM keeps write-protected, such as one holding huge leaves, is a trap). A bit
+    /// the MMU sets after that read stays set, to be seen by the next call.
     pub fn take_bits(&self, mask: u64) -> u64 {
+        let now = self.get();
+        if now & mask == 0 {
+            return now;
+        }
         self.0.fetch_and(!mask, Ordering::AcqRel)
     }
     /// Replaces the entry with `f(old)` atomically (a concurrent MMU update of A/D is never
