@@ -308,7 +308,7 @@ fn check_range(
     }
     let mut a = s;
     while a < end {
-        let m = crate::maps::find(a).ok_or(PageTableError::NotHostMapped { addr: a })?;
+        let m = crate::maps::find_fast(a).ok_or(PageTableError::NotHostMapped { addr: a })?;
         // PROT_EXEC implies readable on x86; a write-only host mapping is readable too
         let host = m.prot | if m.prot != 0 { libc::PROT_READ } else { 0 };
         if wanted & !host != 0 || m.prot == libc::PROT_NONE {
@@ -398,9 +398,16 @@ pub fn unmap(start: Gva, len_bytes: u64) -> Result<Change, PageTableError> {
 /// the program's handler, which can copy the page and make it writable again with
 /// [`protect`] (or [`map`]) before resuming the write.
 pub fn write_protect(start: Gva, len_bytes: u64) -> Result<Change, PageTableError> {
-    let exec = match crate::maps::find(start.0) {
-        Some(m) => m.prot & libc::PROT_EXEC,
-        None => 0,
+    // executable as the guest entry is (or, without one, as the host mapping is)
+    let exec = match walk(start)? {
+        Some(w) if w.present() => {
+            if w.no_execute() {
+                0
+            } else {
+                libc::PROT_EXEC
+            }
+        }
+        _ => crate::maps::find_fast(start.0).map_or(0, |m| m.prot & libc::PROT_EXEC),
     };
     apply(
         start,
