@@ -76,14 +76,24 @@ pub fn invlpg(page: crate::Gva) -> TlbMethod {
     invlpg_range(page.page_down(), crate::addr::BYTES_IN_PAGE)
 }
 
+/// Above this many pages [`invlpg_range`] reloads CR3 instead (ring-0): one emulated
+/// instruction pair instead of thousands of `invlpg`s.
+pub const INVLPG_RANGE_MAX_PAGES: u64 = 512;
+
 /// Invalidates the translations of `[start, start + len_bytes)` (widened to pages) on every
-/// vCPU: the caller's now — ring-0: `invlpg` per page (whatever the count; [`crate::flush`]
-/// switches to a CR3 reload above [`INVLPG_MAX_PAGES`]); ring-3: a full flush by the
-/// monitor — and every other vCPU before its next entry. Allocation-free.
+/// vCPU: the caller's now — ring-0: `invlpg` per page, up to [`INVLPG_RANGE_MAX_PAGES`]
+/// (a CR3 reload above; [`crate::flush`] already switches above [`INVLPG_MAX_PAGES`]);
+/// ring-3: a full flush by the monitor — and every other vCPU before its next entry.
+/// Allocation-free.
 pub fn invlpg_range(start: crate::Gva, len_bytes: u64) -> TlbMethod {
     bump_generation();
     if !in_guest() {
         return TlbMethod::AtNextEntry;
+    }
+    let first = start.0 & !(crate::addr::BYTES_IN_PAGE - 1);
+    let n = start.0.saturating_add(len_bytes).saturating_sub(first);
+    if n.div_ceil(crate::addr::BYTES_IN_PAGE) > INVLPG_RANGE_MAX_PAGES {
+        return flush_all();
     }
     match dune_mode() {
         Some(kmod::Mode::Ring0) => {

@@ -506,6 +506,7 @@ fn tlb_operations_and_feature_report(mode: Mode, _small: bool) {
     for i in 8..12 {
         write(a + i * PAGE, 1);
     }
+    let m_big = tlb::invlpg_range(Gva(a), (tlb::INVLPG_RANGE_MAX_PAGES + 1) * PAGE);
     let m_all = tlb::flush_all();
     write(a + 40 * PAGE, 1);
     let (bits, f) = pagetable::read_clear_accessed_dirty(Gva(a), 64 * PAGE).unwrap();
@@ -518,18 +519,20 @@ fn tlb_operations_and_feature_report(mode: Mode, _small: bool) {
             assert_eq!(m, TlbMethod::Invlpg { n_pages: 1 });
             assert_eq!(m_range, TlbMethod::Invlpg { n_pages: 4 });
             assert_eq!(m_all, TlbMethod::Cr3Reload);
+            assert_eq!(m_big, TlbMethod::Cr3Reload, "long ranges reload CR3");
         }
         Mode::Ring3 => {
             assert_eq!(
-                (m, m_range, m_all),
+                (m, m_range, m_all, m_big),
                 (
+                    TlbMethod::MonitorCr3Reload,
                     TlbMethod::MonitorCr3Reload,
                     TlbMethod::MonitorCr3Reload,
                     TlbMethod::MonitorCr3Reload
                 )
             );
             assert!(
-                after >= before + 3,
+                after >= before + 4,
                 "the monitor flushed: {before} -> {after}"
             );
         }
