@@ -45,7 +45,7 @@ fn main() {
     let small = mode == Mode::Ring0;
     println!("kvm_privileged: {mode:?} mode");
     type Test = (&'static str, fn(Mode, bool));
-    let tests: [Test; 7] = [
+    let tests: [Test; 8] = [
         (
             "walk_reports_entry_level_and_page",
             walk_reports_entry_level_and_page,
@@ -66,6 +66,10 @@ fn main() {
         (
             "tlb_operations_and_feature_report",
             tlb_operations_and_feature_report,
+        ),
+        (
+            "on_demand_mapping_keeps_program_protections",
+            on_demand_mapping_keeps_program_protections,
         ),
         ("bad_ranges_are_clear_errors", bad_ranges_are_clear_errors),
     ];
@@ -107,7 +111,7 @@ fn run_ring0_child() {
     );
     assert_eq!(
         stdout.matches("... ok").count(),
-        7,
+        8,
         "every test ran in ring-0: {stdout}"
     );
 }
@@ -439,6 +443,59 @@ fn unmap_faults_not_present_then_skip_and_registers(_mode: Mode, _small: bool) {
     assert_eq!(out, 42, "registers changed by the handler");
     assert_eq!(seen_rip.load(Ordering::SeqCst), rip, "rip of the ud2");
     munmap(a, 2 * PAGE);
+}
+
+/// In a mapping the monitor maps lazily (over 64 MiB: entries appear one 2 MiB window at a
+/// time, on fault), a page the program write-protected before its window was mapped keeps
+/// its protection when a fault elsewhere in the window maps the rest.
+fn on_demand_mapping_keeps_program_protections(_mode: Mode, _small: bool) {
+    const LEN: u64 = 128 << 20;
+    let big = mmap_aligned(LEN, 2 << 20);
+    let window = big + (6 << 20);
+    let (protected, other) = (window + 3 * PAGE, window + 9 * PAGE);
+    assert!(
+        pagetable::walk(Gva(other))
+            .unwrap()
+            .is_none_or(|w| !w.present()),
+        "not mapped yet"
+    );
+    let faults = Arc::new(AtomicU64::new(0));
+    let f2 = faults.clone();
+    fault::set_fault_handler(Exception::PageFault, move |f| {
+        if f.addr.map(|a| a.0 & !(PAGE - 1)) != Some(protected) {
+            return FaultAction::Unhandled;
+        }
+        f2.fetch_add(1, Ordering::SeqCst);
+        match pagetable::protect(Gva(protected), PAGE, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(_) => FaultAction::Resume,
+            Err(_) => FaultAction::Unhandled,
+        }
+    });
+    let _ = pagetable::write_protect(Gva(protected), PAGE).unwrap();
+    // the monitor maps the window on this fault, the protected page excepted
+    write(other, 5);
+    let w = pagetable::walk(Gva(window + 20 * PAGE)).unwrap().unwrap();
+    assert!(
+        w.present() && w.writable(),
+        "the window was mapped: {:#x}",
+        w.entry
+    );
+    let w = pagetable::walk(Gva(protected)).unwrap().unwrap();
+    assert!(
+        w.present() && !w.writable() && w.set_by_program(),
+        "{:#x}",
+        w.entry
+    );
+    assert_eq!(read(protected), 0, "readable");
+    write(protected, 6);
+    assert_eq!(
+        faults.load(Ordering::SeqCst),
+        1,
+        "the write reached the handler"
+    );
+    assert_eq!(read(protected), 6);
+    fault::clear_fault_handler(Exception::PageFault);
+    munmap(big, LEN);
 }
 
 fn cpuinfo_flags() -> Vec<String> {
