@@ -45,7 +45,7 @@ fn main() {
     let small = mode == Mode::Ring0;
     println!("kvm_privileged: {mode:?} mode");
     type Test = (&'static str, fn(Mode, bool));
-    let tests: [Test; 8] = [
+    let tests: [Test; 9] = [
         (
             "walk_reports_entry_level_and_page",
             walk_reports_entry_level_and_page,
@@ -70,6 +70,10 @@ fn main() {
         (
             "on_demand_mapping_keeps_program_protections",
             on_demand_mapping_keeps_program_protections,
+        ),
+        (
+            "protection_reaches_another_vcpu",
+            protection_reaches_another_vcpu,
         ),
         ("bad_ranges_are_clear_errors", bad_ranges_are_clear_errors),
     ];
@@ -111,7 +115,7 @@ fn run_ring0_child() {
     );
     assert_eq!(
         stdout.matches("... ok").count(),
-        8,
+        9,
         "every test ran in ring-0: {stdout}"
     );
 }
@@ -496,6 +500,57 @@ fn on_demand_mapping_keeps_program_protections(_mode: Mode, _small: bool) {
     assert_eq!(read(protected), 6);
     fault::clear_fault_handler(Exception::PageFault);
     munmap(big, LEN);
+}
+
+/// Another Dune thread (its own vCPU) writing a page all along sees a write protection
+/// made by this thread once it passes through the monitor (the shootdown of `pagetable`:
+/// every other vCPU flushes before its next entry), and its fault reaches the handler.
+fn protection_reaches_another_vcpu(_mode: Mode, _small: bool) {
+    let page = mmap_aligned(PAGE, PAGE);
+    static STOP: AtomicU64 = AtomicU64::new(0);
+    STOP.store(0, Ordering::SeqCst);
+    let faults = Arc::new(AtomicU64::new(0));
+    let f2 = faults.clone();
+    fault::set_fault_handler(Exception::PageFault, move |f| {
+        if f.addr.map(|a| a.0 & !(PAGE - 1)) != Some(page) {
+            return FaultAction::Unhandled;
+        }
+        f2.fetch_add(1, Ordering::SeqCst);
+        match pagetable::protect(Gva(page), PAGE, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(_) => FaultAction::Resume,
+            Err(_) => FaultAction::Unhandled,
+        }
+    });
+    let writer = std::thread::spawn(move || {
+        assert!(dune_hw::in_dune(), "threads of a Dune thread enter Dune");
+        let mut n = 0u64;
+        while STOP.load(Ordering::SeqCst) == 0 {
+            write(page, n);
+            n += 1;
+            // an exit to the monitor, where a pending shootdown is served
+            // SAFETY: sched_yield has no arguments.
+            unsafe { libc::sched_yield() };
+        }
+        n
+    });
+    while read(page) < 2 {
+        std::hint::spin_loop();
+    }
+    let _ = pagetable::write_protect(Gva(page), PAGE).unwrap();
+    let t0 = std::time::Instant::now();
+    while faults.load(Ordering::SeqCst) == 0 && t0.elapsed() < std::time::Duration::from_secs(20) {
+        // SAFETY: sched_yield has no arguments.
+        unsafe { libc::sched_yield() };
+    }
+    STOP.store(1, Ordering::SeqCst);
+    let n = writer.join().expect("writer");
+    fault::clear_fault_handler(Exception::PageFault);
+    assert_eq!(
+        faults.load(Ordering::SeqCst),
+        1,
+        "the other vCPU faulted once after the protection ({n} writes)"
+    );
+    munmap(page, PAGE);
 }
 
 fn cpuinfo_flags() -> Vec<String> {
