@@ -625,4 +625,45 @@ mod tests {
         view.for_each_present(huge, huge + (4 << 20), &mut |_| n += 1);
         assert_eq!(n, 1024 - 2);
     }
+
+    #[test]
+    fn gigabyte_leaves_map_scan_and_split() {
+        let frames = PoolFrames::reserve(1 << 20).unwrap();
+        let mut pt = PageTable::new(frames).unwrap();
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let g = 1u64 << 30;
+        let base = 8 * g;
+        pt.map(base + 0x5000, base + 0x6000, rw).unwrap();
+        pt.leaf(base + 0x5000).unwrap().set_bits(A | D);
+        assert!(
+            pt.map_huge(base, base + g, rw, 3).unwrap(),
+            "an accessed entry replaced"
+        );
+        // SAFETY: pt outlives the view.
+        let view = unsafe { DirtyView::new(pt.root()) };
+        let (e, level) = view.lookup(base + 0x1234_5678).unwrap();
+        assert_eq!(
+            (e, level),
+            (base | P | RW | US | NX | PS | API | A | D, 3),
+            "A/D folded"
+        );
+        let mut runs = Vec::new();
+        let _f = view.read_clear_accessed_dirty(base, base + g, &mut |va, n, b| {
+            runs.push((va, n, b & (A | D)))
+        });
+        assert_eq!(runs, vec![(base, 262_144, A | D)]);
+        // a host mprotect of one page splits 1 GiB -> 2 MiB -> 4 KiB on its path only
+        let (_f, _used) =
+            pt.protect_present_accessed(base + g / 2, base + g / 2 + 0x1000, libc::PROT_READ);
+        assert_eq!(
+            view.lookup(base + g / 2).unwrap(),
+            ((base + g / 2) | P | US | NX, 1)
+        );
+        assert_eq!(view.lookup(base + g / 2 + 0x1000).unwrap().1, 1);
+        assert_eq!(view.lookup(base + g / 2 + (2 << 20)).unwrap().1, 2);
+        assert_eq!(view.lookup(base).unwrap().1, 2);
+        let mut n = 0u64;
+        view.for_each_present(base, base + g, &mut |_| n += 1);
+        assert_eq!(n, 262_144, "still all mapped");
+    }
 }
