@@ -21,7 +21,9 @@
 //!   followed by a TLB flush (every vCPU, before it next runs guest code; the caller's vCPU
 //!   now). Entries never used for a translation need none (the monitor's A-bit rule, see
 //!   the crate docs). For the same reason clearing A bits makes every vCPU flush before its
-//!   next entry.
+//!   next entry. There are no IPIs: another thread running guest code without exits keeps
+//!   its cached translation until its next exit (a syscall, a fault, a signal) — stop the
+//!   other threads first when a change must hold for them at once, as a collector does.
 //! - Not async-signal-safe: the functions take the page-table lock, like the monitor.
 
 use crate::addr::{Gpa, Gva, BYTES_IN_PAGE, USER_END};
