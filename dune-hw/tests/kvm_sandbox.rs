@@ -1,0 +1,434 @@
+//! Sandboxes (ring-3 mode): Rust closures at CPL3 under their own page-table view, every
+//! syscall through a policy; escapes end in a clear outcome and the host stays intact.
+
+use dune_hw::sandbox::{
+    sys, AllowAll, Config, Memory, Outcome, Sandbox, SandboxError, Syscall, Verdict,
+};
+use std::time::{Duration, Instant};
+
+/// A sandbox, or `None` after printing why the test is skipped (no /dev/kvm).
+fn sandbox(test: &str, cfg: Config) -> Option<Sandbox> {
+    let cfg = Config {
+        dune: dune_hw::Options {
+            mode: Some(dune_hw::Mode::Ring3),
+            ..Default::default()
+        },
+        ..cfg
+    };
+    match Sandbox::new(cfg) {
+        Ok(s) => Some(s),
+        Err(e @ SandboxError::Dune(_)) => {
+            if std::env::var("DUNEGC_REQUIRE_KVM").as_deref() == Ok("1") {
+                panic!("/dev/kvm required: {e}");
+            }
+            println!("SKIPPED {test}: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const GETPID: u64 = libc::SYS_getpid as u64;
+
+#[test]
+fn closure_runs_at_cpl3_and_exits_with_its_status() {
+    let Some(mut sb) = sandbox(
+        "closure_runs_at_cpl3_and_exits_with_its_status",
+        Config::default(),
+    ) else {
+        return;
+    };
+    let out = sb
+        .run_closure(
+            move || {
+                let cs: u16;
+                // SAFETY: reading CS has no side effects.
+                unsafe { core::arch::asm!("mov {0:x}, cs", out(reg) cs) };
+                (cs & 3) as i32 + 40
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    assert_eq!(out, Outcome::Exited(43), "CPL 3 in CS");
+    assert_eq!(sb.stats().syscalls, 1, "only exit_group");
+}
+
+#[test]
+fn memory_allocated_in_the_arena_is_usable_and_visible_to_the_host() {
+    let Some(mut sb) = sandbox(
+        "memory_allocated_in_the_arena_is_usable_and_visible_to_the_host",
+        Config::default(),
+    ) else {
+        return;
+    };
+    let (start, end) = sb.arena();
+    let out = sb
+        .run_closure(
+            move || {
+                let p = sys::syscall6(
+                    libc::SYS_mmap as u64,
+                    [
+                        0,
+                        8192,
+                        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                        u64::MAX,
+                        0,
+                    ],
+                );
+                if p < 0 {
+                    return 100;
+                }
+                let s = p as *mut u8;
+                for i in 0..8192usize {
+                    // SAFETY: the mapping just returned, 8 KiB.
+                    unsafe { *s.add(i) = (i % 251) as u8 };
+                }
+                let msg = b"hello from the sandbox\n";
+                // SAFETY: as above; msg is in host rodata, granted read-only.
+                unsafe { core::ptr::copy_nonoverlapping(msg.as_ptr(), s, msg.len()) };
+                (p as u64).wrapping_sub(start) as i32
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    let Outcome::Exited(off) = out else {
+        panic!("{out}")
+    };
+    let addr = start + off as u64;
+    assert!((start..end).contains(&addr), "mmap placed it in the arena");
+    let arena = sb.arena_mut();
+    let off = (addr - start) as usize;
+    assert_eq!(&arena[off..off + 23], b"hello from the sandbox\n");
+    assert_eq!(arena[off + 8000], (8000 % 251) as u8);
+}
+
+#[test]
+fn policy_sees_every_call_and_deny_returns_its_errno() {
+    let Some(mut sb) = sandbox(
+        "policy_sees_every_call_and_deny_returns_its_errno",
+        Config::default(),
+    ) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    let mut policy = |c: &Syscall, _m: &Memory<'_>| {
+        seen.push(c.name());
+        match c.nr {
+            GETPID => Verdict::Deny(libc::EPERM),
+            _ => Verdict::Allow,
+        }
+    };
+    let out = sb
+        .run_closure(|| sys::getpid() as i32, &mut policy)
+        .unwrap();
+    assert_eq!(out, Outcome::Exited(-libc::EPERM));
+    assert_eq!(seen, ["getpid"], "exit_group is not the policy's");
+    assert_eq!(sb.denials().len(), 1);
+    assert_eq!(sb.denials()[0].syscall, "getpid");
+    // allowed: forwarded to the host
+    let out = sb
+        .run_closure(|| sys::getpid() as i32, &mut AllowAll)
+        .unwrap();
+    assert_eq!(out, Outcome::Exited(std::process::id() as i32));
+    // emulated
+    let mut emulate = |_c: &Syscall, _m: &Memory<'_>| Verdict::Emulate(4242);
+    let out = sb
+        .run_closure(|| sys::getpid() as i32, &mut emulate)
+        .unwrap();
+    assert_eq!(out, Outcome::Exited(4242));
+}
+
+#[test]
+fn kill_verdict_ends_the_run_with_a_denial() {
+    let Some(mut sb) = sandbox("kill_verdict_ends_the_run_with_a_denial", Config::default()) else {
+        return;
+    };
+    let mut policy = |c: &Syscall, _m: &Memory<'_>| {
+        if c.name() == "getpid" {
+            Verdict::Kill("getpid is not in the policy".into())
+        } else {
+            Verdict::Allow
+        }
+    };
+    let out = sb
+        .run_closure(
+            || {
+                sys::getpid();
+                0
+            },
+            &mut policy,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        Outcome::Denied {
+            syscall: "getpid",
+            nr: GETPID,
+            reason: "getpid is not in the policy".into()
+        }
+    );
+    assert!(out.to_string().contains("killed: syscall getpid"));
+}
+
+static mut HOST_DATA: u64 = 0x1234_5678;
+
+#[test]
+fn writing_host_memory_faults_and_leaves_it_intact() {
+    let Some(mut sb) = sandbox(
+        "writing_host_memory_faults_and_leaves_it_intact",
+        Config::default(),
+    ) else {
+        return;
+    };
+    let heap = Box::new(0xabcd_u64);
+    let heap_addr = &*heap as *const u64 as u64;
+    let data_addr = &raw mut HOST_DATA as u64;
+    for target in [heap_addr, data_addr] {
+        let out = sb
+            .run_closure(
+                move || {
+                    // SAFETY: deliberately not granted: the view must refuse the store.
+                    unsafe { core::ptr::write_volatile(target as *mut u64, 666) };
+                    0
+                },
+                &mut AllowAll,
+            )
+            .unwrap();
+        match out {
+            Outcome::Fault {
+                vector: 14,
+                addr: Some(a),
+                error_code,
+                ..
+            } => {
+                assert_eq!(a, target);
+                assert_ne!(error_code & 4, 0, "a user-mode access");
+            }
+            o => panic!("expected #PF at {target:#x}: {o}"),
+        }
+    }
+    assert_eq!(*heap, 0xabcd);
+    // SAFETY: plain read of a static nobody else writes.
+    let data = unsafe { core::ptr::read_volatile(&raw const HOST_DATA) };
+    assert_eq!(data, 0x1234_5678);
+    // reading host data (the stack of this thread) faults too
+    let local = 77u64;
+    let local_addr = &local as *const u64 as u64;
+    let out = sb
+        .run_closure(
+            move || {
+                // SAFETY: deliberately not granted.
+                unsafe { core::ptr::read_volatile(local_addr as *const u64) as i32 }
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Fault { vector: 14, addr: Some(a), .. } if a == local_addr),
+        "{out}"
+    );
+}
+
+#[test]
+fn syscall_arguments_naming_host_memory_fail_with_efault() {
+    let Some(mut sb) = sandbox(
+        "syscall_arguments_naming_host_memory_fail_with_efault",
+        Config::default(),
+    ) else {
+        return;
+    };
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+    assert_eq!(r, 0);
+    sb.allow_fd(fds[1]);
+    let secret = Box::new(*b"secret on the host heap");
+    let secret_addr = secret.as_ptr() as u64;
+    let wfd = fds[1];
+    let out = sb
+        .run_closure(
+            move || {
+                // the host heap is not the sandbox's: the host must not read it for us
+                let leak = sys::syscall6(1, [wfd as u64, secret_addr, 23, 0, 0, 0]);
+                // rodata is granted read-only to closures: allowed
+                let ok = sys::write(wfd, b"ok");
+                // a descriptor the sandbox does not own
+                let bad = sys::write(1000, b"x");
+                if leak == -(libc::EFAULT as i64) && ok == 2 && bad == -(libc::EBADF as i64) {
+                    0
+                } else {
+                    1
+                }
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    assert_eq!(out, Outcome::Exited(0));
+    let mut buf = [0u8; 64];
+    // SAFETY: reading into a local buffer.
+    let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(
+        &buf[..n as usize],
+        b"ok",
+        "nothing of the secret reached the pipe"
+    );
+    // SAFETY: closing our pipe.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+}
+
+#[test]
+fn privileged_instructions_fault_with_gp() {
+    let Some(mut sb) = sandbox("privileged_instructions_fault_with_gp", Config::default()) else {
+        return;
+    };
+    let out = sb
+        .run_closure(
+            || {
+                // SAFETY: deliberately privileged at CPL3: #GP.
+                unsafe { core::arch::asm!("hlt") };
+                0
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Fault { vector: 13, .. }),
+        "hlt: {out}"
+    );
+    let out = sb
+        .run_closure(
+            || {
+                // SAFETY: deliberately privileged: writing CR3 at CPL3 is #GP.
+                unsafe { core::arch::asm!("xor eax, eax", "mov cr3, rax", out("rax") _) };
+                0
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Fault { vector: 13, .. }),
+        "mov cr3: {out}"
+    );
+}
+
+#[test]
+fn memory_exhaustion_is_a_clear_enomem() {
+    let Some(mut sb) = sandbox(
+        "memory_exhaustion_is_a_clear_enomem",
+        Config {
+            arena_bytes: 8 << 20,
+            stack_bytes: 256 << 10,
+            ..Config::default()
+        },
+    ) else {
+        return;
+    };
+    let out = sb
+        .run_closure(
+            || {
+                let mut n = 0;
+                loop {
+                    let p = sys::syscall6(
+                        libc::SYS_mmap as u64,
+                        [
+                            0,
+                            1 << 20,
+                            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                            u64::MAX,
+                            0,
+                        ],
+                    );
+                    if p == -(libc::ENOMEM as i64) {
+                        return n;
+                    }
+                    if p < 0 {
+                        return -1;
+                    }
+                    // SAFETY: touch the new megabyte.
+                    unsafe { core::ptr::write_volatile((p + 4096) as *mut u8, 1) };
+                    n += 1;
+                }
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    let Outcome::Exited(n) = out else {
+        panic!("{out}")
+    };
+    assert!((5..8).contains(&n), "{n} MiB fit in an 8 MiB arena");
+    let d = sb.denials().last().expect("the refusal is recorded");
+    assert_eq!(d.syscall, "mmap");
+    assert_eq!(d.errno, libc::ENOMEM);
+    assert!(d.reason.contains("memory limit"), "{}", d.reason);
+}
+
+#[test]
+fn a_run_that_never_ends_times_out() {
+    let Some(mut sb) = sandbox(
+        "a_run_that_never_ends_times_out",
+        Config {
+            timeout: Some(Duration::from_millis(200)),
+            ..Config::default()
+        },
+    ) else {
+        return;
+    };
+    let t = Instant::now();
+    let out = sb
+        .run_closure(
+            || loop {
+                core::hint::spin_loop()
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        Outcome::Timeout {
+            after: Duration::from_millis(200)
+        }
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // the sandbox is usable again afterwards, and a quick run does not time out
+    let out = sb.run_closure(|| 5, &mut AllowAll).unwrap();
+    assert_eq!(out, Outcome::Exited(5));
+}
+
+#[test]
+fn a_dune_thread_runs_sandboxes_through_its_monitor() {
+    let Some(mut sb) = sandbox(
+        "a_dune_thread_runs_sandboxes_through_its_monitor",
+        Config::default(),
+    ) else {
+        return;
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            dune_hw::enter().unwrap();
+            assert!(dune_hw::in_dune());
+            let mut calls = 0;
+            let mut policy = |_c: &Syscall, _m: &Memory<'_>| {
+                calls += 1;
+                Verdict::Allow
+            };
+            let out = sb.run_closure(|| sys::getpid() as i32, &mut policy);
+            let fault = sb.run_closure(
+                || {
+                    // SAFETY: deliberately privileged.
+                    unsafe { core::arch::asm!("cli") };
+                    0
+                },
+                &mut AllowAll,
+            );
+            dune_hw::exit().unwrap();
+            assert_eq!(out.unwrap(), Outcome::Exited(std::process::id() as i32));
+            assert_eq!(calls, 1);
+            assert!(matches!(fault.unwrap(), Outcome::Fault { vector: 13, .. }));
+        });
+    });
+}
