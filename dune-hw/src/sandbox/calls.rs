@@ -387,17 +387,18 @@ fn perform(sb: &mut Sandbox, vcpu: &mut Vcpu, call: &Syscall) -> Result<i64, San
 fn open(sb: &mut Sandbox, call: &Syscall) -> i64 {
     let [a0, a1, a2, a3, ..] = call.args;
     let (dirfd, path, flags, mode) = match call.nr {
-        nr::OPEN => (libc::AT_FDCWD as i64 as u64, a0, a1, a2),
+        nr::OPEN => (libc::AT_FDCWD as u64, a0, a1, a2),
         nr::CREAT => (
-            libc::AT_FDCWD as i64 as u64,
+            libc::AT_FDCWD as u64,
             a0,
             (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64,
             a1,
         ),
         _ => (a0, a1, a2, a3),
     };
-    let dir_ok = dirfd as i64 == libc::AT_FDCWD as i64
-        || i32::try_from(dirfd).is_ok_and(|f| sb.fds.contains(&f));
+    // an `int` argument: the kernel reads the low 32 bits
+    let dirfd = dirfd as i32;
+    let dir_ok = dirfd == libc::AT_FDCWD || sb.fds.contains(&dirfd);
     if !dir_ok {
         return -EBADF;
     }
@@ -415,7 +416,7 @@ fn open(sb: &mut Sandbox, call: &Syscall) -> i64 {
     let fd = syscall6(
         nr::OPENAT2,
         [
-            dirfd,
+            dirfd as i64 as u64,
             p.as_ptr() as u64,
             how.as_ptr() as u64,
             core::mem::size_of_val(&how) as u64,

@@ -352,9 +352,19 @@ impl Sandbox {
             )
         };
         if p == libc::MAP_FAILED {
+            let source = std::io::Error::last_os_error();
+            if source.raw_os_error() == Some(libc::EEXIST) {
+                return Err(SandboxError::BadRange {
+                    what: "arena",
+                    start: hint,
+                    len_bytes: arena_bytes,
+                    reason: "this process already has a mapping there (a program linked at a \
+                             fixed address runs in one sandbox per process at a time)",
+                });
+            }
             return Err(SandboxError::Os {
                 op: "mmap(sandbox arena)",
-                source: std::io::Error::last_os_error(),
+                source,
             });
         }
         let start = p as u64;
