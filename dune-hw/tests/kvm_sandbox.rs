@@ -432,3 +432,42 @@ fn a_dune_thread_runs_sandboxes_through_its_monitor() {
         });
     });
 }
+
+#[test]
+fn a_syscall_with_a_stack_outside_the_sandbox_ends_cleanly() {
+    let Some(mut sb) = sandbox(
+        "a_syscall_with_a_stack_outside_the_sandbox_ends_cleanly",
+        Config {
+            timeout: Some(Duration::from_secs(2)),
+            ..Config::default()
+        },
+    ) else {
+        return;
+    };
+    let host = Box::new(0x5555_u64);
+    let host_addr = &*host as *const u64 as u64 + 512;
+    for rsp in [0x1000u64, host_addr] {
+        let out = sb
+            .run_closure(
+                move || {
+                    // SAFETY: deliberately hostile: the syscall stub must push the return
+                    // address onto this stack, which the view does not map.
+                    unsafe {
+                        core::arch::asm!(
+                            "mov rsp, {rsp}",
+                            "mov eax, 39",
+                            "syscall",
+                            "ud2",
+                            rsp = in(reg) rsp,
+                            options(noreturn)
+                        )
+                    }
+                },
+                &mut AllowAll,
+            )
+            .unwrap();
+        println!("rsp {rsp:#x}: {out}");
+        assert!(matches!(out, Outcome::Fault { .. }), "rsp {rsp:#x}: {out}");
+    }
+    assert_eq!(*host, 0x5555);
+}
