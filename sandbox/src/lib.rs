@@ -9,6 +9,20 @@
 //! the memory limit. The outcome (exit status, denial, fault, timeout) is reported to the
 //! caller, whose own memory the program cannot reach.
 //!
+//! ```text
+//! $ cat hello.policy
+//! allow brk mmap munmap mprotect arch_prctl set_tid_address set_robust_list rseq
+//! allow prlimit64 readlink getrandom newfstatat write writev close openat lseek
+//! allow exit_group
+//! write /tmp
+//! $ gcc -static -O1 -o hello sandbox/tests/programs/hello.c
+//! $ dune-sandbox --policy hello.policy --memory-mib 64 --timeout-ms 5000 ./hello /tmp/out
+//! ```
+//! The command exits with the program's status, or 124 (timeout), 139 (fault), 159 (a call
+//! the policy refused with `default kill`), 2 (bad usage, policy file or program); how a run
+//! ended that was not a normal exit is printed on stderr (`--verbose`: always, with every
+//! refused call).
+//!
 //! Modules:
 //! - [`policy_file`] the policy file format and its [`FilePolicy`]
 //! - [`elf`]         static ELF loading and the initial stack

@@ -35,6 +35,25 @@
 //! Timeout: a watchdog thread kicks the vCPU out of KVM_RUN with a signal
 //! ([`cpu::KICK_SIGNAL`], a no-op handler) at the deadline.
 //!
+//! ```no_run
+//! use dune_hw::sandbox::{sys, Config, Memory, Outcome, Sandbox, Syscall, Verdict};
+//!
+//! let mut sb = Sandbox::new(Config::default())?;
+//! let mut policy = |c: &Syscall, _m: &Memory<'_>| match c.name() {
+//!     "write" => Verdict::Allow,
+//!     _ => Verdict::Deny(libc::EPERM),
+//! };
+//! let out = sb.run_closure(|| (sys::write(1, b"hi\n") == 3) as i32, &mut policy)?;
+//! assert_eq!(out, Outcome::Exited(1));
+//! # Ok::<(), dune_hw::sandbox::SandboxError>(())
+//! ```
+//!
+//! Known limits: no signal is delivered into a sandbox (sigaction/sigprocmask are accepted
+//! and ignored); one thread per sandbox (clone fails); no file mmap (ENODEV); closures can
+//! read the host's read-only file mappings (code, rodata) they need to run; a view's
+//! memory slots are registered like the process's and could be evicted if the VM's slot
+//! table fills up while a sandbox runs.
+//!
 //! Modules:
 //! - [`names`]  syscall names
 //! - [`policy`] [`Policy`], [`Verdict`], [`Syscall`], [`Memory`]
@@ -580,6 +599,14 @@ impl Sandbox {
         let top = self.stack_top();
         let size = core::mem::size_of::<F>() as u64;
         let align = core::mem::align_of::<F>().max(16) as u64;
+        if size + align + 4096 > self.arena.end - self.arena.stack_low {
+            return Err(SandboxError::BadRange {
+                what: "closure",
+                start: top,
+                len_bytes: size,
+                reason: "larger than the sandbox's stack",
+            });
+        }
         let at = (top - 256 - size) & !(align - 1);
         // SAFETY: [at, at + size) lies in the arena's stack (mapped RW on the host,
         // aligned for F); the sandbox is not running; ownership of `f` moves there and is
