@@ -243,9 +243,10 @@ fn syscall_arguments_naming_host_memory_fail_with_efault() {
     let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
     assert_eq!(r, 0);
     sb.allow_fd(fds[1]);
+    sb.allow_fd(fds[0]);
     let secret = Box::new(*b"secret on the host heap");
     let secret_addr = secret.as_ptr() as u64;
-    let wfd = fds[1];
+    let (rfd, wfd) = (fds[0], fds[1]);
     let out = sb
         .run_closure(
             move || {
@@ -255,7 +256,13 @@ fn syscall_arguments_naming_host_memory_fail_with_efault() {
                 let ok = sys::write(wfd, b"ok");
                 // a descriptor the sandbox does not own
                 let bad = sys::write(1000, b"x");
-                if leak == -(libc::EFAULT as i64) && ok == 2 && bad == -(libc::EBADF as i64) {
+                // nor write host memory for us: read into the host heap
+                let write_in = sys::syscall6(0, [rfd as u64, secret_addr, 2, 0, 0, 0]);
+                if leak == -(libc::EFAULT as i64)
+                    && ok == 2
+                    && bad == -(libc::EBADF as i64)
+                    && write_in == -(libc::EFAULT as i64)
+                {
                     0
                 } else {
                     1
@@ -272,6 +279,10 @@ fn syscall_arguments_naming_host_memory_fail_with_efault() {
         &buf[..n as usize],
         b"ok",
         "nothing of the secret reached the pipe"
+    );
+    assert_eq!(
+        &*secret, b"secret on the host heap",
+        "nor was it overwritten"
     );
     // SAFETY: closing our pipe.
     unsafe {
@@ -470,4 +481,56 @@ fn a_syscall_with_a_stack_outside_the_sandbox_ends_cleanly() {
         assert!(matches!(out, Outcome::Fault { .. }), "rsp {rsp:#x}: {out}");
     }
     assert_eq!(*host, 0x5555);
+}
+
+#[test]
+fn opening_through_a_symlink_is_refused() {
+    let Some(mut sb) = sandbox("opening_through_a_symlink_is_refused", Config::default()) else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-symlink");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plain"), "plain file").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
+    // the paths go into the lowest page of the sandbox's stack (mapped read-write there);
+    // the closure captures only their addresses (a large closure would be copied with
+    // libc's memcpy, which reads libc's writable data: not granted)
+    let (start, end) = sb.arena();
+    let low = end - Config::default().stack_bytes;
+    let mut put = |at: u64, name: &str| {
+        let p = dir.join(name);
+        let bytes = p.as_os_str().as_encoded_bytes();
+        let off = (at - start) as usize;
+        let arena = sb.arena_mut();
+        arena[off..off + bytes.len()].copy_from_slice(bytes);
+        arena[off + bytes.len()] = 0;
+        at
+    };
+    let (plain, link) = (put(low, "plain"), put(low + 2048, "link"));
+    let out = sb
+        .run_closure(
+            move || {
+                let open = |p: u64| {
+                    sys::syscall6(
+                        libc::SYS_openat as u64,
+                        [libc::AT_FDCWD as u64, p, 0, 0, 0, 0],
+                    )
+                };
+                let fd = open(plain);
+                let via_link = open(link);
+                if fd >= 0 && via_link == -(libc::ELOOP as i64) {
+                    0
+                } else {
+                    1
+                }
+            },
+            &mut AllowAll,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        Outcome::Exited(0),
+        "the plain file opens, the symlink does not"
+    );
 }

@@ -361,3 +361,24 @@ fn bad_inputs_are_clear_errors() {
     assert_eq!(c, Some(2));
     assert!(e.contains("cannot read /no/such/program"), "{e}");
 }
+
+#[test]
+fn the_command_runs_in_ring0_mode_too() {
+    let o = Command::new(EXE)
+        .args(["--mode", "ring0", "--verbose"])
+        .arg(&programs()[5])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if stderr.contains("/dev/kvm") && std::env::var("DUNEGC_REQUIRE_KVM").as_deref() != Ok("1") {
+        println!("SKIPPED the_command_runs_in_ring0_mode_too: {stderr}");
+        return;
+    }
+    // the default policy (no file) allows only exit_group: write is refused, killed
+    assert_eq!(o.status.code(), Some(159), "{stderr}");
+    assert!(
+        stderr.contains("killed: syscall write (1) denied"),
+        "{stderr}"
+    );
+    assert!(o.stdout.is_empty());
+}

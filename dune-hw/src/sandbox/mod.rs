@@ -50,7 +50,10 @@
 //!
 //! Known limits: no signal is delivered into a sandbox (sigaction/sigprocmask are accepted
 //! and ignored); one thread per sandbox (clone fails); no file mmap (ENODEV); closures can
-//! read the host's read-only file mappings (code, rodata) they need to run; a view's
+//! read the host's read-only file mappings (code, rodata) they need to run, but not libc's
+//! writable data, so code that ends up in libc faults — including glibc's `memcpy`, which
+//! Rust calls for moves of large values (it reads its tunables from libc's data): keep
+//! closures small (capture addresses, not big arrays); a view's
 //! memory slots are registered like the process's and could be evicted if the VM's slot
 //! table fills up while a sandbox runs.
 //!
@@ -588,7 +591,8 @@ impl Sandbox {
     /// read/execute by [`Sandbox::grant_host_code`]), `f` itself is moved onto the
     /// sandbox's stack, and its return value is the exit status. The closure sees only
     /// the arena and grants: it must not allocate, use thread-locals (FS base is 0) or
-    /// call libc; use [`sys`] for syscalls. If the run does not end by the closure
+    /// call libc (a large closure is moved with libc's `memcpy`: keep it to a few words);
+    /// use [`sys`] for syscalls. If the run does not end by the closure
     /// returning, `f` is not dropped.
     pub fn run_closure<F: FnOnce() -> i32>(
         &mut self,
