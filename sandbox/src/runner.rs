@@ -54,7 +54,7 @@ impl Report {
     }
 }
 
-/// Loads the static program at `path` and runs it with `argv` (argv[0] included) and an
+/// Loads the static program at `path` and runs it with `argv` (`argv[0]` included) and an
 /// empty environment under `policy`.
 pub fn run_program(
     path: &Path,

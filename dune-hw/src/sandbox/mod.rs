@@ -33,7 +33,7 @@
 //!   fails with ENOSYS and is recorded.
 //!
 //! Timeout: a watchdog thread kicks the vCPU out of KVM_RUN with a signal
-//! ([`cpu::KICK_SIGNAL`], a no-op handler) at the deadline.
+//! ([`cpu::kick_signal`], a no-op handler) at the deadline.
 //!
 //! ```no_run
 //! use dune_hw::sandbox::{sys, Config, Memory, Outcome, Sandbox, Syscall, Verdict};
