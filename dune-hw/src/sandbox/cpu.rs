@@ -88,8 +88,17 @@ fn page_down(a: u64) -> u64 {
 
 impl CpuPages {
     /// Allocates and fills the CPL0 pages and maps them and the shared ones (IDT,
-    /// exception stubs, the doorbell) into `view`.
-    pub(crate) fn new(d: &Dune, view: &mut View) -> Result<CpuPages, SandboxError> {
+    /// exception stubs, the doorbell) into `view`; every range given a memory slot is
+    /// added to `slots`.
+    pub(crate) fn new(
+        d: &Dune,
+        view: &mut View,
+        slots: &mut Vec<(u64, u64)>,
+    ) -> Result<CpuPages, SandboxError> {
+        let mut register = |s: u64, e: u64| {
+            slots.push((s, e));
+            d.register_slots(s, e)
+        };
         // SAFETY: a fresh private anonymous mapping aliases nothing.
         let p = unsafe {
             libc::mmap(
@@ -116,26 +125,26 @@ impl CpuPages {
         unsafe { write_guest(Gva(base + 0x800), gdt::tss(top, top)) };
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let rx = libc::PROT_READ | libc::PROT_EXEC;
-        d.register_slots(base, base + CPU_PAGES_BYTES)?;
+        register(base, base + CPU_PAGES_BYTES)?;
         view.map_supervisor(base, base + CPU_PAGES_BYTES, rw)?;
         // shared, read-only for CPL0: IDT, exception stubs, the doorbell address
         let idt = d.idt;
-        d.register_slots(idt, idt + BYTES_IN_PAGE)?;
+        register(idt, idt + BYTES_IN_PAGE)?;
         view.map_supervisor(idt, idt + BYTES_IN_PAGE, libc::PROT_READ)?;
         let exc_start = page_down(exception_stub(0));
         let exc_end = (exception_stub(255) + 64).next_multiple_of(BYTES_IN_PAGE);
-        d.register_slots(exc_start, exc_end)?;
+        register(exc_start, exc_end)?;
         view.map_supervisor(exc_start, exc_end, rx)?;
         SANDBOX_DOORBELL.addr.store(d.doorbell, Ordering::Release);
         let db_var = &SANDBOX_DOORBELL as *const DoorbellPage as u64;
-        d.register_slots(db_var, db_var + BYTES_IN_PAGE)?;
+        register(db_var, db_var + BYTES_IN_PAGE)?;
         view.map_user(db_var, db_var + BYTES_IN_PAGE, libc::PROT_READ)?;
         // the syscall stub page: user-executable (the trampoline runs at CPL3)
         let (sp, se) = (
             dune_sandbox_page as *const () as usize as u64,
             dune_sandbox_page_end as *const () as usize as u64,
         );
-        d.register_slots(sp, se)?;
+        register(sp, se)?;
         view.map_user(sp, se, rx)?;
         // the doorbell: user-writable, no memory slot (every store exits)
         view.map_user(d.doorbell, d.doorbell + BYTES_IN_PAGE, rw)?;
@@ -308,6 +317,11 @@ pub(crate) fn run(
     policy: &mut dyn Policy,
 ) -> Result<Outcome, SandboxError> {
     let d = sb.dune;
+    // memory slots are evicted when the VM's table is full, and only what the process's
+    // own page table uses is kept: register this sandbox's again (a no-op if present)
+    for &(s, e) in &sb.slots {
+        d.register_slots(s, e)?;
+    }
     let mut vcpu = d.spare_vcpu()?;
     let r = setup(sb, &mut vcpu, &entry).and_then(|()| exit_loop(sb, &mut vcpu, policy));
     d.park_vcpu(Some(vcpu));

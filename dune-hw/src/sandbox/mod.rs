@@ -53,9 +53,10 @@
 //! read the host's read-only file mappings (code, rodata) they need to run, but not libc's
 //! writable data, so code that ends up in libc faults — including glibc's `memcpy`, which
 //! Rust calls for moves of large values (it reads its tunables from libc's data): keep
-//! closures small (capture addresses, not big arrays); a view's
-//! memory slots are registered like the process's and could be evicted if the VM's slot
-//! table fills up while a sandbox runs.
+//! closures small (capture addresses, not big arrays). The sandbox's memory slots are
+//! registered again before each run (the VM evicts slots its process page table does not
+//! use when its slot table is full); an eviction *during* a run (another Dune thread
+//! mapping memory at that moment) ends the run with a fault outcome.
 //!
 //! Modules:
 //! - [`names`]  syscall names
@@ -318,6 +319,8 @@ pub struct Sandbox {
     pub(crate) dune: &'static Dune,
     pub(crate) view: View,
     pub(crate) cpu: cpu::CpuPages,
+    /// Every range this sandbox needs a memory slot for (registered again at each run).
+    pub(crate) slots: Vec<(u64, u64)>,
     pub(crate) arena: Arena,
     pub(crate) cfg: Config,
     /// File descriptors the sandbox owns (host fds, used under the same numbers).
@@ -406,11 +409,13 @@ impl Sandbox {
             e
         };
         let mut view = View::new(dune).map_err(|e| unmap_arena(e.into()))?;
-        let cpu = cpu::CpuPages::new(dune, &mut view).map_err(unmap_arena)?;
+        let mut slots = vec![view.pool_range(), (start, end)];
+        let cpu = cpu::CpuPages::new(dune, &mut view, &mut slots).map_err(unmap_arena)?;
         let mut sb = Sandbox {
             dune,
             view,
             cpu,
+            slots,
             arena,
             cfg,
             fds: vec![0, 1, 2],
@@ -501,6 +506,7 @@ impl Sandbox {
             });
         }
         self.dune.register_slots(s, e)?;
+        self.slots.push((s, e));
         self.view.map_user(s, e, access.prot())?;
         Ok(())
     }
@@ -537,6 +543,7 @@ impl Sandbox {
                 libc::PROT_READ
             };
             self.dune.register_slots(a, b)?;
+            self.slots.push((a, b));
             self.view.map_user(a, b, prot)?;
         }
         self.host_code_granted = true;

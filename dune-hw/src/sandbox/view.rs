@@ -28,6 +28,11 @@ impl View {
         Ok(View { pt })
     }
 
+    /// The table frames' range (a memory slot covers it).
+    pub(crate) fn pool_range(&self) -> (u64, u64) {
+        self.pt.frames_range()
+    }
+
     /// The CR3 value.
     pub(crate) fn root(&self) -> u64 {
         self.pt.root()
