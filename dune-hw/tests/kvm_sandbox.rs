@@ -2,7 +2,8 @@
 //! syscall through a policy; escapes end in a clear outcome and the host stays intact.
 
 use dune_hw::sandbox::{
-    sys, AllowAll, Config, Memory, Outcome, Sandbox, SandboxError, Syscall, Verdict,
+    self as sandbox, sys, AllowAll, Config, Memory, Outcome, Sandbox, SandboxError, Syscall,
+    Verdict,
 };
 use std::time::{Duration, Instant};
 
@@ -532,5 +533,61 @@ fn opening_through_a_symlink_is_refused() {
         out,
         Outcome::Exited(0),
         "the plain file opens, the symlink does not"
+    );
+}
+
+#[test]
+fn a_code_region_runs_and_granted_host_memory_is_shared() {
+    let Some(mut sb) = sandbox(
+        "a_code_region_runs_and_granted_host_memory_is_shared",
+        Config::default(),
+    ) else {
+        return;
+    };
+    // host memory granted read-write: the code stores into it, the host sees the store
+    // SAFETY: a fresh anonymous page (grants are whole pages: no host data shares it).
+    let page = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED);
+    let shared_addr = page as u64;
+    // SAFETY: the page stays mapped while the sandbox lives (it is never unmapped) and no
+    // reference into it exists (it is only read after `run` returned).
+    unsafe { sb.grant(shared_addr, 4096, sandbox::Access::ReadWrite) }.unwrap();
+    // code: movabs rax, shared; mov qword [rax], 0x5a; mov eax, 231; mov edi, 9; syscall
+    let mut code = vec![0x48, 0xb8];
+    code.extend_from_slice(&shared_addr.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xc7, 0x00, 0x5a, 0, 0, 0]);
+    code.extend_from_slice(&[0xb8, 231, 0, 0, 0, 0xbf, 9, 0, 0, 0, 0x0f, 0x05]);
+    let (start, _) = sb.arena();
+    sb.arena_mut()[..code.len()].copy_from_slice(&code);
+    sb.map_image(start, start + 4096, libc::PROT_READ | libc::PROT_EXEC)
+        .unwrap();
+    let entry = sandbox::Entry {
+        rip: start,
+        rsp: sb.stack_top() - 8,
+        args: [0; 3],
+    };
+    let out = sb.run(entry, &mut AllowAll).unwrap();
+    assert_eq!(out, Outcome::Exited(9));
+    // SAFETY: plain read after the run.
+    let v = unsafe { core::ptr::read_volatile(shared_addr as *const u64) };
+    assert_eq!(v, 0x5a);
+    // the image is not writable from inside: a store to its own code faults
+    let mut code2 = vec![0x48, 0xb8];
+    code2.extend_from_slice(&start.to_le_bytes());
+    code2.extend_from_slice(&[0x48, 0xc7, 0x00, 0x5a, 0, 0, 0, 0x0f, 0x0b]);
+    sb.arena_mut()[..code2.len()].copy_from_slice(&code2);
+    let out = sb.run(entry, &mut AllowAll).unwrap();
+    assert!(
+        matches!(out, Outcome::Fault { vector: 14, addr: Some(a), .. } if a == start),
+        "{out}"
     );
 }

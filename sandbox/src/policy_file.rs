@@ -8,6 +8,7 @@
 //! default kill                           # a call not allowed ends the run (the default)
 //! default errno EPERM                    # ... or fails with this errno (name or number)
 //! ```
+//! `exit` and `exit_group` are always allowed (they end the run).
 //! `open`, `openat` and `creat` are checked against the path lists (relative paths are
 //! taken from the current directory; a path with a `..` component is refused; symlinks
 //! are not followed by the sandbox core when it opens the file).
