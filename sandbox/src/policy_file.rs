@@ -3,6 +3,8 @@
 //! ```text
 //! # comment
 //! allow read write brk mmap exit_group   # syscalls by name (any number per line)
+//! deny  socket EACCES                    # this call fails with this errno (name or number)
+//! emulate getuid 0                       # this call returns this value, nothing runs
 //! read  /usr/share/zoneinfo              # paths it may open for reading (prefix, by component)
 //! write /tmp/out                         # paths it may open for writing (and reading)
 //! default kill                           # a call not allowed ends the run (the default)
@@ -14,7 +16,7 @@
 //! are not followed by the sandbox core when it opens the file).
 
 use dune_hw::sandbox::{names, Memory, Policy, Syscall, Verdict};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -31,6 +33,8 @@ pub enum DefaultAction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilePolicy {
     allowed: BTreeSet<u64>,
+    /// Calls answered without running them: `Err(errno)` (deny) or `Ok(value)` (emulate).
+    answered: BTreeMap<u64, Result<i64, i32>>,
     readable: Vec<PathBuf>,
     writable: Vec<PathBuf>,
     default: DefaultAction,
@@ -80,6 +84,7 @@ impl FilePolicy {
     pub fn parse(text: &str) -> Result<FilePolicy, PolicyError> {
         let mut p = FilePolicy {
             allowed: BTreeSet::new(),
+            answered: BTreeMap::new(),
             readable: Vec::new(),
             writable: Vec::new(),
             default: DefaultAction::Kill,
@@ -104,6 +109,30 @@ impl FilePolicy {
                         })?;
                         p.allowed.insert(nr);
                     }
+                }
+                "deny" | "emulate" => {
+                    let [name, value] = rest[..] else {
+                        return Err(err(format!(
+                            "`{directive}` takes a syscall name and {}",
+                            if directive == "deny" {
+                                "an errno"
+                            } else {
+                                "a value"
+                            }
+                        )));
+                    };
+                    let nr = names::number(name).ok_or_else(|| {
+                        err(format!("unknown syscall `{name}` (x86-64 Linux names)"))
+                    })?;
+                    let answer = if directive == "deny" {
+                        Err(parse_errno(value)
+                            .ok_or_else(|| err(format!("unknown errno `{value}`")))?)
+                    } else {
+                        Ok(value
+                            .parse::<i64>()
+                            .map_err(|_| err(format!("`{value}` is not an integer")))?)
+                    };
+                    p.answered.insert(nr, answer);
                 }
                 "read" | "write" => {
                     let [path] = rest[..] else {
@@ -136,7 +165,7 @@ impl FilePolicy {
                 }
                 other => {
                     return Err(err(format!(
-                        "unknown directive `{other}` (allow, read, write, default)"
+                        "unknown directive `{other}` (allow, deny, emulate, read, write, default)"
                     )))
                 }
             }
@@ -236,6 +265,11 @@ fn normalize(path: &Path) -> Option<PathBuf> {
 
 impl Policy for FilePolicy {
     fn decide(&mut self, call: &Syscall, mem: &Memory<'_>) -> Verdict {
+        match self.answered.get(&call.nr) {
+            Some(Err(errno)) => return Verdict::Deny(*errno),
+            Some(Ok(v)) => return Verdict::Emulate(*v),
+            None => {}
+        }
         if !self.allows(call.nr) {
             return self.refuse(format!(
                 "syscall {} is not allowed by the policy",
@@ -292,5 +326,16 @@ mod tests {
             FilePolicy::parse("").unwrap().default_action(),
             DefaultAction::Kill
         );
+        assert!(e("deny socket").contains("a syscall name and an errno"));
+        assert!(e("emulate getuid x").contains("`x` is not an integer"));
+        assert!(e("deny fly EPERM").contains("unknown syscall `fly`"));
+    }
+
+    #[test]
+    fn deny_and_emulate_answer_before_allow() {
+        let p = FilePolicy::parse("allow getuid socket\ndeny socket EACCES\nemulate getuid 0\n")
+            .unwrap();
+        assert_eq!(p.answered.get(&41), Some(&Err(libc::EACCES)));
+        assert_eq!(p.answered.get(&102), Some(&Ok(0)));
     }
 }

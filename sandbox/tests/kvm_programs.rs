@@ -249,6 +249,32 @@ fn calls_the_policy_denies_end_the_run() {
         }
         o => panic!("{o}"),
     }
+    // an explicit answer: `deny` with an errno, the program goes on
+    let denied = format!("{}\nallow kill\ndeny kill EPERM\n", base_policy());
+    let r = run(
+        "calls_the_policy_denies_end_the_run",
+        p,
+        &["kill"],
+        &denied,
+        RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        r.outcome,
+        Outcome::Exited(-libc::EPERM),
+        "kill returned -EPERM"
+    );
+    // `emulate`: the call returns the value, nothing runs
+    let emulated = format!("{}\nemulate kill 77\n", base_policy());
+    let r = run(
+        "calls_the_policy_denies_end_the_run",
+        p,
+        &["kill"],
+        &emulated,
+        RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.outcome, Outcome::Exited(77));
     let lenient = format!("{}\ndefault errno EACCES\n", base_policy());
     let r = run(
         "calls_the_policy_denies_end_the_run",
