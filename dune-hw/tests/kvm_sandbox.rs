@@ -257,6 +257,12 @@ fn syscall_arguments_naming_host_memory_fail_with_efault() {
                 let ok = sys::write(wfd, b"ok");
                 // a descriptor the sandbox does not own
                 let bad = sys::write(1000, b"x");
+                // closing a lent descriptor only takes it from the sandbox
+                let closed = sys::syscall6(3, [wfd as u64, 0, 0, 0, 0, 0]);
+                let after = sys::write(wfd, b"x");
+                if closed != 0 || after != -(libc::EBADF as i64) {
+                    return 2;
+                }
                 // nor write host memory for us: read into the host heap
                 let write_in = sys::syscall6(0, [rfd as u64, secret_addr, 2, 0, 0, 0]);
                 if leak == -(libc::EFAULT as i64)
@@ -284,6 +290,12 @@ fn syscall_arguments_naming_host_memory_fail_with_efault() {
     assert_eq!(
         &*secret, b"secret on the host heap",
         "nor was it overwritten"
+    );
+    // SAFETY: writing two bytes from a static to our pipe.
+    let still_open = unsafe { libc::write(fds[1], b"ok".as_ptr().cast(), 2) };
+    assert_eq!(
+        still_open, 2,
+        "the host's descriptor survived the sandbox's close"
     );
     // SAFETY: closing our pipe.
     unsafe {

@@ -257,10 +257,16 @@ fn perform(sb: &mut Sandbox, vcpu: &mut Vcpu, call: &Syscall) -> Result<i64, San
             if !fd_ok(sb, a0) {
                 -EBADF
             } else {
+                // a descriptor the host lent (0, 1, 2, `allow_fd`) leaves the sandbox's
+                // table only: the host's stays open
                 let fd = a0 as i32;
                 sb.fds.retain(|&f| f != fd);
-                sb.opened.retain(|&f| f != fd);
-                forward(call)
+                if sb.opened.contains(&fd) {
+                    sb.opened.retain(|&f| f != fd);
+                    forward(call)
+                } else {
+                    0
+                }
             }
         }
         nr::LSEEK => {

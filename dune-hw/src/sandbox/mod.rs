@@ -23,7 +23,8 @@
 //! - address-space calls (`brk`, `mmap`, `munmap`, `mprotect`) are emulated inside the
 //!   arena: a request beyond it fails with ENOMEM and is recorded as a denial;
 //! - `arch_prctl(ARCH_SET_FS)` sets the vCPU's FS base;
-//! - file descriptors must be ones the sandbox owns (0, 1, 2 and what it opened); `open`
+//! - file descriptors must be ones the sandbox may use (0, 1, 2, [`Sandbox::allow_fd`],
+//!   what it opened; closing one the host lent only drops it from the sandbox); `open`
 //!   and `openat` use `openat2(RESOLVE_NO_SYMLINKS)` so a path the policy checked is the
 //!   path opened;
 //! - every pointer argument must lie in memory the view maps user-readable (or writable,
