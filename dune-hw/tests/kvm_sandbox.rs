@@ -497,8 +497,14 @@ fn a_syscall_with_a_stack_outside_the_sandbox_ends_cleanly() {
 }
 
 #[test]
-fn opening_through_a_symlink_is_refused() {
-    let Some(mut sb) = sandbox("opening_through_a_symlink_is_refused", Config::default()) else {
+fn opening_files_follows_no_symlink_and_has_a_limit() {
+    let Some(mut sb) = sandbox(
+        "opening_files_follows_no_symlink_and_has_a_limit",
+        Config {
+            max_open_files: 2,
+            ..Config::default()
+        },
+    ) else {
         return;
     };
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-symlink");
@@ -532,10 +538,16 @@ fn opening_through_a_symlink_is_refused() {
                 };
                 let fd = open(plain);
                 let via_link = open(link);
-                if fd >= 0 && via_link == -(libc::ELOOP as i64) {
+                if fd < 0 || via_link != -(libc::ELOOP as i64) {
+                    return 1;
+                }
+                // the open-file limit (2 here): one more open, then EMFILE
+                let second = open(plain);
+                let third = open(plain);
+                if second >= 0 && third == -(libc::EMFILE as i64) {
                     0
                 } else {
-                    1
+                    2
                 }
             },
             &mut AllowAll,

@@ -69,6 +69,7 @@ pub fn run_program(
         arena_addr: None,
         stack_bytes: opts.stack_bytes,
         timeout: opts.timeout,
+        max_open_files: 64,
         dune: opts.dune,
     };
     let mut loaded = elf::load(&file, argv, &[], cfg)?;

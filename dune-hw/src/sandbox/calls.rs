@@ -31,6 +31,7 @@ const USER_RFLAGS: u64 = 0x24_0dd5;
 
 const EPERM: i64 = 1;
 const EBADF: i64 = 9;
+const EMFILE: i64 = 24;
 const ENOMEM: i64 = 12;
 const EFAULT: i64 = 14;
 const ENODEV: i64 = 19;
@@ -411,6 +412,14 @@ fn open(sb: &mut Sandbox, call: &Syscall) -> i64 {
     let Some(mut p) = (Memory { view: &sb.view }).read_cstr(path) else {
         return -EFAULT;
     };
+    if sb.opened.len() >= sb.cfg.max_open_files {
+        return refuse(
+            sb,
+            call,
+            EMFILE,
+            format!("open-file limit: {} files open", sb.opened.len()),
+        );
+    }
     p.push(0);
     let creating = flags & (libc::O_CREAT | libc::O_TMPFILE) as u64 != 0;
     // struct open_how: the path the policy checked is the one opened (no symlinks)

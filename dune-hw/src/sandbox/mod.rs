@@ -95,6 +95,9 @@ pub struct Config {
     pub stack_bytes: u64,
     /// End a run after this long (wall clock).
     pub timeout: Option<Duration>,
+    /// Files the sandbox may have open at once (they are host descriptors: the limit keeps
+    /// it from exhausting the process's table); beyond it, opens fail with EMFILE.
+    pub max_open_files: usize,
     /// Options for initialising Dune if this process has not yet (the mode).
     pub dune: Options,
 }
@@ -106,6 +109,7 @@ impl Default for Config {
             arena_addr: None,
             stack_bytes: 1 << 20,
             timeout: None,
+            max_open_files: 64,
             dune: Options::default(),
         }
     }
