@@ -211,24 +211,45 @@ pub(crate) extern "C" fn closure_entry<F: FnOnce() -> i32>(p: *mut F) -> ! {
 
 /// The signal that kicks a sandbox vCPU out of KVM_RUN at its deadline (SIGRTMAX - 1,
 /// with a handler that does nothing; no SA_RESTART, so a blocked forwarded call returns
-/// EINTR too).
+/// EINTR too). A run with a timeout fails if the program has its own handler for it.
 pub fn kick_signal() -> i32 {
     libc::SIGRTMAX() - 1
 }
 
 extern "C" fn ignore_kick(_sig: i32) {}
 
+/// Installs the kick signal's no-op handler, unless the program uses that signal itself.
 fn install_kick_handler() -> Result<(), SandboxError> {
-    static DONE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
-    let r = *DONE.get_or_init(|| {
-        // SAFETY: zero is a valid `sigaction` (empty mask, no flags).
-        let mut act: libc::sigaction = unsafe { core::mem::zeroed() };
-        act.sa_sigaction = ignore_kick as extern "C" fn(i32) as usize;
-        // SAFETY: installs a handler that does nothing (async-signal-safe) for a signal
-        // only this module sends.
-        unsafe { libc::sigaction(kick_signal(), &act, core::ptr::null_mut()) }
-    });
-    if r != 0 {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let ours = ignore_kick as extern "C" fn(i32) as usize;
+    // SAFETY: zero is a valid `sigaction` (empty mask, no flags, SIG_DFL).
+    let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: reads the current action into a local.
+    if unsafe { libc::sigaction(kick_signal(), core::ptr::null(), &mut old) } != 0 {
+        return Err(SandboxError::Os {
+            op: "sigaction(sandbox kick signal, query)",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if old.sa_sigaction == ours {
+        return Ok(());
+    }
+    if old.sa_sigaction != libc::SIG_DFL {
+        return Err(SandboxError::Dune(crate::DuneError::Unsupported {
+            feature: "sandbox timeout",
+            reason: format!(
+                "signal {} (the timeout's kick) already has a handler in this process",
+                kick_signal()
+            ),
+        }));
+    }
+    // SAFETY: zero is a valid `sigaction`.
+    let mut act: libc::sigaction = unsafe { core::mem::zeroed() };
+    act.sa_sigaction = ours;
+    // SAFETY: installs a handler that does nothing (async-signal-safe) for a signal nobody
+    // else in the process handles (checked above).
+    if unsafe { libc::sigaction(kick_signal(), &act, core::ptr::null_mut()) } != 0 {
         return Err(SandboxError::Os {
             op: "sigaction(sandbox kick signal)",
             source: std::io::Error::last_os_error(),
