@@ -1,4 +1,4 @@
-//! Sandboxes (ring-3 mode): Rust closures at CPL3 under their own page-table view, every
+//! Sandboxes (in the detected mode, ring-3 here, or `DUNEGC_DUNE_MODE`'s): Rust closures at CPL3 under their own page-table view, every
 //! syscall through a policy; escapes end in a clear outcome and the host stays intact.
 
 use dune_hw::sandbox::{
@@ -7,15 +7,9 @@ use dune_hw::sandbox::{
 };
 use std::time::{Duration, Instant};
 
-/// A sandbox, or `None` after printing why the test is skipped (no /dev/kvm).
+/// A sandbox, or `None` after printing why the test is skipped (no /dev/kvm). The process's
+/// mode is the detected one (ring-3 on PVM hosts) or `DUNEGC_DUNE_MODE`'s.
 fn sandbox(test: &str, cfg: Config) -> Option<Sandbox> {
-    let cfg = Config {
-        dune: dune_hw::Options {
-            mode: Some(dune_hw::Mode::Ring3),
-            ..Default::default()
-        },
-        ..cfg
-    };
     match Sandbox::new(cfg) {
         Ok(s) => Some(s),
         Err(e @ SandboxError::Dune(_)) => {
