@@ -427,20 +427,13 @@ impl Dune {
         }
     }
 
-    /// A vCPU for a sandbox ([`crate::sandbox`]): a parked one or a new one; every register
-    /// is set by its user, and it goes back with [`Dune::park_vcpu`].
-    pub(crate) fn spare_vcpu(&self) -> Result<Vcpu, DuneError> {
-        let idle = self
-            .idle_vcpus
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
-        match idle {
-            Some(v) => Ok(v),
-            None => Ok(self
-                .vm
-                .create_vcpu(self.next_vcpu.fetch_add(1, Ordering::AcqRel))?),
-        }
+    /// A new vCPU for a sandbox ([`crate::sandbox`], which keeps its own pool: a vCPU a
+    /// Dune thread used may carry mode state a sandbox must not inherit, and the other way
+    /// round).
+    pub(crate) fn new_vcpu(&self) -> Result<Vcpu, DuneError> {
+        Ok(self
+            .vm
+            .create_vcpu(self.next_vcpu.fetch_add(1, Ordering::AcqRel))?)
     }
 
     /// Keeps a vCPU whose thread left Dune mode for the next `enter` (every register is set

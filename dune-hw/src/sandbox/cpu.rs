@@ -343,11 +343,22 @@ pub(crate) fn run(
     for &(s, e) in &sb.slots {
         d.register_slots(s, e)?;
     }
-    let mut vcpu = d.spare_vcpu()?;
+    let idle = IDLE_VCPUS.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let mut vcpu = match idle {
+        Some(v) => v,
+        None => d.new_vcpu()?,
+    };
     let r = setup(sb, &mut vcpu, &entry).and_then(|()| exit_loop(sb, &mut vcpu, policy));
-    d.park_vcpu(Some(vcpu));
+    IDLE_VCPUS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(vcpu);
     r
 }
+
+/// vCPUs of finished sandbox runs, reused only by sandboxes (KVM cannot destroy a vCPU;
+/// their number is the most sandboxes that ever ran at once).
+static IDLE_VCPUS: Mutex<Vec<Vcpu>> = Mutex::new(Vec::new());
 
 fn setup(sb: &Sandbox, vcpu: &mut Vcpu, entry: &Entry) -> Result<(), SandboxError> {
     let d = sb.dune;
