@@ -133,10 +133,8 @@
 //!   memory, running concurrently outside Dune) returns ENOSYS.
 //! - Signals ([`signal`] lists the details): a thread ending with a recorded, undelivered
 //!   signal hands process-directed ones (kill, sigqueue, timers) back to the process with
-//!   their siginfo; thread-directed ones end with it. A handler for a signal that
-//!   interrupted rt_sigsuspend/ppoll/pselect6 runs with the mask from before the call plus
-//!   its sa_mask (Linux: the call's temporary mask). A vfork child shares the parent's TLS:
-//!   a signal reaching it before exec is recorded for the parent.
+//!   their siginfo; thread-directed ones end with it. A vfork child shares the parent's
+//!   TLS: a signal reaching it before exec is recorded for the parent.
 //! - Ring-0 mode runs threads and guest signal handlers functionally (`kvm_ring0`; the
 //!   13-thread test of `kvm_threads` takes 10.5 s there: every CPL0 instruction is emulated
 //!   here); the timer, whole-program and stop tests run ring-3.

@@ -92,9 +92,12 @@
 //! (the interrupted mask, `sa_mask`, the signal unless SA_NODEFER) and the kernel restarts
 //! calls per the action's SA_RESTART.
 //!
-//! Limits: a handler run for a signal that interrupted rt_sigsuspend/ppoll/pselect6 runs
-//! with the thread's mask from before the call plus its `sa_mask` (Linux: the call's
-//! temporary mask plus `sa_mask`); the mask after the handler is right. A thread leaving
+//! A handler run for a signal that interrupted rt_sigsuspend, ppoll, pselect6,
+//! epoll_pwait(2) or io_pgetevents runs with the call's temporary mask plus its `sa_mask`
+//! and returns to the thread's own mask (the kernel's frame holds the saved one), as on
+//! Linux.
+//!
+//! Limits: a thread leaving
 //! Dune (`exit()`) with a signal recorded in its last exit puts it back in its queue (a
 //! real-time one behind instances of the same signal queued meanwhile). A thread ending
 //! inside Dune with a recorded process-directed signal (si_code SI_USER, SI_KERNEL,
@@ -121,6 +124,7 @@ const SS_ONSTACK: i32 = 1;
 const SS_DISABLE: i32 = 2;
 const SS_AUTODISARM: i32 = 1 << 31;
 const MINSIGSTKSZ: u64 = 2048;
+const EINTR: i64 = 4;
 const EINVAL: i64 = 22;
 const EPERM: i64 = 1;
 const ENOMEM: i64 = 12;
@@ -206,6 +210,11 @@ pub(crate) struct SigState {
     /// with every signal blocked, see [`around_clone`]); `start_set` says whether to.
     start_mask: AtomicU64,
     start_set: AtomicU32,
+    /// The temporary mask of the last forwarded call if it was one that swaps the mask
+    /// (rt_sigsuspend, ppoll, pselect6, epoll_pwait, epoll_pwait2, io_pgetevents) and a
+    /// recorded signal interrupted it (EINTR): the base of the next handler's mask, as on
+    /// Linux. [`NO_MASK`] otherwise.
+    call_mask: AtomicU64,
 }
 
 // SAFETY: `info` is only accessed by the owning thread (its trampoline writes an entry
@@ -244,6 +253,7 @@ impl SigState {
             clone_mask: AtomicU64::new(NO_MASK),
             start_mask: AtomicU64::new(0),
             start_set: AtomicU32::new(0),
+            call_mask: AtomicU64::new(NO_MASK),
         }
     }
 
@@ -409,7 +419,35 @@ pub(crate) unsafe fn execute_interruptible(
     let words = [call.nr, a[0], a[1], a[2], a[3], a[4], a[5]];
     // SAFETY: the caller guarantees the call itself (as for `execute`); the stub reads the
     // seven words and the pending word, both live for the call.
-    unsafe { dune_sig_call(&words, &st.pending) }
+    let ret = unsafe { dune_sig_call(&words, &st.pending) };
+    let temporary = if ret == -EINTR && st.pending() != 0 {
+        temporary_mask(call)
+    } else {
+        NO_MASK
+    };
+    st.call_mask.store(temporary, Ordering::Release);
+    ret
+}
+
+/// The mask a call that swaps the thread's mask for its duration ran with (it returned
+/// EINTR, so the kernel accepted its pointers); [`NO_MASK`] for other calls or none given.
+fn temporary_mask(call: &kmod::syscall::SyscallArgs) -> u64 {
+    let a = call.args;
+    let read = |p: u64| {
+        // SAFETY: a sigset (or a {sigset pointer, size} pair) the kernel just read for this
+        // call, in the program's memory (GPA == HVA).
+        unsafe { read_guest::<u64>(Gva(p)) }
+    };
+    let set_at = |p: u64| if p == 0 { NO_MASK } else { read(p) };
+    // pselect6 and io_pgetevents pass a pointer to {const sigset_t *, size_t}
+    let pair_at = |p: u64| if p == 0 { NO_MASK } else { set_at(read(p)) };
+    match call.nr {
+        130 => set_at(a[0]),        // rt_sigsuspend(mask, size)
+        271 => set_at(a[3]),        // ppoll(fds, n, timeout, mask, size)
+        281 | 441 => set_at(a[4]),  // epoll_pwait{,2}(fd, events, n, timeout, mask, size)
+        270 | 333 => pair_at(a[5]), // pselect6, io_pgetevents: ..., &{mask, size}
+        _ => NO_MASK,
+    }
 }
 
 /// Whether a trampoline interrupted `rip` inside the call window, where the call has not
@@ -1032,8 +1070,13 @@ fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) 
         start: Gva(low),
         len_bytes: top - low,
     });
-    // the handler's mask
-    let mut m = old_mask | a.mask;
+    // the handler's mask: after rt_sigsuspend/ppoll/... interrupted by this signal, based on
+    // the call's temporary mask (the frame restores the thread's own), as on Linux
+    let base = match st.call_mask.swap(NO_MASK, Ordering::AcqRel) {
+        NO_MASK => old_mask,
+        temporary => temporary,
+    };
+    let mut m = base | a.mask;
     if a.flags & SA_NODEFER == 0 {
         m |= b;
     }

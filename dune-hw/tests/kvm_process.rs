@@ -31,7 +31,7 @@ fn main() {
         "{} in Dune",
         dune_hw::n_threads_in_dune()
     );
-    let tests: [(&str, fn()); 15] = [
+    let tests: [(&str, fn()); 16] = [
         (
             "interval_timer_hits_a_busy_loop",
             interval_timer_hits_a_busy_loop,
@@ -91,6 +91,10 @@ fn main() {
         (
             "sa_restart_from_inside_dune_holds_for_a_thread_outside",
             sa_restart_from_inside_dune_holds_for_a_thread_outside,
+        ),
+        (
+            "sigsuspend_handler_runs_with_the_temporary_mask",
+            sigsuspend_handler_runs_with_the_temporary_mask,
         ),
     ];
     // `cargo test --test kvm_process -- <substring>` runs the matching tests only
@@ -1465,5 +1469,59 @@ fn sa_restart_from_inside_dune_holds_for_a_thread_outside() {
         OUTSIDE_MASKED.load(Ordering::SeqCst),
         1u64 << (libc::SIGUSR1 - 1) | 1u64 << (libc::SIGUSR2 - 1),
         "the native handler's mask: the signal and sa_mask (not everything)"
+    );
+}
+
+// ---- a handler run from rt_sigsuspend gets the temporary mask; the thread's comes back ----
+static SUSPEND_HANDLER_MASK: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn thread_mask() -> u64 {
+    let mut m = 0u64;
+    // SAFETY: rt_sigprocmask writes 8 bytes to `m`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            core::ptr::null::<u64>(),
+            &mut m as *mut u64,
+            8usize,
+        )
+    };
+    m
+}
+
+extern "C" fn on_suspend(_s: libc::c_int, _i: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    SUSPEND_HANDLER_MASK.store(thread_mask(), Ordering::SeqCst);
+}
+
+fn sigsuspend_handler_runs_with_the_temporary_mask() {
+    let (usr1, usr2) = (1u64 << (libc::SIGUSR1 - 1), 1u64 << (libc::SIGUSR2 - 1));
+    install(libc::SIGUSR1, on_suspend, 0);
+    set_blocked(libc::SIGUSR1, true);
+    set_blocked(libc::SIGUSR2, true);
+    // SAFETY: tgkill to this very thread (blocked: it stays pending).
+    unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid(),
+            libc::syscall(libc::SYS_gettid),
+            libc::SIGUSR1,
+        )
+    };
+    let before = thread_mask();
+    let temporary = before & !(usr1 | usr2);
+    // SAFETY: rt_sigsuspend reads 8 bytes of mask from a local.
+    let r = unsafe { libc::syscall(libc::SYS_rt_sigsuspend, &temporary as *const u64, 8usize) };
+    let err = std::io::Error::last_os_error().raw_os_error();
+    let after = thread_mask();
+    set_blocked(libc::SIGUSR1, false);
+    set_blocked(libc::SIGUSR2, false);
+    uninstall(libc::SIGUSR1);
+    assert_eq!((r, err), (-1, Some(libc::EINTR)));
+    assert_eq!(after, before, "the thread's mask is back after the handler");
+    assert_eq!(
+        SUSPEND_HANDLER_MASK.load(Ordering::SeqCst) & (usr1 | usr2),
+        usr1,
+        "the handler's mask is the temporary one (SIGUSR2 open) plus the signal"
     );
 }
