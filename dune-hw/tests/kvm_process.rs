@@ -31,7 +31,7 @@ fn main() {
         "{} in Dune",
         dune_hw::n_threads_in_dune()
     );
-    let tests: [(&str, fn()); 16] = [
+    let tests: [(&str, fn()); 17] = [
         (
             "interval_timer_hits_a_busy_loop",
             interval_timer_hits_a_busy_loop,
@@ -95,6 +95,10 @@ fn main() {
         (
             "sigsuspend_handler_runs_with_the_temporary_mask",
             sigsuspend_handler_runs_with_the_temporary_mask,
+        ),
+        (
+            "forks_under_a_signal_storm_inherit_the_guest_mask",
+            forks_under_a_signal_storm_inherit_the_guest_mask,
         ),
     ];
     // `cargo test --test kvm_process -- <substring>` runs the matching tests only
@@ -1524,4 +1528,80 @@ fn sigsuspend_handler_runs_with_the_temporary_mask() {
         usr1,
         "the handler's mask is the temporary one (SIGUSR2 open) plus the signal"
     );
+}
+
+// ---- processes forked while signals pour in start with the program's mask ----
+// The monitor holds a signal it recorded blocked on the host until it is delivered; a fork
+// must not hand that hold to the child (whose mask would block the signal forever).
+const N_FORKS: usize = 60;
+static STORM_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_storm(_s: libc::c_int, _i: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    STORM_HANDLED.fetch_add(1, Ordering::SeqCst);
+}
+
+fn forks_under_a_signal_storm_inherit_the_guest_mask() {
+    install(libc::SIGUSR1, on_storm, libc::SA_RESTART);
+    let page = RacePage::new();
+    let r = race();
+    r.done.store(0, Ordering::SeqCst);
+    // SAFETY: getpid/gettid have no arguments.
+    let (pid, tid) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid)) };
+    // the storm: a native child signals this thread every ~20 us until told to stop
+    // SAFETY: the child makes raw syscalls and reads an atomic of the shared page only.
+    let sender = unsafe { libc::fork() };
+    assert!(sender >= 0);
+    if sender == 0 {
+        let r = race();
+        while r.done.load(Ordering::SeqCst) == 0 {
+            // SAFETY: tgkill to our parent's thread; nanosleep of a local timespec.
+            unsafe {
+                libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGUSR1);
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000,
+                };
+                libc::nanosleep(&ts, core::ptr::null_mut());
+            }
+        }
+        // SAFETY: ends the child.
+        unsafe { libc::_exit(0) };
+    }
+    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
+    let mut blocked_in = Vec::new();
+    for i in 0..N_FORKS {
+        // SAFETY: the child only reads its mask and _exits.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let blocked = thread_mask() & usr1 != 0;
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(blocked as i32) };
+        }
+        assert!(child > 0, "fork #{i}");
+        let mut status = 0;
+        // SAFETY: waits for our own child (SA_RESTART: not interrupted by the storm).
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status), "child #{i}: {status:#x}");
+        if libc::WEXITSTATUS(status) != 0 {
+            blocked_in.push(i);
+        }
+    }
+    r.done.store(1, Ordering::SeqCst);
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(sender, &mut status, 0) }, sender);
+    let handled = STORM_HANDLED.load(Ordering::SeqCst);
+    uninstall(libc::SIGUSR1);
+    drop(page);
+    assert!(
+        blocked_in.is_empty(),
+        "children started with SIGUSR1 blocked (the parent's hold leaked): {blocked_in:?}"
+    );
+    assert_eq!(
+        thread_mask() & usr1,
+        0,
+        "the parent's mask is its own again"
+    );
+    assert!(handled > 0, "the storm reached the handler");
+    println!("  {N_FORKS} forks, {handled} signals handled meanwhile");
 }
