@@ -51,6 +51,9 @@
 //!   Guest exceptions nobody handles become SIGSEGV/SIGILL/SIGFPE/SIGTRAP/SIGBUS for the
 //!   guest handler. Handlers installed *before* entering stay host actions: they run on the
 //!   host side of the interrupted Dune thread, where [`guest_regs`] gives the guest state.
+//!   A signal arriving while a thread enters a forwarded blocking call is never lost (the
+//!   call is cancelled and restarted after the handler, or interrupted); real-time signals
+//!   are queued by the kernel as on Linux (bound: RLIMIT_SIGPENDING, EAGAIN from sigqueue).
 //! - **exceptions** ([`set_exception_handler`]): #PF (after on-demand mapping failed), #GP,
 //!   #UD, #BP, #DE go to a process-wide handler run on the host side of the faulting thread;
 //!   it can change the registers and resume, or map the page (`mmap`) and retry.
@@ -128,12 +131,10 @@
 //! - System V shared memory and remap_file_pages return ENOSYS inside Dune (message on
 //!   stderr). `execve` works: the new program replaces the process and runs outside Dune. `clone(CLONE_VM)` without CLONE_THREAD or CLONE_VFORK (a process sharing
 //!   memory, running concurrently outside Dune) returns ENOSYS.
-//! - Signals: a second instance of a pending signal is merged, real-time ones included
-//!   (Linux queues those). A thread ending with a recorded, undelivered signal hands
-//!   process-directed ones (kill, timers) back to the process; thread-directed ones end
-//!   with it. Host actions never carry SA_RESTART: a thread *outside* Dune may
-//!   see EINTR for a handler installed with SA_RESTART from inside Dune. A vfork child
-//!   shares the parent's TLS: a signal reaching it before exec is recorded for the parent.
+//! - Signals ([`signal`] lists the details): a thread ending with a recorded, undelivered
+//!   signal hands process-directed ones (kill, sigqueue, timers) back to the process with
+//!   their siginfo; thread-directed ones end with it. A vfork child shares the parent's
+//!   TLS: a signal reaching it before exec is recorded for the parent.
 //! - Ring-0 mode runs threads and guest signal handlers functionally (`kvm_ring0`; the
 //!   13-thread test of `kvm_threads` takes 10.5 s there: every CPL0 instruction is emulated
 //!   here); the timer, whole-program and stop tests run ring-3.
@@ -358,20 +359,7 @@ pub fn exit() -> Result<ThreadStats, DuneError> {
         .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     // signals recorded after the last delivery: the host action (the trampoline) now runs
     // the handler natively
-    let pending = ctx.sig().take_pending();
-    for sig in 1..=64 {
-        if pending & (1u64 << (sig - 1)) != 0 {
-            // SAFETY: tgkill to this very thread.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_tgkill,
-                    libc::getpid(),
-                    libc::syscall(libc::SYS_gettid),
-                    sig,
-                )
-            };
-        }
-    }
+    signal::release_on_leave(ctx.sig());
     Ok(ctx.stats)
 }
 

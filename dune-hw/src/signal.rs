@@ -10,19 +10,109 @@
 //! resumes the guest in the handler; the handler returns through its `sa_restorer`, whose
 //! `rt_sigreturn` the monitor answers by restoring what the frame holds.
 //!
-//! Host actions never carry SA_RESTART, so a signal interrupts a forwarded blocking call
-//! (futex, read, ...) of a Dune thread: the call returns EINTR to the monitor, which delivers
-//! the signal and, if the guest's action has SA_RESTART and the call is one Linux restarts,
-//! makes the guest re-execute the `syscall` instruction after the handler (as Linux does:
-//! rip - 2, rax = the call's number).
+//! The guest's signal mask *is* the host thread's (rt_sigprocmask, ppoll, pselect6,
+//! rt_sigsuspend are forwarded), except for signals the trampoline *holds* (below).
+//!
+//! # One recorded instance per signal; the kernel keeps the queue
+//! The host action blocks every signal while the trampoline runs (trampolines never nest),
+//! and the trampoline adds the signal it recorded to the mask its interrupted context
+//! resumes with (`uc_sigmask`): the signal is *held*. Further instances stay in the
+//! kernel's queues until the monitor has delivered the recorded one, which releases the
+//! hold (the handler's own mask then decides, as on Linux). So real-time signals are queued
+//! exactly as Linux queues them (each instance, in order, with its own siginfo;
+//! thread-directed in the thread's queue, process-directed in the process's, which any
+//! thread not blocking the signal may take), and the bound is Linux's own: RLIMIT_SIGPENDING
+//! queued signals per user, beyond which `sigqueue` fails with EAGAIN. Standard signals merge
+//! in the kernel as on Linux. `held` tells the guest mask apart from the hold: guest mask =
+//! host mask without the held bits (a signal the guest itself blocks is never held: it
+//! reaches the trampoline only through a temporary mask, rt_sigsuspend or ppoll). Held
+//! bits are always a subset of the recorded ones, and no guest code runs while a signal is
+//! recorded (the exit loop delivers before every entry; only the monitor's stub
+//! instructions run when a signal is recorded with the guest inside them), so the guest
+//! never sees a held bit in its mask.
+//!
+//! Delivering a signal whose handler mask (`sa_mask`, the signal itself) blocks another
+//! recorded signal puts that one back into the thread's kernel queue with its siginfo
+//! (`rt_tgsigqueueinfo` to itself): it waits, blocked, until the handler returns, as on
+//! Linux. Such a requeued real-time instance goes behind instances of the same signal
+//! still queued in the thread's queue (the only reordering, and only with two different
+//! signals recorded at once).
+//!
+//! # Signals at a blocking call (no lost wake-up)
+//! Linux: a signal pending and not blocked when a thread enters a blocking call interrupts
+//! it; a signal arriving during the call interrupts it (EINTR, or a restart after the
+//! handler for SA_RESTART). In Dune the call is executed by the monitor on the host, and
+//! the trampoline consumes the host signal when it records it, so the kernel cannot know
+//! the call should be interrupted. Every syscall exit therefore goes through two checks:
+//! 1. `syscall::handle`: a signal recorded already (between the guest's `syscall` and
+//!    here, or before) cancels the call: the guest is rewound to its `syscall` instruction
+//!    (rax = the call number) and the signal is delivered first; after the handler the
+//!    call runs. This is exactly Linux with the signal arriving just before the `syscall`.
+//! 2. Forwarded calls run in `dune_sig_call`: `cmp [pending], 0; jne cancel; ...;
+//!    syscall`. A trampoline that interrupts the thread with its rip in `[begin, syscall]`
+//!    (the check passed, the call has not started) moves the rip to `cancel`, which returns
+//!    `CANCELLED` (-ERESTARTNOINTR), handled as in 1 (musl's pthread-cancellation
+//!    technique).
+//!
+//! The interleavings, for a signal S sent to the thread:
+//! - S arrives while the guest runs: KVM_RUN returns (EINTR / `immediate_exit`), S is
+//!   delivered before the next entry.
+//! - S arrives between the exit and the check in 1, or between 1 and `begin`: recorded;
+//!   `pending != 0` at 1 or at `begin`: cancelled, S delivered, call restarted.
+//! - S arrives in `[begin, syscall]`: recorded, rip moved to `cancel`: as above.
+//! - S arrives during the call (the host kernel has started it): the kernel interrupts
+//!   it for the trampoline. Host actions carry the guest action's SA_RESTART, so the
+//!   kernel applies Linux's own rules: EINTR (ERESTARTNOHAND, ERESTART_RESTARTBLOCK,
+//!   ERESTARTSYS without SA_RESTART) comes back to the guest as the call's result and S is
+//!   delivered before the guest's next instruction; a restart (ERESTARTSYS with
+//!   SA_RESTART, ERESTARTNOINTR) rewinds the host rip to the `syscall` instruction, inside
+//!   the window: cancelled, S delivered, and the guest re-executes the call after the
+//!   handler.
+//! - S arrives after the call returned (rip past `syscall`): recorded; the result goes to
+//!   the guest and S is delivered before its next instruction.
+//! - S arrives while blocked (not recorded): the kernel keeps it pending; a forwarded
+//!   ppoll/pselect6/rt_sigsuspend/rt_sigtimedwait sees it as on Linux.
+//! - Clone-family calls (`around_clone`) run with every signal blocked after a last check
+//!   (cancelled if a signal is recorded: Linux's ERESTARTNOINTR for fork/clone with a
+//!   pending signal), so a new thread or process inherits no held bit; the new thread sets
+//!   the guest mask before its first entry, a forked child before it resumes.
+//!
+//! Handlers the program installed on the host *before* entering (host actions, e.g. a
+//! collector's stop signal) run directly on the host side and are not affected. Such a
+//! handler that does not block every signal can, by returning, unblock a signal the
+//! trampoline held meanwhile: a second instance then finds one recorded and is put back
+//! into the kernel's queue (nothing lost, possibly reordered), and a call the kernel
+//! restarts after that handler is not checked again (its window was passed).
 //!
 //! Guest exceptions nobody else handles become the signal Linux would send (page fault ->
 //! SIGSEGV with si_addr, #UD -> SIGILL, #DE -> SIGFPE, #BP -> SIGTRAP, #GP -> SIGSEGV),
 //! delivered synchronously to the guest handler.
 //!
-//! Limits: standard signals that arrive while one is pending are merged (as Linux does);
-//! real-time signals are merged too (Linux would queue them). A thread *outside* Dune gets
-//! EINTR from a blocking call for a handler installed with SA_RESTART from inside Dune.
+//! On a thread outside Dune the trampoline runs the handler with the mask Linux gives it
+//! (the interrupted mask, `sa_mask`, the signal unless SA_NODEFER) and the kernel restarts
+//! calls per the action's SA_RESTART.
+//!
+//! A handler run for a signal that interrupted rt_sigsuspend, ppoll, pselect6,
+//! epoll_pwait(2) or io_pgetevents runs with the call's temporary mask plus its `sa_mask`
+//! and returns to the thread's own mask (the kernel's frame holds the saved one), as on
+//! Linux.
+//!
+//! Limits:
+//! - A thread leaving Dune (`exit()`) with a signal recorded in its last exit puts it back
+//!   in its queue (a real-time one behind instances of the same signal queued meanwhile).
+//! - A thread ending inside Dune with a recorded process-directed signal (si_code SI_USER,
+//!   SI_KERNEL, SI_QUEUE, SI_TIMER) hands it back to the process with its siginfo; others
+//!   end with it (a `pthread_sigqueue` to the ending thread also says SI_QUEUE and is
+//!   handed on too).
+//! - Putting an instance back (the three cases above) takes a queue entry again: at
+//!   RLIMIT_SIGPENDING exactly (another sender took the entry it freed) a real-time
+//!   instance is dropped, where Linux would have refused that sender with EAGAIN.
+//!
+//! Tests (`tests/kvm_process.rs`): 1,000 signals at random moments around the entry of a
+//! blocking `read` and `futex` wait (with and without SA_RESTART), 100 SIGRTMIN instances
+//! with their values (blocked then released, to a busy thread, to the process, and against
+//! RLIMIT_SIGPENDING), `sa_mask` deferring a second recorded signal, the temporary mask of
+//! rt_sigsuspend, SA_RESTART and the handler mask outside Dune, forks under a signal storm.
 
 use crate::addr::{read_guest, write_guest, Gva};
 use crate::dune::{HostWrite, ThreadCtx, CTX};
@@ -53,6 +143,8 @@ const ENOMEM: i64 = 12;
 const FIX_EFLAGS: u64 = 0x50dd5;
 /// Highest signal number.
 const NSIG: usize = 64;
+/// "No mask": never a real one (the kernel never reports SIGKILL or SIGSTOP as blocked).
+const NO_MASK: u64 = u64::MAX;
 
 /// The kernel's `struct sigaction` (x86_64).
 #[repr(C)]
@@ -118,6 +210,22 @@ pub(crate) struct SigState {
     alt_flags: AtomicU32,
     /// Guest handlers entered and not yet returned through rt_sigreturn.
     pub(crate) handlers_active: AtomicU32,
+    /// Bit `sig - 1`: blocked on the host by the trampoline when it recorded `sig` (the
+    /// guest does not block it); unblocked when the signal is delivered. The guest's mask
+    /// is the host mask without these bits. Always a subset of `pending`.
+    held: AtomicU64,
+    /// The guest mask while this thread runs a clone (all signals are blocked on the host
+    /// then): what a new thread or process starts with. [`NO_MASK`] outside a clone.
+    clone_mask: AtomicU64,
+    /// A new thread's guest mask, set by the exit loop before its first entry (it starts
+    /// with every signal blocked, see [`around_clone`]); `start_set` says whether to.
+    start_mask: AtomicU64,
+    start_set: AtomicU32,
+    /// The temporary mask of the last forwarded call if it was one that swaps the mask
+    /// (rt_sigsuspend, ppoll, pselect6, epoll_pwait, epoll_pwait2, io_pgetevents) and a
+    /// recorded signal interrupted it (EINTR): the base of the next handler's mask, as on
+    /// Linux. [`NO_MASK`] otherwise.
+    call_mask: AtomicU64,
 }
 
 // SAFETY: `info` is only accessed by the owning thread (its trampoline writes an entry
@@ -126,7 +234,24 @@ pub(crate) struct SigState {
 unsafe impl Sync for SigState {}
 
 impl SigState {
+    /// The state of a new Dune thread. Created by a Dune thread's clone (which runs inside
+    /// [`around_clone`]), the new thread starts with its creator's guest mask; created by
+    /// `enter`, it keeps the thread's own mask.
     pub(crate) fn new() -> SigState {
+        let st = SigState::empty();
+        let creator = crate::dune::SIG.with(|c| c.get());
+        if !creator.is_null() {
+            // SAFETY: SIG points to the calling thread's live SigState while it is in Dune.
+            let m = unsafe { (*creator).clone_mask.load(Ordering::Acquire) };
+            if m != NO_MASK {
+                st.start_mask.store(m, Ordering::Release);
+                st.start_set.store(1, Ordering::Release);
+            }
+        }
+        st
+    }
+
+    fn empty() -> SigState {
         SigState {
             pending: AtomicU64::new(0),
             info: UnsafeCell::new([[0; 128]; NSIG + 1]),
@@ -135,17 +260,17 @@ impl SigState {
             alt_size: AtomicU64::new(0),
             alt_flags: AtomicU32::new(SS_DISABLE as u32),
             handlers_active: AtomicU32::new(0),
+            held: AtomicU64::new(0),
+            clone_mask: AtomicU64::new(NO_MASK),
+            start_mask: AtomicU64::new(0),
+            start_set: AtomicU32::new(0),
+            call_mask: AtomicU64::new(NO_MASK),
         }
     }
 
     /// Signals recorded and not yet delivered (bit `sig - 1`).
     pub(crate) fn pending(&self) -> u64 {
         self.pending.load(Ordering::Acquire)
-    }
-
-    /// Takes the pending bits (a thread leaving Dune re-raises them on the host).
-    pub(crate) fn take_pending(&self) -> u64 {
-        self.pending.swap(0, Ordering::AcqRel)
     }
 
     fn clear_kick(&self) {
@@ -202,17 +327,210 @@ fn sigmask_set(m: u64) {
     };
 }
 
+/// Blocks every signal on the calling thread; returns the mask before. While they are
+/// blocked no trampoline runs on this thread, so `pending` and `held` stay as they are.
+fn block_all() -> u64 {
+    let all = u64::MAX;
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask reads 8 bytes from `all` and writes 8 bytes to `old`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        )
+    };
+    old
+}
+
+fn gettid() -> i64 {
+    // SAFETY: gettid has no arguments.
+    unsafe { libc::syscall(libc::SYS_gettid) }
+}
+
+/// Puts a signal instance back into the calling thread's kernel queue with its siginfo
+/// (async-signal-safe). The kernel takes it as sent by this process (allowed for any
+/// si_code) and counts it against RLIMIT_SIGPENDING like any queued signal.
+fn requeue_to_self(sig: usize, info: &[u8; 128]) -> i64 {
+    // SAFETY: rt_tgsigqueueinfo reads one 128-byte siginfo from `info`; the target is the
+    // calling thread itself.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            libc::getpid(),
+            gettid(),
+            sig,
+            info.as_ptr(),
+        )
+    }
+}
+
 fn bit(sig: usize) -> u64 {
     1u64 << (sig - 1)
+}
+
+// The forwarded-call window (see "Signals at a blocking call" in the module docs).
+// dune_sig_call(call: *const [u64; 7] (nr, 6 args), pending: *const u64) -> i64: returns
+// the kernel's result, or -ERESTARTNOINTR (never seen by programs) without running the
+// call when `*pending` is non-zero on entry or a signal is recorded between the check and
+// the `syscall` instruction (the trampoline moves the rip to `dune_sig_call_cancel`).
+// Only caller-saved registers are used; rcx and r11 are the syscall's.
+core::arch::global_asm!(
+    ".pushsection .text.dune_sig_call,\"ax\",@progbits",
+    ".p2align 4",
+    ".globl dune_sig_call",
+    "dune_sig_call:",
+    ".globl dune_sig_call_begin",
+    "dune_sig_call_begin:",
+    "cmp qword ptr [rsi], 0",
+    "jne dune_sig_call_cancel",
+    "mov rax, [rdi]",
+    "mov rsi, [rdi + 16]",
+    "mov rdx, [rdi + 24]",
+    "mov r10, [rdi + 32]",
+    "mov r8, [rdi + 40]",
+    "mov r9, [rdi + 48]",
+    "mov rdi, [rdi + 8]",
+    ".globl dune_sig_call_syscall",
+    "dune_sig_call_syscall:",
+    "syscall",
+    "ret",
+    ".globl dune_sig_call_cancel",
+    "dune_sig_call_cancel:",
+    "mov rax, -513",
+    "ret",
+    ".popsection",
+);
+
+extern "C" {
+    fn dune_sig_call(call: *const [u64; 7], pending: *const AtomicU64) -> i64;
+    fn dune_sig_call_begin();
+    fn dune_sig_call_syscall();
+    fn dune_sig_call_cancel();
+}
+
+/// Result of a call that did not run because a signal is to be delivered first: the guest
+/// re-executes its `syscall` after the handler (the kernel's own ERESTARTNOINTR).
+pub(crate) const CANCELLED: i64 = -513;
+
+/// Executes a forwarded call for the guest such that a signal recorded for this thread
+/// before the call blocks interrupts it (see the module docs): the result, or
+/// [`CANCELLED`].
+///
+/// # Safety
+/// As [`kmod::syscall::execute`]: a call the guest made, classified `Forward`, with the
+/// guest's own pointers.
+pub(crate) unsafe fn execute_interruptible(
+    st: &SigState,
+    call: &kmod::syscall::SyscallArgs,
+) -> i64 {
+    let a = call.args;
+    let words = [call.nr, a[0], a[1], a[2], a[3], a[4], a[5]];
+    // SAFETY: the caller guarantees the call itself (as for `execute`); the stub reads the
+    // seven words and the pending word, both live for the call.
+    let ret = unsafe { dune_sig_call(&words, &st.pending) };
+    let temporary = if ret == -EINTR && st.pending() != 0 {
+        temporary_mask(call)
+    } else {
+        NO_MASK
+    };
+    st.call_mask.store(temporary, Ordering::Release);
+    ret
+}
+
+/// The mask a call that swaps the thread's mask for its duration ran with (it returned
+/// EINTR, so the kernel accepted its pointers); [`NO_MASK`] for other calls or none given.
+fn temporary_mask(call: &kmod::syscall::SyscallArgs) -> u64 {
+    let a = call.args;
+    let read = |p: u64| {
+        // SAFETY: a sigset (or a {sigset pointer, size} pair) the kernel just read for this
+        // call, in the program's memory (GPA == HVA).
+        unsafe { read_guest::<u64>(Gva(p)) }
+    };
+    let set_at = |p: u64| if p == 0 { NO_MASK } else { read(p) };
+    // pselect6 and io_pgetevents pass a pointer to {const sigset_t *, size_t}
+    let pair_at = |p: u64| if p == 0 { NO_MASK } else { set_at(read(p)) };
+    match call.nr {
+        130 => set_at(a[0]),        // rt_sigsuspend(mask, size)
+        271 => set_at(a[3]),        // ppoll(fds, n, timeout, mask, size)
+        281 | 441 => set_at(a[4]),  // epoll_pwait{,2}(fd, events, n, timeout, mask, size)
+        270 | 333 => pair_at(a[5]), // pselect6, io_pgetevents: ..., &{mask, size}
+        _ => NO_MASK,
+    }
+}
+
+/// Whether a trampoline interrupted `rip` inside the call window, where the call has not
+/// started (or the kernel rewound it to restart: ERESTARTSYS with SA_RESTART,
+/// ERESTARTNOINTR).
+fn in_call_window(rip: u64) -> bool {
+    let begin = dune_sig_call_begin as *const () as usize as u64;
+    let syscall = dune_sig_call_syscall as *const () as usize as u64;
+    (begin..=syscall).contains(&rip)
+}
+
+/// Runs a clone-family call (`f`) the way Linux does with respect to signals: not at all
+/// while a signal is recorded for the thread ([`CANCELLED`]: it restarts after the
+/// handler), and with every signal blocked on the host meanwhile, so the new thread or
+/// process inherits no signal the trampoline held for this one. The new thread sets its
+/// guest mask before its first entry ([`SigState::new`], [`deliver_pending`]); a new
+/// process calls [`forked_child_mask`].
+pub(crate) fn around_clone(ctx: &mut ThreadCtx, f: impl FnOnce(&mut ThreadCtx) -> i64) -> i64 {
+    let st = ctx.sig();
+    let host = block_all();
+    if st.pending() != 0 {
+        sigmask_set(host);
+        return CANCELLED;
+    }
+    // nothing recorded, so nothing held: the host mask is the guest's
+    st.clone_mask.store(host, Ordering::Release);
+    let r = f(ctx);
+    st.clone_mask.store(NO_MASK, Ordering::Release);
+    sigmask_set(host);
+    r
+}
+
+/// In a process forked (or vforked) by a Dune thread, before anything else: the guest mask
+/// of the parent (the child started with every signal blocked).
+pub(crate) fn forked_child_mask() {
+    let st = crate::dune::SIG.with(|c| c.get());
+    if !st.is_null() {
+        // SAFETY: the parent's SigState (a copy after fork; shared and stable after vfork,
+        // whose parent waits).
+        let m = unsafe { (*st).clone_mask.load(Ordering::Acquire) };
+        if m != NO_MASK {
+            sigmask_set(m);
+        }
+    }
+}
+
+/// A thread leaving Dune (`exit()`) with signals recorded after its last delivery: they go
+/// back to its kernel queue (with their siginfo) and are unblocked, so the host action (the
+/// trampoline, now outside Dune) runs the handler natively.
+pub(crate) fn release_on_leave(st: &SigState) {
+    let host = block_all();
+    let pend = st.pending.swap(0, Ordering::AcqRel);
+    for sig in 1..=NSIG {
+        if pend & bit(sig) != 0 {
+            // SAFETY: this thread's slot, published before the bit we just took.
+            let info = unsafe { &(*st.info.get())[sig] };
+            requeue_to_self(sig, info);
+        }
+    }
+    let held = st.held.swap(0, Ordering::AcqRel);
+    sigmask_set(host & !held);
 }
 
 /// The host action standing for guest handler `a`.
 fn host_action_for(a: &KSigaction) -> KSigaction {
     KSigaction {
         handler: host_trampoline as *const () as usize as u64,
-        flags: SA_SIGINFO | SA_RESTORER | (a.flags & (SA_ONSTACK | SA_NODEFER)),
+        flags: SA_SIGINFO | SA_RESTORER | (a.flags & (SA_ONSTACK | SA_RESTART)),
         restorer: entry::dune_host_restorer as *const () as usize as u64,
-        mask: a.mask,
+        // no trampoline interrupts another (each edits the mask its interrupted context
+        // resumes with); a native run sets the guest action's mask itself
+        mask: u64::MAX,
     }
 }
 
@@ -243,13 +561,46 @@ extern "C" fn host_trampoline(sig: libc::c_int, info: *mut libc::siginfo_t, uc: 
     }
     // SAFETY: SIG points to this thread's live SigState while CTX is set.
     let st = unsafe { &*st };
-    // SAFETY: only this thread touches `info`; the slot of `sig` is not read until the bit
-    // below is published (and a nested delivery of the same signal is masked unless
-    // SA_NODEFER, in which case the newer siginfo wins, as with merged signals).
+    let b = bit(sig_u);
+    if st.pending() & b == 0 {
+        // SAFETY: only this thread touches `info` (its exit loop, which this handler
+        // interrupted, or a trampoline, which cannot nest: the host action blocks all);
+        // the slot of `sig` is free (its bit is clear) and read only after the bit is set.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                info as *const u8,
+                (*st.info.get())[sig_u].as_mut_ptr(),
+                128,
+            )
+        };
+        st.pending.fetch_or(b, Ordering::AcqRel);
+    } else {
+        // One instance is recorded already: possible only if a host handler of the
+        // program (installed before entering) unblocked `sig` on its return. This one goes
+        // back to the kernel's queue (a standard signal merges there, as on Linux).
+        // SAFETY: the kernel passes a valid 128-byte siginfo.
+        let copy: [u8; 128] = unsafe { core::ptr::read(info as *const [u8; 128]) };
+        requeue_to_self(sig_u, &copy);
+    }
+    let uc = uc as *mut libc::ucontext_t;
+    // SAFETY: the kernel passes a valid ucontext for an SA_SIGINFO handler; the first 8
+    // bytes of uc_sigmask are the kernel's mask, restored by rt_sigreturn on return.
     unsafe {
-        core::ptr::copy_nonoverlapping(info as *const u8, (*st.info.get())[sig_u].as_mut_ptr(), 128)
-    };
-    st.pending.fetch_or(bit(sig_u), Ordering::AcqRel);
+        let mask = core::ptr::addr_of_mut!((*uc).uc_sigmask) as *mut u64;
+        if *mask & b == 0 {
+            // hold `sig`: further instances stay queued in the kernel until this one is
+            // delivered
+            *mask |= b;
+            st.held.fetch_or(b, Ordering::AcqRel);
+        }
+    }
+    // SAFETY: as above; REG_RIP is the interrupted host rip.
+    unsafe {
+        let rip = &mut (*uc).uc_mcontext.gregs[libc::REG_RIP as usize];
+        if in_call_window(*rip as u64) {
+            *rip = dune_sig_call_cancel as *const () as usize as i64;
+        }
+    }
     st.kick();
 }
 
@@ -261,6 +612,18 @@ fn run_natively(sig: usize, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     if a.flags & SA_RESETHAND != 0 {
         reset_to_default(sig);
     }
+    // the mask Linux gives the handler (the host action blocked everything)
+    // SAFETY: the kernel passes a valid ucontext; uc_sigmask's first 8 bytes are the mask of
+    // the interrupted code.
+    let before = unsafe {
+        *(core::ptr::addr_of!((*(uc as *const libc::ucontext_t)).uc_sigmask) as *const u64)
+    };
+    let nodefer = if a.flags & SA_NODEFER != 0 {
+        0
+    } else {
+        bit(sig)
+    };
+    sigmask_set(before | a.mask | nodefer);
     if a.flags & SA_SIGINFO != 0 {
         // SAFETY: the program installed this SA_SIGINFO handler for `sig`.
         let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
@@ -480,6 +843,11 @@ pub(crate) struct Interrupted {
 /// (not inside the monitor's stubs). Called by the exit loop before every entry.
 pub(crate) fn deliver_pending(ctx: &mut ThreadCtx) {
     let st = ctx.sig();
+    if st.start_set.load(Ordering::Acquire) != 0 {
+        // a new thread's first pass: it started with every signal blocked
+        st.start_set.store(0, Ordering::Release);
+        sigmask_set(st.start_mask.load(Ordering::Acquire));
+    }
     let pend = st.pending();
     if pend == 0 || ctx.native_step {
         return;
@@ -534,7 +902,7 @@ fn guest_writable(ctx: &ThreadCtx, low: u64, high: u64) -> bool {
 /// process for another thread, as Linux would deliver them; thread-directed ones end with
 /// the thread.
 pub(crate) fn redirect_pending_on_exit(st: &SigState) {
-    let pend = st.take_pending();
+    let pend = st.pending.swap(0, Ordering::AcqRel);
     for sig in 1..=NSIG {
         if pend & bit(sig) == 0 {
             continue;
@@ -542,9 +910,18 @@ pub(crate) fn redirect_pending_on_exit(st: &SigState) {
         // SAFETY: this thread's slot, published before the bit we just took.
         let info = unsafe { &(*st.info.get())[sig] };
         let code = i32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
-        if matches!(code, 0 | 0x80 | -2) {
-            // SAFETY: kill(2) to our own process.
-            unsafe { libc::kill(libc::getpid(), sig as i32) };
+        // SI_USER, SI_KERNEL, SI_QUEUE (sigqueue(3) is process-directed), SI_TIMER
+        if matches!(code, 0 | 0x80 | -1 | -2) {
+            // SAFETY: rt_sigqueueinfo to our own process (any si_code is allowed there)
+            // reads one 128-byte siginfo: the instance goes back with its value.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigqueueinfo,
+                    libc::getpid(),
+                    sig,
+                    info.as_ptr(),
+                )
+            };
         }
     }
 }
@@ -558,30 +935,6 @@ fn guest_handler(sig: usize) -> Option<KSigaction> {
     (a.handler != SIG_DFL && a.handler != SIG_IGN).then_some(a)
 }
 
-/// Whether the first pending signal's guest action asks for restarted calls.
-pub(crate) fn first_pending_restarts(ctx: &ThreadCtx) -> bool {
-    let pend = ctx.sig().pending();
-    if pend == 0 {
-        return false;
-    }
-    let sig = pend.trailing_zeros() as usize + 1;
-    guest_handler(sig).is_some_and(|a| a.flags & SA_RESTART != 0)
-}
-
-/// Whether Linux restarts syscall `nr` (with args `a`) after a SA_RESTART handler
-/// (signal(7): calls with timeouts and waits for signals are never restarted).
-pub(crate) fn restartable(nr: u64, a: &[u64; 6]) -> bool {
-    match nr {
-        // poll ppoll select pselect6 epoll_wait epoll_pwait epoll_pwait2 nanosleep
-        // clock_nanosleep pause rt_sigsuspend rt_sigtimedwait semtimedop io_getevents
-        // io_pgetevents
-        7 | 271 | 23 | 270 | 232 | 281 | 441 | 35 | 230 | 34 | 130 | 128 | 220 | 208 | 333 => false,
-        // futex: waits with a timeout return EINTR (ERESTART_RESTARTBLOCK)
-        202 => a[3] == 0,
-        _ => true,
-    }
-}
-
 /// A guest exception turned into a signal: delivered now if the guest has a handler for
 /// it and does not block it; false otherwise (the caller ends the process).
 pub(crate) fn deliver_fault(
@@ -592,7 +945,8 @@ pub(crate) fn deliver_fault(
     at: &Interrupted,
 ) -> bool {
     let s = sig as usize;
-    if guest_handler(s).is_none() || sigmask_get() & bit(s) != 0 {
+    let guest_mask = sigmask_get() & !ctx.sig().held.load(Ordering::Acquire);
+    if guest_handler(s).is_none() || guest_mask & bit(s) != 0 {
         return false;
     }
     let mut info = [0u8; 128];
@@ -603,25 +957,26 @@ pub(crate) fn deliver_fault(
 }
 
 fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) -> bool {
+    let st = ctx.sig();
+    let b = bit(sig);
+    // with every signal blocked, nothing is recorded or held meanwhile
+    let host = block_all();
+    let held = st.held.load(Ordering::Acquire);
+    let guest_mask = host & !held;
     let a = ACTIONS[sig].load();
     if a.handler == SIG_IGN {
+        st.held.fetch_and(!b, Ordering::AcqRel);
+        sigmask_set(host & !(held & b));
         return true;
     }
     if a.handler == SIG_DFL || ACTIONS[sig].installed.load(Ordering::Acquire) == 0 {
         // the action changed after the signal was recorded: the host now has the default
-        // action; let the kernel apply it
-        // SAFETY: tgkill to this very thread.
-        unsafe {
-            libc::syscall(
-                libc::SYS_tgkill,
-                libc::getpid(),
-                libc::syscall(libc::SYS_gettid),
-                sig,
-            )
-        };
+        // action; let the kernel apply it to this instance
+        st.held.fetch_and(!b, Ordering::AcqRel);
+        requeue_to_self(sig, info);
+        sigmask_set(host & !(held & b));
         return true;
     }
-    let st = ctx.sig();
     let r = &at.regs;
     let on_alt = on_alt_stack(st, r.rsp);
     let mut sp = if a.flags & SA_ONSTACK != 0
@@ -669,7 +1024,7 @@ fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) 
     }
     // SAFETY: as above.
     unsafe { write_guest(Gva(fp + xbytes), FP_XSTATE_MAGIC2) };
-    let old_mask = sigmask_get();
+    let old_mask = guest_mask;
     let (cs, ss) = match ctx.mode {
         kmod::Mode::Ring3 => (crate::gdt::USER_CS, crate::gdt::USER_SS),
         kmod::Mode::Ring0 => (crate::gdt::KERNEL_CS, crate::gdt::KERNEL_SS),
@@ -726,11 +1081,32 @@ fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) 
         start: Gva(low),
         len_bytes: top - low,
     });
-    let mut m = old_mask | a.mask;
+    // the handler's mask: after rt_sigsuspend/ppoll/... interrupted by this signal, based on
+    // the call's temporary mask (the frame restores the thread's own), as on Linux
+    let base = match st.call_mask.swap(NO_MASK, Ordering::AcqRel) {
+        NO_MASK => old_mask,
+        temporary => temporary,
+    };
+    let mut m = base | a.mask;
     if a.flags & SA_NODEFER == 0 {
-        m |= bit(sig);
+        m |= b;
     }
-    sigmask_set(m);
+    // Other recorded signals that the handler's mask blocks wait until it returns, as on
+    // Linux: they go back to the kernel's queue (blocked there), so that nothing is recorded
+    // while guest code runs and the entry check of every call cannot cancel the handler's.
+    let parked = st.pending() & m & !b;
+    for other in 1..=NSIG {
+        if parked & bit(other) != 0 {
+            // SAFETY: this thread's slot, published before its bit.
+            let oinfo = unsafe { &(*st.info.get())[other] };
+            requeue_to_self(other, oinfo);
+        }
+    }
+    st.pending.fetch_and(!parked, Ordering::AcqRel);
+    // the remaining recorded signals stay held until their own delivery, right after this
+    let still_held = held & !b & !parked;
+    st.held.store(still_held, Ordering::Release);
+    sigmask_set(m | still_held);
     if a.flags & SA_RESETHAND != 0 {
         let _serial = ACTION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         reset_to_default(sig);
@@ -817,7 +1193,9 @@ pub(crate) fn sigreturn(ctx: &mut ThreadCtx, uc_addr: u64) {
         }
     }
     let st = ctx.sig();
-    sigmask_set(uc.sigmask);
+    // the frame's mask; recorded signals stay held until delivered
+    block_all();
+    sigmask_set(uc.sigmask | st.held.load(Ordering::Acquire));
     if !on_alt_stack(st, m.rsp) && uc.stack.flags & SS_DISABLE == 0 && uc.stack.size >= MINSIGSTKSZ
     {
         st.alt_sp.store(uc.stack.sp, Ordering::Release);
@@ -832,6 +1210,3 @@ pub(crate) fn sigreturn(ctx: &mut ThreadCtx, uc_addr: u64) {
         fatal(ctx, format_args!("{e}"))
     }
 }
-
-/// The errno a forwarded call returns when a signal interrupted it.
-pub(crate) const INTERRUPTED: i64 = -EINTR;

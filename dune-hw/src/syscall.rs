@@ -38,6 +38,8 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
         return;
     }
     let ret = match call.nr {
+        // a signal recorded before the call is delivered first (see signal.rs)
+        _ if ctx.sig().pending() != 0 => signal::CANCELLED,
         hypercall::LEAVE => leave(ctx, &regs, ret_rip, user_rsp),
         hypercall::FLUSH_TLB => match ctx.flush_tlb() {
             Ok(()) => 0,
@@ -52,11 +54,9 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
     regs.rsp = user_rsp;
     regs.rcx = ret_rip;
     regs.rflags = regs.r11;
-    if ret == signal::INTERRUPTED
-        && signal::first_pending_restarts(ctx)
-        && signal::restartable(call.nr, &call.args)
-    {
-        // as Linux does for SA_RESTART: after the handler, the `syscall` runs again
+    if ret == signal::CANCELLED {
+        // not run, or restarted (as Linux restarts a call for SA_RESTART): after the
+        // handler, the `syscall` runs again
         regs.rax = call.nr;
         regs.rip = ret_rip - 2;
     }
@@ -73,14 +73,16 @@ fn dispatch(
     user_rsp: u64,
 ) -> i64 {
     match ks::classify(call.nr) {
-        Class::Clone(op) => thread::clone(ctx, op, call.args, regs, ret_rip, user_rsp),
+        Class::Clone(op) => signal::around_clone(ctx, |ctx| {
+            thread::clone(ctx, op, call.args, regs, ret_rip, user_rsp)
+        }),
         Class::Signal(SignalOp::Action) => signal::sigaction(ctx, call.args),
         Class::Signal(SignalOp::AltStack) => signal::sigaltstack(ctx, call.args, user_rsp),
         Class::Signal(SignalOp::Return) => unreachable!("rt_sigreturn is handled by `handle`"),
         Class::Forward => {
             // SAFETY: `classify` said Forward: the call cannot break the exit loop; its
             // pointers are the program's own (GPA == HVA).
-            let ret = unsafe { ks::execute(call) };
+            let ret = unsafe { signal::execute_interruptible(ctx.sig(), call) };
             report_host_writes(ctx, call, ret);
             ret
         }

@@ -318,6 +318,7 @@ struct ChildStart {
 }
 
 extern "C" fn process_child_entry(p: u64) -> ! {
+    crate::signal::forked_child_mask();
     // SAFETY: `spawn_process` wrote a ChildStart at `p` before the clone.
     let s: ChildStart = unsafe { crate::addr::read_guest(Gva(p)) };
     if s.vfork == 0 {
