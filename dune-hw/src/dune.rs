@@ -201,7 +201,10 @@ impl Dune {
         let root = pt.root();
         // IDT page
         let idt = mmap_anon(4096, libc::PROT_READ | libc::PROT_WRITE, 0, "mmap(IDT)")?;
-        let ist = if mode.mode == Mode::Ring0 { 1 } else { 0 };
+        // ring-0 and PVM: exceptions arrive on IST 1 (the monitor stack). In PVM supervisor
+        // mode an event is delivered on the *current* stack unless the gate names an IST
+        // (TSS.rsp0 is never used there; see kmod::pvm).
+        let ist = if mode.mode == Mode::Ring3 { 0 } else { 1 };
         for v in 0..=255u8 {
             let g = idt::gate(entry::exception_stub(v), ist);
             // SAFETY: idt is a fresh writable page of 256 16-byte gates.
@@ -606,8 +609,8 @@ impl ThreadCtx {
                 .vm
                 .create_vcpu(dune.next_vcpu.fetch_add(1, Ordering::AcqRel))?,
         };
-        // page 0: GDT at +0, TSS at +0x800; then the monitor stack
-        let cpu_pages_len = 4096 + MONITOR_STACK_BYTES;
+        // page 0: GDT at +0, TSS at +0x800; page 1: the PVM vif page; then the monitor stack
+        let cpu_pages_len = 2 * 4096 + MONITOR_STACK_BYTES;
         let (loop_stack, cpu_pages) = match dune.take_retired() {
             Some(r) => r,
             None => {
@@ -696,7 +699,7 @@ impl ThreadCtx {
         let d = self.dune;
         let lstar = match self.mode {
             Mode::Ring3 => entry::lstar_ring3(),
-            Mode::Ring0 => entry::lstar_ring0(),
+            Mode::Ring0 | Mode::Pvm => entry::lstar_ring0(),
         };
         let (fs, cpu_pages) = (self.fs_base, self.cpu_pages);
         let vcpu = self.vcpu_mut();
@@ -716,7 +719,7 @@ impl ThreadCtx {
                 s.fs = seg(0, 3, 3, false, fs);
                 s.gs = seg(0, 3, 3, false, gs);
             }
-            Mode::Ring0 => {
+            Mode::Ring0 | Mode::Pvm => {
                 s.cs = seg(gdt::KERNEL_CS, 11, 0, true, 0);
                 s.ss = seg(gdt::KERNEL_SS, 3, 0, false, 0);
                 s.ds = s.ss;
@@ -748,6 +751,15 @@ impl ThreadCtx {
         vcpu.set_sregs(&s)?;
         if d.xcr0 != 0 {
             vcpu.set_xcr0(d.xcr0)?;
+        }
+        if d.mode.mode == Mode::Pvm {
+            // the paravirtual supervisor mode: this vCPU's code (application and monitor
+            // stubs alike) runs natively from its first instruction; the vif page (virtual
+            // IF) is the thread's own (page 1 of its CPU pages)
+            vcpu.set_msrs(&[(
+                kmod::pvm::MSR_PVM_MODE,
+                (cpu_pages + 4096) | kmod::pvm::MODE_FLAGS | kmod::pvm::MODE_HOST_ENABLED,
+            )])?;
         }
         Ok(())
     }

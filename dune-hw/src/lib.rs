@@ -467,6 +467,41 @@ pub fn flush_tlb_all() {
         Mode::Ring3 => {
             hypercall(dune::hypercall::FLUSH_TLB);
         }
+        Mode::Pvm => pvm_flush_tlb(),
+    }
+}
+
+/// PVM supervisor mode: the flush hypercall, answered without leaving the guest.
+fn pvm_flush_tlb() {
+    let r: u64;
+    // SAFETY: in PVM mode the thread runs in the paravirtual supervisor mode, where
+    // `int $0x1b` is a hypercall (the self-test checked that it preserves every register but
+    // rax); HC_FLUSH_TLB only drops this vCPU's cached translations.
+    unsafe {
+        core::arch::asm!("int 0x1b", inlateout("rax") kmod::pvm::HC_FLUSH_TLB => r, options(nostack))
+    };
+    if r != 0 {
+        hypercall(dune::hypercall::FLUSH_TLB);
+    }
+}
+
+/// PVM supervisor mode: flush one page's translation (hypercall in the guest).
+fn pvm_flush_tlb_page(va: u64) {
+    let r: u64;
+    // SAFETY: as in `pvm_flush_tlb`; HC_FLUSH_TLB_ONE takes the address in rbx (rbx is
+    // reserved by LLVM, hence the xchg around the call) and only drops a translation.
+    unsafe {
+        core::arch::asm!(
+            "xchg {va}, rbx",
+            "int 0x1b",
+            "xchg {va}, rbx",
+            va = inout(reg) va => _,
+            inlateout("rax") kmod::pvm::HC_FLUSH_TLB_ONE => r,
+            options(nostack)
+        )
+    };
+    if r != 0 {
+        pvm_flush_tlb();
     }
 }
 
@@ -475,6 +510,16 @@ pub fn flush_tlb_all() {
 /// fault paths).
 pub fn flush(f: TlbFlush) {
     let Some(d) = Dune::get() else { return };
+    if in_dune() && d.mode().mode == Mode::Pvm && f.n_pages() <= tlb::INVLPG_MAX_PAGES {
+        d.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut a = f.start & !0xfff;
+        while a < f.end {
+            pvm_flush_tlb_page(a);
+            a += 4096;
+        }
+        return;
+    }
     if in_dune() && d.mode().mode == Mode::Ring0 && f.n_pages() <= tlb::INVLPG_MAX_PAGES {
         d.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);

@@ -672,7 +672,7 @@ fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) 
     let old_mask = sigmask_get();
     let (cs, ss) = match ctx.mode {
         kmod::Mode::Ring3 => (crate::gdt::USER_CS, crate::gdt::USER_SS),
-        kmod::Mode::Ring0 => (crate::gdt::KERNEL_CS, crate::gdt::KERNEL_SS),
+        kmod::Mode::Ring0 | kmod::Mode::Pvm => (crate::gdt::KERNEL_CS, crate::gdt::KERNEL_SS),
     };
     let alt_flags = st.alt_flags.load(Ordering::Acquire) as i32;
     let frame = RtSigFrame {
