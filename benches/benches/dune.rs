@@ -1,5 +1,7 @@
 //! Dune costs side by side with the same work on the host, per mode.
-//! The mode is per process: run with DUNEGC_DUNE_MODE=ring3 (default here) or ring0.
+//! The mode is per process: run with DUNEGC_DUNE_MODE=pvm (default on PVM hosts whose
+//! supervisor ABI passes the start-up probe), ring3 or ring0; `scripts/bench-modes.sh` runs
+//! all three and bench-results/pvm-modes.md has the figures.
 //! Every Dune sample enters Dune, times the work inside with `Instant`, and leaves, so
 //! criterion's own analysis runs on the host. Ring-0 is emulated on PVM hosts: its compute
 //! work is scaled down.

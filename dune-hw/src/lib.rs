@@ -7,11 +7,17 @@
 //! page tables and memory slots in step, and host writes on the guest's behalf go to a hook.
 //! [`exit()`] returns the thread to the host.
 //!
-//! Two modes (chosen once per process, always reported, see [`kmod::mode`]):
+//! Three modes (chosen once per process, always reported, see [`kmod::mode`]):
 //! - **ring-0** (classic Dune): the thread runs at guest CPL0 and could use privileged
 //!   instructions directly; on our PVM host CPL0 is emulated, so it is functional but slow.
-//! - **ring-3** (default on PVM hosts): the thread runs at guest CPL3 natively; the CPL0 part
-//!   is a few stub instructions that exit to the host-side monitor ([`monitor`]).
+//! - **ring-3** (PVM hosts whose supervisor ABI fails the probe): the thread runs at guest
+//!   CPL3 natively; the CPL0 part is a few stub instructions that exit to the host-side
+//!   monitor ([`monitor`]).
+//! - **pvm** (default on PVM hosts whose paravirtual supervisor ABI passes the start-up probe,
+//!   [`kmod::pvm`]): ring-0's layout, but the thread — application and monitor stubs alike —
+//!   runs natively in the hypervisor's paravirtual supervisor mode: `syscall` enters the LSTAR
+//!   stub there, exceptions arrive on IST 1, and [`flush_tlb_all`] / [`flush`] are hypercalls
+//!   answered without leaving the guest. Findings and experiments: `dune-hw/PVM.md`.
 //!
 //! # Measured here (PVM host, nested, AMD EPYC, TSC 2.445 GHz; `benches/benches/dune.rs`)
 //! Quiet-machine figures; under load (others building) everything, native included, was
@@ -442,8 +448,8 @@ pub fn hypercall(nr: u64) -> u64 {
 }
 
 /// Flushes the guest TLB of every vCPU: this thread's now (ring-0: CR3 reload in the
-/// guest; ring-3: a request to the monitor), every other vCPU before its next entry into
-/// the guest.
+/// guest; ring-3: a request to the monitor; pvm: the `HC_FLUSH_TLB` hypercall, no exit),
+/// every other vCPU before its next entry into the guest.
 ///
 /// A vCPU running guest code right now keeps its cached translations until it exits, so a
 /// caller that cleared D bits must have stopped the other Dune threads first (a stopped
@@ -505,8 +511,8 @@ fn pvm_flush_tlb_page(va: u64) {
     }
 }
 
-/// Performs a flush obligation on every vCPU (see [`flush_tlb_all`]); ring-0 uses invlpg
-/// per page for small ranges on this vCPU. Allocation-free (usable in stop-the-world and
+/// Performs a flush obligation on every vCPU (see [`flush_tlb_all`]); for small ranges on
+/// this vCPU ring-0 uses invlpg per page, pvm the `HC_FLUSH_TLB_ONE` hypercall per page. Allocation-free (usable in stop-the-world and
 /// fault paths).
 pub fn flush(f: TlbFlush) {
     let Some(d) = Dune::get() else { return };
@@ -534,8 +540,9 @@ pub fn flush(f: TlbFlush) {
     flush_tlb_all()
 }
 
-/// Flushes the translation of the page containing `va` (ring-0: invlpg; ring-3: a full
-/// flush by the monitor, which cannot invlpg for the guest) on every vCPU.
+/// Flushes the translation of the page containing `va` (ring-0: invlpg; pvm:
+/// `HC_FLUSH_TLB_ONE`; ring-3: a full flush by the monitor, which cannot invlpg for the
+/// guest) on every vCPU.
 pub fn flush_tlb_page(va: Gva) {
     flush(TlbFlush::range(
         va.page_down().0,

@@ -91,3 +91,54 @@ fn pvm_compute_getpid_flush_files_and_leave() {
     );
     println!("pvm stats {stats:?}");
 }
+
+/// Child of `a_failed_probe_runs_the_program_in_ring3` (ignored on its own).
+#[test]
+#[ignore = "run as a child process by a_failed_probe_runs_the_program_in_ring3"]
+fn child_enter_with_injected_probe_failure() {
+    dune_hw::enter_with(&Options {
+        mode: Some(Mode::Pvm),
+        ..Options::default()
+    })
+    .expect("falls back instead of failing");
+    // SAFETY: getpid has no arguments.
+    let pid = unsafe { libc::getpid() };
+    let choice = dune_hw::mode().expect("initialised");
+    dune_hw::exit().unwrap();
+    println!(
+        "MODE {} PID-OK {}",
+        choice.mode.name(),
+        pid == std::process::id() as i32
+    );
+}
+
+#[test]
+fn a_failed_probe_runs_the_program_in_ring3() {
+    if kmod::System::open().is_err()
+        || !kmod::pvm::is_pvm_host(&kmod::System::open().unwrap()).unwrap()
+    {
+        if std::env::var("DUNEGC_REQUIRE_PVM").as_deref() == Ok("1") {
+            panic!("PVM required (DUNEGC_REQUIRE_PVM=1) but this host has none");
+        }
+        println!("SKIPPED a_failed_probe_runs_the_program_in_ring3: no PVM host");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "child_enter_with_injected_probe_failure",
+            "--nocapture",
+            "--include-ignored",
+        ])
+        .env("DUNEGC_PVM_SELF_TEST_FAIL", "1")
+        .output()
+        .expect("spawn the test binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("MODE ring3 PID-OK true"), "{text}");
+    assert!(text.contains("falling back to ring-3 mode"), "{text}");
+}

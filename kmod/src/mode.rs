@@ -89,7 +89,7 @@ pub fn choose(system: &System, forced: Option<Mode>) -> Result<ModeChoice> {
         },
     };
     let host = if pvm_host {
-        "PVM host (guest CPL0 emulated, shadow paging)"
+        "PVM host (shadow paging; guest CPL0 emulated, PV supervisor mode native)"
     } else {
         "hardware-virtualized host"
     };

@@ -213,9 +213,16 @@ fn self_test_in_child(system: &System) -> std::result::Result<SelfTest, String> 
         ));
     }
     let report = page.cast::<ChildReport>();
-    // SAFETY: fork has no memory-safety preconditions; the child only runs the self-test
-    // (its own VM), writes the shared page and calls _exit.
-    let pid = unsafe { libc::fork() };
+    // Everything the child's success path needs is allocated here: the child of a
+    // multi-threaded process must not depend on locks (malloc, a collector's heap) that
+    // another thread may have held at the fork. (A failing child may allocate for its
+    // message; if that blocks, the timeout below ends it.)
+    let msrs = SelfTestMsrs::build()?;
+    // SAFETY: a fork-like clone (no CLONE_VM: the child gets a copy of the address space)
+    // whose exit signal is 0, so no SIGCHLD reaches the program's own handlers; the child
+    // only runs the self-test (its own VM), writes the shared page and calls _exit.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, 0usize, 0usize, 0usize, 0usize, 0usize) }
+        as libc::pid_t;
     if pid < 0 {
         let e = std::io::Error::last_os_error();
         // SAFETY: the page mapped above; nothing else uses it.
@@ -223,7 +230,7 @@ fn self_test_in_child(system: &System) -> std::result::Result<SelfTest, String> 
         return Err(format!("fork for the self-test failed: {e}"));
     }
     if pid == 0 {
-        let r = run_self_test(system);
+        let r = run_self_test(system, &msrs);
         // SAFETY: the shared page is mapped and only this child writes it now.
         let rep = unsafe { &mut *report };
         match r {
@@ -245,7 +252,7 @@ fn self_test_in_child(system: &System) -> std::result::Result<SelfTest, String> 
     let mut status = 0;
     let finished = loop {
         // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
         if r == pid {
             break true;
         }
@@ -258,7 +265,7 @@ fn self_test_in_child(system: &System) -> std::result::Result<SelfTest, String> 
                 libc::kill(pid, libc::SIGKILL);
             }
             // SAFETY: as above.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
             break false;
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -528,7 +535,38 @@ fn seg(selector: u16, type_: u8, dpl: u8, long: bool) -> kvm_segment {
 
 /// Runs the self-test in this process (the child): builds the scratch VM, runs it to the
 /// `done` port, checks every result.
-fn run_self_test(system: &System) -> std::result::Result<SelfTest, String> {
+/// The MSR lists of the self-test, built before the fork.
+struct SelfTestMsrs {
+    syscall: Msrs,
+    mode: Msrs,
+}
+
+impl SelfTestMsrs {
+    fn build() -> std::result::Result<SelfTestMsrs, String> {
+        let list = |l: &[(u32, u64)]| {
+            let entries: Vec<kvm_msr_entry> = l
+                .iter()
+                .map(|&(index, data)| kvm_msr_entry {
+                    index,
+                    data,
+                    ..Default::default()
+                })
+                .collect();
+            Msrs::from_entries(&entries).map_err(|_| "building an MSR list failed".to_string())
+        };
+        Ok(SelfTestMsrs {
+            syscall: list(&[
+                (0xc000_0081, STAR),
+                (0xc000_0082, guest_addr(pvm_st_lstar)),
+                (0xc000_0084, 0x47700),
+            ])?,
+            // into PV supervisor mode, as the Dune runtime starts its threads
+            mode: list(&[(MSR_PVM_MODE, VIF | MODE_FLAGS | MODE_HOST_ENABLED)])?,
+        })
+    }
+}
+
+fn run_self_test(system: &System, msrs: &SelfTestMsrs) -> std::result::Result<SelfTest, String> {
     let e = |op: &str, err: kvm_ioctls::Error| format!("{op} failed: {err}");
     let vm = system
         .kvm()
@@ -628,30 +666,15 @@ fn run_self_test(system: &System) -> std::result::Result<SelfTest, String> {
     let mut vcpu = vm.create_vcpu(0).map_err(|x| e("KVM_CREATE_VCPU", x))?;
     vcpu.set_cpuid2(system.supported_cpuid())
         .map_err(|x| e("KVM_SET_CPUID2", x))?;
-    let set_msrs = |vcpu: &kvm_ioctls::VcpuFd, list: &[(u32, u64)]| {
-        let entries: Vec<kvm_msr_entry> = list
-            .iter()
-            .map(|&(index, data)| kvm_msr_entry {
-                index,
-                data,
-                ..Default::default()
-            })
-            .collect();
-        let msrs = Msrs::from_entries(&entries).map_err(|_| "MSR list".to_string())?;
-        match vcpu.set_msrs(&msrs) {
-            Ok(n) if n == list.len() => Ok(()),
-            Ok(n) => Err(format!("KVM_SET_MSRS refused MSR {:#x}", list[n].0)),
-            Err(x) => Err(e("KVM_SET_MSRS", x)),
-        }
+    let set_msrs = |vcpu: &kvm_ioctls::VcpuFd, list: &Msrs| match vcpu.set_msrs(list) {
+        Ok(n) if n == list.as_slice().len() => Ok(()),
+        Ok(n) => Err(format!(
+            "KVM_SET_MSRS refused MSR {:#x}",
+            list.as_slice()[n].index
+        )),
+        Err(x) => Err(e("KVM_SET_MSRS", x)),
     };
-    set_msrs(
-        &vcpu,
-        &[
-            (0xc000_0081, STAR),
-            (0xc000_0082, guest_addr(pvm_st_lstar)),
-            (0xc000_0084, 0x47700),
-        ],
-    )?;
+    set_msrs(&vcpu, &msrs.syscall)?;
     let mut s = vcpu.get_sregs().map_err(|x| e("KVM_GET_SREGS", x))?;
     s.cr0 = 0x8005_0033;
     s.cr3 = PML4;
@@ -680,11 +703,7 @@ fn run_self_test(system: &System) -> std::result::Result<SelfTest, String> {
     s.idt.base = IDT;
     s.idt.limit = 256 * 16 - 1;
     vcpu.set_sregs(&s).map_err(|x| e("KVM_SET_SREGS", x))?;
-    // into PV supervisor mode, as the Dune runtime starts its threads
-    set_msrs(
-        &vcpu,
-        &[(MSR_PVM_MODE, VIF | MODE_FLAGS | MODE_HOST_ENABLED)],
-    )?;
+    set_msrs(&vcpu, &msrs.mode)?;
     let mut r = vcpu.get_regs().map_err(|x| e("KVM_GET_REGS", x))?;
     r.rip = guest_addr(pvm_st_start);
     r.rsp = USER_STACK_TOP;

@@ -87,3 +87,59 @@ fn detected_mode_is_pvm_where_the_probe_passes() {
     assert_eq!(c3.mode, Mode::Ring3);
     assert!(c3.pvm.is_none());
 }
+
+/// Runs this test binary's test `name` in a child process with `env` set; returns its output.
+fn run_child(name: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", name, "--nocapture", "--include-ignored"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawn the test binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child {name} failed:\n{text}");
+    text
+}
+
+/// Child of `a_failing_probe_falls_back_to_ring3_with_a_message` (ignored on its own).
+#[test]
+#[ignore = "run as a child process by a_failing_probe_falls_back_to_ring3_with_a_message"]
+fn child_choose_with_injected_failure() {
+    let sys = System::open().expect("the parent checked /dev/kvm");
+    let auto = kmod::mode::choose(&sys, None).unwrap();
+    let forced = kmod::mode::choose(&sys, Some(Mode::Pvm)).unwrap();
+    println!("CHOICE auto={:?} forced={:?}", auto.mode, forced.mode);
+    println!("REASON {}", forced.reason);
+}
+
+#[test]
+fn a_failing_probe_falls_back_to_ring3_with_a_message() {
+    let Some(sys) = system_or_skip("a_failing_probe_falls_back_to_ring3_with_a_message") else {
+        return;
+    };
+    if !pvm::is_pvm_host(&sys).unwrap() {
+        skip_without_pvm(
+            "a_failing_probe_falls_back_to_ring3_with_a_message",
+            "no PVM signature MSR on this host",
+        );
+        return;
+    }
+    let out = run_child(
+        "child_choose_with_injected_failure",
+        &[("DUNEGC_PVM_SELF_TEST_FAIL", "1"), ("DUNEGC_DUNE_MODE", "")],
+    );
+    assert!(out.contains("CHOICE auto=Ring3 forced=Ring3"), "{out}");
+    assert!(
+        out.contains("dune: PVM supervisor mode not used")
+            && out.contains("falling back to ring-3 mode"),
+        "the fallback is said on stderr: {out}"
+    );
+    assert!(
+        out.contains("fell back to ring-3"),
+        "and in the reason: {out}"
+    );
+}
