@@ -535,6 +535,9 @@ pub(crate) struct ThreadCtx {
     pub(crate) in_exception: bool,
     /// Ring-0 mode: one instruction KVM cannot emulate is running natively at CPL3.
     pub(crate) native_step: bool,
+    /// `pvm` mode: the vCPU stopped in PV supervisor mode (in a monitor stub); a resume in
+    /// the program's code goes through the `iretq` stub ([`crate::monitor`]).
+    pub(crate) pvm_supervisor: bool,
     /// Signal state shared with the host signal trampoline (also reachable through SIG).
     pub(crate) sig: Box<SigState>,
     /// Set by a thread that ended inside Dune as its very last store before exit(2): from
@@ -653,6 +656,7 @@ impl ThreadCtx {
             fs_base,
             in_exception: false,
             native_step: false,
+            pvm_supervisor: false,
             sig: Box::new(SigState::new()),
             exited: AtomicU32::new(0),
         });
@@ -699,7 +703,8 @@ impl ThreadCtx {
         let d = self.dune;
         let lstar = match self.mode {
             Mode::Ring3 => entry::lstar_ring3(),
-            Mode::Ring0 | Mode::Pvm => entry::lstar_ring0(),
+            Mode::Ring0 | Mode::PvmRing0 => entry::lstar_ring0(),
+            Mode::Pvm => entry::lstar_pvm(),
         };
         let (fs, cpu_pages) = (self.fs_base, self.cpu_pages);
         let vcpu = self.vcpu_mut();
@@ -719,7 +724,9 @@ impl ThreadCtx {
                 s.fs = seg(0, 3, 3, false, fs);
                 s.gs = seg(0, 3, 3, false, gs);
             }
-            Mode::Ring0 | Mode::Pvm => {
+            // PVM: every vCPU starts in supervisor mode (a host cannot select user mode);
+            // in `pvm` the monitor's iret stub enters user mode before the program runs
+            Mode::Ring0 | Mode::PvmRing0 | Mode::Pvm => {
                 s.cs = seg(gdt::KERNEL_CS, 11, 0, true, 0);
                 s.ss = seg(gdt::KERNEL_SS, 3, 0, false, 0);
                 s.ds = s.ss;
@@ -752,7 +759,7 @@ impl ThreadCtx {
         if d.xcr0 != 0 {
             vcpu.set_xcr0(d.xcr0)?;
         }
-        if d.mode.mode == Mode::Pvm {
+        if d.mode.mode.is_pvm() {
             // the paravirtual supervisor mode: this vCPU's code (application and monitor
             // stubs alike) runs natively from its first instruction; the vif page (virtual
             // IF) is the thread's own (page 1 of its CPU pages)
@@ -760,6 +767,8 @@ impl ThreadCtx {
                 kmod::pvm::MSR_PVM_MODE,
                 (cpu_pages + 4096) | kmod::pvm::MODE_FLAGS | kmod::pvm::MODE_HOST_ENABLED,
             )])?;
+            // `pvm`: the first entry goes through the monitor's return to user mode
+            self.pvm_supervisor = d.mode.mode == Mode::Pvm;
         }
         Ok(())
     }

@@ -229,6 +229,40 @@ core::arch::global_asm!(
     "mov {doorbell}(%rip), %rcx",
     "movl ${magic}, (%rcx)",
     "ud2", // not reached: the host resumes at the user's return rip
+    // ---- pvm syscall entry: PV supervisor mode, native; the user stack is not touched ----
+    ".p2align 6",
+    ".globl dune_lstar_pvm",
+    "dune_lstar_pvm:",
+    "cmp ${flush}, %rax",
+    "je 1f",
+    "out %al, ${sysport}", // exit: the host runs the syscall and resumes the program
+    "ud2",
+    "1:", // TLB-flush request: the hypercall (preserves every register but rax) ...
+    "mov ${hcflush}, %eax",
+    "int ${hcvec}",
+    // ... and back to user mode with HC_IRET_FRAME (a trapped sysretq/iretq would stay in
+    // supervisor mode): the frame below the user's red zone, as the ring-3 stub does
+    "mov %rsp, %rax",
+    "lea -192(%rsp), %rsp",
+    "movq $0, 0(%rsp)", // rax: the request's result
+    "mov %rbx, 8(%rsp)",
+    "mov %rdi, 16(%rsp)",
+    "mov %rcx, 24(%rsp)", // rip
+    "movq ${ucs}, 32(%rsp)",
+    "mov %r11, 40(%rsp)", // rflags
+    "mov %rax, 48(%rsp)", // rsp
+    "movq ${uss}, 56(%rsp)",
+    "mov %rsp, %rbx",
+    "mov ${hciret}, %eax",
+    "int ${hcvec}",
+    "ud2",
+    // ---- pvm: the host resumes user code from supervisor mode through this stub, with
+    // rax = HC_IRET_FRAME and rbx = a PvmIretFrame on the monitor stack ----
+    ".p2align 4",
+    ".globl dune_pvm_iret",
+    "dune_pvm_iret:",
+    "int ${hcvec}",
+    "ud2",
     // ---- ring-0 syscall entry: architectural syscall at CPL0 ----
     ".p2align 6",
     ".globl dune_lstar_ring0",
@@ -267,6 +301,12 @@ core::arch::global_asm!(
     magic = const SYSCALL_DOORBELL_VALUE,
     sysport = const SYSCALL_PORT,
     excport = const EXCEPTION_PORT,
+    flush = const crate::dune::hypercall::FLUSH_TLB,
+    hcflush = const kmod::pvm::HC_FLUSH_TLB,
+    hcvec = const kmod::pvm::HYPERCALL_VECTOR,
+    hciret = const kmod::pvm::HC_IRET_FRAME,
+    ucs = const crate::gdt::USER_CS,
+    uss = const crate::gdt::USER_SS,
     options(att_syntax),
 );
 
@@ -294,6 +334,8 @@ extern "C" {
     fn dune_stubs_end();
     fn dune_lstar_ring3();
     fn dune_lstar_ring0();
+    fn dune_lstar_pvm();
+    fn dune_pvm_iret();
     fn dune_exc_stubs();
     fn dune_irq_stub();
 }
@@ -344,6 +386,49 @@ pub fn in_monitor_code(rip: u64) -> bool {
 pub fn lstar_ring3() -> u64 {
     dune_lstar_ring3 as *const () as usize as u64
 }
+/// LSTAR for `pvm` mode.
+pub fn lstar_pvm() -> u64 {
+    dune_lstar_pvm as *const () as usize as u64
+}
+/// The `HC_IRET_FRAME` hypercall through which the host returns a `pvm` vCPU from
+/// supervisor to user mode (rax = the hypercall, rbx = a [`PvmIretFrame`]).
+pub fn pvm_iret() -> u64 {
+    dune_pvm_iret as *const () as usize as u64
+}
+
+/// The frame of the `HC_IRET_FRAME` hypercall (see [`kmod::pvm::HC_IRET_FRAME`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PvmIretFrame {
+    /// rax in user mode.
+    pub rax: u64,
+    /// rbx in user mode.
+    pub rbx: u64,
+    /// rdi in user mode.
+    pub rdi: u64,
+    /// Where user mode resumes.
+    pub rip: u64,
+    /// User CS.
+    pub cs: u64,
+    /// RFLAGS there.
+    pub rflags: u64,
+    /// Stack pointer there.
+    pub rsp: u64,
+    /// User SS.
+    pub ss: u64,
+}
+
+const _: () = {
+    assert!(offset_of!(PvmIretFrame, rax) == 0);
+    assert!(offset_of!(PvmIretFrame, rbx) == 8);
+    assert!(offset_of!(PvmIretFrame, rdi) == 16);
+    assert!(offset_of!(PvmIretFrame, rip) == 24);
+    assert!(offset_of!(PvmIretFrame, cs) == 32);
+    assert!(offset_of!(PvmIretFrame, rflags) == 40);
+    assert!(offset_of!(PvmIretFrame, rsp) == 48);
+    assert!(offset_of!(PvmIretFrame, ss) == 56);
+};
+
 /// LSTAR for ring-0 mode.
 pub fn lstar_ring0() -> u64 {
     dune_lstar_ring0 as *const () as usize as u64

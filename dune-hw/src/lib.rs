@@ -400,7 +400,18 @@ pub fn guest_regs() -> Option<GuestRegs> {
     // top of it), so nothing writes these fields concurrently.
     let (vcpu, in_exception) = unsafe { ((*p).vcpu.as_ref()?, (*p).in_exception) };
     sig.kick();
-    let r = vcpu.regs().ok()?;
+    let mut r = vcpu.regs().ok()?;
+    if r.rip == entry::pvm_iret() {
+        // `pvm`, about to return to user mode: the program's rip/rsp/rflags are in the frame
+        // SAFETY: the monitor wrote a PvmIretFrame at rsp on the monitor stack before entering.
+        let f: entry::PvmIretFrame = unsafe { addr::read_guest(Gva(r.rsp)) };
+        r.rax = f.rax;
+        r.rbx = f.rbx;
+        r.rdi = f.rdi;
+        r.rip = f.rip;
+        r.rsp = f.rsp;
+        r.rflags = f.rflags;
+    }
     let mut user_rsp = r.rsp;
     if in_exception {
         // SAFETY: the CPL0 stub pushed an ExceptionFrame at rsp on the monitor stack.
@@ -470,17 +481,19 @@ pub fn flush_tlb_all() {
                 core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack))
             }
         }
-        Mode::Ring3 => {
+        // pvm: the LSTAR stub answers it in supervisor mode with the hypercall, no exit
+        Mode::Ring3 | Mode::Pvm => {
             hypercall(dune::hypercall::FLUSH_TLB);
         }
-        Mode::Pvm => pvm_flush_tlb(),
+        Mode::PvmRing0 => pvm_flush_tlb(),
     }
 }
 
-/// PVM supervisor mode: the flush hypercall, answered without leaving the guest.
+/// `pvm-ring0` (the thread runs in PVM supervisor mode): the flush hypercall, answered
+/// without leaving the guest.
 fn pvm_flush_tlb() {
     let r: u64;
-    // SAFETY: in PVM mode the thread runs in the paravirtual supervisor mode, where
+    // SAFETY: in pvm-ring0 mode the thread runs in the paravirtual supervisor mode, where
     // `int $0x1b` is a hypercall (the self-test checked that it preserves every register but
     // rax); HC_FLUSH_TLB only drops this vCPU's cached translations.
     unsafe {
@@ -491,7 +504,7 @@ fn pvm_flush_tlb() {
     }
 }
 
-/// PVM supervisor mode: flush one page's translation (hypercall in the guest).
+/// `pvm-ring0`: flush one page's translation (hypercall in the guest).
 fn pvm_flush_tlb_page(va: u64) {
     let r: u64;
     // SAFETY: as in `pvm_flush_tlb`; HC_FLUSH_TLB_ONE takes the address in rbx (rbx is
@@ -516,7 +529,7 @@ fn pvm_flush_tlb_page(va: u64) {
 /// fault paths).
 pub fn flush(f: TlbFlush) {
     let Some(d) = Dune::get() else { return };
-    if in_dune() && d.mode().mode == Mode::Pvm && f.n_pages() <= tlb::INVLPG_MAX_PAGES {
+    if in_dune() && d.mode().mode == Mode::PvmRing0 && f.n_pages() <= tlb::INVLPG_MAX_PAGES {
         d.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut a = f.start & !0xfff;

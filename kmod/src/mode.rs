@@ -1,11 +1,12 @@
 //! Where the application and the monitor's CPL0 part run inside the guest: detected once,
-//! can be forced (`DUNEGC_DUNE_MODE=ring0|ring3|pvm|auto`), and always reported.
+//! can be forced (`DUNEGC_DUNE_MODE=ring0|ring3|pvm|pvm-ring0|auto`), and always reported.
 //!
 //! Detection: no PVM signature -> [`Mode::Ring0`] (classic Dune on hardware virtualization).
 //! A PVM signature -> the paravirtual supervisor ABI is probed ([`crate::pvm::probe`]:
 //! features, then a self-test round trip in a scratch VM in a child process) and
 //! [`Mode::Pvm`] is chosen if it passed; otherwise [`Mode::Ring3`], with a message on stderr
-//! saying what differed. Forcing `pvm` where the probe fails falls back the same way.
+//! saying what differed. Forcing `pvm` or `pvm-ring0` where the probe fails falls back the
+//! same way.
 
 use crate::error::{KmodError, Result};
 use crate::pvm::{self, PvmStatus};
@@ -22,21 +23,33 @@ pub enum Mode {
     /// The application runs at guest CPL3 (native everywhere); a few CPL0 stubs turn
     /// faults and syscalls into exits that the host-side monitor handles.
     Ring3,
-    /// PVM hosts: the application runs in the paravirtual *user* mode (native), and the
-    /// monitor's CPL0 stubs run natively in the paravirtual *supervisor* mode: syscalls
-    /// enter it without emulation, TLB flushes are hypercalls answered in the guest,
-    /// exceptions arrive on an IST stack. See [`crate::pvm`].
+    /// PVM hosts, ring-3 semantics with a native monitor: the application runs in the
+    /// paravirtual *user* mode (CPL3, native) and the monitor's CPL0 stubs run natively in
+    /// the paravirtual *supervisor* mode: syscalls and exceptions (on an IST stack) enter
+    /// them without emulation, TLB-flush requests are answered there by a hypercall
+    /// without an exit, and the host returns to user mode through a one-instruction
+    /// `iretq` stub. See [`crate::pvm`].
     Pvm,
+    /// PVM hosts, classic Dune ring-0 semantics: the application itself runs in the
+    /// paravirtual supervisor mode (native, unlike emulated CPL0), with ring-0's layout; its
+    /// TLB flushes are hypercalls.
+    PvmRing0,
 }
 
 impl Mode {
-    /// A short lower-case name ("ring0", "ring3", "pvm").
+    /// A short lower-case name ("ring0", "ring3", "pvm", "pvm-ring0").
     pub fn name(self) -> &'static str {
         match self {
             Mode::Ring0 => "ring0",
             Mode::Ring3 => "ring3",
             Mode::Pvm => "pvm",
+            Mode::PvmRing0 => "pvm-ring0",
         }
+    }
+
+    /// Whether the mode needs the PVM paravirtual supervisor ABI.
+    pub fn is_pvm(self) -> bool {
+        matches!(self, Mode::Pvm | Mode::PvmRing0)
     }
 
     /// Whether the application itself runs in (PV) user mode, CPL3.
@@ -50,6 +63,7 @@ impl Mode {
             "ring0" => Some(Mode::Ring0),
             "ring3" => Some(Mode::Ring3),
             "pvm" => Some(Mode::Pvm),
+            "pvm-ring0" => Some(Mode::PvmRing0),
             _ => None,
         }
     }
@@ -83,7 +97,9 @@ pub fn choose(system: &System, forced: Option<Mode>) -> Result<ModeChoice> {
             None => {
                 return Err(KmodError::Unsupported {
                     feature: "DUNEGC_DUNE_MODE",
-                    reason: format!("unknown value {name:?}; use ring0, ring3, pvm or auto"),
+                    reason: format!(
+                        "unknown value {name:?}; use ring0, ring3, pvm, pvm-ring0 or auto"
+                    ),
                 })
             }
         },
@@ -98,18 +114,22 @@ pub fn choose(system: &System, forced: Option<Mode>) -> Result<ModeChoice> {
         (None, Some(m)) => (Some(m), "forced by DUNEGC_DUNE_MODE"),
         (None, None) => (None, "detected"),
     };
-    let probe_pvm = pvm_host && matches!(wanted, None | Some(Mode::Pvm));
+    let probe_pvm = pvm_host && wanted.is_none_or(Mode::is_pvm);
     let status = if probe_pvm {
         Some(pvm::probe(system)?)
     } else {
         None
     };
     let (mode, detail) = match (wanted, &status) {
-        (Some(Mode::Pvm), None) => (
+        (Some(m), None) if m.is_pvm() => (
             Mode::Ring3,
-            Some("PVM requested, but this host has no PVM signature MSR".to_string()),
+            Some(format!(
+                "{} requested, but this host has no PVM signature MSR",
+                m.name()
+            )),
         ),
-        (Some(m), _) if m != Mode::Pvm => (m, None),
+        (Some(m), _) if !m.is_pvm() => (m, None),
+        (Some(m), Some(PvmStatus::Usable { .. })) => (m, None),
         (_, Some(PvmStatus::Usable { .. })) => (Mode::Pvm, None),
         (_, Some(PvmStatus::Unusable { features, reason })) => (
             Mode::Ring3,

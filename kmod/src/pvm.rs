@@ -13,10 +13,12 @@
 //! - A host-initiated write of [`MSR_PVM_MODE`] needs bit 10 ([`MODE_HOST_ENABLED`]) and
 //!   starts the vCPU in PV *supervisor* mode (hardware CPL3, native speed), whatever the CS
 //!   selector the host set: hypercalls work there at once. The host resumes a vCPU stopped in
-//!   supervisor mode by setting registers, and it stays in supervisor mode. Leaving for PV
-//!   *user* mode takes a `sysretq`/`iretq` (trapped and emulated) or `HC_IRET` by the guest.
+//!   supervisor mode by setting registers, and it stays in supervisor mode.
+//! - The way into PV *user* mode is the [`HC_IRET_FRAME`] hypercall: a trapped `iretq` or
+//!   `sysretq` in supervisor mode returns to the target rip but *stays in supervisor mode*
+//!   (a hypercall right after it still works). In user mode a hypercall raises #UD.
 //! - User `syscall` enters LSTAR in supervisor mode, natively, on the *user* stack (rcx/r11 as
-//!   usual); `sysretq` there is trapped and emulated back to user mode.
+//!   usual).
 //! - **Exception stacks**: an event from user mode is delivered on the *current* stack like a
 //!   same-privilege interrupt (TSS.rsp0 is never used, with or without the preflip, kentry or
 //!   eretu feature bits); only an IST index in the IDT gate switches stacks. So every gate the
@@ -55,6 +57,11 @@ pub const MODE_HOST_ENABLED: u64 = 1 << 10;
 pub const HC_FLUSH_TLB: u64 = 0x1007;
 /// Hypercall: flush the translation of the address in rbx.
 pub const HC_FLUSH_TLB_ONE: u64 = 0x1008;
+/// Hypercall: return to PV user mode from a frame `{rax, rbx, rdi, rip, cs, rflags, rsp,
+/// ss}` at rbx (cs/ss the STAR user selectors); restores rax, rbx and rdi from it and
+/// preserves every other register. The only way found into user mode: a trapped `iretq` or
+/// `sysretq` stays in supervisor mode.
+pub const HC_IRET_FRAME: u64 = 0x100d;
 /// The hypercall vector (`int $0x1b`).
 pub const HYPERCALL_VECTOR: u8 = 0x1b;
 
@@ -65,15 +72,15 @@ pub const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct SelfTest {
-    /// User `syscall` -> supervisor LSTAR -> `sysretq` -> user.
+    /// `syscall` in supervisor mode -> LSTAR (supervisor) -> `jmp *%rcx`.
     pub syscall_round_trip_cycles: u64,
-    /// The same with a `HC_FLUSH_TLB` hypercall in supervisor mode.
+    /// One `HC_FLUSH_TLB` hypercall.
     pub flush_round_trip_cycles: u64,
-    /// User page fault -> IST handler -> PTE write + `HC_FLUSH_TLB_ONE` -> `iretq` -> retry.
+    /// Page fault -> IST handler -> PTE write + `HC_FLUSH_TLB_ONE` -> `iretq` -> retry.
     pub page_fault_cycles: u64,
-    /// User `syscall` -> supervisor `out` (exit to the host, resumed at once) -> user.
+    /// `syscall` -> LSTAR -> `out` (exit to the host, which resumes at rcx).
     pub exit_round_trip_cycles: u64,
-    /// 1e5 iterations of `dec; jnz` in user mode.
+    /// 1e5 iterations of `dec; jnz` in supervisor mode.
     pub loop_1e5_cycles: u64,
     /// TSC frequency the hypervisor reports (kHz; 0 if unknown).
     pub tsc_khz: u64,
@@ -313,6 +320,8 @@ const PORT_ECHO: u16 = 0xd1;
 /// Port of an unexpected event.
 const PORT_BAD: u16 = 0xd2;
 const KERNEL_CS: u16 = 0x10;
+const USER_CS: u16 = 0x33;
+const USER_SS: u16 = 0x2b;
 const KERNEL_SS: u16 = 0x18;
 /// STAR: syscall CS 0x10, sysret base 0x20 (CS 0x33, SS 0x2b).
 const STAR: u64 = (0x20 << 48) | (0x10 << 32);
@@ -334,6 +343,12 @@ mod slot {
     pub const BAD_VEC: u64 = 13;
     pub const BAD_RIP: u64 = 14;
     pub const PF_READBACK: u64 = 15;
+    pub const SAVED_RSP: u64 = 16;
+    pub const USER_CLOBBERED: u64 = 17;
+    pub const USER_TRAP: u64 = 18;
+    pub const USER_HC_OK: u64 = 19;
+    /// 8 words: the HC_IRET_FRAME frame.
+    pub const IRET_FRAME: u64 = 24;
 }
 const N_SYSCALLS: u64 = 200;
 const N_FAULTS: u64 = 16;
@@ -371,6 +386,52 @@ core::arch::global_asm!(
     "cmp $0xcccc, %r15", "setne %al", "shl $11, %eax", "or %rax, {data}+8*{s_clob}", "xor %eax, %eax",
     "cmp $0xdddd, %rcx", "setne %al", "shl $12, %eax", "or %rax, {data}+8*{s_clob}", "xor %eax, %eax",
     "cmp $0xeeee, %r11", "setne %al", "shl $13, %eax", "or %rax, {data}+8*{s_clob}",
+    // 1b. into PV user mode with HC_IRET_FRAME (rax, rbx, rdi from the frame, every other
+    // register kept); there a hypercall must be refused (an exception), then back here
+    "movq $8, {data}+8*{s_stage}",
+    "mov %rsp, {data}+8*{s_savedrsp}",
+    "movq $0xa1, {data}+8*{s_frame}",
+    "movq $0xb1, {data}+8*{s_frame}+8",
+    "movq $0xd1, {data}+8*{s_frame}+16",
+    "lea 70f(%rip), %rax", "mov %rax, {data}+8*{s_frame}+24",
+    "movq ${ucs}, {data}+8*{s_frame}+32",
+    "movq $0x202, {data}+8*{s_frame}+40",
+    "mov %rsp, {data}+8*{s_frame}+48",
+    "movq ${uss}, {data}+8*{s_frame}+56",
+    "mov $0x1111, %rcx", "mov $0x2222, %rdx", "mov $0x3333, %rsi", "mov $0x5555, %rbp",
+    "mov $0x6666, %r8", "mov $0x7777, %r9", "mov $0x8888, %r10", "mov $0x9999, %r11",
+    "mov $0xaaaa, %r12", "mov $0xbbbb, %r13", "mov $0xcccc, %r14", "mov $0xdddd, %r15",
+    "mov ${hciret}, %eax",
+    "mov ${data}+8*{s_frame}, %ebx",
+    "int ${hcvec}",
+    "movq $0x102, {data}+8*{s_badvec}",
+    "out %al, ${pbad}",
+    "ud2",
+    "70:", // user mode
+    "mov %rax, %r9", // (r9 checked: set below)
+    "xor %eax, %eax",
+    "cmp $0xa1, %r9", "setne %al", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0xb1, %rbx", "setne %al", "shl $1, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0xd1, %rdi", "setne %al", "shl $2, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0x1111, %rcx", "setne %al", "shl $3, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0x2222, %rdx", "setne %al", "shl $4, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0x3333, %rsi", "setne %al", "shl $5, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0x5555, %rbp", "setne %al", "shl $6, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0x6666, %r8", "setne %al", "shl $7, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0x8888, %r10", "setne %al", "shl $8, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0x9999, %r11", "setne %al", "shl $9, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0xaaaa, %r12", "setne %al", "shl $10, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0xbbbb, %r13", "setne %al", "shl $11, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0xcccc, %r14", "setne %al", "shl $12, %eax", "or %rax, {data}+8*{s_uclob}", "xor %eax, %eax",
+    "cmp $0xdddd, %r15", "setne %al", "shl $13, %eax", "or %rax, {data}+8*{s_uclob}",
+    "mov ${hcflush}, %eax",
+    "int ${hcvec}", // refused in user mode: the #UD/#GP/#BP gate continues at 71
+    "movq $1, {data}+8*{s_uhcok}",
+    "mov $7, %eax",
+    "syscall", // back to supervisor mode (LSTAR: 7 continues at 71)
+    "ud2",
+    "71:", // supervisor mode again
+    "mov {data}+8*{s_savedrsp}, %rsp",
     "movq $2, {data}+8*{s_stage}",
     // 2. `syscall` round trips from supervisor mode (LSTAR returns with jmp *%rcx)
     "rdtsc", "shl $32, %rdx", "or %rdx, %rax", "mov %rax, %r14",
@@ -418,6 +479,7 @@ core::arch::global_asm!(
     "cmp $2, %eax", "je 20f",
     "cmp $5, %eax", "je 30f",
     "cmp $3, %eax", "je 50f",
+    "cmp $7, %eax", "je 71b",
     "movq $0x100, {data}+8*{s_badvec}",
     "mov %rcx, {data}+8*{s_badrip}",
     "out %al, ${pbad}",
@@ -450,6 +512,12 @@ core::arch::global_asm!(
     "pop %rcx", "pop %rbx", "pop %rax",
     "add $8, %rsp",
     "iretq",
+    // ---------- #UD, #GP, #BP: the hypercall refused in user mode ----------
+    ".p2align 4",
+    ".globl pvm_st_user_trap",
+    "pvm_st_user_trap:",
+    "movq $1, {data}+8*{s_utrap}",
+    "jmp 71b",
     // ---------- any other vector ----------
     ".p2align 4",
     ".globl pvm_st_bad",
@@ -484,6 +552,14 @@ core::arch::global_asm!(
     s_badvec = const slot::BAD_VEC,
     s_badrip = const slot::BAD_RIP,
     s_pfrb = const slot::PF_READBACK,
+    s_savedrsp = const slot::SAVED_RSP,
+    s_uclob = const slot::USER_CLOBBERED,
+    s_utrap = const slot::USER_TRAP,
+    s_uhcok = const slot::USER_HC_OK,
+    s_frame = const slot::IRET_FRAME,
+    hciret = const HC_IRET_FRAME,
+    ucs = const USER_CS,
+    uss = const USER_SS,
     nsys = const N_SYSCALLS,
     npf = const N_FAULTS,
     necho = const N_ECHO,
@@ -502,6 +578,7 @@ extern "C" {
     fn pvm_st_start();
     fn pvm_st_lstar();
     fn pvm_st_pf();
+    fn pvm_st_user_trap();
     fn pvm_st_bad();
     fn pvm_st_end();
 }
@@ -637,6 +714,7 @@ fn run_self_test(system: &System, msrs: &SelfTestMsrs) -> std::result::Result<Se
     for v in 0..256u64 {
         let h = match v {
             14 => guest_addr(pvm_st_pf),
+            3 | 6 | 13 => guest_addr(pvm_st_user_trap),
             0..=31 => guest_addr(pvm_st_bad) + 16 * v,
             _ => guest_addr(pvm_st_bad) + 16 * 31,
         };
@@ -755,7 +833,7 @@ fn check_results(
     get: &dyn Fn(&[u8], u64) -> u64,
 ) -> std::result::Result<SelfTest, String> {
     let s = |i: u64| get(m, DATA + 8 * i);
-    let checks: [(bool, String); 8] = [
+    let checks: [(bool, String); 10] = [
         (
             s(slot::STAGE) == 7,
             format!("ended at stage {}", s(slot::STAGE)),
@@ -771,6 +849,25 @@ fn check_results(
         (
             s(slot::HC_RET) == 0,
             format!("HC_FLUSH_TLB returned {:#x}", s(slot::HC_RET)),
+        ),
+        (
+            s(slot::USER_CLOBBERED) == 0,
+            format!(
+                "HC_IRET_FRAME did not restore rax rbx rdi / keep rcx rdx rsi rbp r8 r10..r15 \
+                 (mask {:#x})",
+                s(slot::USER_CLOBBERED)
+            ),
+        ),
+        (
+            s(slot::USER_TRAP) == 1 && s(slot::USER_HC_OK) == 0,
+            format!(
+                "after HC_IRET_FRAME a hypercall was {} (user mode must refuse it)",
+                if s(slot::USER_HC_OK) == 1 {
+                    "accepted"
+                } else {
+                    "neither accepted nor refused"
+                }
+            ),
         ),
         (
             s(slot::SUP_SYSCALL) == N_SYSCALLS,
