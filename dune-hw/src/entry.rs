@@ -237,25 +237,12 @@ core::arch::global_asm!(
     "je 1f",
     "out %al, ${sysport}", // exit: the host runs the syscall and resumes the program
     "ud2",
-    "1:", // TLB-flush request: the hypercall (preserves every register but rax) ...
+    "1:", // TLB-flush request: the hypercall (preserves every register but rax), then
+    // `sysretq` (trapped and emulated: back to user mode at rcx, rflags = r11)
     "mov ${hcflush}, %eax",
     "int ${hcvec}",
-    // ... and back to user mode with HC_IRET_FRAME (a trapped sysretq/iretq would stay in
-    // supervisor mode): the frame below the user's red zone, as the ring-3 stub does
-    "mov %rsp, %rax",
-    "lea -192(%rsp), %rsp",
-    "movq $0, 0(%rsp)", // rax: the request's result
-    "mov %rbx, 8(%rsp)",
-    "mov %rdi, 16(%rsp)",
-    "mov %rcx, 24(%rsp)", // rip
-    "movq ${ucs}, 32(%rsp)",
-    "mov %r11, 40(%rsp)", // rflags
-    "mov %rax, 48(%rsp)", // rsp
-    "movq ${uss}, 56(%rsp)",
-    "mov %rsp, %rbx",
-    "mov ${hciret}, %eax",
-    "int ${hcvec}",
-    "ud2",
+    "xor %eax, %eax",
+    "sysretq",
     // ---- pvm: the host resumes user code from supervisor mode through this stub, with
     // rax = HC_IRET_FRAME and rbx = a PvmIretFrame on the monitor stack ----
     ".p2align 4",
@@ -304,9 +291,6 @@ core::arch::global_asm!(
     flush = const crate::dune::hypercall::FLUSH_TLB,
     hcflush = const kmod::pvm::HC_FLUSH_TLB,
     hcvec = const kmod::pvm::HYPERCALL_VECTOR,
-    hciret = const kmod::pvm::HC_IRET_FRAME,
-    ucs = const crate::gdt::USER_CS,
-    uss = const crate::gdt::USER_SS,
     options(att_syntax),
 );
 

@@ -14,9 +14,10 @@
 //!   starts the vCPU in PV *supervisor* mode (hardware CPL3, native speed), whatever the CS
 //!   selector the host set: hypercalls work there at once. The host resumes a vCPU stopped in
 //!   supervisor mode by setting registers, and it stays in supervisor mode.
-//! - The way into PV *user* mode is the [`HC_IRET_FRAME`] hypercall: a trapped `iretq` or
-//!   `sysretq` in supervisor mode returns to the target rip but *stays in supervisor mode*
-//!   (a hypercall right after it still works). In user mode a hypercall raises #UD.
+//! - Into PV *user* mode: the [`HC_IRET_FRAME`] hypercall (every register settable), or a
+//!   trapped `sysretq` after a user `syscall`. A trapped `iretq` in supervisor mode returns
+//!   to the target rip but *stays in supervisor mode* (a hypercall right after it still
+//!   works). In user mode a hypercall raises #UD (#BP in the C experiment's IDT).
 //! - User `syscall` enters LSTAR in supervisor mode, natively, on the *user* stack (rcx/r11 as
 //!   usual).
 //! - **Exception stacks**: an event from user mode is delivered on the *current* stack like a
@@ -59,8 +60,7 @@ pub const HC_FLUSH_TLB: u64 = 0x1007;
 pub const HC_FLUSH_TLB_ONE: u64 = 0x1008;
 /// Hypercall: return to PV user mode from a frame `{rax, rbx, rdi, rip, cs, rflags, rsp,
 /// ss}` at rbx (cs/ss the STAR user selectors); restores rax, rbx and rdi from it and
-/// preserves every other register. The only way found into user mode: a trapped `iretq` or
-/// `sysretq` stays in supervisor mode.
+/// preserves every other register (a trapped `iretq` stays in supervisor mode).
 pub const HC_IRET_FRAME: u64 = 0x100d;
 /// The hypercall vector (`int $0x1b`).
 pub const HYPERCALL_VECTOR: u8 = 0x1b;
