@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Dune microbenchmarks and GCBench (incremental, Dune backend) in every Dune mode on this
-# machine, one process per mode (the mode is per process): pvm, ring3, ring0.
+# machine, one process per mode (the mode is per process): pvm, pvm-ring0, ring3, ring0.
 # Output: raw criterion logs and runner lines under $OUT (default target/bench-modes);
 # bench-results/pvm-modes.md holds the summarised figures.
 # Ring-0 is emulated instruction by instruction on PVM hosts: its GCBench scale is reduced
@@ -14,7 +14,7 @@ REPS=${REPS:-3}
 FILTER='compute_lcg|getpid|read_4k|tlb_flush_request|page_fault|dirty_collect|dirty_first_write|mmap_touch|signal_round_trip|thread_spawn|tlb_strategy_(range|all)_(1|256)_pages'
 mkdir -p "$OUT"
 cargo build --release -p dunegc-benches --bin dunegc-runner
-for mode in pvm ring3 ring0; do
+for mode in ${MODES:-pvm pvm-ring0 ring3 ring0}; do
     echo "== $mode: criterion (benches/benches/dune.rs)"
     DUNEGC_DUNE_MODE=$mode cargo bench -p dunegc-benches --bench dune -- "$FILTER" \
         > "$OUT/dune-$mode.log" 2>&1 || echo "bench failed in $mode (see $OUT/dune-$mode.log)"

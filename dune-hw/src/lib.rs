@@ -7,17 +7,21 @@
 //! page tables and memory slots in step, and host writes on the guest's behalf go to a hook.
 //! [`exit()`] returns the thread to the host.
 //!
-//! Three modes (chosen once per process, always reported, see [`kmod::mode`]):
+//! Four modes (chosen once per process, always reported, see [`kmod::mode`]):
 //! - **ring-0** (classic Dune): the thread runs at guest CPL0 and could use privileged
 //!   instructions directly; on our PVM host CPL0 is emulated, so it is functional but slow.
 //! - **ring-3** (PVM hosts whose supervisor ABI fails the probe): the thread runs at guest
 //!   CPL3 natively; the CPL0 part is a few stub instructions that exit to the host-side
 //!   monitor ([`monitor`]).
 //! - **pvm** (default on PVM hosts whose paravirtual supervisor ABI passes the start-up probe,
-//!   [`kmod::pvm`]): ring-0's layout, but the thread — application and monitor stubs alike —
-//!   runs natively in the hypervisor's paravirtual supervisor mode: `syscall` enters the LSTAR
-//!   stub there, exceptions arrive on IST 1, and [`flush_tlb_all`] / [`flush`] are hypercalls
-//!   answered without leaving the guest. Findings and experiments: `dune-hw/PVM.md`.
+//!   [`kmod::pvm`]): ring-3 semantics with a native monitor. The program runs in the
+//!   hypervisor's paravirtual *user* mode; `syscall` and exceptions (IST 1) enter the
+//!   monitor's stubs natively in its *supervisor* mode; a TLB-flush request is answered there
+//!   (hypercall + `sysretq`, no exit); the host returns the vCPU to user mode through an
+//!   `HC_IRET_FRAME` stub ([`monitor`]).
+//! - **pvm-ring0** (forced only): ring-0's layout with the program itself in the supervisor
+//!   mode, natively; [`flush_tlb_all`] / [`flush`] are hypercalls in the program's own code.
+//!   Findings, experiments and why `pvm` is the default: `dune-hw/PVM.md`.
 //!
 //! # Measured here (PVM host, nested, AMD EPYC, TSC 2.445 GHz; `benches/benches/dune.rs`)
 //! Quiet-machine figures; under load (others building) everything, native included, was

@@ -2,6 +2,9 @@
 //!
 //! Ring-3 mode's CPL0 code is a handful of stub instructions (see [`crate::entry`]) because
 //! guest CPL0 is emulated on PVM hosts: every decision is taken here, natively, on the host.
+//! In `pvm` mode the same stubs run natively in the hypervisor's supervisor mode; the loop
+//! tracks whether the vCPU stopped there and returns it to user mode through the
+//! `HC_IRET_FRAME` stub when a handler resumes the program (`pvm_return_to_user`).
 
 use crate::dune::ThreadCtx;
 use crate::entry::{self, EnterFrame, EXCEPTION_PORT, SYSCALL_DOORBELL_VALUE, SYSCALL_PORT};
