@@ -39,6 +39,12 @@
 //! | read+clear D bits of 4096 pages + flush | - | 0.59-1.16 ms (scan 7-60 cycles/page; the rest is KVM's resync at the flush) | 104 ms (emulated scan) |
 //! | first write to each of 4096 pages after the clear | 31-35 us (already dirty) | 11.3-16.9 ms (2.8-4.1 us/page: shadow fault) | 13.6 ms |
 //!
+//! The PVM modes (issue 11; side by side with these in `bench-results/pvm-modes.md`): **pvm**
+//! LCG loop native, getpid 29 us, TLB-flush request 4.3 us (no exit), page fault 46 us, D
+//! bits of 4096 pages read+cleared+flushed 0.50 ms, first write after the clear 2.5 us/page;
+//! **pvm-ring0** TLB flush 2.4 us, first write after the clear 3.5 us/page (KVM's shadow
+//! faults cost more in supervisor mode).
+//!
 //! A forwarded syscall costs one exit. In ring-3: `syscall` -> LSTAR stub (native, PVM
 //! supervisor mode) -> `iretq` -> CPL3 doorbell store (MMIO exit) -> host; registers travel
 //! through KVM_CAP_SYNC_REGS (without it: 36 us per getpid). A page fault on memory the
