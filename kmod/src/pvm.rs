@@ -225,6 +225,12 @@ fn self_test_in_child(system: &System) -> std::result::Result<SelfTest, String> 
     // another thread may have held at the fork. (A failing child may allocate for its
     // message; if that blocks, the timeout below ends it.)
     let msrs = SelfTestMsrs::build()?;
+    // test hooks: a guest that never finishes, a shorter timeout
+    let hang = std::env::var("DUNEGC_PVM_SELF_TEST_HANG").is_ok_and(|v| v == "1");
+    let timeout = std::env::var("DUNEGC_PVM_SELF_TEST_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(SELF_TEST_TIMEOUT, Duration::from_millis);
     // SAFETY: a fork-like clone (no CLONE_VM: the child gets a copy of the address space)
     // whose exit signal is 0, so no SIGCHLD reaches the program's own handlers; the child
     // only runs the self-test (its own VM), writes the shared page and calls _exit.
@@ -237,7 +243,7 @@ fn self_test_in_child(system: &System) -> std::result::Result<SelfTest, String> 
         return Err(format!("fork for the self-test failed: {e}"));
     }
     if pid == 0 {
-        let r = run_self_test(system, &msrs);
+        let r = run_self_test(system, &msrs, hang);
         // SAFETY: the shared page is mapped and only this child writes it now.
         let rep = unsafe { &mut *report };
         match r {
@@ -266,7 +272,7 @@ fn self_test_in_child(system: &System) -> std::result::Result<SelfTest, String> 
         if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             break true;
         }
-        if start.elapsed() > SELF_TEST_TIMEOUT {
+        if start.elapsed() > timeout {
             // SAFETY: killing and reaping the child we forked above.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -281,8 +287,8 @@ fn self_test_in_child(system: &System) -> std::result::Result<SelfTest, String> 
     let rep = unsafe { &*report };
     let out = if !finished {
         Err(format!(
-            "the self-test did not finish within {} s (killed)",
-            SELF_TEST_TIMEOUT.as_secs()
+            "the self-test did not finish within {} ms (killed)",
+            timeout.as_millis()
         ))
     } else {
         match rep.state {
@@ -533,6 +539,10 @@ core::arch::global_asm!(
     "mov (%rsp), %rax", "mov %rax, {data}+8*{s_badrip}",
     "out %al, ${pbad}",
     "ud2",
+    // ---------- a guest that never exits (test hook of the timeout) ----------
+    ".globl pvm_st_spin",
+    "pvm_st_spin:",
+    "jmp pvm_st_spin",
     ".globl pvm_st_end",
     "pvm_st_end:",
     ".popsection",
@@ -579,6 +589,7 @@ extern "C" {
     fn pvm_st_lstar();
     fn pvm_st_pf();
     fn pvm_st_user_trap();
+    fn pvm_st_spin();
     fn pvm_st_bad();
     fn pvm_st_end();
 }
@@ -643,7 +654,11 @@ impl SelfTestMsrs {
     }
 }
 
-fn run_self_test(system: &System, msrs: &SelfTestMsrs) -> std::result::Result<SelfTest, String> {
+fn run_self_test(
+    system: &System,
+    msrs: &SelfTestMsrs,
+    hang: bool,
+) -> std::result::Result<SelfTest, String> {
     let e = |op: &str, err: kvm_ioctls::Error| format!("{op} failed: {err}");
     let vm = system
         .kvm()
@@ -783,7 +798,11 @@ fn run_self_test(system: &System, msrs: &SelfTestMsrs) -> std::result::Result<Se
     vcpu.set_sregs(&s).map_err(|x| e("KVM_SET_SREGS", x))?;
     set_msrs(&vcpu, &msrs.mode)?;
     let mut r = vcpu.get_regs().map_err(|x| e("KVM_GET_REGS", x))?;
-    r.rip = guest_addr(pvm_st_start);
+    r.rip = if hang {
+        guest_addr(pvm_st_spin)
+    } else {
+        guest_addr(pvm_st_start)
+    };
     r.rsp = USER_STACK_TOP;
     r.rflags = 0x202;
     vcpu.set_regs(&r).map_err(|x| e("KVM_SET_REGS", x))?;

@@ -105,7 +105,7 @@ fn run_child(name: &str, env: &[(&str, &str)]) -> String {
     text
 }
 
-/// Child of `a_failing_probe_falls_back_to_ring3_with_a_message` (ignored on its own).
+/// Child of the fallback tests (ignored on its own): the choices with the environment they set.
 #[test]
 #[ignore = "run as a child process by a_failing_probe_falls_back_to_ring3_with_a_message"]
 fn child_choose_with_injected_failure() {
@@ -141,5 +141,39 @@ fn a_failing_probe_falls_back_to_ring3_with_a_message() {
     assert!(
         out.contains("fell back to ring-3"),
         "and in the reason: {out}"
+    );
+}
+
+#[test]
+fn a_self_test_that_hangs_is_killed_and_falls_back() {
+    let Some(sys) = system_or_skip("a_self_test_that_hangs_is_killed_and_falls_back") else {
+        return;
+    };
+    if !pvm::is_pvm_host(&sys).unwrap() {
+        skip_without_pvm(
+            "a_self_test_that_hangs_is_killed_and_falls_back",
+            "no PVM signature MSR on this host",
+        );
+        return;
+    }
+    let t = std::time::Instant::now();
+    let out = run_child(
+        "child_choose_with_injected_failure",
+        &[
+            ("DUNEGC_PVM_SELF_TEST_HANG", "1"),
+            ("DUNEGC_PVM_SELF_TEST_TIMEOUT_MS", "500"),
+            ("DUNEGC_DUNE_MODE", ""),
+        ],
+    );
+    assert!(out.contains("CHOICE auto=Ring3 forced=Ring3"), "{out}");
+    assert!(
+        out.contains("did not finish within 500 ms (killed)"),
+        "the timeout is the reason: {out}"
+    );
+    // two probes (auto, forced), each bounded by the timeout
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
     );
 }
