@@ -5,8 +5,9 @@
 //! # The ABI as used here (see `dune-hw/PVM.md` for the experiments)
 //! - MSR [`MSR_PVM_SIGNATURE`] reads "PVM" (0x4d5650); [`MSR_PVM_FEATURES`] the supported
 //!   feature bits (0x1ff on our hosts); [`MSR_PVM_MODE`] takes `vif_gpa | flags`.
-//! - We enable only [`FEATURE_PREFLIP`]: without it a supervisor `int $0x1b` after a `syscall`
-//!   or exception entry is delivered as #BP. We leave [`FEATURE_KPTI`] off: then one page table
+//! - We enable only [`FEATURE_PREFLIP`] (with KPTI, a supervisor `int $0x1b` after a `syscall`
+//!   or exception entry is delivered as #BP without it; without KPTI it made no difference in
+//!   any experiment, and all tests ran with it on). We leave [`FEATURE_KPTI`] off: then one page table
 //!   serves both modes (CR3 bit 12 is an ordinary address bit) and IST stacks may live in the
 //!   lower half; with KPTI the kernel PGD must be 8 KiB-aligned with the user PGD at +4 KiB and
 //!   TSS stacks must be upper-half addresses.
@@ -46,7 +47,8 @@ pub const MSR_PVM_TSC_KHZ: u32 = 0x4b56_4d13;
 pub const PVM_SIGNATURE: u64 = 0x4d_5650;
 /// Feature bit: separate user page table selected by CR3 bit 12 (not used here).
 pub const FEATURE_KPTI: u64 = 1 << 0;
-/// Feature bit: supervisor hypercalls after a syscall/exception entry (required).
+/// Feature bit: supervisor hypercalls after a syscall/exception entry (needed with KPTI;
+/// enabled, hence required, here).
 pub const FEATURE_PREFLIP: u64 = 1 << 1;
 /// The feature bits this crate enables (and therefore requires).
 pub const MODE_FLAGS: u64 = FEATURE_PREFLIP;
