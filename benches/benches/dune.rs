@@ -438,6 +438,141 @@ fn bench(c: &mut Criterion) {
         }
     }
 
+    // The privileged-hardware API (issue 7; `cargo bench --bench dune -- privileged_`).
+    // ad_read_clear: one pass reading and clearing A+D of 2048 pages (8 MiB) through
+    // `pagetable::read_clear_accessed_dirty_with`, mapped with 4 KiB leaves (the monitor's)
+    // or with 2 MiB leaves (`pagetable::map_huge`). `clean`: entries already clear (the
+    // common case for a collector: the traversal alone); `dirty`: a write to each 2 MiB
+    // leaf and a flush before each (untimed) scan, so every leaf is cleared.
+    const N_SCAN: u64 = 2048;
+    const M2: u64 = 2 << 20;
+    let huge_raw: Vec<u8> = vec![0; (N_SCAN * 4096 + M2) as usize];
+    let huge = (huge_raw.as_ptr() as u64).next_multiple_of(M2);
+    for i in 0..N_SCAN {
+        // SAFETY: inside `huge_raw`, which outlives the benches.
+        unsafe { core::ptr::write_volatile((huge + i * 4096) as *mut u8, 1) };
+    }
+    let huge_ok = dune_hw::pagetable::map_huge(
+        dune_hw::Gva(huge),
+        N_SCAN * 4096,
+        libc::PROT_READ | libc::PROT_WRITE,
+        dune_hw::pagetable::PageSize::Size2M,
+    );
+    if let Err(e) = &huge_ok {
+        eprintln!("SKIPPED privileged 2 MiB rows: {e}");
+    }
+    let huge_start = huge_ok.ok().map(|_| huge);
+    let scan = |start: u64| {
+        let mut dirty = 0u64;
+        let f = dune_hw::pagetable::read_clear_accessed_dirty_with(
+            dune_hw::Gva(start),
+            N_SCAN * 4096,
+            &mut |_va, np, bits| {
+                if bits & dune_hw::paging::pte::D != 0 {
+                    dirty += np
+                }
+            },
+        )
+        .expect("valid range");
+        (dirty, f)
+    };
+    for (leaf, start, dirty_rows) in [("4k", Some(base), false), ("2m", huge_start, true)] {
+        let Some(start) = start else { continue };
+        g.bench_function(
+            format!("privileged_ad_read_clear_{N_SCAN}_pages_{leaf}_clean/{m}"),
+            |b| {
+                b.iter_custom(|iters| {
+                    in_dune(
+                        &tsc,
+                        &mut |n| {
+                            // entries exist (the 4 KiB ones are mapped on first touch) and
+                            // are clear
+                            for i in 0..N_SCAN {
+                                // SAFETY: inside the buffer, which outlives the benches.
+                                unsafe {
+                                    core::ptr::read_volatile((start + i * 4096) as *const u8)
+                                };
+                            }
+                            dune_hw::flush(scan(start).1);
+                            let mut ticks = 0;
+                            for _ in 0..n {
+                                let t = Tsc::now();
+                                let (dirty, f) = scan(start);
+                                ticks += Tsc::now() - t;
+                                black_box(dirty);
+                                dune_hw::flush(f);
+                            }
+                            ticks
+                        },
+                        iters,
+                    )
+                })
+            },
+        );
+        if !dirty_rows {
+            continue;
+        }
+        g.bench_function(
+            format!("privileged_ad_read_clear_{N_SCAN}_pages_{leaf}_dirty/{m}"),
+            |b| {
+                b.iter_custom(|iters| {
+                    in_dune(
+                        &tsc,
+                        &mut |n| {
+                            let mut ticks = 0;
+                            for _ in 0..n {
+                                for l in 0..N_SCAN * 4096 / M2 {
+                                    // SAFETY: inside `huge_raw`.
+                                    unsafe {
+                                        core::ptr::write_volatile((start + l * M2) as *mut u8, 2)
+                                    };
+                                }
+                                let t = Tsc::now();
+                                let (dirty, f) = scan(start);
+                                ticks += Tsc::now() - t;
+                                assert_eq!(dirty, N_SCAN, "every leaf was written");
+                                dune_hw::flush(f);
+                            }
+                            ticks
+                        },
+                        iters,
+                    )
+                })
+            },
+        );
+    }
+    // TLB requests alone (no refill): invlpg of one page, of a 16-page range, full flush.
+    type TlbOp = (&'static str, fn(u64) -> dune_hw::tlb::TlbMethod);
+    let tlb_ops: [TlbOp; 3] = [
+        ("invlpg_1_page", |a| dune_hw::tlb::invlpg(dune_hw::Gva(a))),
+        ("invlpg_range_16_pages", |a| {
+            dune_hw::tlb::invlpg_range(dune_hw::Gva(a), 16 * 4096)
+        }),
+        ("flush_all", |_| dune_hw::tlb::flush_all()),
+    ];
+    for (name, op) in tlb_ops {
+        g.bench_function(format!("privileged_tlb_{name}/{m}"), |b| {
+            b.iter_custom(|iters| {
+                in_dune(
+                    &tsc,
+                    &mut |n| {
+                        let t = Tsc::now();
+                        for _ in 0..n {
+                            black_box(op(base));
+                        }
+                        Tsc::now() - t
+                    },
+                    iters,
+                )
+            })
+        });
+    }
+    // Copy-on-write cycle on one page: write-protect it, write to it, the fault handler
+    // copies the page aside and makes it writable, the write resumes. Native: the same
+    // with mprotect and a SIGSEGV handler.
+    cow_benches(&mut g, &tsc, m);
+    drop(huge_raw);
+
     drop(buf);
 
     // threads, futexes, signals (issue 6): each Dune sample runs on a Dune thread whose
@@ -505,6 +640,98 @@ fn bench(c: &mut Criterion) {
     install_usr2();
 
     g.finish();
+}
+
+static COW_PAGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static COW_COPY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_cow_segv(_sig: libc::c_int, _info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    let page = COW_PAGE.load(std::sync::atomic::Ordering::Relaxed);
+    let copy = COW_COPY.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: both are pages of the bench's mapping; the page is readable.
+    unsafe {
+        core::ptr::copy_nonoverlapping(page as *const u8, copy as *mut u8, 4096);
+        libc::mprotect(
+            page as *mut libc::c_void,
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+        );
+    }
+}
+
+fn cow_benches(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    tsc: &Tsc,
+    m: &str,
+) {
+    // SAFETY: a fresh anonymous mapping of two pages.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    let (page, copy) = (p as u64, p as u64 + 4096);
+    COW_PAGE.store(page, std::sync::atomic::Ordering::Relaxed);
+    COW_COPY.store(copy, std::sync::atomic::Ordering::Relaxed);
+    g.bench_function("privileged_cow_fault_copy_resume/native", |b| {
+        // SAFETY: a plain sigaction with an extern "C" handler.
+        unsafe {
+            let mut sa: libc::sigaction = core::mem::zeroed();
+            sa.sa_sigaction = on_cow_segv as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            libc::sigaction(libc::SIGSEGV, &sa, core::ptr::null_mut());
+        }
+        b.iter(|| {
+            // SAFETY: our page; the write faults once, the handler restores write access.
+            unsafe {
+                libc::mprotect(page as *mut libc::c_void, 4096, libc::PROT_READ);
+                core::ptr::write_volatile(page as *mut u64, 1);
+            }
+        });
+        // SAFETY: back to the default action.
+        unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+    });
+    dune_hw::fault::set_fault_handler(dune_hw::Exception::PageFault, move |f| {
+        let Some(a) = f.addr else {
+            return dune_hw::fault::FaultAction::Unhandled;
+        };
+        if a.0 & !4095 != page {
+            return dune_hw::fault::FaultAction::Unhandled;
+        }
+        // SAFETY: pages of the bench's mapping; the guest is stopped.
+        unsafe { core::ptr::copy_nonoverlapping(page as *const u8, copy as *mut u8, 4096) };
+        match dune_hw::pagetable::protect(a.page_down(), 4096, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(_) => dune_hw::fault::FaultAction::Resume,
+            Err(_) => dune_hw::fault::FaultAction::Unhandled,
+        }
+    });
+    g.bench_function(format!("privileged_cow_fault_copy_resume/{m}"), |b| {
+        b.iter_custom(|iters| {
+            in_dune(
+                tsc,
+                &mut |n| {
+                    let t = Tsc::now();
+                    for _ in 0..n {
+                        let _ = dune_hw::pagetable::write_protect(dune_hw::Gva(page), 4096)
+                            .expect("our page");
+                        // SAFETY: our page; the fault handler makes it writable again.
+                        unsafe { core::ptr::write_volatile(page as *mut u64, 1) };
+                    }
+                    Tsc::now() - t
+                },
+                iters,
+            )
+        })
+    });
+    dune_hw::fault::clear_fault_handler(dune_hw::Exception::PageFault);
+    // SAFETY: our mapping, unused from here.
+    unsafe { libc::munmap(p, 8192) };
 }
 
 criterion_group!(benches, bench);

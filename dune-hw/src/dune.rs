@@ -324,7 +324,7 @@ impl Dune {
         prot: i32,
     ) -> Result<(), DuneError> {
         if vma_end - vma_start <= LAZY_MAP_BYTES {
-            return self.map_now(vma_start, vma_end, prot).map(|_| ());
+            return self.fill_now(vma_start, vma_end, prot);
         }
         let clip = |w: u64| {
             (
@@ -335,7 +335,22 @@ impl Dune {
         let (ss, se) = clip(SLOT_WINDOW_BYTES);
         self.register_slots(ss, se)?;
         let (ps, pe) = clip(FAULT_WINDOW_BYTES);
-        self.map_now(ps, pe, prot).map(|_| ())
+        self.fill_now(ps, pe, prot)
+    }
+
+    /// [`Dune::map_now`] for the fault path: entries the program set through
+    /// [`crate::pagetable`] keep their value.
+    fn fill_now(&self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
+        if prot != libc::PROT_NONE {
+            self.register_slots(start, end)?;
+        }
+        let mut pt = self.pt.lock().unwrap_or_else(|p| p.into_inner());
+        pt.fill_accessed(start, end, prot).map(|_| ())
+    }
+
+    /// Registers the memory slots covering `[start, end)` (for [`crate::pagetable`]).
+    pub(crate) fn ensure_slots(&self, start: u64, end: u64) -> Result<(), DuneError> {
+        self.register_slots(start, end)
     }
 
     /// Registers slots covering `[start, end)`, widened to [`SLOT_GRANULE_BYTES`]: a slot

@@ -35,6 +35,250 @@ impl TlbFlush {
 /// Above this many pages a full flush (CR3 reload) is cheaper than invlpg per page (ring-0).
 pub const INVLPG_MAX_PAGES: u64 = 32;
 
+/// How a TLB request was carried out (see [`invlpg`], [`invlpg_range`], [`flush_all`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbMethod {
+    /// Ring-0: `invlpg` of each page in the guest, on this vCPU.
+    Invlpg {
+        /// Pages invalidated.
+        n_pages: u64,
+    },
+    /// Ring-0: CR3 reloaded with its own value in the guest (all non-global entries).
+    Cr3Reload,
+    /// Ring-3: the monitor changed the vCPU's CR3 (KVM drops its shadow roots): a full
+    /// flush, since the monitor cannot run `invlpg` for the guest and the guest (CPL3)
+    /// cannot either.
+    MonitorCr3Reload,
+    /// `pvm-ring0`: `HC_FLUSH_TLB_ONE` per page, a hypercall in the guest, on this vCPU.
+    HypercallOne {
+        /// Pages invalidated.
+        n_pages: u64,
+    },
+    /// PVM modes: the `HC_FLUSH_TLB` hypercall on this vCPU, without an exit (`pvm-ring0`:
+    /// in the program's code; `pvm`: in the monitor's supervisor-mode syscall stub).
+    Hypercall,
+    /// Called from outside the guest (a host thread, or the host side of a Dune thread in
+    /// an exception handler): every vCPU, the caller's included, flushes before its next
+    /// entry into the guest.
+    AtNextEntry,
+}
+
+fn dune_mode() -> Option<kmod::Mode> {
+    crate::dune::Dune::get().map(|d| d.mode().mode)
+}
+
+fn bump_generation() {
+    if let Some(d) = crate::dune::Dune::get() {
+        d.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Whether the caller runs guest code now (in Dune mode, not on its host side).
+fn in_guest() -> bool {
+    crate::in_dune() && !crate::on_host_side()
+}
+
+/// Invalidates the translation of the page containing `page` (see [`invlpg_range`]).
+pub fn invlpg(page: crate::Gva) -> TlbMethod {
+    invlpg_range(page.page_down(), crate::addr::BYTES_IN_PAGE)
+}
+
+/// Above this many pages [`invlpg_range`] reloads CR3 instead (ring-0): one emulated
+/// instruction pair instead of thousands of `invlpg`s.
+pub const INVLPG_RANGE_MAX_PAGES: u64 = 512;
+
+/// Invalidates the translations of `[start, start + len_bytes)` (widened to pages) on every
+/// vCPU: the caller's now — ring-0: `invlpg` per page, up to [`INVLPG_RANGE_MAX_PAGES`]
+/// (a CR3 reload above; [`crate::flush`] already switches above [`INVLPG_MAX_PAGES`]);
+/// ring-3: a full flush by the monitor — and every other vCPU before its next entry.
+/// Allocation-free.
+pub fn invlpg_range(start: crate::Gva, len_bytes: u64) -> TlbMethod {
+    bump_generation();
+    if !in_guest() {
+        return TlbMethod::AtNextEntry;
+    }
+    let first = start.0 & !(crate::addr::BYTES_IN_PAGE - 1);
+    let n = start.0.saturating_add(len_bytes).saturating_sub(first);
+    if n.div_ceil(crate::addr::BYTES_IN_PAGE) > INVLPG_RANGE_MAX_PAGES {
+        return flush_all();
+    }
+    match dune_mode() {
+        Some(kmod::Mode::Ring0) => {
+            let mut a = start.0 & !(crate::addr::BYTES_IN_PAGE - 1);
+            let end = start.0.saturating_add(len_bytes);
+            let mut n_pages = 0;
+            while a < end {
+                // SAFETY: at guest CPL0 (ring-0 mode, checked above), invlpg only drops a
+                // translation.
+                unsafe { core::arch::asm!("invlpg [{a}]", a = in(reg) a, options(nostack)) };
+                a += crate::addr::BYTES_IN_PAGE;
+                n_pages += 1;
+            }
+            TlbMethod::Invlpg { n_pages }
+        }
+        Some(kmod::Mode::PvmRing0) => {
+            let mut a = start.0 & !(crate::addr::BYTES_IN_PAGE - 1);
+            let end = start.0.saturating_add(len_bytes);
+            let mut n_pages = 0;
+            while a < end {
+                crate::pvm_flush_tlb_page(a);
+                a += crate::addr::BYTES_IN_PAGE;
+                n_pages += 1;
+            }
+            TlbMethod::HypercallOne { n_pages }
+        }
+        Some(kmod::Mode::Pvm) => {
+            crate::hypercall(crate::dune::hypercall::FLUSH_TLB);
+            TlbMethod::Hypercall
+        }
+        _ => {
+            crate::hypercall(crate::dune::hypercall::FLUSH_TLB);
+            TlbMethod::MonitorCr3Reload
+        }
+    }
+}
+
+/// Flushes the whole TLB of every vCPU: the caller's now (ring-0: CR3 reload; ring-3: the
+/// monitor changes CR3), every other vCPU before its next entry. Allocation-free.
+pub fn flush_all() -> TlbMethod {
+    if !in_guest() {
+        bump_generation();
+        return TlbMethod::AtNextEntry;
+    }
+    crate::flush_tlb_all();
+    match dune_mode() {
+        Some(kmod::Mode::Ring0) => TlbMethod::Cr3Reload,
+        Some(kmod::Mode::Pvm | kmod::Mode::PvmRing0) => TlbMethod::Hypercall,
+        _ => TlbMethod::MonitorCr3Reload,
+    }
+}
+
+/// Where a [`TlbFeatures`] report comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuidSource {
+    /// The `cpuid` instruction run where the caller runs (see [`cpuid_instruction_features`]).
+    Instruction,
+    /// The CPUID table every vCPU of this process's VM gets (KVM's supported CPUID): what
+    /// KVM enforces for the guest (e.g. a 1 GiB leaf without `pdpe1gb` is a reserved-bit
+    /// fault).
+    VcpuTable,
+    /// The host CPU (`cpuid` outside Dune).
+    Host,
+}
+
+/// TLB-related CPU features and what this runtime does with them.
+///
+/// PCID is not enabled (CR4.PCIDE = 0): a Dune process has one address space and one CR3,
+/// and PCIDs only keep the translations of *other* address spaces across CR3 switches,
+/// which never happen here; every flush this runtime requests wants the process's own
+/// translations gone. INVPCID's single-address form does what `invlpg` does and its
+/// context forms what a CR3 reload does; in ring-3 neither can run in the guest (CPL0),
+/// and the monitor's route is a CR3 change through KVM whatever the guest asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbFeatures {
+    /// CPUID.01H:ECX.PCID\[bit 17\].
+    pub pcid: bool,
+    /// CPUID.(EAX=07H,ECX=0):EBX.INVPCID\[bit 10\].
+    pub invpcid: bool,
+    /// CPUID.01H:EDX.PGE\[bit 13\] (global pages; the runtime maps none).
+    pub pge: bool,
+    /// CPUID.80000001H:EDX.Page1GB\[bit 26\] (1 GiB leaves, see
+    /// [`crate::pagetable::map_huge`]).
+    pub huge_1g: bool,
+    /// CPUID.80000008H:EBX.INVLPGB\[bit 3\] (AMD broadcast invalidation; not used: other
+    /// vCPUs flush at their next entry).
+    pub invlpgb: bool,
+    /// Whether the runtime enabled PCIDs (never, see above).
+    pub pcid_enabled: bool,
+    /// Whether `invlpg` runs in the guest (ring-0 mode) rather than as a monitor request.
+    pub invlpg_in_guest: bool,
+    /// Where the CPUID bits come from.
+    pub source: CpuidSource,
+}
+
+impl TlbFeatures {
+    /// The report from a CPUID function `cpuid(leaf, subleaf) -> [eax, ebx, ecx, edx]`
+    /// (zeros for a leaf it lacks).
+    pub fn from_cpuid(cpuid: &dyn Fn(u32, u32) -> [u32; 4], source: CpuidSource) -> TlbFeatures {
+        let max = cpuid(0, 0)[0];
+        let max_ext = cpuid(0x8000_0000, 0)[0];
+        let l1 = cpuid(1, 0);
+        let l7 = if max >= 7 { cpuid(7, 0) } else { [0; 4] };
+        let e1 = if max_ext >= 0x8000_0001 {
+            cpuid(0x8000_0001, 0)
+        } else {
+            [0; 4]
+        };
+        let e8 = if max_ext >= 0x8000_0008 {
+            cpuid(0x8000_0008, 0)
+        } else {
+            [0; 4]
+        };
+        TlbFeatures {
+            pcid: l1[2] & (1 << 17) != 0,
+            invpcid: l7[1] & (1 << 10) != 0,
+            pge: l1[3] & (1 << 13) != 0,
+            huge_1g: e1[3] & (1 << 26) != 0,
+            invlpgb: e8[1] & (1 << 3) != 0,
+            pcid_enabled: false,
+            invlpg_in_guest: source != CpuidSource::Host && dune_mode() == Some(kmod::Mode::Ring0),
+            source,
+        }
+    }
+}
+
+fn cpuid_insn(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+fn cpuid_vcpu_table(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let Some(d) = crate::dune::Dune::get() else {
+        return [0; 4];
+    };
+    d.vm.system()
+        .supported_cpuid()
+        .as_slice()
+        .iter()
+        .find(|e| {
+            e.function == leaf
+                && (e.index == subleaf
+                    || e.flags & kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX == 0)
+        })
+        .map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
+}
+
+/// The TLB features the guest has: the vCPU CPUID table once Dune is initialised (what KVM
+/// enforces), the host CPU's otherwise ([`TlbFeatures::source`] says which).
+pub fn features() -> TlbFeatures {
+    if crate::dune::Dune::get().is_some() {
+        TlbFeatures::from_cpuid(&cpuid_vcpu_table, CpuidSource::VcpuTable)
+    } else {
+        host_features()
+    }
+}
+
+/// What the `cpuid` instruction answers where the caller runs. In ring-0 mode KVM
+/// intercepts it and answers from the vCPU table; in ring-3 mode on a PVM host guest CPL3
+/// runs natively and `cpuid` is not intercepted, so it returns the *host* CPU's bits
+/// (measured here: pcid, invpcid, pdpe1gb set although the vCPU table has them clear) —
+/// which is why [`features`] reads the table instead.
+pub fn cpuid_instruction_features() -> TlbFeatures {
+    TlbFeatures::from_cpuid(&cpuid_insn, CpuidSource::Instruction)
+}
+
+/// The host CPU's TLB features (`cpuid` on the host; called outside Dune it matches
+/// `/proc/cpuinfo`'s flags).
+pub fn host_features() -> TlbFeatures {
+    TlbFeatures::from_cpuid(&cpuid_insn, CpuidSource::Host)
+}
+
+/// Whether guest 1 GiB leaves are allowed (the vCPU CPUID's pdpe1gb).
+pub(crate) fn guest_cpuid_1g_pages() -> bool {
+    TlbFeatures::from_cpuid(&cpuid_vcpu_table, CpuidSource::VcpuTable).huge_1g
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,7 +78,8 @@ pub type ExceptionHandler = fn(&mut Trap) -> TrapAction;
 
 static HANDLERS: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
 
-/// Installs (or removes) the process-wide handler of `e` for every Dune thread.
+/// Installs (or removes) the process-wide handler of `e` for every Dune thread. A closure
+/// installed with [`crate::fault::set_fault_handler`] runs before it.
 pub fn set_exception_handler(e: Exception, h: Option<ExceptionHandler>) {
     HANDLERS[e.vector() as usize].store(h.map_or(0, |f| f as usize), Ordering::Release);
 }
@@ -115,6 +116,17 @@ fn dispatch_to_program(
     r.rip = f.rip;
     r.rsp = f.rsp;
     r.rflags = f.rflags;
+    let mut c = r;
+    if crate::fault::dispatch(f.vector, f.error, cr2, &mut c) == Some(true) {
+        let frame = ExceptionFrame {
+            rip: c.rip,
+            rsp: c.rsp,
+            rflags: (c.rflags & 0x50dd5) | 0x202,
+            ..*f
+        };
+        return_from_exception(ctx, c, &frame);
+        return true;
+    }
     if let Some(h) = handler_of(f.vector) {
         let mut t = Trap {
             vector: f.vector as u8,
@@ -319,6 +331,10 @@ fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
     }
     ctx.spurious_streak = 0;
     ctx.last_fault = page;
+    if entry & pte::API != 0 {
+        // the program chose this protection (`pagetable`): its fault handler decides
+        return false;
+    }
     // On demand: memory the process mapped outside our view (another thread, a mapping made
     // before a syscall we did not see).
     match maps::find_fast(addr) {

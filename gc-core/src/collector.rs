@@ -423,6 +423,7 @@ impl Heap {
         roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
         self.drain(&mut inner.gc.mark_stack, usize::MAX);
         self.find_finalizable(inner);
+        inner.gc.finalizers.reindex();
         self.sweep(inner);
         if incremental {
             // Stop tracking until the next cycle arms again: between cycles nobody reads
@@ -700,7 +701,9 @@ impl Heap {
         if gc.finalizers.registered.is_empty() {
             return;
         }
-        let Finalizers { registered, ready } = &mut gc.finalizers;
+        let Finalizers {
+            registered, ready, ..
+        } = &mut gc.finalizers;
         // Drop registrations of objects freed explicitly; collect the unreachable ones.
         gc.candidates.clear();
         let mut w = 0;

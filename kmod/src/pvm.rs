@@ -82,7 +82,7 @@ pub struct SelfTest {
     pub page_fault_cycles: u64,
     /// `syscall` -> LSTAR -> `out` (exit to the host, which resumes at rcx).
     pub exit_round_trip_cycles: u64,
-    /// 1e5 iterations of `dec; jnz` in supervisor mode.
+    /// 1e5 iterations of `dec; jnz` in supervisor mode (the fastest of 8 runs).
     pub loop_1e5_cycles: u64,
     /// TSC frequency the hypervisor reports (kHz; 0 if unknown).
     pub tsc_khz: u64,
@@ -467,11 +467,16 @@ core::arch::global_asm!(
     "1:", "mov $5, %eax", "syscall", "cmp ${echoret}, %rax", "jne 90f", "dec %r12d", "jnz 1b",
     "rdtsc", "shl $32, %rdx", "or %rdx, %rax", "sub %r14, %rax", "mov %rax, {data}+8*{s_echo}",
     "movq $6, {data}+8*{s_stage}",
-    // 6. compute loop
+    // 6. compute loop: the fastest of 8 runs (a run the host preempted does not count)
+    "movq $-1, {data}+8*{s_loop}",
+    "mov $8, %r12d",
+    "2:",
     "rdtsc", "shl $32, %rdx", "or %rdx, %rax", "mov %rax, %r14",
     "mov $100000, %ecx",
     "1:", "dec %ecx", "jnz 1b",
-    "rdtsc", "shl $32, %rdx", "or %rdx, %rax", "sub %r14, %rax", "mov %rax, {data}+8*{s_loop}",
+    "rdtsc", "shl $32, %rdx", "or %rdx, %rax", "sub %r14, %rax",
+    "cmp {data}+8*{s_loop}, %rax", "jae 3f", "mov %rax, {data}+8*{s_loop}", "3:",
+    "dec %r12d", "jnz 2b",
     "movq $7, {data}+8*{s_stage}",
     "mov $3, %eax",
     "syscall",
@@ -918,9 +923,10 @@ fn check_results(
             format!("{n_echo} of {N_ECHO} exit round trips"),
         ),
         (
-            s(slot::LOOP_CYC) > 0 && s(slot::LOOP_CYC) < 100_000 * 20,
+            // native: ~0.7 cycles per iteration; emulated CPL0: ~1,700
+            s(slot::LOOP_CYC) > 0 && s(slot::LOOP_CYC) < 100_000 * 50,
             format!(
-                "the compute loop took {} cycles for 1e5 iterations (not native)",
+                "the compute loop took {} cycles for 1e5 iterations at best of 8 (not native)",
                 s(slot::LOOP_CYC)
             ),
         ),

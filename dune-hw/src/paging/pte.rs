@@ -16,6 +16,11 @@ pub const A: u64 = 1 << 5;
 pub const D: u64 = 1 << 6;
 /// Page size (a huge leaf at level 2/3).
 pub const PS: u64 = 1 << 7;
+/// Software bit 9 (ignored by the MMU): the entry was set through [`crate::pagetable`] (a
+/// protection or unmapping the program chose); the monitor's on-demand mapping never widens
+/// it, so an access it forbids reaches the program's fault handler. Host mmap/mprotect/munmap
+/// of the range replace the entry (and drop the bit).
+pub const API: u64 = 1 << 9;
 /// No-execute (needs EFER.NXE).
 pub const NX: u64 = 1 << 63;
 /// Physical-address bits of an entry.
@@ -74,6 +79,17 @@ impl Pte {
     /// Clears A and returns whether it was set.
     pub fn take_accessed(&self) -> bool {
         self.0.fetch_and(!A, Ordering::AcqRel) & A != 0
+    }
+    /// Clears the bits of `mask` and returns the entry before (atomic). An entry with none
+    /// of them set is only read: no write to the table (under shadow paging a write to a
+    /// table KVM keeps write-protected, such as one holding huge leaves, is a trap). A bit
+    /// the MMU sets after that read stays set, to be seen by the next call.
+    pub fn take_bits(&self, mask: u64) -> u64 {
+        let now = self.get();
+        if now & mask == 0 {
+            return now;
+        }
+        self.0.fetch_and(!mask, Ordering::AcqRel)
     }
     /// Replaces the entry with `f(old)` atomically (a concurrent MMU update of A/D is never
     /// lost: `f` runs again on the newer value) and returns the old value.
