@@ -11,7 +11,8 @@ set -euo pipefail
 
 # Debian package        needed for
 PACKAGES=(
-    build-essential   # cc for the cc crate (benches/build.rs) and -sys crates
+    build-essential   # cc for the cc crate (benches/build.rs) and -sys crates; gcc and the
+                      # static glibc (libc6-dev) that build dune-sandbox's test programs
     pkg-config        # benches/build.rs finds bdwgc through `pkg-config bdw-gc`
     libgc-dev         # bdwgc, the peer collector (issues 3, 4, 9)
 )

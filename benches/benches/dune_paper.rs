@@ -13,12 +13,18 @@
 //! - `appel2`: protect [`N_APPEL2`] pages with one call, write each (trap, the handler
 //!   unprotects that page); one iteration is the whole round of [`N_APPEL2`] pages.
 //!
-//! The paper's ptrace-style syscall interception needs the ring-3 sandbox and is left out.
+//! - `syscall_intercept`: ptrace-style interception of every syscall. Linux: a tracer
+//!   (`PTRACE_SYSCALL`) stopping a forked child at each getpid's entry and exit; Dune: a
+//!   closure in a `dune_hw::sandbox` at CPL3 making getpids, each intercepted in-process
+//!   by a policy callback (counts it, allows it) and forwarded. Both time the loop only
+//!   (the sandbox's with `rdtsc` inside it; set-up and exit are not timed).
+//!
 //! Dune samples enter Dune, time the work inside with `rdtsc`, and leave (see `dune.rs`).
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use dune_hw::sandbox::{self, Memory, Sandbox, Syscall, Verdict};
 use dune_hw::{Exception, Trap, TrapAction};
 use dunegc_benches::dune_timing::{getpid, in_dune, Tsc};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -196,6 +202,87 @@ fn appel2_body(p: *mut u8, n: u64) -> u64 {
     Tsc::now() - t
 }
 
+/// Linux: a forked child makes `n` getpids under a `PTRACE_SYSCALL` tracer (stopped at
+/// each entry and exit); returns the time from the first resume to the child's exit.
+fn ptrace_getpids(tsc: &Tsc, n: u64) -> Duration {
+    // SAFETY: the child runs only raw syscalls (async-signal-safe) and _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: raw syscalls in the child, then _exit; nothing of the parent's state used.
+        unsafe {
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            libc::raise(libc::SIGSTOP);
+            for _ in 0..n {
+                libc::syscall(libc::SYS_getpid);
+            }
+            libc::_exit(0)
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFSTOPPED(status), "child stopped itself");
+    // SAFETY: our stopped tracee.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETOPTIONS,
+            pid,
+            0,
+            libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL,
+        )
+    };
+    let t = Tsc::now();
+    let mut stops = 0u64;
+    loop {
+        // SAFETY: resume our tracee to its next syscall stop.
+        unsafe { libc::ptrace(libc::PTRACE_SYSCALL, pid, 0, 0) };
+        // SAFETY: waits for our child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            break;
+        }
+        stops += 1;
+    }
+    let d = tsc.since(t);
+    assert!(stops >= 2 * n, "{stops} syscall stops for {n} getpids");
+    d
+}
+
+/// Dune: `n` getpids from a closure at CPL3 in `sb`, each intercepted by a policy that
+/// counts and allows it; returns the loop's time as measured inside the sandbox.
+fn sandbox_getpids(sb: &mut Sandbox, tsc: &Tsc, n: u64) -> Duration {
+    let (_start, end) = sb.arena();
+    // the lowest page of the sandbox's 1 MiB stack: mapped read-write, unused by the loop
+    let cell = end - (1 << 20);
+    let mut seen = 0u64;
+    let mut policy = |c: &Syscall, _m: &Memory<'_>| {
+        seen += (c.nr == libc::SYS_getpid as u64) as u64;
+        Verdict::Allow
+    };
+    let out = sb
+        .run_closure(
+            move || {
+                let t = Tsc::now();
+                for _ in 0..n {
+                    black_box(sandbox::sys::getpid());
+                }
+                let d = Tsc::now() - t;
+                // SAFETY: `cell` is in the sandbox's stack, mapped read-write in its view.
+                unsafe { core::ptr::write_volatile(cell as *mut u64, d) };
+                0
+            },
+            &mut policy,
+        )
+        .expect("sandbox run");
+    assert_eq!(out, sandbox::Outcome::Exited(0));
+    assert_eq!(seen, n, "every getpid intercepted");
+    let (start, _) = sb.arena();
+    let off = (cell - start) as usize;
+    let ticks = u64::from_le_bytes(sb.arena_mut()[off..off + 8].try_into().expect("8 bytes"));
+    tsc.to_duration(ticks)
+}
+
 fn bench(c: &mut Criterion) {
     if let Err(e) = dune_hw::enter() {
         eprintln!("SKIPPED dune_paper benches: {e}");
@@ -331,6 +418,16 @@ fn bench(c: &mut Criterion) {
         unsafe { libc::munmap(page.cast(), PAGE) };
         dune_hw::exit().expect("leave Dune");
     }
+
+    // ---- ptrace-style syscall interception ----
+    g.bench_function("syscall_intercept/linux_ptrace", |b| {
+        b.iter_custom(|iters| ptrace_getpids(&tsc, iters))
+    });
+    let mut sb = Sandbox::new(sandbox::Config::default()).expect("sandbox");
+    g.bench_function(format!("syscall_intercept/{m}_sandbox"), |b| {
+        b.iter_custom(|iters| sandbox_getpids(&mut sb, &tsc, iters))
+    });
+    drop(sb);
 
     // ---- Table 3: trap, appel1, appel2 ----
     bench_traps(&mut g, "trap", m, tsc, 1, trap_body);

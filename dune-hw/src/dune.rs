@@ -39,6 +39,8 @@ pub mod hypercall {
     pub const FLUSH_TLB: u64 = 0x0D0E_0002;
     /// Do nothing (measures the round trip).
     pub const NOP: u64 = 0x0D0E_0003;
+    /// Run a sandbox (rdi: its request, see [`crate::sandbox`]) from the monitor.
+    pub const SANDBOX_RUN: u64 = 0x0D0E_0004;
 }
 
 /// Whether a range being mapped is new memory or the same memory with a new protection.
@@ -105,7 +107,7 @@ pub struct Dune {
     /// stacks and GDT/TSS pages are reused once their `exited` flag is set.
     retired: Mutex<Vec<usize>>,
     pub(crate) xcr0: u64,
-    cr4: u64,
+    pub(crate) cr4: u64,
 }
 
 /// The process's Dune state: set once, read lock-free.
@@ -357,7 +359,7 @@ impl Dune {
     /// registration costs KVM an SRCU synchronisation (hundreds of microseconds here), so
     /// neighbouring small mappings share granules. A slot over a hole is harmless: the
     /// guest page table never maps a page the process has not mapped.
-    fn register_slots(&self, start: u64, end: u64) -> Result<(), DuneError> {
+    pub(crate) fn register_slots(&self, start: u64, end: u64) -> Result<(), DuneError> {
         let start = start & !(SLOT_GRANULE_BYTES - 1);
         let end = end.next_multiple_of(SLOT_GRANULE_BYTES).min(USER_END);
         let r = self
@@ -441,6 +443,15 @@ impl Dune {
             let f: HostWriteHook = unsafe { core::mem::transmute::<usize, HostWriteHook>(h) };
             f(w)
         }
+    }
+
+    /// A new vCPU for a sandbox ([`crate::sandbox`], which keeps its own pool: a vCPU a
+    /// Dune thread used may carry mode state a sandbox must not inherit, and the other way
+    /// round).
+    pub(crate) fn new_vcpu(&self) -> Result<Vcpu, DuneError> {
+        Ok(self
+            .vm
+            .create_vcpu(self.next_vcpu.fetch_add(1, Ordering::AcqRel))?)
     }
 
     /// Keeps a vCPU whose thread left Dune mode for the next `enter` (every register is set

@@ -184,6 +184,7 @@
 //! - [`signal`]   guest signal actions, delivery inside the guest, rt_sigreturn
 //! - [`maps`]     allocation-free /proc/self/maps reader
 //! - [`dune`]     process and thread state
+//! - [`sandbox`]  code at CPL3 under its own page-table view and a syscall policy
 //! - [`error`]    [`DuneError`]
 
 pub mod addr;
@@ -197,6 +198,7 @@ pub mod maps;
 pub mod monitor;
 pub mod pagetable;
 pub mod paging;
+pub mod sandbox;
 pub mod signal;
 pub mod syscall;
 pub mod thread;

@@ -45,6 +45,7 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             Err(e) => fatal(ctx, format_args!("{e}")),
         },
         hypercall::NOP => 0,
+        hypercall::SANDBOX_RUN => crate::sandbox::cpu::serve_hypercall(regs.rdi),
         _ => dispatch(ctx, &call, &regs, ret_rip, user_rsp),
     };
     regs.rax = ret as u64;
