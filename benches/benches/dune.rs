@@ -1,5 +1,7 @@
 //! Dune costs side by side with the same work on the host, per mode.
-//! The mode is per process: run with DUNEGC_DUNE_MODE=ring3 (default here) or ring0.
+//! The mode is per process: run with DUNEGC_DUNE_MODE=pvm (default on PVM hosts whose
+//! supervisor ABI passes the start-up probe), ring3 or ring0; `scripts/bench-modes.sh` runs
+//! all three and bench-results/pvm-modes.md has the figures.
 //! Every Dune sample enters Dune, times the work inside with `Instant`, and leaves, so
 //! criterion's own analysis runs on the host. Ring-0 is emulated on PVM hosts: its compute
 //! work is scaled down.
@@ -382,8 +384,10 @@ fn bench(c: &mut Criterion) {
     // pages, make the clear effective with one strategy, then write the N pages again (a
     // write that must set D again — the refill cost counts). `range` is dune_hw::flush of
     // the range (ring-0: invlpg per page up to tlb::INVLPG_MAX_PAGES, else a CR3 reload;
-    // ring-3: the monitor's full flush, the only one a CPL3 guest can ask for), `all` is
-    // flush_tlb_all (ring-0: CR3 reload; ring-3: the monitor's full flush).
+    // pvm-ring0: HC_FLUSH_TLB_ONE per page up to the same limit; ring-3 and pvm: the
+    // monitor's full flush, the only one a CPL3 guest can ask for), `all` is flush_tlb_all
+    // (ring-0: CR3 reload; pvm-ring0: HC_FLUSH_TLB; ring-3: the monitor's full flush; pvm:
+    // the same request answered by the native supervisor stub with HC_FLUSH_TLB).
     for n_pages in [1u64, 16, 256] {
         for strategy in ["range", "all"] {
             g.bench_function(

@@ -203,7 +203,10 @@ impl Dune {
         let root = pt.root();
         // IDT page
         let idt = mmap_anon(4096, libc::PROT_READ | libc::PROT_WRITE, 0, "mmap(IDT)")?;
-        let ist = if mode.mode == Mode::Ring0 { 1 } else { 0 };
+        // ring-0 and PVM: exceptions arrive on IST 1 (the monitor stack). In PVM supervisor
+        // mode an event is delivered on the *current* stack unless the gate names an IST
+        // (TSS.rsp0 is never used there; see kmod::pvm).
+        let ist = if mode.mode == Mode::Ring3 { 0 } else { 1 };
         for v in 0..=255u8 {
             let g = idt::gate(entry::exception_stub(v), ist);
             // SAFETY: idt is a fresh writable page of 256 16-byte gates.
@@ -558,6 +561,9 @@ pub(crate) struct ThreadCtx {
     pub(crate) in_exception: bool,
     /// Ring-0 mode: one instruction KVM cannot emulate is running natively at CPL3.
     pub(crate) native_step: bool,
+    /// `pvm` mode: the vCPU stopped in PV supervisor mode (in a monitor stub); a resume in
+    /// the program's code goes through the `iretq` stub ([`crate::monitor`]).
+    pub(crate) pvm_supervisor: bool,
     /// Signal state shared with the host signal trampoline (also reachable through SIG).
     pub(crate) sig: Box<SigState>,
     /// Set by a thread that ended inside Dune as its very last store before exit(2): from
@@ -632,8 +638,8 @@ impl ThreadCtx {
                 .vm
                 .create_vcpu(dune.next_vcpu.fetch_add(1, Ordering::AcqRel))?,
         };
-        // page 0: GDT at +0, TSS at +0x800; then the monitor stack
-        let cpu_pages_len = 4096 + MONITOR_STACK_BYTES;
+        // page 0: GDT at +0, TSS at +0x800; page 1: the PVM vif page; then the monitor stack
+        let cpu_pages_len = 2 * 4096 + MONITOR_STACK_BYTES;
         let (loop_stack, cpu_pages) = match dune.take_retired() {
             Some(r) => r,
             None => {
@@ -676,6 +682,7 @@ impl ThreadCtx {
             fs_base,
             in_exception: false,
             native_step: false,
+            pvm_supervisor: false,
             sig: Box::new(SigState::new()),
             exited: AtomicU32::new(0),
         });
@@ -722,7 +729,8 @@ impl ThreadCtx {
         let d = self.dune;
         let lstar = match self.mode {
             Mode::Ring3 => entry::lstar_ring3(),
-            Mode::Ring0 => entry::lstar_ring0(),
+            Mode::Ring0 | Mode::PvmRing0 => entry::lstar_ring0(),
+            Mode::Pvm => entry::lstar_pvm(),
         };
         let (fs, cpu_pages) = (self.fs_base, self.cpu_pages);
         let vcpu = self.vcpu_mut();
@@ -742,7 +750,9 @@ impl ThreadCtx {
                 s.fs = seg(0, 3, 3, false, fs);
                 s.gs = seg(0, 3, 3, false, gs);
             }
-            Mode::Ring0 => {
+            // PVM: every vCPU starts in supervisor mode (a host cannot select user mode);
+            // in `pvm` the monitor's iret stub enters user mode before the program runs
+            Mode::Ring0 | Mode::PvmRing0 | Mode::Pvm => {
                 s.cs = seg(gdt::KERNEL_CS, 11, 0, true, 0);
                 s.ss = seg(gdt::KERNEL_SS, 3, 0, false, 0);
                 s.ds = s.ss;
@@ -774,6 +784,17 @@ impl ThreadCtx {
         vcpu.set_sregs(&s)?;
         if d.xcr0 != 0 {
             vcpu.set_xcr0(d.xcr0)?;
+        }
+        if d.mode.mode.is_pvm() {
+            // the paravirtual supervisor mode: this vCPU's code (application and monitor
+            // stubs alike) runs natively from its first instruction; the vif page (virtual
+            // IF) is the thread's own (page 1 of its CPU pages)
+            vcpu.set_msrs(&[(
+                kmod::pvm::MSR_PVM_MODE,
+                (cpu_pages + 4096) | kmod::pvm::MODE_FLAGS | kmod::pvm::MODE_HOST_ENABLED,
+            )])?;
+            // `pvm`: the first entry goes through the monitor's return to user mode
+            self.pvm_supervisor = d.mode.mode == Mode::Pvm;
         }
         Ok(())
     }

@@ -7,11 +7,21 @@
 //! page tables and memory slots in step, and host writes on the guest's behalf go to a hook.
 //! [`exit()`] returns the thread to the host.
 //!
-//! Two modes (chosen once per process, always reported, see [`kmod::mode`]):
+//! Four modes (chosen once per process, always reported, see [`kmod::mode`]):
 //! - **ring-0** (classic Dune): the thread runs at guest CPL0 and could use privileged
 //!   instructions directly; on our PVM host CPL0 is emulated, so it is functional but slow.
-//! - **ring-3** (default on PVM hosts): the thread runs at guest CPL3 natively; the CPL0 part
-//!   is a few stub instructions that exit to the host-side monitor ([`monitor`]).
+//! - **ring-3** (PVM hosts whose supervisor ABI fails the probe): the thread runs at guest
+//!   CPL3 natively; the CPL0 part is a few stub instructions that exit to the host-side
+//!   monitor ([`monitor`]).
+//! - **pvm** (default on PVM hosts whose paravirtual supervisor ABI passes the start-up probe,
+//!   [`kmod::pvm`]): ring-3 semantics with a native monitor. The program runs in the
+//!   hypervisor's paravirtual *user* mode; `syscall` and exceptions (IST 1) enter the
+//!   monitor's stubs natively in its *supervisor* mode; a TLB-flush request is answered there
+//!   (hypercall + `sysretq`, no exit); the host returns the vCPU to user mode through an
+//!   `HC_IRET_FRAME` stub ([`monitor`]).
+//! - **pvm-ring0** (forced only): ring-0's layout with the program itself in the supervisor
+//!   mode, natively; [`flush_tlb_all`] / [`flush`] are hypercalls in the program's own code.
+//!   Findings, experiments and why `pvm` is the default: `dune-hw/PVM.md`.
 //!
 //! # Measured here (PVM host, nested, AMD EPYC, TSC 2.445 GHz; `benches/benches/dune.rs`)
 //! Quiet-machine figures; under load (others building) everything, native included, was
@@ -28,6 +38,12 @@
 //! | first `enter` (VM, sync of all mappings) / later enter+exit | - | 5.8 ms / 0.10 ms | |
 //! | read+clear D bits of 4096 pages + flush | - | 0.59-1.16 ms (scan 7-60 cycles/page; the rest is KVM's resync at the flush) | 104 ms (emulated scan) |
 //! | first write to each of 4096 pages after the clear | 31-35 us (already dirty) | 11.3-16.9 ms (2.8-4.1 us/page: shadow fault) | 13.6 ms |
+//!
+//! The PVM modes (issue 11; side by side with these in `bench-results/pvm-modes.md`): **pvm**
+//! LCG loop native, getpid 29 us, TLB-flush request 4.3 us (no exit), page fault 46 us, D
+//! bits of 4096 pages read+cleared+flushed 0.50 ms, first write after the clear 2.5 us/page;
+//! **pvm-ring0** TLB flush 2.4 us, first write after the clear 3.5 us/page (KVM's shadow
+//! faults cost more in supervisor mode).
 //!
 //! A forwarded syscall costs one exit. In ring-3: `syscall` -> LSTAR stub (native, PVM
 //! supervisor mode) -> `iretq` -> CPL3 doorbell store (MMIO exit) -> host; registers travel
@@ -420,7 +436,18 @@ pub fn guest_regs() -> Option<GuestRegs> {
     // top of it), so nothing writes these fields concurrently.
     let (vcpu, in_exception) = unsafe { ((*p).vcpu.as_ref()?, (*p).in_exception) };
     sig.kick();
-    let r = vcpu.regs().ok()?;
+    let mut r = vcpu.regs().ok()?;
+    if r.rip == entry::pvm_iret() {
+        // `pvm`, about to return to user mode: the program's rip/rsp/rflags are in the frame
+        // SAFETY: the monitor wrote a PvmIretFrame at rsp on the monitor stack before entering.
+        let f: entry::PvmIretFrame = unsafe { addr::read_guest(Gva(r.rsp)) };
+        r.rax = f.rax;
+        r.rbx = f.rbx;
+        r.rdi = f.rdi;
+        r.rip = f.rip;
+        r.rsp = f.rsp;
+        r.rflags = f.rflags;
+    }
     let mut user_rsp = r.rsp;
     if in_exception {
         // SAFETY: the CPL0 stub pushed an ExceptionFrame at rsp on the monitor stack.
@@ -486,8 +513,8 @@ pub fn hypercall(nr: u64) -> u64 {
 }
 
 /// Flushes the guest TLB of every vCPU: this thread's now (ring-0: CR3 reload in the
-/// guest; ring-3: a request to the monitor), every other vCPU before its next entry into
-/// the guest.
+/// guest; ring-3: a request to the monitor; pvm: the `HC_FLUSH_TLB` hypercall, no exit),
+/// every other vCPU before its next entry into the guest.
 ///
 /// A vCPU running guest code right now keeps its cached translations until it exits, so a
 /// caller that cleared D bits must have stopped the other Dune threads first (a stopped
@@ -509,17 +536,68 @@ pub fn flush_tlb_all() {
                 core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack))
             }
         }
-        Mode::Ring3 => {
+        // pvm: the LSTAR stub answers it in supervisor mode with the hypercall, no exit
+        Mode::Ring3 | Mode::Pvm => {
             hypercall(dune::hypercall::FLUSH_TLB);
         }
+        Mode::PvmRing0 => pvm_flush_tlb(),
     }
 }
 
-/// Performs a flush obligation on every vCPU (see [`flush_tlb_all`]); ring-0 uses invlpg
-/// per page for small ranges on this vCPU. Allocation-free (usable in stop-the-world and
+/// `pvm-ring0` (the thread runs in PVM supervisor mode): the flush hypercall, answered
+/// without leaving the guest.
+fn pvm_flush_tlb() {
+    let r: u64;
+    // SAFETY: in pvm-ring0 mode the thread runs in the paravirtual supervisor mode, where
+    // `int $0x1b` is a hypercall (the self-test checked that it preserves every register but
+    // rax); HC_FLUSH_TLB only drops this vCPU's cached translations.
+    unsafe {
+        core::arch::asm!("int 0x1b", inlateout("rax") kmod::pvm::HC_FLUSH_TLB => r, options(nostack))
+    };
+    if r != 0 {
+        hypercall(dune::hypercall::FLUSH_TLB);
+    }
+}
+
+/// `pvm-ring0`: flush one page's translation (hypercall in the guest).
+pub(crate) fn pvm_flush_tlb_page(va: u64) {
+    let r: u64;
+    // SAFETY: as in `pvm_flush_tlb`; HC_FLUSH_TLB_ONE takes the address in rbx (rbx is
+    // reserved by LLVM, hence the xchg around the call) and only drops a translation.
+    unsafe {
+        core::arch::asm!(
+            "xchg {va}, rbx",
+            "int 0x1b",
+            "xchg {va}, rbx",
+            va = inout(reg) va => _,
+            inlateout("rax") kmod::pvm::HC_FLUSH_TLB_ONE => r,
+            options(nostack)
+        )
+    };
+    if r != 0 {
+        pvm_flush_tlb();
+    }
+}
+
+/// Performs a flush obligation on every vCPU (see [`flush_tlb_all`]); for small ranges on
+/// this vCPU ring-0 uses invlpg per page, pvm the `HC_FLUSH_TLB_ONE` hypercall per page. Allocation-free (usable in stop-the-world and
 /// fault paths).
 pub fn flush(f: TlbFlush) {
     let Some(d) = Dune::get() else { return };
+    if in_dune()
+        && !on_host_side()
+        && d.mode().mode == Mode::PvmRing0
+        && f.n_pages() <= tlb::INVLPG_MAX_PAGES
+    {
+        d.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut a = f.start & !0xfff;
+        while a < f.end {
+            pvm_flush_tlb_page(a);
+            a += 4096;
+        }
+        return;
+    }
     if in_dune()
         && !on_host_side()
         && d.mode().mode == Mode::Ring0
@@ -538,8 +616,9 @@ pub fn flush(f: TlbFlush) {
     flush_tlb_all()
 }
 
-/// Flushes the translation of the page containing `va` (ring-0: invlpg; ring-3: a full
-/// flush by the monitor, which cannot invlpg for the guest) on every vCPU.
+/// Flushes the translation of the page containing `va` (ring-0: invlpg; pvm:
+/// `HC_FLUSH_TLB_ONE`; ring-3: a full flush by the monitor, which cannot invlpg for the
+/// guest) on every vCPU.
 pub fn flush_tlb_page(va: Gva) {
     flush(TlbFlush::range(
         va.page_down().0,

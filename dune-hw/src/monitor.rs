@@ -2,6 +2,9 @@
 //!
 //! Ring-3 mode's CPL0 code is a handful of stub instructions (see [`crate::entry`]) because
 //! guest CPL0 is emulated on PVM hosts: every decision is taken here, natively, on the host.
+//! In `pvm` mode the same stubs run natively in the hypervisor's supervisor mode; the loop
+//! tracks whether the vCPU stopped there and returns it to user mode through the
+//! `HC_IRET_FRAME` stub when a handler resumes the program (`pvm_return_to_user`).
 
 use crate::dune::ThreadCtx;
 use crate::entry::{self, EnterFrame, EXCEPTION_PORT, SYSCALL_DOORBELL_VALUE, SYSCALL_PORT};
@@ -129,6 +132,47 @@ fn start_guest(ctx: &mut ThreadCtx) -> Result<(), crate::DuneError> {
     Ok(())
 }
 
+/// `pvm` mode: the vCPU is in PV supervisor mode (stopped in a monitor stub) and the
+/// registers the exit handlers left say "continue in the program": the host cannot switch a
+/// vCPU to user mode itself (nor does a trapped `iretq`), so it resumes the vCPU at the
+/// `HC_IRET_FRAME` stub with a frame (the program's rax, rbx, rdi, rip, rflags, rsp and the
+/// user selectors) at the top of the monitor stack. Every other register already holds the
+/// program's value (the hypercall preserves them). A vCPU left in a stub (its own return
+/// path) is not touched.
+fn pvm_return_to_user(ctx: &mut ThreadCtx) {
+    let mut r = match ctx.vcpu().regs() {
+        Ok(r) => r,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    if entry::in_monitor_code(r.rip) {
+        return;
+    }
+    // 16-byte aligned, below the top of the monitor stack (the exception frame the
+    // handlers consumed may be overwritten)
+    let frame_at = (ctx.cpu_pages + ctx.cpu_pages_len as u64 - 64) & !15;
+    let frame = entry::PvmIretFrame {
+        rax: r.rax,
+        rbx: r.rbx,
+        rdi: r.rdi,
+        rip: r.rip,
+        cs: crate::gdt::USER_CS as u64,
+        rflags: r.rflags,
+        rsp: r.rsp,
+        ss: crate::gdt::USER_SS as u64,
+    };
+    // SAFETY: the top of this thread's monitor stack: mapped, writable, and not in use (the
+    // vCPU is stopped and resumes at the stub, which reads exactly this frame).
+    unsafe { crate::addr::write_guest(crate::addr::Gva(frame_at), frame) };
+    r.rip = entry::pvm_iret();
+    r.rax = kmod::pvm::HC_IRET_FRAME;
+    r.rbx = frame_at;
+    r.rsp = frame_at;
+    r.rflags = 0x2;
+    if let Err(e) = ctx.vcpu_mut().set_regs(&r) {
+        fatal(ctx, format_args!("{e}"))
+    }
+}
+
 /// The exit loop of one vCPU.
 pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
     let doorbell = ctx.dune.doorbell;
@@ -140,10 +184,20 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
                 fatal(ctx, format_args!("TLB flush before entry failed: {e}"));
             }
         }
+        if ctx.pvm_supervisor {
+            pvm_return_to_user(ctx);
+        }
         let exit = match ctx.vcpu_mut().run() {
             Ok(e) => e,
             Err(e) => fatal(ctx, format_args!("{e}")),
         };
+        if ctx.mode == kmod::Mode::Pvm {
+            // the program runs in user mode, only the monitor's stubs in supervisor mode
+            ctx.pvm_supervisor = match ctx.vcpu().regs() {
+                Ok(r) => entry::in_monitor_code(r.rip),
+                Err(e) => fatal(ctx, format_args!("{e}")),
+            };
+        }
         ctx.stats.exits += 1;
         if exit != Exit::HostMemoryGone {
             gone_streak = 0;

@@ -1026,8 +1026,8 @@ fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) 
     unsafe { write_guest(Gva(fp + xbytes), FP_XSTATE_MAGIC2) };
     let old_mask = guest_mask;
     let (cs, ss) = match ctx.mode {
-        kmod::Mode::Ring3 => (crate::gdt::USER_CS, crate::gdt::USER_SS),
-        kmod::Mode::Ring0 => (crate::gdt::KERNEL_CS, crate::gdt::KERNEL_SS),
+        kmod::Mode::Ring3 | kmod::Mode::Pvm => (crate::gdt::USER_CS, crate::gdt::USER_SS),
+        kmod::Mode::Ring0 | kmod::Mode::PvmRing0 => (crate::gdt::KERNEL_CS, crate::gdt::KERNEL_SS),
     };
     let alt_flags = st.alt_flags.load(Ordering::Acquire) as i32;
     let frame = RtSigFrame {
@@ -1130,7 +1130,7 @@ fn set_user_state(ctx: &mut ThreadCtx, regs: &kvm_regs) {
     if let Err(e) = ctx.vcpu_mut().set_regs(regs) {
         fatal(ctx, format_args!("{e}"))
     }
-    if ctx.mode == kmod::Mode::Ring3 && ctx.in_exception {
+    if ctx.mode.app_in_user_mode() && ctx.in_exception {
         let mut s = match ctx.vcpu().sregs() {
             Ok(s) => s,
             Err(e) => fatal(ctx, format_args!("{e}")),

@@ -26,7 +26,8 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             unsafe { read_guest::<u64>(Gva(regs.rsp + RING3_SYSCALL_RIP_SLOT)) },
             regs.rsp + RING3_SYSCALL_RSP_OFFSET,
         ),
-        Mode::Ring0 => (regs.rcx, regs.rsp),
+        // pvm: the vCPU stopped at the `out` of the LSTAR stub, right after `syscall`
+        Mode::Ring0 | Mode::PvmRing0 | Mode::Pvm => (regs.rcx, regs.rsp),
     };
     let call = SyscallArgs {
         nr: regs.rax,

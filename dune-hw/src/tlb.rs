@@ -49,6 +49,14 @@ pub enum TlbMethod {
     /// flush, since the monitor cannot run `invlpg` for the guest and the guest (CPL3)
     /// cannot either.
     MonitorCr3Reload,
+    /// `pvm-ring0`: `HC_FLUSH_TLB_ONE` per page, a hypercall in the guest, on this vCPU.
+    HypercallOne {
+        /// Pages invalidated.
+        n_pages: u64,
+    },
+    /// PVM modes: the `HC_FLUSH_TLB` hypercall on this vCPU, without an exit (`pvm-ring0`:
+    /// in the program's code; `pvm`: in the monitor's supervisor-mode syscall stub).
+    Hypercall,
     /// Called from outside the guest (a host thread, or the host side of a Dune thread in
     /// an exception handler): every vCPU, the caller's included, flushes before its next
     /// entry into the guest.
@@ -109,6 +117,21 @@ pub fn invlpg_range(start: crate::Gva, len_bytes: u64) -> TlbMethod {
             }
             TlbMethod::Invlpg { n_pages }
         }
+        Some(kmod::Mode::PvmRing0) => {
+            let mut a = start.0 & !(crate::addr::BYTES_IN_PAGE - 1);
+            let end = start.0.saturating_add(len_bytes);
+            let mut n_pages = 0;
+            while a < end {
+                crate::pvm_flush_tlb_page(a);
+                a += crate::addr::BYTES_IN_PAGE;
+                n_pages += 1;
+            }
+            TlbMethod::HypercallOne { n_pages }
+        }
+        Some(kmod::Mode::Pvm) => {
+            crate::hypercall(crate::dune::hypercall::FLUSH_TLB);
+            TlbMethod::Hypercall
+        }
         _ => {
             crate::hypercall(crate::dune::hypercall::FLUSH_TLB);
             TlbMethod::MonitorCr3Reload
@@ -126,6 +149,7 @@ pub fn flush_all() -> TlbMethod {
     crate::flush_tlb_all();
     match dune_mode() {
         Some(kmod::Mode::Ring0) => TlbMethod::Cr3Reload,
+        Some(kmod::Mode::Pvm | kmod::Mode::PvmRing0) => TlbMethod::Hypercall,
         _ => TlbMethod::MonitorCr3Reload,
     }
 }

@@ -300,7 +300,7 @@ fn return_from_exception(
     if let Err(e) = ctx.vcpu_mut().set_regs(&regs) {
         fatal(ctx, format_args!("{e}"))
     }
-    if ctx.mode == kmod::Mode::Ring3 {
+    if ctx.mode.app_in_user_mode() {
         let mut s = match ctx.vcpu().sregs() {
             Ok(s) => s,
             Err(e) => fatal(ctx, format_args!("{e}")),

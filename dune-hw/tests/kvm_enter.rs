@@ -7,6 +7,11 @@ use std::io::{Read, Write};
 
 /// Enters Dune on this thread, or prints SKIPPED and returns None.
 fn enter_or_skip(test: &str, mode: Mode) -> Option<()> {
+    // DUNEGC_DUNE_MODE runs this suite in another mode (scripts/test.sh: pvm and ring3)
+    let mode = std::env::var("DUNEGC_DUNE_MODE")
+        .ok()
+        .and_then(|m| Mode::from_name(&m))
+        .unwrap_or(mode);
     match dune_hw::enter_with(&Options {
         mode: Some(mode),
         ..Options::default()

@@ -362,7 +362,7 @@ fn copy_on_write_end_to_end(mode: Mode, small: bool) {
     assert!(code.present() && code.write() && !code.fetch() && !code.reserved_bit());
     assert_eq!(
         code.user(),
-        mode == Mode::Ring3,
+        mode.app_in_user_mode(),
         "U/S follows the guest CPL: {:#x}",
         code.0
     );
@@ -632,6 +632,23 @@ fn tlb_operations_and_feature_report(mode: Mode, _small: bool) {
             assert_eq!(m_range, TlbMethod::Invlpg { n_pages: 4 });
             assert_eq!(m_all, TlbMethod::Cr3Reload);
             assert_eq!(m_big, TlbMethod::Cr3Reload, "long ranges reload CR3");
+        }
+        Mode::Pvm => {
+            // answered by the monitor's supervisor-mode stub with the hypercall: no exit
+            assert_eq!(
+                (m, m_range, m_all, m_big),
+                (
+                    TlbMethod::Hypercall,
+                    TlbMethod::Hypercall,
+                    TlbMethod::Hypercall,
+                    TlbMethod::Hypercall
+                )
+            );
+        }
+        Mode::PvmRing0 => {
+            assert_eq!(m, TlbMethod::HypercallOne { n_pages: 1 });
+            assert_eq!(m_range, TlbMethod::HypercallOne { n_pages: 4 });
+            assert_eq!((m_all, m_big), (TlbMethod::Hypercall, TlbMethod::Hypercall));
         }
         Mode::Ring3 => {
             assert_eq!(

@@ -16,7 +16,8 @@
 //!
 //! Modules:
 //! - [`system`]   open `/dev/kvm`, API version, capabilities, guest address width
-//! - [`mode`]     Ring0 | Ring3: detection (PVM signature) and forcing
+//! - [`mode`]     Ring0 | Ring3 | Pvm: detection (PVM signature, probe) and forcing
+//! - [`pvm`]      the PVM paravirtual supervisor ABI: features, self-test in a child process
 //! - [`vm`]       one VM per process
 //! - [`memslots`] GPA==HVA memory slots, registered and split per mapping
 //! - [`vcpu`]     one vCPU per thread: setup, run, registers
@@ -28,6 +29,7 @@ pub mod error;
 pub mod exit;
 pub mod memslots;
 pub mod mode;
+pub mod pvm;
 pub mod syscall;
 pub mod system;
 pub mod vcpu;

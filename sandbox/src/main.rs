@@ -1,4 +1,4 @@
-//! `dune-sandbox [--policy FILE] [--memory-mib N] [--timeout-ms N] [--mode ring3|ring0]
+//! `dune-sandbox [--policy FILE] [--memory-mib N] [--timeout-ms N] [--mode ring3|ring0|pvm|pvm-ring0]
 //! [--verbose] PROGRAM [ARGS...]`: runs a static program in ring 3 under its own page
 //! table and a syscall policy; prints how it ended on stderr; exits with the program's
 //! status, 124 (timeout), 139 (fault), 159 (denied) or 2 (bad usage, policy or program).
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const USAGE: &str = "usage: dune-sandbox [--policy FILE] [--memory-mib N] [--timeout-ms N] \
-                     [--mode ring3|ring0] [--verbose] PROGRAM [ARGS...]";
+                     [--mode ring3|ring0|pvm|pvm-ring0] [--verbose] PROGRAM [ARGS...]";
 
 fn fail(msg: &str) -> ! {
     eprintln!("dune-sandbox: {msg}");
@@ -32,11 +32,14 @@ fn main() {
             "--memory-mib" => opts.memory_bytes = number(&a, args.next()) << 20,
             "--timeout-ms" => opts.timeout = Some(Duration::from_millis(number(&a, args.next()))),
             "--mode" => {
-                opts.dune.mode = Some(match args.next().as_deref() {
-                    Some("ring3") => dune_hw::Mode::Ring3,
-                    Some("ring0") => dune_hw::Mode::Ring0,
-                    _ => fail(&format!("--mode is ring3 or ring0\n{USAGE}")),
-                })
+                opts.dune.mode = Some(
+                    match args.next().as_deref().and_then(dune_hw::Mode::from_name) {
+                        Some(m) => m,
+                        None => fail(&format!(
+                            "--mode is ring3, ring0, pvm or pvm-ring0\n{USAGE}"
+                        )),
+                    },
+                )
             }
             "--verbose" => verbose = true,
             "--help" | "-h" => {

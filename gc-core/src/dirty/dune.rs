@@ -23,6 +23,11 @@
 //! | 16 | 76.0 / 76.1 µs | 756 / 693 µs |
 //! | 256 | 687 / 683 µs | 6.39 / 6.39 ms (both CR3: above 32 pages) |
 //!
+//! The PVM modes (issue 11, `bench-results/pvm-modes.md`): `pvm` (ring-3 semantics, the flush
+//! request answered by a hypercall in the native monitor stub) 1 page 10.4 / 10.7 µs, 256
+//! pages 718 / 687 µs; `pvm-ring0` (`HC_FLUSH_TLB_ONE` per page / `HC_FLUSH_TLB`) 7.4 / 11.1
+//! µs and 957 µs / 1.05 ms. The refill dominates there too, so the choice below holds.
+//!
 //! A CPL3 guest cannot flush its own TLB, so ring-3 has one mechanism (a request the
 //! monitor serves by reloading CR3 through KVM's sync registers) and its cost is per
 //! request; in ring-0 on this host a CR3 reload beats even a single emulated `invlpg`.
