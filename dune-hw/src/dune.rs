@@ -596,23 +596,7 @@ fn arch_prctl_get(code: i32) -> u64 {
     v
 }
 
-pub(crate) fn seg(selector: u16, type_: u8, dpl: u8, long: bool, base: u64) -> kvm_segment {
-    kvm_segment {
-        base,
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        dpl,
-        db: (!long) as u8,
-        s: 1,
-        l: long as u8,
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
-}
+pub(crate) use kmod::vcpu::flat_segment as seg;
 
 impl ThreadCtx {
     /// A context for the calling thread (FS/GS bases are the host thread's).

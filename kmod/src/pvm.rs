@@ -611,21 +611,7 @@ fn guest_addr(f: unsafe extern "C" fn()) -> u64 {
 }
 
 fn seg(selector: u16, type_: u8, dpl: u8, long: bool) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        dpl,
-        db: (!long) as u8,
-        s: 1,
-        l: long as u8,
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
+    crate::vcpu::flat_segment(selector, type_, dpl, long, 0)
 }
 
 /// Runs the self-test in this process (the child): builds the scratch VM, runs it to the

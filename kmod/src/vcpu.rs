@@ -3,7 +3,7 @@
 use crate::error::{KmodError, Result};
 use crate::exit::{self, Exit};
 use crate::vm::Vm;
-use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xcrs, Msrs};
+use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, kvm_xcrs, Msrs};
 use kvm_ioctls::{SyncReg, VcpuFd};
 
 /// KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS.
@@ -194,5 +194,26 @@ impl Vcpu {
 impl std::fmt::Debug for Vcpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vcpu").finish_non_exhaustive()
+    }
+}
+
+/// A flat 64-bit-mode segment register value (limit 4 GiB, present, granular): code when
+/// `long` (type 11, L=1), data otherwise (type 3, D/B=1), at privilege `dpl`, with `base`
+/// (only FS/GS bases matter in long mode).
+pub fn flat_segment(selector: u16, type_: u8, dpl: u8, long: bool, base: u64) -> kvm_segment {
+    kvm_segment {
+        base,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl,
+        db: (!long) as u8,
+        s: 1,
+        l: long as u8,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
     }
 }
