@@ -153,6 +153,9 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
     let t0 = Instant::now();
     let checksum = run_workload(workload, scale, GcHeap(heap))?;
     let wall_ns = t0.elapsed().as_nanos() as u64;
+    // The Dune mode the workload ran in (ring0, ring3, pvm, pvm-ring0: chosen by
+    // detection or DUNEGC_DUNE_MODE) goes into the backend name, e.g. `dune/pvm`.
+    let dune_mode = dune_hw::mode().map(|m| m.mode.name());
     if in_dune {
         dune_hw::exit().map_err(|e| format!("leaving Dune mode: {e}"))?;
     }
@@ -173,9 +176,10 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         heap_bytes: s.heap_bytes as u64,
         bytes_allocated: s.bytes_allocated,
         peak_rss_bytes: peak_rss_bytes(),
-        backend: s
-            .backend
-            .map_or_else(|| "-".to_owned(), |b| b.name().to_owned()),
+        backend: match (s.backend, dune_mode) {
+            (Some(Backend::Dune), Some(mode)) => format!("dune/{mode}"),
+            (b, _) => b.map_or_else(|| "-".to_owned(), |b| b.name().to_owned()),
+        },
         checksum,
     })
 }

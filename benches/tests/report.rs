@@ -122,6 +122,7 @@ fn summary(wall_ms: u64, max_pause_us: u64, checksum: u64) -> Outcome {
             user_ns: wall_ms * 800_000,
             sys_ns: wall_ms * 150_000,
             minor_faults: 1234,
+            backend: String::new(),
         },
         wall_min_ns: wall_ms * 900_000,
         wall_max_ns: wall_ms * 1_200_000,
@@ -182,6 +183,27 @@ fn fixed_results() -> Results {
         bdwgc_incremental_tracking: Some("write-protects the heap".to_owned()),
         cells,
     }
+}
+
+#[test]
+fn markdown_names_the_dune_mode_it_measured() {
+    let mut r = fixed_results();
+    for c in &mut r.cells {
+        if c.subject == Subject::Dunegc(Config::Incremental(Backend::Dune)) {
+            let mut o = summary(90, 300, 7);
+            if let Outcome::Measured(s) = &mut o {
+                s.median.backend = "dune/pvm".to_owned();
+            }
+            c.outcome = o;
+        }
+    }
+    let md = markdown::render(&r, &markdown::PlotLinks::default(), None);
+    assert!(
+        md.contains(
+            "| Dune backend | measured in Dune mode `pvm` (see the dunegc inc-dune rows) |"
+        ),
+        "{md}"
+    );
 }
 
 #[test]

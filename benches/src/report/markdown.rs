@@ -335,7 +335,18 @@ pub fn render(r: &Results, plots: &PlotLinks, intro: Option<&str>) -> String {
         s,
         "| Dune backend | {} |",
         unsupported_reason(r, dune).map_or_else(
-            || "measured (see the dunegc inc-dune rows)".to_owned(),
+            || {
+                let mode = r
+                    .cells
+                    .iter()
+                    .filter(|c| c.subject == dune)
+                    .find_map(|c| match &c.outcome {
+                        Outcome::Measured(s) => s.median.backend.strip_prefix("dune/"),
+                        _ => None,
+                    })
+                    .unwrap_or("unknown");
+                format!("measured in Dune mode `{mode}` (see the dunegc inc-dune rows)")
+            },
             |why| format!("unsupported: {why}")
         )
     );

@@ -38,6 +38,9 @@ pub struct Sample {
     pub sys_ns: u64,
     /// The child process's minor page faults (whole process).
     pub minor_faults: u64,
+    /// The dirty tracker gc-core used, with the Dune mode for the Dune one (`dune/pvm`);
+    /// empty for bdwgc.
+    pub backend: String,
 }
 
 impl From<&RunResult> for Sample {
@@ -51,6 +54,7 @@ impl From<&RunResult> for Sample {
             dirty_pages_per_cycle: Some(r.dirty_pages_per_cycle),
             peak_rss_bytes: r.peak_rss_bytes,
             checksum: r.checksum,
+            backend: r.backend.clone(),
             ..Sample::default()
         }
     }
@@ -122,6 +126,9 @@ impl Summary {
                 user_ns: m(|s| s.user_ns),
                 sys_ns: m(|s| s.sys_ns),
                 minor_faults: m(|s| s.minor_faults),
+                backend: samples
+                    .first()
+                    .map_or_else(String::new, |s| s.backend.clone()),
             },
             wall_min_ns: walls.iter().copied().min().unwrap_or(0),
             wall_max_ns: walls.iter().copied().max().unwrap_or(0),
