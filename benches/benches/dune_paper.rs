@@ -19,6 +19,9 @@
 //!   by a policy callback (counts it, allows it) and forwarded. Both time the loop only
 //!   (the sandbox's with `rdtsc` inside it; set-up and exit are not timed).
 //!
+//! - `exception_skip` (not a paper row): exception delivery alone, a `ud2` skipped by a
+//!   handler (Linux: SIGILL handler; Dune: fault closure host-side, or guest fault handler).
+//!
 //! Every Dune row of page_fault, trap, appel1 and appel2 also has a `<mode>_guest_handler`
 //! variant: protection through the guest page table (`dune_hw::pagetable`) and a guest fault
 //! handler (`dune_hw::fault::set_guest_fault_handler`) that makes the page writable with
@@ -285,6 +288,44 @@ fn appel2_guest_body(p: *mut u8, n: u64) -> u64 {
     Tsc::now() - t
 }
 
+/// `n` `ud2`s, each skipped by a handler; returns TSC ticks.
+fn ud2_body(n: u64) -> u64 {
+    let t = Tsc::now();
+    for _ in 0..n {
+        // SAFETY: `ud2` raises #UD; the installed handler (SIGILL handler, fault closure or
+        // guest fault handler) resumes after it.
+        unsafe { core::arch::asm!("ud2", options(nostack)) };
+    }
+    Tsc::now() - t
+}
+
+/// Skips the 2-byte `ud2` (guest fault handler / fault closure).
+fn skip_ud2(_f: &mut Fault) -> FaultAction {
+    FaultAction::Skip { len_bytes: 2 }
+}
+
+/// Linux SIGILL handler: skips the 2-byte `ud2`.
+extern "C" fn on_sigill(_sig: libc::c_int, _info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let uc = uc.cast::<libc::ucontext_t>();
+    // SAFETY: the ucontext the kernel passed to an SA_SIGINFO handler.
+    unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] += 2 };
+}
+
+/// Installs [`on_sigill`] (`true`) or the default action.
+fn install_sigill(on: bool) {
+    // SAFETY: a handler that only edits its ucontext; or SIG_DFL.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = if on {
+            on_sigill as *const () as usize
+        } else {
+            libc::SIG_DFL
+        };
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+        libc::sigaction(libc::SIGILL, &sa, core::ptr::null_mut());
+    }
+}
+
 /// Linux: a forked child makes `n` getpids under a `PTRACE_SYSCALL` tracer (stopped at
 /// each entry and exit); returns the time from the first resume to the child's exit.
 fn ptrace_getpids(tsc: &Tsc, n: u64) -> Duration {
@@ -547,6 +588,23 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| sandbox_getpids(&mut sb, &tsc, iters))
     });
     drop(sb);
+
+    // ---- exception delivery alone: ud2 skipped by a handler (no page-table work) ----
+    install_sigill(true);
+    g.bench_function("exception_skip/linux", |b| {
+        b.iter_custom(|iters| tsc.to_duration(ud2_body(iters)))
+    });
+    install_sigill(false);
+    fault::set_fault_handler(Exception::InvalidOpcode, skip_ud2);
+    g.bench_function(format!("exception_skip/{m}"), |b| {
+        b.iter_custom(|iters| in_dune(&tsc, &mut ud2_body, iters))
+    });
+    fault::clear_fault_handler(Exception::InvalidOpcode);
+    fault::set_guest_fault_handler(Exception::InvalidOpcode, Some(skip_ud2));
+    g.bench_function(format!("exception_skip/{m}_guest_handler"), |b| {
+        b.iter_custom(|iters| in_dune(&tsc, &mut ud2_body, iters))
+    });
+    fault::set_guest_fault_handler(Exception::InvalidOpcode, None);
 
     // ---- Table 3: trap, appel1, appel2 ----
     bench_traps(&mut g, "trap", m, tsc, 1, trap_body, trap_guest_body);
