@@ -33,8 +33,8 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use dune_hw::sandbox::{self, Memory, Sandbox, Syscall, Verdict};
 use dune_hw::fault::{self, Fault, FaultAction};
+use dune_hw::sandbox::{self, Memory, Sandbox, Syscall, Verdict};
 use dune_hw::{pagetable, Exception, Gva, Trap, TrapAction};
 use dunegc_benches::dune_timing::{getpid, in_dune, Tsc};
 use std::sync::atomic::{AtomicU64, Ordering};

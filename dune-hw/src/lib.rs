@@ -132,6 +132,13 @@
 //!   [`tlb::cpuid_instruction_features`]). PCIDs stay off: one address space, one CR3.
 //! - [`fault::set_fault_handler`]: closures with the faulting address, the decoded error
 //!   code ([`fault::PageFaultCode`]), the registers, and resume / skip / unhandled.
+//! - [`fault::set_guest_fault_handler`]: a plain `fn` with the same [`fault::Fault`] and
+//!   actions, run **in the guest without an exit** in `pvm`, `pvm-ring0` (and `ring0`,
+//!   emulated) on the vCPU's IST stack; it changes pages with the lock-free
+//!   [`pagetable::protect_page_in_guest`]. `Unhandled` continues on the host path; in
+//!   `ring3` the same handler runs host-side. Write-protection trap here: 15.5 us in `pvm`
+//!   (no exit; the PVM event delivery itself is ~13 us) vs 87 us through the host path and
+//!   4.5 us for Linux's SIGSEGV (`bench-results/dune-paper-microbenchmarks.md`).
 //!
 //! Measured (criterion, `cargo bench --bench dune -- privileged_`, this host):
 //!
@@ -174,7 +181,8 @@
 //! - [`tlb`]      flush obligations; invlpg / range / full flush; TLB feature report
 //! - [`pagetable`] the live table as a library API: walk, map/unmap/protect, huge pages,
 //!   one-pass A/D read-and-clear, copy-on-write protection
-//! - [`fault`]    exception handlers as closures (decoded error code, registers, resume)
+//! - [`fault`]    exception handlers as closures (decoded error code, registers, resume);
+//!   guest fault handlers delivered in the guest without an exit
 //! - [`gdt`], [`idt`] descriptors as pure functions; vectors
 //! - [`entry`]    asm: enter/leave on the same stack, LSTAR stubs, exception stubs
 //! - [`monitor`]  the exit loop (host half of the monitor)
