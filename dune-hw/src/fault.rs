@@ -42,9 +42,8 @@
 //! no panics; it may touch only memory the guest table maps already. To change a page it
 //! calls [`crate::pagetable::protect_page_in_guest`] (lock-free, flushes this vCPU's
 //! translation with a hypercall / `invlpg`). While it runs, the program's registers are in
-//! the frame on the monitor stack, not where [`crate::guest_regs`] looks: a collector
-//! must not stop a thread for a root scan in the middle of it (the handler is short and
-//! cannot block).
+//! the frame on the monitor stack; [`crate::guest_regs`] returns them from there for a thread
+//! stopped in the handler (not for one stopped in the stub's few save/restore instructions).
 //!
 //! **In `ring3`** (and where the extended state would not fit the monitor stack) the same
 //! handler runs host-side at the same point as the closures, with the same semantics, at the

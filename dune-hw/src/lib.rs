@@ -456,6 +456,28 @@ pub fn guest_regs() -> Option<GuestRegs> {
         r.rsp = f.rsp;
         r.rflags = f.rflags;
     }
+    // SAFETY: as above (plain data of the suspended exit loop's context).
+    let ctx = unsafe { &*p };
+    let top = ctx.cpu_pages + ctx.cpu_pages_len as u64;
+    let frame_at = top - entry::GUEST_FRAME_OFFSET;
+    if !in_exception
+        && dune::on_monitor_stack(ctx, r.rsp)
+        && r.rsp < frame_at
+        && !entry::in_monitor_code(r.rip)
+    {
+        // in a guest fault handler: the interrupted program's registers are in the frame the
+        // in-guest stub saved (the handler's own stack holds only copies of them)
+        // SAFETY: the in-guest path wrote a GuestTrapFrame there before calling the handler.
+        let f: entry::GuestTrapFrame = unsafe { addr::read_guest(Gva(frame_at)) };
+        return Some(GuestRegs {
+            gprs: [
+                f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp, f.r8, f.r9, f.r10, f.r11,
+                f.r12, f.r13, f.r14, f.r15,
+            ],
+            rip: f.rip,
+            stack_low: f.rsp.saturating_sub(128),
+        });
+    }
     let mut user_rsp = r.rsp;
     if in_exception {
         // SAFETY: the CPL0 stub pushed an ExceptionFrame at rsp on the monitor stack.
