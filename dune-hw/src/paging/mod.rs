@@ -598,7 +598,7 @@ mod tests {
         );
         assert_eq!(
             pt.leaf(base).unwrap().get(),
-            base | P | US | NX | API | A | D
+            base | P | US | NX | API | pte::HOST_W | A | D
         );
         // the on-demand path keeps it; an mprotect-like map replaces it
         pt.fill_accessed(base, base + 0x4000, rw).unwrap();
@@ -609,7 +609,23 @@ mod tests {
         assert!(!pt
             .api_set(base + 0x1000, base + 0x2000, libc::PROT_NONE, true)
             .unwrap());
-        assert_eq!(pt.leaf(base + 0x1000).unwrap().get(), API);
+        assert_eq!(pt.leaf(base + 0x1000).unwrap().get(), API | pte::HOST_W);
+        // the lock-free update (guest fault handlers) changes only entries the program set
+        // SAFETY: pt outlives the view.
+        let v = unsafe { DirtyView::new(pt.root()) };
+        assert_eq!(
+            v.update_api_leaf(base + 0x2000, &mut |o| Some(o | RW)),
+            None
+        );
+        assert_eq!(
+            v.update_api_leaf(base + 0x1000, &mut |o| Some(o | base + 0x1000 | P | RW)),
+            Some(API | pte::HOST_W)
+        );
+        assert_eq!(
+            v.entry(base + 0x1000),
+            (base + 0x1000) | P | RW | API | pte::HOST_W
+        );
+        assert_eq!(v.update_api_leaf(base + 0x1000, &mut |_| None), None);
 
         // a huge leaf over the 4 KiB table folds its A/D bits
         let huge = base + (2 << 20);
@@ -651,8 +667,8 @@ mod tests {
             .unwrap());
         assert_eq!(
             view.lookup(huge + (2 << 20)),
-            Some((API, 1)),
-            "PROT_NONE keeps only D"
+            Some((API | pte::HOST_W, 1)),
+            "PROT_NONE keeps only D (and the program's marks)"
         );
         assert_eq!(
             view.lookup(huge + (2 << 20) + 0x1000),
