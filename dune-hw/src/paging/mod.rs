@@ -618,7 +618,7 @@ mod tests {
             None
         );
         assert_eq!(
-            v.update_api_leaf(base + 0x1000, &mut |o| Some(o | base + 0x1000 | P | RW)),
+            v.update_api_leaf(base + 0x1000, &mut |o| Some(o | (base + 0x1000) | P | RW)),
             Some(API | pte::HOST_W)
         );
         assert_eq!(
