@@ -111,6 +111,9 @@ pub struct Dune {
     /// Exceptions with a guest fault handler are delivered in the guest (IDT of
     /// [`entry::exception_stub_guest`]); see [`crate::fault::guest_delivery`].
     pub(crate) guest_delivery: bool,
+    /// The IDT of sandbox vCPUs: the plain stubs ([`entry::exception_stub`]) with the same
+    /// IST choice (the same page as `idt` without guest delivery).
+    pub(crate) sandbox_idt: u64,
 }
 
 /// The process's Dune state: set once, read lock-free.
@@ -222,6 +225,23 @@ impl Dune {
         let guest_delivery =
             mode.mode != Mode::Ring3 && xsave_bytes + 64 <= entry::GUEST_XSAVE_BYTES;
         entry::GUEST_XSAVE.store((xcr0 != 0) as u64, Ordering::Release);
+        // sandboxes (crate::sandbox) keep the plain stubs: the in-guest path reads process
+        // memory their page-table view does not map, and must never run program handlers
+        let sandbox_idt = if guest_delivery {
+            mmap_anon(
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                0,
+                "mmap(sandbox IDT)",
+            )?
+        } else {
+            idt
+        };
+        for v in 0..=255u8 {
+            let g = idt::gate(entry::exception_stub(v), ist);
+            // SAFETY: sandbox_idt is a fresh writable page of 256 16-byte gates (or `idt`).
+            unsafe { crate::addr::write_guest(Gva(sandbox_idt + 16 * v as u64), g) };
+        }
         for v in 0..=255u8 {
             let stub = if guest_delivery {
                 entry::exception_stub_guest(v)
@@ -263,6 +283,7 @@ impl Dune {
             xcr0,
             cr4,
             guest_delivery,
+            sandbox_idt,
         };
         dune.sync_all_mappings()?;
         {

@@ -302,6 +302,7 @@ fn check_range(
         (pool_start, pool_end, "page-table frames"),
         (d.doorbell, d.doorbell + BYTES_IN_PAGE, "doorbell page"),
         (d.idt, d.idt + BYTES_IN_PAGE, "IDT"),
+        (d.sandbox_idt, d.sandbox_idt + BYTES_IN_PAGE, "sandbox IDT"),
     ];
     for (rs, re, what) in reserved {
         if s < re && rs < end {
