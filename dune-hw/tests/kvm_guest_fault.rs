@@ -339,3 +339,125 @@ fn ring3_gives_the_same_results_through_the_host_path() {
         assert!(stdout.contains("1 passed"), "{test}: {stdout}");
     }
 }
+
+/// A guest handler that makes a syscall (forbidden: in `pvm` it runs in supervisor mode).
+fn syscall_in_handler(f: &mut Fault) -> FaultAction {
+    // SAFETY: getpid has no arguments; deliberately called from a guest handler.
+    unsafe { libc::syscall(libc::SYS_getpid) };
+    f.regs.rax = 0x5ca1;
+    FaultAction::Skip { len_bytes: 2 }
+}
+
+#[test]
+fn syscall_inside_a_guest_handler_is_a_clear_fatal_error_in_pvm() {
+    const NAME: &str = "syscall_inside_a_guest_handler_is_a_clear_fatal_error_in_pvm";
+    if std::env::var(CHILD_ENV).is_ok() {
+        if enter_or_skip(NAME) {
+            println!("{}", mode_line());
+            fault::set_guest_fault_handler(Exception::InvalidOpcode, Some(syscall_in_handler));
+            let rax = ud2_with_rax(0);
+            println!("resumed rax={rax:#x}");
+        }
+        return;
+    }
+    let out = run_child(NAME, &[(CHILD_ENV, "1")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(l) = stdout.lines().find(|l| l.starts_with("SKIPPED")) {
+        println!("{l}");
+        return;
+    }
+    if stdout.contains("guest-fault mode: pvm guest_delivery=true") {
+        assert!(!out.status.success(), "{stdout} {stderr}");
+        assert!(
+            stderr.contains("syscall from a guest fault handler"),
+            "clear report: {stderr}"
+        );
+        assert!(!stdout.contains("resumed"), "{stdout}");
+    } else {
+        // pvm-ring0 / ring0 (the program's own privilege level) and ring3 (host-side): the
+        // rule is the same, but the call happens to work
+        assert!(out.status.success(), "{stdout} {stderr}");
+        assert!(stdout.contains("resumed rax=0x5ca1"), "{stdout}");
+    }
+}
+
+static THREAD_HITS: AtomicU64 = AtomicU64::new(0);
+static PAGES_LO: AtomicU64 = AtomicU64::new(0);
+static PAGES_HI: AtomicU64 = AtomicU64::new(0);
+
+/// Unprotects any page of [PAGES_LO, PAGES_HI).
+fn unprotect_range(f: &mut Fault) -> FaultAction {
+    let Some(addr) = f.addr else {
+        return FaultAction::Unhandled;
+    };
+    if addr.0 < PAGES_LO.load(Ordering::Relaxed) || addr.0 >= PAGES_HI.load(Ordering::Relaxed) {
+        return FaultAction::Unhandled;
+    }
+    THREAD_HITS.fetch_add(1, Ordering::Relaxed);
+    let page = Gva(addr.0 & !(PAGE as u64 - 1));
+    match pagetable::protect_page_in_guest(page, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(_) => FaultAction::Resume,
+        Err(_) => FaultAction::Unhandled,
+    }
+}
+
+#[test]
+fn threads_take_guest_faults_on_their_own_exception_stacks() {
+    let _s = serial();
+    if !enter_or_skip("threads_take_guest_faults_on_their_own_exception_stacks") {
+        return;
+    }
+    println!("{}", mode_line());
+    const THREADS: usize = 4;
+    const ROUNDS: u64 = 50;
+    let len = THREADS * PAGE;
+    // SAFETY: a fresh anonymous mapping, unmapped below.
+    let base = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as u64;
+    assert_ne!(base as *mut libc::c_void, libc::MAP_FAILED);
+    PAGES_LO.store(base, Ordering::SeqCst);
+    PAGES_HI.store(base + len as u64, Ordering::SeqCst);
+    THREAD_HITS.store(0, Ordering::SeqCst);
+    fault::set_guest_fault_handler(Exception::PageFault, Some(unprotect_range));
+    let results: Vec<(u64, u64)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..THREADS)
+            .map(|t| {
+                s.spawn(move || {
+                    let p = (base + (t * PAGE) as u64) as *mut u64;
+                    let mut guest = 0;
+                    for i in 0..ROUNDS {
+                        pagetable::write_protect(Gva(p as u64), PAGE as u64)
+                            .expect("write_protect");
+                        let before = dune_hw::thread_stats();
+                        // SAFETY: this thread's page of the mapping.
+                        unsafe { core::ptr::write_volatile(p, i * 1000 + t as u64) };
+                        guest += dune_hw::thread_stats().guest_faults - before.guest_faults;
+                        // SAFETY: as above.
+                        assert_eq!(unsafe { core::ptr::read_volatile(p) }, i * 1000 + t as u64);
+                    }
+                    (guest, dune_hw::in_dune() as u64)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    fault::set_guest_fault_handler(Exception::PageFault, None);
+    assert_eq!(THREAD_HITS.load(Ordering::SeqCst), THREADS as u64 * ROUNDS);
+    for (t, (guest, in_dune)) in results.iter().enumerate() {
+        assert_eq!(*in_dune, 1, "thread {t} ran in Dune");
+        let want = if fault::guest_delivery() { ROUNDS } else { 0 };
+        assert_eq!(*guest, want, "thread {t}: faults resolved in the guest");
+    }
+    // SAFETY: our mapping, no references into it.
+    assert_eq!(unsafe { libc::munmap(base as *mut libc::c_void, len) }, 0);
+    dune_hw::exit().expect("leave");
+}
