@@ -19,13 +19,23 @@
 //!   by a policy callback (counts it, allows it) and forwarded. Both time the loop only
 //!   (the sandbox's with `rdtsc` inside it; set-up and exit are not timed).
 //!
+//! - `exception_skip` (not a paper row): exception delivery alone, a `ud2` skipped by a
+//!   handler (Linux: SIGILL handler; Dune: fault closure host-side, or guest fault handler).
+//!
+//! Every Dune row of page_fault, trap, appel1 and appel2 also has a `<mode>_guest_handler`
+//! variant: protection through the guest page table (`dune_hw::pagetable`) and a guest fault
+//! handler (`dune_hw::fault::set_guest_fault_handler`) that makes the page writable with
+//! `pagetable::protect_page_in_guest` — in pvm/pvm-ring0 without any exit (the paper's
+//! in-process path); in ring3 the same handler runs host-side.
+//!
 //! Dune samples enter Dune, time the work inside with `rdtsc`, and leave (see `dune.rs`).
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use dune_hw::fault::{self, Fault, FaultAction};
 use dune_hw::sandbox::{self, Memory, Sandbox, Syscall, Verdict};
-use dune_hw::{Exception, Trap, TrapAction};
+use dune_hw::{pagetable, Exception, Gva, Trap, TrapAction};
 use dunegc_benches::dune_timing::{getpid, in_dune, Tsc};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -132,8 +142,41 @@ fn on_dune_fault(t: &mut Trap) -> TrapAction {
     }
 }
 
-/// Benchmarks one protect/trap workload on Linux and in Dune. `body(p, n)` runs `n`
-/// iterations on the `n_pages` at `p` and returns TSC ticks.
+/// The guest fault handler (`fault::set_guest_fault_handler`): runs in the guest without
+/// an exit where the mode allows it (pvm, pvm-ring0, ring0; host-side in ring3) and makes
+/// the faulting page writable with the lock-free `pagetable::protect_page_in_guest`.
+fn on_guest_fault(f: &mut Fault) -> FaultAction {
+    let Some(addr) = f.addr else {
+        return FaultAction::Unhandled;
+    };
+    if addr.0 < FAULT_LO.load(Ordering::Relaxed) || addr.0 >= FAULT_HI.load(Ordering::Relaxed) {
+        return FaultAction::Unhandled;
+    }
+    let page = Gva(addr.0 & !(PAGE as u64 - 1));
+    match pagetable::protect_page_in_guest(page, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(_) => {
+            FAULTS.fetch_add(1, Ordering::Relaxed);
+            GUEST_FAULTS.fetch_add(1, Ordering::Relaxed);
+            FaultAction::Resume
+        }
+        Err(_) => FaultAction::Unhandled,
+    }
+}
+
+/// Faults resolved by [`on_guest_fault`].
+static GUEST_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// Write-protection through the guest page table (`pagetable::write_protect`: no syscall;
+/// in pvm the TLB flush is the LSTAR stub's hypercall, in pvm-ring0 a hypercall in the
+/// program, in ring3 a request to the monitor).
+fn guest_protect(p: *mut u8, n_pages: usize) {
+    pagetable::write_protect(Gva(p as u64), (n_pages * PAGE) as u64).expect("write_protect");
+}
+
+/// Benchmarks one protect/trap workload on Linux and in Dune (host path: mprotect + the
+/// host-side exception handler; guest path: `pagetable` + the guest fault handler).
+/// `body(p, n)` / `guest_body(p, n)` run `n` iterations on the `n_pages` at `p` and return
+/// TSC ticks.
 fn bench_traps(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
@@ -141,6 +184,7 @@ fn bench_traps(
     tsc: Tsc,
     n_pages: usize,
     body: fn(*mut u8, u64) -> u64,
+    guest_body: fn(*mut u8, u64) -> u64,
 ) {
     let p = map_pages(n_pages, libc::PROT_READ | libc::PROT_WRITE);
     for i in 0..n_pages {
@@ -158,6 +202,11 @@ fn bench_traps(
         b.iter_custom(|iters| in_dune(&tsc, &mut |n| body(p, n), iters))
     });
     dune_hw::set_exception_handler(Exception::PageFault, None);
+    fault::set_guest_fault_handler(Exception::PageFault, Some(on_guest_fault));
+    g.bench_function(format!("{name}/{m}_guest_handler"), |b| {
+        b.iter_custom(|iters| in_dune(&tsc, &mut |n| guest_body(p, n), iters))
+    });
+    fault::set_guest_fault_handler(Exception::PageFault, None);
     set_fault_range(core::ptr::null_mut(), 0);
     if dune_hw::enter().is_ok() {
         // SAFETY: our mapping, no references into it. Unmapped inside Dune so that the
@@ -200,6 +249,81 @@ fn appel2_body(p: *mut u8, n: u64) -> u64 {
         }
     }
     Tsc::now() - t
+}
+
+/// trap, guest path: write-protect in the guest table (untimed), one write that traps to
+/// the guest fault handler.
+fn trap_guest_body(p: *mut u8, n: u64) -> u64 {
+    let mut ticks = 0;
+    for _ in 0..n {
+        guest_protect(p, 1);
+        let t = Tsc::now();
+        poke(p);
+        ticks += Tsc::now() - t;
+    }
+    ticks
+}
+
+/// appel1, guest path: write-protect one page in the guest table, trap, the guest handler
+/// unprotects; all timed.
+fn appel1_guest_body(p: *mut u8, n: u64) -> u64 {
+    let t = Tsc::now();
+    for _ in 0..n {
+        guest_protect(p, 1);
+        poke(p);
+    }
+    Tsc::now() - t
+}
+
+/// appel2, guest path: write-protect N pages with one call, trap on each.
+fn appel2_guest_body(p: *mut u8, n: u64) -> u64 {
+    let t = Tsc::now();
+    for _ in 0..n {
+        guest_protect(p, N_APPEL2);
+        for i in 0..N_APPEL2 {
+            // SAFETY: inside the N_APPEL2-page mapping.
+            poke(unsafe { p.add(i * PAGE) });
+        }
+    }
+    Tsc::now() - t
+}
+
+/// `n` `ud2`s, each skipped by a handler; returns TSC ticks.
+fn ud2_body(n: u64) -> u64 {
+    let t = Tsc::now();
+    for _ in 0..n {
+        // SAFETY: `ud2` raises #UD; the installed handler (SIGILL handler, fault closure or
+        // guest fault handler) resumes after it.
+        unsafe { core::arch::asm!("ud2", options(nostack)) };
+    }
+    Tsc::now() - t
+}
+
+/// Skips the 2-byte `ud2` (guest fault handler / fault closure).
+fn skip_ud2(_f: &mut Fault) -> FaultAction {
+    FaultAction::Skip { len_bytes: 2 }
+}
+
+/// Linux SIGILL handler: skips the 2-byte `ud2`.
+extern "C" fn on_sigill(_sig: libc::c_int, _info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let uc = uc.cast::<libc::ucontext_t>();
+    // SAFETY: the ucontext the kernel passed to an SA_SIGINFO handler.
+    unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] += 2 };
+}
+
+/// Installs [`on_sigill`] (`true`) or the default action.
+fn install_sigill(on: bool) {
+    // SAFETY: a handler that only edits its ucontext; or SIG_DFL.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = if on {
+            on_sigill as *const () as usize
+        } else {
+            libc::SIG_DFL
+        };
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+        libc::sigaction(libc::SIGILL, &sa, core::ptr::null_mut());
+    }
 }
 
 /// Linux: a forked child makes `n` getpids under a `PTRACE_SYSCALL` tracer (stopped at
@@ -368,6 +492,42 @@ fn bench(c: &mut Criterion) {
         })
     });
     dune_hw::set_exception_handler(Exception::PageFault, None);
+    // Guest path: a read-write mapping made inside Dune, removed from the guest table with
+    // `pagetable::unmap` (untimed); each first touch is a not-present #PF on an entry the
+    // program set, which the guest fault handler makes present (no exit in pvm/pvm-ring0;
+    // KVM's shadow fault then populates the host page).
+    fault::set_guest_fault_handler(Exception::PageFault, Some(on_guest_fault));
+    g.bench_function(format!("page_fault/{m}_guest_handler"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(chunk_pages);
+                left -= n;
+                total += in_dune(
+                    &tsc,
+                    &mut |k| {
+                        let p = map_pages(k as usize, libc::PROT_READ | libc::PROT_WRITE);
+                        pagetable::unmap(Gva(p as u64), k * PAGE as u64).expect("unmap");
+                        set_fault_range(p, k as usize);
+                        let t = Tsc::now();
+                        for i in 0..k as usize {
+                            // SAFETY: inside the mapping; the guest handler maps the page.
+                            poke(unsafe { p.add(i * PAGE) });
+                        }
+                        let d = Tsc::now() - t;
+                        // SAFETY: our mapping, no references into it (unmapped in Dune).
+                        unsafe { libc::munmap(p.cast(), k as usize * PAGE) };
+                        d
+                    },
+                    n,
+                );
+            }
+            set_fault_range(core::ptr::null_mut(), 0);
+            total
+        })
+    });
+    fault::set_guest_fault_handler(Exception::PageFault, None);
 
     // Page walk of a mapped page.
     let page = map_pages(1, libc::PROT_READ | libc::PROT_WRITE);
@@ -429,9 +589,26 @@ fn bench(c: &mut Criterion) {
     });
     drop(sb);
 
+    // ---- exception delivery alone: ud2 skipped by a handler (no page-table work) ----
+    install_sigill(true);
+    g.bench_function("exception_skip/linux", |b| {
+        b.iter_custom(|iters| tsc.to_duration(ud2_body(iters)))
+    });
+    install_sigill(false);
+    fault::set_fault_handler(Exception::InvalidOpcode, skip_ud2);
+    g.bench_function(format!("exception_skip/{m}"), |b| {
+        b.iter_custom(|iters| in_dune(&tsc, &mut ud2_body, iters))
+    });
+    fault::clear_fault_handler(Exception::InvalidOpcode);
+    fault::set_guest_fault_handler(Exception::InvalidOpcode, Some(skip_ud2));
+    g.bench_function(format!("exception_skip/{m}_guest_handler"), |b| {
+        b.iter_custom(|iters| in_dune(&tsc, &mut ud2_body, iters))
+    });
+    fault::set_guest_fault_handler(Exception::InvalidOpcode, None);
+
     // ---- Table 3: trap, appel1, appel2 ----
-    bench_traps(&mut g, "trap", m, tsc, 1, trap_body);
-    bench_traps(&mut g, "appel1", m, tsc, 1, appel1_body);
+    bench_traps(&mut g, "trap", m, tsc, 1, trap_body, trap_guest_body);
+    bench_traps(&mut g, "appel1", m, tsc, 1, appel1_body, appel1_guest_body);
     bench_traps(
         &mut g,
         &format!("appel2_{N_APPEL2}_pages"),
@@ -439,10 +616,13 @@ fn bench(c: &mut Criterion) {
         tsc,
         N_APPEL2,
         appel2_body,
+        appel2_guest_body,
     );
     eprintln!(
-        "dune_paper: {} faults handled",
-        FAULTS.load(Ordering::Relaxed)
+        "dune_paper: {} faults handled ({} by the guest fault handler; guest delivery: {})",
+        FAULTS.load(Ordering::Relaxed),
+        GUEST_FAULTS.load(Ordering::Relaxed),
+        fault::guest_delivery()
     );
 
     g.finish();

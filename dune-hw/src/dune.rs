@@ -29,7 +29,7 @@ pub const SLOT_WINDOW_BYTES: u64 = 64 << 20;
 /// Exit-loop stack per thread.
 const LOOP_STACK_BYTES: usize = 1 << 20;
 /// Monitor (CPL0) stack per thread.
-const MONITOR_STACK_BYTES: usize = 64 << 10;
+const MONITOR_STACK_BYTES: usize = entry::MONITOR_STACK_BYTES as usize;
 
 /// Dune-private syscall numbers (a real kernel answers ENOSYS to them).
 pub mod hypercall {
@@ -108,6 +108,12 @@ pub struct Dune {
     retired: Mutex<Vec<usize>>,
     pub(crate) xcr0: u64,
     pub(crate) cr4: u64,
+    /// Exceptions with a guest fault handler are delivered in the guest (IDT of
+    /// [`entry::exception_stub_guest`]); see [`crate::fault::guest_delivery`].
+    pub(crate) guest_delivery: bool,
+    /// The IDT of sandbox vCPUs: the plain stubs ([`entry::exception_stub`]) with the same
+    /// IST choice (the same page as `idt` without guest delivery).
+    pub(crate) sandbox_idt: u64,
 }
 
 /// The process's Dune state: set once, read lock-free.
@@ -207,8 +213,42 @@ impl Dune {
         // mode an event is delivered on the *current* stack unless the gate names an IST
         // (TSS.rsp0 is never used there; see kmod::pvm).
         let ist = if mode.mode == Mode::Ring3 { 0 } else { 1 };
+        // In-guest exception delivery (crate::fault::set_guest_fault_handler) wherever our
+        // own supervisor code runs the exception: not ring-3 (its CPL0 is emulated and only
+        // the stubs' `out` runs there), and only if the interrupted code's extended state
+        // fits the area reserved on the monitor stack.
+        let xsave_bytes = if xcr0 != 0 {
+            core::arch::x86_64::__cpuid_count(0xd, 0).ebx as u64
+        } else {
+            512
+        };
+        let guest_delivery =
+            mode.mode != Mode::Ring3 && xsave_bytes + 64 <= entry::GUEST_XSAVE_BYTES;
+        entry::GUEST_XSAVE.store((xcr0 != 0) as u64, Ordering::Release);
+        // sandboxes (crate::sandbox) keep the plain stubs: the in-guest path reads process
+        // memory their page-table view does not map, and must never run program handlers
+        let sandbox_idt = if guest_delivery {
+            mmap_anon(
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                0,
+                "mmap(sandbox IDT)",
+            )?
+        } else {
+            idt
+        };
         for v in 0..=255u8 {
             let g = idt::gate(entry::exception_stub(v), ist);
+            // SAFETY: sandbox_idt is a fresh writable page of 256 16-byte gates (or `idt`).
+            unsafe { crate::addr::write_guest(Gva(sandbox_idt + 16 * v as u64), g) };
+        }
+        for v in 0..=255u8 {
+            let stub = if guest_delivery {
+                entry::exception_stub_guest(v)
+            } else {
+                entry::exception_stub(v)
+            };
+            let g = idt::gate(stub, ist);
             // SAFETY: idt is a fresh writable page of 256 16-byte gates.
             unsafe { crate::addr::write_guest(Gva(idt + 16 * v as u64), g) };
         }
@@ -242,6 +282,8 @@ impl Dune {
             retired: Mutex::new(Vec::with_capacity(256)),
             xcr0,
             cr4,
+            guest_delivery,
+            sandbox_idt,
         };
         dune.sync_all_mappings()?;
         {
@@ -540,6 +582,9 @@ pub struct ThreadStats {
     pub signals: u64,
     /// Threads this thread created (each entered Dune on its own vCPU).
     pub threads_created: u64,
+    /// Exceptions resolved by a guest fault handler in the guest, without an exit
+    /// ([`crate::fault::set_guest_fault_handler`]; counted by the in-guest path itself).
+    pub guest_faults: u64,
 }
 
 /// Per-thread state: the vCPU and the stacks and tables it needs.
@@ -821,6 +866,13 @@ impl Drop for ThreadCtx {
             unsafe { libc::munmap(self.loop_stack as *mut libc::c_void, LOOP_STACK_BYTES) };
         }
     }
+}
+
+/// Whether `rsp` lies on this thread's monitor stack (IST 1): the code there is a monitor
+/// stub or a guest fault handler, never the program itself.
+pub(crate) fn on_monitor_stack(ctx: &ThreadCtx, rsp: u64) -> bool {
+    let top = ctx.cpu_pages + ctx.cpu_pages_len as u64;
+    rsp < top && rsp >= top - MONITOR_STACK_BYTES as u64
 }
 
 /// Top of the exit-loop stack.

@@ -122,6 +122,93 @@ const _: () = {
     assert!(core::mem::size_of::<ExceptionFrame>() == 56);
 };
 
+/// Bytes of each thread's monitor stack (IST 1): the exception stubs of [`exception_stub_guest`]
+/// treat an exception whose interrupted rsp lies within this many bytes below the IST top as
+/// raised inside a guest fault handler.
+pub const MONITOR_STACK_BYTES: u64 = 64 << 10;
+/// Where the in-guest path saves the interrupted registers: this many bytes below the IST top
+/// (a nested exception's frame, 56 bytes + one saved register, stays above it).
+pub const GUEST_FRAME_OFFSET: u64 = 256;
+/// Bytes reserved below the [`GuestTrapFrame`] for the interrupted code's XSAVE area.
+pub const GUEST_XSAVE_BYTES: u64 = 12 << 10;
+/// The XSAVE area starts this far below the frame (64-aligned down from there); the
+/// `HC_IRET_FRAME` frame takes the 64 bytes right under the [`GuestTrapFrame`].
+const GUEST_XSAVE_OFFSET: u64 = 64 + GUEST_XSAVE_BYTES;
+/// Bit or-ed into the vector word of an exception raised inside a guest fault handler.
+pub const VECTOR_NESTED: u64 = 0x100;
+/// Bit or-ed into the vector word when the guest fault handler ran and returned
+/// `Unhandled` (the host path does not call it again).
+pub const VECTOR_DECLINED: u64 = 0x200;
+
+/// Per vector: non-zero when a guest fault handler is installed (read by the stubs of
+/// [`exception_stub_guest`] with one `cmpb`).
+pub static GUEST_VECTORS: [core::sync::atomic::AtomicU8; 32] =
+    [const { core::sync::atomic::AtomicU8::new(0) }; 32];
+/// Non-zero: the in-guest path saves the extended state with `xsave64` (every XCR0
+/// component); zero: `fxsave64` (x87/SSE only; the guest has no XCR0).
+pub static GUEST_XSAVE: AtomicU64 = AtomicU64::new(0);
+
+/// What the in-guest exception path saves on the monitor stack before it calls the Rust
+/// dispatcher ([`crate::fault`]); written back on resume.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(missing_docs)] // the register names are the docs
+pub struct GuestTrapFrame {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    /// Vector (with [`VECTOR_DECLINED`] set by the dispatcher when the handler declined).
+    pub vector: u64,
+    /// Error code (0 for vectors without one).
+    pub error: u64,
+    /// Interrupted rip.
+    pub rip: u64,
+    /// Interrupted CS (RPL 3: PV user mode, resumed through `HC_IRET_FRAME`).
+    pub cs: u64,
+    /// Interrupted RFLAGS.
+    pub rflags: u64,
+    /// Interrupted rsp.
+    pub rsp: u64,
+    /// Interrupted SS.
+    pub ss: u64,
+    /// Scratch (the dispatcher reads CR2 itself).
+    pub cr2: u64,
+    /// Padding to 16 bytes.
+    pub pad: u64,
+}
+
+const _: () = {
+    assert!(offset_of!(GuestTrapFrame, rax) == 0);
+    assert!(offset_of!(GuestTrapFrame, rbx) == 8);
+    assert!(offset_of!(GuestTrapFrame, rdi) == 40);
+    assert!(offset_of!(GuestTrapFrame, rbp) == 48);
+    assert!(offset_of!(GuestTrapFrame, r8) == 56);
+    assert!(offset_of!(GuestTrapFrame, r15) == 112);
+    assert!(offset_of!(GuestTrapFrame, vector) == 120);
+    assert!(offset_of!(GuestTrapFrame, error) == 128);
+    assert!(offset_of!(GuestTrapFrame, rip) == 136);
+    assert!(offset_of!(GuestTrapFrame, cs) == 144);
+    assert!(offset_of!(GuestTrapFrame, rflags) == 152);
+    assert!(offset_of!(GuestTrapFrame, rsp) == 160);
+    assert!(offset_of!(GuestTrapFrame, ss) == 168);
+    assert!(offset_of!(GuestTrapFrame, cr2) == 176);
+    assert!(core::mem::size_of::<GuestTrapFrame>() == 192);
+    // the frame ends at IST top - 64, below a nested exception's push
+    assert!(GUEST_FRAME_OFFSET - 192 == 64);
+};
+
 core::arch::global_asm!(
     ".pushsection .text.dune_entry, \"ax\"",
     ".p2align 4",
@@ -291,6 +378,204 @@ core::arch::global_asm!(
     "out %al, ${excport}",
     "add $16, %rsp",
     "iretq",
+    // ---- exception stubs with in-guest delivery (ring0, pvm, pvm-ring0): a vector with a
+    // guest handler ([`crate::fault::set_guest_fault_handler`]) goes to `dune_guest_entry`,
+    // any other to the exit above. 32 bytes apart. ----
+    ".p2align 5",
+    ".globl dune_exc_stubs_guest",
+    "dune_exc_stubs_guest:",
+    ".set dune_g, 0",
+    ".rept 32",
+    ".p2align 5",
+    ".if (dune_g == 8) || (dune_g >= 10 && dune_g <= 14) || (dune_g == 17) || (dune_g == 21) || (dune_g == 29) || (dune_g == 30)",
+    "nop; nop",
+    ".else",
+    "pushq $0",
+    ".endif",
+    "pushq $dune_g",
+    "cmpb $0, {gvec}+dune_g(%rip)",
+    "jne dune_guest_entry",
+    "jmp dune_exc_common",
+    ".set dune_g, dune_g + 1",
+    ".endr",
+    // rsp = IST top - 56: vector, error, rip, cs, rflags, rsp, ss
+    ".p2align 4",
+    "dune_guest_entry:",
+    // nested: the interrupted code ran on this monitor stack (a guest handler faulted)
+    "push %rax",
+    "lea 64(%rsp), %rax",
+    "sub 48(%rsp), %rax",
+    "cmp ${monstack}, %rax",
+    "pop %rax",
+    "jb 8f",
+    // GuestTrapFrame at IST top - 256 (rsp - 200): a nested exception's frame (top - 64 ..
+    // top) cannot reach it
+    "mov %rax, -200(%rsp)",
+    "lea -200(%rsp), %rax",
+    "mov %rbx, 8(%rax)",
+    "mov %rcx, 16(%rax)",
+    "mov %rdx, 24(%rax)",
+    "mov %rsi, 32(%rax)",
+    "mov %rdi, 40(%rax)",
+    "mov %rbp, 48(%rax)",
+    "mov %r8, 56(%rax)",
+    "mov %r9, 64(%rax)",
+    "mov %r10, 72(%rax)",
+    "mov %r11, 80(%rax)",
+    "mov %r12, 88(%rax)",
+    "mov %r13, 96(%rax)",
+    "mov %r14, 104(%rax)",
+    "mov %r15, 112(%rax)",
+    "mov 0(%rsp), %rbx",
+    "mov %rbx, 120(%rax)",
+    "mov 8(%rsp), %rbx",
+    "mov %rbx, 128(%rax)",
+    "mov 16(%rsp), %rbx",
+    "mov %rbx, 136(%rax)",
+    "mov 24(%rsp), %rbx",
+    "mov %rbx, 144(%rax)",
+    "mov 32(%rsp), %rbx",
+    "mov %rbx, 152(%rax)",
+    "mov 40(%rsp), %rbx",
+    "mov %rbx, 160(%rax)",
+    "mov 48(%rsp), %rbx",
+    "mov %rbx, 168(%rax)",
+    "mov %rax, %rsp",
+    "mov %rax, %r12", // F, callee-saved across the call
+    "xor %eax, %eax",
+    "mov %rax, 176(%rsp)", // cr2: read by the dispatcher for #PF
+    // extended state (the handler is ordinary Rust/libc code): below F, 64-aligned
+    "lea -{xsoff}(%rsp), %rbx",
+    "and $-64, %rbx",
+    "cmpq $0, {xsflag}(%rip)",
+    "je 2f",
+    "mov %rax, 520(%rbx)",
+    "mov %rax, 528(%rbx)",
+    "mov %rax, 536(%rbx)",
+    "mov %rax, 544(%rbx)",
+    "mov %rax, 552(%rbx)",
+    "mov %rax, 560(%rbx)",
+    "mov %rax, 568(%rbx)",
+    "mov $-1, %eax",
+    "mov $-1, %edx",
+    "xsave64 (%rbx)",
+    "jmp 3f",
+    "2:",
+    "fxsave64 (%rbx)",
+    "3:",
+    "mov %rbx, %rsp",
+    "mov %r12, %rdi",
+    "cld",
+    "call {dispatch}",
+    "mov %rax, %r13",
+    "cmpq $0, {xsflag}(%rip)",
+    "je 4f",
+    "mov $-1, %eax",
+    "mov $-1, %edx",
+    "xrstor64 (%rbx)",
+    "jmp 5f",
+    "4:",
+    "fxrstor64 (%rbx)",
+    "5:",
+    "mov %r12, %rsp",
+    "test %r13, %r13",
+    "jz 7f",
+    "testb $3, 144(%rsp)",
+    "jnz 6f",
+    // resume at CPL0 / in PV supervisor mode (ring0, pvm-ring0): iretq
+    "pushq 168(%rsp)",
+    "pushq 168(%rsp)",
+    "pushq 168(%rsp)",
+    "pushq 168(%rsp)",
+    "pushq 168(%rsp)",
+    "mov 48(%rsp), %rbx",
+    "mov 56(%rsp), %rcx",
+    "mov 64(%rsp), %rdx",
+    "mov 72(%rsp), %rsi",
+    "mov 80(%rsp), %rdi",
+    "mov 88(%rsp), %rbp",
+    "mov 96(%rsp), %r8",
+    "mov 104(%rsp), %r9",
+    "mov 112(%rsp), %r10",
+    "mov 120(%rsp), %r11",
+    "mov 128(%rsp), %r12",
+    "mov 136(%rsp), %r13",
+    "mov 144(%rsp), %r14",
+    "mov 152(%rsp), %r15",
+    "mov 40(%rsp), %rax",
+    "iretq",
+    // resume in PV user mode (pvm): HC_IRET_FRAME with {rax, rbx, rdi, rip, cs, rflags,
+    // rsp, ss} at F - 64; the hypercall keeps every other register
+    "6:",
+    "lea -64(%rsp), %rbx",
+    "mov 0(%rsp), %rax",
+    "mov %rax, 0(%rbx)",
+    "mov 8(%rsp), %rax",
+    "mov %rax, 8(%rbx)",
+    "mov 40(%rsp), %rax",
+    "mov %rax, 16(%rbx)",
+    "mov 136(%rsp), %rax",
+    "mov %rax, 24(%rbx)",
+    "mov 144(%rsp), %rax",
+    "mov %rax, 32(%rbx)",
+    "mov 152(%rsp), %rax",
+    "mov %rax, 40(%rbx)",
+    "mov 160(%rsp), %rax",
+    "mov %rax, 48(%rbx)",
+    "mov 168(%rsp), %rax",
+    "mov %rax, 56(%rbx)",
+    "mov 16(%rsp), %rcx",
+    "mov 24(%rsp), %rdx",
+    "mov 32(%rsp), %rsi",
+    "mov 48(%rsp), %rbp",
+    "mov 56(%rsp), %r8",
+    "mov 64(%rsp), %r9",
+    "mov 72(%rsp), %r10",
+    "mov 80(%rsp), %r11",
+    "mov 88(%rsp), %r12",
+    "mov 96(%rsp), %r13",
+    "mov 104(%rsp), %r14",
+    "mov 112(%rsp), %r15",
+    "mov ${hciret}, %eax",
+    "int ${hcvec}",
+    "ud2",
+    // not handled in the guest: the exit with the original frame back at IST top - 56
+    // (a native step of the save or restore in ring0 mode may have overwritten it)
+    "7:",
+    "mov 120(%rsp), %rax",
+    "mov %rax, 200(%rsp)",
+    "mov 128(%rsp), %rax",
+    "mov %rax, 208(%rsp)",
+    "mov 136(%rsp), %rax",
+    "mov %rax, 216(%rsp)",
+    "mov 144(%rsp), %rax",
+    "mov %rax, 224(%rsp)",
+    "mov 152(%rsp), %rax",
+    "mov %rax, 232(%rsp)",
+    "mov 160(%rsp), %rax",
+    "mov %rax, 240(%rsp)",
+    "mov 168(%rsp), %rax",
+    "mov %rax, 248(%rsp)",
+    "mov 8(%rsp), %rbx",
+    "mov 16(%rsp), %rcx",
+    "mov 24(%rsp), %rdx",
+    "mov 32(%rsp), %rsi",
+    "mov 40(%rsp), %rdi",
+    "mov 48(%rsp), %rbp",
+    "mov 56(%rsp), %r8",
+    "mov 64(%rsp), %r9",
+    "mov 72(%rsp), %r10",
+    "mov 80(%rsp), %r11",
+    "mov 88(%rsp), %r12",
+    "mov 96(%rsp), %r13",
+    "mov 104(%rsp), %r14",
+    "mov 112(%rsp), %r15",
+    "mov 0(%rsp), %rax",
+    "lea 200(%rsp), %rsp",
+    "jmp dune_exc_common",
+    "8:",
+    "orq ${nested}, (%rsp)",
+    "jmp dune_exc_common",
     ".globl dune_stubs_end",
     "dune_stubs_end:",
     ".popsection",
@@ -301,6 +586,13 @@ core::arch::global_asm!(
     flush = const crate::dune::hypercall::FLUSH_TLB,
     hcflush = const kmod::pvm::HC_FLUSH_TLB,
     hcvec = const kmod::pvm::HYPERCALL_VECTOR,
+    gvec = sym GUEST_VECTORS,
+    monstack = const MONITOR_STACK_BYTES,
+    xsoff = const GUEST_XSAVE_OFFSET,
+    xsflag = sym GUEST_XSAVE,
+    dispatch = sym crate::fault::dune_guest_trap,
+    hciret = const kmod::pvm::HC_IRET_FRAME,
+    nested = const VECTOR_NESTED,
     options(att_syntax),
 );
 
@@ -331,6 +623,7 @@ extern "C" {
     fn dune_lstar_pvm();
     fn dune_pvm_iret();
     fn dune_exc_stubs();
+    fn dune_exc_stubs_guest();
     fn dune_irq_stub();
 }
 
@@ -427,6 +720,16 @@ const _: () = {
 pub fn lstar_ring0() -> u64 {
     dune_lstar_ring0 as *const () as usize as u64
 }
+/// Handler address of exception `vector` (0..32) with in-guest delivery (see
+/// [`crate::fault::set_guest_fault_handler`]), or the catch-all stub.
+pub fn exception_stub_guest(vector: u8) -> u64 {
+    if vector < 32 {
+        dune_exc_stubs_guest as *const () as usize as u64 + 32 * vector as u64
+    } else {
+        dune_irq_stub as *const () as usize as u64
+    }
+}
+
 /// Handler address of exception `vector` (0..32), or the catch-all stub.
 pub fn exception_stub(vector: u8) -> u64 {
     if vector < 32 {
@@ -450,6 +753,12 @@ mod tests {
             let push_at = 2;
             assert_eq!(bytes[push_at], 0x6a, "push imm8 at vector {v}");
             assert_eq!(bytes[push_at + 1], v);
+            let p = exception_stub_guest(v) as *const u8;
+            // SAFETY: reading our own .text bytes.
+            let bytes = unsafe { core::slice::from_raw_parts(p, 6) };
+            assert_eq!(bytes[push_at], 0x6a, "guest stub: push imm8 at vector {v}");
+            assert_eq!(bytes[push_at + 1], v);
+            assert_eq!(&bytes[4..6], &[0x80, 0x3d], "guest stub: cmpb rip-relative");
         }
     }
 }

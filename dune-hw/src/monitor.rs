@@ -173,6 +173,24 @@ fn pvm_return_to_user(ctx: &mut ThreadCtx) {
     }
 }
 
+/// `pvm`: a syscall from a guest fault handler (it runs in supervisor mode on the monitor
+/// stack; the host would resume it in user mode) ends the process with a clear message.
+fn syscall_in_guest_handler_is_fatal(ctx: &ThreadCtx) {
+    let rsp = match ctx.vcpu().regs() {
+        Ok(r) => r.rsp,
+        Err(e) => fatal(ctx, format_args!("{e}")),
+    };
+    if crate::dune::on_monitor_stack(ctx, rsp) {
+        fatal(
+            ctx,
+            format_args!(
+                "syscall from a guest fault handler (rsp {rsp:#x} on the monitor stack): guest \
+                 fault handlers must not make syscalls"
+            ),
+        );
+    }
+}
+
 /// The exit loop of one vCPU.
 pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
     let doorbell = ctx.dune.doorbell;
@@ -210,7 +228,12 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
             }
             Exit::IoOut {
                 port: SYSCALL_PORT, ..
-            } => syscall::handle(ctx),
+            } => {
+                if ctx.mode == kmod::Mode::Pvm {
+                    syscall_in_guest_handler_is_fatal(ctx);
+                }
+                syscall::handle(ctx)
+            }
             Exit::IoOut {
                 port: EXCEPTION_PORT,
                 ..

@@ -157,6 +157,12 @@ pub enum PageTableError {
         /// What lives there.
         what: &'static str,
     },
+    /// [`protect_page_in_guest`]: the page has no 4 KiB entry set by the program through
+    /// this module (set it with [`protect`], [`write_protect`], [`map`] or [`unmap`] first).
+    NotProgramPage {
+        /// The page.
+        addr: u64,
+    },
     /// The CPU (as the guest sees it) or this runtime lacks a feature.
     Unsupported {
         /// What.
@@ -200,6 +206,10 @@ impl fmt::Display for PageTableError {
             PageTableError::Reserved { addr, what } => {
                 write!(f, "{addr:#x} belongs to the Dune runtime ({what})")
             }
+            PageTableError::NotProgramPage { addr } => write!(
+                f,
+                "{addr:#x} has no 4 KiB entry set by the program (pagetable::protect first)"
+            ),
             PageTableError::Unsupported { feature, reason } => {
                 write!(f, "unsupported: {feature}: {reason}")
             }
@@ -292,6 +302,7 @@ fn check_range(
         (pool_start, pool_end, "page-table frames"),
         (d.doorbell, d.doorbell + BYTES_IN_PAGE, "doorbell page"),
         (d.idt, d.idt + BYTES_IN_PAGE, "IDT"),
+        (d.sandbox_idt, d.sandbox_idt + BYTES_IN_PAGE, "sandbox IDT"),
     ];
     for (rs, re, what) in reserved {
         if s < re && rs < end {
@@ -344,6 +355,31 @@ fn entries_allow(d: &Dune, start: u64, end: u64, prot: i32) -> bool {
     ok && covered == (end - start) / BYTES_IN_PAGE
 }
 
+/// Whether the host mapping allows writing all of `[start, end)`: the guest entries say so
+/// already (writable, or set by the program while the host allowed writing), or the
+/// host's VMAs do. Remembered in the entries ([`pte::HOST_W`]) for
+/// [`protect_page_in_guest`].
+fn host_allows_write(d: &Dune, start: u64, end: u64) -> bool {
+    let mut known = 0u64;
+    d.dirty_view()
+        .for_each_leaf(start, end, &mut |_va, n_pages, e| {
+            if e & P != 0 && e & RW != 0 || e & (API | pte::HOST_W) == API | pte::HOST_W {
+                known += n_pages;
+            }
+        });
+    if known == (end - start) / BYTES_IN_PAGE {
+        return true;
+    }
+    let mut a = start;
+    while a < end {
+        match crate::maps::find_fast(a) {
+            Some(m) if m.prot & libc::PROT_WRITE != 0 => a = m.end,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Makes every vCPU flush before its next entry and flushes the caller's vCPU now when it
 /// runs in the guest (from the host side of a Dune thread the exit loop flushes before it
 /// resumes the guest).
@@ -361,10 +397,11 @@ fn apply(start: Gva, len_bytes: u64, prot: i32, check_prot: i32) -> Result<Chang
     if prot != libc::PROT_NONE {
         d.ensure_slots(start.0, end)?;
     }
+    let host_w = prot & libc::PROT_WRITE != 0 || host_allows_write(d, start.0, end);
     let accessed =
         d.pt.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .api_set(start.0, end, prot)?;
+            .api_set(start.0, end, prot, host_w)?;
     if accessed {
         shoot_down(d, start.0, end);
     }
@@ -393,6 +430,80 @@ pub fn protect(start: Gva, len_bytes: u64, prot: i32) -> Result<Change, PageTabl
 /// written before is still reported dirty).
 pub fn unmap(start: Gva, len_bytes: u64) -> Result<Change, PageTableError> {
     apply(start, len_bytes, libc::PROT_NONE, libc::PROT_NONE)
+}
+
+/// Sets the protection of the one 4 KiB page at `page` to `prot` (`PROT_NONE`, `PROT_READ`,
+/// `PROT_READ | PROT_WRITE`) **without locks, allocation or syscalls**: the subset of this
+/// module a guest fault handler ([`crate::fault::set_guest_fault_handler`]) may call, also
+/// usable anywhere else in a Dune thread.
+///
+/// Only entries the program set before through [`map`], [`protect`], [`write_protect`] or
+/// [`unmap`] (which checked the host mapping) can be changed — anything else fails with
+/// [`PageTableError::NotProgramPage`] — and `PROT_WRITE` only where the host mapping allowed
+/// writing when that entry was set ([`PageTableError::ProtExceedsHost`] otherwise). The
+/// execute permission stays what the entry had (a page made present again from `PROT_NONE`
+/// is not executable); `PROT_EXEC` in `prot` is ignored. A/D bits are kept.
+///
+/// TLB: in a guest fault handler this vCPU's translation of the page is flushed at once
+/// (pvm/pvm-ring0: the `HC_FLUSH_TLB_ONE` hypercall; ring-0: `invlpg`), no exit; elsewhere as
+/// [`protect`] does. A restriction of an entry that had been used for a translation also
+/// makes every other vCPU flush before its next entry (see the module docs: no IPIs).
+pub fn protect_page_in_guest(page: Gva, prot: i32) -> Result<Change, PageTableError> {
+    let d = dune()?;
+    if !page.0.is_multiple_of(BYTES_IN_PAGE) {
+        return Err(PageTableError::Unaligned {
+            start: page.0,
+            len_bytes: BYTES_IN_PAGE,
+            align_bytes: BYTES_IN_PAGE,
+        });
+    }
+    if page.0 >= USER_END {
+        return Err(PageTableError::OutsideUserHalf {
+            start: page.0,
+            len_bytes: BYTES_IN_PAGE,
+        });
+    }
+    let flags = pte::leaf_flags(prot & (libc::PROT_READ | libc::PROT_WRITE));
+    let mut refused_write = false;
+    let old = d.dirty_view().update_api_leaf(page.0, &mut |old| {
+        if flags & RW != 0 && old & pte::HOST_W == 0 {
+            refused_write = true;
+            return None;
+        }
+        let keep = old & (A | D | API | pte::HOST_W);
+        Some(if flags == 0 {
+            keep & !A
+        } else {
+            let nx = if old & P != 0 { old & NX } else { NX };
+            page.0 | (flags & !NX) | nx | keep
+        })
+    });
+    let Some(old) = old else {
+        if refused_write {
+            return Err(PageTableError::ProtExceedsHost {
+                addr: page.0,
+                host_prot: libc::PROT_READ,
+                prot,
+            });
+        }
+        return Err(PageTableError::NotProgramPage { addr: page.0 });
+    };
+    let restricted = old & P != 0 && (flags & P == 0 || (old & RW != 0 && flags & RW == 0));
+    let accessed = old & (P | A) == P | A;
+    if restricted && accessed {
+        d.generation.fetch_add(1, Ordering::AcqRel);
+    }
+    if crate::fault::in_guest_fault_handler() {
+        crate::fault::flush_page_in_guest_handler(page.0);
+    } else if restricted && accessed {
+        shoot_down(d, page.0, page.0 + BYTES_IN_PAGE);
+    } else if crate::in_dune() && !crate::on_host_side() {
+        // a widened entry: drop a stale (shadow) translation of this page only
+        crate::flush(TlbFlush::range(page.0, page.0 + BYTES_IN_PAGE));
+    }
+    Ok(Change {
+        flushed: restricted && accessed,
+    })
 }
 
 /// Copy-on-write style protection: makes `[start, start + len_bytes)` read-only for the

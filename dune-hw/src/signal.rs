@@ -859,6 +859,9 @@ pub(crate) fn deliver_pending(ctx: &mut ThreadCtx) {
     if entry::in_monitor_code(regs.rip) {
         return; // it exits shortly (syscall doorbell, exception port); delivered then
     }
+    if crate::dune::on_monitor_stack(ctx, regs.rsp) {
+        return; // a guest fault handler: delivered at the program's next exit
+    }
     let sig = pend.trailing_zeros() as usize + 1;
     st.pending.fetch_and(!bit(sig), Ordering::AcqRel);
     let mut info = [0u8; 128];

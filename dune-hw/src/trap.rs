@@ -4,7 +4,7 @@
 
 use crate::addr::{read_guest, Gva};
 use crate::dune::ThreadCtx;
-use crate::entry::ExceptionFrame;
+use crate::entry::{self, ExceptionFrame};
 use crate::idt;
 use crate::maps;
 use crate::monitor::{fatal, fatal_at};
@@ -111,13 +111,14 @@ fn dispatch_to_program(
     regs: &kvm_bindings::kvm_regs,
     f: &ExceptionFrame,
     cr2: u64,
+    declined: bool,
 ) -> bool {
     let mut r = *regs;
     r.rip = f.rip;
     r.rsp = f.rsp;
     r.rflags = f.rflags;
     let mut c = r;
-    if crate::fault::dispatch(f.vector, f.error, cr2, &mut c) == Some(true) {
+    if crate::fault::dispatch(f.vector, f.error, cr2, &mut c, declined) == Some(true) {
         let frame = ExceptionFrame {
             rip: c.rip,
             rsp: c.rsp,
@@ -189,7 +190,13 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
     };
     // SAFETY: the CPL0 stub just pushed an ExceptionFrame at rsp on the monitor stack, a
     // mapping owned by this ThreadCtx.
-    let f: ExceptionFrame = unsafe { read_guest(Gva(regs.rsp)) };
+    let mut f: ExceptionFrame = unsafe { read_guest(Gva(regs.rsp)) };
+    if f.vector & entry::VECTOR_NESTED != 0 {
+        f.vector &= 0xff;
+        nested_in_guest_handler(ctx, &regs, &f);
+    }
+    let declined = f.vector & entry::VECTOR_DECLINED != 0;
+    f.vector &= 0xff;
     if f.vector == 1 && ctx.native_step {
         end_native_step(ctx, regs, &f);
         return;
@@ -204,7 +211,7 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             return_from_exception(ctx, regs, &f);
             return;
         }
-        if dispatch_to_program(ctx, &regs, &f, cr2) {
+        if dispatch_to_program(ctx, &regs, &f, cr2, declined) {
             return;
         }
         fatal_at(
@@ -220,7 +227,7 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             ),
         );
     }
-    if dispatch_to_program(ctx, &regs, &f, 0) {
+    if dispatch_to_program(ctx, &regs, &f, 0, declined) {
         return;
     }
     fatal_at(
@@ -233,6 +240,42 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             f.error,
             f.rip,
             f.rsp
+        ),
+    )
+}
+
+/// An exception inside a guest fault handler (the in-guest stubs saw the interrupted rsp on
+/// the monitor stack): the handler broke its rules; report both frames and end the process.
+fn nested_in_guest_handler(
+    ctx: &ThreadCtx,
+    regs: &kvm_bindings::kvm_regs,
+    f: &ExceptionFrame,
+) -> ! {
+    // the stub pushed `f` at IST top - 56; the interrupted program's frame is at IST top -
+    // GUEST_FRAME_OFFSET
+    let outer_at = regs.rsp + 56 - entry::GUEST_FRAME_OFFSET;
+    let outer: Option<entry::GuestTrapFrame> = crate::dune::on_monitor_stack(ctx, outer_at)
+        // SAFETY: inside this thread's monitor stack (checked), where the in-guest path
+        // saved the frame of the exception whose handler faulted.
+        .then(|| unsafe { read_guest(Gva(outer_at)) });
+    let cr2 = if f.vector == 14 {
+        ctx.vcpu().sregs().map_or(0, |s| s.cr2)
+    } else {
+        0
+    };
+    let (ov, orip, oerr) = outer.map_or((0, 0, 0), |o| (o.vector & 0xff, o.rip, o.error));
+    fatal_at(
+        ctx,
+        Some(f),
+        format_args!(
+            "exception inside a guest fault handler: {} (vector {}), error {:#x}, address \
+             {cr2:#x}, at rip {:#x} - while handling {} (vector {ov}), error {oerr:#x}, of the \
+             program at rip {orip:#x}; a guest fault handler must not fault",
+            idt::name(f.vector),
+            f.vector,
+            f.error,
+            f.rip,
+            idt::name(ov),
         ),
     )
 }

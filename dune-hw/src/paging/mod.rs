@@ -224,8 +224,18 @@ impl PageTable {
     /// them). A huge leaf the range covers entirely keeps its size; one it covers in part
     /// is split. PROT_NONE makes entries not present, keeping D. Returns whether a changed
     /// entry had been used for a translation (see [`PageTable::map_accessed`]).
-    pub fn api_set(&mut self, start: u64, end: u64, prot: i32) -> Result<bool, DuneError> {
+    ///
+    /// `host_w`: the host mapping allows writing the whole range (recorded as
+    /// [`pte::HOST_W`] in the 4 KiB entries, for [`DirtyView::update_api_leaf`]).
+    pub fn api_set(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: i32,
+        host_w: bool,
+    ) -> Result<bool, DuneError> {
         let flags = pte::leaf_flags(prot);
+        let hw = if host_w { pte::HOST_W } else { 0 };
         let mut accessed = false;
         // SAFETY: root and all tables are frames of `self.frames`, alive as long as self.
         let stats = unsafe {
@@ -239,9 +249,9 @@ impl PageTable {
                     if level == 1 {
                         let old = p.update(&mut |old| {
                             if flags == 0 {
-                                (old & D) | API
+                                (old & D) | API | hw
                             } else {
-                                base | flags | API | (old & (A | D))
+                                base | flags | API | hw | (old & (A | D))
                             }
                         });
                         accessed |= old & (P | A) == P | A;
@@ -441,6 +451,30 @@ impl DirtyView {
         unsafe { walker::lookup(self.root, va) }.map(|(p, l)| (p.get(), l))
     }
 
+    /// Atomically replaces the 4 KiB leaf entry of `page` by `f(old)` if its tables exist and
+    /// it carries [`API`] (an entry the program set); `f` returns `None` to leave it as it
+    /// is. Returns the old entry, or `None` if there was no such entry or `f` declined.
+    /// Lock-free and allocation-free (usable from a guest fault handler): table frames are
+    /// never freed, and a concurrent update by the monitor is not lost (compare-exchange).
+    pub fn update_api_leaf(&self, page: u64, f: &mut dyn FnMut(u64) -> Option<u64>) -> Option<u64> {
+        // SAFETY: the root outlives this view (constructor duty).
+        let (p, level) = unsafe { walker::lookup(self.root, page) }?;
+        if level != 1 {
+            return None;
+        }
+        let mut old = p.get();
+        loop {
+            if old & API == 0 {
+                return None;
+            }
+            let new = f(old)?;
+            match p.compare_exchange(old, new) {
+                Ok(()) => return Some(old),
+                Err(now) => old = now,
+            }
+        }
+    }
+
     /// Sets the D bit of `page` again (restores a destructive read that could not be used).
     pub fn restore_dirty(&self, page: u64) {
         // SAFETY: as above.
@@ -558,12 +592,13 @@ mod tests {
         pt.map(base, base + 0x4000, rw).unwrap();
         pt.leaf(base).unwrap().set_bits(A | D);
         assert!(
-            pt.api_set(base, base + 0x1000, libc::PROT_READ).unwrap(),
+            pt.api_set(base, base + 0x1000, libc::PROT_READ, true)
+                .unwrap(),
             "A was set"
         );
         assert_eq!(
             pt.leaf(base).unwrap().get(),
-            base | P | US | NX | API | A | D
+            base | P | US | NX | API | pte::HOST_W | A | D
         );
         // the on-demand path keeps it; an mprotect-like map replaces it
         pt.fill_accessed(base, base + 0x4000, rw).unwrap();
@@ -572,9 +607,25 @@ mod tests {
         assert_eq!(pt.leaf(base).unwrap().get() & (RW | API), RW);
         // unmap by the program: not present, D kept, marked
         assert!(!pt
-            .api_set(base + 0x1000, base + 0x2000, libc::PROT_NONE)
+            .api_set(base + 0x1000, base + 0x2000, libc::PROT_NONE, true)
             .unwrap());
-        assert_eq!(pt.leaf(base + 0x1000).unwrap().get(), API);
+        assert_eq!(pt.leaf(base + 0x1000).unwrap().get(), API | pte::HOST_W);
+        // the lock-free update (guest fault handlers) changes only entries the program set
+        // SAFETY: pt outlives the view.
+        let v = unsafe { DirtyView::new(pt.root()) };
+        assert_eq!(
+            v.update_api_leaf(base + 0x2000, &mut |o| Some(o | RW)),
+            None
+        );
+        assert_eq!(
+            v.update_api_leaf(base + 0x1000, &mut |o| Some(o | (base + 0x1000) | P | RW)),
+            Some(API | pte::HOST_W)
+        );
+        assert_eq!(
+            v.entry(base + 0x1000),
+            (base + 0x1000) | P | RW | API | pte::HOST_W
+        );
+        assert_eq!(v.update_api_leaf(base + 0x1000, &mut |_| None), None);
 
         // a huge leaf over the 4 KiB table folds its A/D bits
         let huge = base + (2 << 20);
@@ -599,18 +650,25 @@ mod tests {
         assert_eq!(runs, vec![(huge, 512, D)]);
         assert_eq!(view.entry(huge) & D, 0, "wholly covered: cleared");
         // protecting all of one keeps it huge; protecting part splits it
-        assert!(!pt.api_set(huge, huge + (2 << 20), libc::PROT_READ).unwrap());
+        assert!(!pt
+            .api_set(huge, huge + (2 << 20), libc::PROT_READ, true)
+            .unwrap());
         assert_eq!(view.lookup(huge).unwrap().1, 2);
         assert_eq!(view.lookup(huge).unwrap().0 & RW, 0);
         view.lookup(huge + (2 << 20)).unwrap();
         pt.leaf(huge + (2 << 20)).unwrap().set_bits(A);
         assert!(pt
-            .api_set(huge + (2 << 20), huge + (2 << 20) + 0x1000, libc::PROT_NONE)
+            .api_set(
+                huge + (2 << 20),
+                huge + (2 << 20) + 0x1000,
+                libc::PROT_NONE,
+                true
+            )
             .unwrap());
         assert_eq!(
             view.lookup(huge + (2 << 20)),
-            Some((API, 1)),
-            "PROT_NONE keeps only D"
+            Some((API | pte::HOST_W, 1)),
+            "PROT_NONE keeps only D (and the program's marks)"
         );
         assert_eq!(
             view.lookup(huge + (2 << 20) + 0x1000),

@@ -21,6 +21,10 @@ pub const PS: u64 = 1 << 7;
 /// it, so an access it forbids reaches the program's fault handler. Host mmap/mprotect/munmap
 /// of the range replace the entry (and drop the bit).
 pub const API: u64 = 1 << 9;
+/// Software bit 10 (ignored by the MMU), with [`API`]: the host mapping allowed writing
+/// when the program set this entry, so [`crate::pagetable::protect_page_in_guest`] may make
+/// it writable without asking the host (which a guest fault handler cannot).
+pub const HOST_W: u64 = 1 << 10;
 /// No-execute (needs EFER.NXE).
 pub const NX: u64 = 1 << 63;
 /// Physical-address bits of an entry.
@@ -104,6 +108,13 @@ impl Pte {
                 Err(now) => old = now,
             }
         }
+    }
+    /// Replaces `old` by `new` if the entry still holds `old`; otherwise returns what it
+    /// holds now.
+    pub fn compare_exchange(&self, old: u64, new: u64) -> Result<(), u64> {
+        self.0
+            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
     }
     /// Sets the bits in `mask` (used to restore D bits after a failed collection).
     pub fn set_bits(&self, mask: u64) {

@@ -128,7 +128,7 @@ impl CpuPages {
         register(base, base + CPU_PAGES_BYTES)?;
         view.map_supervisor(base, base + CPU_PAGES_BYTES, rw)?;
         // shared, read-only for CPL0: IDT, exception stubs, the doorbell address
-        let idt = d.idt;
+        let idt = d.sandbox_idt;
         register(idt, idt + BYTES_IN_PAGE)?;
         view.map_supervisor(idt, idt + BYTES_IN_PAGE, libc::PROT_READ)?;
         let exc_start = page_down(exception_stub(0));
@@ -389,7 +389,7 @@ fn setup(sb: &Sandbox, vcpu: &mut Vcpu, entry: &Entry) -> Result<(), SandboxErro
     };
     s.gdt.base = sb.cpu.base;
     s.gdt.limit = (gdt::GDT_ENTRIES * 8 - 1) as u16;
-    s.idt.base = d.idt;
+    s.idt.base = d.sandbox_idt;
     s.idt.limit = 256 * 16 - 1;
     s.cr0 = 0x8005_0033; // PG | AM | WP | NE | ET | MP | PE
     s.cr3 = sb.view.root();
