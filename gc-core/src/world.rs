@@ -553,10 +553,11 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
                         TaskState::Deliverable => {
                             pending.as_mut_slice()[j].2 = 0;
                             if !entered {
-                                // Send it again: a signal can be consumed without reaching
-                                // the handler (a Dune thread's monitor records it, then
-                                // blocks in a forwarded call it raced with). Standard
-                                // signals merge, and a late duplicate finds the epoch
+                                // Send it again. Defensive: dune-hw once let a recorded
+                                // signal wait behind a forwarded blocking call it raced
+                                // with (fixed: such calls are now interrupted, see
+                                // dune_hw::signal); a repeat costs nothing, since standard
+                                // signals merge and a late duplicate finds the epoch
                                 // resumed and returns at once.
                                 send_suspend(tid, slot, epoch);
                             }
