@@ -677,7 +677,20 @@ fn host_side_stop_of_four_threads_clear_dirty_and_flush_on_resume() {
         .collect();
     let mut ids: Vec<(u64, u64, u64)> = (0..N_WORKERS).map(|_| rx.recv().unwrap()).collect();
     ids.sort();
-    std::thread::sleep(Duration::from_millis(10));
+    // Wait until every worker is inside its loop (its word has moved: r12 holds its mark),
+    // not merely started: on a loaded machine a worker can still be on its way there.
+    let t_loop = Instant::now();
+    for i in 0..N_WORKERS as u64 {
+        let word = (page + 8 * i) as *const u64;
+        // SAFETY: the page is mapped for the whole test; the worker increments this word.
+        while unsafe { core::ptr::read_volatile(word) } == 0 {
+            assert!(
+                t_loop.elapsed() < Duration::from_secs(10),
+                "worker {i} never reached its loop"
+            );
+            std::thread::yield_now();
+        }
+    }
     for &(_, t, _) in &ids {
         assert_eq!(
             // SAFETY: the workers are alive (joined below).
