@@ -41,6 +41,9 @@ pub mod hypercall {
     pub const NOP: u64 = 0x0D0E_0003;
     /// Run a sandbox (rdi: its request, see [`crate::sandbox`]) from the monitor.
     pub const SANDBOX_RUN: u64 = 0x0D0E_0004;
+    /// Flush this vCPU's translation of the page holding rdi (pvm: `HC_FLUSH_TLB_ONE` in
+    /// the supervisor-mode syscall stub, no exit; ring-3: a full flush by the monitor).
+    pub const FLUSH_TLB_PAGE: u64 = 0x0D0E_0005;
 }
 
 /// Whether a range being mapped is new memory or the same memory with a new protection.

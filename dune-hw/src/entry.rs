@@ -332,12 +332,27 @@ core::arch::global_asm!(
     "dune_lstar_pvm:",
     "cmp ${flush}, %rax",
     "je 1f",
+    "cmp ${flushpage}, %rax",
+    "je 2f",
     "out %al, ${sysport}", // exit: the host runs the syscall and resumes the program
     "ud2",
     "1:", // TLB-flush request: the hypercall (preserves every register but rax), then
     // `sysretq` (trapped and emulated: back to user mode at rcx, rflags = r11)
     "mov ${hcflush}, %eax",
     "int ${hcvec}",
+    "xor %eax, %eax",
+    "sysretq",
+    "2:", // one-page flush request (rdi: the address): HC_FLUSH_TLB_ONE takes it in rbx,
+    // which the program expects preserved, hence the exchanges; a full flush if refused
+    "xchg %rdi, %rbx",
+    "mov ${hcflushone}, %eax",
+    "int ${hcvec}",
+    "xchg %rdi, %rbx",
+    "test %rax, %rax",
+    "jz 3f",
+    "mov ${hcflush}, %eax",
+    "int ${hcvec}",
+    "3:",
     "xor %eax, %eax",
     "sysretq",
     // ---- pvm: the host resumes user code from supervisor mode through this stub, with
@@ -585,6 +600,8 @@ core::arch::global_asm!(
     excport = const EXCEPTION_PORT,
     flush = const crate::dune::hypercall::FLUSH_TLB,
     hcflush = const kmod::pvm::HC_FLUSH_TLB,
+    flushpage = const crate::dune::hypercall::FLUSH_TLB_PAGE,
+    hcflushone = const kmod::pvm::HC_FLUSH_TLB_ONE,
     hcvec = const kmod::pvm::HYPERCALL_VECTOR,
     gvec = sym GUEST_VECTORS,
     monstack = const MONITOR_STACK_BYTES,

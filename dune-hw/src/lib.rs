@@ -574,6 +574,22 @@ pub fn flush_tlb_all() {
     }
 }
 
+/// `pvm`: asks the supervisor-mode syscall stub to flush this vCPU's translation of the
+/// page holding `va` (`HC_FLUSH_TLB_ONE`, no exit).
+pub(crate) fn pvm_request_flush_page(va: u64) {
+    // SAFETY: in pvm mode the LSTAR stub answers this Dune-private number in supervisor
+    // mode and returns with `sysretq`; `syscall` clobbers rcx and r11, the stub rax only
+    // (rdi and rbx are exchanged back), clobber_abi("C") covers more than that.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") dune::hypercall::FLUSH_TLB_PAGE => _,
+            in("rdi") va,
+            clobber_abi("C")
+        );
+    }
+}
+
 /// `pvm-ring0` (the thread runs in PVM supervisor mode): the flush hypercall, answered
 /// without leaving the guest.
 fn pvm_flush_tlb() {
@@ -610,10 +626,20 @@ pub(crate) fn pvm_flush_tlb_page(va: u64) {
 }
 
 /// Performs a flush obligation on every vCPU (see [`flush_tlb_all`]); for small ranges on
-/// this vCPU ring-0 uses invlpg per page, pvm the `HC_FLUSH_TLB_ONE` hypercall per page. Allocation-free (usable in stop-the-world and
+/// this vCPU ring-0 uses invlpg per page, pvm-ring0 the `HC_FLUSH_TLB_ONE` hypercall per
+/// page, and pvm, for one page, a request its supervisor-mode stub answers with that
+/// hypercall (no exit). Allocation-free (usable in stop-the-world and
 /// fault paths).
 pub fn flush(f: TlbFlush) {
     let Some(d) = Dune::get() else { return };
+    if in_dune() && !on_host_side() && d.mode().mode == Mode::Pvm && f.n_pages() == 1 {
+        // one page: one request to the stub; more: one full flush costs about the same
+        // as one page's request (a syscall into the stub and a hypercall)
+        d.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        pvm_request_flush_page(f.start);
+        return;
+    }
     if in_dune()
         && !on_host_side()
         && d.mode().mode == Mode::PvmRing0

@@ -42,7 +42,9 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
         // a signal recorded before the call is delivered first (see signal.rs)
         _ if ctx.sig().pending() != 0 => signal::CANCELLED,
         hypercall::LEAVE => leave(ctx, &regs, ret_rip, user_rsp),
-        hypercall::FLUSH_TLB => match ctx.flush_tlb() {
+        // ring-3 (and any mode whose stub did not answer it): the monitor cannot invlpg
+        // for the guest, so a one-page request is a full flush
+        hypercall::FLUSH_TLB | hypercall::FLUSH_TLB_PAGE => match ctx.flush_tlb() {
             Ok(()) => 0,
             Err(e) => fatal(ctx, format_args!("{e}")),
         },

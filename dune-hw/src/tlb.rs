@@ -49,7 +49,8 @@ pub enum TlbMethod {
     /// flush, since the monitor cannot run `invlpg` for the guest and the guest (CPL3)
     /// cannot either.
     MonitorCr3Reload,
-    /// `pvm-ring0`: `HC_FLUSH_TLB_ONE` per page, a hypercall in the guest, on this vCPU.
+    /// PVM modes: `HC_FLUSH_TLB_ONE` per page on this vCPU, without an exit (`pvm-ring0`:
+    /// in the program's code; `pvm`: one page, in the monitor's supervisor-mode stub).
     HypercallOne {
         /// Pages invalidated.
         n_pages: u64,
@@ -127,6 +128,12 @@ pub fn invlpg_range(start: crate::Gva, len_bytes: u64) -> TlbMethod {
                 n_pages += 1;
             }
             TlbMethod::HypercallOne { n_pages }
+        }
+        Some(kmod::Mode::Pvm) if n <= crate::addr::BYTES_IN_PAGE => {
+            // one page: the stub's HC_FLUSH_TLB_ONE (a range: one full flush costs about
+            // what one page's request does)
+            crate::pvm_request_flush_page(first);
+            TlbMethod::HypercallOne { n_pages: 1 }
         }
         Some(kmod::Mode::Pvm) => {
             crate::hypercall(crate::dune::hypercall::FLUSH_TLB);
