@@ -631,45 +631,12 @@ pub(crate) fn pvm_flush_tlb_page(va: u64) {
 /// hypercall (no exit). Allocation-free (usable in stop-the-world and
 /// fault paths).
 pub fn flush(f: TlbFlush) {
-    let Some(d) = Dune::get() else { return };
-    if in_dune() && !on_host_side() && d.mode().mode == Mode::Pvm && f.n_pages() == 1 {
-        // one page: one request to the stub; more: one full flush costs about the same
-        // as one page's request (a syscall into the stub and a hypercall)
-        d.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        pvm_request_flush_page(f.start);
+    if Dune::get().is_none() {
         return;
     }
-    if in_dune()
-        && !on_host_side()
-        && d.mode().mode == Mode::PvmRing0
-        && f.n_pages() <= tlb::INVLPG_MAX_PAGES
-    {
-        d.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let mut a = f.start & !0xfff;
-        while a < f.end {
-            pvm_flush_tlb_page(a);
-            a += 4096;
-        }
-        return;
+    if tlb::flush_pages_here(f.start, f.end, tlb::INVLPG_MAX_PAGES).is_none() {
+        flush_tlb_all()
     }
-    if in_dune()
-        && !on_host_side()
-        && d.mode().mode == Mode::Ring0
-        && f.n_pages() <= tlb::INVLPG_MAX_PAGES
-    {
-        d.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let mut a = f.start & !0xfff;
-        while a < f.end {
-            // SAFETY: at guest CPL0, invlpg only drops a translation.
-            unsafe { core::arch::asm!("invlpg [{a}]", a = in(reg) a, options(nostack)) };
-            a += 4096;
-        }
-        return;
-    }
-    flush_tlb_all()
 }
 
 /// Flushes the translation of the page containing `va` (ring-0: invlpg; pvm:

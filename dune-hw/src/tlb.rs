@@ -95,55 +95,56 @@ pub const INVLPG_RANGE_MAX_PAGES: u64 = 512;
 /// ring-3: a full flush by the monitor — and every other vCPU before its next entry.
 /// Allocation-free.
 pub fn invlpg_range(start: crate::Gva, len_bytes: u64) -> TlbMethod {
-    bump_generation();
-    if !in_guest() {
-        return TlbMethod::AtNextEntry;
+    // Outside the guest, ring-3, or a long range: `flush_all` (which also covers the
+    // other vCPUs, and reports `AtNextEntry` when the caller is not in the guest).
+    flush_pages_here(
+        start.0,
+        start.0.saturating_add(len_bytes),
+        INVLPG_RANGE_MAX_PAGES,
+    )
+    .unwrap_or_else(flush_all)
+}
+
+/// Invalidates `[start, end)` (widened to pages) on this vCPU page by page, where the mode
+/// can and the range has at most `max_pages` pages, and makes every other vCPU flush
+/// before its next entry: ring-0 `invlpg`, pvm-ring0 `HC_FLUSH_TLB_ONE` in the program,
+/// pvm (one page only: a full flush costs about what one page's request does) a request
+/// its supervisor-mode stub answers with `HC_FLUSH_TLB_ONE`. `None` (nothing done) when
+/// the caller does not run guest code, in ring-3 (the monitor cannot `invlpg` for the
+/// guest), or above the limit: the caller flushes everything instead. Allocation-free.
+pub(crate) fn flush_pages_here(start: u64, end: u64, max_pages: u64) -> Option<TlbMethod> {
+    let first = start & !(crate::addr::BYTES_IN_PAGE - 1);
+    let n_pages = end
+        .max(start + 1)
+        .saturating_sub(first)
+        .div_ceil(crate::addr::BYTES_IN_PAGE);
+    if !in_guest() || n_pages > max_pages {
+        return None;
     }
-    let first = start.0 & !(crate::addr::BYTES_IN_PAGE - 1);
-    let n = start.0.saturating_add(len_bytes).saturating_sub(first);
-    if n.div_ceil(crate::addr::BYTES_IN_PAGE) > INVLPG_RANGE_MAX_PAGES {
-        return flush_all();
-    }
-    match dune_mode() {
-        Some(kmod::Mode::Ring0) => {
-            let mut a = start.0 & !(crate::addr::BYTES_IN_PAGE - 1);
-            let end = start.0.saturating_add(len_bytes);
-            let mut n_pages = 0;
-            while a < end {
+    let pages = (0..n_pages).map(|i| first + i * crate::addr::BYTES_IN_PAGE);
+    let method = match dune_mode()? {
+        kmod::Mode::Ring0 => {
+            bump_generation();
+            for a in pages {
                 // SAFETY: at guest CPL0 (ring-0 mode, checked above), invlpg only drops a
                 // translation.
                 unsafe { core::arch::asm!("invlpg [{a}]", a = in(reg) a, options(nostack)) };
-                a += crate::addr::BYTES_IN_PAGE;
-                n_pages += 1;
             }
             TlbMethod::Invlpg { n_pages }
         }
-        Some(kmod::Mode::PvmRing0) => {
-            let mut a = start.0 & !(crate::addr::BYTES_IN_PAGE - 1);
-            let end = start.0.saturating_add(len_bytes);
-            let mut n_pages = 0;
-            while a < end {
-                crate::pvm_flush_tlb_page(a);
-                a += crate::addr::BYTES_IN_PAGE;
-                n_pages += 1;
-            }
+        kmod::Mode::PvmRing0 => {
+            bump_generation();
+            pages.for_each(crate::pvm_flush_tlb_page);
             TlbMethod::HypercallOne { n_pages }
         }
-        Some(kmod::Mode::Pvm) if n <= crate::addr::BYTES_IN_PAGE => {
-            // one page: the stub's HC_FLUSH_TLB_ONE (a range: one full flush costs about
-            // what one page's request does)
+        kmod::Mode::Pvm if n_pages == 1 => {
+            bump_generation();
             crate::pvm_request_flush_page(first);
-            TlbMethod::HypercallOne { n_pages: 1 }
+            TlbMethod::HypercallOne { n_pages }
         }
-        Some(kmod::Mode::Pvm) => {
-            crate::hypercall(crate::dune::hypercall::FLUSH_TLB);
-            TlbMethod::Hypercall
-        }
-        _ => {
-            crate::hypercall(crate::dune::hypercall::FLUSH_TLB);
-            TlbMethod::MonitorCr3Reload
-        }
-    }
+        _ => return None,
+    };
+    Some(method)
 }
 
 /// Flushes the whole TLB of every vCPU: the caller's now (ring-0: CR3 reload; ring-3: the
