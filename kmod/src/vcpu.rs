@@ -19,6 +19,16 @@ pub struct Vcpu {
     synced: bool,
 }
 
+impl Vm {
+    /// Creates a vCPU with KVM's supported CPUID.
+    ///
+    /// Defined here rather than in [`crate::vm`] so that the VM layer does not depend on
+    /// the vCPU layer above it.
+    pub fn create_vcpu(&self, id: u64) -> Result<Vcpu> {
+        Vcpu::create(self, id)
+    }
+}
+
 impl Vcpu {
     pub(crate) fn create(vm: &Vm, id: u64) -> Result<Vcpu> {
         let fd = vm

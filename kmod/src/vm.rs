@@ -1,9 +1,9 @@
 //! One VM per process: its fd, its memory slots and the CPUID every vCPU gets.
+//! (`Vm::create_vcpu` is defined in [`crate::vcpu`], the layer above.)
 
 use crate::error::{KmodError, Result};
 use crate::memslots::Memslots;
 use crate::system::System;
-use crate::vcpu::Vcpu;
 use kvm_ioctls::VmFd;
 use std::sync::Mutex;
 
@@ -48,11 +48,6 @@ impl Vm {
     pub fn with_memslots<R>(&self, f: impl FnOnce(&mut Memslots, &VmFd) -> R) -> R {
         let mut slots = self.memslots.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut slots, &self.fd)
-    }
-
-    /// Creates a vCPU with KVM's supported CPUID.
-    pub fn create_vcpu(&self, id: u64) -> Result<Vcpu> {
-        Vcpu::create(self, id)
     }
 }
 
