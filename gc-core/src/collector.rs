@@ -14,200 +14,24 @@
 //! free slots are reused lazily by the allocation cursors.
 
 use crate::address::{Page, PageRange};
-use crate::api::options::Options;
-use crate::dirty::{self, Backend, BackendChoice, DirtyError, DirtySet, DirtyTracker};
+use crate::dirty::{self, Backend, BackendChoice, DirtyError};
 use crate::error::GcError;
-use crate::finalize::{Finalizer, FinalizerOrder, Finalizers};
+use crate::finalize::{FinalizerOrder, Finalizers};
 use crate::heap::kind::{ObjectKind, SpaceId, N_SPACES};
 use crate::heap::span::SpanState;
 use crate::heap::{Heap, HeapInner};
 use crate::mark::MarkStack;
 use crate::roots;
+use crate::util::eprintln_raw;
 use crate::util::mmap::{MmapVec, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
 use crate::world::{self, StoppedWorld, ThreadRoots};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Why a collection ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// Allocation since the last collection passed the budget.
-    Threshold,
-    /// The program asked (`collect()`).
-    Explicit,
-    /// An allocation found no space.
-    OutOfSpace,
-}
+pub(crate) mod state;
 
-/// Raw counters, kept under the heap lock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counters {
-    /// Stop-the-world full collections.
-    pub full_collections: u64,
-    /// Incremental cycles finished.
-    pub incremental_cycles: u64,
-    /// Incremental mark steps taken.
-    pub mark_steps: u64,
-    /// Nanoseconds in collector work (pauses plus mark steps).
-    pub gc_time_ns: u64,
-    /// Longest mark step.
-    pub max_step_ns: u64,
-    /// Bytes ever allocated (as flushed from thread caches and large allocations).
-    pub bytes_allocated: u64,
-    /// Bytes reclaimed by sweeping.
-    pub bytes_swept: u64,
-    /// Bytes freed explicitly (large objects; small ones are counted per thread).
-    pub bytes_freed_explicitly: u64,
-    /// Bytes in live objects after the last collection.
-    pub live_bytes: u64,
-    /// Dirty pages reported, summed over finished incremental cycles.
-    pub dirty_pages: u64,
-    /// Dirty pages in the last finished cycle.
-    pub last_dirty_pages: u64,
-    /// Pages that counted as dirty because they were not armed.
-    pub unarmed_pages: u64,
-    /// Threads skipped by stop-the-world because they blocked the signal.
-    pub threads_skipped: u64,
-    /// Finalizers queued.
-    pub finalizers_queued: u64,
-}
-
-/// The tracker and how it was chosen.
-enum TrackerState {
-    /// Incremental mode is off.
-    Off,
-    /// Not opened yet (it is opened outside the heap lock, on first need).
-    Pending(BackendChoice),
-    /// Open and usable.
-    Open(Box<dyn DirtyTracker>),
-}
-
-/// An incremental cycle in progress.
-struct Cycle {
-    /// Per space: pages armed (the used prefix when the cycle started), or None if the
-    /// space was not armed.
-    armed: [Option<usize>; N_SPACES],
-    /// bytes_since_gc when the last step ran.
-    bytes_at_last_step: isize,
-    /// The mark stack ran empty; the next poll finishes the cycle.
-    marking_done: bool,
-}
-
-/// Everything the collector keeps between collections.
-pub struct GcState {
-    /// Counters.
-    pub stats: Counters,
-    /// Every stop-the-world pause, in nanoseconds.
-    pub pauses: MmapVec<u64>,
-    /// Explicitly added root ranges.
-    pub added_roots: MmapVec<(usize, usize)>,
-    /// Finalizer registrations and queue.
-    pub finalizers: Finalizers,
-    /// Allocation allowed between collections.
-    pub budget_bytes: usize,
-    /// Nested `disable()` calls.
-    pub disabled: u32,
-    /// The backend in use, once known, and why (for reports).
-    pub backend: Option<Backend>,
-    /// Why the backend is what it is (auto's skipped backends, a fallback).
-    pub backend_note: MmapVec<u8>,
-    /// An arming failure is already in the note.
-    arm_failure_noted: bool,
-    mark_stack: MarkStack,
-    statics: MmapVec<(usize, usize)>,
-    tracker: TrackerState,
-    cycle: Option<Cycle>,
-    dirty: DirtySet,
-    thread_sp: MmapVec<(usize, usize)>,
-    thread_roots: MmapVec<ThreadRoots>,
-    candidates: MmapVec<Finalizer>,
-}
-
-// SAFETY: the tracker is Send; the rest is plain data and owned mappings.
-unsafe impl Send for GcState {}
-
-impl GcState {
-    /// Collector state for a heap built with `options`.
-    pub(crate) fn new(options: &Options) -> Result<GcState, GcError> {
-        let tracker = match (options.incremental, options.dirty) {
-            (false, _) | (true, BackendChoice::Exactly(Backend::None)) => TrackerState::Off,
-            (true, choice) => TrackerState::Pending(choice),
-        };
-        Ok(GcState {
-            stats: Counters::default(),
-            pauses: MmapVec::new(),
-            added_roots: MmapVec::new(),
-            finalizers: Finalizers::default(),
-            budget_bytes: options.initial_heap_bytes,
-            disabled: 0,
-            backend: matches!(tracker, TrackerState::Off).then_some(Backend::None),
-            backend_note: MmapVec::new(),
-            arm_failure_noted: false,
-            mark_stack: MarkStack::new(),
-            statics: MmapVec::new(),
-            tracker,
-            cycle: None,
-            dirty: DirtySet::new(),
-            thread_sp: MmapVec::new(),
-            thread_roots: MmapVec::new(),
-            candidates: MmapVec::new(),
-        })
-    }
-
-    /// True while an incremental cycle is marking.
-    pub fn cycle_active(&self) -> bool {
-        self.cycle.is_some()
-    }
-
-    /// True when an incremental cycle has marked everything it can reach and waits to be
-    /// finished.
-    pub fn cycle_marking_done(&self) -> bool {
-        self.cycle.as_ref().is_some_and(|c| c.marking_done)
-    }
-
-    /// Use the opened tracker `t`; `skipped` are the reasons better backends were passed
-    /// over (kept in the report). The backend `none` means no incremental marking; its
-    /// tracker is handed back so the caller drops it after releasing the heap lock
-    /// (freeing may take the lock).
-    #[must_use = "drop the returned tracker outside the heap lock"]
-    fn install(
-        &mut self,
-        t: Box<dyn DirtyTracker>,
-        skipped: &[dirty::DirtyError],
-    ) -> Option<Box<dyn DirtyTracker>> {
-        self.backend = Some(t.backend());
-        for e in skipped {
-            self.note(e);
-        }
-        if t.backend() == Backend::None {
-            self.tracker = TrackerState::Off;
-            Some(t)
-        } else {
-            self.tracker = TrackerState::Open(t);
-            None
-        }
-    }
-
-    /// Append to the backend note without allocating (this runs under the heap lock,
-    /// where allocating could re-enter the heap).
-    fn note(&mut self, text: &dyn std::fmt::Display) {
-        struct W<'a>(&'a mut MmapVec<u8>);
-        impl std::fmt::Write for W<'_> {
-            fn write_str(&mut self, s: &str) -> std::fmt::Result {
-                for b in s.bytes() {
-                    self.0.push(b).map_err(|_| std::fmt::Error)?;
-                }
-                Ok(())
-            }
-        }
-        let mut w = W(&mut self.backend_note);
-        if !w.0.is_empty() {
-            // A failed mapping only truncates the note; reports are best effort.
-            let _ = std::fmt::Write::write_str(&mut w, "; ");
-        }
-        let _ = std::fmt::write(&mut w, format_args!("{text}"));
-    }
-}
+pub use state::{Counters, GcState, Reason};
+use state::{Cycle, TrackerState};
 
 type Guard = crate::heap::HeapGuard<'static>;
 
@@ -844,15 +668,5 @@ impl Heap {
         }
         inner.gc.stats.live_bytes = live_bytes;
         inner.gc.stats.bytes_swept += swept;
-    }
-}
-
-/// Write a line to stderr without going through std's locked stderr (used from paths
-/// that may run inside the allocator).
-pub(crate) fn eprintln_raw(s: &str) {
-    // SAFETY: writes our buffer to fd 2.
-    unsafe {
-        libc::write(2, s.as_ptr().cast(), s.len());
-        libc::write(2, b"\n".as_ptr().cast(), 1);
     }
 }

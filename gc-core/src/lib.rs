@@ -32,6 +32,7 @@ pub mod error;
 pub mod finalize;
 pub mod heap;
 pub mod mark;
+mod options;
 pub mod roots;
 pub mod util;
 pub mod world;

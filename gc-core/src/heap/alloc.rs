@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 fn reentrant() -> GcError {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
-        crate::collector::eprintln_raw("dunegc: allocation refused: this thread holds the heap lock (allocating from inside the collector)");
+        crate::util::eprintln_raw("dunegc: allocation refused: this thread holds the heap lock (allocating from inside the collector)");
     }
     GcError::Reentrant
 }
@@ -163,7 +163,7 @@ impl Heap {
         let (start, fresh) = match self.take_span(&mut g, kind, class) {
             Some(s) => s,
             None => {
-                let mut g2 = self.collect_locked(g, crate::collector::Reason::OutOfSpace)?;
+                let mut g2 = self.collect_locked(g, crate::collector::state::Reason::OutOfSpace)?;
                 match self.take_span(&mut g2, kind, class) {
                     Some(s) => s,
                     None => {
@@ -336,7 +336,7 @@ impl Heap {
         let run = match g.spaces[space].alloc(&self.pages, n, align_pages) {
             Some(r) => r,
             None => {
-                g = self.collect_locked(g, crate::collector::Reason::OutOfSpace)?;
+                g = self.collect_locked(g, crate::collector::state::Reason::OutOfSpace)?;
                 g.spaces[space]
                     .alloc(&self.pages, n, align_pages)
                     .ok_or(GcError::OutOfMemory {

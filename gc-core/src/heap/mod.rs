@@ -16,9 +16,9 @@ pub mod size_class;
 pub mod span;
 
 use crate::address::{Page, PageRange};
-use crate::api::options::Options;
-use crate::collector::GcState;
+use crate::collector::state::GcState;
 use crate::error::GcError;
+use crate::options::Options;
 use crate::util::mmap::{Mapping, LOG_BYTES_IN_PAGE};
 use bitmap::SideBitmap;
 use kind::{ObjectKind, SpaceId, N_KINDS, N_SPACES};

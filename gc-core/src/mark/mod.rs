@@ -5,50 +5,14 @@
 //! only the collecting thread writes them (under the heap lock), so setting one needs no
 //! locked instruction.
 
-use crate::heap::Heap;
-use crate::util::mmap::MmapVec;
+pub(crate) mod stack;
 
-/// Ranges still to scan, `[start, end)`, word-aligned.
-#[derive(Debug, Default)]
-pub struct MarkStack {
-    items: MmapVec<(usize, usize)>,
-}
+use crate::heap::Heap;
+pub use stack::MarkStack;
 
 /// Largest piece of one object scanned before the rest is pushed back (keeps marking
 /// steps short when objects are large).
 const CHUNK_BYTES: usize = 64 << 10;
-
-impl MarkStack {
-    /// An empty stack.
-    pub fn new() -> MarkStack {
-        MarkStack::default()
-    }
-
-    /// Push a range to scan.
-    #[inline]
-    pub fn push(&mut self, start: usize, end: usize) {
-        if start < end {
-            self.items
-                .push((start, end))
-                .expect("mapping memory for the mark stack failed");
-        }
-    }
-
-    /// True when nothing is left to scan.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Ranges waiting.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Forget everything (a cycle was abandoned).
-    pub fn clear(&mut self) {
-        self.items.clear();
-    }
-}
 
 impl Heap {
     /// Mark the object `word` points into, if any; push it if it is traced.

@@ -4,3 +4,13 @@
 
 pub mod mmap;
 pub mod procmaps;
+
+/// Write a line to stderr without going through std's locked stderr (used from paths
+/// that may run inside the allocator).
+pub(crate) fn eprintln_raw(s: &str) {
+    // SAFETY: writes our buffer to fd 2.
+    unsafe {
+        libc::write(2, s.as_ptr().cast(), s.len());
+        libc::write(2, b"\n".as_ptr().cast(), 1);
+    }
+}

@@ -1,0 +1,154 @@
+//! The heap's options and the `DUNEGC_*` environment parsing, below the heap that is
+//! built from them. Public as `crate::api::options` (the variables are listed there).
+
+use crate::dirty::{Backend, BackendChoice};
+use crate::error::GcError;
+use std::ffi::CStr;
+
+/// How a heap behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Allocation before the first collection, and the least allowed between two.
+    pub initial_heap_bytes: usize,
+    /// Address space reserved for each of the three spaces.
+    pub max_space_bytes: usize,
+    /// bdwgc's free-space divisor: larger collects more often with a smaller heap.
+    pub free_space_divisor: usize,
+    /// Incremental marking driven by the dirty tracker.
+    pub incremental: bool,
+    /// Which dirty tracker drives incremental marking.
+    pub dirty: BackendChoice,
+    /// Print statistics (`Heap::print_stats`) when asked to by the program.
+    pub print_stats: bool,
+    /// Global-allocator memory that becomes unreachable is reclaimed (leaks are collected).
+    pub malloc_collectable: bool,
+    /// Least bytes an incremental mark step scans (it scans 4 bytes per byte allocated
+    /// since the last step, at least this many).
+    pub mark_step_bytes: usize,
+    /// Bytes an incremental step scans per byte allocated since the previous step.
+    pub mark_rate: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            initial_heap_bytes: 4 << 20,
+            max_space_bytes: 16 << 30,
+            free_space_divisor: 3,
+            incremental: false,
+            dirty: BackendChoice::Auto,
+            print_stats: false,
+            malloc_collectable: true,
+            mark_step_bytes: 64 << 10,
+            mark_rate: 4,
+        }
+    }
+}
+
+/// Parse a size with an optional K/M/G suffix.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (digits, mul) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1usize << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits.parse::<usize>().ok()?.checked_mul(mul)
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Read an environment variable without allocating.
+pub fn getenv(key: &CStr) -> Option<&'static str> {
+    // SAFETY: key is NUL-terminated; getenv returns a pointer into the environment,
+    // which the program does not modify concurrently with heap set-up (documented).
+    let p = unsafe { libc::getenv(key.as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returned a NUL-terminated string that lives as long as the
+    // environment entry (the process, unless the program unsets it).
+    unsafe { CStr::from_ptr(p) }.to_str().ok()
+}
+
+impl Options {
+    /// Apply `DUNEGC_*` environment variables over `self`.
+    pub fn with_env(self) -> Result<Options, GcError> {
+        self.with_env_raw()
+            .map_err(|(key, value, expected)| GcError::Config {
+                key,
+                value: value.to_owned(),
+                expected,
+            })
+    }
+
+    /// Like `with_env`, but allocation-free: the error names the variable, its value and
+    /// what was expected.
+    pub(crate) fn with_env_raw(
+        mut self,
+    ) -> Result<Options, (&'static str, &'static str, &'static str)> {
+        fn var<T>(
+            key: &'static CStr,
+            expected: &'static str,
+            parse: impl Fn(&str) -> Option<T>,
+        ) -> Result<Option<T>, (&'static str, &'static str, &'static str)> {
+            let name = key.to_str().expect("variable names are ASCII");
+            match getenv(key) {
+                None => Ok(None),
+                Some(v) => parse(v).map(Some).ok_or((name, v, expected)),
+            }
+        }
+        if let Some(n) = var(c"DUNEGC_INITIAL_HEAP_SIZE", "a size like 64M", parse_size)? {
+            self.initial_heap_bytes = n;
+        }
+        if let Some(n) = var(c"DUNEGC_MAX_HEAP_SIZE", "a size like 8G", parse_size)? {
+            self.max_space_bytes = n;
+        }
+        if let Some(d) = var(c"DUNEGC_FREE_SPACE_DIVISOR", "a positive integer", |v| {
+            v.trim().parse().ok().filter(|&d: &usize| d > 0)
+        })? {
+            self.free_space_divisor = d;
+        }
+        if let Some(b) = var(c"DUNEGC_INCREMENTAL", "0 or 1", parse_bool)? {
+            self.incremental = b;
+        }
+        if let Some(c) = var(
+            c"DUNEGC_DIRTY",
+            "auto, none, mprotect, soft-dirty, uffd or dune",
+            |v| v.trim().parse::<BackendChoice>().ok(),
+        )? {
+            self.dirty = c;
+            self.incremental = c != BackendChoice::Exactly(Backend::None);
+        }
+        if let Some(b) = var(c"DUNEGC_PRINT_STATS", "0 or 1", parse_bool)? {
+            self.print_stats = b;
+        }
+        if let Some(b) = var(c"DUNEGC_MALLOC_COLLECTABLE", "0 or 1", parse_bool)? {
+            self.malloc_collectable = b;
+        }
+        Ok(self)
+    }
+
+    /// Check the values, without allocating.
+    pub(crate) fn check_raw(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.max_space_bytes < (16 << 20) {
+            return Err(("max_space_bytes", "at least 16 MiB"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check(&self) -> Result<(), GcError> {
+        self.check_raw().map_err(|(key, expected)| GcError::Config {
+            key,
+            value: self.max_space_bytes.to_string(),
+            expected,
+        })
+    }
+}
