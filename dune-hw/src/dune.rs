@@ -31,20 +31,9 @@ const LOOP_STACK_BYTES: usize = 1 << 20;
 /// Monitor (CPL0) stack per thread.
 const MONITOR_STACK_BYTES: usize = entry::MONITOR_STACK_BYTES as usize;
 
-/// Dune-private syscall numbers (a real kernel answers ENOSYS to them).
-pub mod hypercall {
-    /// Leave Dune mode: the thread continues on the host.
-    pub const LEAVE: u64 = 0x0D0E_0001;
-    /// Flush this vCPU's TLB (full).
-    pub const FLUSH_TLB: u64 = 0x0D0E_0002;
-    /// Do nothing (measures the round trip).
-    pub const NOP: u64 = 0x0D0E_0003;
-    /// Run a sandbox (rdi: its request, see [`crate::sandbox`]) from the monitor.
-    pub const SANDBOX_RUN: u64 = 0x0D0E_0004;
-    /// Flush this vCPU's translation of the page holding rdi (pvm: `HC_FLUSH_TLB_ONE` in
-    /// the supervisor-mode syscall stub, no exit; ring-3: a full flush by the monitor).
-    pub const FLUSH_TLB_PAGE: u64 = 0x0D0E_0005;
-}
+// The hypercall numbers are part of the guest ABI, so they live in the arch layer
+// (`entry`, whose stubs answer some of them); this is their historical path.
+pub use crate::entry::hypercall;
 
 /// Whether a range being mapped is new memory or the same memory with a new protection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

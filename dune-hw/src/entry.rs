@@ -47,6 +47,21 @@
 use core::mem::offset_of;
 use std::sync::atomic::AtomicU64;
 
+/// Dune-private syscall numbers (a real kernel answers ENOSYS to them).
+pub mod hypercall {
+    /// Leave Dune mode: the thread continues on the host.
+    pub const LEAVE: u64 = 0x0D0E_0001;
+    /// Flush this vCPU's TLB (full).
+    pub const FLUSH_TLB: u64 = 0x0D0E_0002;
+    /// Do nothing (measures the round trip).
+    pub const NOP: u64 = 0x0D0E_0003;
+    /// Run a sandbox (rdi: its request, see [`crate::sandbox`]) from the monitor.
+    pub const SANDBOX_RUN: u64 = 0x0D0E_0004;
+    /// Flush this vCPU's translation of the page holding rdi (pvm: `HC_FLUSH_TLB_ONE` in
+    /// the supervisor-mode syscall stub, no exit; ring-3: a full flush by the monitor).
+    pub const FLUSH_TLB_PAGE: u64 = 0x0D0E_0005;
+}
+
 /// Port of the exception exit (`out` from a CPL0 stub).
 pub const EXCEPTION_PORT: u16 = 0xde;
 /// Port of the ring-0 syscall exit.
@@ -598,20 +613,28 @@ core::arch::global_asm!(
     magic = const SYSCALL_DOORBELL_VALUE,
     sysport = const SYSCALL_PORT,
     excport = const EXCEPTION_PORT,
-    flush = const crate::dune::hypercall::FLUSH_TLB,
+    flush = const hypercall::FLUSH_TLB,
     hcflush = const kmod::pvm::HC_FLUSH_TLB,
-    flushpage = const crate::dune::hypercall::FLUSH_TLB_PAGE,
+    flushpage = const hypercall::FLUSH_TLB_PAGE,
     hcflushone = const kmod::pvm::HC_FLUSH_TLB_ONE,
     hcvec = const kmod::pvm::HYPERCALL_VECTOR,
     gvec = sym GUEST_VECTORS,
     monstack = const MONITOR_STACK_BYTES,
     xsoff = const GUEST_XSAVE_OFFSET,
     xsflag = sym GUEST_XSAVE,
-    dispatch = sym crate::fault::dune_guest_trap,
+    dispatch = sym dune_guest_trap,
     hciret = const kmod::pvm::HC_IRET_FRAME,
     nested = const VECTOR_NESTED,
     options(att_syntax),
 );
+
+// Defined by a higher layer: `crate::fault::dune_guest_trap`, exported unmangled under this
+// name, so that the assembly here does not import from the services above it.
+extern "C" {
+    /// The in-guest exception dispatcher the stubs call on the monitor stack with the saved
+    /// frame. Returns 1 to resume with the (updated) frame, 0 to continue on the host path.
+    fn dune_guest_trap(f: &mut GuestTrapFrame) -> u64;
+}
 
 extern "C" {
     /// Saves the host frame, switches to `stack_top` and calls `entry(frame)`. Returns (in

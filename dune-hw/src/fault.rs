@@ -250,6 +250,9 @@ fn read_cr2() -> u64 {
 /// [`crate::entry::exception_stub_guest`] on the monitor stack with the saved frame.
 /// Returns 1 to resume with the (updated) frame, 0 to continue on the host path (with
 /// [`crate::entry::VECTOR_DECLINED`] set in the frame when the handler declined).
+/// Unmangled: `entry` declares it as an `extern` symbol (the arch layer imports nothing
+/// from the services).
+#[no_mangle]
 pub(crate) extern "C" fn dune_guest_trap(f: &mut GuestTrapFrame) -> u64 {
     let Some(e) = exception_of(f.vector) else {
         return 0;
