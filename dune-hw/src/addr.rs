@@ -87,3 +87,34 @@ mod tests {
         );
     }
 }
+
+/// A pending flush of `[start, end)`. Perform it with [`crate::flush`] (or fold it into a
+/// stop-the-world, where every vCPU flushes before it resumes).
+#[must_use = "changed entries stay cached until the flush"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbFlush {
+    /// First byte.
+    pub start: u64,
+    /// End (exclusive).
+    pub end: u64,
+}
+
+impl TlbFlush {
+    /// A flush of `[start, end)`.
+    pub fn range(start: u64, end: u64) -> TlbFlush {
+        TlbFlush { start, end }
+    }
+
+    /// Pages covered.
+    pub fn n_pages(&self) -> u64 {
+        (self.end.saturating_sub(self.start)).div_ceil(4096)
+    }
+
+    /// Merges two obligations into one covering both.
+    pub fn merge(self, other: TlbFlush) -> TlbFlush {
+        TlbFlush {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+}

@@ -13,8 +13,8 @@ pub mod frames;
 pub mod pte;
 pub mod walker;
 
+use crate::addr::TlbFlush;
 use crate::error::DuneError;
-use crate::tlb::TlbFlush;
 use frames::{FrameAllocator, PoolFrames};
 use pte::{Pte, A, API, D, P, PS};
 use walker::{AnyLeaf, OutOfFrames};
