@@ -200,6 +200,7 @@ pub mod addr;
 pub mod dune;
 pub mod entry;
 pub mod error;
+mod fatal;
 pub mod fault;
 pub mod gdt;
 pub mod idt;

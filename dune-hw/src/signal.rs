@@ -117,7 +117,7 @@
 use crate::addr::{read_guest, write_guest, Gva};
 use crate::dune::{HostWrite, ThreadCtx, CTX};
 use crate::entry;
-use crate::monitor::fatal;
+use crate::fatal::fatal;
 use kvm_bindings::kvm_regs;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -5,7 +5,7 @@
 use crate::addr::{read_guest, write_guest, Gva};
 use crate::dune::{hypercall, Content, HostWrite, ThreadCtx};
 use crate::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
-use crate::monitor::{fatal, StackBuf};
+use crate::fatal::{fatal, StackBuf};
 use crate::{signal, thread};
 use kmod::syscall::{self as ks, AddressOp, Class, Coverage, SignalOp, SyscallArgs};
 use kmod::Mode;

@@ -21,7 +21,8 @@
 use crate::addr::{read_guest, Gva};
 use crate::dune::{self, HostWrite, ThreadCtx};
 use crate::entry::{self, CloneReq};
-use crate::monitor::{self, fatal};
+use crate::fatal::{fatal, StackBuf};
+use crate::monitor;
 use kmod::syscall::CloneOp;
 use kvm_bindings::kvm_regs;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,7 +127,7 @@ pub(crate) fn clone(
         return spawn_thread(ctx, op, &req, &child, &mut args3, a);
     }
     if req.flags & CLONE_VM != 0 && req.flags & CLONE_VFORK == 0 {
-        let mut b = monitor::StackBuf::new();
+        let mut b = StackBuf::new();
         b.line(format_args!(
             "dune: clone(CLONE_VM without CLONE_THREAD or CLONE_VFORK) refused with ENOSYS: \
              a process sharing memory cannot run outside Dune safely"
@@ -146,7 +147,7 @@ fn spawn_thread(
     a: [u64; 6],
 ) -> i64 {
     if req.flags & CLONE_SETTLS == 0 || req.flags & CLONE_VM == 0 {
-        let mut b = monitor::StackBuf::new();
+        let mut b = StackBuf::new();
         b.line(format_args!(
             "dune: clone(CLONE_THREAD) without CLONE_SETTLS or CLONE_VM refused with EINVAL \
              (the host side of a Dune thread needs its own TLS)"
@@ -162,7 +163,7 @@ fn spawn_thread(
     let mut c = match ThreadCtx::with_bases(d, req.tls, gs) {
         Ok(c) => c,
         Err(e) => {
-            let mut b = monitor::StackBuf::new();
+            let mut b = StackBuf::new();
             b.line(format_args!("dune: clone refused with EAGAIN: {e}"));
             b.write_to_stderr();
             return -EAGAIN;

@@ -5,9 +5,9 @@
 use crate::addr::{read_guest, Gva};
 use crate::dune::ThreadCtx;
 use crate::entry::{self, ExceptionFrame};
+use crate::fatal::{fatal, fatal_at};
 use crate::idt;
 use crate::maps;
-use crate::monitor::{fatal, fatal_at};
 use crate::paging::pte;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
