@@ -195,6 +195,26 @@
 //! - [`dune`]     process and thread state
 //! - [`sandbox`]  code at CPL3 under its own page-table view and a syscall policy
 //! - [`error`]    [`DuneError`]
+//! - `fatal`      fatal dumps of a vCPU thread from a stack buffer (crate-private)
+//!
+//! # Layers
+//! Each module imports only from its own layer and the layers below it (bottom first in
+//! `dune-hw/LAYERS`; `layercheck` checks every `use crate::` path against it in
+//! `cargo test`, so a new upward import fails CI). The upward imports that remain from
+//! before the layers were declared are listed in `dune-hw/LAYERS.baseline`, which may only
+//! shrink.
+//!
+//! ```text
+//!  top   lib.rs            enter/exit, flush, guest_regs, ..., re-exports
+//!   6    public API        pagetable  sandbox
+//!   5    monitor           monitor (the exit loop: dispatches to the services)
+//!   4    services          trap  fault  syscall  signal  thread  tlb
+//!   3    state             dune (process/thread state)  fatal (fatal dumps)
+//!   2    paging            paging (PTEs, walker, frames)  maps
+//!   1    arch              addr  error  gdt  idt  entry (asm stubs, frame layouts,
+//!                          hypercall numbers; the Rust they call is an `extern` symbol)
+//!          every import points down this picture (LAYERS.baseline: the exceptions)
+//! ```
 
 pub mod addr;
 pub mod dune;
