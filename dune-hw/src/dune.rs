@@ -608,6 +608,29 @@ pub(crate) struct ThreadCtx {
     pub(crate) exited: AtomicU32,
 }
 
+/// Whether the calling thread is in Dune mode.
+pub fn in_dune() -> bool {
+    CTX.with(|c| !c.get().is_null())
+}
+
+/// Whether the calling Dune thread runs on the host side of its exit loop now (an
+/// exception handler, a host-write hook, a host signal action) rather than in the guest.
+/// False outside Dune mode.
+pub fn on_host_side() -> bool {
+    let p = CTX.with(|c| c.get());
+    if p.is_null() {
+        return false;
+    }
+    let sp: u64;
+    // SAFETY: reading rsp has no side effects.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+    // SAFETY: the ctx is live while the thread is in Dune mode; loop_stack is plain data.
+    unsafe {
+        let top = loop_stack_top(&*p);
+        sp > (*p).loop_stack && sp <= top
+    }
+}
+
 thread_local! {
     pub(crate) static CTX: Cell<*mut ThreadCtx> = const { Cell::new(core::ptr::null_mut()) };
     /// The thread's signal state while it is in Dune mode (read by signal handlers).

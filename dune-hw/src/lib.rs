@@ -236,7 +236,9 @@ pub mod tlb;
 pub mod trap;
 
 pub use addr::{Gpa, Gva, Hva};
-pub use dune::{hypercall, Dune, HostWrite, HostWriteHook, Options, ThreadStats};
+pub use dune::{
+    hypercall, in_dune, on_host_side, Dune, HostWrite, HostWriteHook, Options, ThreadStats,
+};
 pub use error::DuneError;
 pub use kmod::{Mode, ModeChoice};
 pub use paging::DirtyView;
@@ -408,11 +410,6 @@ pub fn exit() -> Result<ThreadStats, DuneError> {
     Ok(ctx.stats)
 }
 
-/// Whether the calling thread is in Dune mode.
-pub fn in_dune() -> bool {
-    CTX.with(|c| !c.get().is_null())
-}
-
 /// The calling thread's counters (zero outside Dune mode).
 pub fn thread_stats() -> ThreadStats {
     let p = CTX.with(|c| c.get());
@@ -526,24 +523,6 @@ pub struct GuestRegs {
     pub rip: u64,
     /// Lowest stack address that may hold live data (rsp minus the red zone).
     pub stack_low: u64,
-}
-
-/// Whether the calling Dune thread runs on the host side of its exit loop now (an
-/// exception handler, a host-write hook, a host signal action) rather than in the guest.
-/// False outside Dune mode.
-pub fn on_host_side() -> bool {
-    let p = CTX.with(|c| c.get());
-    if p.is_null() {
-        return false;
-    }
-    let sp: u64;
-    // SAFETY: reading rsp has no side effects.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
-    // SAFETY: the ctx is live while the thread is in Dune mode; loop_stack is plain data.
-    unsafe {
-        let top = dune::loop_stack_top(&*p);
-        sp > (*p).loop_stack && sp <= top
-    }
 }
 
 /// The mode of this process's Dune VM, if initialised.
