@@ -13,7 +13,7 @@ use crate::signal::SigState;
 use kmod::{Mode, ModeChoice, System, Vcpu, Vm};
 use kvm_bindings::kvm_segment;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Bytes reserved for guest page-table frames (NORESERVE: untouched frames are free).
@@ -143,11 +143,15 @@ fn xgetbv0() -> u64 {
     (hi as u64) << 32 | lo as u64
 }
 
+/// Set in a child forked from Dune mode (by [`crate::thread`]): this process has no VM of
+/// its own.
+pub(crate) static FORKED_CHILD: AtomicBool = AtomicBool::new(false);
+
 impl Dune {
     /// The process's Dune state, created on first use.
     pub fn get_or_init(opts: &Options) -> Result<&'static Dune, DuneError> {
         let _serial = INIT.lock().unwrap_or_else(|p| p.into_inner());
-        if crate::thread::FORKED_CHILD.load(Ordering::Acquire) {
+        if FORKED_CHILD.load(Ordering::Acquire) {
             return Err(DuneError::Unsupported {
                 feature: "Dune mode in a child forked from Dune mode",
                 reason: "the KVM VM belongs to the parent process".into(),

@@ -25,7 +25,7 @@ use crate::fatal::{fatal, StackBuf};
 use crate::monitor;
 use kmod::syscall::CloneOp;
 use kvm_bindings::kvm_regs;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 const CLONE_VM: u64 = 0x100;
 const CLONE_VFORK: u64 = 0x4000;
@@ -43,9 +43,6 @@ const CLONE_ARGS_BYTES: usize = 88;
 /// Bytes at the bottom of a thread's exit-loop stack used as the host stack of a fork or
 /// vfork child (the exit loop never grows that deep; the parent is stopped in the call).
 const CHILD_HOST_STACK_BYTES: u64 = 64 << 10;
-
-/// Set in a child forked from Dune mode: this process has no VM of its own.
-pub(crate) static FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 
 /// The call as the guest made it, normalised.
 struct Request {
@@ -324,7 +321,7 @@ extern "C" fn process_child_entry(p: u64) -> ! {
     let s: ChildStart = unsafe { crate::addr::read_guest(Gva(p)) };
     if s.vfork == 0 {
         // a copy of the process: no VM here; the TLS is the child's own copy
-        FORKED_CHILD.store(true, Ordering::Release);
+        dune::FORKED_CHILD.store(true, Ordering::Release);
         dune::set_current(core::ptr::null_mut());
     }
     // SAFETY: ARCH_SET_FS with the base the guest code uses (the same memory).
