@@ -267,6 +267,44 @@ GC_API int GC_CALL GC_register_my_thread(const struct GC_stack_base *);
 GC_API int GC_CALL GC_unregister_my_thread(void);
 GC_API int GC_CALL GC_thread_is_registered(void);
 
+/* ---- Locking, blocking regions, callbacks ---------------------------------------- */
+
+typedef void *(GC_CALLBACK *GC_fn_type)(void * /* client_data */);
+/* fn(client_data) with the allocation lock held: no collection, incremental step,   */
+/* GC_free or allocation slow path runs meanwhile.  fn must not allocate.            */
+GC_API void *GC_CALL GC_call_with_alloc_lock(GC_fn_type /* fn */,
+                                             void * /* client_data */);
+/* Plain calls in dunegc: every thread is always stopped and scanned whole, so       */
+/* there is no "inactive" state to switch to (more conservative than bdwgc).         */
+GC_API void *GC_CALL GC_do_blocking(GC_fn_type /* fn */, void * /* client_data */);
+GC_API void *GC_CALL GC_call_with_gc_active(GC_fn_type /* fn */,
+                                            void * /* client_data */);
+/* (bdwgc: gc_mark.h.)  Called at the start of every collection (all are full),     */
+/* with the allocation lock held; must not allocate or call into the collector.      */
+typedef void (GC_CALLBACK *GC_start_callback_proc)(void);
+GC_API void GC_CALL GC_set_start_callback(GC_start_callback_proc);
+GC_API GC_start_callback_proc GC_CALL GC_get_start_callback(void);
+/* No parallel markers in dunegc: does nothing (as in a bdwgc without PARALLEL_MARK). */
+GC_API void GC_CALL GC_start_mark_threads(void);
+
+/* ---- Heap queries ---------------------------------------------------------------- */
+
+/* The five usage numbers under one lock; any pointer may be NULL.  Unmapped is 0.   */
+GC_API void GC_CALL GC_get_heap_usage_safe(GC_word * /* pheap_size */,
+                                           GC_word * /* pfree_bytes */,
+                                           GC_word * /* punmapped_bytes */,
+                                           GC_word * /* pbytes_since_gc */,
+                                           GC_word * /* ptotal_bytes */);
+/* Nonzero iff p points into a heap page holding objects (free slots included).      */
+GC_API int GC_CALL GC_is_heap_ptr(const void *);
+/* (bdwgc: gc_mark.h.)  Bounds of the whole reservation, set by GC_init.             */
+GC_API void *GC_least_plausible_heap_addr;
+GC_API void *GC_greatest_plausible_heap_addr;
+/* A no-op, as in bdwgc with interior pointers recognised: dunegc always treats a    */
+/* pointer to any byte of an object as a reference to it.                            */
+GC_API void GC_CALL GC_register_displacement(size_t /* n */);
+#define GC_REGISTER_DISPLACEMENT(n) GC_register_displacement(n)
+
 /* ---- Miscellaneous ------------------------------------------------------------- */
 
 GC_API void GC_CALL GC_noop1(GC_word);

@@ -20,6 +20,10 @@
 //!   the out-of-memory function.
 //! - [`collect`] — `GC_gcollect`, incremental mode, `GC_enable`/`GC_disable`, roots,
 //!   heap statistics.
+//! - [`callbacks`] — `GC_call_with_alloc_lock`, `GC_do_blocking`,
+//!   `GC_call_with_gc_active`, the start callback, `GC_start_mark_threads`.
+//! - [`heapinfo`] — `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible heap
+//!   bounds, `GC_register_displacement`.
 //! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
 //! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
 //! - [`warn`] — the warning procedure.
@@ -49,6 +53,11 @@
 //!   until the new thread runs; prefer it (the `GC_THREADS` redirects) over a bare
 //!   `pthread_create`, as bdwgc requires anyway. `GC_pthread_create` keeps the start
 //!   argument and, until `pthread_join`, the thread's result reachable.
+//! - **Blocking regions**: `GC_do_blocking` and `GC_call_with_gc_active` are plain
+//!   calls: every thread is stopped by signal and scanned whole, so there is no
+//!   "inactive" state (bdwgc skips the frames of a blocking call; dunegc scans them).
+//!   There are no parallel markers; `GC_start_mark_threads` does nothing, as in a bdwgc
+//!   built without them.
 //! - **Roots**: static data of the executable and of every loaded library is found with
 //!   `dl_iterate_phdr` before each collection (as bdwgc on Linux); `GC_add_roots` adds
 //!   more. Memory from libc's `malloc` is not scanned, as in bdwgc.
@@ -84,8 +93,10 @@
 #![allow(non_snake_case)]
 
 pub mod alloc;
+pub mod callbacks;
 pub mod collect;
 pub mod finalize;
+pub mod heapinfo;
 pub mod init;
 pub mod threads;
 pub mod types;

@@ -425,3 +425,32 @@ fn header_compiles_as_cplusplus() {
     let exe = compile("header_cpp.cc", "header_cpp", Header::Dunegc, Link::Shared);
     run_pass(&exe, &[], &[]);
 }
+
+#[test]
+fn alloc_lock_blocking_start_callback_and_heap_queries() {
+    let exe = compile("callbacks.c", "callbacks", Header::Dunegc, Link::Shared);
+    let out = run_pass(&exe, &[], &[]);
+    assert!(out.contains("incremental 0"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[]);
+    assert!(out.contains("incremental 1"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[("DUNEGC_DIRTY", "mprotect")]);
+    assert!(out.contains("incremental 1"), "{out}");
+    if !bdwgc_header_installed("callbacks.c against bdwgc") {
+        return;
+    }
+    // The same expectations hold on bdwgc itself, and the bdwgc-built binary runs on
+    // dunegc.
+    let exe = compile(
+        "callbacks.c",
+        "callbacks_bdwgc",
+        Header::Bdwgc,
+        Link::SystemLgc,
+    );
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+    let libgc = libgc_dir().to_str().expect("UTF-8 path");
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
+    }
+}

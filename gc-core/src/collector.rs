@@ -406,6 +406,10 @@ impl Heap {
         _reason: Reason,
     ) -> Result<Guard, GcError> {
         let t0 = Instant::now();
+        if g.gc.cycle.is_none() {
+            // A new collection (not the finish of an incremental cycle).
+            crate::api::capi_hooks::run_collection_start_hook();
+        }
         roots::statics::refresh(&mut g.gc.statics);
         let world = world::stop().map_err(|source| GcError::Os {
             op: "stopping the world",
@@ -515,6 +519,7 @@ impl Heap {
             drop(e);
             return Ok(self.lock());
         }
+        crate::api::capi_hooks::run_collection_start_hook();
         self.clear_marks(inner);
         inner.gc.mark_stack.clear();
         roots::statics::refresh(&mut inner.gc.statics);
