@@ -25,7 +25,7 @@
  *    GC_register_finalizer_ignore_self (bdwgc's plain variant never finalizes a
  *    self-referencing object).  Longer cycles of finalizable objects are never
  *    finalized, as in bdwgc.  Client data is kept reachable until the finalizer runs,
- *    as in bdwgc.  GC_register_finalizer_unreachable, disappearing links and
+ *    as in bdwgc.  GC_register_finalizer_unreachable, long links and
  *    GC_set_finalizer_notifier are not provided.
  *  - Threads need no registration: a collection stops every thread of the process
  *    (signal SIGPWR) and scans every stack, so GC_register_my_thread & co. are no-ops
@@ -266,6 +266,24 @@ GC_API void GC_CALL GC_allow_register_threads(void);
 GC_API int GC_CALL GC_register_my_thread(const struct GC_stack_base *);
 GC_API int GC_CALL GC_unregister_my_thread(void);
 GC_API int GC_CALL GC_thread_is_registered(void);
+
+/* ---- Disappearing links (weak pointers) ---------------------------------------- */
+
+#define GC_NO_MEMORY 2 /* Failure due to lack of memory. */
+/* *link = NULL once obj is found unreachable, before finalizers are looked for.     */
+/* GC_SUCCESS, GC_DUPLICATE (link re-registered for obj) or GC_NO_MEMORY; a NULL or   */
+/* misaligned link, or obj not the start of a heap object, aborts.  Long links       */
+/* (GC_register_long_link) are not provided.                                         */
+GC_API int GC_CALL GC_general_register_disappearing_link(void ** /* link */,
+                                                         const void * /* obj */);
+/* GC_general_register_disappearing_link(link, GC_base(link)).                       */
+GC_API int GC_CALL GC_register_disappearing_link(void ** /* link */);
+/* 1 if link was registered (and is no more), else 0.                                */
+GC_API int GC_CALL GC_unregister_disappearing_link(void ** /* link */);
+/* GC_SUCCESS, GC_DUPLICATE (another link at new_link) or GC_NOT_FOUND.               */
+GC_API int GC_CALL GC_move_disappearing_link(void ** /* link */, void ** /* new_link */);
+#define GC_GENERAL_REGISTER_DISAPPEARING_LINK(link, obj) \
+  GC_general_register_disappearing_link(link, obj)
 
 /* ---- Locking, blocking regions, callbacks ---------------------------------------- */
 

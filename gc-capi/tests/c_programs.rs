@@ -454,3 +454,26 @@ fn alloc_lock_blocking_start_callback_and_heap_queries() {
         run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
     }
 }
+
+#[test]
+fn disappearing_links_clear_exactly_when_objects_die() {
+    let exe = compile("links.c", "links", Header::Dunegc, Link::Shared);
+    let out = run_pass(&exe, &[], &[]);
+    assert!(out.contains("incremental 0"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[]);
+    assert!(out.contains("incremental 1"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[("DUNEGC_DIRTY", "mprotect")]);
+    assert!(out.contains("incremental 1"), "{out}");
+    if !bdwgc_header_installed("links.c against bdwgc") {
+        return;
+    }
+    // The same expectations hold on bdwgc itself, and that binary runs on dunegc.
+    let exe = compile("links.c", "links_bdwgc", Header::Bdwgc, Link::SystemLgc);
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+    let libgc = libgc_dir().to_str().expect("UTF-8 path");
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
+    }
+}

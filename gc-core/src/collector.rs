@@ -426,6 +426,7 @@ impl Heap {
         }
         roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
         self.drain(&mut inner.gc.mark_stack, usize::MAX);
+        self.decide_dead_links();
         self.find_finalizable(inner);
         inner.gc.finalizers.reindex();
         self.sweep(inner);
@@ -439,6 +440,7 @@ impl Heap {
                 }
             }
         }
+        self.clear_dead_links();
         drop(world);
         let ns = elapsed_ns(t0);
         let s = &mut inner.gc.stats;

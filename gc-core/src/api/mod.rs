@@ -7,6 +7,7 @@
 //! - [`heap_api`] — collection, roots, finalizers and statistics on a `Heap`.
 
 pub mod capi_hooks;
+pub mod capi_links;
 pub mod capi_support;
 pub mod gc;
 pub mod global_alloc;
