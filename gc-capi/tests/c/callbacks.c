@@ -127,7 +127,11 @@ static void test_heap_queries(void) {
   CHECK(free_b == GC_get_free_bytes());
   CHECK(since == GC_get_bytes_since_gc());
   CHECK(total == GC_get_total_bytes());
-  CHECK(unmapped == 0);
+#ifdef GC_DUNEGC
+  CHECK(unmapped == 0); /* dunegc's heap size already excludes returned pages */
+#else
+  (void)unmapped; /* bdwgc unmaps free blocks: any value */
+#endif
   CHECK(heap > 0 && total >= since);
   GC_get_heap_usage_safe(NULL, NULL, NULL, NULL, NULL); /* NULLs are allowed */
   GC_word h2;
