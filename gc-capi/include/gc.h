@@ -25,8 +25,8 @@
  *    GC_register_finalizer_ignore_self (bdwgc's plain variant never finalizes a
  *    self-referencing object).  Longer cycles of finalizable objects are never
  *    finalized, as in bdwgc.  Client data is kept reachable until the finalizer runs,
- *    as in bdwgc.  GC_register_finalizer_unreachable, long links and
- *    GC_set_finalizer_notifier are not provided.
+ *    as in bdwgc.  GC_register_finalizer_unreachable and long links are not
+ *    provided.
  *  - Threads need no registration: a collection stops every thread of the process
  *    (signal SIGPWR) and scans every stack, so GC_register_my_thread & co. are no-ops
  *    that return bdwgc's codes (GC_SUCCESS the first time a thread registers,
@@ -242,6 +242,11 @@ GC_API int GC_CALL GC_should_invoke_finalizers(void);
 GC_API int GC_CALL GC_invoke_finalizers(void);
 GC_API void GC_CALL GC_set_finalize_on_demand(int);
 GC_API int GC_CALL GC_get_finalize_on_demand(void);
+/* With GC_finalize_on_demand set: called (from the next allocation or GC_gcollect,  */
+/* without the lock) once per collection that queued finalizers.  May be NULL.       */
+typedef void (GC_CALLBACK *GC_finalizer_notifier_proc)(void);
+GC_API void GC_CALL GC_set_finalizer_notifier(GC_finalizer_notifier_proc);
+GC_API GC_finalizer_notifier_proc GC_CALL GC_get_finalizer_notifier(void);
 
 /* ---- Warnings ------------------------------------------------------------------ */
 

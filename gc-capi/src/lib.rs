@@ -75,8 +75,9 @@
 //!   while a cycle is in progress (bdwgc's mprotect mode has the same caveat).
 //! - **Finalizers** run after allocations and `GC_gcollect` on the allocating thread,
 //!   never nested (bdwgc's default, `GC_finalize_on_demand == 0`), or only in
-//!   `GC_invoke_finalizers` after `GC_set_finalize_on_demand(1)`.
-//!   `GC_set_finalizer_notifier` is not provided.
+//!   `GC_invoke_finalizers` after `GC_set_finalize_on_demand(1)`, when the finalizer
+//!   notifier (`GC_set_finalizer_notifier`) is called from the next allocation or
+//!   `GC_gcollect` after a collection that queued finalizers, once per collection.
 //! - **Out of memory**: the out-of-memory function (`GC_set_oom_fn`, default: return
 //!   NULL) is called and its result returned, after a warning unless the size can only
 //!   come from an overflow (> `SIZE_MAX / 2`; bdwgc is silent there too). The largest

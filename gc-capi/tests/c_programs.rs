@@ -477,3 +477,29 @@ fn disappearing_links_clear_exactly_when_objects_die() {
         run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
     }
 }
+
+#[test]
+fn finalizer_notifier_once_per_collection_on_demand() {
+    let exe = compile("notifier.c", "notifier", Header::Dunegc, Link::Shared);
+    let out = run_pass(&exe, &[], &[]);
+    assert!(out.contains("incremental 0"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[]);
+    assert!(out.contains("incremental 1"), "{out}");
+    if !bdwgc_header_installed("notifier.c against bdwgc") {
+        return;
+    }
+    // The same expectations hold on bdwgc itself, and that binary runs on dunegc.
+    let exe = compile(
+        "notifier.c",
+        "notifier_bdwgc",
+        Header::Bdwgc,
+        Link::SystemLgc,
+    );
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+    let libgc = libgc_dir().to_str().expect("UTF-8 path");
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
+    }
+}
