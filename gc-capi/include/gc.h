@@ -25,8 +25,7 @@
  *    GC_register_finalizer_ignore_self (bdwgc's plain variant never finalizes a
  *    self-referencing object).  Longer cycles of finalizable objects are never
  *    finalized, as in bdwgc.  Client data is kept reachable until the finalizer runs,
- *    as in bdwgc.  GC_register_finalizer_unreachable and long links are not
- *    provided.
+ *    as in bdwgc.  GC_register_finalizer_unreachable is not provided.
  *  - Threads need no registration: a collection stops every thread of the process
  *    (signal SIGPWR) and scans every stack, so GC_register_my_thread & co. are no-ops
  *    that return bdwgc's codes (GC_SUCCESS the first time a thread registers,
@@ -277,8 +276,7 @@ GC_API int GC_CALL GC_thread_is_registered(void);
 #define GC_NO_MEMORY 2 /* Failure due to lack of memory. */
 /* *link = NULL once obj is found unreachable, before finalizers are looked for.     */
 /* GC_SUCCESS, GC_DUPLICATE (link re-registered for obj) or GC_NO_MEMORY; a NULL or   */
-/* misaligned link, or obj not the start of a heap object, aborts.  Long links       */
-/* (GC_register_long_link) are not provided.                                         */
+/* misaligned link, or obj not the start of a heap object, aborts.                   */
 GC_API int GC_CALL GC_general_register_disappearing_link(void ** /* link */,
                                                          const void * /* obj */);
 /* GC_general_register_disappearing_link(link, GC_base(link)).                       */
@@ -289,6 +287,12 @@ GC_API int GC_CALL GC_unregister_disappearing_link(void ** /* link */);
 GC_API int GC_CALL GC_move_disappearing_link(void ** /* link */, void ** /* new_link */);
 #define GC_GENERAL_REGISTER_DISAPPEARING_LINK(link, obj) \
   GC_general_register_disappearing_link(link, obj)
+/* Long links: *link is cleared only once obj can no longer be resurrected by a      */
+/* finalizer.  A separate table from the short links above; same return codes.       */
+GC_API int GC_CALL GC_register_long_link(void ** /* link */, const void * /* obj */);
+GC_API int GC_CALL GC_unregister_long_link(void ** /* link */);
+GC_API int GC_CALL GC_move_long_link(void ** /* link */, void ** /* new_link */);
+#define GC_REGISTER_LONG_LINK(link, obj) GC_register_long_link(link, obj)
 
 /* ---- Locking, blocking regions, callbacks ---------------------------------------- */
 

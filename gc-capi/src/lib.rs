@@ -25,7 +25,7 @@
 //! - [`heapinfo`] — `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible heap
 //!   bounds, `GC_register_displacement`.
 //! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
-//! - [`links`] — disappearing links (register, unregister, move).
+//! - [`links`] — disappearing links, short and long (register, unregister, move).
 //! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
 //! - [`warn`] — the warning procedure.
 //! - [`types`] — the C types and constants.
@@ -42,8 +42,8 @@
 //! - **Finalizer order**: `GC_register_finalizer` ignores pointers from an object to
 //!   itself (bdwgc's `GC_register_finalizer_ignore_self` behaviour); bdwgc's plain variant
 //!   never finalizes a self-referencing object. Longer cycles behave as in bdwgc.
-//!   `GC_free` of an object drops its finalizer. `GC_register_finalizer_unreachable`,
-//!   long links (`GC_register_long_link`) and Java-style finalization are not provided.
+//!   `GC_free` of an object drops its finalizer. `GC_register_finalizer_unreachable`
+//!   and Java-style finalization are not provided.
 //! - **Disappearing links** are kept in a table sorted by address: registering costs
 //!   O(log n) plus a move of the entries after it; each collection scans the table.
 //! - **Threads** need no registration: a collection stops every thread of the process

@@ -1,6 +1,7 @@
 //! Disappearing links: `GC_general_register_disappearing_link`,
 //! `GC_register_disappearing_link`, `GC_unregister_disappearing_link`,
-//! `GC_move_disappearing_link` (bdwgc's "short" links; long links are not provided).
+//! `GC_move_disappearing_link` (bdwgc's "short" links) and the long links
+//! `GC_register_long_link`, `GC_unregister_long_link`, `GC_move_long_link`.
 //!
 //! `*link` is set to NULL by the first collection that finds `obj` unreachable, before
 //! finalizers are looked for: a weak pointer is broken before anything reachable from
@@ -28,6 +29,52 @@ fn aligned(p: *mut *mut c_void) -> bool {
     !p.is_null() && (p as usize) & (std::mem::size_of::<usize>() - 1) == 0
 }
 
+/// Register `link` for `obj` (short or long); see the exported functions.
+///
+/// # Safety
+/// As `GC_general_register_disappearing_link`.
+unsafe fn register(link: *mut *mut c_void, obj: *const c_void, long: bool, name: &str) -> c_int {
+    let heap = heap();
+    if !aligned(link) || heap.base_of(obj as usize) != Some(obj as usize) {
+        bad_arg(name);
+    }
+    // SAFETY: `link` is aligned and writable while registered (the caller's duty);
+    // `obj` is the start of an object (checked).
+    match unsafe { heap.register_disappearing_link(link as usize, obj as usize, long) } {
+        Ok(LinkRegistration::New) => GC_SUCCESS,
+        Ok(LinkRegistration::Duplicate) => GC_DUPLICATE,
+        Err(e) => {
+            crate::warn::warn_text(&format!("{name}: {e}"));
+            GC_NO_MEMORY
+        }
+    }
+}
+
+/// Move a short or long registration; see the exported functions.
+///
+/// # Safety
+/// As `GC_move_disappearing_link`.
+unsafe fn move_link(
+    link: *mut *mut c_void,
+    new_link: *mut *mut c_void,
+    long: bool,
+    name: &str,
+) -> c_int {
+    let heap = heap();
+    if !aligned(new_link) {
+        bad_arg(name);
+    }
+    if !aligned(link) {
+        return GC_NOT_FOUND;
+    }
+    // SAFETY: the caller's guarantee on `new_link` (aligned: checked).
+    match unsafe { heap.move_disappearing_link(link as usize, new_link as usize, long) } {
+        LinkMove::Moved => GC_SUCCESS,
+        LinkMove::Duplicate => GC_DUPLICATE,
+        LinkMove::NotFound => GC_NOT_FOUND,
+    }
+}
+
 /// Set `*link` to NULL when `obj` becomes unreachable (bdwgc's
 /// `GC_general_register_disappearing_link`). Returns `GC_SUCCESS` for a new link,
 /// `GC_DUPLICATE` if `link` was registered already (it now refers to `obj`; bdwgc does
@@ -42,20 +89,48 @@ pub unsafe extern "C" fn GC_general_register_disappearing_link(
     link: *mut *mut c_void,
     obj: *const c_void,
 ) -> c_int {
-    let heap = heap();
-    if !aligned(link) || heap.base_of(obj as usize) != Some(obj as usize) {
-        bad_arg("GC_general_register_disappearing_link");
+    // SAFETY: the caller's guarantees are `register`'s.
+    unsafe { register(link, obj, false, "GC_general_register_disappearing_link") }
+}
+
+/// Like `GC_general_register_disappearing_link`, but a long link: `*link` is cleared
+/// only when `obj` is truly inaccessible, i.e. can no longer be resurrected by a
+/// finalizer (it is kept through the collection that queues `obj`'s finalizer, or a
+/// finalizer of an object that reaches it). Long and short links are separate
+/// registrations (bdwgc's `GC_register_long_link`).
+///
+/// # Safety
+/// As `GC_general_register_disappearing_link`.
+#[no_mangle]
+pub unsafe extern "C" fn GC_register_long_link(
+    link: *mut *mut c_void,
+    obj: *const c_void,
+) -> c_int {
+    // SAFETY: the caller's guarantees are `register`'s.
+    unsafe { register(link, obj, true, "GC_register_long_link") }
+}
+
+/// Undo a `GC_register_long_link` (bdwgc's `GC_unregister_long_link`): 1 if `link` was
+/// registered as a long link, 0 if not.
+#[no_mangle]
+pub extern "C" fn GC_unregister_long_link(link: *mut *mut c_void) -> c_int {
+    if !aligned(link) {
+        return 0;
     }
-    // SAFETY: `link` is aligned and writable while registered (the caller's duty);
-    // `obj` is the start of an object (checked).
-    match unsafe { heap.register_disappearing_link(link as usize, obj as usize) } {
-        Ok(LinkRegistration::New) => GC_SUCCESS,
-        Ok(LinkRegistration::Duplicate) => GC_DUPLICATE,
-        Err(e) => {
-            crate::warn::warn_text(&format!("GC_general_register_disappearing_link: {e}"));
-            GC_NO_MEMORY
-        }
-    }
+    heap().unregister_disappearing_link(link as usize, true) as c_int
+}
+
+/// `GC_move_disappearing_link` for long links (bdwgc's `GC_move_long_link`).
+///
+/// # Safety
+/// As `GC_move_disappearing_link`.
+#[no_mangle]
+pub unsafe extern "C" fn GC_move_long_link(
+    link: *mut *mut c_void,
+    new_link: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: the caller's guarantees are `move_link`'s.
+    unsafe { move_link(link, new_link, true, "GC_move_long_link") }
 }
 
 /// `GC_general_register_disappearing_link(link, GC_base(link))`: `link` is a field of a
@@ -80,7 +155,7 @@ pub extern "C" fn GC_unregister_disappearing_link(link: *mut *mut c_void) -> c_i
     if !aligned(link) {
         return 0;
     }
-    heap().unregister_disappearing_link(link as usize) as c_int
+    heap().unregister_disappearing_link(link as usize, false) as c_int
 }
 
 /// Move the registration of `link` to `new_link`, keeping its object and leaving
@@ -96,17 +171,6 @@ pub unsafe extern "C" fn GC_move_disappearing_link(
     link: *mut *mut c_void,
     new_link: *mut *mut c_void,
 ) -> c_int {
-    let heap = heap();
-    if !aligned(new_link) {
-        bad_arg("GC_move_disappearing_link");
-    }
-    if !aligned(link) {
-        return GC_NOT_FOUND;
-    }
-    // SAFETY: the caller's guarantee on `new_link` (aligned: checked).
-    match unsafe { heap.move_disappearing_link(link as usize, new_link as usize) } {
-        LinkMove::Moved => GC_SUCCESS,
-        LinkMove::Duplicate => GC_DUPLICATE,
-        LinkMove::NotFound => GC_NOT_FOUND,
-    }
+    // SAFETY: the caller's guarantees are `move_link`'s.
+    unsafe { move_link(link, new_link, false, "GC_move_disappearing_link") }
 }

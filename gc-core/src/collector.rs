@@ -426,8 +426,9 @@ impl Heap {
         }
         roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
         self.drain(&mut inner.gc.mark_stack, usize::MAX);
-        self.decide_dead_links();
+        self.decide_dead_links(false);
         self.find_finalizable(inner);
+        self.decide_dead_links(true);
         inner.gc.finalizers.reindex();
         self.sweep(inner);
         if incremental {

@@ -142,6 +142,69 @@ static void test_weak_table(void) {
     for (int j = 0; j < 24; j++) CHECK((unsigned char)fresh[i][j] == 0x77);
 }
 
+/* Long links survive the collection that queues their object's finalizer (the object
+ * can still be resurrected) and are cleared in a later one; short links to the same
+ * objects go in that first collection.  Short and long registrations are separate. */
+#define L 100
+static GC_word shorts[L], longs[L];
+static volatile int lfinal[L];
+static void on_lfinal(void *obj, void *cd) {
+  (void)obj;
+  lfinal[(intptr_t)cd]++;
+}
+static void __attribute__((noinline)) make_long_targets(void) {
+  for (int i = 0; i < L; i++) {
+    void *obj = GC_malloc(32);
+    CHECK(obj != NULL);
+    shorts[i] = longs[i] = GC_HIDE_POINTER(obj);
+    CHECK(GC_general_register_disappearing_link((void **)&shorts[i], obj) == GC_SUCCESS);
+    CHECK(GC_register_long_link((void **)&longs[i], obj) == GC_SUCCESS);
+    CHECK(GC_register_long_link((void **)&longs[i], obj) == GC_DUPLICATE);
+    GC_register_finalizer_no_order(obj, on_lfinal, (void *)(intptr_t)i, NULL, NULL);
+  }
+}
+static void test_long_links(void) {
+  /* Separate tables: the same word can be both, and each is moved on its own. */
+  static GC_word both, both2;
+  void *o = GC_malloc(16);
+  CHECK(GC_general_register_disappearing_link((void **)&both, o) == GC_SUCCESS);
+  CHECK(GC_register_long_link((void **)&both, o) == GC_SUCCESS);
+  CHECK(GC_move_long_link((void **)&both, (void **)&both2) == GC_SUCCESS);
+  CHECK(GC_move_long_link((void **)&both, (void **)&both2) == GC_NOT_FOUND);
+  CHECK(GC_unregister_long_link((void **)&both2) == 1);
+  CHECK(GC_unregister_long_link((void **)&both2) == 0);
+  CHECK(GC_unregister_disappearing_link((void **)&both) == 1);
+  GC_reachable_here(o);
+
+  GC_set_finalize_on_demand(1);
+  make_long_targets();
+  int seen_long_kept = 0;
+  for (int round = 0; round < 6; round++) {
+    collect_clean(1);
+    for (int i = 0; i < L; i++) {
+      int queued_now = shorts[i] == 0 && lfinal[i] == 0;
+      if (queued_now) {
+        CHECK(longs[i] != 0); /* resurrectable: the long link stays */
+        seen_long_kept++;
+      }
+      if (shorts[i] != 0) CHECK(longs[i] != 0);
+    }
+    GC_invoke_finalizers();
+    for (int i = 0; i < L; i++) CHECK((shorts[i] == 0) == (lfinal[i] == 1));
+  }
+  GC_set_finalize_on_demand(0);
+  int cleared = 0;
+  for (int i = 0; i < L; i++) {
+    if (longs[i] == 0) {
+      CHECK(lfinal[i] == 1); /* cleared only after the finalizer ran */
+      cleared++;
+    }
+  }
+  CHECK(seen_long_kept >= L - 10);
+  CHECK(cleared >= L - 10);
+  printf("long links kept %d cleared %d/%d\n", seen_long_kept, cleared, L);
+}
+
 int main(int argc, char **argv) {
   GC_INIT();
   if (argc > 1 && strcmp(argv[1], "inc") == 0) {
@@ -151,6 +214,7 @@ int main(int argc, char **argv) {
   test_cleared_when_dead();
   test_unregister_and_move();
   test_weak_table();
+  test_long_links();
   printf("incremental %d\nPASS\n", GC_is_incremental_mode());
   return 0;
 }

@@ -21,13 +21,15 @@ use std::sync::Mutex;
 struct Link {
     /// The heap it belongs to (`Heap::id`).
     heap: usize,
+    /// A long link: cleared only once the object cannot be resurrected by a finalizer.
+    long: bool,
     /// The word that is cleared.
     link: usize,
     /// The object whose death clears it; 0 once the collector decided to clear it.
     obj: usize,
 }
 
-/// The registrations of every heap, sorted by `(heap, link)`.
+/// The registrations of every heap, sorted by `(heap, long, link)`.
 struct Table(MmapVec<Link>);
 
 // SAFETY: the table's mappings belong to no thread; it is only used under LINKS.
@@ -59,16 +61,20 @@ fn table() -> std::sync::MutexGuard<'static, Table> {
     LINKS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Position of `(heap, link)` in the sorted table: `Ok(found)` or `Err(insert at)`.
-fn search(t: &Table, heap: usize, link: usize) -> Result<usize, usize> {
+/// Position of `(heap, long, link)` in the sorted table: `Ok(found)` or
+/// `Err(insert at)`.
+fn search(t: &Table, heap: usize, long: bool, link: usize) -> Result<usize, usize> {
     t.0.as_slice()
-        .binary_search_by(|e| (e.heap, e.link).cmp(&(heap, link)))
+        .binary_search_by(|e| (e.heap, e.long, e.link).cmp(&(heap, long, link)))
 }
 
 impl Heap {
-    /// Register `link` to be cleared when `obj` becomes unreachable. A link registered
-    /// already keeps one registration, now for `obj` (bdwgc's `GC_DUPLICATE`). Fails
-    /// only when the table cannot grow (out of memory).
+    /// Register `link` to be cleared when `obj` becomes unreachable (a short link,
+    /// cleared before finalizers are looked for) or, if `long`, when it cannot be
+    /// resurrected by a finalizer any more (cleared after finalization marking). Short
+    /// and long links are separate registrations. A link registered already keeps one
+    /// registration, now for `obj` (bdwgc's `GC_DUPLICATE`). Fails only when the table
+    /// cannot grow (out of memory).
     ///
     /// # Safety
     /// `link` is a word-aligned address, writable by the collector (from the thread that
@@ -78,10 +84,11 @@ impl Heap {
         &self,
         link: usize,
         obj: usize,
+        long: bool,
     ) -> Result<LinkRegistration, GcError> {
         let _g = self.lock();
         let mut t = table();
-        match search(&t, self.id, link) {
+        match search(&t, self.id, long, link) {
             Ok(i) => {
                 t.0.as_mut_slice()[i].obj = obj;
                 Ok(LinkRegistration::Duplicate)
@@ -89,6 +96,7 @@ impl Heap {
             Err(at) => {
                 let entry = Link {
                     heap: self.id,
+                    long,
                     link,
                     obj,
                 };
@@ -102,11 +110,12 @@ impl Heap {
         }
     }
 
-    /// Remove the registration of `link`; false if there was none.
-    pub fn unregister_disappearing_link(&self, link: usize) -> bool {
+    /// Remove the (short, or if `long` long) registration of `link`; false if there
+    /// was none.
+    pub fn unregister_disappearing_link(&self, link: usize, long: bool) -> bool {
         let _g = self.lock();
         let mut t = table();
-        match search(&t, self.id, link) {
+        match search(&t, self.id, long, link) {
             Ok(i) => {
                 remove_at(&mut t, i);
                 true
@@ -115,20 +124,26 @@ impl Heap {
         }
     }
 
-    /// Move the registration of `link` to `new_link`, keeping its object.
+    /// Move the (short, or if `long` long) registration of `link` to `new_link`,
+    /// keeping its object.
     ///
     /// # Safety
     /// `new_link` meets `register_disappearing_link`'s requirements on `link`.
-    pub unsafe fn move_disappearing_link(&self, link: usize, new_link: usize) -> LinkMove {
+    pub unsafe fn move_disappearing_link(
+        &self,
+        link: usize,
+        new_link: usize,
+        long: bool,
+    ) -> LinkMove {
         let _g = self.lock();
         let mut t = table();
-        let Ok(i) = search(&t, self.id, link) else {
+        let Ok(i) = search(&t, self.id, long, link) else {
             return LinkMove::NotFound;
         };
         if link == new_link {
             return LinkMove::Moved;
         }
-        let at = match search(&t, self.id, new_link) {
+        let at = match search(&t, self.id, long, new_link) {
             Ok(_) => return LinkMove::Duplicate,
             Err(at) => at,
         };
@@ -162,12 +177,17 @@ impl Heap {
         Some(collectable && !self.marks.get(info.base))
     }
 
-    /// After marking, before finalizers are looked for (heap lock held, world stopped):
-    /// mark the links whose object is unreachable (or was freed) for clearing.
-    pub(crate) fn decide_dead_links(&self) {
+    /// Mark the short (or, if `long`, the long) links whose object is unreachable (or
+    /// was freed) for clearing: short ones after marking and before finalizers are
+    /// looked for, long ones after finalization marking (heap lock held, world stopped).
+    pub(crate) fn decide_dead_links(&self, long: bool) {
         let mut t = table();
         for e in t.0.as_mut_slice() {
-            if e.heap == self.id && e.obj != 0 && self.dies_now(e.obj) != Some(false) {
+            if e.heap == self.id
+                && e.long == long
+                && e.obj != 0
+                && self.dies_now(e.obj) != Some(false)
+            {
                 e.obj = 0;
             }
         }
