@@ -187,6 +187,8 @@ GC_API int GC_CALL GC_collect_a_little(void);
 /* Nesting: collections stop until as many GC_enable() as GC_disable().             */
 GC_API void GC_CALL GC_disable(void);
 GC_API void GC_CALL GC_enable(void);
+/* Nonzero while a GC_disable (or GC_DONT_GC) is not matched by GC_enable.          */
+GC_API int GC_CALL GC_is_disabled(void);
 /* Incremental marking with the DUNEGC_DIRTY tracker; see above.                    */
 GC_API void GC_CALL GC_enable_incremental(void);
 GC_API int GC_CALL GC_is_incremental_mode(void);

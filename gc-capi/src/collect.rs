@@ -112,6 +112,14 @@ pub extern "C" fn GC_enable() {
     }
 }
 
+/// Nonzero while collection is disabled: a `GC_disable` (or `GC_DONT_GC`) not yet
+/// matched by `GC_enable` (bdwgc's `GC_is_disabled`). Takes no lock.
+#[no_mangle]
+pub extern "C" fn GC_is_disabled() -> c_int {
+    heap();
+    (DISABLED.load(Ordering::Acquire) > 0) as c_int
+}
+
 /// Bytes of heap pages holding objects (bdwgc's `GC_get_heap_size`; bdwgc also counts
 /// free blocks it keeps mapped, dunegc returns empty pages to its page allocator).
 #[no_mangle]

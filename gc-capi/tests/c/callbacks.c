@@ -208,6 +208,20 @@ int main(int argc, char **argv) {
     CHECK(GC_is_incremental_mode());
   }
   GC_start_mark_threads();
+  /* GC_is_disabled follows GC_disable / GC_enable nesting; no collection meanwhile. */
+  CHECK(!GC_is_disabled());
+  GC_disable();
+  CHECK(GC_is_disabled());
+  GC_disable();
+  GC_enable();
+  CHECK(GC_is_disabled());
+  GC_word gc_off = GC_get_gc_no();
+  GC_gcollect();
+  CHECK(GC_get_gc_no() == gc_off);
+  GC_enable();
+  CHECK(!GC_is_disabled());
+  GC_gcollect();
+  CHECK(GC_get_gc_no() > gc_off);
   test_alloc_lock();
   test_blocking();
   test_start_callback();
