@@ -25,8 +25,7 @@
  *    GC_register_finalizer_ignore_self (bdwgc's plain variant never finalizes a
  *    self-referencing object).  Longer cycles of finalizable objects are never
  *    finalized, as in bdwgc.  Client data is kept reachable until the finalizer runs,
- *    as in bdwgc.  GC_register_finalizer_unreachable, disappearing links and
- *    GC_set_finalizer_notifier are not provided.
+ *    as in bdwgc.  GC_register_finalizer_unreachable is not provided.
  *  - Threads need no registration: a collection stops every thread of the process
  *    (signal SIGPWR) and scans every stack, so GC_register_my_thread & co. are no-ops
  *    that return bdwgc's codes (GC_SUCCESS the first time a thread registers,
@@ -188,6 +187,8 @@ GC_API int GC_CALL GC_collect_a_little(void);
 /* Nesting: collections stop until as many GC_enable() as GC_disable().             */
 GC_API void GC_CALL GC_disable(void);
 GC_API void GC_CALL GC_enable(void);
+/* Nonzero while a GC_disable (or GC_DONT_GC) is not matched by GC_enable.          */
+GC_API int GC_CALL GC_is_disabled(void);
 /* Incremental marking with the DUNEGC_DIRTY tracker; see above.                    */
 GC_API void GC_CALL GC_enable_incremental(void);
 GC_API int GC_CALL GC_is_incremental_mode(void);
@@ -242,6 +243,11 @@ GC_API int GC_CALL GC_should_invoke_finalizers(void);
 GC_API int GC_CALL GC_invoke_finalizers(void);
 GC_API void GC_CALL GC_set_finalize_on_demand(int);
 GC_API int GC_CALL GC_get_finalize_on_demand(void);
+/* With GC_finalize_on_demand set: called (from the next allocation or GC_gcollect,  */
+/* without the lock) once per collection that queued finalizers.  May be NULL.       */
+typedef void (GC_CALLBACK *GC_finalizer_notifier_proc)(void);
+GC_API void GC_CALL GC_set_finalizer_notifier(GC_finalizer_notifier_proc);
+GC_API GC_finalizer_notifier_proc GC_CALL GC_get_finalizer_notifier(void);
 
 /* ---- Warnings ------------------------------------------------------------------ */
 
@@ -266,6 +272,67 @@ GC_API void GC_CALL GC_allow_register_threads(void);
 GC_API int GC_CALL GC_register_my_thread(const struct GC_stack_base *);
 GC_API int GC_CALL GC_unregister_my_thread(void);
 GC_API int GC_CALL GC_thread_is_registered(void);
+
+/* ---- Disappearing links (weak pointers) ---------------------------------------- */
+
+#define GC_NO_MEMORY 2 /* Failure due to lack of memory. */
+/* *link = NULL once obj is found unreachable, before finalizers are looked for.     */
+/* GC_SUCCESS, GC_DUPLICATE (link re-registered for obj) or GC_NO_MEMORY; a NULL or   */
+/* misaligned link, or obj not the start of a heap object, aborts.                   */
+GC_API int GC_CALL GC_general_register_disappearing_link(void ** /* link */,
+                                                         const void * /* obj */);
+/* GC_general_register_disappearing_link(link, GC_base(link)).                       */
+GC_API int GC_CALL GC_register_disappearing_link(void ** /* link */);
+/* 1 if link was registered (and is no more), else 0.                                */
+GC_API int GC_CALL GC_unregister_disappearing_link(void ** /* link */);
+/* GC_SUCCESS, GC_DUPLICATE (another link at new_link) or GC_NOT_FOUND.               */
+GC_API int GC_CALL GC_move_disappearing_link(void ** /* link */, void ** /* new_link */);
+#define GC_GENERAL_REGISTER_DISAPPEARING_LINK(link, obj) \
+  GC_general_register_disappearing_link(link, obj)
+/* Long links: *link is cleared only once obj can no longer be resurrected by a      */
+/* finalizer.  A separate table from the short links above; same return codes.       */
+GC_API int GC_CALL GC_register_long_link(void ** /* link */, const void * /* obj */);
+GC_API int GC_CALL GC_unregister_long_link(void ** /* link */);
+GC_API int GC_CALL GC_move_long_link(void ** /* link */, void ** /* new_link */);
+#define GC_REGISTER_LONG_LINK(link, obj) GC_register_long_link(link, obj)
+
+/* ---- Locking, blocking regions, callbacks ---------------------------------------- */
+
+typedef void *(GC_CALLBACK *GC_fn_type)(void * /* client_data */);
+/* fn(client_data) with the allocation lock held: no collection, incremental step,   */
+/* GC_free or allocation slow path runs meanwhile.  fn must not allocate.            */
+GC_API void *GC_CALL GC_call_with_alloc_lock(GC_fn_type /* fn */,
+                                             void * /* client_data */);
+/* Plain calls in dunegc: every thread is always stopped and scanned whole, so       */
+/* there is no "inactive" state to switch to (more conservative than bdwgc).         */
+GC_API void *GC_CALL GC_do_blocking(GC_fn_type /* fn */, void * /* client_data */);
+GC_API void *GC_CALL GC_call_with_gc_active(GC_fn_type /* fn */,
+                                            void * /* client_data */);
+/* (bdwgc: gc_mark.h.)  Called at the start of every collection (all are full),     */
+/* with the allocation lock held; must not allocate or call into the collector.      */
+typedef void (GC_CALLBACK *GC_start_callback_proc)(void);
+GC_API void GC_CALL GC_set_start_callback(GC_start_callback_proc);
+GC_API GC_start_callback_proc GC_CALL GC_get_start_callback(void);
+/* No parallel markers in dunegc: does nothing (as in a bdwgc without PARALLEL_MARK). */
+GC_API void GC_CALL GC_start_mark_threads(void);
+
+/* ---- Heap queries ---------------------------------------------------------------- */
+
+/* The five usage numbers under one lock; any pointer may be NULL.  Unmapped is 0.   */
+GC_API void GC_CALL GC_get_heap_usage_safe(GC_word * /* pheap_size */,
+                                           GC_word * /* pfree_bytes */,
+                                           GC_word * /* punmapped_bytes */,
+                                           GC_word * /* pbytes_since_gc */,
+                                           GC_word * /* ptotal_bytes */);
+/* Nonzero iff p points into a heap page holding objects (free slots included).      */
+GC_API int GC_CALL GC_is_heap_ptr(const void *);
+/* (bdwgc: gc_mark.h.)  Bounds of the whole reservation, set by GC_init.             */
+GC_API void *GC_least_plausible_heap_addr;
+GC_API void *GC_greatest_plausible_heap_addr;
+/* A no-op, as in bdwgc with interior pointers recognised: dunegc always treats a    */
+/* pointer to any byte of an object as a reference to it.                            */
+GC_API void GC_CALL GC_register_displacement(size_t /* n */);
+#define GC_REGISTER_DISPLACEMENT(n) GC_register_displacement(n)
 
 /* ---- Miscellaneous ------------------------------------------------------------- */
 

@@ -112,11 +112,19 @@ pub extern "C" fn GC_enable() {
     }
 }
 
+/// Nonzero while collection is disabled: a `GC_disable` (or `GC_DONT_GC`) not yet
+/// matched by `GC_enable` (bdwgc's `GC_is_disabled`). Takes no lock.
+#[no_mangle]
+pub extern "C" fn GC_is_disabled() -> c_int {
+    heap();
+    (DISABLED.load(Ordering::Acquire) > 0) as c_int
+}
+
 /// Bytes of heap pages holding objects (bdwgc's `GC_get_heap_size`; bdwgc also counts
 /// free blocks it keeps mapped, dunegc returns empty pages to its page allocator).
 #[no_mangle]
 pub extern "C" fn GC_get_heap_size() -> usize {
-    heap().heap_size()
+    crate::callbacks::usage(heap()).heap_bytes
 }
 
 /// Bytes of the heap not in use by objects: heap size minus what was live after the last
@@ -125,7 +133,7 @@ pub extern "C" fn GC_get_heap_size() -> usize {
 /// estimate, as bdwgc's is under threads).
 #[no_mangle]
 pub extern "C" fn GC_get_free_bytes() -> usize {
-    let u = heap().usage();
+    let u = crate::callbacks::usage(heap());
     let used = (u.live_bytes_after_gc as usize).saturating_add(u.bytes_since_gc);
     u.heap_bytes.saturating_sub(used)
 }
@@ -134,19 +142,19 @@ pub extern "C" fn GC_get_free_bytes() -> usize {
 /// caveat as `GC_get_free_bytes`).
 #[no_mangle]
 pub extern "C" fn GC_get_bytes_since_gc() -> usize {
-    heap().usage().bytes_since_gc
+    crate::callbacks::usage(heap()).bytes_since_gc
 }
 
 /// Bytes allocated since the start (bdwgc's `GC_get_total_bytes`).
 #[no_mangle]
 pub extern "C" fn GC_get_total_bytes() -> usize {
-    heap().usage().bytes_allocated_total as usize
+    crate::callbacks::usage(heap()).bytes_allocated_total as usize
 }
 
 /// Collections so far, full and incremental (bdwgc's `GC_get_gc_no`).
 #[no_mangle]
 pub extern "C" fn GC_get_gc_no() -> GcWord {
-    heap().gc_count() as GcWord
+    crate::callbacks::gc_count(heap()) as GcWord
 }
 
 /// Accepted for compatibility; returns 1 (bdwgc's `GC_expand_hp`). dunegc reserves its

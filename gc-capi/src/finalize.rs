@@ -9,7 +9,9 @@
 //! Finalizers run, as with bdwgc's default `GC_finalize_on_demand == 0`, on the thread
 //! that next allocates (or calls `GC_gcollect`) after the collection that found them,
 //! never nested inside another finalizer on the same thread. With
-//! `GC_set_finalize_on_demand(1)` they run only in `GC_invoke_finalizers`.
+//! `GC_set_finalize_on_demand(1)` they run only in `GC_invoke_finalizers`, and the
+//! finalizer notifier (`GC_set_finalizer_notifier`) is called once per collection that
+//! queued some.
 
 use crate::init::heap;
 use crate::types::GcFinalizationProc;
@@ -17,7 +19,7 @@ use crate::warn::warn_text;
 use gc_core::{FinalizerFn, FinalizerOrder, Heap, ObjectKind};
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Words in a closure: the C function and the client data.
 const CLOSURE_WORDS: usize = 2;
@@ -176,11 +178,72 @@ pub(crate) fn forget_finalizer(heap: &'static Heap, addr: usize) {
 
 /// Run queued finalizers after an allocation or collection, unless on-demand mode is on
 /// or this thread is already running finalizers.
+/// With on-demand mode on, call the finalizer notifier instead (at most once per
+/// collection).
 #[inline]
 pub(crate) fn invoke_if_due(heap: &'static Heap) {
-    if heap.has_pending_finalizers() && !ON_DEMAND.load(Ordering::Relaxed) {
-        run_guarded(heap);
+    if heap.has_pending_finalizers() {
+        if !ON_DEMAND.load(Ordering::Relaxed) {
+            run_guarded(heap);
+        } else if NOTIFIER.load(Ordering::Relaxed) != 0 {
+            notify(heap);
+        }
     }
+}
+
+/// The finalizer notifier (`GC_set_finalizer_notifier`), as an address (0: none).
+static NOTIFIER: AtomicUsize = AtomicUsize::new(0);
+/// One more than the collection count at the last notification (0: never).
+static LAST_NOTIFIED: AtomicU64 = AtomicU64::new(0);
+
+/// Call the notifier unless it was called already since the last collection.
+#[cold]
+fn notify(heap: &'static Heap) {
+    let f = NOTIFIER.load(Ordering::Acquire);
+    if f == 0 {
+        return;
+    }
+    let mark = heap.gc_count() + 1;
+    let prev = LAST_NOTIFIED.load(Ordering::Acquire);
+    if prev == mark
+        || LAST_NOTIFIED
+            .compare_exchange(prev, mark, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
+        return;
+    }
+    // SAFETY: only GC_set_finalizer_notifier stores nonzero values: the address of an
+    // `unsafe extern "C" fn()`.
+    let f = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn()>(f) };
+    // SAFETY: the program registered `f` to be called when finalizers are due.
+    unsafe { f() };
+}
+
+/// bdwgc's `GC_finalizer_notifier_proc`: `void (*)(void)`.
+pub type GcFinalizerNotifierProc = Option<unsafe extern "C" fn()>;
+
+/// Call `f` when a collection has queued finalizers, while on-demand mode
+/// (`GC_set_finalize_on_demand(1)`) is on, at most once per collection; typically it
+/// wakes a thread that calls `GC_invoke_finalizers` (bdwgc's
+/// `GC_set_finalizer_notifier`). It is called, as in bdwgc, from the thread that next
+/// allocates or calls `GC_gcollect`, without the allocation lock. NULL removes it.
+#[no_mangle]
+pub extern "C" fn GC_set_finalizer_notifier(f: GcFinalizerNotifierProc) {
+    let heap = heap();
+    heap.with_lock_held(|_| NOTIFIER.store(f.map_or(0, |f| f as usize), Ordering::Release));
+}
+
+/// The finalizer notifier, or NULL (bdwgc's `GC_get_finalizer_notifier`).
+#[no_mangle]
+pub extern "C" fn GC_get_finalizer_notifier() -> GcFinalizerNotifierProc {
+    let heap = heap();
+    let f = heap.with_lock_held(|_| NOTIFIER.load(Ordering::Acquire));
+    if f == 0 {
+        return None;
+    }
+    // SAFETY: a nonzero value is the address of an `unsafe extern "C" fn()` (stored by
+    // GC_set_finalizer_notifier).
+    Some(unsafe { std::mem::transmute::<usize, unsafe extern "C" fn()>(f) })
 }
 
 #[cold]

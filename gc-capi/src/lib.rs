@@ -20,7 +20,12 @@
 //!   the out-of-memory function.
 //! - [`collect`] — `GC_gcollect`, incremental mode, `GC_enable`/`GC_disable`, roots,
 //!   heap statistics.
+//! - [`callbacks`] — `GC_call_with_alloc_lock`, `GC_do_blocking`,
+//!   `GC_call_with_gc_active`, the start callback, `GC_start_mark_threads`.
+//! - [`heapinfo`] — `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible heap
+//!   bounds, `GC_register_displacement`.
 //! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
+//! - [`links`] — disappearing links, short and long (register, unregister, move).
 //! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
 //! - [`warn`] — the warning procedure.
 //! - [`types`] — the C types and constants.
@@ -37,8 +42,10 @@
 //! - **Finalizer order**: `GC_register_finalizer` ignores pointers from an object to
 //!   itself (bdwgc's `GC_register_finalizer_ignore_self` behaviour); bdwgc's plain variant
 //!   never finalizes a self-referencing object. Longer cycles behave as in bdwgc.
-//!   `GC_free` of an object drops its finalizer. `GC_register_finalizer_unreachable`,
-//!   disappearing links and Java-style finalization are not provided.
+//!   `GC_free` of an object drops its finalizer. `GC_register_finalizer_unreachable`
+//!   and Java-style finalization are not provided.
+//! - **Disappearing links** are kept in a table sorted by address: registering costs
+//!   O(log n) plus a move of the entries after it; each collection scans the table.
 //! - **Threads** need no registration: a collection stops every thread of the process
 //!   with `SIGPWR` and scans all stacks, so the registration calls are no-ops that return
 //!   bdwgc's codes (see [`threads`]); `GC_thread_is_registered` is always 1. A thread
@@ -49,6 +56,11 @@
 //!   until the new thread runs; prefer it (the `GC_THREADS` redirects) over a bare
 //!   `pthread_create`, as bdwgc requires anyway. `GC_pthread_create` keeps the start
 //!   argument and, until `pthread_join`, the thread's result reachable.
+//! - **Blocking regions**: `GC_do_blocking` and `GC_call_with_gc_active` are plain
+//!   calls: every thread is stopped by signal and scanned whole, so there is no
+//!   "inactive" state (bdwgc skips the frames of a blocking call; dunegc scans them).
+//!   There are no parallel markers; `GC_start_mark_threads` does nothing, as in a bdwgc
+//!   built without them.
 //! - **Roots**: static data of the executable and of every loaded library is found with
 //!   `dl_iterate_phdr` before each collection (as bdwgc on Linux); `GC_add_roots` adds
 //!   more. Memory from libc's `malloc` is not scanned, as in bdwgc.
@@ -63,8 +75,9 @@
 //!   while a cycle is in progress (bdwgc's mprotect mode has the same caveat).
 //! - **Finalizers** run after allocations and `GC_gcollect` on the allocating thread,
 //!   never nested (bdwgc's default, `GC_finalize_on_demand == 0`), or only in
-//!   `GC_invoke_finalizers` after `GC_set_finalize_on_demand(1)`.
-//!   `GC_set_finalizer_notifier` is not provided.
+//!   `GC_invoke_finalizers` after `GC_set_finalize_on_demand(1)`, when the finalizer
+//!   notifier (`GC_set_finalizer_notifier`) is called from the next allocation or
+//!   `GC_gcollect` after a collection that queued finalizers, once per collection.
 //! - **Out of memory**: the out-of-memory function (`GC_set_oom_fn`, default: return
 //!   NULL) is called and its result returned, after a warning unless the size can only
 //!   come from an overflow (> `SIZE_MAX / 2`; bdwgc is silent there too). The largest
@@ -84,9 +97,12 @@
 #![allow(non_snake_case)]
 
 pub mod alloc;
+pub mod callbacks;
 pub mod collect;
 pub mod finalize;
+pub mod heapinfo;
 pub mod init;
+pub mod links;
 pub mod threads;
 pub mod types;
 pub mod warn;

@@ -425,3 +425,81 @@ fn header_compiles_as_cplusplus() {
     let exe = compile("header_cpp.cc", "header_cpp", Header::Dunegc, Link::Shared);
     run_pass(&exe, &[], &[]);
 }
+
+#[test]
+fn alloc_lock_blocking_start_callback_and_heap_queries() {
+    let exe = compile("callbacks.c", "callbacks", Header::Dunegc, Link::Shared);
+    let out = run_pass(&exe, &[], &[]);
+    assert!(out.contains("incremental 0"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[]);
+    assert!(out.contains("incremental 1"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[("DUNEGC_DIRTY", "mprotect")]);
+    assert!(out.contains("incremental 1"), "{out}");
+    if !bdwgc_header_installed("callbacks.c against bdwgc") {
+        return;
+    }
+    // The same expectations hold on bdwgc itself, and the bdwgc-built binary runs on
+    // dunegc.
+    let exe = compile(
+        "callbacks.c",
+        "callbacks_bdwgc",
+        Header::Bdwgc,
+        Link::SystemLgc,
+    );
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+    let libgc = libgc_dir().to_str().expect("UTF-8 path");
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
+    }
+}
+
+#[test]
+fn disappearing_links_clear_exactly_when_objects_die() {
+    let exe = compile("links.c", "links", Header::Dunegc, Link::Shared);
+    let out = run_pass(&exe, &[], &[]);
+    assert!(out.contains("incremental 0"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[]);
+    assert!(out.contains("incremental 1"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[("DUNEGC_DIRTY", "mprotect")]);
+    assert!(out.contains("incremental 1"), "{out}");
+    if !bdwgc_header_installed("links.c against bdwgc") {
+        return;
+    }
+    // The same expectations hold on bdwgc itself, and that binary runs on dunegc.
+    let exe = compile("links.c", "links_bdwgc", Header::Bdwgc, Link::SystemLgc);
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+    let libgc = libgc_dir().to_str().expect("UTF-8 path");
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
+    }
+}
+
+#[test]
+fn finalizer_notifier_once_per_collection_on_demand() {
+    let exe = compile("notifier.c", "notifier", Header::Dunegc, Link::Shared);
+    let out = run_pass(&exe, &[], &[]);
+    assert!(out.contains("incremental 0"), "{out}");
+    let out = run_pass(&exe, &["inc"], &[]);
+    assert!(out.contains("incremental 1"), "{out}");
+    if !bdwgc_header_installed("notifier.c against bdwgc") {
+        return;
+    }
+    // The same expectations hold on bdwgc itself, and that binary runs on dunegc.
+    let exe = compile(
+        "notifier.c",
+        "notifier_bdwgc",
+        Header::Bdwgc,
+        Link::SystemLgc,
+    );
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+    let libgc = libgc_dir().to_str().expect("UTF-8 path");
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
+    }
+}

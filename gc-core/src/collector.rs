@@ -230,6 +230,10 @@ impl Heap {
         _reason: Reason,
     ) -> Result<Guard, GcError> {
         let t0 = Instant::now();
+        if g.gc.cycle.is_none() {
+            // A new collection (not the finish of an incremental cycle).
+            crate::api::capi_hooks::run_collection_start_hook();
+        }
         roots::statics::refresh(&mut g.gc.statics);
         let world = world::stop().map_err(|source| GcError::Os {
             op: "stopping the world",
@@ -246,7 +250,9 @@ impl Heap {
         }
         roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
         self.drain(&mut inner.gc.mark_stack, usize::MAX);
+        self.decide_dead_links(false);
         self.find_finalizable(inner);
+        self.decide_dead_links(true);
         inner.gc.finalizers.reindex();
         self.sweep(inner);
         if incremental {
@@ -259,6 +265,7 @@ impl Heap {
                 }
             }
         }
+        self.clear_dead_links();
         drop(world);
         let ns = elapsed_ns(t0);
         let s = &mut inner.gc.stats;
@@ -339,6 +346,7 @@ impl Heap {
             drop(e);
             return Ok(self.lock());
         }
+        crate::api::capi_hooks::run_collection_start_hook();
         self.clear_marks(inner);
         inner.gc.mark_stack.clear();
         roots::statics::refresh(&mut inner.gc.statics);

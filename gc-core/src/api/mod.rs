@@ -6,6 +6,8 @@
 //! - [`gc`] — `Gc<T>`, the copyable collected pointer.
 //! - [`heap_api`] — collection, roots, finalizers and statistics on a `Heap`.
 
+pub mod capi_hooks;
+pub mod capi_links;
 pub mod capi_support;
 pub mod gc;
 pub mod global_alloc;

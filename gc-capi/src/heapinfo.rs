@@ -1,0 +1,83 @@
+//! Heap queries: `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible-address
+//! bounds `GC_least_plausible_heap_addr` / `GC_greatest_plausible_heap_addr`, and
+//! `GC_register_displacement`.
+
+use crate::init::heap;
+use crate::types::GcWord;
+use gc_core::Heap;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// bdwgc's `GC_least_plausible_heap_addr` (gc_mark.h): no heap object starts below it.
+/// dunegc reserves its whole address space when the collector initialises and never
+/// grows it, so this is the start of the reservation from then on (before that:
+/// all ones, an empty range, as no object exists yet). `AtomicPtr` has the layout of
+/// `void *`.
+#[no_mangle]
+pub static GC_least_plausible_heap_addr: AtomicPtr<c_void> =
+    AtomicPtr::new(usize::MAX as *mut c_void);
+
+/// bdwgc's `GC_greatest_plausible_heap_addr` (gc_mark.h): no heap object reaches past
+/// it; the end of the reservation once the collector is initialised (before: NULL).
+#[no_mangle]
+pub static GC_greatest_plausible_heap_addr: AtomicPtr<c_void> =
+    AtomicPtr::new(std::ptr::null_mut());
+
+/// Publish the heap's bounds (at initialisation).
+pub(crate) fn publish_bounds(heap: &Heap) {
+    let (start, end) = heap.reservation();
+    GC_least_plausible_heap_addr.store(start as *mut c_void, Ordering::Release);
+    GC_greatest_plausible_heap_addr.store(end as *mut c_void, Ordering::Release);
+}
+
+/// Store the five heap-usage numbers, each into its pointer if that is not NULL, read
+/// under one lock (bdwgc's `GC_get_heap_usage_safe`): the heap size
+/// (`GC_get_heap_size`), free bytes (`GC_get_free_bytes`), unmapped bytes (always 0:
+/// the heap size already excludes pages returned to the page allocator), bytes since
+/// the last collection (`GC_get_bytes_since_gc`) and bytes allocated in total
+/// (`GC_get_total_bytes`).
+///
+/// # Safety
+/// Each pointer is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn GC_get_heap_usage_safe(
+    pheap_size: *mut GcWord,
+    pfree_bytes: *mut GcWord,
+    punmapped_bytes: *mut GcWord,
+    pbytes_since_gc: *mut GcWord,
+    ptotal_bytes: *mut GcWord,
+) {
+    let u = crate::callbacks::usage(heap());
+    let used = (u.live_bytes_after_gc as usize).saturating_add(u.bytes_since_gc);
+    let values = [
+        (pheap_size, u.heap_bytes),
+        (pfree_bytes, u.heap_bytes.saturating_sub(used)),
+        (punmapped_bytes, 0),
+        (pbytes_since_gc, u.bytes_since_gc),
+        (ptotal_bytes, u.bytes_allocated_total as usize),
+    ];
+    for (p, v) in values {
+        if !p.is_null() {
+            // SAFETY: the caller passes NULL or a writable GC_word.
+            unsafe { p.write(v) };
+        }
+    }
+}
+
+/// Nonzero if `p` points somewhere in the collector's heap: into a page holding
+/// objects, free slots of such a page included (bdwgc's `GC_is_heap_ptr`). Zero for
+/// NULL, static data, the stack, `malloc` memory and free heap pages.
+#[no_mangle]
+pub extern "C" fn GC_is_heap_ptr(p: *const c_void) -> c_int {
+    heap().in_used_span(p as usize) as c_int
+}
+
+/// Accepted; does nothing (bdwgc's `GC_register_displacement`, which bdwgc documents
+/// as a no-op when arbitrary interior pointers are recognised). dunegc always
+/// recognises a pointer to any byte inside an object as keeping it alive, from roots
+/// and from heap objects alike, so `p + n` for `n` less than the object's size already
+/// keeps `p` alive.
+#[no_mangle]
+pub extern "C" fn GC_register_displacement(_n: usize) {
+    heap();
+}
