@@ -28,6 +28,7 @@ use crate::world::{self, StoppedWorld, ThreadRoots};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+pub(crate) mod hooks;
 pub(crate) mod state;
 
 pub use state::{Counters, GcState, Reason};
@@ -232,7 +233,7 @@ impl Heap {
         let t0 = Instant::now();
         if g.gc.cycle.is_none() {
             // A new collection (not the finish of an incremental cycle).
-            crate::api::capi_hooks::run_collection_start_hook();
+            hooks::run_collection_start_hook();
         }
         roots::statics::refresh(&mut g.gc.statics);
         let world = world::stop().map_err(|source| GcError::Os {
@@ -346,7 +347,7 @@ impl Heap {
             drop(e);
             return Ok(self.lock());
         }
-        crate::api::capi_hooks::run_collection_start_hook();
+        hooks::run_collection_start_hook();
         self.clear_marks(inner);
         inner.gc.mark_stack.clear();
         roots::statics::refresh(&mut inner.gc.statics);

@@ -5,34 +5,9 @@
 //! span in use (`GC_is_heap_ptr`).
 
 use crate::api::capi_support::HeapUsage;
+pub use crate::collector::hooks::{set_collection_start_hook, CollectionStartHook};
 use crate::heap::span::SpanState;
 use crate::heap::Heap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A function run at the start of every collection, full or incremental cycle, of any
-/// heap: with the heap lock held, before the world is stopped. It must not allocate,
-/// free, or call anything that takes the heap lock.
-pub type CollectionStartHook = fn();
-
-/// The hook, as a `fn()` address (0: none).
-static START_HOOK: AtomicUsize = AtomicUsize::new(0);
-
-/// Install (or, with `None`, remove) the collection-start hook.
-pub fn set_collection_start_hook(hook: Option<CollectionStartHook>) {
-    START_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
-}
-
-/// Run the collection-start hook, if any (called by the collector with the lock held).
-#[inline]
-pub(crate) fn run_collection_start_hook() {
-    let f = START_HOOK.load(Ordering::Acquire);
-    if f != 0 {
-        // SAFETY: only `set_collection_start_hook` stores nonzero values, and it stores
-        // the address of a `fn()`.
-        let f = unsafe { std::mem::transmute::<usize, CollectionStartHook>(f) };
-        f();
-    }
-}
 
 /// A heap's counters, read under the lock by [`Heap::with_lock_held`] (what
 /// [`Heap::gc_count`] and [`Heap::usage`] would return, without taking the lock again).
