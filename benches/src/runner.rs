@@ -6,7 +6,8 @@
 //! an error whose message says "unsupported" and why; the report shows it as such.
 //!
 //! Configurations: `malloc` (the system allocator with explicit frees, no collector),
-//! `full` (stop-the-world collections) and `incremental-<backend>`.
+//! `full` (stop-the-world collections), `dune-full` (the same inside Dune mode: the cost
+//! of being in Dune without dirty tracking) and `incremental-<backend>`.
 
 use crate::bdwgc::Workload;
 use crate::workloads::{gcbench, hashmap, linkedlist, xml, Allocator, GcHeap, SystemMalloc};
@@ -25,6 +26,9 @@ pub enum Config {
     Malloc,
     /// gc-core, stop-the-world full collections.
     Full,
+    /// gc-core's full collector with the workload's thread in Dune mode (entered as for
+    /// `incremental-dune`): the cost of being in Dune alone, without dirty tracking.
+    DuneFull,
     /// gc-core, incremental marking with this dirty tracker. `none` is gc-core's
     /// full-rescan baseline: with it gc-core does not mark incrementally at all, so it
     /// behaves as `full`.
@@ -32,11 +36,12 @@ pub enum Config {
 }
 
 impl Config {
-    /// Parse `malloc`, `full` or `incremental-<backend>`.
+    /// Parse `malloc`, `full`, `dune-full` or `incremental-<backend>`.
     pub fn parse(s: &str) -> Option<Config> {
         match s {
             "malloc" => Some(Config::Malloc),
             "full" => Some(Config::Full),
+            "dune-full" => Some(Config::DuneFull),
             _ => s
                 .strip_prefix("incremental-")
                 .and_then(|b| b.parse().ok())
@@ -49,6 +54,7 @@ impl Config {
         match self {
             Config::Malloc => "malloc".to_owned(),
             Config::Full => "full".to_owned(),
+            Config::DuneFull => "dune-full".to_owned(),
             Config::Incremental(b) => format!("incremental-{b}"),
         }
     }
@@ -133,20 +139,29 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
                 ..RunResult::default()
             });
         }
-        Config::Full => builder.incremental(BackendChoice::Exactly(Backend::None)),
+        Config::Full | Config::DuneFull => {
+            builder.incremental(BackendChoice::Exactly(Backend::None))
+        }
         Config::Incremental(b) => builder.incremental(BackendChoice::Exactly(b)),
     };
     // The Dune backend needs the workload to run in Dune mode: the runner's only thread
     // enters it before the heap exists (the collector's signal handler is installed first:
     // handlers cannot be installed from inside Dune yet) and leaves it at the end.
-    let in_dune = config == Config::Incremental(Backend::Dune);
+    let in_dune = matches!(
+        config,
+        Config::Incremental(Backend::Dune) | Config::DuneFull
+    );
     if in_dune {
         gc_core::world::init()
             .map_err(|e| format!("installing the stop-the-world handler: {e}"))?;
         dune_hw::enter().map_err(|e| {
-            format!(
-                "dirty-tracking backend 'dune' is unsupported here: entering Dune mode failed: {e}"
-            )
+            if config == Config::DuneFull {
+                format!("configuration 'dune-full' is unsupported here: entering Dune mode failed: {e}")
+            } else {
+                format!(
+                    "dirty-tracking backend 'dune' is unsupported here: entering Dune mode failed: {e}"
+                )
+            }
         })?;
     }
     let heap = builder.build().map_err(|e| e.to_string())?;
@@ -178,6 +193,9 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         peak_rss_bytes: peak_rss_bytes(),
         backend: match (s.backend, dune_mode) {
             (Some(Backend::Dune), Some(mode)) => format!("dune/{mode}"),
+            (b, Some(mode)) if config == Config::DuneFull => {
+                format!("{}-in-dune/{mode}", b.map_or("-", |b| b.name()))
+            }
             (b, _) => b.map_or_else(|| "-".to_owned(), |b| b.name().to_owned()),
         },
         checksum,
@@ -306,6 +324,7 @@ mod tests {
         for c in [
             Config::Malloc,
             Config::Full,
+            Config::DuneFull,
             Config::Incremental(Backend::Uffd),
             Config::Incremental(Backend::SoftDirty),
         ] {

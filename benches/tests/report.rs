@@ -54,7 +54,13 @@ fn c_checksum(workload: Workload, scale: u32) -> u64 {
 
 fn same_checksums_as_c(workload: Workload, scale: u32) {
     let want = c_checksum(workload, scale);
-    for config in ["malloc", "full", "incremental-mprotect", "incremental-uffd"] {
+    for config in [
+        "malloc",
+        "full",
+        "dune-full",
+        "incremental-mprotect",
+        "incremental-uffd",
+    ] {
         let Some(r) = run_rust(workload, scale, config) else {
             continue;
         };
@@ -66,6 +72,10 @@ fn same_checksums_as_c(workload: Workload, scale: u32) {
             );
             assert!(r.p99_pause_ns <= r.max_pause_ns, "{r:?}");
             assert!(r.gc_ns <= r.wall_ns, "{r:?}");
+        }
+        if config == "dune-full" {
+            // gc-core's full collector (backend none), run inside Dune: `none-in-dune/<mode>`
+            assert!(r.backend.starts_with("none-in-dune/"), "{r:?}");
         }
         if config.starts_with("incremental-") {
             assert_eq!(
@@ -224,6 +234,10 @@ fn markdown_on_fixed_input() {
         "{md}"
     );
     assert!(md.contains("| dunegc inc-mprotect | 1.00× | 1.00× | 1.00× |"));
+    assert!(
+        md.contains("| dunegc dune-full | 0.50× | 0.50× | 0.50× |"),
+        "{md}"
+    );
     assert!(md.contains("uffd 0.80×"), "{md}");
     // Unsupported backends say so, with the reason.
     assert!(
@@ -260,8 +274,8 @@ fn markdown_on_fixed_input() {
 fn svg_on_fixed_input() {
     let r = fixed_results();
     for (svg, bars) in [
-        (svg::time_plot(&r), 2 * 7),  // 9 configurations, 2 unsupported, 2 panels
-        (svg::pause_plot(&r), 2 * 6), // without malloc
+        (svg::time_plot(&r), 2 * 8), // 10 configurations, 2 unsupported, 2 panels
+        (svg::pause_plot(&r), 2 * 7), // without malloc
     ] {
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.trim_end().ends_with("</svg>"));

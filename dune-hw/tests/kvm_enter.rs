@@ -286,8 +286,22 @@ fn large_mapping_is_mapped_lazily_and_keeps_dirty_bits() {
     let stats = dune_hw::exit().unwrap();
     assert_eq!(untouched_before, 0);
     assert_eq!(back, vec![10, 11, 12, 13]);
-    assert_eq!(dirty, offsets.to_vec());
-    assert_eq!(dirty2, vec![8192]);
+    // every written page is reported; the others reported are the fresh pages of the
+    // 2 MiB fault windows the writes mapped (leaves are created with D preset)
+    let window = dune_hw::dune::FAULT_WINDOW_BYTES;
+    for off in offsets {
+        assert!(dirty.contains(&off), "written {off:#x} reported clean");
+    }
+    assert!(
+        dirty.iter().all(|&d| offsets
+            .iter()
+            .any(|&o| (p + d) / window == (p + o) / window)),
+        "only pages of faulted windows are reported"
+    );
+    // the page written before the PROT_NONE is reported; the others came back as fresh
+    // (not present) entries, so theirs are false positives, never lost writes
+    assert!(dirty2.contains(&8192), "{dirty2:?}");
+    assert!(dirty2.iter().all(|&d| d < 1 << 20));
     assert!(frames < 20_000, "lazy: {frames} page-table frames");
     println!("lazy mapping: {stats:?}");
 }

@@ -17,12 +17,13 @@ pub enum Subject {
 }
 
 impl Subject {
-    /// Every configuration, in report order: the no-GC baseline, gc-core full, gc-core
-    /// incremental with each backend, bdwgc full and incremental.
+    /// Every configuration, in report order: the no-GC baseline, gc-core full, gc-core full
+    /// inside Dune mode, gc-core incremental with each backend, bdwgc full and incremental.
     pub fn all() -> Vec<Subject> {
         let mut v = vec![
             Subject::Dunegc(Config::Malloc),
             Subject::Dunegc(Config::Full),
+            Subject::Dunegc(Config::DuneFull),
         ];
         for b in [
             Backend::None,
@@ -70,6 +71,7 @@ impl Subject {
         match self {
             Subject::Dunegc(Config::Malloc) => "malloc (no GC)".to_owned(),
             Subject::Dunegc(Config::Full) => "dunegc full".to_owned(),
+            Subject::Dunegc(Config::DuneFull) => "dunegc dune-full".to_owned(),
             Subject::Dunegc(Config::Incremental(b)) => format!("dunegc inc-{b}"),
             Subject::Bdwgc(Mode::Full) => "bdwgc full".to_owned(),
             Subject::Bdwgc(Mode::Incremental) => "bdwgc inc".to_owned(),
@@ -159,8 +161,17 @@ mod tests {
     #[test]
     fn subjects() {
         let all = Subject::all();
-        assert_eq!(all.len(), 9);
+        assert_eq!(all.len(), 10);
         assert!(all.contains(&Subject::BASELINE));
+        let dune_full = Subject::Dunegc(Config::DuneFull);
+        assert_eq!(
+            all.iter().position(|&s| s == dune_full),
+            Some(2),
+            "right after dunegc full"
+        );
+        assert_eq!(dune_full.label(), "dunegc dune-full");
+        assert!(!dune_full.is_incremental());
+        assert_eq!(dune_full.bdwgc_peer(), Subject::Bdwgc(Mode::Full));
         assert!(!Subject::Dunegc(Config::Incremental(Backend::None)).is_incremental());
         assert_eq!(
             Subject::Dunegc(Config::Incremental(Backend::Uffd)).bdwgc_peer(),

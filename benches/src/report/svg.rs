@@ -81,6 +81,7 @@ fn color(subject: Subject) -> &'static str {
     match subject {
         Subject::Dunegc(Config::Malloc) => "#888888",
         Subject::Dunegc(Config::Full) => "#1f77b4",
+        Subject::Dunegc(Config::DuneFull) => "#17becf",
         Subject::Dunegc(Config::Incremental(Backend::None)) => "#6baed6",
         Subject::Dunegc(Config::Incremental(Backend::Mprotect)) => "#d62728",
         Subject::Dunegc(Config::Incremental(Backend::SoftDirty)) => "#9467bd",

@@ -56,6 +56,13 @@ impl PageTable {
     /// Maps `[start, end)` identity with `PROT_*` bits `prot`. PROT_NONE makes the entries
     /// not present but keeps their D bit (ignored by the MMU while P is clear), so a page
     /// written before an mprotect(PROT_NONE) is still reported dirty.
+    ///
+    /// An entry that was not present becomes present with A set, and D too when writable
+    /// ([`pte::fresh_leaf_bits`]): the MMU then has no A/D update to make on the first
+    /// access (under shadow paging, a fault and a resync each), and KVM prefetches the
+    /// neighbouring shadow entries only for guest entries with A set. A present entry keeps
+    /// its A/D bits. A preset D bit is only ever a false positive for the dirty scan (the
+    /// arm clears it like any other, then flushes).
     pub fn map(&mut self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
         self.map_accessed(start, end, prot).map(|_| ())
     }
@@ -101,6 +108,8 @@ impl PageTable {
                             old
                         } else if flags == 0 {
                             old & D
+                        } else if old & P == 0 {
+                            va | flags | pte::fresh_leaf_bits(flags) | (old & D)
                         } else {
                             va | flags | (old & (A | D))
                         }
@@ -498,6 +507,54 @@ mod tests {
     use super::pte::{NX, P, RW, US};
     use super::*;
 
+    /// Clears the A/D bits of the 4 KiB leaves of `[start, end)`: the state of entries
+    /// nothing used since an arm.
+    fn clear_accessed_dirty(pt: &PageTable, start: u64, end: u64) {
+        for va in (start..end).step_by(4096) {
+            pt.leaf(va).unwrap().take_bits(A | D);
+        }
+    }
+
+    #[test]
+    fn fresh_leaves_get_a_and_d_preset_and_present_ones_keep_theirs() {
+        let frames = PoolFrames::reserve(1 << 20).unwrap();
+        let mut pt = PageTable::new(frames).unwrap();
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        pt.map(0x40_0000, 0x40_1000, rw).unwrap();
+        pt.map(0x40_1000, 0x40_2000, libc::PROT_READ).unwrap();
+        assert_eq!(
+            pt.leaf(0x40_0000).unwrap().get(),
+            0x40_0000 | P | RW | US | NX | A | D,
+            "writable: A and D"
+        );
+        assert_eq!(
+            pt.leaf(0x40_1000).unwrap().get(),
+            0x40_1000 | P | US | NX | A,
+            "read-only: A only"
+        );
+        // the fault path presets too
+        pt.fill_accessed(0x40_2000, 0x40_3000, rw).unwrap();
+        assert_eq!(pt.leaf(0x40_2000).unwrap().get() & (A | D), A | D);
+        // an arm clears them; a later change of a present entry does not set them again
+        clear_accessed_dirty(&pt, 0x40_0000, 0x40_3000);
+        pt.map(0x40_0000, 0x40_3000, rw).unwrap();
+        pt.fill_accessed(0x40_0000, 0x40_3000, rw).unwrap();
+        for va in [0x40_0000, 0x40_1000, 0x40_2000] {
+            assert_eq!(pt.leaf(va).unwrap().get() & (A | D), 0, "{va:#x}");
+        }
+        // SAFETY: pt outlives the view.
+        let view = unsafe { DirtyView::new(pt.root()) };
+        let mut got = Vec::new();
+        let _f = view.collect_and_clear(0x40_0000, 0x40_3000, &mut |p| got.push(p));
+        assert!(got.is_empty(), "nothing reported after the clear: {got:x?}");
+        // not present (PROT_NONE) then present again: a fresh entry, D preset
+        let _f = pt.protect(0x40_1000, 0x40_2000, libc::PROT_NONE).unwrap();
+        assert_eq!(pt.leaf(0x40_1000).unwrap().get(), 0);
+        pt.map(0x40_1000, 0x40_2000, rw).unwrap();
+        let _f = view.collect_and_clear(0x40_0000, 0x40_3000, &mut |p| got.push(p));
+        assert_eq!(got, vec![0x40_1000], "a false positive, never a lost write");
+    }
+
     #[test]
     fn map_protect_unmap_and_dirty_scan() {
         let frames = PoolFrames::reserve(1 << 20).unwrap();
@@ -506,8 +563,9 @@ mod tests {
             .unwrap();
         assert_eq!(
             pt.leaf(0x40_1000).unwrap().get(),
-            0x40_1000 | P | RW | US | NX
+            0x40_1000 | P | RW | US | NX | A | D
         );
+        clear_accessed_dirty(&pt, 0x40_0000, 0x40_4000);
         pt.leaf(0x40_2000).unwrap().set_bits(D);
         let _f = pt.protect(0x40_2000, 0x40_3000, libc::PROT_READ).unwrap();
         assert_eq!(
@@ -534,6 +592,7 @@ mod tests {
         let mut pt = PageTable::new(frames).unwrap();
         pt.map(0x80_0000, 0x80_2000, libc::PROT_READ | libc::PROT_WRITE)
             .unwrap();
+        clear_accessed_dirty(&pt, 0x80_0000, 0x80_2000);
         pt.leaf(0x80_0000).unwrap().set_bits(D);
         let _f = pt.protect(0x80_0000, 0x80_2000, libc::PROT_NONE).unwrap();
         assert_eq!(pt.leaf(0x80_0000).unwrap().get(), D, "not present, D kept");
@@ -545,12 +604,13 @@ mod tests {
         pt.map(0x80_0000, 0x80_1000, libc::PROT_READ).unwrap();
         assert_eq!(
             pt.leaf(0x80_0000).unwrap().get(),
-            0x80_0000 | P | US | NX | D
+            0x80_0000 | P | US | NX | A | D,
+            "present again: A preset, D kept"
         );
         let _f = pt.protect_present(0x80_0000, 0x80_2000, libc::PROT_READ | libc::PROT_WRITE);
         assert_eq!(
             pt.leaf(0x80_0000).unwrap().get(),
-            0x80_0000 | P | US | RW | NX | D
+            0x80_0000 | P | US | RW | NX | A | D
         );
         assert_eq!(pt.leaf(0x80_1000).unwrap().get(), 0, "absent stays absent");
     }
@@ -564,6 +624,9 @@ mod tests {
             !pt.map_accessed(0xc0_0000, 0xc0_4000, rw).unwrap(),
             "new entries"
         );
+        // new entries have A preset: a change needs a flush until it is cleared
+        assert!(pt.map_accessed(0xc0_0000, 0xc0_4000, rw).unwrap());
+        clear_accessed_dirty(&pt, 0xc0_0000, 0xc0_4000);
         assert!(!pt
             .map_accessed(0xc0_0000, 0xc0_4000, libc::PROT_READ)
             .unwrap());
@@ -590,6 +653,7 @@ mod tests {
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let base = 0x4000_0000u64;
         pt.map(base, base + 0x4000, rw).unwrap();
+        clear_accessed_dirty(&pt, base, base + 0x4000);
         pt.leaf(base).unwrap().set_bits(A | D);
         assert!(
             pt.api_set(base, base + 0x1000, libc::PROT_READ, true)
@@ -630,6 +694,7 @@ mod tests {
         // a huge leaf over the 4 KiB table folds its A/D bits
         let huge = base + (2 << 20);
         pt.map(huge, huge + 0x2000, rw).unwrap();
+        clear_accessed_dirty(&pt, huge, huge + 0x2000);
         pt.leaf(huge + 0x1000).unwrap().set_bits(D);
         assert!(!pt.map_huge(huge, huge + (4 << 20), rw, 2).unwrap());
         // SAFETY: pt outlives the view.

@@ -47,6 +47,19 @@ pub fn leaf_flags(prot: i32) -> u64 {
     f
 }
 
+/// The A/D bits a leaf entry that was not present gets when it is mapped with leaf flags
+/// `flags` (from [`leaf_flags`]): A, and D when writable; none for a non-present entry.
+/// Never applied to a present entry, whose A/D bits record real accesses.
+pub fn fresh_leaf_bits(flags: u64) -> u64 {
+    if flags & P == 0 {
+        0
+    } else if flags & RW != 0 {
+        A | D
+    } else {
+        A
+    }
+}
+
 /// Flags of a non-leaf entry: permissive, the leaf decides.
 pub const TABLE_FLAGS: u64 = P | RW | US;
 

@@ -4,7 +4,9 @@
 //! Span metadata lives in a side table indexed by the span's first page, so any word that
 //! points into the heap finds its object in a few loads: page -> span start -> span.
 
-use crate::util::mmap::{Mapping, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
+use crate::util::mmap::{
+    populate_write, Mapping, BYTES_IN_PAGE, BYTES_IN_POPULATE_CHUNK, LOG_BYTES_IN_PAGE,
+};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
@@ -196,6 +198,19 @@ impl PageTable {
 
 const N_EXACT_LISTS: usize = 64;
 
+/// Whether the heap populates host pages ahead of use when it grows: the calling thread is
+/// in Dune mode (feature `dune`), where that saves a host fault per fresh page.
+pub fn populate_wanted() -> bool {
+    #[cfg(feature = "dune")]
+    {
+        dune_hw::in_dune()
+    }
+    #[cfg(not(feature = "dune"))]
+    {
+        false
+    }
+}
+
 /// Allocates runs of pages inside one space of the reservation: free runs kept in lists
 /// by length (exact up to 64 pages, one first-fit list above), coalesced on free.
 /// Only used under the heap lock.
@@ -209,6 +224,10 @@ pub struct PageSpace {
     pub high_water: usize,
     /// Pages currently in spans.
     pub in_use: usize,
+    /// Pages of the space (from `first`) whose host pages were populated ahead of use
+    /// ([`PageSpace::set_populate_ahead`]).
+    pub populated: usize,
+    populate_ahead: bool,
     heads: [u32; N_EXACT_LISTS + 1],
 }
 
@@ -231,8 +250,34 @@ impl PageSpace {
             capacity,
             high_water: 0,
             in_use: 0,
+            populated: 0,
+            populate_ahead: false,
             heads: [0; N_EXACT_LISTS + 1],
         }
+    }
+
+    /// When on, each growth of the untouched end past the populated part populates host
+    /// pages up to the next [`BYTES_IN_POPULATE_CHUNK`] boundary with one call
+    /// ([`populate_write`]). It is on without this call whenever the allocating thread is in
+    /// Dune mode ([`populate_wanted`]): there the first write of a page whose host page is
+    /// missing costs a host fault under the shadow MMU, one per page.
+    pub fn set_populate_ahead(&mut self, on: bool) {
+        self.populate_ahead = on;
+    }
+
+    /// Populates `[first + populated, ...)` up to the chunk boundary at or above the high
+    /// water mark, clipped to the capacity; one call per growth that crosses it.
+    fn populate_to_high_water(&mut self, t: &PageTable) {
+        if self.high_water <= self.populated || !(self.populate_ahead || populate_wanted()) {
+            return;
+        }
+        let end_abs = t.page_addr(self.first + self.high_water);
+        let target = (end_abs.next_multiple_of(BYTES_IN_POPULATE_CHUNK) - t.page_addr(self.first))
+            / BYTES_IN_PAGE;
+        let target = target.min(self.capacity).max(self.high_water);
+        let from = t.page_addr(self.first + self.populated);
+        populate_write(from, (target - self.populated) * BYTES_IN_PAGE);
+        self.populated = target;
     }
 
     fn list_for(n: usize) -> usize {
@@ -294,6 +339,7 @@ impl PageSpace {
         }
         self.high_water += n;
         self.in_use += n;
+        self.populate_to_high_water(t);
         Some(PageRun {
             start,
             n,
@@ -397,5 +443,62 @@ mod tests {
         let e = s.alloc(&t, 3, 8).unwrap();
         assert_eq!(e.start % 8, 0);
         assert!(s.alloc(&t, 2000, 1).is_none());
+    }
+
+    /// Pages of `[start, start + n_pages * 4 KiB)` with a host page (mincore).
+    fn resident(start: usize, n_pages: usize) -> Vec<bool> {
+        let mut v = vec![0u8; n_pages];
+        // SAFETY: the range is a mapping of the caller; `v` has one byte per page.
+        let rc = unsafe {
+            libc::mincore(
+                start as *mut libc::c_void,
+                n_pages * BYTES_IN_PAGE,
+                v.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        v.iter().map(|b| b & 1 != 0).collect()
+    }
+
+    #[test]
+    fn growth_populates_host_pages_one_chunk_at_a_time() {
+        let chunk = BYTES_IN_POPULATE_CHUNK / BYTES_IN_PAGE;
+        let n_pages = 2 * chunk + chunk / 2;
+        let map =
+            Mapping::with_alignment(n_pages * BYTES_IN_PAGE, BYTES_IN_POPULATE_CHUNK).unwrap();
+        let t = PageTable::new(map.start(), n_pages).unwrap();
+        let mut s = PageSpace::new(0, n_pages);
+        s.set_populate_ahead(true);
+        let a = s.alloc(&t, 4, 1).unwrap();
+        if !resident(map.start(), 1)[0] {
+            // MADV_POPULATE_WRITE needs Linux 5.14; nothing to check before it
+            eprintln!("MADV_POPULATE_WRITE unsupported here");
+            return;
+        }
+        assert_eq!(s.populated, chunk, "the whole first chunk");
+        let r = resident(map.start(), n_pages);
+        assert!(r[..chunk].iter().all(|&x| x), "first chunk populated");
+        assert!(r[chunk..].iter().all(|&x| !x), "nothing beyond it");
+        // growth inside the populated chunk: no call; across it: up to the next boundary
+        let b = s.alloc(&t, chunk - 8, 1).unwrap();
+        assert_eq!(s.populated, chunk);
+        let c = s.alloc(&t, 8, 1).unwrap();
+        assert_eq!((c.start, s.populated), (chunk - 4, 2 * chunk));
+        // reuse of a free run populates nothing; the last chunk is clipped to the space
+        s.free(&t, b.start, b.n);
+        let d = s.alloc(&t, 16, 1).unwrap();
+        assert!(!d.fresh);
+        assert_eq!(s.populated, 2 * chunk);
+        s.alloc(&t, chunk, 1).unwrap();
+        assert_eq!(s.populated, n_pages, "clipped to the capacity");
+        assert!(resident(map.start(), n_pages).iter().all(|&x| x));
+        let _ = a;
+        // off: growth populates nothing (outside Dune)
+        let map2 = Mapping::with_alignment(chunk * BYTES_IN_PAGE, BYTES_IN_POPULATE_CHUNK).unwrap();
+        let t2 = PageTable::new(map2.start(), chunk).unwrap();
+        let mut s2 = PageSpace::new(0, chunk);
+        s2.alloc(&t2, 4, 1).unwrap();
+        assert_eq!(s2.populated, 0);
+        assert!(resident(map2.start(), chunk).iter().all(|&x| !x));
     }
 }

@@ -105,6 +105,41 @@ impl Mapping {
     }
 }
 
+/// Bytes the heap populates at once when it grows in Dune mode ([`populate_write`]): one
+/// 2 MiB chunk, the size of dune-hw's on-demand fault window.
+pub const BYTES_IN_POPULATE_CHUNK: usize = 2 << 20;
+
+/// `madvise(MADV_POPULATE_WRITE)` failed with `EINVAL` once (a kernel before 5.14): not
+/// tried again.
+static POPULATE_UNSUPPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Faults in host pages for `[start, start + len_bytes)` (page-aligned, inside a private
+/// anonymous read/write mapping of the caller) with one `madvise(MADV_POPULATE_WRITE)`,
+/// without changing their contents. Inside Dune the call is forwarded to the host, so the
+/// guest's first writes there find the host pages already present (no host fault under
+/// the shadow MMU for each). Best effort: returns whether the kernel did it.
+pub fn populate_write(start: usize, len_bytes: usize) -> bool {
+    use std::sync::atomic::Ordering;
+    debug_assert!(start.is_multiple_of(BYTES_IN_PAGE) && len_bytes.is_multiple_of(BYTES_IN_PAGE));
+    if len_bytes == 0 || POPULATE_UNSUPPORTED.load(Ordering::Relaxed) {
+        return false;
+    }
+    // SAFETY: the caller passes a range of its own private anonymous read/write mapping;
+    // MADV_POPULATE_WRITE only faults its pages in (writable), keeping their contents.
+    let rc = unsafe {
+        libc::madvise(
+            start as *mut libc::c_void,
+            len_bytes,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+    if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        POPULATE_UNSUPPORTED.store(true, Ordering::Relaxed);
+    }
+    rc == 0
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: we own this mapping and nothing borrows it past our lifetime.

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Before/after measurement of Dune's virtualization tax (issue 15), one session, runs
+# interleaved: for each repetition, each runner binary runs GCBench 16 and LinkedList 200
+# under full, dune-full, incremental-mprotect and incremental-dune. Prints the median wall
+# times and the ratios inc-dune / inc-mprotect and dune-full / full per binary, with the
+# range of the per-repetition ratios.
+#
+#   REPS=3 scripts/dune-tax.sh NAME=RUNNER [NAME=RUNNER ...]
+#
+# Each RUNNER is a `dunegc-runner` binary (release build) that knows `dune-full`;
+# bench-results/dune-tax.md says how the ones measured there were built.
+set -euo pipefail
+reps="${REPS:-3}"
+raw="$(mktemp -t dune-tax.XXXXXX)"
+trap 'rm -f "$raw"' EXIT
+names=()
+for arg in "$@"; do names+=("${arg%%=*}"); done
+for rep in $(seq "$reps"); do
+    for arg in "$@"; do
+        which="${arg%%=*}"
+        bin="${arg#*=}"
+        for ws in "gcbench 16" "linkedlist 200"; do
+            for config in full dune-full incremental-mprotect incremental-dune; do
+                # shellcheck disable=SC2086
+                line="$("$bin" $ws "$config" | head -1)"
+                wall="$(printf '%s\n' "$line" | tr ' ' '\n' | sed -n 's/^wall_ns=//p')"
+                [ -n "$wall" ] || { echo "failed: $which $ws $config: $line" >&2; exit 1; }
+                echo "$rep $which ${ws%% *} $config $wall" >>"$raw"
+            done
+        done
+    done
+done
+python3 - "$raw" "${names[@]}" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+runs = defaultdict(dict)  # (which, workload, config) -> rep -> wall
+for l in open(sys.argv[1]):
+    rep, which, w, c, wall = l.split()
+    runs[(which, w, c)][int(rep)] = int(wall)
+print("| binary | workload | full ms | dune-full ms | inc-mprotect ms | inc-dune ms | dune-full / full | inc-dune / inc-mprotect |")
+print("|---|---|---|---|---|---|---|---|")
+for w in ["gcbench", "linkedlist"]:
+    for which in sys.argv[2:]:
+        med = {c: statistics.median(runs[(which, w, c)].values()) / 1e6
+               for c in ["full", "dune-full", "incremental-mprotect", "incremental-dune"]}
+        def ratio(a, b):
+            per = [runs[(which, w, a)][r] / runs[(which, w, b)][r] for r in runs[(which, w, a)]]
+            return f"{med[a] / med[b]:.2f}× ({min(per):.2f}–{max(per):.2f})"
+        print(f"| {which} | {w} | {med['full']:.0f} | {med['dune-full']:.0f} | "
+              f"{med['incremental-mprotect']:.0f} | {med['incremental-dune']:.0f} | "
+              f"{ratio('dune-full', 'full')} | {ratio('incremental-dune', 'incremental-mprotect')} |")
+EOF
