@@ -428,70 +428,41 @@ fn header_compiles_as_cplusplus() {
 
 #[test]
 fn alloc_lock_blocking_start_callback_and_heap_queries() {
-    let exe = compile("callbacks.c", "callbacks", Header::Dunegc, Link::Shared);
-    let out = run_pass(&exe, &[], &[]);
-    assert!(out.contains("incremental 0"), "{out}");
-    let out = run_pass(&exe, &["inc"], &[]);
-    assert!(out.contains("incremental 1"), "{out}");
-    let out = run_pass(&exe, &["inc"], &[("DUNEGC_DIRTY", "mprotect")]);
-    assert!(out.contains("incremental 1"), "{out}");
-    if !bdwgc_header_installed("callbacks.c against bdwgc") {
-        return;
-    }
-    // The same expectations hold on bdwgc itself, and the bdwgc-built binary runs on
-    // dunegc.
-    let exe = compile(
-        "callbacks.c",
-        "callbacks_bdwgc",
-        Header::Bdwgc,
-        Link::SystemLgc,
-    );
-    for args in [&[][..], &["inc"][..]] {
-        run_pass(&exe, args, &[]);
-    }
-    let libgc = libgc_dir().to_str().expect("UTF-8 path");
-    for args in [&[][..], &["inc"][..]] {
-        run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
-    }
+    run_on_both_collectors("callbacks", true);
 }
 
 #[test]
 fn disappearing_links_clear_exactly_when_objects_die() {
-    let exe = compile("links.c", "links", Header::Dunegc, Link::Shared);
-    let out = run_pass(&exe, &[], &[]);
-    assert!(out.contains("incremental 0"), "{out}");
-    let out = run_pass(&exe, &["inc"], &[]);
-    assert!(out.contains("incremental 1"), "{out}");
-    let out = run_pass(&exe, &["inc"], &[("DUNEGC_DIRTY", "mprotect")]);
-    assert!(out.contains("incremental 1"), "{out}");
-    if !bdwgc_header_installed("links.c against bdwgc") {
-        return;
-    }
-    // The same expectations hold on bdwgc itself, and that binary runs on dunegc.
-    let exe = compile("links.c", "links_bdwgc", Header::Bdwgc, Link::SystemLgc);
-    for args in [&[][..], &["inc"][..]] {
-        run_pass(&exe, args, &[]);
-    }
-    let libgc = libgc_dir().to_str().expect("UTF-8 path");
-    for args in [&[][..], &["inc"][..]] {
-        run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
-    }
+    run_on_both_collectors("links", true);
 }
 
 #[test]
 fn finalizer_notifier_once_per_collection_on_demand() {
-    let exe = compile("notifier.c", "notifier", Header::Dunegc, Link::Shared);
+    run_on_both_collectors("notifier", false);
+}
+
+/// Runs the C program `tests/c/NAME.c`, which asserts its own expectations, on dunegc in
+/// normal and incremental mode (and, with `mprotect`, incremental under
+/// `DUNEGC_DIRTY=mprotect`); then, where bdwgc's header is installed, builds it against
+/// bdwgc and runs it on bdwgc itself and, unchanged, on dunegc, so the expectations are
+/// bdwgc's.
+fn run_on_both_collectors(name: &str, mprotect: bool) {
+    let src = format!("{name}.c");
+    let exe = compile(&src, name, Header::Dunegc, Link::Shared);
     let out = run_pass(&exe, &[], &[]);
     assert!(out.contains("incremental 0"), "{out}");
     let out = run_pass(&exe, &["inc"], &[]);
     assert!(out.contains("incremental 1"), "{out}");
-    if !bdwgc_header_installed("notifier.c against bdwgc") {
+    if mprotect {
+        let out = run_pass(&exe, &["inc"], &[("DUNEGC_DIRTY", "mprotect")]);
+        assert!(out.contains("incremental 1"), "{out}");
+    }
+    if !bdwgc_header_installed(&format!("{src} against bdwgc")) {
         return;
     }
-    // The same expectations hold on bdwgc itself, and that binary runs on dunegc.
     let exe = compile(
-        "notifier.c",
-        "notifier_bdwgc",
+        &src,
+        &format!("{name}_bdwgc"),
         Header::Bdwgc,
         Link::SystemLgc,
     );
