@@ -236,6 +236,11 @@ impl Heap {
             hooks::run_collection_start_hook();
         }
         roots::statics::refresh(&mut g.gc.statics);
+        // Marker threads start on the first collection, before the world stops (creating
+        // a thread takes glibc locks a stopped thread might hold).
+        if let Err(e) = self.markers.ensure_started() {
+            g.gc.note(&e);
+        }
         let world = world::stop().map_err(|source| GcError::Os {
             op: "stopping the world",
             source,
@@ -243,6 +248,7 @@ impl Heap {
         let inner = &mut *g;
         inner.gc.stats.threads_skipped += world.skipped as u64;
         let incremental = inner.gc.cycle.is_some();
+        let t_mark = Instant::now();
         if incremental {
             self.rescan_dirty(inner);
         } else {
@@ -250,7 +256,8 @@ impl Heap {
             inner.gc.mark_stack.clear();
         }
         roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
-        self.drain(&mut inner.gc.mark_stack, usize::MAX);
+        self.drain_all(&mut inner.gc.mark_stack);
+        inner.gc.stats.stw_mark_ns += elapsed_ns(t_mark);
         self.decide_dead_links(false);
         self.find_finalizable(inner);
         self.decide_dead_links(true);
@@ -571,7 +578,7 @@ impl Heap {
                 }
             }
         }
-        self.drain(&mut gc.mark_stack, usize::MAX);
+        self.drain_all(&mut gc.mark_stack);
         // Ready: every no-order candidate, and ordered ones nothing else reached. The
         // candidates are a subsequence of `registered` in the same order, so one pass
         // over both finds them (no search per registration).
@@ -601,7 +608,7 @@ impl Heap {
         for f in ready.as_slice() {
             self.mark_word(f.obj, &mut gc.mark_stack);
         }
-        self.drain(&mut gc.mark_stack, usize::MAX);
+        self.drain_all(&mut gc.mark_stack);
     }
 
     /// `alloc &= mark` over every span; free empty spans and dead large objects, put spans

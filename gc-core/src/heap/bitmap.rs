@@ -63,6 +63,18 @@ impl SideBitmap {
         true
     }
 
+    /// Set the bit when several markers may set bits of the same word at once: a load
+    /// first (most words met are already marked), then an atomic OR. True if this call
+    /// set it.
+    #[inline]
+    pub fn set_parallel(&self, addr: usize) -> bool {
+        let (w, m) = self.word_and_mask(addr);
+        if w.load(Ordering::Relaxed) & m != 0 {
+            return false;
+        }
+        w.fetch_or(m, Ordering::Relaxed) & m == 0
+    }
+
     /// Clear the bit atomically; true if it was set before.
     #[inline]
     pub fn clear_atomic(&self, addr: usize) -> bool {

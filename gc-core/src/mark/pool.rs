@@ -1,0 +1,416 @@
+//! The collector's marker threads and the work-stealing mark stacks they share (below the
+//! heap, which owns one pool; the marking itself is in [`crate::mark`]).
+//!
+//! - **Threads.** `n - 1` helper threads, created with `pthread_create` on the first
+//!   collection (before the world is stopped), plus the collecting thread as marker 0.
+//!   They exempt themselves from stop-the-world ([`crate::world::exempt_current_thread`]),
+//!   are not roots, never allocate from any heap, and sleep on a futex between jobs. Heaps
+//!   live for the whole process, so the helpers do too (a forked child has none and marks
+//!   on its collecting thread alone: a job never waits for a helper that did not join).
+//! - **Where they run under Dune.** A helper created by a thread in Dune mode runs in Dune
+//!   too (dune-hw puts every `clone` of a Dune thread on its own vCPU); either way helpers
+//!   never write heap pages — only the side mark bitmap (its own mapping, outside the heap
+//!   reservation, never armed) and these stacks — so no dirty tracker needs to see them.
+//! - **Stacks.** Each marker owns a private stack (no synchronisation) and a public one
+//!   behind a `std` mutex (a futex; it allocates nothing). A marker publishes the older
+//!   half of its private stack when some marker is hungry; a hungry marker takes back its
+//!   own public work, else steals half of another's. `crossbeam-deque` is not used: its
+//!   buffers come from the global allocator, which under `GcAllocator` is the very heap
+//!   being collected (a push during the pause would re-enter it).
+//! - **Termination.** `busy` counts markers that hold work. A marker increments it before
+//!   stealing and decrements it only when its private and public stacks are both empty.
+//!   Only a busy marker's own public stack can gain entries, so `busy == 0` means no work
+//!   anywhere, and it stays 0: every marker that sees it is done.
+
+use super::stack::MarkStack;
+use crate::world::{futex_wait, futex_wake};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Most markers a heap runs (the collecting thread included).
+pub const MAX_MARKERS: usize = 64;
+
+/// Stack size of a helper thread (marking is iterative: little stack is needed).
+const HELPER_STACK_BYTES: usize = 256 << 10;
+
+/// Spins of a hungry marker before it yields the CPU between steal attempts.
+const SPINS_BEFORE_YIELD: u32 = 64;
+
+/// One marker's stacks and counters.
+#[derive(Default)]
+pub struct Marker {
+    /// Touched only by the marker itself, during a job.
+    private: UnsafeCell<MarkStack>,
+    /// Work other markers may take.
+    public: Mutex<MarkStack>,
+    /// Entries in `public` (read without the lock to find victims).
+    public_len: AtomicUsize,
+    /// Bytes this marker scanned, over the heap's life.
+    pub scanned_bytes: AtomicU64,
+    /// Successful steals by this marker, over the heap's life.
+    pub steals: AtomicU64,
+    /// The helper thread runs in Dune mode (helpers only; set when it started).
+    pub in_dune: AtomicBool,
+    /// Arguments of the helper thread (its index), pointed to by `pthread_create`.
+    index: AtomicUsize,
+    pool: std::sync::atomic::AtomicPtr<MarkerPool>,
+}
+
+// SAFETY: `private` is only accessed by the marker with this index during a job (the
+// pool hands each index to exactly one thread); everything else is atomics or a mutex.
+unsafe impl Sync for Marker {}
+
+/// A job's function: called once per participating marker with its index.
+type Job = *const (dyn Fn(usize) + Sync);
+
+/// The marker threads of one heap and their shared state.
+pub struct MarkerPool {
+    n: usize,
+    markers: [Marker; MAX_MARKERS],
+    started: AtomicBool,
+    /// Helpers that have started and exempted themselves.
+    ready: AtomicU32,
+    /// Bumped to wake helpers for a new job (futex word).
+    epoch: AtomicU32,
+    /// True while the current job accepts helpers.
+    open: AtomicBool,
+    /// Helpers inside the current job (futex word for the collecting thread's wait).
+    inside: AtomicU32,
+    job: Mutex<Option<JobPtr>>,
+    /// Markers holding work (termination: 0 means done).
+    busy: AtomicUsize,
+    /// Markers looking for work (owners publish when this is non-zero).
+    hungry: AtomicUsize,
+}
+
+struct JobPtr(Job);
+// SAFETY: the pointee is Sync and outlives the job (`run` waits for every helper inside).
+unsafe impl Send for JobPtr {}
+
+impl std::fmt::Debug for MarkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarkerPool").field("n", &self.n).finish()
+    }
+}
+
+/// CPUs this process may run on (`sched_getaffinity`; allocation-free), at least 1.
+pub fn cpus() -> usize {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 = this thread; the size matches the set.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return 1;
+    }
+    // SAFETY: the set was filled by the kernel.
+    (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
+}
+
+impl MarkerPool {
+    /// A pool of `n` markers (clamped to `1..=MAX_MARKERS`); no thread starts yet.
+    pub fn new(n: usize) -> MarkerPool {
+        MarkerPool {
+            n: n.clamp(1, MAX_MARKERS),
+            markers: std::array::from_fn(|_| Marker::default()),
+            started: AtomicBool::new(false),
+            ready: AtomicU32::new(0),
+            epoch: AtomicU32::new(0),
+            open: AtomicBool::new(false),
+            inside: AtomicU32::new(0),
+            job: Mutex::new(None),
+            busy: AtomicUsize::new(0),
+            hungry: AtomicUsize::new(0),
+        }
+    }
+
+    /// Markers, the collecting thread included.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Helper threads running (0 before the first collection, or if creating them failed).
+    pub fn helpers(&self) -> usize {
+        self.ready.load(Ordering::Acquire) as usize
+    }
+
+    /// The per-marker stacks and counters.
+    pub fn markers(&self) -> &[Marker] {
+        &self.markers[..self.n]
+    }
+
+    /// Start the helper threads once. Call with no thread of the process stopped (thread
+    /// creation takes glibc locks a stopped thread may hold). `self` must not move
+    /// afterwards (the heap lives in its own mapping for the rest of the process). Returns
+    /// an error text if a thread could not be created (marking then uses fewer markers).
+    pub fn ensure_started(&'static self) -> Result<(), &'static str> {
+        if self.n <= 1 || self.started.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut made = 0u32;
+        let mut err = Ok(());
+        for i in 1..self.n {
+            let m = &self.markers[i];
+            m.index.store(i, Ordering::Relaxed);
+            m.pool.store(
+                self as *const MarkerPool as *mut MarkerPool,
+                Ordering::Release,
+            );
+            // SAFETY: a zeroed pthread_attr_t is initialised by pthread_attr_init before use.
+            let mut attr: libc::pthread_attr_t = unsafe { std::mem::zeroed() };
+            let mut tid: libc::pthread_t = 0;
+            // SAFETY: attr is initialised, then used, then destroyed; the argument points
+            // at a `Marker` inside this 'static pool, valid for the thread's whole life.
+            let rc = unsafe {
+                libc::pthread_attr_init(&mut attr);
+                libc::pthread_attr_setstacksize(&mut attr, HELPER_STACK_BYTES);
+                libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+                let rc = libc::pthread_create(
+                    &mut tid,
+                    &attr,
+                    helper_main,
+                    m as *const Marker as *mut libc::c_void,
+                );
+                libc::pthread_attr_destroy(&mut attr);
+                rc
+            };
+            if rc != 0 {
+                err = Err("creating a marker thread failed; marking with fewer threads");
+                break;
+            }
+            made += 1;
+        }
+        // Wait until every created helper has exempted itself from stop-the-world: the
+        // caller stops the world next, and must not stop a marker.
+        loop {
+            let r = self.ready.load(Ordering::Acquire);
+            if r >= made {
+                break;
+            }
+            futex_wait(&self.ready, r, Some(std::time::Duration::from_millis(10)));
+        }
+        err
+    }
+
+    /// Run `f(i)` on every marker that joins: the caller as marker 0, and each helper that
+    /// wakes before marker 0 has returned. Returns when every helper that joined has left.
+    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        if self.helpers() == 0 {
+            f(0);
+            return;
+        }
+        // SAFETY: only the lifetime is erased; `run` does not return before every helper
+        // that could call the pointer has left the job (`inside` back to 0 with the job
+        // closed), so the pointee outlives every use.
+        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f) };
+        *self.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(JobPtr(job));
+        self.open.store(true, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        futex_wake(&self.epoch, i32::MAX);
+        f(0);
+        self.open.store(false, Ordering::SeqCst);
+        loop {
+            let n = self.inside.load(Ordering::SeqCst);
+            if n == 0 {
+                break;
+            }
+            futex_wait(&self.inside, n, Some(std::time::Duration::from_millis(1)));
+        }
+        *self.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn helper_loop(&self, index: usize) -> ! {
+        let mut seen = self.epoch.load(Ordering::SeqCst);
+        loop {
+            let e = self.epoch.load(Ordering::SeqCst);
+            if e == seen {
+                futex_wait(&self.epoch, e, None);
+                continue;
+            }
+            seen = e;
+            self.inside.fetch_add(1, Ordering::SeqCst);
+            if self.open.load(Ordering::SeqCst) {
+                let job = self
+                    .job
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|j| j.0);
+                if let Some(job) = job {
+                    // SAFETY: the job is open and we are counted in `inside`, so `run` has
+                    // not returned: the closure is alive.
+                    unsafe { (*job)(index) };
+                }
+            }
+            if self.inside.fetch_sub(1, Ordering::SeqCst) == 1 {
+                futex_wake(&self.inside, 1);
+            }
+        }
+    }
+
+    /// Start a marking job: marker 0 holds the initial work in its private stack.
+    pub fn begin_marking(&self) {
+        self.busy.store(1, Ordering::SeqCst);
+        self.hungry.store(0, Ordering::SeqCst);
+    }
+
+    /// The private stack of marker `i`.
+    ///
+    /// # Safety
+    /// Only the thread running as marker `i` in the current job may call this, and it must
+    /// not hold two of the returned references at once.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn private(&self, i: usize) -> &mut MarkStack {
+        // SAFETY: the caller is marker i, the only user of this cell during the job.
+        unsafe { &mut *self.markers[i].private.get() }
+    }
+
+    /// True when marker `i` should hand work to others: someone is hungry and its public
+    /// stack is empty.
+    #[inline]
+    pub fn should_publish(&self, i: usize) -> bool {
+        self.hungry.load(Ordering::Relaxed) > 0
+            && self.markers[i].public_len.load(Ordering::Relaxed) == 0
+    }
+
+    /// Move the older half of `private` (the bottom: ranges nearer the roots, with more
+    /// work behind them) to marker `i`'s public stack.
+    pub fn publish(&self, i: usize, private: &mut MarkStack) {
+        let len = private.items.len();
+        if len < 2 {
+            return;
+        }
+        let k = len / 2;
+        let m = &self.markers[i];
+        let mut public = m.public.lock().unwrap_or_else(|e| e.into_inner());
+        for &(s, e) in &private.items.as_slice()[..k] {
+            public.push(s, e);
+        }
+        m.public_len.store(public.items.len(), Ordering::Release);
+        drop(public);
+        private.items.as_mut_slice().copy_within(k.., 0);
+        private.items.truncate(len - k);
+    }
+
+    /// Move marker `i`'s own public work back to `private`; true if there was any.
+    fn take_own(&self, i: usize, private: &mut MarkStack) -> bool {
+        let m = &self.markers[i];
+        if m.public_len.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let mut public = m.public.lock().unwrap_or_else(|e| e.into_inner());
+        let any = !public.is_empty();
+        while let Some((s, e)) = public.items.pop() {
+            private.push(s, e);
+        }
+        m.public_len.store(0, Ordering::Release);
+        any
+    }
+
+    /// Take half of some other marker's public work into `private`; true on success.
+    fn steal(&self, i: usize, private: &mut MarkStack) -> bool {
+        let n = self.n;
+        for d in 1..n {
+            let v = (i + d) % n;
+            let m = &self.markers[v];
+            if m.public_len.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            let mut public = m.public.lock().unwrap_or_else(|e| e.into_inner());
+            let len = public.items.len();
+            if len == 0 {
+                continue;
+            }
+            let take = len.div_ceil(2);
+            for _ in 0..take {
+                let (s, e) = public.items.pop().expect("len checked");
+                private.push(s, e);
+            }
+            m.public_len.store(len - take, Ordering::Release);
+            self.markers[i].steals.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    fn any_public(&self) -> bool {
+        self.markers()
+            .iter()
+            .any(|m| m.public_len.load(Ordering::Acquire) > 0)
+    }
+
+    /// Marker `i`'s part of a marking job: `drain(private)` scans until the private stack
+    /// is empty (publishing on the way through [`MarkerPool::should_publish`]); between
+    /// drains the marker takes back its own public work, steals, or — when no marker holds
+    /// work — returns.
+    pub fn work(&self, i: usize, drain: &mut dyn FnMut(&mut MarkStack)) {
+        // SAFETY: this thread is marker i for this job.
+        let private = unsafe { self.private(i) };
+        // Marker 0 starts busy with the initial work (begin_marking); helpers start idle.
+        if i != 0 && !self.find_work(i, private) {
+            return;
+        }
+        loop {
+            drain(private);
+            if self.take_own(i, private) {
+                continue;
+            }
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            if !self.find_work(i, private) {
+                return;
+            }
+        }
+    }
+
+    /// A marker without work (not counted in `busy`) looks for some: true with work stolen
+    /// into `private` (counted busy again), false when no marker holds work any more.
+    fn find_work(&self, i: usize, private: &mut MarkStack) -> bool {
+        self.hungry.fetch_add(1, Ordering::SeqCst);
+        let mut spins = 0u32;
+        let found = loop {
+            if self.busy.load(Ordering::SeqCst) == 0 {
+                break false;
+            }
+            if self.any_public() {
+                // Busy before taking: while we hold stolen work, `busy` is never 0.
+                self.busy.fetch_add(1, Ordering::SeqCst);
+                if self.steal(i, private) {
+                    break true;
+                }
+                self.busy.fetch_sub(1, Ordering::SeqCst);
+            }
+            spins += 1;
+            if spins < SPINS_BEFORE_YIELD {
+                std::hint::spin_loop();
+            } else {
+                // Two CPUs shared by more markers and other programs: let the marker that
+                // holds work run.
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        };
+        self.hungry.fetch_sub(1, Ordering::SeqCst);
+        found
+    }
+}
+
+extern "C" fn helper_main(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `ensure_started` passes a pointer to a Marker inside a 'static pool.
+    let m = unsafe { &*(arg as *const Marker) };
+    // SAFETY: set before the thread was created, to the pool that owns `m` ('static).
+    let pool = unsafe { &*m.pool.load(Ordering::Acquire) };
+    let index = m.index.load(Ordering::Relaxed);
+    if !crate::world::exempt_current_thread() {
+        crate::util::eprintln_raw("dunegc: too many collector threads to exempt from stop-the-world; a marker thread exits");
+        pool.ready.fetch_add(1, Ordering::AcqRel);
+        futex_wake(&pool.ready, i32::MAX);
+        return std::ptr::null_mut();
+    }
+    #[cfg(feature = "dune")]
+    m.in_dune.store(dune_hw::in_dune(), Ordering::Release);
+    // A stop signal sent before the exemption was visible (another heap's collection)
+    // is taken normally: the handler parks this thread until that world resumes.
+    pool.ready.fetch_add(1, Ordering::AcqRel);
+    futex_wake(&pool.ready, i32::MAX);
+    pool.helper_loop(index)
+}
