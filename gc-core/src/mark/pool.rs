@@ -414,3 +414,59 @@ extern "C" fn helper_main(arg: *mut libc::c_void) -> *mut libc::c_void {
     futex_wake(&pool.ready, i32::MAX);
     pool.helper_loop(index)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A synthetic marking job: item `(d, d + 1)` at depth `d < DEPTH` "scans" into four
+    /// children of depth `d + 1`. Every item is processed exactly once, and no marker
+    /// leaves the job while another still holds work (the termination property: a marker
+    /// that quits early would leave `busy > 0` behind it).
+    #[test]
+    fn every_item_once_and_no_marker_leaves_while_work_remains() {
+        const DEPTH: usize = 9;
+        let expected: usize = (0..=DEPTH).map(|k| 4usize.pow(k as u32)).sum();
+        let pool: &'static MarkerPool = Box::leak(Box::new(MarkerPool::new(4)));
+        pool.ensure_started().expect("marker threads");
+        assert_eq!(pool.helpers(), 3);
+        for round in 0..20 {
+            let done = AtomicUsize::new(0);
+            let early_exits = AtomicUsize::new(0);
+            pool.begin_marking();
+            // SAFETY: no job runs; this thread is marker 0.
+            unsafe { pool.private(0) }.push(1, 2);
+            pool.run(&|i| {
+                pool.work(i, &mut |stack| {
+                    let mut n = 0u32;
+                    while let Some((d, _)) = stack.items.pop() {
+                        let d = d - 1;
+                        done.fetch_add(1, Ordering::Relaxed);
+                        if d < DEPTH {
+                            for _ in 0..4 {
+                                stack.push(d + 2, d + 3);
+                            }
+                        }
+                        n += 1;
+                        if n.is_multiple_of(16) && pool.should_publish(i) {
+                            pool.publish(i, stack);
+                        }
+                    }
+                });
+                if pool.busy.load(Ordering::SeqCst) != 0 {
+                    early_exits.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            assert_eq!(done.load(Ordering::Relaxed), expected, "round {round}");
+            assert_eq!(
+                early_exits.load(Ordering::Relaxed),
+                0,
+                "round {round}: a marker left while work remained"
+            );
+            assert!(pool
+                .markers()
+                .iter()
+                .all(|m| m.public_len.load(Ordering::Relaxed) == 0));
+        }
+    }
+}
