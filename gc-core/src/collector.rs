@@ -238,7 +238,8 @@ impl Heap {
         roots::statics::refresh(&mut g.gc.statics);
         // Marker threads start on the first collection, before the world stops (creating
         // a thread takes glibc locks a stopped thread might hold).
-        if let Err(e) = self.markers.ensure_started() {
+        let heap_addr = self as *const Heap as usize;
+        if let Err(e) = self.markers.ensure_started(Heap::marker_job, heap_addr) {
             g.gc.note(&e);
         }
         let world = world::stop().map_err(|source| GcError::Os {

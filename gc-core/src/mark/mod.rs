@@ -82,6 +82,7 @@ impl Heap {
     pub(crate) fn drain_all(&self, stack: &mut MarkStack) {
         let pool = &self.markers;
         if pool.helpers() == 0 {
+            // One marker: plain stores for the mark bits, no stealing.
             let scanned = self.drain_with::<false>(stack, usize::MAX, &mut |_| {}).1;
             pool.markers()[0]
                 .scanned_bytes
@@ -89,25 +90,38 @@ impl Heap {
             return;
         }
         pool.begin_marking();
-        // SAFETY: no job is running: this thread is the only user of marker 0's stack.
+        // SAFETY: this thread (the collector, heap lock held) is marker 0; no other thread
+        // touches marker 0's stack.
         std::mem::swap(unsafe { pool.private(0) }, stack);
-        pool.run(&|i| {
-            let mut scanned = 0usize;
-            pool.work(i, &mut |private| {
-                let mut publish = |s: &mut MarkStack| {
-                    if pool.should_publish(i) {
-                        pool.publish(i, s);
-                    }
-                };
-                scanned += self.drain_with::<true>(private, usize::MAX, &mut publish).1;
-            });
-            pool.markers()[i]
-                .scanned_bytes
-                .fetch_add(scanned as u64, std::sync::atomic::Ordering::Relaxed);
-        });
-        // SAFETY: the job is over (run returned): marker 0's stack is ours again.
+        pool.run(&mut || self.marker_part(0));
+        // SAFETY: as above; marking is over, every stack is empty.
         std::mem::swap(unsafe { pool.private(0) }, stack);
         debug_assert!(stack.is_empty());
+    }
+
+    /// The helpers' job (see [`pool::MarkerPool::ensure_started`]): `ctx` is the heap.
+    pub(crate) fn marker_job(ctx: usize, index: usize) {
+        // SAFETY: `ctx` is the address of a heap, and heaps live for the whole process.
+        let heap = unsafe { &*(ctx as *const Heap) };
+        heap.marker_part(index);
+    }
+
+    /// Marker `i`'s part of a parallel marking: drain, publish, steal until no marker
+    /// holds work.
+    fn marker_part(&self, i: usize) {
+        let pool = &self.markers;
+        let mut scanned = 0usize;
+        pool.work(i, &mut |private| {
+            let mut publish = |s: &mut MarkStack| {
+                if pool.should_publish(i) {
+                    pool.publish(i, s);
+                }
+            };
+            scanned += self.drain_with::<true>(private, usize::MAX, &mut publish).1;
+        });
+        pool.markers()[i]
+            .scanned_bytes
+            .fetch_add(scanned as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The drain loop. Returns (the stack is empty, bytes scanned). `between` is called

@@ -6,7 +6,12 @@
 //!   They exempt themselves from stop-the-world ([`crate::world::exempt_current_thread`]),
 //!   are not roots, never allocate from any heap, and sleep on a futex between jobs. Heaps
 //!   live for the whole process, so the helpers do too (a forked child has none and marks
-//!   on its collecting thread alone: a job never waits for a helper that did not join).
+//!   on its collecting thread alone).
+//! - **Jobs.** There is one job function per pool, fixed when the helpers start, over
+//!   `'static` data (the heap): a helper that wakes late joins whatever marking is running
+//!   then, or finds none and sleeps again. So the collecting thread never waits for a
+//!   helper to be scheduled — on a loaded machine (two CPUs shared by many programs) a
+//!   runnable helper can wait many milliseconds for a CPU — only for the work itself.
 //! - **Where they run under Dune.** A helper created by a thread in Dune mode runs in Dune
 //!   too (dune-hw puts every `clone` of a Dune thread on its own vCPU); either way helpers
 //!   never write heap pages — only the side mark bitmap (its own mapping, outside the heap
@@ -34,8 +39,14 @@ pub const MAX_MARKERS: usize = 64;
 /// Stack size of a helper thread (marking is iterative: little stack is needed).
 const HELPER_STACK_BYTES: usize = 256 << 10;
 
-/// Spins of a hungry marker before it yields the CPU between steal attempts.
-const SPINS_BEFORE_YIELD: u32 = 64;
+/// Spins of a hungry marker before it sleeps until work is published or marking ends.
+/// Sleeping, not yielding: the markers share their process's CPU share (autogroup), so a
+/// marker spinning for work would take CPU from the one that has it.
+const SPINS_BEFORE_SLEEP: u32 = 256;
+
+/// Longest sleep of a hungry marker before it looks again (a safety net: every publish
+/// and the end of marking wake sleepers).
+const HUNGRY_SLEEP: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One marker's stacks and counters.
 #[derive(Default)]
@@ -61,8 +72,9 @@ pub struct Marker {
 // pool hands each index to exactly one thread); everything else is atomics or a mutex.
 unsafe impl Sync for Marker {}
 
-/// A job's function: called once per participating marker with its index.
-type Job = *const (dyn Fn(usize) + Sync);
+/// The job function: called with the context given to [`MarkerPool::ensure_started`] and
+/// the marker's index.
+pub type JobFn = fn(ctx: usize, index: usize);
 
 /// The marker threads of one heap and their shared state.
 pub struct MarkerPool {
@@ -73,20 +85,17 @@ pub struct MarkerPool {
     ready: AtomicU32,
     /// Bumped to wake helpers for a new job (futex word).
     epoch: AtomicU32,
-    /// True while the current job accepts helpers.
-    open: AtomicBool,
-    /// Helpers inside the current job (futex word for the collecting thread's wait).
-    inside: AtomicU32,
-    job: Mutex<Option<JobPtr>>,
+    /// The job function and its context, set once before the helpers start.
+    job: Mutex<Option<(JobFn, usize)>>,
     /// Markers holding work (termination: 0 means done).
     busy: AtomicUsize,
     /// Markers looking for work (owners publish when this is non-zero).
     hungry: AtomicUsize,
+    /// Bumped when work is published or marking ends (futex word of hungry sleepers).
+    work_seq: AtomicU32,
+    /// Hungry markers asleep on `work_seq`.
+    sleepers: AtomicU32,
 }
-
-struct JobPtr(Job);
-// SAFETY: the pointee is Sync and outlives the job (`run` waits for every helper inside).
-unsafe impl Send for JobPtr {}
 
 impl std::fmt::Debug for MarkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,11 +125,11 @@ impl MarkerPool {
             started: AtomicBool::new(false),
             ready: AtomicU32::new(0),
             epoch: AtomicU32::new(0),
-            open: AtomicBool::new(false),
-            inside: AtomicU32::new(0),
             job: Mutex::new(None),
             busy: AtomicUsize::new(0),
             hungry: AtomicUsize::new(0),
+            work_seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
         }
     }
 
@@ -143,10 +152,13 @@ impl MarkerPool {
     /// creation takes glibc locks a stopped thread may hold). `self` must not move
     /// afterwards (the heap lives in its own mapping for the rest of the process). Returns
     /// an error text if a thread could not be created (marking then uses fewer markers).
-    pub fn ensure_started(&'static self) -> Result<(), &'static str> {
+    /// Helpers call `job(ctx, index)` for every marking job; `ctx` must stay valid for
+    /// the rest of the process (the heap's address).
+    pub fn ensure_started(&'static self, job: JobFn, ctx: usize) -> Result<(), &'static str> {
         if self.n <= 1 || self.started.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        *self.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((job, ctx));
         let mut made = 0u32;
         let mut err = Ok(());
         for i in 1..self.n {
@@ -192,34 +204,21 @@ impl MarkerPool {
         err
     }
 
-    /// Run `f(i)` on every marker that joins: the caller as marker 0, and each helper that
-    /// wakes before marker 0 has returned. Returns when every helper that joined has left.
-    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
-        if self.helpers() == 0 {
-            f(0);
-            return;
-        }
-        // SAFETY: only the lifetime is erased; `run` does not return before every helper
-        // that could call the pointer has left the job (`inside` back to 0 with the job
-        // closed), so the pointee outlives every use.
-        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f) };
-        *self.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(JobPtr(job));
-        self.open.store(true, Ordering::SeqCst);
+    /// Run a marking job: wake the helpers, then do marker 0's part (`own`, which calls
+    /// [`MarkerPool::work`] as marker 0). Returns when `own` does — when no marker holds
+    /// work — without waiting for helpers to be scheduled.
+    pub fn run(&self, own: &mut dyn FnMut()) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         futex_wake(&self.epoch, i32::MAX);
-        f(0);
-        self.open.store(false, Ordering::SeqCst);
-        loop {
-            let n = self.inside.load(Ordering::SeqCst);
-            if n == 0 {
-                break;
-            }
-            futex_wait(&self.inside, n, Some(std::time::Duration::from_millis(1)));
-        }
-        *self.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        own();
     }
 
     fn helper_loop(&self, index: usize) -> ! {
+        let (job, ctx) = self
+            .job
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("the job is set before helpers start");
         let mut seen = self.epoch.load(Ordering::SeqCst);
         loop {
             let e = self.epoch.load(Ordering::SeqCst);
@@ -228,30 +227,17 @@ impl MarkerPool {
                 continue;
             }
             seen = e;
-            self.inside.fetch_add(1, Ordering::SeqCst);
-            if self.open.load(Ordering::SeqCst) {
-                let job = self
-                    .job
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_ref()
-                    .map(|j| j.0);
-                if let Some(job) = job {
-                    // SAFETY: the job is open and we are counted in `inside`, so `run` has
-                    // not returned: the closure is alive.
-                    unsafe { (*job)(index) };
-                }
-            }
-            if self.inside.fetch_sub(1, Ordering::SeqCst) == 1 {
-                futex_wake(&self.inside, 1);
-            }
+            // Late (marking already over) is fine: the job finds no work and returns.
+            job(ctx, index);
         }
     }
 
     /// Start a marking job: marker 0 holds the initial work in its private stack.
+    ///
+    /// `busy` and `hungry` are only ever changed in balanced pairs (a late helper from an
+    /// earlier job may still be inside `work`), never reset.
     pub fn begin_marking(&self) {
-        self.busy.store(1, Ordering::SeqCst);
-        self.hungry.store(0, Ordering::SeqCst);
+        self.busy.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The private stack of marker `i`.
@@ -290,6 +276,24 @@ impl MarkerPool {
         drop(public);
         private.items.as_mut_slice().copy_within(k.., 0);
         private.items.truncate(len - k);
+        self.wake_hungry(1);
+    }
+
+    /// Tell sleeping hungry markers that something changed (work published, or marking
+    /// ended).
+    fn wake_hungry(&self, n: i32) {
+        self.work_seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            futex_wake(&self.work_seq, n);
+        }
+    }
+
+    /// Marker `i` holds no work any more: leave the busy count (waking everyone when it
+    /// was the last: marking is over).
+    fn leave_busy(&self) {
+        if self.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.wake_hungry(i32::MAX);
+        }
     }
 
     /// Move marker `i`'s own public work back to `private`; true if there was any.
@@ -355,7 +359,7 @@ impl MarkerPool {
             if self.take_own(i, private) {
                 continue;
             }
-            self.busy.fetch_sub(1, Ordering::SeqCst);
+            self.leave_busy();
             if !self.find_work(i, private) {
                 return;
             }
@@ -377,17 +381,23 @@ impl MarkerPool {
                 if self.steal(i, private) {
                     break true;
                 }
-                self.busy.fetch_sub(1, Ordering::SeqCst);
+                self.leave_busy();
             }
             spins += 1;
-            if spins < SPINS_BEFORE_YIELD {
+            if spins < SPINS_BEFORE_SLEEP {
                 std::hint::spin_loop();
-            } else {
-                // Two CPUs shared by more markers and other programs: let the marker that
-                // holds work run.
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
+                continue;
             }
+            // Sleep until the next publish or the end of marking: read the sequence
+            // first, check again, then wait only if nothing changed since (no lost wake-up).
+            let seq = self.work_seq.load(Ordering::SeqCst);
+            if self.busy.load(Ordering::SeqCst) == 0 || self.any_public() {
+                continue;
+            }
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            futex_wait(&self.work_seq, seq, Some(HUNGRY_SLEEP));
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            spins = 0;
         };
         self.hungry.fetch_sub(1, Ordering::SeqCst);
         found
@@ -419,54 +429,84 @@ extern "C" fn helper_main(arg: *mut libc::c_void) -> *mut libc::c_void {
 mod tests {
     use super::*;
 
-    /// A synthetic marking job: item `(d, d + 1)` at depth `d < DEPTH` "scans" into four
-    /// children of depth `d + 1`. Every item is processed exactly once, and no marker
-    /// leaves the job while another still holds work (the termination property: a marker
-    /// that quits early would leave `busy > 0` behind it).
+    const DEPTH: usize = 9;
+    /// Items of the synthetic job: a 4-ary tree of depth DEPTH.
+    const EXPECTED: usize = (4usize.pow(DEPTH as u32 + 1) - 1) / 3;
+
+    struct Ctx {
+        pool: std::sync::atomic::AtomicPtr<MarkerPool>,
+        round: AtomicUsize,
+        done: AtomicUsize,
+        early_exits: AtomicUsize,
+    }
+
+    static CTX: Ctx = Ctx {
+        pool: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+        round: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        early_exits: AtomicUsize::new(0),
+    };
+
+    /// A synthetic marking job: item `(d + 1, d + 2)` at depth `d < DEPTH` "scans" into
+    /// four children of depth `d + 1`.
+    fn job(ctx: usize, i: usize) {
+        // SAFETY: ctx is &CTX (a static).
+        let t = unsafe { &*(ctx as *const Ctx) };
+        // SAFETY: set to a leaked pool before the helpers started.
+        let pool = unsafe { &*t.pool.load(Ordering::Acquire) };
+        let round = t.round.load(Ordering::SeqCst);
+        pool.work(i, &mut |stack| {
+            let mut n = 0u32;
+            while let Some((d, _)) = stack.items.pop() {
+                let d = d - 1;
+                t.done.fetch_add(1, Ordering::SeqCst);
+                if d < DEPTH {
+                    for _ in 0..4 {
+                        stack.push(d + 2, d + 3);
+                    }
+                }
+                n += 1;
+                if n.is_multiple_of(16) && pool.should_publish(i) {
+                    pool.publish(i, stack);
+                }
+            }
+        });
+        // Leaving the round it joined with items of that round unprocessed is quitting
+        // early (a helper that joined late may leave during a later round: not counted).
+        if t.round.load(Ordering::SeqCst) == round && t.done.load(Ordering::SeqCst) < EXPECTED {
+            t.early_exits.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Every item is processed exactly once, and no marker leaves the job while another
+    /// still holds work (the termination property).
     #[test]
     fn every_item_once_and_no_marker_leaves_while_work_remains() {
-        const DEPTH: usize = 9;
-        let expected: usize = (0..=DEPTH).map(|k| 4usize.pow(k as u32)).sum();
         let pool: &'static MarkerPool = Box::leak(Box::new(MarkerPool::new(4)));
-        pool.ensure_started().expect("marker threads");
+        CTX.pool.store(
+            pool as *const MarkerPool as *mut MarkerPool,
+            Ordering::Release,
+        );
+        let ctx = &CTX as *const Ctx as usize;
+        pool.ensure_started(job, ctx).expect("marker threads");
         assert_eq!(pool.helpers(), 3);
-        for round in 0..20 {
-            let done = AtomicUsize::new(0);
-            let early_exits = AtomicUsize::new(0);
+        for round in 1..=20 {
+            CTX.done.store(0, Ordering::SeqCst);
+            CTX.round.store(round, Ordering::SeqCst);
             pool.begin_marking();
-            // SAFETY: no job runs; this thread is marker 0.
+            // SAFETY: this thread is marker 0.
             unsafe { pool.private(0) }.push(1, 2);
-            pool.run(&|i| {
-                pool.work(i, &mut |stack| {
-                    let mut n = 0u32;
-                    while let Some((d, _)) = stack.items.pop() {
-                        let d = d - 1;
-                        done.fetch_add(1, Ordering::Relaxed);
-                        if d < DEPTH {
-                            for _ in 0..4 {
-                                stack.push(d + 2, d + 3);
-                            }
-                        }
-                        n += 1;
-                        if n.is_multiple_of(16) && pool.should_publish(i) {
-                            pool.publish(i, stack);
-                        }
-                    }
-                });
-                if pool.busy.load(Ordering::SeqCst) != 0 {
-                    early_exits.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-            assert_eq!(done.load(Ordering::Relaxed), expected, "round {round}");
+            pool.run(&mut || job(ctx, 0));
+            assert_eq!(CTX.done.load(Ordering::SeqCst), EXPECTED, "round {round}");
             assert_eq!(
-                early_exits.load(Ordering::Relaxed),
+                CTX.early_exits.load(Ordering::SeqCst),
                 0,
                 "round {round}: a marker left while work remained"
             );
             assert!(pool
                 .markers()
                 .iter()
-                .all(|m| m.public_len.load(Ordering::Relaxed) == 0));
+                .all(|m| m.public_len.load(Ordering::SeqCst) == 0));
         }
     }
 }
