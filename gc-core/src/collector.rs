@@ -257,6 +257,7 @@ impl Heap {
             inner.gc.mark_stack.clear();
         }
         roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
+        self.mark_pending_slots(inner);
         self.drain_all(&mut inner.gc.mark_stack);
         inner.gc.stats.stw_mark_ns += elapsed_ns(t_mark);
         self.decide_dead_links(false);
