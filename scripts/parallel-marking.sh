@@ -19,13 +19,17 @@ target="$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directo
 bin="$(mktemp -d -t parallel-marking.XXXXXX)"
 raw="$bin/raw"
 trap 'rm -rf "$bin"' EXIT
-# The baseline first (same target directory: the dependencies are shared), then this tree.
+# The baseline in a target directory of its own (kept under target/ so that a rerun only
+# rebuilds what changed; sharing this tree's would let the two builds overwrite each
+# other's binary).
 mkdir "$bin/base-src"
 git archive "$base_rev" | tar -x -C "$bin/base-src"
-(cd "$bin/base-src" && CARGO_TARGET_DIR="$target" cargo build --release -p dunegc-benches --bin dunegc-runner)
-cp "$target/release/dunegc-runner" "$bin/base-runner"
+(cd "$bin/base-src" && CARGO_TARGET_DIR="$target/parallel-marking-base" \
+    cargo build --release -p dunegc-benches --bin dunegc-runner)
+cp "$target/parallel-marking-base/release/dunegc-runner" "$bin/base-runner"
 cargo build --release -p dunegc-benches --bin dunegc-runner --bin bdwgc-runner
 cp "$target/release/dunegc-runner" "$target/release/bdwgc-runner" "$bin/"
+cmp -s "$bin/base-runner" "$bin/dunegc-runner" && { echo "the baseline and this tree built the same runner" >&2; exit 1; }
 base_commit="$(git rev-parse --short "$base_rev")"
 this_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +dirty)"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -61,7 +61,7 @@ fn pin_to_two_cpus() {
 /// make garbage), each chain's expected length tracked privately; a collection at random
 /// points. Returns the largest heap size it saw.
 fn mutator(heap: &'static Heap, me: usize, ops: usize) -> usize {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (me as u64 + 1) * 0x1234_5678_9ABC);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((me as u64 + 1) * 0x1234_5678_9ABC));
     let mut len = [0usize; CHAINS];
     let mut max_heap = 0;
     for op in 0..ops {
