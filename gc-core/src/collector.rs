@@ -230,18 +230,39 @@ impl Heap {
         mut g: Guard,
         _reason: Reason,
     ) -> Result<Guard, GcError> {
+        // Marker threads start at the first collection, before the world stops (creating
+        // a thread takes glibc locks a stopped thread might hold), with the heap lock
+        // released (in Dune, creating a thread allocates — dune-hw's thread start — which
+        // under `GcAllocator` is this heap) and collections held off meanwhile (see
+        // `MarkerPool::being_created_by_other`). The state is looked at afresh below:
+        // another thread may have collected before this one got the lock back.
+        loop {
+            if self.markers.being_created_by_other() {
+                drop(g);
+                self.markers.wait_created();
+                g = self.lock();
+                continue;
+            }
+            if self.markers.begin_creation() {
+                g.gc.disabled += 1;
+                drop(g);
+                let heap_addr = self as *const Heap as usize;
+                let started = self.markers.create(Heap::marker_job, heap_addr);
+                g = self.lock();
+                g.gc.disabled -= 1;
+                if let Err(e) = started {
+                    g.gc.note(&e);
+                }
+                continue;
+            }
+            break;
+        }
         let t0 = Instant::now();
         if g.gc.cycle.is_none() {
             // A new collection (not the finish of an incremental cycle).
             hooks::run_collection_start_hook();
         }
         roots::statics::refresh(&mut g.gc.statics);
-        // Marker threads start on the first collection, before the world stops (creating
-        // a thread takes glibc locks a stopped thread might hold).
-        let heap_addr = self as *const Heap as usize;
-        if let Err(e) = self.markers.ensure_started(Heap::marker_job, heap_addr) {
-            g.gc.note(&e);
-        }
         let world = world::stop().map_err(|source| GcError::Os {
             op: "stopping the world",
             source,
@@ -445,6 +466,11 @@ impl Heap {
                 for r in w.saved_regs(t) {
                     self.mark_word(r, &mut gc.mark_stack);
                 }
+            }
+            // The marker threads are not stopped (they are idle now): their TLS and the
+            // stack above their marking loop are roots all the same.
+            for root in self.markers.helper_roots() {
+                let _ = gc.thread_sp.push(root);
             }
         }
         if world::thread_roots(gc.thread_sp.as_slice(), &mut gc.thread_roots).is_err() {

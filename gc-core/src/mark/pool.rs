@@ -4,7 +4,9 @@
 //! - **Threads.** `n - 1` helper threads, created with `pthread_create` on the first
 //!   collection (before the world is stopped), plus the collecting thread as marker 0.
 //!   They exempt themselves from stop-the-world ([`crate::world::exempt_current_thread`]),
-//!   are not roots, never allocate from any heap, and sleep on a futex between jobs. Heaps
+//!   never allocate from any heap, and sleep on a futex between jobs. Their marking
+//!   frames are not roots; what their runtime keeps above those frames and in their TLS
+//!   is ([`MarkerPool::helper_roots`]). Heaps
 //!   live for the whole process, so the helpers do too (a forked child has none and marks
 //!   on its collecting thread alone).
 //! - **Jobs.** There is one job function per pool, fixed when the helpers start, over
@@ -63,6 +65,11 @@ pub struct Marker {
     pub steals: AtomicU64,
     /// The helper thread runs in Dune mode (helpers only; set when it started).
     pub in_dune: AtomicBool,
+    /// A stack address in the helper's start function (helpers only): the stack above it
+    /// and the thread's TLS are scanned as roots (see [`MarkerPool::helper_roots`]).
+    start_sp: AtomicUsize,
+    /// The helper's FS base (its TLS).
+    fs_base: AtomicUsize,
     /// Arguments of the helper thread (its index), pointed to by `pthread_create`.
     index: AtomicUsize,
     pool: std::sync::atomic::AtomicPtr<MarkerPool>,
@@ -81,6 +88,8 @@ pub struct MarkerPool {
     n: usize,
     markers: [Marker; MAX_MARKERS],
     started: AtomicBool,
+    /// Thread id of the thread creating the helpers, while it does (0: none).
+    creating: std::sync::atomic::AtomicI32,
     /// Helpers that have started and exempted themselves.
     ready: AtomicU32,
     /// Bumped to wake helpers for a new job (futex word).
@@ -123,6 +132,7 @@ impl MarkerPool {
             n: n.clamp(1, MAX_MARKERS),
             markers: std::array::from_fn(|_| Marker::default()),
             started: AtomicBool::new(false),
+            creating: std::sync::atomic::AtomicI32::new(0),
             ready: AtomicU32::new(0),
             epoch: AtomicU32::new(0),
             job: Mutex::new(None),
@@ -143,21 +153,59 @@ impl MarkerPool {
         self.ready.load(Ordering::Acquire) as usize
     }
 
+    /// `(stack pointer, FS base)` of every running helper, for the collector to scan like
+    /// a stopped thread's: not the marking loop's frames (those hold no pointer the
+    /// program needs), but what the thread's runtime keeps above them and in its TLS
+    /// (in Dune, dune-hw's per-thread state, allocated from this very heap under
+    /// `GcAllocator`).
+    pub fn helper_roots(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.markers()[1..]
+            .iter()
+            .map(|m| {
+                (
+                    m.start_sp.load(Ordering::Acquire),
+                    m.fs_base.load(Ordering::Acquire),
+                )
+            })
+            .filter(|&(sp, _)| sp != 0)
+    }
+
     /// The per-marker stacks and counters.
     pub fn markers(&self) -> &[Marker] {
         &self.markers[..self.n]
     }
 
-    /// Start the helper threads once. Call with no thread of the process stopped (thread
+    /// Start the helper threads once (claim and create; the collector does the two steps
+    /// itself, see `Heap::collect_locked`). Call with no thread of the process stopped (thread
     /// creation takes glibc locks a stopped thread may hold). `self` must not move
     /// afterwards (the heap lives in its own mapping for the rest of the process). Returns
     /// an error text if a thread could not be created (marking then uses fewer markers).
     /// Helpers call `job(ctx, index)` for every marking job; `ctx` must stay valid for
     /// the rest of the process (the heap's address).
+    #[cfg(test)]
     pub fn ensure_started(&'static self, job: JobFn, ctx: usize) -> Result<(), &'static str> {
-        if self.n <= 1 || self.started.swap(true, Ordering::AcqRel) {
+        if !self.begin_creation() {
             return Ok(());
         }
+        self.create(job, ctx)
+    }
+
+    /// Claim the creation of the helpers for the calling thread: false if they exist or
+    /// another thread claimed it. The collector claims under the heap lock, so that a
+    /// collection in another thread sees [`MarkerPool::being_created_by_other`] from then.
+    pub fn begin_creation(&self) -> bool {
+        if self.n <= 1 || self.started.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        // SAFETY: gettid has no preconditions.
+        self.creating
+            .store(unsafe { libc::gettid() }, Ordering::Release);
+        true
+    }
+
+    /// Create the helpers (after [`MarkerPool::begin_creation`] returned true) and wait
+    /// until they are ready; see [`MarkerPool::ensure_started`].
+    pub fn create(&'static self, job: JobFn, ctx: usize) -> Result<(), &'static str> {
         *self.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((job, ctx));
         let mut made = 0u32;
         let mut err = Ok(());
@@ -201,7 +249,30 @@ impl MarkerPool {
             }
             futex_wait(&self.ready, r, Some(std::time::Duration::from_millis(10)));
         }
+        self.creating.store(0, Ordering::Release);
+        futex_wake(&self.ready, i32::MAX);
         err
+    }
+
+    /// True while another thread is creating the helpers. No collection may stop the
+    /// world then: a thread being created blocks signals (glibc; in Dune, dune-hw's
+    /// thread start), and its creator may wait for it with signals blocked too, so a stop
+    /// would give up on the creator after two seconds and collect without its stack.
+    pub fn being_created_by_other(&self) -> bool {
+        let c = self.creating.load(Ordering::Acquire);
+        // SAFETY: gettid has no preconditions.
+        c != 0 && c != unsafe { libc::gettid() }
+    }
+
+    /// Wait (holding no lock) until no thread is creating helpers.
+    pub fn wait_created(&self) {
+        while self.creating.load(Ordering::Acquire) != 0 {
+            let r = self.ready.load(Ordering::Acquire);
+            if self.creating.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            futex_wait(&self.ready, r, Some(std::time::Duration::from_millis(1)));
+        }
     }
 
     /// Run a marking job: wake the helpers, then do marker 0's part (`own`, which calls
@@ -418,6 +489,13 @@ extern "C" fn helper_main(arg: *mut libc::c_void) -> *mut libc::c_void {
     }
     #[cfg(feature = "dune")]
     m.in_dune.store(dune_hw::in_dune(), Ordering::Release);
+    let here = 0usize;
+    m.fs_base
+        .store(crate::world::current_fs_base(), Ordering::Release);
+    m.start_sp.store(
+        std::hint::black_box(&here) as *const usize as usize,
+        Ordering::Release,
+    );
     // A stop signal sent before the exemption was visible (another heap's collection)
     // is taken normally: the handler parks this thread until that world resumes.
     pool.ready.fetch_add(1, Ordering::AcqRel);
