@@ -2,13 +2,14 @@
 //! heap, which owns one pool; the marking itself is in [`crate::mark`]).
 //!
 //! - **Threads.** `n - 1` helper threads, created with `pthread_create` on the first
-//!   collection (before the world is stopped), plus the collecting thread as marker 0.
-//!   They exempt themselves from stop-the-world ([`crate::world::exempt_current_thread`]),
-//!   never allocate from any heap, and sleep on a futex between jobs. Their marking
-//!   frames are not roots; what their runtime keeps above those frames and in their TLS
-//!   is ([`MarkerPool::helper_roots`]). Heaps
-//!   live for the whole process, so the helpers do too (a forked child has none and marks
-//!   on its collecting thread alone).
+//!   collection (before the world is stopped, with collections held off meanwhile), plus
+//!   the collecting thread as marker 0. They exempt themselves from stop-the-world
+//!   ([`crate::world::exempt_current_thread`]), allocate nothing while marking, and sleep
+//!   on a futex between jobs. Their marking frames are not roots; what their runtime keeps
+//!   above those frames and in their TLS is ([`MarkerPool::helper_roots`]: in Dune under
+//!   `GcAllocator`, dune-hw's per-thread state comes from this heap). Heaps live for the
+//!   whole process, so the helpers do too (a forked child has none and marks on its
+//!   collecting thread alone).
 //! - **Jobs.** There is one job function per pool, fixed when the helpers start, over
 //!   `'static` data (the heap): a helper that wakes late joins whatever marking is running
 //!   then, or finds none and sleeps again. So the collecting thread never waits for a
@@ -27,7 +28,7 @@
 //! - **Termination.** `busy` counts markers that hold work. A marker increments it before
 //!   stealing and decrements it only when its private and public stacks are both empty.
 //!   Only a busy marker's own public stack can gain entries, so `busy == 0` means no work
-//!   anywhere, and it stays 0: every marker that sees it is done.
+//!   anywhere, and none can appear before the next job: every marker that sees it is done.
 
 use super::stack::MarkStack;
 use crate::world::{futex_wait, futex_wake};
