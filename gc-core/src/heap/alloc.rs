@@ -218,6 +218,12 @@ impl Heap {
     ) -> Result<(), GcError> {
         if self.enter_dune_pending.load(Ordering::Relaxed) {
             self.enter_dune_for_env();
+            // Entering Dune allocates, from this very cursor perhaps: if that left slots
+            // to hand out, use them.
+            let cc = &cache.classes[kind as usize][class.index()];
+            if cc.pending != 0 || cc.cursor < cc.end {
+                return Ok(());
+            }
         }
         let cc = &mut cache.classes[kind as usize][class.index()];
         if cc.span != 0 && !cc.rewound {
