@@ -85,6 +85,10 @@ pub struct RunResult {
     pub p99_pause_ns: u64,
     /// Longest incremental mark step.
     pub max_mark_step_ns: u64,
+    /// Time in stop-the-world marking (roots, dirty rescans, the parallel drain).
+    pub mark_ns: u64,
+    /// Markers of stop-the-world marking (the collecting thread included).
+    pub markers: u64,
     /// Dirty pages reported per incremental cycle (average).
     pub dirty_pages_per_cycle: u64,
     /// Heap bytes at the end.
@@ -187,6 +191,8 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         max_pause_ns: s.max_pause.as_nanos() as u64,
         p99_pause_ns: s.p99_pause.as_nanos() as u64,
         max_mark_step_ns: s.max_mark_step.as_nanos() as u64,
+        mark_ns: s.mark_time.as_nanos() as u64,
+        markers: s.markers as u64,
         dirty_pages_per_cycle: s.dirty_pages.checked_div(s.incremental_cycles).unwrap_or(0),
         heap_bytes: s.heap_bytes as u64,
         bytes_allocated: s.bytes_allocated,
@@ -205,7 +211,7 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
 impl RunResult {
     /// The result line, `dunegc-result workload=.. scale=.. config=.. ...`.
     pub fn to_line(&self, workload: &str, scale: u32, config: Config) -> String {
-        let fields: [(&str, String); 20] = [
+        let fields: [(&str, String); 22] = [
             ("workload", workload.to_owned()),
             ("scale", scale.to_string()),
             ("config", config.name()),
@@ -228,6 +234,8 @@ impl RunResult {
             ("total_pause_ns", self.total_pause_ns.to_string()),
             ("max_mark_step_ns", self.max_mark_step_ns.to_string()),
             ("bytes_allocated", self.bytes_allocated.to_string()),
+            ("mark_ns", self.mark_ns.to_string()),
+            ("markers", self.markers.to_string()),
             ("backend", self.backend.clone()),
         ];
         let mut line = RESULT_TAG.to_owned();
@@ -282,6 +290,8 @@ impl RunResult {
             max_pause_ns: num("max_pause_ns")?,
             p99_pause_ns: num("p99_pause_ns")?,
             max_mark_step_ns: opt("max_mark_step_ns")?,
+            mark_ns: opt("mark_ns")?,
+            markers: opt("markers")?,
             dirty_pages_per_cycle: num("dirty_pages_per_cycle")?,
             heap_bytes: num("heap_bytes")?,
             bytes_allocated: opt("bytes_allocated")?,
@@ -347,6 +357,8 @@ mod tests {
             max_pause_ns: 2,
             p99_pause_ns: 1,
             max_mark_step_ns: 1,
+            mark_ns: 6,
+            markers: 2,
             dirty_pages_per_cycle: 7,
             heap_bytes: 4096,
             bytes_allocated: 8192,

@@ -162,8 +162,8 @@ pub extern "C" fn GC_get_start_callback() -> GcStartCallbackProc {
 }
 
 /// Start the parallel marker threads, if available (bdwgc's `GC_start_mark_threads`).
-/// dunegc marks on the collecting thread only (like a bdwgc built without
-/// `PARALLEL_MARK`, where this call does nothing), so there are none to start.
+/// dunegc's marker threads (`GC_MARKERS` / `DUNEGC_MARKERS`) start at the first
+/// collection, before the world is stopped; this call only initialises the collector.
 #[no_mangle]
 pub extern "C" fn GC_start_mark_threads() {
     heap();

@@ -115,6 +115,14 @@ fn translate_env() {
             .filter(|&d| d > 0)
             .map(|d| d.to_string())
     });
+    // bdwgc's marker count (the collecting thread included) is gc-core's.
+    translate(c"GC_MARKERS", "DUNEGC_MARKERS", |v| {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .map(|n| n.to_string())
+    });
     translate(c"GC_PRINT_STATS", "DUNEGC_PRINT_STATS", |_| {
         Some("1".to_owned())
     });

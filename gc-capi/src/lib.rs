@@ -59,8 +59,8 @@
 //! - **Blocking regions**: `GC_do_blocking` and `GC_call_with_gc_active` are plain
 //!   calls: every thread is stopped by signal and scanned whole, so there is no
 //!   "inactive" state (bdwgc skips the frames of a blocking call; dunegc scans them).
-//!   There are no parallel markers; `GC_start_mark_threads` does nothing, as in a bdwgc
-//!   built without them.
+//!   Marking runs on `GC_MARKERS` (= `DUNEGC_MARKERS`, default the CPUs) marker threads,
+//!   started by the first collection; `GC_start_mark_threads` does nothing more.
 //! - **Roots**: static data of the executable and of every loaded library is found with
 //!   `dl_iterate_phdr` before each collection (as bdwgc on Linux); `GC_add_roots` adds
 //!   more. Memory from libc's `malloc` is not scanned, as in bdwgc.

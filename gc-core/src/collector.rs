@@ -230,6 +230,33 @@ impl Heap {
         mut g: Guard,
         _reason: Reason,
     ) -> Result<Guard, GcError> {
+        // Marker threads start at the first collection, before the world stops (creating
+        // a thread takes glibc locks a stopped thread might hold), with the heap lock
+        // released (in Dune, creating a thread allocates — dune-hw's thread start — which
+        // under `GcAllocator` is this heap) and collections held off meanwhile (see
+        // `MarkerPool::being_created_by_other`). The state is looked at afresh below:
+        // another thread may have collected before this one got the lock back.
+        loop {
+            if self.markers.being_created_by_other() {
+                drop(g);
+                self.markers.wait_created();
+                g = self.lock();
+                continue;
+            }
+            if self.markers.begin_creation() {
+                g.gc.disabled += 1;
+                drop(g);
+                let heap_addr = self as *const Heap as usize;
+                let started = self.markers.create(Heap::marker_job, heap_addr);
+                g = self.lock();
+                g.gc.disabled -= 1;
+                if let Err(e) = started {
+                    g.gc.note(&e);
+                }
+                continue;
+            }
+            break;
+        }
         let t0 = Instant::now();
         if g.gc.cycle.is_none() {
             // A new collection (not the finish of an incremental cycle).
@@ -243,6 +270,7 @@ impl Heap {
         let inner = &mut *g;
         inner.gc.stats.threads_skipped += world.skipped as u64;
         let incremental = inner.gc.cycle.is_some();
+        let t_mark = Instant::now();
         if incremental {
             self.rescan_dirty(inner);
         } else {
@@ -250,7 +278,9 @@ impl Heap {
             inner.gc.mark_stack.clear();
         }
         roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
-        self.drain(&mut inner.gc.mark_stack, usize::MAX);
+        self.mark_pending_slots(inner);
+        self.drain_all(&mut inner.gc.mark_stack);
+        inner.gc.stats.stw_mark_ns += elapsed_ns(t_mark);
         self.decide_dead_links(false);
         self.find_finalizable(inner);
         self.decide_dead_links(true);
@@ -437,6 +467,11 @@ impl Heap {
                     self.mark_word(r, &mut gc.mark_stack);
                 }
             }
+            // The marker threads are not stopped (they are idle now): their TLS and the
+            // stack above their marking loop are roots all the same.
+            for root in self.markers.helper_roots() {
+                let _ = gc.thread_sp.push(root);
+            }
         }
         if world::thread_roots(gc.thread_sp.as_slice(), &mut gc.thread_roots).is_err() {
             // Without /proc/self/maps, scan a conservative window above each stack pointer.
@@ -571,7 +606,7 @@ impl Heap {
                 }
             }
         }
-        self.drain(&mut gc.mark_stack, usize::MAX);
+        self.drain_all(&mut gc.mark_stack);
         // Ready: every no-order candidate, and ordered ones nothing else reached. The
         // candidates are a subsequence of `registered` in the same order, so one pass
         // over both finds them (no search per registration).
@@ -601,7 +636,7 @@ impl Heap {
         for f in ready.as_slice() {
             self.mark_word(f.obj, &mut gc.mark_stack);
         }
-        self.drain(&mut gc.mark_stack, usize::MAX);
+        self.drain_all(&mut gc.mark_stack);
     }
 
     /// `alloc &= mark` over every span; free empty spans and dead large objects, put spans

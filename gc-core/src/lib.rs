@@ -14,7 +14,7 @@
 //! Tour:
 //! - [`address`] — typed addresses (`Address`, `Page`, `PageRange`).
 //! - [`heap`] — reservation, spaces, size classes, spans, side bitmaps, thread caches.
-//! - [`mark`] — the mark stack and the conservative scan.
+//! - [`mark`] — the mark stack, the conservative scan, parallel marking on marker threads.
 //! - [`roots`] — static data, the collector's own stack.
 //! - [`world`] — stop-the-world over every thread of the process.
 //! - [`collector`] — policy, full collections, incremental cycles, sweeping.

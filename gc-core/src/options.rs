@@ -27,6 +27,10 @@ pub struct Options {
     pub mark_step_bytes: usize,
     /// Bytes an incremental step scans per byte allocated since the previous step.
     pub mark_rate: usize,
+    /// Marker threads for stop-the-world marking, the collecting thread included; 0 =
+    /// auto: `DUNEGC_MARKERS` if set, else the number of CPUs (resolved when the heap is
+    /// built, see [`Options::resolved_markers`]).
+    pub markers: usize,
 }
 
 impl Default for Options {
@@ -41,6 +45,7 @@ impl Default for Options {
             malloc_collectable: true,
             mark_step_bytes: 64 << 10,
             mark_rate: 4,
+            markers: 0,
         }
     }
 }
@@ -63,6 +68,15 @@ fn parse_bool(s: &str) -> Option<bool> {
         "0" | "false" | "no" | "off" | "" => Some(false),
         _ => None,
     }
+}
+
+const MARKERS_EXPECTED: &str = "a number of marker threads from 1 to 64";
+
+fn parse_markers(v: &str) -> Option<usize> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=crate::mark::pool::MAX_MARKERS).contains(n))
 }
 
 /// Read an environment variable without allocating.
@@ -127,6 +141,9 @@ impl Options {
             self.dirty = c;
             self.incremental = c != BackendChoice::Exactly(Backend::None);
         }
+        if let Some(n) = var(c"DUNEGC_MARKERS", MARKERS_EXPECTED, parse_markers)? {
+            self.markers = n;
+        }
         if let Some(b) = var(c"DUNEGC_PRINT_STATS", "0 or 1", parse_bool)? {
             self.print_stats = b;
         }
@@ -134,6 +151,21 @@ impl Options {
             self.malloc_collectable = b;
         }
         Ok(self)
+    }
+
+    /// The number of markers a heap built with these options runs: `markers` if set, else
+    /// `DUNEGC_MARKERS`, else the CPUs this process may use. Allocation-free; the error
+    /// names the variable, its value and what was expected.
+    pub(crate) fn resolved_markers(
+        &self,
+    ) -> Result<usize, (&'static str, &'static str, &'static str)> {
+        if self.markers > 0 {
+            return Ok(self.markers.min(crate::mark::pool::MAX_MARKERS));
+        }
+        match getenv(c"DUNEGC_MARKERS") {
+            Some(v) => parse_markers(v).ok_or(("DUNEGC_MARKERS", v, MARKERS_EXPECTED)),
+            None => Ok(crate::mark::pool::cpus().min(crate::mark::pool::MAX_MARKERS)),
+        }
     }
 
     /// Check the values, without allocating.

@@ -59,7 +59,34 @@ fn slots() -> &'static [Slot] {
     unsafe { std::slice::from_raw_parts(p, MAX_THREADS) }
 }
 
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+/// Threads of the collector itself (parallel markers), never stopped by [`stop`]. Their
+/// stacks are not roots: they hold no pointer the program needs between collections.
+static EXEMPT: [AtomicI32; MAX_EXEMPT] = [const { AtomicI32::new(0) }; MAX_EXEMPT];
+/// Entries of `EXEMPT` claimed so far.
+static N_EXEMPT: AtomicUsize = AtomicUsize::new(0);
+/// Most collector threads in a process (every heap's markers together).
+const MAX_EXEMPT: usize = 1024;
+
+/// Exempt the calling thread from stop-the-world for the rest of its life (the collector's
+/// own marker threads: they run while the world is stopped). False if the table is full.
+pub fn exempt_current_thread() -> bool {
+    let i = N_EXEMPT.fetch_add(1, Ordering::AcqRel);
+    if i >= MAX_EXEMPT {
+        return false;
+    }
+    // SAFETY: gettid has no preconditions.
+    EXEMPT[i].store(unsafe { libc::gettid() }, Ordering::Release);
+    true
+}
+
+/// True if `tid` is one of the collector's own threads ([`exempt_current_thread`]).
+pub fn is_exempt(tid: i32) -> bool {
+    let n = N_EXEMPT.load(Ordering::Acquire).min(MAX_EXEMPT);
+    EXEMPT[..n].iter().any(|e| e.load(Ordering::Acquire) == tid)
+}
+
+/// Sleep while `word` holds `expected` (or until `timeout`; spurious wake-ups happen).
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs() as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
@@ -80,7 +107,8 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     };
 }
 
-fn futex_wake(word: &AtomicU32, n: i32) {
+/// Wake up to `n` threads sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key.
     unsafe {
         libc::syscall(
@@ -473,7 +501,7 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             let known = threads.as_slice().iter().any(|t| t.tid == tid)
                 || pending.as_slice().iter().any(|p| p.0 == tid)
                 || given_up.as_slice().contains(&tid);
-            if known || known_worker(tid) {
+            if known || known_worker(tid) || is_exempt(tid) {
                 return;
             }
             if next_slot >= MAX_THREADS {

@@ -3,7 +3,8 @@
 //! during marking, collections at random points, every reachable checksum verified), the
 //! multi-threaded churn (six threads created inside Dune on two cores, sharing a graph,
 //! collecting from any thread), and the deterministic lost-object race. The suites are
-//! gc-core's own (`gc-core/tests/support`), not copies.
+//! gc-core's own (`gc-core/tests/support`), not copies. Marking runs on the heap's marker
+//! threads (`DUNEGC_MARKERS`, default the CPUs), which must be in Dune as well.
 
 #[allow(unused_imports)]
 #[path = "../../gc-core/tests/support/mod.rs"]
@@ -52,6 +53,11 @@ fn main() {
     assert_eq!(st.backend, Some(Backend::Dune), "{st}");
     assert!(st.incremental_cycles >= 20, "{st}");
     assert!(!st.backend_note.contains("arming failed"), "{st}");
+    // The collector's marker threads were created by a thread in Dune (at the first
+    // collection, after `enter_process`), so dune-hw put them in Dune too. They never
+    // write heap pages either way (gc-core's `parallel_marking` test checks that).
+    assert_eq!(st.marker_threads, st.markers - 1, "{st}");
+    assert_eq!(st.markers_in_dune, st.marker_threads, "{st}");
     println!("{st}");
     println!("3 passed, 0 failed");
 }

@@ -177,6 +177,21 @@ impl Heap {
         };
         let mut pauses_ns: Vec<u64> = Vec::with_capacity(n_pauses + 64);
         let mut note_bytes: Vec<u8> = Vec::with_capacity(n_note + 256);
+        let pool = &self.markers;
+        let marker_scanned_bytes: Vec<u64> = pool
+            .markers()
+            .iter()
+            .map(|m| m.scanned_bytes.load(Ordering::Relaxed))
+            .collect();
+        let steals = pool
+            .markers()
+            .iter()
+            .map(|m| m.steals.load(Ordering::Relaxed))
+            .sum();
+        let markers_in_dune = pool.markers()[1..]
+            .iter()
+            .filter(|m| m.in_dune.load(Ordering::Acquire))
+            .count();
         let g = self.lock();
         let c = g.gc.stats;
         let p = g.gc.pauses.as_slice();
@@ -212,6 +227,12 @@ impl Heap {
             finalizers_queued: c.finalizers_queued,
             backend,
             backend_note: String::from_utf8_lossy(&note_bytes).into_owned(),
+            markers: pool.n(),
+            marker_threads: pool.helpers(),
+            markers_in_dune,
+            marker_scanned_bytes,
+            steals,
+            mark_time: Duration::from_nanos(c.stw_mark_ns),
         }
     }
 

@@ -7,6 +7,7 @@
 //! | `DUNEGC_FREE_SPACE_DIVISOR` | budget between collections = 6 × live / divisor (bdwgc's knob) | 3 |
 //! | `DUNEGC_INCREMENTAL` | `1`: incremental (mostly-parallel) marking | 0 |
 //! | `DUNEGC_DIRTY` | `auto`, `none`, `mprotect`, `soft-dirty`, `uffd`, `dune`; setting it (other than `none`) implies incremental | auto |
+//! | `DUNEGC_MARKERS` | marker threads for stop-the-world marking, the collecting thread included (1..=64); also the default of heaps built without [`HeapBuilder::markers`] | CPUs |
 //! | `DUNEGC_PRINT_STATS` | `1`: print the global heap's statistics to stderr at exit | 0 |
 //! | `DUNEGC_MALLOC_COLLECTABLE` | `0`: global-allocator memory is never reclaimed by the collector, only by `dealloc` | 1 |
 //!
@@ -93,6 +94,13 @@ impl HeapBuilder {
     /// step, so cycles last as long as possible).
     pub fn mark_rate(mut self, r: usize) -> Self {
         self.options.mark_rate = r;
+        self
+    }
+
+    /// Marker threads for stop-the-world marking, the collecting thread included (clamped
+    /// to 1..=64). Unset (or 0): `DUNEGC_MARKERS`, else the number of CPUs.
+    pub fn markers(mut self, n: usize) -> Self {
+        self.options.markers = n;
         self
     }
 

@@ -49,6 +49,18 @@ pub struct GcStats {
     pub backend: Option<Backend>,
     /// Why that backend: skipped better ones, fallbacks.
     pub backend_note: String,
+    /// Markers of stop-the-world marking, the collecting thread included.
+    pub markers: usize,
+    /// Helper marker threads running (markers - 1 once the first collection started them).
+    pub marker_threads: usize,
+    /// Helper marker threads running in Dune mode.
+    pub markers_in_dune: usize,
+    /// Bytes scanned by each marker (index 0: the collecting thread), over the heap's life.
+    pub marker_scanned_bytes: Vec<u64>,
+    /// Successful work steals between markers.
+    pub steals: u64,
+    /// Time in stop-the-world marking (roots, dirty rescans, the parallel drain).
+    pub mark_time: Duration,
 }
 
 impl GcStats {
@@ -106,6 +118,11 @@ impl fmt::Display for GcStats {
             f,
             "  bytes               {} allocated, {} swept, {} freed explicitly",
             self.bytes_allocated, self.bytes_swept, self.bytes_freed_explicitly
+        )?;
+        writeln!(
+            f,
+            "  marking             {} markers ({} threads, {} in Dune), {:?} stop-the-world, {} steals",
+            self.markers, self.marker_threads, self.markers_in_dune, self.mark_time, self.steals
         )?;
         write!(
             f,

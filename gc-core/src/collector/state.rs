@@ -52,6 +52,8 @@ pub struct Counters {
     pub threads_skipped: u64,
     /// Finalizers queued.
     pub finalizers_queued: u64,
+    /// Nanoseconds of stop-the-world marking (roots, dirty rescans, drain).
+    pub stw_mark_ns: u64,
 }
 
 /// The tracker and how it was chosen.

@@ -77,7 +77,9 @@ static PROCESS_WIDE: AtomicBool = AtomicBool::new(false);
 pub fn enter_process() -> Result<(), DirtyError> {
     let mut user_threads = 0;
     crate::world::for_each_tid(|tid| {
-        user_threads += usize::from(!crate::world::is_kernel_worker(tid))
+        // The collector's marker threads never write heap pages (see `crate::mark::pool`).
+        user_threads +=
+            usize::from(!crate::world::is_kernel_worker(tid) && !crate::world::is_exempt(tid))
     })
     .map_err(|source| DirtyError::Os {
         backend: Backend::Dune,
@@ -155,9 +157,9 @@ fn writers_outside_dune() -> Option<&'static str> {
         );
     }
     let mut n = 0;
-    if crate::world::for_each_tid(|tid| n += usize::from(!crate::world::is_kernel_worker(tid)))
-        .is_err()
-    {
+    // Marker threads (exempt from stop-the-world) only read heap pages: not writers.
+    let writer = |tid| !crate::world::is_kernel_worker(tid) && !crate::world::is_exempt(tid);
+    if crate::world::for_each_tid(|tid| n += usize::from(writer(tid))).is_err() {
         return Some("cannot list the process's threads in /proc/self/task");
     }
     (n > 1).then_some(

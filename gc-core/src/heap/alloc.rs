@@ -1,9 +1,10 @@
 //! Allocation (fast path through the thread cache, slow paths under the heap lock) and
 //! explicit free.
 
+use super::bitmap::SideBitmap;
 use super::cache::{self, ClassCursor, ThreadCache};
 use super::kind::ObjectKind;
-use super::size_class::{SizeClass, GRANULE_BYTES, MAX_SMALL_BYTES};
+use super::size_class::{SizeClass, GRANULE_BYTES, LOG_GRANULE_BYTES, MAX_SMALL_BYTES};
 use super::span::{PageRun, SpanState};
 use super::{Heap, HeapInner, MAX_ALIGN_BYTES};
 use crate::error::GcError;
@@ -88,20 +89,99 @@ impl Heap {
         }
     }
 
-    /// Claim the next free slot at or after the cursor.
+    /// Hand out the next slot: from the claimed `pending` mask (no atomic operation), or
+    /// by claiming the free slots of the next window.
     #[inline]
     fn claim(&self, cc: &mut ClassCursor, size: usize) -> Option<usize> {
+        if cc.pending == 0 && !self.claim_window(cc, size) {
+            return None;
+        }
+        let bit = cc.pending.trailing_zeros() as usize;
+        // A stop between this store and the return leaves the slot's address in a
+        // register, and its alloc bit is set: the collector finds it as a root.
+        cc.pending &= cc.pending - 1;
+        let a = cc.window + (bit << LOG_GRANULE_BYTES);
+        if !cc.fresh {
+            zero(a, size);
+        }
+        Some(a)
+    }
+
+    /// Claim, with one atomic OR, every free slot starting in the next window with a free
+    /// slot at or after the cursor; false when the span is used up.
+    #[inline(never)]
+    fn claim_window(&self, cc: &mut ClassCursor, size: usize) -> bool {
+        const W: usize = SideBitmap::WINDOW_BYTES;
         while cc.cursor < cc.end {
-            let a = cc.cursor;
-            cc.cursor += size;
-            if !self.allocs.get(a) && self.allocs.set_atomic(a) {
-                if !cc.fresh {
-                    zero(a, size);
-                }
-                return Some(a);
+            let window = cc.cursor & !(W - 1);
+            let window_end = (window + W).min(cc.end);
+            let mut want = 0u64;
+            let mut a = cc.cursor;
+            while a < window_end {
+                want |= 1 << ((a - window) >> LOG_GRANULE_BYTES);
+                a += size;
+            }
+            cc.cursor = a;
+            let word = self.allocs.window_word(window);
+            let free = want & !word.load(Ordering::Relaxed);
+            if free == 0 {
+                continue;
+            }
+            // Publish the candidates before setting their bits: a collection that stops
+            // this thread in between marks them (a candidate that turns out not to be
+            // ours is only kept one collection longer), so the sweep cannot clear a bit
+            // this thread has set but not yet recorded.
+            // SAFETY: `cc` is this thread's own cursor, a valid place to write.
+            unsafe {
+                std::ptr::write_volatile(&mut cc.window, window);
+                std::ptr::write_volatile(&mut cc.pending, free);
+            }
+            // AcqRel: the stores above are ordered before the bits become set.
+            let got = free & !word.fetch_or(free, Ordering::AcqRel);
+            // SAFETY: as above.
+            unsafe { std::ptr::write_volatile(&mut cc.pending, got) };
+            if got != 0 {
+                return true;
             }
         }
-        None
+        false
+    }
+
+    /// Give back the slots a cursor claimed and did not hand out (its thread is exiting
+    /// or the span is being traded).
+    fn unclaim(&self, cc: &mut ClassCursor) {
+        while cc.pending != 0 {
+            let bit = cc.pending.trailing_zeros() as usize;
+            cc.pending &= cc.pending - 1;
+            self.allocs
+                .clear_atomic(cc.window + (bit << LOG_GRANULE_BYTES));
+        }
+    }
+
+    /// Mark the slots every thread cache claimed and has not handed out yet, so the sweep
+    /// keeps them (the world is stopped, so the caches hold still; heap lock held).
+    pub(crate) fn mark_pending_slots(&self, g: &HeapInner) {
+        let mut c = g.caches;
+        while !c.is_null() {
+            // SAFETY: registered caches stay valid while linked (unlinked under the heap
+            // lock, which the caller holds); their threads are stopped or are this one.
+            let cache = unsafe { &*c };
+            for per_kind in &cache.classes {
+                for cc in per_kind {
+                    // SAFETY: reading a plain field the (stopped) owner wrote.
+                    let mut pending = unsafe { std::ptr::read_volatile(&cc.pending) };
+                    // SAFETY: as above.
+                    let window = unsafe { std::ptr::read_volatile(&cc.window) };
+                    while pending != 0 {
+                        let bit = pending.trailing_zeros() as usize;
+                        pending &= pending - 1;
+                        self.marks
+                            .set_single_writer(window + (bit << LOG_GRANULE_BYTES));
+                    }
+                }
+            }
+            c = cache.next;
+        }
     }
 
     /// Move a thread's allocation counters into the heap's.
@@ -138,11 +218,18 @@ impl Heap {
     ) -> Result<(), GcError> {
         if self.enter_dune_pending.load(Ordering::Relaxed) {
             self.enter_dune_for_env();
+            // Entering Dune allocates, from this very cursor perhaps: if that left slots
+            // to hand out, use them.
+            let cc = &cache.classes[kind as usize][class.index()];
+            if cc.pending != 0 || cc.cursor < cc.end {
+                return Ok(());
+            }
         }
         let cc = &mut cache.classes[kind as usize][class.index()];
         if cc.span != 0 && !cc.rewound {
             let start = cc.span as usize - 1;
             if self.free_slots(start) * 4 >= class.objects_per_span() {
+                debug_assert_eq!(cc.pending, 0, "refill runs with nothing claimed");
                 cc.cursor = self.pages.page_addr(start);
                 cc.fresh = false;
                 cc.rewound = true;
@@ -157,6 +244,7 @@ impl Heap {
         let mut g = self.poll_collector(g)?;
         let cc = &mut cache.classes[kind as usize][class.index()];
         if cc.span != 0 {
+            self.unclaim(cc);
             self.release_span(&mut g, cc.span as usize - 1, kind, class);
             *cc = ClassCursor::default();
         }
@@ -181,6 +269,8 @@ impl Heap {
             span: start as u32 + 1,
             fresh,
             rewound: false,
+            pending: 0,
+            window: 0,
         };
         Ok(())
     }
@@ -456,6 +546,7 @@ impl Heap {
         for kind in ObjectKind::ALL {
             for (ci, cc) in c.classes[kind as usize].iter_mut().enumerate() {
                 if cc.span != 0 {
+                    self.unclaim(cc);
                     self.release_span(&mut g, cc.span as usize - 1, kind, SizeClass(ci as u8));
                     *cc = ClassCursor::default();
                 }

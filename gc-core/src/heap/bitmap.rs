@@ -36,6 +36,18 @@ impl SideBitmap {
         (word, 1u64 << (bit & 63))
     }
 
+    /// Bytes of heap one bitmap word covers (64 granules); windows of this size aligned
+    /// to it (the reservation is aligned far more) each map to one word.
+    pub const WINDOW_BYTES: usize = 64 << LOG_GRANULE_BYTES;
+
+    /// The word holding the bits of the window `[window, window + WINDOW_BYTES)`; bit `i`
+    /// is the granule at `window + 16 * i`. `window` must be aligned to `WINDOW_BYTES`.
+    #[inline]
+    pub fn window_word(&self, window: usize) -> &AtomicU64 {
+        debug_assert!(window.is_multiple_of(Self::WINDOW_BYTES));
+        self.word_and_mask(window).0
+    }
+
     /// Is the bit for `addr` set?
     #[inline]
     pub fn get(&self, addr: usize) -> bool {
@@ -61,6 +73,18 @@ impl SideBitmap {
         }
         w.store(old | m, Ordering::Relaxed);
         true
+    }
+
+    /// Set the bit when several markers may set bits of the same word at once: a load
+    /// first (most words met are already marked), then an atomic OR. True if this call
+    /// set it.
+    #[inline]
+    pub fn set_parallel(&self, addr: usize) -> bool {
+        let (w, m) = self.word_and_mask(addr);
+        if w.load(Ordering::Relaxed) & m != 0 {
+            return false;
+        }
+        w.fetch_or(m, Ordering::Relaxed) & m == 0
     }
 
     /// Clear the bit atomically; true if it was set before.

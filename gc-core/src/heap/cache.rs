@@ -1,10 +1,15 @@
 //! Per-thread allocation caches: the lock-free fast path.
 //!
 //! Each thread that allocates from a heap owns, per object kind and size class, one span
-//! and a cursor into it; allocating claims the next slot whose alloc bit is clear with one
-//! atomic OR. Caches live in their own mappings (never in the collected heap), are found
-//! through a `#[thread_local]`-backed pointer, and are released by a pthread key
-//! destructor when the thread exits.
+//! and a cursor into it. Allocation claims slots a bitmap word at a time: one atomic OR
+//! sets the alloc bits of every free slot whose start lies in the next 1 KiB window (64
+//! granules) of the span, and the slots are then handed out from the cursor's `pending`
+//! mask with no atomic operation at all. Slots claimed and not yet handed out are
+//! published in the cache (`pending`, written before the OR) for the collector, which
+//! marks them at every stop-the-world marking so that the sweep never takes them back.
+//! Caches live in their own mappings (never in the collected heap), are found through a
+//! `#[thread_local]`-backed pointer, and are released by a pthread key destructor when
+//! the thread exits.
 
 use super::kind::N_KINDS;
 use super::size_class::N_CLASSES;
@@ -27,6 +32,11 @@ pub struct ClassCursor {
     pub fresh: bool,
     /// The cursor was rewound once already since the span was acquired.
     pub rewound: bool,
+    /// Slots claimed (alloc bit set by this thread) and not handed out yet: bit `i` is the
+    /// granule `window + 16 * i`. Read by the collector while the thread is stopped.
+    pub pending: u64,
+    /// The 1 KiB-aligned window `pending` refers to.
+    pub window: usize,
 }
 
 /// One thread's caches for one heap.

@@ -83,6 +83,8 @@ pub struct Heap {
     /// `DUNEGC_DIRTY=dune` on the global heap: enter Dune process-wide at the first
     /// allocation slow path (see `Heap::enter_dune_for_env`).
     pub(crate) enter_dune_pending: std::sync::atomic::AtomicBool,
+    /// The marker threads (parallel marking while the world is stopped).
+    pub(crate) markers: crate::mark::pool::MarkerPool,
 }
 
 static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
@@ -131,7 +133,14 @@ impl Heap {
     /// Reserve address space and build a heap with `options`. The heap is leaked: it
     /// lives until the process exits. Allocates nothing from the global allocator, so it
     /// can run inside `GlobalAlloc::alloc`.
-    pub(crate) fn create(options: Options) -> Result<&'static Heap, GcError> {
+    pub(crate) fn create(mut options: Options) -> Result<&'static Heap, GcError> {
+        options.markers = options
+            .resolved_markers()
+            .map_err(|(key, value, expected)| GcError::Config {
+                key,
+                value: value.to_owned(),
+                expected,
+            })?;
         let space_bytes = options.max_space_bytes.next_multiple_of(MAX_ALIGN_BYTES);
         let total = space_bytes * N_SPACES;
         let os = |op| move |source| GcError::Os { op, source };
@@ -166,6 +175,7 @@ impl Heap {
             finalizer_wakeup: std::sync::Condvar::new(),
             finalizer_lock: Mutex::new(()),
             enter_dune_pending: std::sync::atomic::AtomicBool::new(false),
+            markers: crate::mark::pool::MarkerPool::new(options.markers),
         };
         // The Heap itself lives in its own mapping, never in the collected heap.
         let home =

@@ -1,10 +1,14 @@
-//! Marking: the mark stack and the conservative scan.
+//! Marking: the mark stack, the conservative scan, and parallel marking.
 //!
 //! Any aligned word that points into an allocated object (interior pointers included)
-//! marks it; traced objects are pushed as ranges to scan. Mark bits live in a side bitmap;
-//! only the collecting thread writes them (under the heap lock), so setting one needs no
-//! locked instruction.
+//! marks it; traced objects are pushed as ranges to scan (a work entry is just
+//! `(start, end)`). Mark bits live in a side bitmap. Incremental mark steps run on one
+//! thread under the heap lock and set bits with a plain store; stop-the-world marking (a
+//! full collection, the finish of an incremental cycle) runs on every marker of the heap's
+//! [`pool`] and sets bits with an atomic OR. One function scans one object or range,
+//! [`Heap::scan_range_with`]: that is where per-kind scanning plugs in.
 
+pub(crate) mod pool;
 pub(crate) mod stack;
 
 use crate::heap::Heap;
@@ -14,15 +18,29 @@ pub use stack::MarkStack;
 /// steps short when objects are large).
 const CHUNK_BYTES: usize = 64 << 10;
 
+/// How mark bits are set: `false` by one thread alone (a plain store), `true` by several
+/// markers at once (an atomic OR).
+pub(crate) type Parallel = bool;
+
 impl Heap {
     /// Mark the object `word` points into, if any; push it if it is traced.
     #[inline]
     pub(crate) fn mark_word(&self, word: usize, stack: &mut MarkStack) {
+        self.mark_word_with::<false>(word, stack)
+    }
+
+    #[inline]
+    fn mark_word_with<const PAR: Parallel>(&self, word: usize, stack: &mut MarkStack) {
         if word.wrapping_sub(self.base) >= self.end - self.base {
             return;
         }
         if let Some(info) = self.find_object(word) {
-            if self.marks.set_single_writer(info.base) && info.kind.is_traced() {
+            let newly = if PAR {
+                self.marks.set_parallel(info.base)
+            } else {
+                self.marks.set_single_writer(info.base)
+            };
+            if newly && info.kind.is_traced() {
                 stack.push(info.base, info.base + info.len_bytes);
             }
         }
@@ -30,28 +48,102 @@ impl Heap {
 
     /// Mark everything `[start, end)` points to (the range itself is not an object).
     pub(crate) fn scan_range(&self, start: usize, end: usize, stack: &mut MarkStack) {
+        self.scan_range_with::<false>(start, end, stack)
+    }
+
+    /// Scan one object (or a piece of one, or a root range): mark every word of
+    /// `[start, end)` that points into the heap, pushing newly marked traced objects.
+    #[inline]
+    pub(crate) fn scan_range_with<const PAR: Parallel>(
+        &self,
+        start: usize,
+        end: usize,
+        stack: &mut MarkStack,
+    ) {
         let mut p = (start + 7) & !7;
         while p + 8 <= end {
             // SAFETY: callers pass readable ranges (heap objects, stacks, static data);
             // other threads may write the word concurrently, so read it volatile, as a
             // plain machine word — any value is acceptable to a conservative scan.
             let w = unsafe { std::ptr::read_volatile(p as *const usize) };
-            self.mark_word(w, stack);
+            self.mark_word_with::<PAR>(w, stack);
             p += 8;
         }
     }
 
     /// Scan from the mark stack until it is empty or `budget_bytes` were scanned.
     /// Returns true if the stack is empty.
+    pub(crate) fn drain(&self, stack: &mut MarkStack, budget_bytes: usize) -> bool {
+        self.drain_with::<false>(stack, budget_bytes, &mut |_| {}).0
+    }
+
+    /// Mark everything reachable from `stack` with every marker of the pool (the world
+    /// is stopped, or only the collector runs); `stack` is empty afterwards.
+    pub(crate) fn drain_all(&self, stack: &mut MarkStack) {
+        let pool = &self.markers;
+        if pool.helpers() == 0 {
+            // One marker: plain stores for the mark bits, no stealing.
+            let scanned = self.drain_with::<false>(stack, usize::MAX, &mut |_| {}).1;
+            pool.markers()[0]
+                .scanned_bytes
+                .fetch_add(scanned as u64, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        pool.begin_marking();
+        // SAFETY: this thread (the collector, heap lock held) is marker 0; no other thread
+        // touches marker 0's stack.
+        std::mem::swap(unsafe { pool.private(0) }, stack);
+        pool.run(&mut || self.marker_part(0));
+        // SAFETY: as above; marking is over, every stack is empty.
+        std::mem::swap(unsafe { pool.private(0) }, stack);
+        debug_assert!(stack.is_empty());
+    }
+
+    /// The helpers' job (see [`pool::MarkerPool::ensure_started`]): `ctx` is the heap.
+    pub(crate) fn marker_job(ctx: usize, index: usize) {
+        // SAFETY: `ctx` is the address of a heap, and heaps live for the whole process.
+        let heap = unsafe { &*(ctx as *const Heap) };
+        heap.marker_part(index);
+    }
+
+    /// Marker `i`'s part of a parallel marking: drain, publish, steal until no marker
+    /// holds work.
+    fn marker_part(&self, i: usize) {
+        let pool = &self.markers;
+        let mut scanned = 0usize;
+        pool.work(i, &mut |private| {
+            let mut publish = |s: &mut MarkStack| {
+                if pool.should_publish(i) {
+                    pool.publish(i, s);
+                }
+            };
+            scanned += self.drain_with::<true>(private, usize::MAX, &mut publish).1;
+        });
+        pool.markers()[i]
+            .scanned_bytes
+            .fetch_add(scanned as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The drain loop. Returns (the stack is empty, bytes scanned). `between` is called
+    /// every few ranges with the stack (parallel marking publishes work there).
     ///
     /// Marking a tree is a chain of dependent cache misses (pop, load, find the children,
     /// pop a child, load ...). Ranges popped from the stack first go through a small FIFO
     /// and are prefetched on the way in, so several misses are in flight at once (Cher,
     /// Hosking and Vijaykumar's prefetch-on-grey buffer).
-    pub(crate) fn drain(&self, stack: &mut MarkStack, mut budget_bytes: usize) -> bool {
+    fn drain_with<const PAR: Parallel>(
+        &self,
+        stack: &mut MarkStack,
+        mut budget_bytes: usize,
+        between: &mut dyn FnMut(&mut MarkStack),
+    ) -> (bool, usize) {
         const FIFO: usize = 16;
+        /// Ranges scanned between two calls of `between`.
+        const POLL_EVERY: u32 = 32;
         let mut fifo = [(0usize, 0usize); FIFO];
         let (mut head, mut len) = (0usize, 0usize);
+        let mut total = 0usize;
+        let mut since_poll = 0u32;
         loop {
             // Refill the FIFO from the stack, prefetching each range's first line.
             while len < FIFO {
@@ -74,22 +166,28 @@ impl Heap {
                 len += 1;
             }
             if len == 0 {
-                return true;
+                return (true, total);
             }
             let (start, end) = fifo[head];
             head = (head + 1) % FIFO;
             len -= 1;
-            self.scan_range(start, end, stack);
+            self.scan_range_with::<PAR>(start, end, stack);
             let scanned = end - start;
+            total += scanned;
             if scanned >= budget_bytes {
                 // Put back what the FIFO holds so the next step continues with it.
                 for i in 0..len {
                     let (s, e) = fifo[(head + i) % FIFO];
                     stack.push(s, e);
                 }
-                return stack.is_empty();
+                return (stack.is_empty(), total);
             }
             budget_bytes -= scanned;
+            since_poll += 1;
+            if since_poll >= POLL_EVERY {
+                since_poll = 0;
+                between(stack);
+            }
         }
     }
 }
