@@ -333,6 +333,11 @@ GC_API void *GC_greatest_plausible_heap_addr;
 /* pointer to any byte of an object as a reference to it.                            */
 GC_API void GC_CALL GC_register_displacement(size_t /* n */);
 #define GC_REGISTER_DISPLACEMENT(n) GC_register_displacement(n)
+/* Recognise any interior pointer (1, the default) or only object starts and        */
+/* registered displacements (0) in heap objects and static data; pointers on        */
+/* thread stacks and in registers count anywhere inside an object either way.      */
+GC_API void GC_CALL GC_set_all_interior_pointers(int);
+GC_API int GC_CALL GC_get_all_interior_pointers(void);
 
 /* ---- Miscellaneous ------------------------------------------------------------- */
 

@@ -102,8 +102,10 @@ pub mod collect;
 pub mod finalize;
 pub mod heapinfo;
 pub mod init;
+pub mod kinds;
 pub mod links;
 pub mod threads;
+pub mod typed;
 pub mod types;
 pub mod warn;
 
