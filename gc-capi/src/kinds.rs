@@ -432,7 +432,9 @@ fn fail(slot: *const PrintProc, p: *mut c_void) {
 pub extern "C" fn GC_is_visible(p: *mut c_void) -> *mut c_void {
     let h = heap();
     let a = p as usize;
-    if a % std::mem::size_of::<usize>() != 0 || (h.in_used_span(a) && h.base_of(a).is_none()) {
+    if !a.is_multiple_of(std::mem::size_of::<usize>())
+        || (h.in_used_span(a) && h.base_of(a).is_none())
+    {
         fail(&raw const GC_is_visible_print_proc, p);
     }
     p

@@ -81,17 +81,21 @@ unsafe fn get_bit(bm: *const GcWord, i: usize) -> bool {
 #[no_mangle]
 pub unsafe extern "C" fn GC_make_descriptor(bm: *const GcWord, len: usize) -> GcWord {
     let t = typed();
-    // SAFETY (all get_bit calls): i < len and bm holds ceil(len / 64) words.
-    let Some(last) = (0..len).rev().find(|&i| unsafe { get_bit(bm, i) }) else {
+    let bit = |i: usize| {
+        debug_assert!(i < len);
+        // SAFETY: every caller below passes i < len, and bm holds ceil(len / 64) words.
+        unsafe { get_bit(bm, i) }
+    };
+    let Some(last) = (0..len).rev().find(|&i| bit(i)) else {
         return 0;
     };
-    if (0..=last).all(|i| unsafe { get_bit(bm, i) }) {
-        return (last + 1) * WORD | DS_LENGTH;
+    if (0..=last).all(bit) {
+        return ((last + 1) * WORD) | DS_LENGTH;
     }
     if last < BITMAP_BITS {
         let mut d = 0usize;
         for i in 0..=last {
-            if unsafe { get_bit(bm, i) } {
+            if bit(i) {
                 d |= 1 << (63 - i);
             }
         }
@@ -100,12 +104,12 @@ pub unsafe extern "C" fn GC_make_descriptor(bm: *const GcWord, len: usize) -> Gc
     let n_words = last + 1;
     let mut n = N_EXT.lock().unwrap_or_else(|e| e.into_inner());
     if *n >= MAX_EXT {
-        return n_words * WORD | DS_LENGTH;
+        return (n_words * WORD) | DS_LENGTH;
     }
     let mut v = vec![0usize; 1 + n_words.div_ceil(64)];
     v[0] = n_words;
     for i in 0..n_words {
-        if unsafe { get_bit(bm, i) } {
+        if bit(i) {
             v[1 + i / 64] |= 1 << (i % 64);
         }
     }
@@ -176,7 +180,7 @@ pub extern "C" fn GC_calloc_explicitly_typed(n: usize, lb: usize, d: GcWord) -> 
     if d == 0 {
         return alloc_kind(what, ObjectKind::Atomic, total);
     }
-    if lb % WORD != 0 || (d & DS_TAGS == DS_LENGTH && d >= lb) {
+    if !lb.is_multiple_of(WORD) || (d & DS_TAGS == DS_LENGTH && d >= lb) {
         return alloc_kind(what, ObjectKind::Normal, total);
     }
     if n <= 1 {
@@ -215,17 +219,20 @@ unsafe fn push_word(base: usize, i: usize) {
 /// `[base, base + words * 8)` lies inside a live object.
 unsafe fn mark_element(base: usize, words: usize, d: usize) {
     let t = typed();
-    match d & DS_TAGS {
-        DS_LENGTH => (0..(d / WORD).min(words)).for_each(|i| unsafe { push_word(base, i) }),
-        DS_BITMAP => (0..BITMAP_BITS.min(words))
-            .filter(|i| d & (1 << (63 - i)) != 0)
-            .for_each(|i| unsafe { push_word(base, i) }),
-        DS_PROC if (d >> 2) & (MAX_MARK_PROCS - 1) == t.ext_proc => {
-            // SAFETY: forwarded from the caller.
-            unsafe { mark_ext(base, words, d >> (2 + LOG_MAX_MARK_PROCS)) }
-        }
+    let is_ptr = |i: usize| match d & DS_TAGS {
+        DS_LENGTH => i < d / WORD,
+        DS_BITMAP => i < BITMAP_BITS && d & (1 << (63 - i)) != 0,
         // Not a descriptor GC_make_descriptor makes: every word may be a pointer.
-        _ => (0..words).for_each(|i| unsafe { push_word(base, i) }),
+        _ => true,
+    };
+    if d & DS_TAGS == DS_PROC && (d >> 2) & (MAX_MARK_PROCS - 1) == t.ext_proc {
+        // SAFETY: forwarded from the caller.
+        unsafe { mark_ext(base, words, d >> (2 + LOG_MAX_MARK_PROCS)) };
+        return;
+    }
+    for i in (0..words).filter(|&i| is_ptr(i)) {
+        // SAFETY: i < words, inside the element by the caller's promise.
+        unsafe { push_word(base, i) };
     }
 }
 
@@ -238,8 +245,10 @@ unsafe fn mark_ext(base: usize, words: usize, index: usize) {
         .get(index)
         .map_or(std::ptr::null_mut(), |e| e.load(Ordering::Acquire));
     if p.is_null() {
-        // SAFETY: forwarded.
-        (0..words).for_each(|i| unsafe { push_word(base, i) });
+        for i in 0..words {
+            // SAFETY: i < words, inside the element by the caller's promise.
+            unsafe { push_word(base, i) };
+        }
         return;
     }
     // SAFETY: published entries are leaked `[n_words, bits...]` arrays, never changed.
