@@ -5,6 +5,9 @@
  * Argument "inc": incremental mode. */
 #include <gc.h>
 #include <stdint.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "check.h"
 
 #define M 100
@@ -64,9 +67,19 @@ int main(int argc, char **argv) {
   CHECK(dead[2] == 0);       /* so do registered displacements */
   CHECK(dead[1] >= M - 10);  /* other offsets do not (a few stale words may) */
   CHECK(dead[3] >= M - 10);
-  /* The same objects with interior pointers recognised again survive. */
   GC_set_all_interior_pointers(1);
   CHECK(GC_get_all_interior_pointers() == 1);
+  /* A displacement of a heap block or more aborts, in bdwgc and dunegc. */
+  fflush(stdout);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    GC_register_displacement(4096);
+    _exit(0);
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
   printf("incremental %d\nPASS\n", GC_is_incremental_mode());
   return 0;
 }
