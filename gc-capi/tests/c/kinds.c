@@ -23,13 +23,14 @@ struct holder {
   void *weak;   /* a real pointer the procedure never pushes */
 };
 
-#define PHASES 4
+#define PHASES 5
 static volatile int finalized[PHASES][2][M]; /* per phase: targets of earlier phases
                                               may die later */
 static int phase;
 static void *volatile holders[4][M];
 static volatile long proc_calls;
 static volatile GC_word proc_env;
+static int proc_kind;
 
 static void on_final(void *obj, void *cd) {
   (void)obj;
@@ -91,6 +92,7 @@ static void test_proc_kind(void) {
   check_sets("proc kind");
   CHECK(proc_calls >= M);
   CHECK(proc_env == 7);
+  proc_kind = kind;
   /* The holders themselves stay alive (they are in a static array). */
   for (int i = 0; i < M; i++) CHECK(((struct holder *)holders[0][i])->strong != NULL);
 }
@@ -160,6 +162,39 @@ static void test_too_many_kinds(void) {
   CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
 }
 
+/* Writes into proc-kind objects the incremental marker has already scanned are not
+ * lost: targets stored into the pushed field mid-cycle survive its finish. */
+static void *volatile wholder[M];
+static void __attribute__((noinline)) write_targets(void) {
+  for (int i = 0; i < M; i++) ((struct holder *)wholder[i])->strong = target(0, i);
+}
+
+static void test_writes_during_cycle(int kind) {
+  for (int i = 0; i < M; i++) {
+    wholder[i] = GC_generic_malloc(sizeof(struct holder), kind);
+    ((struct holder *)wholder[i])->strong = GC_malloc(16); /* marked once i is scanned */
+  }
+  /* Step a cycle until it has scanned every holder (their first pointers are marked),
+   * then store fresh (unmarked) targets into them. */
+  int in_progress = 0;
+  for (int k = 0; k < 400000 && !in_progress; k++) {
+    CHECK(GC_malloc(64) != NULL);
+    if (k % 16 == 0 && GC_collect_a_little()) {
+      int scanned = 1;
+      for (int i = 0; i < M && scanned; i++) scanned = GC_is_marked(((struct holder *)wholder[i])->strong);
+      in_progress = scanned;
+    }
+  }
+  write_targets();
+  for (int round = 0; round < 3; round++) {
+    collect_clean(1);
+    GC_invoke_finalizers();
+  }
+  for (int i = 0; i < M; i++) CHECK(finalized[phase][0][i] == 0);
+  printf("writes after the holders were scanned (in a cycle: %d) kept\n", in_progress);
+  phase++;
+}
+
 /* A kind that was never made: bdwgc indexes its kind table unchecked (undefined
  * behaviour), so this runs on dunegc only, which warns and returns NULL. */
 static void test_bad_kind(void) {
@@ -181,6 +216,7 @@ int main(int argc, char **argv) {
   }
   GC_set_finalize_on_demand(1);
   test_proc_kind();
+  test_writes_during_cycle(proc_kind);
   test_bitmap_and_length_kinds();
   test_queries();
   test_bad_kind();

@@ -3,6 +3,7 @@
  * for short bitmaps, pointer prefixes, long bitmaps (over 62 words) and typed arrays.
  * A target's death is seen through its finalizer.  Argument "inc": incremental. */
 #include <gc.h>
+#include <gc/gc_mark.h>
 #include <gc/gc_typed.h>
 #include <stdint.h>
 #include "check.h"
@@ -10,7 +11,7 @@
 #define M 100
 #define LONG_WORDS 100
 
-#define PHASES 4
+#define PHASES 5
 static volatile int finalized[PHASES][2][M]; /* per phase: targets of earlier phases
                                               may die later */
 static int phase;
@@ -61,6 +62,42 @@ static void check_sets(const char *what) {
   phase++;
 }
 
+/* Writes into typed objects the incremental marker has already scanned are not lost:
+ * targets stored into pointer words mid-cycle survive its finish. */
+static void *volatile wholder[M];
+static void __attribute__((noinline)) write_targets(void) {
+  for (int i = 0; i < M; i++) {
+    ((GC_word *)wholder[i])[0] = target(0, i);
+    ((GC_word *)wholder[i])[2] = target(1, i);
+  }
+}
+
+static void test_writes_during_cycle(GC_descr d) {
+  for (int i = 0; i < M; i++) {
+    wholder[i] = GC_malloc_explicitly_typed(4 * sizeof(GC_word), d);
+    ((GC_word *)wholder[i])[0] = (GC_word)GC_malloc(16); /* marked once i is scanned */
+  }
+  /* Step a cycle until it has scanned every holder (their first pointers are marked),
+   * then store fresh (unmarked) targets into them. */
+  int in_progress = 0;
+  for (int k = 0; k < 400000 && !in_progress; k++) {
+    CHECK(GC_malloc(64) != NULL);
+    if (k % 16 == 0 && GC_collect_a_little()) {
+      int scanned = 1;
+      for (int i = 0; i < M && scanned; i++) scanned = GC_is_marked((void *)((GC_word *)wholder[i])[0]);
+      in_progress = scanned;
+    }
+  }
+  write_targets();
+  for (int round = 0; round < 3; round++) {
+    collect_clean(1);
+    GC_invoke_finalizers();
+  }
+  for (int i = 0; i < M; i++) CHECK(finalized[phase][0][i] == 0 && finalized[phase][1][i] == 0);
+  printf("writes after the holders were scanned (in a cycle: %d) kept\n", in_progress);
+  phase++;
+}
+
 int main(int argc, char **argv) {
   GC_INIT();
   if (argc > 1 && strcmp(argv[1], "inc") == 0) {
@@ -100,6 +137,7 @@ int main(int argc, char **argv) {
   fill(d1, 4, 10, 0, 3);
   check_sets("array");
 
+  test_writes_during_cycle(d1);
   printf("incremental %d\nPASS\n", GC_is_incremental_mode());
   return 0;
 }
