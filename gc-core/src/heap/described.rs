@@ -16,15 +16,53 @@ use super::span::SpanState;
 use super::{Heap, HeapInner};
 use crate::collector::state::Reason;
 use crate::error::GcError;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Scan classes a heap can hold spans of (class 0 is "no descriptor").
 pub const MAX_SCAN_CLASSES: usize = 32;
 
+/// Scan class descriptors and their add-size flags (class 0 unused), process-wide.
+static SCAN_DESCR: [AtomicUsize; MAX_SCAN_CLASSES] =
+    [const { AtomicUsize::new(0) }; MAX_SCAN_CLASSES];
+static SCAN_ADD_SIZE: [AtomicBool; MAX_SCAN_CLASSES] =
+    [const { AtomicBool::new(false) }; MAX_SCAN_CLASSES];
+/// Scan classes registered so far, plus one (class 0 is reserved).
+static N_SCAN: AtomicUsize = AtomicUsize::new(1);
+static REGISTER: Mutex<()> = Mutex::new(());
+
+/// Register a scan class: objects of it are scanned by bdwgc mark descriptor `descr`
+/// (see `mark::descr`), plus their size in bytes first if `add_size`. None when all
+/// classes are taken.
+pub fn register_scan_class(descr: usize, add_size: bool) -> Option<u8> {
+    let _g = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
+    let c = N_SCAN.load(Ordering::Acquire);
+    if c >= MAX_SCAN_CLASSES {
+        return None;
+    }
+    SCAN_DESCR[c].store(descr, Ordering::Release);
+    SCAN_ADD_SIZE[c].store(add_size, Ordering::Release);
+    N_SCAN.store(c + 1, Ordering::Release);
+    Some(c as u8)
+}
+
+/// The descriptor for an object of `len` bytes of scan class `scan`.
+#[inline]
+pub(crate) fn scan_class_descr(scan: u8, len: usize) -> usize {
+    let c = scan as usize;
+    let d = SCAN_DESCR[c].load(Ordering::Acquire);
+    if SCAN_ADD_SIZE[c].load(Ordering::Relaxed) {
+        d.wrapping_add(len)
+    } else {
+        d
+    }
+}
+
 impl Heap {
     /// Allocate `len_bytes`, zeroed and 16-byte aligned, of `kind`, scanned by scan class
-    /// `scan` (a value from `mark::descr::register_scan_class`; 0 is a plain
-    /// [`Heap::alloc`]). Errors for a scan class out of range, as for any failed
-    /// allocation, without touching the heap.
+    /// `scan` (a value from [`register_scan_class`]; 0 is a plain [`Heap::alloc`]).
+    /// A scan class that was never registered is an error
+    /// ([`GcError::BadScanClass`]) that changes nothing.
     pub fn alloc_described(
         &'static self,
         kind: ObjectKind,
@@ -34,7 +72,7 @@ impl Heap {
         if scan == 0 {
             return self.alloc(kind, len_bytes, GRANULE_BYTES);
         }
-        if scan as usize >= MAX_SCAN_CLASSES {
+        if scan as usize >= N_SCAN.load(Ordering::Acquire) {
             return Err(GcError::BadScanClass { scan });
         }
         let len = len_bytes.max(1);

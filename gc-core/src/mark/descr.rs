@@ -25,11 +25,12 @@
 //! atomics written once under a mutex and the current stack is thread-local, so marker
 //! threads may run procedures concurrently.
 
-use crate::heap::described::MAX_SCAN_CLASSES;
+pub use crate::heap::described::register_scan_class;
+use crate::heap::described::scan_class_descr;
 use crate::heap::Heap;
 use crate::mark::MarkStack;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Descriptor tag: a length in bytes.
@@ -73,48 +74,25 @@ pub type MarkProc =
 
 /// Registered procedures (0: none).
 static PROCS: [AtomicUsize; MAX_MARK_PROCS] = [const { AtomicUsize::new(0) }; MAX_MARK_PROCS];
-/// Scan class descriptors and their add-size flags (class 0 unused).
-static SCAN_DESCR: [AtomicUsize; MAX_SCAN_CLASSES] =
-    [const { AtomicUsize::new(0) }; MAX_SCAN_CLASSES];
-static SCAN_ADD_SIZE: [AtomicBool; MAX_SCAN_CLASSES] =
-    [const { AtomicBool::new(false) }; MAX_SCAN_CLASSES];
-/// Next free (procedure index, scan class).
-static NEXT: Mutex<(usize, usize)> = Mutex::new((RESERVED_MARK_PROCS, 1));
+/// Next free procedure index.
+static NEXT_PROC: Mutex<usize> = Mutex::new(RESERVED_MARK_PROCS);
 
 thread_local! {
     /// The heap and mark stack of the mark procedure running on this thread.
     static CURRENT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-fn next() -> std::sync::MutexGuard<'static, (usize, usize)> {
-    NEXT.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Register a mark procedure; its index for [`make_proc`], or None when all
 /// [`MAX_MARK_PROCS`] are taken.
 pub fn register_mark_proc(proc_: MarkProc) -> Option<usize> {
-    let mut n = next();
-    if n.0 >= MAX_MARK_PROCS {
+    let mut n = NEXT_PROC.lock().unwrap_or_else(|e| e.into_inner());
+    if *n >= MAX_MARK_PROCS {
         return None;
     }
-    let i = n.0;
+    let i = *n;
     PROCS[i].store(proc_ as usize, Ordering::Release);
-    n.0 += 1;
+    *n += 1;
     Some(i)
-}
-
-/// Register a scan class: objects of it are scanned by `descr`, plus their size in
-/// bytes if `add_size`. None when all classes are taken.
-pub fn register_scan_class(descr: usize, add_size: bool) -> Option<u8> {
-    let mut n = next();
-    if n.1 >= MAX_SCAN_CLASSES {
-        return None;
-    }
-    let c = n.1;
-    SCAN_DESCR[c].store(descr, Ordering::Release);
-    SCAN_ADD_SIZE[c].store(add_size, Ordering::Release);
-    n.1 += 1;
-    Some(c as u8)
 }
 
 /// The descriptor `GC_MAKE_PROC(index, env)`.
@@ -146,14 +124,7 @@ impl Heap {
     pub(crate) fn push_object(&self, base: usize, len: usize, span: usize, stack: &mut MarkStack) {
         match self.pages.span(span).scan.load(Ordering::Relaxed) {
             0 => stack.push(base, base + len),
-            c => {
-                let c = c as usize;
-                let mut d = SCAN_DESCR[c].load(Ordering::Acquire);
-                if SCAN_ADD_SIZE[c].load(Ordering::Relaxed) {
-                    d = d.wrapping_add(len);
-                }
-                self.push_entry(base, d, stack);
-            }
+            c => self.push_entry(base, scan_class_descr(c, len), stack),
         }
     }
 
