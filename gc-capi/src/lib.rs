@@ -28,6 +28,8 @@
 //!   `GC_mark_and_push`, mark bits; interior pointers, displacements,
 //!   `GC_is_visible`.
 //! - [`typed`] — `gc_typed.h`: bitmap descriptors and explicitly typed objects.
+//! - [`markroots`] — `gc_mark.h`'s root pushing: `GC_push_all` and friends, the
+//!   push-other-roots callback, `GC_is_tmp_root`, `GC_clear_stack`.
 //! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
 //! - [`links`] — disappearing links, short and long (register, unregister, move).
 //! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
@@ -115,6 +117,7 @@ pub mod heapinfo;
 pub mod init;
 pub mod kinds;
 pub mod links;
+pub mod markroots;
 pub mod threads;
 pub mod typed;
 pub mod types;

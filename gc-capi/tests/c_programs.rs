@@ -489,3 +489,8 @@ fn typed_objects_keep_alive_only_through_pointer_words() {
 fn without_interior_pointers_only_bases_and_displacements_keep_objects() {
     run_on_both_collectors("interior", true);
 }
+
+#[test]
+fn push_other_roots_keeps_what_it_pushes() {
+    run_on_both_collectors("markroots", true);
+}

@@ -452,6 +452,8 @@ impl Heap {
             self.scan_stack_range(r.stack.0, r.stack.1, &mut gc.mark_stack);
             self.scan_stack_range(r.tls.0, r.tls.1, &mut gc.mark_stack);
         }
+        // Roots the program adds while the collector marks (GC_set_push_other_roots).
+        self.push_other_roots(&mut gc.mark_stack);
     }
 
     /// Finish of an incremental cycle: take the dirty set and rescan the marked objects

@@ -103,6 +103,22 @@ GC_API int GC_CALL GC_is_marked(const void *);
 GC_API void GC_CALL GC_clear_mark_bit(const void *);
 GC_API void GC_CALL GC_set_mark_bit(const void *);
 
+/* Root pushing, from a push-other-roots function or a mark procedure (ignored      */
+/* elsewhere).  The default push-other-roots function does nothing: dunegc scans    */
+/* every thread's stack itself.                                                     */
+GC_API void GC_CALL GC_push_all(void * /* bottom */, void * /* top */);
+GC_API void GC_CALL GC_push_all_eager(void * /* bottom */, void * /* top */);
+GC_API void GC_CALL GC_push_conditional(void * /* bottom */, void * /* top */,
+                                        int /* bool all */);
+GC_API void GC_CALL GC_push_finalizer_structures(void);
+
+typedef void (GC_CALLBACK * GC_push_other_roots_proc)(void);
+GC_API void GC_CALL GC_set_push_other_roots(GC_push_other_roots_proc);
+GC_API GC_push_other_roots_proc GC_CALL GC_get_push_other_roots(void);
+
+GC_API int GC_CALL GC_is_tmp_root(void *);
+GC_API void * GC_CALL GC_clear_stack(void *);
+
 #ifdef __cplusplus
   } /* extern "C" */
 #endif

@@ -51,4 +51,15 @@ impl Heap {
         }
         true
     }
+
+    /// True if `addr` lies in the static data of a loaded object as the collector found
+    /// it at the last collection (bdwgc's "temporary roots", which it also re-finds each
+    /// collection).
+    pub fn in_static_roots(&self, addr: usize) -> bool {
+        let g = self.lock();
+        g.gc.statics
+            .as_slice()
+            .iter()
+            .any(|&(s, e)| addr >= s && addr < e)
+    }
 }

@@ -100,24 +100,95 @@ pub const fn make_proc(index: usize, env: usize) -> usize {
     (((env << LOG_MAX_MARK_PROCS) | index) << 2) | DS_PROC
 }
 
+/// The push-other-roots hook as a `fn()` address (0: none); see
+/// [`set_push_other_roots_hook`].
+static PUSH_OTHER_ROOTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or remove) a function the collector calls while it marks roots, in every
+/// collection and at the start of every incremental cycle, with the heap lock held
+/// (the world stopped for full collections). It may add roots with [`push_range`] and
+/// [`scan_now`] and must not allocate or take the heap lock (the C ABI's
+/// `GC_set_push_other_roots`).
+pub fn set_push_other_roots_hook(hook: Option<fn()>) {
+    PUSH_OTHER_ROOTS.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// Run `f` with `heap` and `stack` as this thread's current marking context (what
+/// [`mark_and_push`], [`push_range`] and [`scan_now`] use), restoring the previous one
+/// afterwards.
+fn with_current<R>(heap: &Heap, stack: &mut MarkStack, f: impl FnOnce() -> R) -> R {
+    let saved = CURRENT.with(|c| {
+        c.replace((
+            heap as *const Heap as usize,
+            stack as *mut MarkStack as usize,
+        ))
+    });
+    let r = f();
+    CURRENT.with(|c| c.set(saved));
+    r
+}
+
+/// The current marking context of this thread, if any.
+fn current() -> Option<(&'static Heap, &'static mut MarkStack)> {
+    let (heap, stack) = CURRENT.with(|c| c.get());
+    if heap == 0 {
+        return None;
+    }
+    // SAFETY: set by `with_current` on this thread for the duration of a call, from a
+    // live &Heap (heaps live for the rest of the process) and the &mut MarkStack its
+    // caller does not touch until the call returns.
+    Some(unsafe { (&*(heap as *const Heap), &mut *(stack as *mut MarkStack)) })
+}
+
+/// Queue `[start, end)` to be scanned conservatively, as a root range (bdwgc's
+/// `GC_push_all`), from a mark procedure or the push-other-roots hook. False, doing
+/// nothing, outside those.
+pub fn push_range(start: usize, end: usize) -> bool {
+    match current() {
+        Some((_, stack)) => {
+            stack.push((start + 7) & !7, end & !7);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Scan `[start, end)` now (bdwgc's `GC_push_all_eager`); as [`push_range`] otherwise.
+pub fn scan_now(start: usize, end: usize) -> bool {
+    match current() {
+        Some((heap, stack)) => {
+            heap.scan_range(start, end, stack);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Mark the object `obj` points to (under the interior-pointer rule for heap words) and
 /// queue it for scanning, on the collector's stack of the mark procedure running on
 /// this thread (bdwgc's `GC_mark_and_push`). False, doing nothing, when no mark
 /// procedure is running on this thread.
 pub fn mark_and_push(obj: usize) -> bool {
-    let (heap, stack) = CURRENT.with(|c| c.get());
-    if heap == 0 {
-        return false;
+    match current() {
+        Some((heap, stack)) => {
+            heap.mark_word(obj, stack);
+            true
+        }
+        None => false,
     }
-    // SAFETY: set by `Heap::call_mark_proc` on this thread for the duration of the
-    // procedure call, from a live &Heap and the &mut MarkStack it does not touch until
-    // the call returns.
-    let (heap, stack) = unsafe { (&*(heap as *const Heap), &mut *(stack as *mut MarkStack)) };
-    heap.mark_word(obj, stack);
-    true
 }
 
 impl Heap {
+    /// Run the push-other-roots hook, if any, with `stack` as its marking context.
+    pub(crate) fn push_other_roots(&self, stack: &mut MarkStack) {
+        let f = PUSH_OTHER_ROOTS.load(Ordering::Acquire);
+        if f != 0 {
+            // SAFETY: only set_push_other_roots_hook stores nonzero values: `fn()`s.
+            let f = unsafe { std::mem::transmute::<usize, fn()>(f) };
+            with_current(self, stack, f);
+        }
+    }
+
     /// Queue a marked object of `len` bytes of the span starting at page `span` for
     /// scanning: whole, or by its scan class's descriptor.
     #[inline]
@@ -231,17 +302,12 @@ impl Heap {
         let f = unsafe { std::mem::transmute::<usize, MarkProc>(p) };
         let mut buf = [MsEntry::default(); PROC_BUFFER];
         let bottom = buf.as_mut_ptr();
-        let saved = CURRENT.with(|c| {
-            c.replace((
-                self as *const Heap as usize,
-                stack as *mut MarkStack as usize,
-            ))
-        });
         // SAFETY: bdwgc's mark procedure contract: `addr` is the object, the stack top
         // points at a valid entry (the sentinel) and the procedure writes only to slots
         // above it and below the limit (one past the buffer's end).
-        let top = unsafe { f(addr as *mut usize, bottom, bottom.add(PROC_BUFFER), env) };
-        CURRENT.with(|c| c.set(saved));
+        let top = with_current(self, stack, || unsafe {
+            f(addr as *mut usize, bottom, bottom.add(PROC_BUFFER), env)
+        });
         let n = (top as usize).wrapping_sub(bottom as usize) / std::mem::size_of::<MsEntry>();
         if (top as usize) < (bottom as usize) || n >= PROC_BUFFER {
             eprintln!("dunegc: a mark procedure returned a mark stack pointer outside the stack it was given");
