@@ -15,7 +15,7 @@
  *
  *  - Every object is zeroed, including GC_malloc_atomic's (bdwgc leaves atomic
  *    objects uninitialised).  Objects are 16-byte aligned.  Interior pointers are
- *    always recognised (bdwgc's default, GC_all_interior_pointers).
+ *    recognised (bdwgc's default) unless GC_set_all_interior_pointers(0).
  *  - GC_free of a pointer that is not the start of a live object of the collector
  *    (a malloc() pointer, an interior pointer, a double free) is reported through the
  *    warning procedure and ignored; bdwgc's GC_free has undefined behaviour there.
@@ -64,9 +64,10 @@
  *    (DUNEGC_DIRTY=auto|none|mprotect|soft-dirty|uffd|dune picks the tracker and
  *    implies incremental mode unless none).  Other bdwgc variables are ignored.
  *  - Not provided: the debug allocator (GC_DEBUG, GC_debug_*: defining GC_DEBUG is an
- *    error), typed/explicitly-kinded allocation, stubborn objects, leak detection, the
+ *    error), stubborn objects, leak detection, the
  *    deprecated global variables (GC_gc_no, GC_dont_gc, GC_oom_fn, ...: use the getters
  *    and setters).
+ *  - Typed allocation and custom kinds: <gc/gc_typed.h>, <gc/gc_mark.h> (see there).
  */
 #ifndef GC_H
 #define GC_H
@@ -333,6 +334,11 @@ GC_API void *GC_greatest_plausible_heap_addr;
 /* pointer to any byte of an object as a reference to it.                            */
 GC_API void GC_CALL GC_register_displacement(size_t /* n */);
 #define GC_REGISTER_DISPLACEMENT(n) GC_register_displacement(n)
+/* Recognise any interior pointer (1, the default) or only object starts and        */
+/* registered displacements (0) in heap objects and static data; pointers on        */
+/* thread stacks and in registers count anywhere inside an object either way.      */
+GC_API void GC_CALL GC_set_all_interior_pointers(int);
+GC_API int GC_CALL GC_get_all_interior_pointers(void);
 
 /* ---- Miscellaneous ------------------------------------------------------------- */
 

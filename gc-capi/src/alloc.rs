@@ -39,7 +39,7 @@ fn oom_fn() -> unsafe extern "C" fn(usize) -> *mut c_void {
 /// Allocation failed: warn (unless the size is an overflow) and return what the
 /// out-of-memory function returns.
 #[cold]
-fn out_of_memory(what: &str, len_bytes: usize, err: &GcError) -> *mut c_void {
+pub(crate) fn out_of_memory(what: &str, len_bytes: usize, err: &GcError) -> *mut c_void {
     match err {
         GcError::OutOfMemory { .. } => warn(
             c"Out of Memory! Heap size: %lu MiB. Returning NULL!\n",

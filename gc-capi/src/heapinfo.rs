@@ -1,6 +1,6 @@
 //! Heap queries: `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible-address
-//! bounds `GC_least_plausible_heap_addr` / `GC_greatest_plausible_heap_addr`, and
-//! `GC_register_displacement`.
+//! bounds `GC_least_plausible_heap_addr` / `GC_greatest_plausible_heap_addr`
+//! (`GC_register_displacement` is in `kinds`).
 
 use crate::init::heap;
 use crate::types::GcWord;
@@ -70,14 +70,4 @@ pub unsafe extern "C" fn GC_get_heap_usage_safe(
 #[no_mangle]
 pub extern "C" fn GC_is_heap_ptr(p: *const c_void) -> c_int {
     heap().in_used_span(p as usize) as c_int
-}
-
-/// Accepted; does nothing (bdwgc's `GC_register_displacement`, which bdwgc documents
-/// as a no-op when arbitrary interior pointers are recognised). dunegc always
-/// recognises a pointer to any byte inside an object as keeping it alive, from roots
-/// and from heap objects alike, so `p + n` for `n` less than the object's size already
-/// keeps `p` alive.
-#[no_mangle]
-pub extern "C" fn GC_register_displacement(_n: usize) {
-    heap();
 }

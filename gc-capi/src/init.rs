@@ -56,6 +56,7 @@ fn init_once() {
         translate_env();
         let heap = global_heap();
         crate::heapinfo::publish_bounds(heap);
+        crate::markroots::install();
         crate::threads::mark_current_registered();
         if getenv(c"GC_DISABLE_INCREMENTAL").is_some() {
             INCREMENTAL_FORBIDDEN.store(true, Ordering::Release);

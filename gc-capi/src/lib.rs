@@ -23,7 +23,13 @@
 //! - [`callbacks`] — `GC_call_with_alloc_lock`, `GC_do_blocking`,
 //!   `GC_call_with_gc_active`, the start callback, `GC_start_mark_threads`.
 //! - [`heapinfo`] — `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible heap
-//!   bounds, `GC_register_displacement`.
+//!   bounds.
+//! - [`kinds`] — `gc_mark.h`: object kinds, mark procedures, `GC_generic_malloc`,
+//!   `GC_mark_and_push`, mark bits; interior pointers, displacements,
+//!   `GC_is_visible`.
+//! - [`typed`] — `gc_typed.h`: bitmap descriptors and explicitly typed objects.
+//! - [`markroots`] — `gc_mark.h`'s root pushing: `GC_push_all` and friends, the
+//!   push-other-roots callback, `GC_is_tmp_root`, `GC_clear_stack`.
 //! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
 //! - [`links`] — disappearing links, short and long (register, unregister, move).
 //! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
@@ -89,8 +95,15 @@
 //!   `GC_DISABLE_INCREMENTAL`, `GC_DONT_GC` are honoured (see [`init`]), plus gc-core's
 //!   `DUNEGC_*` (which win). `GC_PRINT_STATS` prints a statistics block at exit rather
 //!   than a line per collection. Other bdwgc variables are ignored.
-//! - **Not provided**: the debug allocator (`GC_DEBUG`, `GC_debug_*`), typed and
-//!   explicitly-kinded allocation, `GC_malloc_stubborn`, leak detection, the deprecated
+//! - **Custom kinds** ([`kinds`]): objects of kinds made with `GC_new_kind` are
+//!   allocated under the heap lock (no per-thread fast path) and always zeroed; a mark
+//!   procedure's own stack is a private buffer of 511 entries and `GC_mark_and_push`
+//!   bypasses it. `GC_generic_malloc` of a kind never made warns and returns NULL.
+//! - **Interior pointers off** (`GC_set_all_interior_pointers(0)`) applies to words in
+//!   heap objects and static data; stacks and registers keep objects alive through
+//!   any interior pointer, as in bdwgc. Memory from Rust's global allocator is exempt.
+//! - **Not provided**: the debug allocator (`GC_DEBUG`, `GC_debug_*`),
+//!   `GC_malloc_stubborn`, leak detection, the deprecated
 //!   global variables (`GC_gc_no`, `GC_dont_gc`, ...; use the getters and setters).
 
 // The exported names are bdwgc's, which are not snake case.
@@ -102,8 +115,11 @@ pub mod collect;
 pub mod finalize;
 pub mod heapinfo;
 pub mod init;
+pub mod kinds;
 pub mod links;
+pub mod markroots;
 pub mod threads;
+pub mod typed;
 pub mod types;
 pub mod warn;
 

@@ -474,3 +474,23 @@ fn run_on_both_collectors(name: &str, mprotect: bool) {
         run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
     }
 }
+
+#[test]
+fn custom_kinds_scan_only_what_their_descriptor_names() {
+    run_on_both_collectors("kinds", true);
+}
+
+#[test]
+fn typed_objects_keep_alive_only_through_pointer_words() {
+    run_on_both_collectors("typed", true);
+}
+
+#[test]
+fn without_interior_pointers_only_bases_and_displacements_keep_objects() {
+    run_on_both_collectors("interior", true);
+}
+
+#[test]
+fn push_other_roots_keeps_what_it_pushes() {
+    run_on_both_collectors("markroots", true);
+}

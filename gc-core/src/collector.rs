@@ -464,7 +464,7 @@ impl Heap {
             for t in w.threads.as_slice() {
                 let _ = gc.thread_sp.push((t.sp, t.fs_base));
                 for r in w.saved_regs(t) {
-                    self.mark_word(r, &mut gc.mark_stack);
+                    self.mark_stack_word(r, &mut gc.mark_stack);
                 }
             }
             // The marker threads are not stopped (they are idle now): their TLS and the
@@ -484,9 +484,11 @@ impl Heap {
             }
         }
         for r in gc.thread_roots.as_slice() {
-            self.scan_range(r.stack.0, r.stack.1, &mut gc.mark_stack);
-            self.scan_range(r.tls.0, r.tls.1, &mut gc.mark_stack);
+            self.scan_stack_range(r.stack.0, r.stack.1, &mut gc.mark_stack);
+            self.scan_stack_range(r.tls.0, r.tls.1, &mut gc.mark_stack);
         }
+        // Roots the program adds while the collector marks (GC_set_push_other_roots).
+        self.push_other_roots(&mut gc.mark_stack);
     }
 
     /// Finish of an incremental cycle: take the dirty set and rescan the marked objects
@@ -554,10 +556,16 @@ impl Heap {
             SpanState::Large => (0, 0),
             SpanState::Free => return,
         };
+        let described = span.scan.load(Ordering::Relaxed) != 0;
         for i in first..=last {
             let a = base + i * obj;
             if self.allocs.get(a) && self.marks.get(a) {
-                stack.push(a.max(page), (a + obj).min(page_end));
+                if described {
+                    // Scanned by its descriptor, whole (see `mark::descr`).
+                    self.push_object(a, obj, start, stack);
+                } else {
+                    stack.push(a.max(page), (a + obj).min(page_end));
+                }
             }
         }
     }

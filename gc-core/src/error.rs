@@ -46,11 +46,20 @@ pub enum GcError {
     /// An allocation was made by a thread that holds the heap lock (from inside the
     /// collector): refused rather than deadlocking.
     Reentrant,
+    /// An allocation named a scan class that was never registered
+    /// (`mark::descr::register_scan_class`).
+    BadScanClass {
+        /// The scan class given.
+        scan: u8,
+    },
 }
 
 impl fmt::Display for GcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            GcError::BadScanClass { scan } => {
+                write!(f, "scan class {scan} was never registered")
+            }
             GcError::OutOfMemory { requested_bytes } => {
                 write!(f, "out of memory allocating {requested_bytes} bytes")
             }

@@ -5,8 +5,10 @@
 //! - [`global_alloc`] — `GcAllocator` for `#[global_allocator]`.
 //! - [`gc`] — `Gc<T>`, the copyable collected pointer.
 //! - [`heap_api`] — collection, roots, finalizers and statistics on a `Heap`.
+//! - [`capi_kinds`] — mark bits and scan classes of objects, for the C ABI's `gc_mark.h`.
 
 pub mod capi_hooks;
+pub mod capi_kinds;
 pub mod capi_links;
 pub mod capi_support;
 pub mod gc;

@@ -98,7 +98,7 @@ pub struct GcState {
     /// An arming failure is already in the note.
     pub(super) arm_failure_noted: bool,
     pub(super) mark_stack: MarkStack,
-    pub(super) statics: MmapVec<(usize, usize)>,
+    pub(crate) statics: MmapVec<(usize, usize)>,
     pub(super) tracker: TrackerState,
     pub(super) cycle: Option<Cycle>,
     pub(super) dirty: DirtySet,

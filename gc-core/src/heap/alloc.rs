@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 /// the collector, e.g. a tracker's error path): refused, said once on stderr, never a
 /// deadlock.
 #[cold]
-fn reentrant() -> GcError {
+pub(crate) fn reentrant() -> GcError {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
         crate::util::eprintln_raw("dunegc: allocation refused: this thread holds the heap lock (allocating from inside the collector)");
@@ -26,7 +26,7 @@ fn reentrant() -> GcError {
 /// Zero `len` bytes at `addr` (16-byte aligned, a multiple of 16). Small objects are
 /// cleared with inline stores: a call to memset costs more than the clearing.
 #[inline]
-fn zero(addr: usize, len: usize) {
+pub(crate) fn zero(addr: usize, len: usize) {
     if len <= 64 {
         let mut p = addr as *mut u128;
         let end = (addr + len) as *mut u128;
@@ -65,7 +65,7 @@ impl Heap {
                 return self.alloc_small(kind, class);
             }
         }
-        self.alloc_large(kind, len, align)
+        self.alloc_large(kind, len, align, 0)
     }
 
     #[inline]
@@ -306,8 +306,8 @@ impl Heap {
         {
             return;
         }
-        self.pages
-            .list_push(&mut g.partial[kind as usize][class.index()], start);
+        let head = Self::partial_head(g, self.pages.span(start), kind, class);
+        self.pages.list_push(head, start);
     }
 
     /// Take a span off its partial list.
@@ -326,8 +326,22 @@ impl Heap {
         {
             return;
         }
-        self.pages
-            .list_unlink(&mut g.partial[kind as usize][class.index()], start);
+        let head = Self::partial_head(g, self.pages.span(start), kind, class);
+        self.pages.list_unlink(head, start);
+    }
+
+    /// The partial list a span belongs on: per (kind, class), or per (scan class, class)
+    /// for spans of a registered scan class (`heap::described`).
+    fn partial_head<'g>(
+        g: &'g mut HeapInner,
+        span: &super::span::Span,
+        kind: ObjectKind,
+        class: SizeClass,
+    ) -> &'g mut u32 {
+        match span.scan.load(Ordering::Relaxed) {
+            0 => &mut g.partial[kind as usize][class.index()],
+            s => &mut g.scan_partial[s as usize][class.index()],
+        }
     }
 
     /// A span for (kind, class) to allocate from: a partial one, or a new one.
@@ -352,6 +366,7 @@ impl Heap {
             class.0,
             class.object_bytes(),
             class.objects_per_span(),
+            0,
         );
         self.pages
             .span(run.start)
@@ -360,7 +375,8 @@ impl Heap {
         Some((run.start, run.fresh))
     }
 
-    fn init_span(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn init_span(
         &self,
         run: PageRun,
         state: SpanState,
@@ -368,9 +384,11 @@ impl Heap {
         class: u8,
         obj_bytes: usize,
         n_objects: usize,
+        scan: u8,
     ) {
         let span = self.pages.span(run.start);
         span.kind.store(kind as u8, Ordering::Relaxed);
+        span.scan.store(scan, Ordering::Relaxed);
         span.class.store(class, Ordering::Relaxed);
         span.owned.store(false, Ordering::Relaxed);
         span.in_partial.store(false, Ordering::Relaxed);
@@ -389,11 +407,12 @@ impl Heap {
     }
 
     #[cold]
-    fn alloc_large(
+    pub(crate) fn alloc_large(
         &'static self,
         kind: ObjectKind,
         len: usize,
         align: usize,
+        scan: u8,
     ) -> Result<usize, GcError> {
         let max = self.space_pages << LOG_BYTES_IN_PAGE;
         if len > max || len > u32::MAX as usize - BYTES_IN_PAGE {
@@ -435,7 +454,7 @@ impl Heap {
             }
         };
         let obj_bytes = len.next_multiple_of(GRANULE_BYTES);
-        self.init_span(run, SpanState::Large, kind, 0, obj_bytes, 1);
+        self.init_span(run, SpanState::Large, kind, 0, obj_bytes, 1, scan);
         let base = self.pages.page_addr(run.start);
         self.allocs.set_atomic(base);
         drop(g);

@@ -7,10 +7,12 @@
 //! - [`kind`] — object kinds and spaces.
 //! - [`cache`] — per-thread allocation caches (the lock-free fast path).
 //! - [`alloc`] — allocation slow paths and explicit free.
+//! - [`described`] — allocation of objects scanned by a registered descriptor.
 
 pub mod alloc;
 pub mod bitmap;
 pub mod cache;
+pub mod described;
 pub mod kind;
 pub mod size_class;
 pub mod span;
@@ -49,6 +51,9 @@ pub(crate) struct HeapInner {
     pub spaces: [PageSpace; N_SPACES],
     /// Spans with free slots not owned by any thread, per kind and class (page index + 1).
     pub partial: [[u32; N_CLASSES]; N_KINDS],
+    /// Spans of a registered scan class with free slots, per scan class and size class
+    /// (see [`described`]); index 0 is unused.
+    pub scan_partial: [[u32; N_CLASSES]; described::MAX_SCAN_CLASSES],
     /// Registered thread caches (a list through `ThreadCache::next`).
     pub caches: *mut cache::ThreadCache,
     /// Bytes allocated minus bytes freed since the last collection, as flushed.
@@ -156,6 +161,7 @@ impl Heap {
         let inner = HeapInner {
             spaces: std::array::from_fn(|i| PageSpace::new(i * space_pages, space_pages)),
             partial: [[0; N_CLASSES]; N_KINDS],
+            scan_partial: [[0; N_CLASSES]; described::MAX_SCAN_CLASSES],
             caches: std::ptr::null_mut(),
             bytes_since_gc: 0,
             gc,

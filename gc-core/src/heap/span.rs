@@ -36,6 +36,10 @@ pub struct Span {
     pub owned: AtomicBool,
     /// Linked in a partial list (has free slots and is not owned).
     pub in_partial: AtomicBool,
+    /// The scan class of its objects (`crate::mark::descr`): 0 = the kind's own scan
+    /// (whole object, or nothing for atomic kinds); otherwise a registered descriptor.
+    /// Such spans are never owned by a thread cache (see `heap::described`).
+    pub scan: AtomicU8,
     /// Pages in the span.
     pub n_pages: AtomicU32,
     /// Bytes per object (small) or the object's length (large).

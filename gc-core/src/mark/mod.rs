@@ -1,13 +1,17 @@
 //! Marking: the mark stack, the conservative scan, and parallel marking.
 //!
-//! Any aligned word that points into an allocated object (interior pointers included)
-//! marks it; traced objects are pushed as ranges to scan (a work entry is just
-//! `(start, end)`). Mark bits live in a side bitmap. Incremental mark steps run on one
-//! thread under the heap lock and set bits with a plain store; stop-the-world marking (a
-//! full collection, the finish of an incremental cycle) runs on every marker of the heap's
-//! [`pool`] and sets bits with an atomic OR. One function scans one object or range,
-//! [`Heap::scan_range_with`]: that is where per-kind scanning plugs in.
+//! Any aligned word that points into an allocated object (interior pointers included,
+//! unless [`interior`] says otherwise) marks it; traced objects are pushed as ranges to
+//! scan (a work entry is just `(start, end)`), or, for objects of a registered scan
+//! class, as described entries that [`descr`] interprets. Mark bits live in a side
+//! bitmap. Incremental mark steps run on one thread under the heap lock and set bits with
+//! a plain store; stop-the-world marking (a full collection, the finish of an incremental
+//! cycle) runs on every marker of the heap's [`pool`] and sets bits with an atomic OR.
+//! One function scans one range, [`Heap::scan_range_with`], and one scans one described
+//! entry, [`Heap::scan_entry`]; both take the same `PAR` parameter.
 
+pub mod descr;
+pub mod interior;
 pub(crate) mod pool;
 pub(crate) mod stack;
 
@@ -22,27 +26,63 @@ const CHUNK_BYTES: usize = 64 << 10;
 /// markers at once (an atomic OR).
 pub(crate) type Parallel = bool;
 
+/// What scanning one described entry counts against a marking step's budget.
+const DESCRIBED_COST_BYTES: usize = 128;
+
 impl Heap {
     /// Mark the object `word` points into, if any; push it if it is traced.
     #[inline]
     pub(crate) fn mark_word(&self, word: usize, stack: &mut MarkStack) {
-        self.mark_word_with::<false>(word, stack)
+        self.mark_word_from::<false>(word, stack, false);
     }
 
+    /// [`Heap::mark_word`] with mark bits set as `PAR` says (see [`Parallel`]).
     #[inline]
-    fn mark_word_with<const PAR: Parallel>(&self, word: usize, stack: &mut MarkStack) {
+    pub(crate) fn mark_word_with<const PAR: Parallel>(&self, word: usize, stack: &mut MarkStack) {
+        self.mark_word_from::<PAR>(word, stack, false);
+    }
+
+    /// [`Heap::mark_word`] for a word from a thread's stack or registers
+    /// (`from_stack`: any interior pointer counts) or from anywhere else.
+    #[inline(always)]
+    fn mark_word_from<const PAR: Parallel>(
+        &self,
+        word: usize,
+        stack: &mut MarkStack,
+        from_stack: bool,
+    ) {
         if word.wrapping_sub(self.base) >= self.end - self.base {
             return;
         }
         if let Some(info) = self.find_object(word) {
+            if !from_stack && !interior::accepts(word - info.base, info.kind) {
+                return;
+            }
             let newly = if PAR {
                 self.marks.set_parallel(info.base)
             } else {
                 self.marks.set_single_writer(info.base)
             };
             if newly && info.kind.is_traced() {
-                stack.push(info.base, info.base + info.len_bytes);
+                self.push_object(info.base, info.len_bytes, info.span, stack);
             }
+        }
+    }
+
+    /// Mark from a word of a thread's registers (any interior pointer counts).
+    pub(crate) fn mark_stack_word(&self, word: usize, stack: &mut MarkStack) {
+        self.mark_word_from::<false>(word, stack, true);
+    }
+
+    /// Mark everything a thread's stack `[start, end)` points to (any interior pointer
+    /// counts, as in bdwgc).
+    pub(crate) fn scan_stack_range(&self, start: usize, end: usize, stack: &mut MarkStack) {
+        let mut p = (start + 7) & !7;
+        while p + 8 <= end {
+            // SAFETY: as in scan_range: a readable stack range, read as a plain word.
+            let w = unsafe { std::ptr::read_volatile(p as *const usize) };
+            self.mark_word_from::<false>(w, stack, true);
+            p += 8;
         }
     }
 
@@ -150,6 +190,12 @@ impl Heap {
                 let Some((start, end)) = stack.items.pop() else {
                     break;
                 };
+                if start & descr::DESCRIBED != 0 {
+                    // One object scanned by its descriptor (see `descr`).
+                    self.scan_entry::<PAR>(start, end, stack);
+                    budget_bytes = budget_bytes.saturating_sub(DESCRIBED_COST_BYTES);
+                    continue;
+                }
                 let end_now = if end - start > CHUNK_BYTES {
                     stack.push(start + CHUNK_BYTES, end);
                     start + CHUNK_BYTES

@@ -1,4 +1,4 @@
-//! The mark stack: ranges still to scan. Below the heap (the collector's state holds
+//! The mark stack: ranges (and described objects) still to scan. Below the heap (the collector's state holds
 //! one); the marking that fills it is in [`crate::mark`].
 
 use crate::util::mmap::MmapVec;
@@ -23,6 +23,15 @@ impl MarkStack {
                 .push((start, end))
                 .expect("mapping memory for the mark stack failed");
         }
+    }
+
+    /// Push a described entry `(start | descr::DESCRIBED, descriptor)` (see
+    /// [`crate::mark::descr`]).
+    #[inline]
+    pub fn push_described(&mut self, tagged_start: usize, descr: usize) {
+        self.items
+            .push((tagged_start, descr))
+            .expect("mapping memory for the mark stack failed");
     }
 
     /// True when nothing is left to scan.
