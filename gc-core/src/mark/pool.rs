@@ -342,7 +342,7 @@ impl MarkerPool {
         let m = &self.markers[i];
         let mut public = m.public.lock().unwrap_or_else(|e| e.into_inner());
         for &(s, e) in &private.items.as_slice()[..k] {
-            public.push(s, e);
+            public.push_raw((s, e));
         }
         m.public_len.store(public.items.len(), Ordering::Release);
         drop(public);
@@ -377,7 +377,7 @@ impl MarkerPool {
         let mut public = m.public.lock().unwrap_or_else(|e| e.into_inner());
         let any = !public.is_empty();
         while let Some((s, e)) = public.items.pop() {
-            private.push(s, e);
+            private.push_raw((s, e));
         }
         m.public_len.store(0, Ordering::Release);
         any
@@ -400,7 +400,7 @@ impl MarkerPool {
             let take = len.div_ceil(2);
             for _ in 0..take {
                 let (s, e) = public.items.pop().expect("len checked");
-                private.push(s, e);
+                private.push_raw((s, e));
             }
             m.public_len.store(len - take, Ordering::Release);
             self.markers[i].steals.fetch_add(1, Ordering::Relaxed);

@@ -25,6 +25,15 @@ impl MarkStack {
         }
     }
 
+    /// Push an entry taken from another mark stack as it is (a range or a described
+    /// entry): what parallel marking uses to publish and steal work.
+    #[inline]
+    pub(crate) fn push_raw(&mut self, entry: (usize, usize)) {
+        self.items
+            .push(entry)
+            .expect("mapping memory for the mark stack failed");
+    }
+
     /// Push a described entry `(start | descr::DESCRIBED, descriptor)` (see
     /// [`crate::mark::descr`]).
     #[inline]
