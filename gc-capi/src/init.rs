@@ -57,6 +57,7 @@ fn init_once() {
         let heap = global_heap();
         crate::heapinfo::publish_bounds(heap);
         crate::threads::mark_current_registered();
+        crate::errors::init();
         if getenv(c"GC_DISABLE_INCREMENTAL").is_some() {
             INCREMENTAL_FORBIDDEN.store(true, Ordering::Release);
         }

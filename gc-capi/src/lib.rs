@@ -99,10 +99,14 @@
 pub mod alloc;
 pub mod callbacks;
 pub mod collect;
+pub mod debug;
+pub mod errors;
 pub mod finalize;
 pub mod heapinfo;
 pub mod init;
 pub mod links;
+pub mod ptrcheck;
+pub mod stubborn;
 pub mod threads;
 pub mod types;
 pub mod warn;

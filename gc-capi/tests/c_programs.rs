@@ -474,3 +474,13 @@ fn run_on_both_collectors(name: &str, mprotect: bool) {
         run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
     }
 }
+
+#[test]
+fn debug_allocator_reports_smashed_objects_with_file_and_line() {
+    run_on_both_collectors("debug", true);
+}
+
+#[test]
+fn leak_mode_reports_exactly_the_leaked_objects() {
+    run_on_both_collectors("leak", true);
+}
