@@ -349,8 +349,7 @@ unsafe fn dup(str: *const c_char, len: usize, s: *const c_char, i: c_int) -> *mu
 
 /// Abort with bdwgc's message for a pointer that is not in the heap at all.
 fn abort_invalid(what: &str, p: *mut c_void) -> ! {
-    eprintln!("Invalid pointer passed to {what}(): {p:p}");
-    std::process::abort()
+    crate::env::abort_with(&format!("Invalid pointer passed to {what}(): {p:p}"))
 }
 
 /// Free a debug object (bdwgc's `GC_debug_free`; `GC_FREE` under `GC_DEBUG`). A smashed
@@ -481,8 +480,7 @@ pub extern "C" fn GC_debug_change_stubborn(_p: *const c_void) {}
 #[no_mangle]
 pub extern "C" fn GC_debug_end_stubborn_change(p: *const c_void) {
     if crate::alloc::GC_base(p.cast_mut()).is_null() {
-        eprintln!("GC_debug_end_stubborn_change: bad arg: {p:p}");
-        std::process::abort();
+        crate::env::abort_with(&format!("GC_debug_end_stubborn_change: bad arg: {p:p}"));
     }
 }
 

@@ -119,6 +119,7 @@ fn translate_env() {
     translate(c"GC_PRINT_STATS", "DUNEGC_PRINT_STATS", |_| {
         Some("1".to_owned())
     });
+    crate::env::translate_more(|from, to, check| translate(from, to, check));
 }
 
 /// Initialise the collector (bdwgc's `GC_init`; `GC_INIT()` expands to it). Optional:

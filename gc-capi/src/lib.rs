@@ -100,6 +100,7 @@ pub mod alloc;
 pub mod callbacks;
 pub mod collect;
 pub mod debug;
+pub mod env;
 pub mod errors;
 pub mod finalize;
 pub mod heapinfo;

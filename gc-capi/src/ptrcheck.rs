@@ -18,18 +18,15 @@ pub type GcPrintProc2 = Option<unsafe extern "C" fn(*mut c_void, *mut c_void)>;
 pub type GcPrintProc1 = Option<unsafe extern "C" fn(*mut c_void)>;
 
 unsafe extern "C" fn default_same_obj_print_proc(p: *mut c_void, q: *mut c_void) {
-    eprintln!("GC_same_obj: Different objects: {p:p}, {q:p}");
-    std::process::abort();
+    crate::env::abort_with(&format!("GC_same_obj: Different objects: {p:p}, {q:p}"));
 }
 
 unsafe extern "C" fn default_is_visible_print_proc(p: *mut c_void) {
-    eprintln!("GC_is_visible test failed: {p:p}");
-    std::process::abort();
+    crate::env::abort_with(&format!("GC_is_visible test failed: {p:p}"));
 }
 
 unsafe extern "C" fn default_is_valid_displacement_print_proc(p: *mut c_void) {
-    eprintln!("GC_is_valid_displacement test failed: {p:p}");
-    std::process::abort();
+    crate::env::abort_with(&format!("GC_is_valid_displacement test failed: {p:p}"));
 }
 
 /// Called by `GC_same_obj` when its arguments are in different objects (bdwgc's
