@@ -564,3 +564,8 @@ fn invalid_free_aborts_or_loops_with_gc_loop_on_abort() {
 fn libc_sigabrt() -> i32 {
     6
 }
+
+#[test]
+fn registered_thread_keeps_its_stack_only_object_alive() {
+    run_on_both_collectors("registered_thread", true);
+}
