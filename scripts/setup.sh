@@ -15,6 +15,7 @@ PACKAGES=(
                       # static glibc (libc6-dev) that build dune-sandbox's test programs
     pkg-config        # benches/build.rs finds bdwgc through `pkg-config bdw-gc`
     libgc-dev         # bdwgc, the peer collector (issues 3, 4, 9)
+    w3m               # a Debian program linked with libgc.so.1, run on dunegc (issue 17)
 )
 
 # Refresh the package lists when they are older than this (seconds).

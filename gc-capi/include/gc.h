@@ -62,7 +62,9 @@
  *    at exit, not a line per collection), GC_ENABLE_INCREMENTAL, GC_DISABLE_INCREMENTAL,
  *    GC_DONT_GC; dunegc's own DUNEGC_* variables win where both are set
  *    (DUNEGC_DIRTY=auto|none|mprotect|soft-dirty|uffd|dune picks the tracker and
- *    implies incremental mode unless none).  Other bdwgc variables are ignored.
+ *    implies incremental mode unless none).  Also GC_FIND_LEAK, GC_ABORT_ON_LEAK,
+ *    GC_PRINT_VERBOSE_STATS, GC_MARKERS / GC_NPROCS (validated; one marker thread
+ *    here), GC_LOOP_ON_ABORT.  Other bdwgc variables are ignored.
  *  - The debug allocator (define GC_DEBUG before including gc.h) and leak detection
  *    (GC_set_find_leak, GC_find_leak, GC_FIND_LEAK) follow bdwgc 8.2: same header
  *    layout and reports (see the end of this file).  GC_debug_free of a pointer into an
@@ -390,6 +392,10 @@ GC_API void *GC_CALL GC_malloc_stubborn(size_t);
 GC_API void GC_CALL GC_change_stubborn(const void *);
 GC_API void GC_CALL GC_end_stubborn_change(const void *);
 GC_API void GC_CALL GC_ptr_store_and_dirty(void *, const void *);
+
+/* Aligned allocation; posix_memalign returns EINVAL / ENOMEM as POSIX's does.       */
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(2) void *GC_CALL GC_memalign(size_t /* align */, size_t);
+GC_API int GC_CALL GC_posix_memalign(void ** /* memptr */, size_t /* align */, size_t);
 
 /* Leak detection: unreachable objects are reported ("Found N leaked objects:") at  */
 /* the collection that finds them (at most 40 a collection), then freed.             */

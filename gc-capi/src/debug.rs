@@ -355,8 +355,10 @@ fn abort_invalid(what: &str, p: *mut c_void) -> ! {
 /// Free a debug object (bdwgc's `GC_debug_free`; `GC_FREE` under `GC_DEBUG`). A smashed
 /// object is reported ("GC_debug_free: found smashed location at ..."), a second free
 /// too ("found previously deallocated (?) object") and then ignored. A pointer into an
-/// object without debug information is reported and freed as `GC_free` would. A pointer
-/// outside the heap aborts with "Invalid pointer passed to free()", as in bdwgc.
+/// object without debug information is reported ("called on pointer ... w/o debugging
+/// info") and then treated as bdwgc does: freed in leak mode or if uncollectable,
+/// otherwise overwritten from `p` and left to the collector. A pointer outside the heap
+/// aborts with "Invalid pointer passed to free()", as in bdwgc.
 ///
 /// # Safety
 /// `p` is NULL or points into an object of this collector that no other thread frees

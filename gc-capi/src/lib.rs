@@ -26,6 +26,14 @@
 //!   bounds, `GC_register_displacement`.
 //! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
 //! - [`links`] — disappearing links, short and long (register, unregister, move).
+//! - [`debug`] — the `GC_DEBUG` allocator (`GC_debug_*`): bdwgc's headers, trailers
+//!   and reports.
+//! - [`errors`] — leak detection and the collection-time check of debug objects, and
+//!   their reports.
+//! - [`ptrcheck`] — `GC_same_obj`, `GC_pre_incr`, `GC_is_visible` & co.
+//! - [`stubborn`] — the stubborn-object calls (documented no-ops).
+//! - [`memalign`] — `GC_memalign`, `GC_posix_memalign`.
+//! - [`env`] — bdwgc's environment variables beyond those [`init`] maps.
 //! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
 //! - [`warn`] — the warning procedure.
 //! - [`types`] — the C types and constants.
@@ -86,12 +94,19 @@
 //!   larger objects if memory allows.
 //! - **Environment**: `GC_INITIAL_HEAP_SIZE`, `GC_MAXIMUM_HEAP_SIZE`,
 //!   `GC_FREE_SPACE_DIVISOR`, `GC_PRINT_STATS`, `GC_ENABLE_INCREMENTAL`,
-//!   `GC_DISABLE_INCREMENTAL`, `GC_DONT_GC` are honoured (see [`init`]), plus gc-core's
-//!   `DUNEGC_*` (which win). `GC_PRINT_STATS` prints a statistics block at exit rather
+//!   `GC_DISABLE_INCREMENTAL`, `GC_DONT_GC` are honoured (see [`init`]), and
+//!   `GC_FIND_LEAK`, `GC_ABORT_ON_LEAK`, `GC_PRINT_VERBOSE_STATS`, `GC_MARKERS`,
+//!   `GC_NPROCS`, `GC_LOOP_ON_ABORT` (see [`env`]), plus gc-core's `DUNEGC_*` (which
+//!   win). `GC_PRINT_STATS` prints a statistics block at exit rather
 //!   than a line per collection. Other bdwgc variables are ignored.
-//! - **Not provided**: the debug allocator (`GC_DEBUG`, `GC_debug_*`), typed and
-//!   explicitly-kinded allocation, `GC_malloc_stubborn`, leak detection, the deprecated
-//!   global variables (`GC_gc_no`, `GC_dont_gc`, ...; use the getters and setters).
+//! - **Debug allocator and leak detection** follow bdwgc 8.2 (header layout, report
+//!   texts, at most 40 leaks and 20 smashed objects a collection, leaks freed after
+//!   the report). `GC_free` of a debug body (an interior pointer) warns and is ignored
+//!   (bdwgc corrupts its heap there). Debian's bdwgc is built without
+//!   `KEEP_BACK_PTRS`, so `gc_backptr.h`'s functions are not exported by it, nor here.
+//! - **Not provided**: typed and explicitly-kinded allocation, most deprecated global
+//!   variables (`GC_gc_no`, `GC_dont_gc`, ...; use the getters and setters;
+//!   `GC_find_leak` and the pointer-check print procedures are provided).
 
 // The exported names are bdwgc's, which are not snake case.
 #![allow(non_snake_case)]
@@ -106,6 +121,7 @@ pub mod finalize;
 pub mod heapinfo;
 pub mod init;
 pub mod links;
+pub mod memalign;
 pub mod ptrcheck;
 pub mod stubborn;
 pub mod threads;

@@ -569,3 +569,8 @@ fn libc_sigabrt() -> i32 {
 fn registered_thread_keeps_its_stack_only_object_alive() {
     run_on_both_collectors("registered_thread", true);
 }
+
+#[test]
+fn leak_detector_header_redirects_malloc_and_reports_leaks() {
+    run_on_both_collectors("leak_detector", true);
+}
