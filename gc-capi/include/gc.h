@@ -348,6 +348,39 @@ GC_API void GC_CALL GC_noop1(GC_word);
 } /* extern "C" */
 #endif
 
+/* ---- Configuration macros gc_cpp.h / gc_allocator.h use (bdwgc's) --------------- */
+
+#if defined(__GNUC__) && defined(__GNUC_MINOR__)
+# define GC_GNUC_PREREQ(major, minor) \
+    ((__GNUC__ << 16) + __GNUC_MINOR__ >= ((major) << 16) + (minor))
+#else
+# define GC_GNUC_PREREQ(major, minor) 0
+#endif
+#ifdef __cplusplus
+# ifndef GC_ATTR_EXPLICIT
+#  if __cplusplus >= 201103L && !defined(__clang__)
+#   define GC_ATTR_EXPLICIT explicit
+#  else
+#   define GC_ATTR_EXPLICIT
+#  endif
+# endif
+# ifndef GC_NOEXCEPT
+#  if __cplusplus >= 201103L
+#   define GC_NOEXCEPT noexcept
+#  else
+#   define GC_NOEXCEPT throw()
+#  endif
+# endif
+#endif
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Print "Insufficient memory for the allocation" and exit(1) (bdwgc's).             */
+GC_API void GC_CALL GC_abort_on_oom(void) __attribute__((__noreturn__));
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
 /* ---- Debug allocator, leak detection, pointer checks (bdwgc 8.2) ---------------- */
 
 #ifdef __cplusplus

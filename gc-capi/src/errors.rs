@@ -230,3 +230,11 @@ pub extern "C" fn GC_set_find_leak(value: c_int) {
 pub extern "C" fn GC_get_find_leak() -> c_int {
     find_leak() as c_int
 }
+
+/// Print "Insufficient memory for the allocation" and exit with status 1 (bdwgc's
+/// `GC_abort_on_oom`, used by `gc_cpp.h` built with `GC_NEW_ABORTS_ON_OOM`).
+#[no_mangle]
+pub extern "C" fn GC_abort_on_oom() -> ! {
+    eprintln!("Insufficient memory for the allocation");
+    std::process::exit(1)
+}

@@ -12,7 +12,11 @@
 //!
 //! `scripts/build-capi.sh` builds the release library and installs it under
 //! `target/capi/` as `libgc.so.1` (with `libgc.so` → `libgc.so.1`), `libdunegc.so`,
-//! `libdunegc.a` and the headers.
+//! `libdunegc.a` and the headers (`gc.h`, `gc_cpp.h`, `gc/*.h`: bdwgc's layout), and
+//! builds the C++ parts from `cpp/` as Debian ships them: `libgccpp.so.1` (the global
+//! `operator new`/`delete` over `GC_MALLOC_UNCOLLECTABLE`/`GC_FREE`, and
+//! `GC_throw_bad_alloc`) and `libgctba.so.1`. `gc_cpp.h` and `gc_allocator.h` are
+//! bdwgc's own headers, unmodified (their notices retained, as their licence asks).
 //!
 //! Tour:
 //! - [`init`] — `GC_init`, bdwgc's environment variables mapped to gc-core's, versions.
