@@ -167,13 +167,13 @@ pub(crate) fn print_smashed(msg: &str, body: usize, clobbered: usize) {
     // SAFETY: `body` is the body of a live heap object of at least the header's size.
     let h = unsafe { read_header(base) };
     if clobbered <= base + 16 || h.file.is_null() {
-        eprint!(
-            "{msg} {clobbered:#x} in or near object at {body:#x}(<smashed>, appr. sz= {})\n",
+        eprintln!(
+            "{msg} {clobbered:#x} in or near object at {body:#x}(<smashed>, appr. sz= {})",
             len.saturating_sub(DEBUG_BYTES)
         );
     } else {
-        eprint!(
-            "{msg} {clobbered:#x} in or near object at {body:#x} ({}:{}, sz= {})\n",
+        eprintln!(
+            "{msg} {clobbered:#x} in or near object at {body:#x} ({}:{}, sz= {})",
             file_name(h.file),
             h.line as i32,
             h.size
@@ -207,8 +207,8 @@ fn debug_alloc(
     start_debugging();
     let base = alloc_kind(what, kind, lb.saturating_add(DEBUG_BYTES + 1));
     if base.is_null() {
-        eprint!(
-            "{what}({lb}) returning NULL ({}:{line})\n",
+        eprintln!(
+            "{what}({lb}) returning NULL ({}:{line})",
             if file.is_null() {
                 "?".into()
             } else {
@@ -374,7 +374,7 @@ pub unsafe extern "C" fn GC_debug_free(p: *mut c_void) {
     };
     let base = info.base;
     if p as usize - base != HEADER_BYTES {
-        eprint!("GC_debug_free called on pointer {p:p} w/o debugging info\n");
+        eprintln!("GC_debug_free called on pointer {p:p} w/o debugging info");
     } else {
         // SAFETY: `base` is a live object containing `p = base + HEADER_BYTES`; it has
         // at least a header's worth of bytes.
@@ -444,7 +444,7 @@ pub unsafe extern "C" fn GC_debug_realloc(
         abort_invalid("realloc", p);
     };
     if p as usize - info.base != HEADER_BYTES {
-        eprint!("GC_debug_realloc called on pointer {p:p} w/o debugging info\n");
+        eprintln!("GC_debug_realloc called on pointer {p:p} w/o debugging info");
         // SAFETY: the caller's promise is GC_realloc's.
         return unsafe { crate::alloc::GC_realloc(p, lb) };
     }
@@ -572,7 +572,7 @@ unsafe fn register_debug(
         return;
     }
     if obj as usize - base as usize != HEADER_BYTES {
-        eprint!("{what} called with non-base-pointer {obj:p}\n");
+        eprintln!("{what} called with non-base-pointer {obj:p}");
     }
     let (wrapped, data) = match f {
         None => (None, std::ptr::null_mut()),

@@ -155,8 +155,8 @@ fn print_all_errors() {
     let heap = heap();
     let smashed = take(&SMASHED, &N_SMASHED);
     if !smashed.is_empty() {
-        eprint!(
-            "GC_check_heap_block: found {} smashed heap objects:\n",
+        eprintln!(
+            "GC_check_heap_block: found {} smashed heap objects:",
             smashed.len()
         );
         for c in smashed {
@@ -167,7 +167,7 @@ fn print_all_errors() {
     }
     let leaked = take(&LEAKED, &N_LEAKED);
     if !leaked.is_empty() {
-        eprint!("Found {} leaked objects:\n", leaked.len());
+        eprintln!("Found {} leaked objects:", leaked.len());
         for &base in &leaked {
             print_heap_obj(heap, base);
         }
@@ -195,8 +195,8 @@ fn print_heap_obj(heap: &gc_core::Heap, base: usize) {
             ObjectKind::Uncollectable => "UNCOLLECTABLE",
             _ => "NORMAL",
         };
-        eprint!(
-            "{:#x} ({}:{}, sz= {}, {kind})\n",
+        eprintln!(
+            "{:#x} ({}:{}, sz= {}, {kind})",
             base + HEADER_BYTES,
             debug::file_name(h.file),
             h.line as i32,
@@ -208,8 +208,8 @@ fn print_heap_obj(heap: &gc_core::Heap, base: usize) {
             ObjectKind::Uncollectable => "uncollectable",
             _ => "composite",
         };
-        eprint!(
-            "object at {base:#x} of appr. {} bytes ({kind})\n",
+        eprintln!(
+            "object at {base:#x} of appr. {} bytes ({kind})",
             info.len_bytes
         );
     }

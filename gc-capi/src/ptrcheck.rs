@@ -56,8 +56,12 @@ fn fail1(proc_: *const GcPrintProc1, p: *mut c_void) {
 /// Check that `p` and `q` point into the same object; returns `p` (bdwgc's
 /// `GC_same_obj`). Succeeds if neither points into the heap, and if `p` points between
 /// objects and `q` into none.
+///
+/// # Safety
+/// A print procedure the program stored in `GC_same_obj_print_proc` must accept `p`
+/// and `q` (the default one only prints them).
 #[no_mangle]
-pub extern "C" fn GC_same_obj(p: *mut c_void, q: *mut c_void) -> *mut c_void {
+pub unsafe extern "C" fn GC_same_obj(p: *mut c_void, q: *mut c_void) -> *mut c_void {
     let heap = heap();
     let (pa, qa) = (p as usize, q as usize);
     let ok = match heap.find_object(pa) {
@@ -79,12 +83,14 @@ pub extern "C" fn GC_same_obj(p: *mut c_void, q: *mut c_void) -> *mut c_void {
 /// returns the new value (bdwgc's `GC_pre_incr`).
 ///
 /// # Safety
-/// `p` is a readable and writable pointer slot.
+/// `p` is a readable and writable pointer slot; see [`GC_same_obj`] for the print
+/// procedure.
 #[no_mangle]
 pub unsafe extern "C" fn GC_pre_incr(p: *mut *mut c_void, how_much: isize) -> *mut c_void {
     // SAFETY: the caller's promise.
     let initial = unsafe { p.read() };
-    let result = GC_same_obj(initial.wrapping_byte_offset(how_much), initial);
+    // SAFETY: the caller's promise covers the print procedure.
+    let result = unsafe { GC_same_obj(initial.wrapping_byte_offset(how_much), initial) };
     // SAFETY: as above.
     unsafe { p.write(result) };
     result
@@ -94,12 +100,14 @@ pub unsafe extern "C" fn GC_pre_incr(p: *mut *mut c_void, how_much: isize) -> *m
 /// returns the old value (bdwgc's `GC_post_incr`).
 ///
 /// # Safety
-/// `p` is a readable and writable pointer slot.
+/// `p` is a readable and writable pointer slot; see [`GC_same_obj`] for the print
+/// procedure.
 #[no_mangle]
 pub unsafe extern "C" fn GC_post_incr(p: *mut *mut c_void, how_much: isize) -> *mut c_void {
     // SAFETY: the caller's promise.
     let initial = unsafe { p.read() };
-    let result = GC_same_obj(initial.wrapping_byte_offset(how_much), initial);
+    // SAFETY: the caller's promise covers the print procedure.
+    let result = unsafe { GC_same_obj(initial.wrapping_byte_offset(how_much), initial) };
     // SAFETY: as above.
     unsafe { p.write(result) };
     initial
@@ -112,7 +120,8 @@ pub unsafe extern "C" fn GC_post_incr(p: *mut *mut c_void, how_much: isize) -> *
 pub extern "C" fn GC_is_visible(p: *mut c_void) -> *mut c_void {
     let heap = heap();
     let a = p as usize;
-    if a % std::mem::align_of::<usize>() != 0 || (heap.in_used_span(a) && heap.base_of(a).is_none())
+    if !a.is_multiple_of(std::mem::align_of::<usize>())
+        || (heap.in_used_span(a) && heap.base_of(a).is_none())
     {
         fail1(&raw const GC_is_visible_print_proc, p);
     }

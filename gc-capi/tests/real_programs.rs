@@ -39,10 +39,10 @@ fn html_page(n: usize) -> String {
     s.push_str("<h1>Generated page &amp; friends</h1>\n");
     for i in 0..n {
         let word = ["alpha", "beta", "gamma", "delta", "epsilon"][i % 5];
-        let _ = write!(
+        let _ = writeln!(
             s,
             "<h3>Section {i}</h3><p>The <a href=\"/item/{i}\">{word} {}</a> item &lt;{}&gt; \
-             has <b>{}</b> and <i>{}</i>.</p><ul><li>{word}</li><li>{}</li></ul>\n",
+             has <b>{}</b> and <i>{}</i>.</p><ul><li>{word}</li><li>{}</li></ul>",
             i * 7 % 1000,
             i % 13,
             i.wrapping_mul(2_654_435_761) % 100_000,
