@@ -381,6 +381,39 @@ GC_API void GC_CALL GC_abort_on_oom(void) __attribute__((__noreturn__));
 } /* extern "C" */
 #endif
 
+/* ---- Profiling statistics (bdwgc 8.2's struct, field for field) -------------------- */
+/* Fields dunegc does not count hold (GC_word)-1, bdwgc's "unknown": non_gc_bytes,     */
+/* bytes_reclaimed_since_gc, reclaimed_bytes_before_gc, expl_freed_bytes_since_gc,     */
+/* obtained_from_os_bytes.  unmapped_bytes and markers_m1 are 0.                        */
+struct GC_prof_stats_s {
+  GC_word heapsize_full;
+  GC_word free_bytes_full;
+  GC_word unmapped_bytes;
+  GC_word bytes_allocd_since_gc;
+  GC_word allocd_bytes_before_gc;
+  GC_word non_gc_bytes;
+  GC_word gc_no;
+  GC_word markers_m1;
+  GC_word bytes_reclaimed_since_gc;
+  GC_word reclaimed_bytes_before_gc;
+  GC_word expl_freed_bytes_since_gc;
+  GC_word obtained_from_os_bytes;
+};
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Fill at most stats_sz bytes (0xff past the struct); returns the bytes filled.      */
+GC_API size_t GC_CALL GC_get_prof_stats(struct GC_prof_stats_s *, size_t /* stats_sz */);
+GC_API size_t GC_CALL GC_get_prof_stats_unsafe(struct GC_prof_stats_s *, size_t);
+/* GC_get_heap_size() - GC_get_free_bytes().                                          */
+GC_API size_t GC_CALL GC_get_memory_use(void);
+/* 0: one marking thread.  GC_set_markers_count before GC_INIT sets DUNEGC_MARKERS.  */
+GC_API int GC_CALL GC_get_parallel(void);
+GC_API void GC_CALL GC_set_markers_count(unsigned);
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
 /* ---- Debug allocator, leak detection, pointer checks (bdwgc 8.2) ---------------- */
 
 #ifdef __cplusplus

@@ -36,6 +36,7 @@
 //!   their reports.
 //! - [`ptrcheck`] — `GC_same_obj`, `GC_pre_incr`, `GC_is_visible` & co.
 //! - [`stubborn`] — the stubborn-object calls (documented no-ops).
+//! - [`prof`] — `GC_get_prof_stats`, `GC_get_memory_use`, `GC_get_parallel`.
 //! - [`memalign`] — `GC_memalign`, `GC_posix_memalign`.
 //! - [`env`] — bdwgc's environment variables beyond those [`init`] maps.
 //! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
@@ -126,6 +127,7 @@ pub mod heapinfo;
 pub mod init;
 pub mod links;
 pub mod memalign;
+pub mod prof;
 pub mod ptrcheck;
 pub mod stubborn;
 pub mod threads;

@@ -574,3 +574,8 @@ fn registered_thread_keeps_its_stack_only_object_alive() {
 fn leak_detector_header_redirects_malloc_and_reports_leaks() {
     run_on_both_collectors("leak_detector", true);
 }
+
+#[test]
+fn prof_stats_agree_with_the_getters() {
+    run_on_both_collectors("prof", false);
+}
