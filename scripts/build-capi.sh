@@ -4,7 +4,8 @@
 #
 #   target/capi/libdunegc.so, libdunegc.a   the library under its own name
 #   target/capi/libgc.so.1, libgc.so        the same library under bdwgc's names
-#   target/capi/include/gc.h, gc/gc.h       the header
+#   target/capi/libgccpp.so.1, libgctba.so.1  the C++ parts (gc-capi/cpp/)
+#   target/capi/include/gc.h, gc_cpp.h, gc/*.h  the headers, in bdwgc's layout
 #
 # A program built against bdwgc (linked with -lgc; DT_NEEDED libgc.so.1 or libgc.so)
 # then runs on dunegc unchanged:
@@ -31,8 +32,19 @@ install -m 0755 "$built/libdunegc.so" "$out/libdunegc.so"
 install -m 0644 "$built/libdunegc.a" "$out/libdunegc.a"
 install -m 0755 "$built/libdunegc.so" "$out/libgc.so.1"
 ln -sfn libgc.so.1 "$out/libgc.so"
-install -m 0644 gc-capi/include/gc.h "$out/include/gc.h"
-install -m 0644 gc-capi/include/gc/gc.h "$out/include/gc/gc.h"
-install -m 0644 gc-capi/include/gc/gc_mark.h gc-capi/include/gc/gc_typed.h "$out/include/gc/"
+install -m 0644 gc-capi/include/gc.h gc-capi/include/gc_cpp.h "$out/include/"
+install -m 0644 gc-capi/include/gc/*.h "$out/include/gc/"
+# The C++ library parts, as Debian's libgc1 ships them: libgccpp.so.1 (global
+# operator new/delete over the collector, GC_throw_bad_alloc) and libgctba.so.1
+# (GC_throw_bad_alloc alone), both needing libgc.so.1.
+if command -v g++ >/dev/null 2>&1; then
+    for lib in gccpp:gc_cpp gctba:gc_badalc; do
+        g++ -shared -fPIC -O2 -I gc-capi/include "gc-capi/cpp/${lib#*:}.cc" \
+            -o "$out/lib${lib%%:*}.so.1" -L "$out" -l:libgc.so.1
+        ln -sfn "lib${lib%%:*}.so.1" "$out/lib${lib%%:*}.so"
+    done
+else
+    echo "g++ not found: libgccpp.so.1 / libgctba.so.1 not built" >&2
+fi
 echo "installed dunegc's C library in $out (libgc.so.1 -> dunegc); headers in $out/include"
 echo "run a -lgc program on it with: LD_LIBRARY_PATH=$out ./program"

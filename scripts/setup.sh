@@ -16,6 +16,7 @@ PACKAGES=(
     pkg-config        # benches/build.rs finds bdwgc through `pkg-config bdw-gc`
     libgc-dev         # bdwgc, the peer collector (issues 3, 4, 9)
     guile-3.0         # a real libgc program: gc-capi/tests/guile.rs (issue 17)
+    w3m               # a Debian program linked with libgc.so.1, run on dunegc (issue 17)
 )
 
 # Refresh the package lists when they are older than this (seconds).

@@ -62,21 +62,24 @@
  *    at exit, not a line per collection), GC_ENABLE_INCREMENTAL, GC_DISABLE_INCREMENTAL,
  *    GC_DONT_GC; dunegc's own DUNEGC_* variables win where both are set
  *    (DUNEGC_DIRTY=auto|none|mprotect|soft-dirty|uffd|dune picks the tracker and
- *    implies incremental mode unless none).  Other bdwgc variables are ignored.
- *  - Not provided: the debug allocator (GC_DEBUG, GC_debug_*: defining GC_DEBUG is an
- *    error), stubborn objects, leak detection, the
- *    deprecated global variables (GC_gc_no, GC_dont_gc, GC_oom_fn, ...: use the getters
- *    and setters).
+ *    implies incremental mode unless none).  Also GC_FIND_LEAK, GC_ABORT_ON_LEAK,
+ *    GC_PRINT_VERBOSE_STATS, GC_MARKERS / GC_NPROCS (the number of marker threads),
+ *    GC_LOOP_ON_ABORT.  Other bdwgc variables are ignored.
+ *  - The debug allocator (define GC_DEBUG before including gc.h) and leak detection
+ *    (GC_set_find_leak, GC_find_leak, GC_FIND_LEAK) follow bdwgc 8.2: same header
+ *    layout and reports (see the end of this file).  GC_debug_free of a pointer into an
+ *    object without debug information, and GC_free of a debug object's body through
+ *    the non-debug call, are reported (the latter through the warning procedure) and
+ *    never corrupt the heap.
  *  - Typed allocation and custom kinds: <gc/gc_typed.h>, <gc/gc_mark.h> (see there).
+ *  - Not provided: most deprecated global variables (GC_gc_no, GC_dont_gc, GC_oom_fn,
+ *    ...: use the getters and setters).
  */
 #ifndef GC_H
 #define GC_H
 
 #include <stddef.h>
 
-#ifdef GC_DEBUG
-# error "dunegc does not provide bdwgc's debug allocator (GC_DEBUG)"
-#endif
 
 #define GC_DUNEGC 1
 
@@ -349,6 +352,199 @@ GC_API void GC_CALL GC_noop1(GC_word);
 
 #ifdef __cplusplus
 } /* extern "C" */
+#endif
+
+/* ---- Configuration macros gc_cpp.h / gc_allocator.h use (bdwgc's) --------------- */
+
+#if defined(__GNUC__) && defined(__GNUC_MINOR__)
+# define GC_GNUC_PREREQ(major, minor) \
+    ((__GNUC__ << 16) + __GNUC_MINOR__ >= ((major) << 16) + (minor))
+#else
+# define GC_GNUC_PREREQ(major, minor) 0
+#endif
+#ifdef __cplusplus
+# ifndef GC_ATTR_EXPLICIT
+#  if __cplusplus >= 201103L && !defined(__clang__)
+#   define GC_ATTR_EXPLICIT explicit
+#  else
+#   define GC_ATTR_EXPLICIT
+#  endif
+# endif
+# ifndef GC_NOEXCEPT
+#  if __cplusplus >= 201103L
+#   define GC_NOEXCEPT noexcept
+#  else
+#   define GC_NOEXCEPT throw()
+#  endif
+# endif
+#endif
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Print "Insufficient memory for the allocation" and exit(1) (bdwgc's).             */
+GC_API void GC_CALL GC_abort_on_oom(void) __attribute__((__noreturn__));
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+/* ---- Profiling statistics (bdwgc 8.2's struct, field for field) -------------------- */
+/* Fields dunegc does not count hold (GC_word)-1, bdwgc's "unknown": non_gc_bytes,     */
+/* bytes_reclaimed_since_gc, reclaimed_bytes_before_gc, expl_freed_bytes_since_gc,     */
+/* obtained_from_os_bytes.  unmapped_bytes and markers_m1 are 0.                        */
+struct GC_prof_stats_s {
+  GC_word heapsize_full;
+  GC_word free_bytes_full;
+  GC_word unmapped_bytes;
+  GC_word bytes_allocd_since_gc;
+  GC_word allocd_bytes_before_gc;
+  GC_word non_gc_bytes;
+  GC_word gc_no;
+  GC_word markers_m1;
+  GC_word bytes_reclaimed_since_gc;
+  GC_word reclaimed_bytes_before_gc;
+  GC_word expl_freed_bytes_since_gc;
+  GC_word obtained_from_os_bytes;
+};
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Fill at most stats_sz bytes (0xff past the struct); returns the bytes filled.      */
+GC_API size_t GC_CALL GC_get_prof_stats(struct GC_prof_stats_s *, size_t /* stats_sz */);
+GC_API size_t GC_CALL GC_get_prof_stats_unsafe(struct GC_prof_stats_s *, size_t);
+/* GC_get_heap_size() - GC_get_free_bytes().                                          */
+GC_API size_t GC_CALL GC_get_memory_use(void);
+/* 0: one marking thread.  GC_set_markers_count before GC_INIT sets DUNEGC_MARKERS.  */
+GC_API int GC_CALL GC_get_parallel(void);
+GC_API void GC_CALL GC_set_markers_count(unsigned);
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+/* ---- Debug allocator, leak detection, pointer checks (bdwgc 8.2) ---------------- */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* x86_64 glibc can save call stacks, so bdwgc passes no return address. */
+#define GC_EXTRAS __FILE__, __LINE__
+#define GC_EXTRA_PARAMS const char *s, int i
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc(size_t, GC_EXTRA_PARAMS);
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_atomic(size_t, GC_EXTRA_PARAMS);
+GC_API GC_ATTR_MALLOC char *GC_CALL GC_debug_strdup(const char *, GC_EXTRA_PARAMS);
+GC_API GC_ATTR_MALLOC char *GC_CALL GC_debug_strndup(const char *, size_t, GC_EXTRA_PARAMS);
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_uncollectable(size_t, GC_EXTRA_PARAMS);
+GC_API void *GC_CALL GC_debug_malloc_stubborn(size_t, GC_EXTRA_PARAMS);
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_ignore_off_page(size_t, GC_EXTRA_PARAMS);
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_atomic_ignore_off_page(size_t, GC_EXTRA_PARAMS);
+/* GC_debug_free of a collectable object overwrites the body and leaves the object  */
+/* to the collector (as bdwgc); a second free is reported, not repeated.  A pointer  */
+/* outside the heap aborts: "Invalid pointer passed to free()".                      */
+GC_API void GC_CALL GC_debug_free(void *);
+GC_API void *GC_CALL GC_debug_realloc(void *, size_t, GC_EXTRA_PARAMS) GC_ATTR_ALLOC_SIZE(2);
+GC_API void GC_CALL GC_debug_change_stubborn(const void *);
+GC_API void GC_CALL GC_debug_end_stubborn_change(const void *);
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_replacement(size_t);
+GC_API GC_ATTR_ALLOC_SIZE(2) void *GC_CALL GC_debug_realloc_replacement(void *, size_t);
+GC_API void GC_CALL GC_debug_register_finalizer(void *, GC_finalization_proc, void *,
+                                                GC_finalization_proc *, void **);
+GC_API void GC_CALL GC_debug_register_finalizer_ignore_self(void *, GC_finalization_proc,
+                                                            void *, GC_finalization_proc *,
+                                                            void **);
+GC_API void GC_CALL GC_debug_register_finalizer_no_order(void *, GC_finalization_proc,
+                                                         void *, GC_finalization_proc *,
+                                                         void **);
+GC_API void GC_CALL GC_debug_register_displacement(size_t);
+GC_API void GC_CALL GC_debug_ptr_store_and_dirty(void *, const void *);
+GC_API size_t GC_CALL GC_get_debug_header_size(void);
+GC_API const size_t GC_debug_header_size;
+
+/* Stubborn objects are ordinary objects; the change calls are no-ops (writes are   */
+/* seen by the dirty tracker).                                                       */
+GC_API void *GC_CALL GC_malloc_stubborn(size_t);
+GC_API void GC_CALL GC_change_stubborn(const void *);
+GC_API void GC_CALL GC_end_stubborn_change(const void *);
+GC_API void GC_CALL GC_ptr_store_and_dirty(void *, const void *);
+
+/* Aligned allocation; posix_memalign returns EINVAL / ENOMEM as POSIX's does.       */
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(2) void *GC_CALL GC_memalign(size_t /* align */, size_t);
+GC_API int GC_CALL GC_posix_memalign(void ** /* memptr */, size_t /* align */, size_t);
+
+/* Leak detection: unreachable objects are reported ("Found N leaked objects:") at  */
+/* the collection that finds them (at most 40 a collection), then freed.             */
+GC_API int GC_find_leak;
+GC_API void GC_CALL GC_set_find_leak(int);
+GC_API int GC_CALL GC_get_find_leak(void);
+
+/* Pointer checks; each returns its (first) argument and calls the print procedure  */
+/* on failure (the defaults abort).                                                  */
+GC_API void *GC_CALL GC_same_obj(void *, void *);
+GC_API void *GC_CALL GC_pre_incr(void **, ptrdiff_t);
+GC_API void *GC_CALL GC_post_incr(void **, ptrdiff_t);
+GC_API void *GC_CALL GC_is_visible(void *);
+GC_API void *GC_CALL GC_is_valid_displacement(void *);
+GC_API void (GC_CALLBACK *GC_same_obj_print_proc)(void *, void *);
+GC_API void (GC_CALLBACK *GC_is_valid_displacement_print_proc)(void *);
+GC_API void (GC_CALLBACK *GC_is_visible_print_proc)(void *);
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#ifdef GC_DEBUG
+# undef GC_MALLOC
+# undef GC_MALLOC_ATOMIC
+# undef GC_MALLOC_UNCOLLECTABLE
+# undef GC_MALLOC_IGNORE_OFF_PAGE
+# undef GC_MALLOC_ATOMIC_IGNORE_OFF_PAGE
+# undef GC_REALLOC
+# undef GC_FREE
+# undef GC_STRDUP
+# undef GC_STRNDUP
+# undef GC_REGISTER_FINALIZER
+# undef GC_REGISTER_FINALIZER_IGNORE_SELF
+# undef GC_REGISTER_FINALIZER_NO_ORDER
+# undef GC_GENERAL_REGISTER_DISAPPEARING_LINK
+# undef GC_REGISTER_LONG_LINK
+# undef GC_REGISTER_DISPLACEMENT
+# define GC_MALLOC(sz) GC_debug_malloc(sz, GC_EXTRAS)
+# define GC_MALLOC_ATOMIC(sz) GC_debug_malloc_atomic(sz, GC_EXTRAS)
+# define GC_MALLOC_UNCOLLECTABLE(sz) GC_debug_malloc_uncollectable(sz, GC_EXTRAS)
+# define GC_MALLOC_IGNORE_OFF_PAGE(sz) GC_debug_malloc_ignore_off_page(sz, GC_EXTRAS)
+# define GC_MALLOC_ATOMIC_IGNORE_OFF_PAGE(sz) \
+    GC_debug_malloc_atomic_ignore_off_page(sz, GC_EXTRAS)
+# define GC_REALLOC(old, sz) GC_debug_realloc(old, sz, GC_EXTRAS)
+# define GC_FREE(p) GC_debug_free(p)
+# define GC_STRDUP(s) GC_debug_strdup(s, GC_EXTRAS)
+# define GC_STRNDUP(s, sz) GC_debug_strndup(s, sz, GC_EXTRAS)
+# define GC_REGISTER_FINALIZER(p, f, d, of, od) GC_debug_register_finalizer(p, f, d, of, od)
+# define GC_REGISTER_FINALIZER_IGNORE_SELF(p, f, d, of, od) \
+    GC_debug_register_finalizer_ignore_self(p, f, d, of, od)
+# define GC_REGISTER_FINALIZER_NO_ORDER(p, f, d, of, od) \
+    GC_debug_register_finalizer_no_order(p, f, d, of, od)
+# define GC_GENERAL_REGISTER_DISAPPEARING_LINK(link, obj) \
+    GC_general_register_disappearing_link(link, GC_base((void *)(obj)))
+# define GC_REGISTER_LONG_LINK(link, obj) GC_register_long_link(link, GC_base((void *)(obj)))
+# define GC_REGISTER_DISPLACEMENT(n) GC_debug_register_displacement(n)
+# define GC_END_STUBBORN_CHANGE(p) GC_debug_end_stubborn_change(p)
+# define GC_PTR_STORE_AND_DIRTY(p, q) GC_debug_ptr_store_and_dirty(p, q)
+# ifdef __GNUC__
+#  define GC_PTR_ADD(x, n) ((__typeof__(x))GC_same_obj((x) + (n), (x)))
+#  define GC_PRE_INCR(x, n) ((__typeof__(x))GC_pre_incr((void **)(&(x)), (n) * sizeof(*x)))
+#  define GC_POST_INCR(x) ((__typeof__(x))GC_post_incr((void **)(&(x)), sizeof(*x)))
+#  define GC_POST_DECR(x) ((__typeof__(x))GC_post_incr((void **)(&(x)), -(ptrdiff_t)sizeof(*x)))
+# endif
+# define GC_PTR_STORE(p, q) (*(void **)GC_is_visible((void *)(p)) = GC_is_valid_displacement((void *)(q)))
+#else
+# define GC_END_STUBBORN_CHANGE(p) GC_end_stubborn_change(p)
+# define GC_PTR_STORE_AND_DIRTY(p, q) GC_ptr_store_and_dirty(p, q)
+#endif
+#ifndef GC_PTR_ADD
+# define GC_PTR_ADD(x, n) ((x) + (n))
+# define GC_PRE_INCR(x, n) ((x) += (n))
+# define GC_POST_INCR(x) ((x)++)
+# define GC_POST_DECR(x) ((x)--)
+#endif
+#ifndef GC_PTR_STORE
+# define GC_PTR_STORE(p, q) (*(void **)(p) = (void *)(q))
 #endif
 
 /* ---- pthread wrappers ---------------------------------------------------------- */

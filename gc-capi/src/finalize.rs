@@ -182,6 +182,7 @@ pub(crate) fn forget_finalizer(heap: &'static Heap, addr: usize) {
 /// collection).
 #[inline]
 pub(crate) fn invoke_if_due(heap: &'static Heap) {
+    crate::errors::report_if_any();
     if heap.has_pending_finalizers() {
         if !ON_DEMAND.load(Ordering::Relaxed) {
             run_guarded(heap);

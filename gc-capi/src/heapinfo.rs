@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// bdwgc's `GC_least_plausible_heap_addr` (gc_mark.h): no heap object starts below it.
 /// dunegc reserves its whole address space when the collector initialises and never
-/// grows it, so this is the start of the reservation from then on (before that:
+/// grows it, so this is one byte below the start of the reservation from then on (before that:
 /// all ones, an empty range, as no object exists yet). `AtomicPtr` has the layout of
 /// `void *`.
 #[no_mangle]
@@ -26,7 +26,10 @@ pub static GC_greatest_plausible_heap_addr: AtomicPtr<c_void> =
 /// Publish the heap's bounds (at initialisation).
 pub(crate) fn publish_bounds(heap: &Heap) {
     let (start, end) = heap.reservation();
-    GC_least_plausible_heap_addr.store(start as *mut c_void, Ordering::Release);
+    // One byte below the reservation: still a lower bound, and not a pointer into the
+    // first object (this variable lies in scanned static data; holding `start` kept the
+    // heap's first object alive forever, which leak detection showed).
+    GC_least_plausible_heap_addr.store((start - 1) as *mut c_void, Ordering::Release);
     GC_greatest_plausible_heap_addr.store(end as *mut c_void, Ordering::Release);
 }
 

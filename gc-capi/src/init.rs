@@ -58,6 +58,7 @@ fn init_once() {
         crate::heapinfo::publish_bounds(heap);
         crate::markroots::install();
         crate::threads::mark_current_registered();
+        crate::errors::init();
         if getenv(c"GC_DISABLE_INCREMENTAL").is_some() {
             INCREMENTAL_FORBIDDEN.store(true, Ordering::Release);
         }
@@ -127,6 +128,7 @@ fn translate_env() {
     translate(c"GC_PRINT_STATS", "DUNEGC_PRINT_STATS", |_| {
         Some("1".to_owned())
     });
+    crate::env::translate_more(|from, to, check| translate(from, to, check));
 }
 
 /// Initialise the collector (bdwgc's `GC_init`; `GC_INIT()` expands to it). Optional:

@@ -12,7 +12,11 @@
 //!
 //! `scripts/build-capi.sh` builds the release library and installs it under
 //! `target/capi/` as `libgc.so.1` (with `libgc.so` → `libgc.so.1`), `libdunegc.so`,
-//! `libdunegc.a` and the headers.
+//! `libdunegc.a` and the headers (`gc.h`, `gc_cpp.h`, `gc/*.h`: bdwgc's layout), and
+//! builds the C++ parts from `cpp/` as Debian ships them: `libgccpp.so.1` (the global
+//! `operator new`/`delete` over `GC_MALLOC_UNCOLLECTABLE`/`GC_FREE`, and
+//! `GC_throw_bad_alloc`) and `libgctba.so.1`. `gc_cpp.h` and `gc_allocator.h` are
+//! bdwgc's own headers, unmodified (their notices retained, as their licence asks).
 //!
 //! Tour:
 //! - [`init`] — `GC_init`, bdwgc's environment variables mapped to gc-core's, versions.
@@ -32,6 +36,15 @@
 //!   push-other-roots callback, `GC_is_tmp_root`, `GC_clear_stack`.
 //! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
 //! - [`links`] — disappearing links, short and long (register, unregister, move).
+//! - [`debug`] — the `GC_DEBUG` allocator (`GC_debug_*`): bdwgc's headers, trailers
+//!   and reports.
+//! - [`errors`] — leak detection and the collection-time check of debug objects, and
+//!   their reports.
+//! - [`ptrcheck`] — `GC_same_obj`, `GC_pre_incr`, `GC_is_visible` & co.
+//! - [`stubborn`] — the stubborn-object calls (documented no-ops).
+//! - [`prof`] — `GC_get_prof_stats`, `GC_get_memory_use`, `GC_get_parallel`.
+//! - [`memalign`] — `GC_memalign`, `GC_posix_memalign`.
+//! - [`env`] — bdwgc's environment variables beyond those [`init`] maps.
 //! - [`threads`] — thread registration (no-ops with bdwgc's codes), `GC_pthread_*`.
 //! - [`warn`] — the warning procedure.
 //! - [`types`] — the C types and constants.
@@ -92,8 +105,10 @@
 //!   larger objects if memory allows.
 //! - **Environment**: `GC_INITIAL_HEAP_SIZE`, `GC_MAXIMUM_HEAP_SIZE`,
 //!   `GC_FREE_SPACE_DIVISOR`, `GC_PRINT_STATS`, `GC_ENABLE_INCREMENTAL`,
-//!   `GC_DISABLE_INCREMENTAL`, `GC_DONT_GC` are honoured (see [`init`]), plus gc-core's
-//!   `DUNEGC_*` (which win). `GC_PRINT_STATS` prints a statistics block at exit rather
+//!   `GC_DISABLE_INCREMENTAL`, `GC_DONT_GC` are honoured (see [`init`]), and
+//!   `GC_FIND_LEAK`, `GC_ABORT_ON_LEAK`, `GC_PRINT_VERBOSE_STATS`, `GC_MARKERS`,
+//!   `GC_NPROCS`, `GC_LOOP_ON_ABORT` (see [`env`]), plus gc-core's `DUNEGC_*` (which
+//!   win). `GC_PRINT_STATS` prints a statistics block at exit rather
 //!   than a line per collection. Other bdwgc variables are ignored.
 //! - **Custom kinds** ([`kinds`]): objects of kinds made with `GC_new_kind` are
 //!   allocated under the heap lock (no per-thread fast path) and always zeroed; a mark
@@ -102,9 +117,14 @@
 //! - **Interior pointers off** (`GC_set_all_interior_pointers(0)`) applies to words in
 //!   heap objects and static data; stacks and registers keep objects alive through
 //!   any interior pointer, as in bdwgc. Memory from Rust's global allocator is exempt.
-//! - **Not provided**: the debug allocator (`GC_DEBUG`, `GC_debug_*`),
-//!   `GC_malloc_stubborn`, leak detection, the deprecated
-//!   global variables (`GC_gc_no`, `GC_dont_gc`, ...; use the getters and setters).
+//! - **Debug allocator and leak detection** follow bdwgc 8.2 (header layout, report
+//!   texts, at most 40 leaks and 20 smashed objects a collection, leaks freed after
+//!   the report). `GC_free` of a debug body (an interior pointer) warns and is ignored
+//!   (bdwgc corrupts its heap there). Debian's bdwgc is built without
+//!   `KEEP_BACK_PTRS`, so `gc_backptr.h`'s functions are not exported by it, nor here.
+//! - **Not provided**: most deprecated global
+//!   variables (`GC_gc_no`, `GC_dont_gc`, ...; use the getters and setters;
+//!   `GC_find_leak` and the pointer-check print procedures are provided).
 
 // The exported names are bdwgc's, which are not snake case.
 #![allow(non_snake_case)]
@@ -112,12 +132,19 @@
 pub mod alloc;
 pub mod callbacks;
 pub mod collect;
+pub mod debug;
+pub mod env;
+pub mod errors;
 pub mod finalize;
 pub mod heapinfo;
 pub mod init;
 pub mod kinds;
 pub mod links;
 pub mod markroots;
+pub mod memalign;
+pub mod prof;
+pub mod ptrcheck;
+pub mod stubborn;
 pub mod threads;
 pub mod typed;
 pub mod types;

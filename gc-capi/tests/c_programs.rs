@@ -494,3 +494,108 @@ fn without_interior_pointers_only_bases_and_displacements_keep_objects() {
 fn push_other_roots_keeps_what_it_pushes() {
     run_on_both_collectors("markroots", true);
 }
+
+#[test]
+fn debug_allocator_reports_smashed_objects_with_file_and_line() {
+    run_on_both_collectors("debug", true);
+}
+
+#[test]
+fn leak_mode_reports_exactly_the_leaked_objects() {
+    run_on_both_collectors("leak", true);
+}
+
+#[test]
+fn gc_find_leak_environment_variable_turns_leak_mode_on() {
+    let exe = compile("leak.c", "leak_env", Header::Dunegc, Link::Shared);
+    run_pass(&exe, &[], &[("GC_FIND_LEAK", "1")]);
+    run_pass(&exe, &["inc"], &[("GC_FIND_LEAK", "1")]);
+    if bdwgc_header_installed("leak.c with GC_FIND_LEAK against bdwgc") {
+        let exe = compile("leak.c", "leak_env_bdwgc", Header::Bdwgc, Link::SystemLgc);
+        run_pass(&exe, &[], &[("GC_FIND_LEAK", "1")]);
+    }
+}
+
+#[test]
+fn more_bdwgc_environment_variables() {
+    let exe = compile(
+        "env_config.c",
+        "env_config_more",
+        Header::Dunegc,
+        Link::Shared,
+    );
+    // GC_PRINT_VERBOSE_STATS prints statistics as GC_PRINT_STATS does.
+    let out = run(&exe, &[], &[("GC_PRINT_VERBOSE_STATS", "1")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("dunegc statistics"),
+        "{err}"
+    );
+    // GC_MARKERS / GC_NPROCS: a positive count is accepted silently, a bad one warned.
+    for var in ["GC_MARKERS", "GC_NPROCS"] {
+        let out = run(&exe, &[], &[(var, "2")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !err.contains("Bad value"), "{err}");
+        let out = run(&exe, &[], &[(var, "zero")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.contains(&format!("Bad value 'zero' for {var}")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn invalid_free_aborts_or_loops_with_gc_loop_on_abort() {
+    use std::os::unix::process::ExitStatusExt;
+    let exe = compile(
+        "bad_pointer_abort.c",
+        "bad_pointer_abort",
+        Header::Dunegc,
+        Link::Shared,
+    );
+    let out = run(&exe, &[], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc_sigabrt()), "{err}");
+    assert!(
+        err.contains("Invalid pointer passed to free(): 0x"),
+        "{err}"
+    );
+    // GC_LOOP_ON_ABORT: still running (looping) well after the message.
+    let mut child = Command::new(&exe)
+        .env("GC_LOOP_ON_ABORT", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the program");
+    std::thread::sleep(Duration::from_millis(700));
+    let still_running = child.try_wait().expect("polling the program").is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("reaping the program");
+    assert!(still_running, "exited: {}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("freeing") && !stdout.contains("not reached"),
+        "{stdout}"
+    );
+}
+
+/// `SIGABRT` on Linux.
+fn libc_sigabrt() -> i32 {
+    6
+}
+
+#[test]
+fn registered_thread_keeps_its_stack_only_object_alive() {
+    run_on_both_collectors("registered_thread", true);
+}
+
+#[test]
+fn leak_detector_header_redirects_malloc_and_reports_leaks() {
+    run_on_both_collectors("leak_detector", true);
+}
+
+#[test]
+fn prof_stats_agree_with_the_getters() {
+    run_on_both_collectors("prof", false);
+}

@@ -30,6 +30,7 @@ use std::time::Instant;
 
 pub(crate) mod hooks;
 pub(crate) mod state;
+mod visit;
 
 pub use state::{Counters, GcState, Reason};
 use state::{Cycle, TrackerState};
@@ -285,6 +286,9 @@ impl Heap {
         self.find_finalizable(inner);
         self.decide_dead_links(true);
         inner.gc.finalizers.reindex();
+        if let Some(hook) = hooks::sweep_visit_hook() {
+            self.visit_before_sweep(inner, hook);
+        }
         self.sweep(inner);
         if incremental {
             // Stop tracking until the next cycle arms again: between cycles nobody reads

@@ -5,7 +5,9 @@
 //! span in use (`GC_is_heap_ptr`).
 
 use crate::api::capi_support::HeapUsage;
-pub use crate::collector::hooks::{set_collection_start_hook, CollectionStartHook};
+pub use crate::collector::hooks::{
+    set_collection_start_hook, set_sweep_visit_hook, CollectionStartHook, SweepVisitHook,
+};
 use crate::heap::span::SpanState;
 use crate::heap::Heap;
 

@@ -29,3 +29,29 @@ pub(crate) fn run_collection_start_hook() {
         f();
     }
 }
+
+/// A function the collector calls, while installed, for every allocated object just
+/// before the sweep of a collection: `(base, len_bytes, live)`, where `live` is true for
+/// a marked or uncollectable object. Returning true for a dead object keeps it (it is
+/// marked, so this sweep leaves it allocated; its referents are not traced). Runs with
+/// the heap lock held and the world stopped: it must not allocate, free, lock, or call
+/// anything that takes the heap lock. The C ABI uses it for leak detection and the
+/// debug allocator's smashed-object check (bdwgc's `GC_find_leak`, `GC_check_heap`).
+pub type SweepVisitHook = fn(base: usize, len_bytes: usize, live: bool) -> bool;
+
+/// The sweep-visit hook, as a `fn` address (0: none).
+static SWEEP_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the sweep-visit hook.
+pub fn set_sweep_visit_hook(hook: Option<SweepVisitHook>) {
+    SWEEP_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// The sweep-visit hook, if one is installed.
+#[inline]
+pub(crate) fn sweep_visit_hook() -> Option<SweepVisitHook> {
+    let f = SWEEP_HOOK.load(Ordering::Acquire);
+    // SAFETY: only `set_sweep_visit_hook` stores nonzero values, and it stores the
+    // address of a `SweepVisitHook`.
+    (f != 0).then(|| unsafe { std::mem::transmute::<usize, SweepVisitHook>(f) })
+}
