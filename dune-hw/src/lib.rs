@@ -216,34 +216,29 @@
 //!          every import points down this picture (LAYERS.baseline: the exceptions)
 //! ```
 
-pub mod addr;
-pub mod dune;
-pub mod entry;
-pub mod error;
-mod fatal;
-pub mod fault;
-pub mod gdt;
-pub mod idt;
-pub mod maps;
+pub mod api;
+pub mod arch;
 pub mod monitor;
-pub mod pagetable;
 pub mod paging;
-pub mod sandbox;
-pub mod signal;
-pub mod syscall;
-pub mod thread;
-pub mod tlb;
-pub mod trap;
+pub mod services;
+pub mod state;
 
-pub use addr::{Gpa, Gva, Hva};
-pub use dune::{
-    hypercall, in_dune, on_host_side, Dune, HostWrite, HostWriteHook, Options, ThreadStats,
-};
-pub use error::DuneError;
+// The modules' paths from before the layer folders (public API, kept).
+pub use api::{pagetable, sandbox};
+pub use arch::{addr, entry, error, gdt, idt};
+pub use paging::maps;
+pub use services::{fault, signal, syscall, thread, tlb, trap};
+pub use state::dune;
+
+pub use arch::addr::{Gpa, Gva, Hva};
+pub use arch::error::DuneError;
 pub use kmod::{Mode, ModeChoice};
 pub use paging::DirtyView;
-pub use tlb::TlbFlush;
-pub use trap::{set_exception_handler, Exception, ExceptionHandler, Trap, TrapAction};
+pub use services::tlb::TlbFlush;
+pub use services::trap::{set_exception_handler, Exception, ExceptionHandler, Trap, TrapAction};
+pub use state::dune::{
+    hypercall, in_dune, on_host_side, Dune, HostWrite, HostWriteHook, Options, ThreadStats,
+};
 
 static PROCESS_WIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -1,5 +1,5 @@
 //! Guest page tables: 4-level, identity (va == pa), living in process memory. The monitor
-//! maps 4 KiB leaves; [`crate::pagetable`] may add huge leaves (2 MiB, 1 GiB), which every
+//! maps 4 KiB leaves; [`crate::api::pagetable`] may add huge leaves (2 MiB, 1 GiB), which every
 //! operation here handles (kept when a change covers all of one, split otherwise).
 //!
 //! - [`pte`]     atomic entries and flag bits
@@ -10,11 +10,12 @@
 //! clearing A/D bits is lock-free (atomic per entry) and works from the host or the guest.
 
 pub mod frames;
+pub mod maps;
 pub mod pte;
 pub mod walker;
 
-use crate::addr::TlbFlush;
-use crate::error::DuneError;
+use crate::arch::addr::TlbFlush;
+use crate::arch::error::DuneError;
 use frames::{FrameAllocator, PoolFrames};
 use pte::{Pte, A, API, D, P, PS};
 use walker::{AnyLeaf, OutOfFrames};
@@ -76,7 +77,7 @@ impl PageTable {
     }
 
     /// [`PageTable::map_accessed`] for the on-demand fault path: entries set through
-    /// [`crate::pagetable`] (software bit [`API`]) keep their value.
+    /// [`crate::api::pagetable`] (software bit [`API`]) keep their value.
     pub fn fill_accessed(&mut self, start: u64, end: u64, prot: i32) -> Result<bool, DuneError> {
         self.map_with(start, end, prot, true)
     }
@@ -228,7 +229,7 @@ impl PageTable {
         (TlbFlush::range(start, end), accessed || r)
     }
 
-    /// Sets `[start, end)` (4 KiB aligned) to `prot` for the program ([`crate::pagetable`]):
+    /// Sets `[start, end)` (4 KiB aligned) to `prot` for the program ([`crate::api::pagetable`]):
     /// creates missing tables and marks the entries [`API`] (the on-demand fault path keeps
     /// them). A huge leaf the range covers entirely keeps its size; one it covers in part
     /// is split. PROT_NONE makes entries not present, keeping D. Returns whether a changed
@@ -420,7 +421,7 @@ impl DirtyView {
     /// `[va, va + n_pages * 4 KiB)` the part of the range it maps (more than one page for
     /// a huge leaf). A huge leaf only partly inside the range is reported but not cleared.
     /// Allocation-free. Clearing A bits is only safe with the TLB flushed before the monitor
-    /// next relies on them (see [`crate::pagetable::read_clear_accessed_dirty`]).
+    /// next relies on them (see [`crate::api::pagetable::read_clear_accessed_dirty`]).
     #[must_use = "cleared bits stay clear in the TLB until it is flushed"]
     pub fn read_clear_accessed_dirty(
         &self,

@@ -16,13 +16,13 @@ pub const A: u64 = 1 << 5;
 pub const D: u64 = 1 << 6;
 /// Page size (a huge leaf at level 2/3).
 pub const PS: u64 = 1 << 7;
-/// Software bit 9 (ignored by the MMU): the entry was set through [`crate::pagetable`] (a
+/// Software bit 9 (ignored by the MMU): the entry was set through [`crate::api::pagetable`] (a
 /// protection or unmapping the program chose); the monitor's on-demand mapping never widens
 /// it, so an access it forbids reaches the program's fault handler. Host mmap/mprotect/munmap
 /// of the range replace the entry (and drop the bit).
 pub const API: u64 = 1 << 9;
 /// Software bit 10 (ignored by the MMU), with [`API`]: the host mapping allowed writing
-/// when the program set this entry, so [`crate::pagetable::protect_page_in_guest`] may make
+/// when the program set this entry, so [`crate::api::pagetable::protect_page_in_guest`] may make
 /// it writable without asking the host (which a guest fault handler cannot).
 pub const HOST_W: u64 = 1 << 10;
 /// No-execute (needs EFER.NXE).

@@ -1,6 +1,6 @@
 //! The sandbox's vCPU: its CPL0 pages, its syscall stub, and the exit loop that runs it.
 //!
-//! The syscall stub is the ring-3 path of [`crate::entry`] (LSTAR runs natively in PVM
+//! The syscall stub is the ring-3 path of [`crate::arch::entry`] (LSTAR runs natively in PVM
 //! supervisor mode, where only `iretq` works; a CPL3 trampoline rings the MMIO doorbell),
 //! with one difference: the stub and trampoline sit alone on their page, and the doorbell
 //! address they load sits alone on another, so both pages can be mapped user-accessible
@@ -9,12 +9,12 @@
 use super::calls::{self, Step};
 use super::view::View;
 use super::{Entry, Outcome, Policy, Sandbox, SandboxError};
-use crate::addr::{read_guest, write_guest, Gva, BYTES_IN_PAGE};
-use crate::dune::{seg, Dune};
-use crate::entry::{
+use crate::arch::addr::{read_guest, write_guest, Gva, BYTES_IN_PAGE};
+use crate::arch::entry::{
     exception_stub, ExceptionFrame, EXCEPTION_PORT, SFMASK, SYSCALL_DOORBELL_VALUE,
 };
-use crate::gdt;
+use crate::arch::gdt;
+use crate::state::dune::{seg, Dune};
 use kmod::{Exit, Vcpu};
 use kvm_bindings::kvm_segment;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -236,13 +236,15 @@ fn install_kick_handler() -> Result<(), SandboxError> {
         return Ok(());
     }
     if old.sa_sigaction != libc::SIG_DFL {
-        return Err(SandboxError::Dune(crate::DuneError::Unsupported {
-            feature: "sandbox timeout",
-            reason: format!(
-                "signal {} (the timeout's kick) already has a handler in this process",
-                kick_signal()
-            ),
-        }));
+        return Err(SandboxError::Dune(
+            crate::arch::error::DuneError::Unsupported {
+                feature: "sandbox timeout",
+                reason: format!(
+                    "signal {} (the timeout's kick) already has a handler in this process",
+                    kick_signal()
+                ),
+            },
+        ));
     }
     // SAFETY: zero is a valid `sigaction`.
     let mut act: libc::sigaction = unsafe { core::mem::zeroed() };
@@ -429,7 +431,7 @@ pub(crate) fn flush_tlb(vcpu: &mut Vcpu) -> Result<(), SandboxError> {
 fn fault(vector: u8, error_code: u64, rip: u64, addr: Option<u64>, what: &'static str) -> Outcome {
     Outcome::Fault {
         vector,
-        name: crate::idt::name(vector as u64),
+        name: crate::arch::idt::name(vector as u64),
         error_code,
         rip,
         addr,

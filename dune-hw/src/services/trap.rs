@@ -2,13 +2,13 @@
 //! resolved (slot + page table, on demand); a spurious fault (a shadow-paging artefact) is
 //! retried after a flush; anything else ends the process with a register dump.
 
-use crate::addr::{read_guest, Gva};
-use crate::dune::ThreadCtx;
-use crate::entry::{self, ExceptionFrame};
-use crate::fatal::{fatal, fatal_at};
-use crate::idt;
-use crate::maps;
+use crate::arch::addr::{read_guest, Gva};
+use crate::arch::entry::{self, ExceptionFrame};
+use crate::arch::idt;
+use crate::paging::maps;
 use crate::paging::pte;
+use crate::state::dune::ThreadCtx;
+use crate::state::fatal::{fatal, fatal_at};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -79,7 +79,7 @@ pub type ExceptionHandler = fn(&mut Trap) -> TrapAction;
 static HANDLERS: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
 
 /// Installs (or removes) the process-wide handler of `e` for every Dune thread. A closure
-/// installed with [`crate::fault::set_fault_handler`] runs before it.
+/// installed with [`crate::services::fault::set_fault_handler`] runs before it.
 pub fn set_exception_handler(e: Exception, h: Option<ExceptionHandler>) {
     HANDLERS[e.vector() as usize].store(h.map_or(0, |f| f as usize), Ordering::Release);
 }
@@ -118,7 +118,7 @@ fn dispatch_to_program(
     r.rsp = f.rsp;
     r.rflags = f.rflags;
     let mut c = r;
-    if crate::fault::dispatch(f.vector, f.error, cr2, &mut c, declined) == Some(true) {
+    if crate::services::fault::dispatch(f.vector, f.error, cr2, &mut c, declined) == Some(true) {
         let frame = ExceptionFrame {
             rip: c.rip,
             rsp: c.rsp,
@@ -159,13 +159,13 @@ fn dispatch_to_program(
     let Some((sig, code, addr)) = signal_for(f.vector, f.error, cr2, f.rip) else {
         return false;
     };
-    let at = crate::signal::Interrupted {
+    let at = crate::services::signal::Interrupted {
         regs: r,
         trapno: f.vector,
         err: f.error,
         cr2,
     };
-    crate::signal::deliver_fault(ctx, sig, code, addr, &at)
+    crate::services::signal::deliver_fault(ctx, sig, code, addr, &at)
 }
 const PF_FETCH: u64 = 1 << 4;
 
@@ -254,7 +254,7 @@ fn nested_in_guest_handler(
     // the stub pushed `f` at IST top - 56; the interrupted program's frame is at IST top -
     // GUEST_FRAME_OFFSET
     let outer_at = regs.rsp + 56 - entry::GUEST_FRAME_OFFSET;
-    let outer: Option<entry::GuestTrapFrame> = crate::dune::on_monitor_stack(ctx, outer_at)
+    let outer: Option<entry::GuestTrapFrame> = crate::state::dune::on_monitor_stack(ctx, outer_at)
         // SAFETY: inside this thread's monitor stack (checked), where the in-guest path
         // saved the frame of the exception whose handler faulted.
         .then(|| unsafe { read_guest(Gva(outer_at)) });
@@ -297,8 +297,8 @@ pub(crate) fn step_natively(ctx: &mut ThreadCtx) {
         Err(e) => fatal(ctx, format_args!("{e}")),
     };
     r.rflags |= TF;
-    s.cs = crate::dune::seg(crate::gdt::USER_CS, 11, 3, true, 0);
-    s.ss = crate::dune::seg(crate::gdt::USER_SS, 3, 3, false, 0);
+    s.cs = crate::state::dune::seg(crate::arch::gdt::USER_CS, 11, 3, true, 0);
+    s.ss = crate::state::dune::seg(crate::arch::gdt::USER_SS, 3, 3, false, 0);
     ctx.native_step = true;
     ctx.stats.native_steps += 1;
     if let Err(e) = ctx.vcpu_mut().set_regs(&r) {
@@ -319,8 +319,8 @@ fn end_native_step(ctx: &mut ThreadCtx, mut regs: kvm_bindings::kvm_regs, f: &Ex
         Ok(s) => s,
         Err(e) => fatal(ctx, format_args!("{e}")),
     };
-    s.cs = crate::dune::seg(crate::gdt::KERNEL_CS, 11, 0, true, 0);
-    s.ss = crate::dune::seg(crate::gdt::KERNEL_SS, 3, 0, false, 0);
+    s.cs = crate::state::dune::seg(crate::arch::gdt::KERNEL_CS, 11, 0, true, 0);
+    s.ss = crate::state::dune::seg(crate::arch::gdt::KERNEL_SS, 3, 0, false, 0);
     if let Err(e) = ctx.vcpu_mut().set_regs(&regs) {
         fatal(ctx, format_args!("{e}"))
     }
@@ -348,8 +348,8 @@ fn return_from_exception(
             Ok(s) => s,
             Err(e) => fatal(ctx, format_args!("{e}")),
         };
-        s.cs = crate::dune::seg(crate::gdt::USER_CS, 11, 3, true, 0);
-        s.ss = crate::dune::seg(crate::gdt::USER_SS, 3, 3, false, 0);
+        s.cs = crate::state::dune::seg(crate::arch::gdt::USER_CS, 11, 3, true, 0);
+        s.ss = crate::state::dune::seg(crate::arch::gdt::USER_SS, 3, 3, false, 0);
         if let Err(e) = ctx.vcpu_mut().set_sregs(&s) {
             fatal(ctx, format_args!("{e}"))
         }
@@ -381,7 +381,7 @@ fn resolve_page_fault(ctx: &mut ThreadCtx, addr: u64, err: u64) -> bool {
     // On demand: memory the process mapped outside our view (another thread, a mapping made
     // before a syscall we did not see).
     match maps::find_fast(addr) {
-        Some(m) if prot_allows(m.prot, err) && m.end <= crate::addr::USER_END => {
+        Some(m) if prot_allows(m.prot, err) && m.end <= crate::arch::addr::USER_END => {
             // not-present -> present needs no flush (a stale shadow entry shows up as a
             // spurious fault, which flushes)
             ctx.dune

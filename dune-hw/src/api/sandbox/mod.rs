@@ -17,7 +17,7 @@
 //!   The API is the same in both cases and both modes.
 //!
 //! Syscalls ([`calls`]): `syscall` at CPL3 enters this module's LSTAR stub, which irets to
-//! a CPL3 trampoline that rings the doorbell (an MMIO exit, as in [`crate::entry`]). The
+//! a CPL3 trampoline that rings the doorbell (an MMIO exit, as in [`crate::arch::entry`]). The
 //! host reads the registers and asks the policy; `exit`/`exit_group` end the run. An
 //! allowed call is then performed by the core, which never trusts an argument:
 //! - address-space calls (`brk`, `mmap`, `munmap`, `mprotect`) are emulated inside the
@@ -76,9 +76,9 @@ pub mod view;
 
 pub use policy::{AllowAll, Memory, Policy, Syscall, Verdict};
 
-use crate::addr::BYTES_IN_PAGE;
-use crate::dune::{Dune, Options};
-use crate::error::DuneError;
+use crate::arch::addr::BYTES_IN_PAGE;
+use crate::arch::error::DuneError;
+use crate::state::dune::{Dune, Options};
 use std::fmt;
 use std::time::Duration;
 use view::View;
@@ -502,7 +502,7 @@ impl Sandbox {
                 reason: "wraps around",
             });
         };
-        if e > crate::addr::USER_END || s == 0 {
+        if e > crate::arch::addr::USER_END || s == 0 {
             return Err(SandboxError::BadRange {
                 what: "grant",
                 start,
@@ -588,7 +588,7 @@ impl Sandbox {
                 result: None,
             };
             let p = &mut req as *mut cpu::RunRequest<'_> as u64;
-            let r = cpu::hypercall_with_arg(crate::dune::hypercall::SANDBOX_RUN, p);
+            let r = cpu::hypercall_with_arg(crate::state::dune::hypercall::SANDBOX_RUN, p);
             return req.result.take().unwrap_or_else(|| {
                 Err(SandboxError::Dune(DuneError::Unsupported {
                     feature: "sandbox from this Dune thread",

@@ -10,8 +10,8 @@ use super::cpu::flush_tlb;
 use super::sys::syscall6;
 use super::{Denial, Memory, Outcome, Policy, Sandbox, SandboxError, Syscall, Verdict};
 use super::{Outcome::Exited, GUARD_BYTES};
-use crate::addr::{read_guest, Gva, BYTES_IN_PAGE};
-use crate::entry::{RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
+use crate::arch::addr::{read_guest, Gva, BYTES_IN_PAGE};
+use crate::arch::entry::{RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
 use kmod::Vcpu;
 
 /// What the exit loop does after a syscall.
@@ -463,7 +463,7 @@ fn arch_prctl(sb: &mut Sandbox, vcpu: &mut Vcpu, call: &Syscall) -> Result<i64, 
                 -EFAULT
             } else {
                 // SAFETY: 8 bytes the view maps user-writable: sandbox memory.
-                unsafe { crate::addr::write_guest(Gva(addr), sb.fs_base) };
+                unsafe { crate::arch::addr::write_guest(Gva(addr), sb.fs_base) };
                 0
             }
         }

@@ -2,11 +2,11 @@
 //! process, keep the guest's page tables and memory slots in step with address-space
 //! changes, report host writes, and resume the thread after its `syscall` instruction.
 
-use crate::addr::{read_guest, write_guest, Gva};
-use crate::dune::{hypercall, Content, HostWrite, ThreadCtx};
-use crate::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
-use crate::fatal::{fatal, StackBuf};
-use crate::{signal, thread};
+use crate::arch::addr::{read_guest, write_guest, Gva};
+use crate::arch::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
+use crate::services::{signal, thread};
+use crate::state::dune::{hypercall, Content, HostWrite, ThreadCtx};
+use crate::state::fatal::{fatal, StackBuf};
 use kmod::syscall::{self as ks, AddressOp, Class, Coverage, SignalOp, SyscallArgs};
 use kmod::Mode;
 use std::sync::atomic::Ordering;
@@ -49,7 +49,7 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             Err(e) => fatal(ctx, format_args!("{e}")),
         },
         hypercall::NOP => 0,
-        hypercall::SANDBOX_RUN => crate::sandbox::cpu::serve_hypercall(regs.rdi),
+        hypercall::SANDBOX_RUN => crate::api::sandbox::cpu::serve_hypercall(regs.rdi),
         _ => dispatch(ctx, &call, &regs, ret_rip, user_rsp),
     };
     regs.rax = ret as u64;
@@ -112,7 +112,7 @@ fn dispatch(
             // other threads)
             signal::redirect_pending_on_exit(ctx.sig());
             ctx.dune.park_vcpu(ctx.vcpu.take());
-            crate::dune::set_current(core::ptr::null_mut());
+            crate::state::dune::set_current(core::ptr::null_mut());
             let flag = ctx.exited.as_ptr();
             ctx.dune.live_threads.fetch_sub(1, Ordering::AcqRel);
             ctx.dune.retire(ctx as *mut ThreadCtx);

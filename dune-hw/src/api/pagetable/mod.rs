@@ -6,7 +6,7 @@
 //! side of a Dune thread (an exception handler), in ring-3 and ring-0 mode alike: the
 //! table lives in process memory, so editing it is a memory write in both modes; only the
 //! TLB flush is privileged (ring-0: `invlpg`/CR3 in the guest; ring-3: a request to the
-//! monitor, see [`crate::tlb`]).
+//! monitor, see [`crate::services::tlb`]).
 //!
 //! # Rules shared with the monitor
 //! - The table is an identity map (va == pa). `map`/`protect` set the *guest* protection of
@@ -15,7 +15,7 @@
 //!   [`PageTableError::ProtExceedsHost`] if asked to.
 //! - Entries set here carry a software bit ([`crate::paging::pte::API`]): the monitor's
 //!   on-demand mapping does not widen them, so an access they forbid reaches the program's
-//!   fault handler ([`crate::fault`]). A host `mmap`/`mprotect`/`munmap` of the range
+//!   fault handler ([`crate::services::fault`]). A host `mmap`/`mprotect`/`munmap` of the range
 //!   replaces them (and ends that).
 //! - An entry whose A bit is set may be cached by a vCPU: changes to such entries are
 //!   followed by a TLB flush (every vCPU, before it next runs guest code; the caller's vCPU
@@ -26,11 +26,11 @@
 //!   other threads first when a change must hold for them at once, as a collector does.
 //! - Not async-signal-safe: the functions take the page-table lock, like the monitor.
 
-use crate::addr::{Gpa, Gva, BYTES_IN_PAGE, USER_END};
-use crate::dune::Dune;
-use crate::error::DuneError;
+use crate::arch::addr::{Gpa, Gva, BYTES_IN_PAGE, USER_END};
+use crate::arch::error::DuneError;
 use crate::paging::pte::{self, A, API, D, NX, P, RW, US};
-use crate::tlb::TlbFlush;
+use crate::services::tlb::TlbFlush;
+use crate::state::dune::Dune;
 use std::fmt;
 use std::sync::atomic::Ordering;
 
@@ -321,7 +321,8 @@ fn check_range(
     }
     let mut a = s;
     while a < end {
-        let m = crate::maps::find_fast(a).ok_or(PageTableError::NotHostMapped { addr: a })?;
+        let m =
+            crate::paging::maps::find_fast(a).ok_or(PageTableError::NotHostMapped { addr: a })?;
         // PROT_EXEC implies readable on x86; a write-only host mapping is readable too
         let host = m.prot | if m.prot != 0 { libc::PROT_READ } else { 0 };
         if wanted & !host != 0 || m.prot == libc::PROT_NONE {
@@ -372,7 +373,7 @@ fn host_allows_write(d: &Dune, start: u64, end: u64) -> bool {
     }
     let mut a = start;
     while a < end {
-        match crate::maps::find_fast(a) {
+        match crate::paging::maps::find_fast(a) {
             Some(m) if m.prot & libc::PROT_WRITE != 0 => a = m.end,
             _ => return false,
         }
@@ -419,7 +420,7 @@ pub fn map(start: Gva, len_bytes: u64, prot: i32) -> Result<Change, PageTableErr
 /// Sets the protection of `[start, start + len_bytes)` (4 KiB aligned, mapped by the
 /// process with at least `prot`) to `prot`; A/D bits are kept. An access the new
 /// protection forbids raises a page fault that goes to the program's handler
-/// ([`crate::fault::set_fault_handler`]), not to the monitor's on-demand mapping.
+/// ([`crate::services::fault::set_fault_handler`]), not to the monitor's on-demand mapping.
 pub fn protect(start: Gva, len_bytes: u64, prot: i32) -> Result<Change, PageTableError> {
     apply(start, len_bytes, prot, prot)
 }
@@ -434,7 +435,7 @@ pub fn unmap(start: Gva, len_bytes: u64) -> Result<Change, PageTableError> {
 
 /// Sets the protection of the one 4 KiB page at `page` to `prot` (`PROT_NONE`, `PROT_READ`,
 /// `PROT_READ | PROT_WRITE`) **without locks, allocation or syscalls**: the subset of this
-/// module a guest fault handler ([`crate::fault::set_guest_fault_handler`]) may call, also
+/// module a guest fault handler ([`crate::services::fault::set_guest_fault_handler`]) may call, also
 /// usable anywhere else in a Dune thread.
 ///
 /// Only entries the program set before through [`map`], [`protect`], [`write_protect`] or
@@ -493,8 +494,8 @@ pub fn protect_page_in_guest(page: Gva, prot: i32) -> Result<Change, PageTableEr
     if restricted && accessed {
         d.generation.fetch_add(1, Ordering::AcqRel);
     }
-    if crate::fault::in_guest_fault_handler() {
-        crate::fault::flush_page_in_guest_handler(page.0);
+    if crate::services::fault::in_guest_fault_handler() {
+        crate::services::fault::flush_page_in_guest_handler(page.0);
     } else if restricted && accessed {
         shoot_down(d, page.0, page.0 + BYTES_IN_PAGE);
     } else if crate::in_dune() && !crate::on_host_side() {
@@ -520,7 +521,7 @@ pub fn write_protect(start: Gva, len_bytes: u64) -> Result<Change, PageTableErro
                 libc::PROT_EXEC
             }
         }
-        _ => crate::maps::find_fast(start.0).map_or(0, |m| m.prot & libc::PROT_EXEC),
+        _ => crate::paging::maps::find_fast(start.0).map_or(0, |m| m.prot & libc::PROT_EXEC),
     };
     apply(
         start,
@@ -551,7 +552,7 @@ pub fn map_huge(
             reason: "use unmap (4 KiB entries keep their D bits)".into(),
         });
     }
-    if size == PageSize::Size1G && !crate::tlb::guest_cpuid_1g_pages() {
+    if size == PageSize::Size1G && !crate::services::tlb::guest_cpuid_1g_pages() {
         return Err(PageTableError::Unsupported {
             feature: "1 GiB pages",
             reason: "the guest CPUID lacks pdpe1gb".into(),
@@ -628,7 +629,7 @@ impl AccessDirty {
 /// aligned, inside the user half) in one pass over the leaf tables (no per-page walk; a
 /// huge leaf counts for each of its pages and is cleared only if the range covers it
 /// entirely). Pages without an entry read as neither. The returned flush must be
-/// performed ([`crate::flush`], or [`crate::tlb::flush_all`]) before the cleared bits can
+/// performed ([`crate::flush`], or [`crate::services::tlb::flush_all`]) before the cleared bits can
 /// be set again by a vCPU that cached the translation; every vCPU other than the caller's
 /// flushes before its next entry into the guest anyway (cleared A bits would otherwise
 /// defeat the monitor's flush avoidance).

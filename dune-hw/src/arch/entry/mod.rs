@@ -55,7 +55,7 @@ pub mod hypercall {
     pub const FLUSH_TLB: u64 = 0x0D0E_0002;
     /// Do nothing (measures the round trip).
     pub const NOP: u64 = 0x0D0E_0003;
-    /// Run a sandbox (rdi: its request, see [`crate::sandbox`]) from the monitor.
+    /// Run a sandbox (rdi: its request, see [`crate::api::sandbox`]) from the monitor.
     pub const SANDBOX_RUN: u64 = 0x0D0E_0004;
     /// Flush this vCPU's translation of the page holding rdi (pvm: `HC_FLUSH_TLB_ONE` in
     /// the supervisor-mode syscall stub, no exit; ring-3: a full flush by the monitor).
@@ -164,7 +164,7 @@ pub static GUEST_VECTORS: [core::sync::atomic::AtomicU8; 32] =
 pub static GUEST_XSAVE: AtomicU64 = AtomicU64::new(0);
 
 /// What the in-guest exception path saves on the monitor stack before it calls the Rust
-/// dispatcher ([`crate::fault`]); written back on resume.
+/// dispatcher ([`crate::services::fault`]); written back on resume.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 #[allow(missing_docs)] // the register names are the docs
@@ -409,7 +409,7 @@ core::arch::global_asm!(
     "add $16, %rsp",
     "iretq",
     // ---- exception stubs with in-guest delivery (ring0, pvm, pvm-ring0): a vector with a
-    // guest handler ([`crate::fault::set_guest_fault_handler`]) goes to `dune_guest_entry`,
+    // guest handler ([`crate::services::fault::set_guest_fault_handler`]) goes to `dune_guest_entry`,
     // any other to the exit above. 32 bytes apart. ----
     ".p2align 5",
     ".globl dune_exc_stubs_guest",
@@ -628,7 +628,7 @@ core::arch::global_asm!(
     options(att_syntax),
 );
 
-// Defined by a higher layer: `crate::fault::dune_guest_trap`, exported unmangled under this
+// Defined by a higher layer: `crate::services::fault::dune_guest_trap`, exported unmangled under this
 // name, so that the assembly here does not import from the services above it.
 extern "C" {
     /// The in-guest exception dispatcher the stubs call on the monitor stack with the saved
@@ -761,7 +761,7 @@ pub fn lstar_ring0() -> u64 {
     dune_lstar_ring0 as *const () as usize as u64
 }
 /// Handler address of exception `vector` (0..32) with in-guest delivery (see
-/// [`crate::fault::set_guest_fault_handler`]), or the catch-all stub.
+/// [`crate::services::fault::set_guest_fault_handler`]), or the catch-all stub.
 pub fn exception_stub_guest(vector: u8) -> u64 {
     if vector < 32 {
         dune_exc_stubs_guest as *const () as usize as u64 + 32 * vector as u64

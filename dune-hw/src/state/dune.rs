@@ -1,15 +1,15 @@
 //! Process-wide Dune state (one VM, one guest page table) and per-thread state (one vCPU,
 //! its GDT/TSS/monitor stack, the exit-loop stack), and entering/leaving.
 
-use crate::addr::{Gva, USER_END};
-use crate::entry::{self, EnterFrame, DOORBELL_ADDR, SFMASK};
-use crate::error::DuneError;
-use crate::gdt;
-use crate::idt;
-use crate::maps;
+use crate::arch::addr::{Gva, USER_END};
+use crate::arch::entry::{self, EnterFrame, DOORBELL_ADDR, SFMASK};
+use crate::arch::error::DuneError;
+use crate::arch::gdt;
+use crate::arch::idt;
 use crate::paging::frames::PoolFrames;
+use crate::paging::maps;
 use crate::paging::{DirtyView, PageTable};
-use crate::signal::SigState;
+use crate::services::signal::SigState;
 use kmod::{Mode, ModeChoice, System, Vcpu, Vm};
 use kvm_bindings::kvm_segment;
 use std::cell::Cell;
@@ -33,7 +33,7 @@ const MONITOR_STACK_BYTES: usize = entry::MONITOR_STACK_BYTES as usize;
 
 // The hypercall numbers are part of the guest ABI, so they live in the arch layer
 // (`entry`, whose stubs answer some of them); this is their historical path.
-pub use crate::entry::hypercall;
+pub use crate::arch::entry::hypercall;
 
 /// Whether a range being mapped is new memory or the same memory with a new protection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub struct Dune {
     pub(crate) xcr0: u64,
     pub(crate) cr4: u64,
     /// Exceptions with a guest fault handler are delivered in the guest (IDT of
-    /// [`entry::exception_stub_guest`]); see [`crate::fault::guest_delivery`].
+    /// [`entry::exception_stub_guest`]); see [`crate::services::fault::guest_delivery`].
     pub(crate) guest_delivery: bool,
     /// The IDT of sandbox vCPUs: the plain stubs ([`entry::exception_stub`]) with the same
     /// IST choice (the same page as `idt` without guest delivery).
@@ -143,7 +143,7 @@ fn xgetbv0() -> u64 {
     (hi as u64) << 32 | lo as u64
 }
 
-/// Set in a child forked from Dune mode (by [`crate::thread`]): this process has no VM of
+/// Set in a child forked from Dune mode (by [`crate::services::thread`]): this process has no VM of
 /// its own.
 pub(crate) static FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 
@@ -209,7 +209,7 @@ impl Dune {
         // mode an event is delivered on the *current* stack unless the gate names an IST
         // (TSS.rsp0 is never used there; see kmod::pvm).
         let ist = if mode.mode == Mode::Ring3 { 0 } else { 1 };
-        // In-guest exception delivery (crate::fault::set_guest_fault_handler) wherever our
+        // In-guest exception delivery (crate::services::fault::set_guest_fault_handler) wherever our
         // own supervisor code runs the exception: not ring-3 (its CPL0 is emulated and only
         // the stubs' `out` runs there), and only if the interrupted code's extended state
         // fits the area reserved on the monitor stack.
@@ -221,7 +221,7 @@ impl Dune {
         let guest_delivery =
             mode.mode != Mode::Ring3 && xsave_bytes + 64 <= entry::GUEST_XSAVE_BYTES;
         entry::GUEST_XSAVE.store((xcr0 != 0) as u64, Ordering::Release);
-        // sandboxes (crate::sandbox) keep the plain stubs: the in-guest path reads process
+        // sandboxes (crate::api::sandbox) keep the plain stubs: the in-guest path reads process
         // memory their page-table view does not map, and must never run program handlers
         let sandbox_idt = if guest_delivery {
             mmap_anon(
@@ -236,7 +236,7 @@ impl Dune {
         for v in 0..=255u8 {
             let g = idt::gate(entry::exception_stub(v), ist);
             // SAFETY: sandbox_idt is a fresh writable page of 256 16-byte gates (or `idt`).
-            unsafe { crate::addr::write_guest(Gva(sandbox_idt + 16 * v as u64), g) };
+            unsafe { crate::arch::addr::write_guest(Gva(sandbox_idt + 16 * v as u64), g) };
         }
         for v in 0..=255u8 {
             let stub = if guest_delivery {
@@ -246,7 +246,7 @@ impl Dune {
             };
             let g = idt::gate(stub, ist);
             // SAFETY: idt is a fresh writable page of 256 16-byte gates.
-            unsafe { crate::addr::write_guest(Gva(idt + 16 * v as u64), g) };
+            unsafe { crate::arch::addr::write_guest(Gva(idt + 16 * v as u64), g) };
         }
         // doorbell: a host page reserved PROT_NONE and mapped in the guest, which no memory
         // slot may cover (a store there must exit as MMIO): it gets a whole slot granule of
@@ -379,7 +379,7 @@ impl Dune {
     }
 
     /// [`Dune::map_now`] for the fault path: entries the program set through
-    /// [`crate::pagetable`] keep their value.
+    /// [`crate::api::pagetable`] keep their value.
     fn fill_now(&self, start: u64, end: u64, prot: i32) -> Result<(), DuneError> {
         if prot != libc::PROT_NONE {
             self.register_slots(start, end)?;
@@ -388,7 +388,7 @@ impl Dune {
         pt.fill_accessed(start, end, prot).map(|_| ())
     }
 
-    /// Registers the memory slots covering `[start, end)` (for [`crate::pagetable`]).
+    /// Registers the memory slots covering `[start, end)` (for [`crate::api::pagetable`]).
     pub(crate) fn ensure_slots(&self, start: u64, end: u64) -> Result<(), DuneError> {
         self.register_slots(start, end)
     }
@@ -483,7 +483,7 @@ impl Dune {
         }
     }
 
-    /// A new vCPU for a sandbox ([`crate::sandbox`], which keeps its own pool: a vCPU a
+    /// A new vCPU for a sandbox ([`crate::api::sandbox`], which keeps its own pool: a vCPU a
     /// Dune thread used may carry mode state a sandbox must not inherit, and the other way
     /// round).
     pub(crate) fn new_vcpu(&self) -> Result<Vcpu, DuneError> {
@@ -579,7 +579,7 @@ pub struct ThreadStats {
     /// Threads this thread created (each entered Dune on its own vCPU).
     pub threads_created: u64,
     /// Exceptions resolved by a guest fault handler in the guest, without an exit
-    /// ([`crate::fault::set_guest_fault_handler`]; counted by the in-guest path itself).
+    /// ([`crate::services::fault::set_guest_fault_handler`]; counted by the in-guest path itself).
     pub guest_faults: u64,
 }
 
@@ -738,10 +738,10 @@ impl ThreadCtx {
         let stack_top = cpu_pages + cpu_pages_len as u64;
         // SAFETY: cpu_pages is a fresh writable mapping of cpu_pages_len bytes.
         unsafe {
-            crate::addr::write_guest(Gva(cpu_pages), gdt::gdt(tss));
+            crate::arch::addr::write_guest(Gva(cpu_pages), gdt::gdt(tss));
         }
         // SAFETY: as above; the TSS fits in the first page at +0x800.
-        unsafe { crate::addr::write_guest(Gva(tss), gdt::tss(stack_top, stack_top)) };
+        unsafe { crate::arch::addr::write_guest(Gva(tss), gdt::tss(stack_top, stack_top)) };
         dune.map_range(
             cpu_pages,
             cpu_pages + cpu_pages_len as u64,

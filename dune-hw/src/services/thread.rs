@@ -18,11 +18,11 @@
 //! - CLONE_VM without CLONE_THREAD or CLONE_VFORK (a process sharing memory and running
 //!   concurrently) is refused with ENOSYS.
 
-use crate::addr::{read_guest, Gva};
-use crate::dune::{self, HostWrite, ThreadCtx};
-use crate::entry::{self, CloneReq};
-use crate::fatal::{fatal, StackBuf};
+use crate::arch::addr::{read_guest, Gva};
+use crate::arch::entry::{self, CloneReq};
 use crate::monitor;
+use crate::state::dune::{self, HostWrite, ThreadCtx};
+use crate::state::fatal::{fatal, StackBuf};
 use kmod::syscall::CloneOp;
 use kvm_bindings::kvm_regs;
 use std::sync::atomic::Ordering;
@@ -271,7 +271,7 @@ fn spawn_process(
         vfork: (req.flags & CLONE_VM != 0) as u64,
     };
     // SAFETY: the bottom 64 KiB of our own exit-loop stack, never reached by the loop.
-    unsafe { crate::addr::write_guest(Gva(regs_at), start) };
+    unsafe { crate::arch::addr::write_guest(Gva(regs_at), start) };
     let sp = regs_at - 64;
     let mut req_host = CloneReq {
         nr: 56,
@@ -316,9 +316,9 @@ struct ChildStart {
 }
 
 extern "C" fn process_child_entry(p: u64) -> ! {
-    crate::signal::forked_child_mask();
+    crate::services::signal::forked_child_mask();
     // SAFETY: `spawn_process` wrote a ChildStart at `p` before the clone.
-    let s: ChildStart = unsafe { crate::addr::read_guest(Gva(p)) };
+    let s: ChildStart = unsafe { crate::arch::addr::read_guest(Gva(p)) };
     if s.vfork == 0 {
         // a copy of the process: no VM here; the TLS is the child's own copy
         dune::FORKED_CHILD.store(true, Ordering::Release);

@@ -3,7 +3,7 @@
 
 // `TlbFlush` is what paging changes leave behind, so it lives below paging, in `addr`;
 // this is its historical path.
-pub use crate::addr::TlbFlush;
+pub use crate::arch::addr::TlbFlush;
 
 /// Above this many pages a full flush (CR3 reload) is cheaper than invlpg per page (ring-0).
 pub const INVLPG_MAX_PAGES: u64 = 32;
@@ -38,11 +38,11 @@ pub enum TlbMethod {
 }
 
 fn dune_mode() -> Option<kmod::Mode> {
-    crate::dune::Dune::get().map(|d| d.mode().mode)
+    crate::state::dune::Dune::get().map(|d| d.mode().mode)
 }
 
 fn bump_generation() {
-    if let Some(d) = crate::dune::Dune::get() {
+    if let Some(d) = crate::state::dune::Dune::get() {
         d.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
@@ -54,8 +54,8 @@ fn in_guest() -> bool {
 }
 
 /// Invalidates the translation of the page containing `page` (see [`invlpg_range`]).
-pub fn invlpg(page: crate::Gva) -> TlbMethod {
-    invlpg_range(page.page_down(), crate::addr::BYTES_IN_PAGE)
+pub fn invlpg(page: crate::arch::addr::Gva) -> TlbMethod {
+    invlpg_range(page.page_down(), crate::arch::addr::BYTES_IN_PAGE)
 }
 
 /// Above this many pages [`invlpg_range`] reloads CR3 instead (ring-0): one emulated
@@ -67,7 +67,7 @@ pub const INVLPG_RANGE_MAX_PAGES: u64 = 512;
 /// (a CR3 reload above; [`crate::flush`] already switches above [`INVLPG_MAX_PAGES`]);
 /// ring-3: a full flush by the monitor — and every other vCPU before its next entry.
 /// Allocation-free.
-pub fn invlpg_range(start: crate::Gva, len_bytes: u64) -> TlbMethod {
+pub fn invlpg_range(start: crate::arch::addr::Gva, len_bytes: u64) -> TlbMethod {
     // Outside the guest, ring-3, or a long range: `flush_all` (which also covers the
     // other vCPUs, and reports `AtNextEntry` when the caller is not in the guest).
     flush_pages_here(
@@ -86,15 +86,15 @@ pub fn invlpg_range(start: crate::Gva, len_bytes: u64) -> TlbMethod {
 /// the caller does not run guest code, in ring-3 (the monitor cannot `invlpg` for the
 /// guest), or above the limit: the caller flushes everything instead. Allocation-free.
 pub(crate) fn flush_pages_here(start: u64, end: u64, max_pages: u64) -> Option<TlbMethod> {
-    let first = start & !(crate::addr::BYTES_IN_PAGE - 1);
+    let first = start & !(crate::arch::addr::BYTES_IN_PAGE - 1);
     let n_pages = end
         .max(start + 1)
         .saturating_sub(first)
-        .div_ceil(crate::addr::BYTES_IN_PAGE);
+        .div_ceil(crate::arch::addr::BYTES_IN_PAGE);
     if !in_guest() || n_pages > max_pages {
         return None;
     }
-    let pages = (0..n_pages).map(|i| first + i * crate::addr::BYTES_IN_PAGE);
+    let pages = (0..n_pages).map(|i| first + i * crate::arch::addr::BYTES_IN_PAGE);
     let method = match dune_mode()? {
         kmod::Mode::Ring0 => {
             bump_generation();
@@ -165,7 +165,7 @@ pub struct TlbFeatures {
     /// CPUID.01H:EDX.PGE\[bit 13\] (global pages; the runtime maps none).
     pub pge: bool,
     /// CPUID.80000001H:EDX.Page1GB\[bit 26\] (1 GiB leaves, see
-    /// [`crate::pagetable::map_huge`]).
+    /// [`crate::api::pagetable::map_huge`]).
     pub huge_1g: bool,
     /// CPUID.80000008H:EBX.INVLPGB\[bit 3\] (AMD broadcast invalidation; not used: other
     /// vCPUs flush at their next entry).
@@ -215,7 +215,7 @@ fn cpuid_insn(leaf: u32, subleaf: u32) -> [u32; 4] {
 }
 
 fn cpuid_vcpu_table(leaf: u32, subleaf: u32) -> [u32; 4] {
-    let Some(d) = crate::dune::Dune::get() else {
+    let Some(d) = crate::state::dune::Dune::get() else {
         return [0; 4];
     };
     d.vm.system()
@@ -233,7 +233,7 @@ fn cpuid_vcpu_table(leaf: u32, subleaf: u32) -> [u32; 4] {
 /// The TLB features the guest has: the vCPU CPUID table once Dune is initialised (what KVM
 /// enforces), the host CPU's otherwise ([`TlbFeatures::source`] says which).
 pub fn features() -> TlbFeatures {
-    if crate::dune::Dune::get().is_some() {
+    if crate::state::dune::Dune::get().is_some() {
         TlbFeatures::from_cpuid(&cpuid_vcpu_table, CpuidSource::VcpuTable)
     } else {
         host_features()

@@ -1,6 +1,6 @@
 //! IDT gates as pure functions, and the exception vectors.
 
-use crate::gdt::KERNEL_CS;
+use crate::arch::gdt::KERNEL_CS;
 
 /// Exception vectors the monitor names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

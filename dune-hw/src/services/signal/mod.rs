@@ -114,10 +114,10 @@
 //! RLIMIT_SIGPENDING), `sa_mask` deferring a second recorded signal, the temporary mask of
 //! rt_sigsuspend, SA_RESTART and the handler mask outside Dune, forks under a signal storm.
 
-use crate::addr::{read_guest, write_guest, Gva};
-use crate::dune::{HostWrite, ThreadCtx, CTX};
-use crate::entry;
-use crate::fatal::fatal;
+use crate::arch::addr::{read_guest, write_guest, Gva};
+use crate::arch::entry;
+use crate::state::dune::{HostWrite, ThreadCtx, CTX};
+use crate::state::fatal::fatal;
 use kvm_bindings::kvm_regs;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -239,7 +239,7 @@ impl SigState {
     /// `enter`, it keeps the thread's own mask.
     pub(crate) fn new() -> SigState {
         let st = SigState::empty();
-        let creator = crate::dune::SIG.with(|c| c.get());
+        let creator = crate::state::dune::SIG.with(|c| c.get());
         if !creator.is_null() {
             // SAFETY: SIG points to the calling thread's live SigState while it is in Dune.
             let m = unsafe { (*creator).clone_mask.load(Ordering::Acquire) };
@@ -494,7 +494,7 @@ pub(crate) fn around_clone(ctx: &mut ThreadCtx, f: impl FnOnce(&mut ThreadCtx) -
 /// In a process forked (or vforked) by a Dune thread, before anything else: the guest mask
 /// of the parent (the child started with every signal blocked).
 pub(crate) fn forked_child_mask() {
-    let st = crate::dune::SIG.with(|c| c.get());
+    let st = crate::state::dune::SIG.with(|c| c.get());
     if !st.is_null() {
         // SAFETY: the parent's SigState (a copy after fork; shared and stable after vfork,
         // whose parent waits).
@@ -540,7 +540,7 @@ extern "C" fn host_trampoline(sig: libc::c_int, info: *mut libc::siginfo_t, uc: 
     if sig_u == 0 || sig_u > NSIG {
         return;
     }
-    let st = crate::dune::SIG.with(|c| c.get());
+    let st = crate::state::dune::SIG.with(|c| c.get());
     if st.is_null() || CTX.with(|c| c.get()).is_null() {
         run_natively(sig_u, info, uc);
         return;
@@ -859,7 +859,7 @@ pub(crate) fn deliver_pending(ctx: &mut ThreadCtx) {
     if entry::in_monitor_code(regs.rip) {
         return; // it exits shortly (syscall doorbell, exception port); delivered then
     }
-    if crate::dune::on_monitor_stack(ctx, regs.rsp) {
+    if crate::state::dune::on_monitor_stack(ctx, regs.rsp) {
         return; // a guest fault handler: delivered at the program's next exit
     }
     let sig = pend.trailing_zeros() as usize + 1;
@@ -891,7 +891,7 @@ fn guest_writable(ctx: &ThreadCtx, low: u64, high: u64) -> bool {
     while page < high {
         let e = view.entry(page);
         if e & (P | RW) != (P | RW)
-            && crate::maps::find_fast(page).is_none_or(|m| m.prot & libc::PROT_WRITE == 0)
+            && crate::paging::maps::find_fast(page).is_none_or(|m| m.prot & libc::PROT_WRITE == 0)
         {
             return false;
         }
@@ -1029,8 +1029,12 @@ fn deliver(ctx: &mut ThreadCtx, sig: usize, info: &[u8; 128], at: &Interrupted) 
     unsafe { write_guest(Gva(fp + xbytes), FP_XSTATE_MAGIC2) };
     let old_mask = guest_mask;
     let (cs, ss) = match ctx.mode {
-        kmod::Mode::Ring3 | kmod::Mode::Pvm => (crate::gdt::USER_CS, crate::gdt::USER_SS),
-        kmod::Mode::Ring0 | kmod::Mode::PvmRing0 => (crate::gdt::KERNEL_CS, crate::gdt::KERNEL_SS),
+        kmod::Mode::Ring3 | kmod::Mode::Pvm => {
+            (crate::arch::gdt::USER_CS, crate::arch::gdt::USER_SS)
+        }
+        kmod::Mode::Ring0 | kmod::Mode::PvmRing0 => {
+            (crate::arch::gdt::KERNEL_CS, crate::arch::gdt::KERNEL_SS)
+        }
     };
     let alt_flags = st.alt_flags.load(Ordering::Acquire) as i32;
     let frame = RtSigFrame {
@@ -1138,8 +1142,8 @@ fn set_user_state(ctx: &mut ThreadCtx, regs: &kvm_regs) {
             Ok(s) => s,
             Err(e) => fatal(ctx, format_args!("{e}")),
         };
-        s.cs = crate::dune::seg(crate::gdt::USER_CS, 11, 3, true, 0);
-        s.ss = crate::dune::seg(crate::gdt::USER_SS, 3, 3, false, 0);
+        s.cs = crate::state::dune::seg(crate::arch::gdt::USER_CS, 11, 3, true, 0);
+        s.ss = crate::state::dune::seg(crate::arch::gdt::USER_SS, 3, 3, false, 0);
         if let Err(e) = ctx.vcpu_mut().set_sregs(&s) {
             fatal(ctx, format_args!("{e}"))
         }

@@ -9,8 +9,8 @@
 //! [`FaultAction::Unhandled`], the `fn` handler of [`crate::set_exception_handler`] (if
 //! any) runs, then the guest's signal handler, then the process ends with a register dump.
 //!
-//! A handler may call [`crate::pagetable`] (e.g. copy a page and make it writable: the
-//! copy-on-write pattern) and [`crate::tlb`] (the flush then happens before the guest
+//! A handler may call [`crate::api::pagetable`] (e.g. copy a page and make it writable: the
+//! copy-on-write pattern) and [`crate::services::tlb`] (the flush then happens before the guest
 //! resumes). It must not take locks the guest code may hold, nor panic.
 //!
 //! # Guest fault handlers: delivery without an exit
@@ -28,7 +28,7 @@
 //!
 //! It sees: every #DE, #BP, #UD, #GP for which it is installed, and the #PFs the monitor
 //! would give the program anyway — faults on pages whose entry the program set through
-//! [`crate::pagetable`] (not present or not allowing the access). Other page faults
+//! [`crate::api::pagetable`] (not present or not allowing the access). Other page faults
 //! (memory not yet in the guest table, spurious shadow-paging faults) go to the monitor
 //! first, which calls the same handler host-side if it cannot resolve them.
 //! `Unhandled` continues on the host path: the exit, then the closures of
@@ -40,7 +40,7 @@
 //! program's user mode is not where it runs), no faults (an exception inside it ends the
 //! process with "exception inside a guest fault handler" and both frames, never a hang),
 //! no panics; it may touch only memory the guest table maps already. To change a page it
-//! calls [`crate::pagetable::protect_page_in_guest`] (lock-free, flushes this vCPU's
+//! calls [`crate::api::pagetable::protect_page_in_guest`] (lock-free, flushes this vCPU's
 //! translation with a hypercall / `invlpg`). While it runs, the program's registers are in
 //! the frame on the monitor stack; [`crate::guest_regs`] returns them from there for a thread
 //! stopped in the handler (not for one stopped in the stub's few save/restore instructions).
@@ -54,11 +54,11 @@
 //!
 //! [`ThreadStats::guest_faults`]: crate::ThreadStats::guest_faults
 
-use crate::addr::Gva;
-use crate::dune::Dune;
-use crate::entry::GuestTrapFrame;
+use crate::arch::addr::Gva;
+use crate::arch::entry::GuestTrapFrame;
 use crate::paging::pte;
-use crate::trap::Exception;
+use crate::services::trap::Exception;
+use crate::state::dune::Dune;
 use kmod::Mode;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
@@ -192,7 +192,7 @@ static GUEST_HANDLERS: [AtomicUsize; 32] = [const { AtomicUsize::new(0) }; 32];
 pub fn set_guest_fault_handler(e: Exception, h: Option<GuestFaultHandler>) {
     let v = e.vector() as usize;
     GUEST_HANDLERS[v].store(h.map_or(0, |f| f as usize), Ordering::Release);
-    crate::entry::GUEST_VECTORS[v].store(h.is_some() as u8, Ordering::Release);
+    crate::arch::entry::GUEST_VECTORS[v].store(h.is_some() as u8, Ordering::Release);
 }
 
 fn guest_handler_of(vector: u64) -> Option<GuestFaultHandler> {
@@ -210,7 +210,7 @@ pub fn guest_delivery() -> bool {
 /// Whether the calling code runs in a guest fault handler (on this thread's monitor
 /// stack, in the guest). Lock-free.
 pub fn in_guest_fault_handler() -> bool {
-    let p = crate::dune::CTX.with(|c| c.get());
+    let p = crate::state::dune::CTX.with(|c| c.get());
     if p.is_null() {
         return false;
     }
@@ -219,7 +219,7 @@ pub fn in_guest_fault_handler() -> bool {
     unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
     // SAFETY: the ctx is live while the thread is in Dune mode; its stack bounds are plain
     // data that only its own thread writes (at creation).
-    crate::dune::on_monitor_stack(unsafe { &*p }, sp)
+    crate::state::dune::on_monitor_stack(unsafe { &*p }, sp)
 }
 
 /// In a guest fault handler: drops this vCPU's translation of `page` (pvm, pvm-ring0: the
@@ -247,9 +247,9 @@ fn read_cr2() -> u64 {
 }
 
 /// The in-guest path's dispatcher, called by the exception stubs of
-/// [`crate::entry::exception_stub_guest`] on the monitor stack with the saved frame.
+/// [`crate::arch::entry::exception_stub_guest`] on the monitor stack with the saved frame.
 /// Returns 1 to resume with the (updated) frame, 0 to continue on the host path (with
-/// [`crate::entry::VECTOR_DECLINED`] set in the frame when the handler declined).
+/// [`crate::arch::entry::VECTOR_DECLINED`] set in the frame when the handler declined).
 /// Unmangled: `entry` declares it as an `extern` symbol (the arch layer imports nothing
 /// from the services).
 #[no_mangle]
@@ -266,7 +266,7 @@ pub(crate) extern "C" fn dune_guest_trap(f: &mut GuestTrapFrame) -> u64 {
         let entry = d.dirty_view().entry(cr2);
         // only what the monitor would give the program: an entry the program set, which
         // forbids this access (anything else: on-demand mapping, spurious fault)
-        if entry & pte::API == 0 || crate::trap::entry_allows(entry, f.error) {
+        if entry & pte::API == 0 || crate::services::trap::entry_allows(entry, f.error) {
             return 0;
         }
         cr2
@@ -300,7 +300,7 @@ pub(crate) extern "C" fn dune_guest_trap(f: &mut GuestTrapFrame) -> u64 {
     };
     let skip = match h(&mut fault) {
         FaultAction::Unhandled => {
-            f.vector |= crate::entry::VECTOR_DECLINED;
+            f.vector |= crate::arch::entry::VECTOR_DECLINED;
             return 0;
         }
         FaultAction::Resume => 0,
@@ -313,7 +313,7 @@ pub(crate) extern "C" fn dune_guest_trap(f: &mut GuestTrapFrame) -> u64 {
     (f.r12, f.r13, f.r14, f.r15) = (g.r12, g.r13, g.r14, g.r15);
     f.rip = g.rip.wrapping_add(skip);
     f.rflags = (g.rflags & RESUME_RFLAGS) | 0x202;
-    let p = crate::dune::CTX.with(|c| c.get());
+    let p = crate::state::dune::CTX.with(|c| c.get());
     if !p.is_null() {
         // SAFETY: this thread's own context; the host side of the thread is inside KVM_RUN
         // (it reads the counters only after the vCPU stops).

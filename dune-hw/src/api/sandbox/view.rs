@@ -2,12 +2,12 @@
 //! pages the CPU needs at CPL0 (IDT, GDT/TSS, monitor stack, exception stubs) are mapped
 //! supervisor-only. Nothing else of the host process is mapped at all.
 
-use crate::addr::BYTES_IN_PAGE;
-use crate::dune::Dune;
-use crate::error::DuneError;
+use crate::arch::addr::BYTES_IN_PAGE;
+use crate::arch::error::DuneError;
 use crate::paging::frames::PoolFrames;
 use crate::paging::pte::{P, RW, US};
 use crate::paging::PageTable;
+use crate::state::dune::Dune;
 
 /// Bytes reserved for a view's table frames (NORESERVE: untouched frames are free). A
 /// 64 MiB arena needs ~40 frames; 8 MiB covers ~2,000 tables.
@@ -76,7 +76,7 @@ impl View {
         let Some(end) = addr.checked_add(len) else {
             return false;
         };
-        if end > crate::addr::USER_END {
+        if end > crate::arch::addr::USER_END {
             return false;
         }
         let need = P | US | if write { RW } else { 0 };

@@ -2,7 +2,7 @@
 //! buffer (fault paths must not allocate), then abort. Part of the per-thread state layer,
 //! so that the services and the monitor above can all report through it.
 
-use crate::dune::ThreadCtx;
+use crate::state::dune::ThreadCtx;
 use core::fmt::Write;
 
 /// A formatter into a fixed stack buffer (fault paths must not allocate).
@@ -51,7 +51,7 @@ pub(crate) fn fatal(ctx: &ThreadCtx, what: core::fmt::Arguments<'_>) -> ! {
 /// preserve them) and the code at the faulting rip.
 pub(crate) fn fatal_at(
     ctx: &ThreadCtx,
-    frame: Option<&crate::entry::ExceptionFrame>,
+    frame: Option<&crate::arch::entry::ExceptionFrame>,
     what: core::fmt::Arguments<'_>,
 ) -> ! {
     let mut b = StackBuf::new();
@@ -80,11 +80,12 @@ pub(crate) fn fatal_at(
         ));
     }
     if let Some(rip) = code_rip {
-        if crate::maps::find(rip)
+        if crate::paging::maps::find(rip)
             .is_some_and(|m| m.prot & libc::PROT_READ != 0 && rip + 16 <= m.end)
         {
             // SAFETY: the 16 bytes at rip are inside a readable mapping of this process.
-            let code: [u8; 16] = unsafe { crate::addr::read_guest(crate::addr::Gva(rip)) };
+            let code: [u8; 16] =
+                unsafe { crate::arch::addr::read_guest(crate::arch::addr::Gva(rip)) };
             b.line(format_args!("  code at rip: {code:02x?}"));
         }
     }
