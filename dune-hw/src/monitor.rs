@@ -104,6 +104,17 @@ fn syscall_in_guest_handler_is_fatal(ctx: &ThreadCtx) {
     }
 }
 
+/// The exit loop of a new thread's context `ctx` (a `*mut ThreadCtx`), for the thread
+/// service below (`crate::services::thread`), which declares it `extern` so that it does not
+/// import this layer.
+#[no_mangle]
+extern "C" fn dune_monitor_run(ctx: u64) -> ! {
+    // SAFETY: the thread service passes the context its creator handed over
+    // (Box::into_raw), installed as this thread's current one; nothing else references it.
+    let ctx = unsafe { &mut *(ctx as *mut ThreadCtx) };
+    run(ctx)
+}
+
 /// The exit loop of one vCPU.
 pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
     let doorbell = ctx.dune.doorbell;

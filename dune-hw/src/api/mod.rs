@@ -2,4 +2,6 @@
 //! ([`sandbox`]). Everything here may use every layer below.
 
 pub mod pagetable;
+pub mod process;
+pub mod regs;
 pub mod sandbox;

@@ -228,7 +228,7 @@ pub fn in_guest_fault_handler() -> bool {
 pub(crate) fn flush_page_in_guest_handler(page: u64) {
     let Some(d) = Dune::get() else { return };
     match d.mode.mode {
-        Mode::Pvm | Mode::PvmRing0 => crate::pvm_flush_tlb_page(page),
+        Mode::Pvm | Mode::PvmRing0 => crate::services::tlb::pvm_flush_tlb_page(page),
         Mode::Ring0 => {
             // SAFETY: a guest fault handler in ring-0 mode runs at CPL0; invlpg only drops a
             // translation.

@@ -49,7 +49,12 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             Err(e) => fatal(ctx, format_args!("{e}")),
         },
         hypercall::NOP => 0,
-        hypercall::SANDBOX_RUN => crate::api::sandbox::cpu::serve_hypercall(regs.rdi),
+        hypercall::SANDBOX_RUN => {
+            // SAFETY: `dune_sandbox_run` is `crate::api::sandbox::cpu::serve_hypercall`; it
+            // checks the pointer's alignment and relies, like that function, on
+            // SANDBOX_RUN being issued only by `Sandbox::run` on this stopped thread.
+            unsafe { dune_sandbox_run(regs.rdi) }
+        }
         _ => dispatch(ctx, &call, &regs, ret_rip, user_rsp),
     };
     regs.rax = ret as u64;
@@ -354,4 +359,11 @@ fn leave(ctx: &mut ThreadCtx, regs: &kvm_bindings::kvm_regs, ret_rip: u64, user_
     // SAFETY: the frame describes the guest thread's own state at its LEAVE call site, which
     // is valid host state (same memory, same code).
     unsafe { entry::dune_resume_host(&ctx.frame, 0) }
+}
+
+// Defined by the public API layer: `crate::api::sandbox::cpu::serve_hypercall`, exported
+// unmangled under this name, so that forwarding does not import the sandbox above it.
+extern "C" {
+    /// The monitor's side of `Sandbox::run`: runs the request at `p`; 0 or -errno.
+    fn dune_sandbox_run(p: u64) -> i64;
 }

@@ -20,7 +20,6 @@
 
 use crate::arch::addr::{read_guest, Gva};
 use crate::arch::entry::{self, CloneReq};
-use crate::monitor;
 use crate::state::dune::{self, HostWrite, ThreadCtx};
 use crate::state::fatal::{fatal, StackBuf};
 use kmod::syscall::CloneOp;
@@ -243,9 +242,18 @@ fn report_tids(ctx: &ThreadCtx, req: &Request, op: CloneOp, args3: &[u8; CLONE_A
 extern "C" fn thread_entry(p: u64) -> ! {
     let p = p as *mut ThreadCtx;
     dune::set_current(p);
-    // SAFETY: the parent handed this context over (Box::into_raw) and keeps no reference.
-    let ctx = unsafe { &mut *p };
-    monitor::run(ctx)
+    // SAFETY: the parent handed this context over (Box::into_raw) and keeps no reference;
+    // `dune_monitor_run` (the monitor's exit loop, defined in `crate::monitor`) takes it
+    // over as the thread's own, exactly as `monitor::run` does.
+    unsafe { dune_monitor_run(p as u64) }
+}
+
+// Defined by the layer above: `crate::monitor::dune_monitor_run`, exported unmangled under
+// this name, so that creating a thread does not import the exit loop the thread runs.
+extern "C" {
+    /// Runs the exit loop of the thread context at `ctx` (a `*mut ThreadCtx` this thread
+    /// owns and has installed as current) on this thread. Never returns.
+    fn dune_monitor_run(ctx: u64) -> !;
 }
 
 fn spawn_process(

@@ -5,6 +5,11 @@
 // this is its historical path.
 pub use crate::arch::addr::TlbFlush;
 
+use crate::arch::addr::{Gva, BYTES_IN_PAGE};
+use crate::arch::entry::hypercall;
+use crate::state::dune::{in_dune, on_host_side, Dune};
+use kmod::Mode;
+
 /// Above this many pages a full flush (CR3 reload) is cheaper than invlpg per page (ring-0).
 pub const INVLPG_MAX_PAGES: u64 = 32;
 
@@ -50,7 +55,7 @@ fn bump_generation() {
 
 /// Whether the caller runs guest code now (in Dune mode, not on its host side).
 fn in_guest() -> bool {
-    crate::in_dune() && !crate::on_host_side()
+    in_dune() && !on_host_side()
 }
 
 /// Invalidates the translation of the page containing `page` (see [`invlpg_range`]).
@@ -107,12 +112,12 @@ pub(crate) fn flush_pages_here(start: u64, end: u64, max_pages: u64) -> Option<T
         }
         kmod::Mode::PvmRing0 => {
             bump_generation();
-            pages.for_each(crate::pvm_flush_tlb_page);
+            pages.for_each(pvm_flush_tlb_page);
             TlbMethod::HypercallOne { n_pages }
         }
         kmod::Mode::Pvm if n_pages == 1 => {
             bump_generation();
-            crate::pvm_request_flush_page(first);
+            pvm_request_flush_page(first);
             TlbMethod::HypercallOne { n_pages }
         }
         _ => return None,
@@ -127,7 +132,7 @@ pub fn flush_all() -> TlbMethod {
         bump_generation();
         return TlbMethod::AtNextEntry;
     }
-    crate::flush_tlb_all();
+    flush_tlb_all();
     match dune_mode() {
         Some(kmod::Mode::Ring0) => TlbMethod::Cr3Reload,
         Some(kmod::Mode::Pvm | kmod::Mode::PvmRing0) => TlbMethod::Hypercall,
@@ -176,6 +181,113 @@ pub struct TlbFeatures {
     pub invlpg_in_guest: bool,
     /// Where the CPUID bits come from.
     pub source: CpuidSource,
+}
+
+/// Flushes the guest TLB of every vCPU: this thread's now (ring-0: CR3 reload in the
+/// guest; ring-3: a request to the monitor; pvm: the `HC_FLUSH_TLB` hypercall, no exit),
+/// every other vCPU before its next entry into the guest.
+///
+/// A vCPU running guest code right now keeps its cached translations until it exits, so a
+/// caller that cleared D bits must have stopped the other Dune threads first (a stopped
+/// Dune thread waits on the host side of its exit loop and flushes when it resumes): then
+/// no write after the clear can go unrecorded.
+pub fn flush_tlb_all() {
+    let Some(d) = Dune::get() else { return };
+    d.generation
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    if !in_dune() || on_host_side() {
+        // the exit loop flushes this vCPU before it resumes the guest
+        return;
+    }
+    match d.mode().mode {
+        Mode::Ring0 => {
+            // SAFETY: at guest CPL0 (ring-0 mode) reloading CR3 with its own value only
+            // flushes non-global TLB entries.
+            unsafe {
+                core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack))
+            }
+        }
+        // pvm: the LSTAR stub answers it in supervisor mode with the hypercall, no exit
+        Mode::Ring3 | Mode::Pvm => {
+            hypercall(hypercall::FLUSH_TLB);
+        }
+        Mode::PvmRing0 => pvm_flush_tlb(),
+    }
+}
+
+/// `pvm`: asks the supervisor-mode syscall stub to flush this vCPU's translation of the
+/// page holding `va` (`HC_FLUSH_TLB_ONE`, no exit).
+pub(crate) fn pvm_request_flush_page(va: u64) {
+    // SAFETY: in pvm mode the LSTAR stub answers this Dune-private number in supervisor
+    // mode and returns with `sysretq`; `syscall` clobbers rcx and r11, the stub rax only
+    // (rdi and rbx are exchanged back), clobber_abi("C") covers more than that.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") hypercall::FLUSH_TLB_PAGE => _,
+            in("rdi") va,
+            clobber_abi("C")
+        );
+    }
+}
+
+/// `pvm-ring0` (the thread runs in PVM supervisor mode): the flush hypercall, answered
+/// without leaving the guest.
+fn pvm_flush_tlb() {
+    let r: u64;
+    // SAFETY: in pvm-ring0 mode the thread runs in the paravirtual supervisor mode, where
+    // `int $0x1b` is a hypercall (the self-test checked that it preserves every register but
+    // rax); HC_FLUSH_TLB only drops this vCPU's cached translations.
+    unsafe {
+        core::arch::asm!("int 0x1b", inlateout("rax") kmod::pvm::HC_FLUSH_TLB => r, options(nostack))
+    };
+    if r != 0 {
+        hypercall(hypercall::FLUSH_TLB);
+    }
+}
+
+/// `pvm-ring0`: flush one page's translation (hypercall in the guest).
+pub(crate) fn pvm_flush_tlb_page(va: u64) {
+    let r: u64;
+    // SAFETY: as in `pvm_flush_tlb`; HC_FLUSH_TLB_ONE takes the address in rbx (rbx is
+    // reserved by LLVM, hence the xchg around the call) and only drops a translation.
+    unsafe {
+        core::arch::asm!(
+            "xchg {va}, rbx",
+            "int 0x1b",
+            "xchg {va}, rbx",
+            va = inout(reg) va => _,
+            inlateout("rax") kmod::pvm::HC_FLUSH_TLB_ONE => r,
+            options(nostack)
+        )
+    };
+    if r != 0 {
+        pvm_flush_tlb();
+    }
+}
+
+/// Performs a flush obligation on every vCPU (see [`flush_tlb_all`]); for small ranges on
+/// this vCPU ring-0 uses invlpg per page, pvm-ring0 the `HC_FLUSH_TLB_ONE` hypercall per
+/// page, and pvm, for one page, a request its supervisor-mode stub answers with that
+/// hypercall (no exit). Allocation-free (usable in stop-the-world and
+/// fault paths).
+pub fn flush(f: TlbFlush) {
+    if Dune::get().is_none() {
+        return;
+    }
+    if flush_pages_here(f.start, f.end, INVLPG_MAX_PAGES).is_none() {
+        flush_tlb_all()
+    }
+}
+
+/// Flushes the translation of the page containing `va` (ring-0: invlpg; pvm:
+/// `HC_FLUSH_TLB_ONE`; ring-3: a full flush by the monitor, which cannot invlpg for the
+/// guest) on every vCPU.
+pub fn flush_tlb_page(va: Gva) {
+    flush(TlbFlush::range(
+        va.page_down().0,
+        va.page_down().0 + BYTES_IN_PAGE,
+    ))
 }
 
 impl TlbFeatures {

@@ -9,7 +9,7 @@ use crate::arch::idt;
 use crate::paging::frames::PoolFrames;
 use crate::paging::maps;
 use crate::paging::{DirtyView, PageTable};
-use crate::services::signal::SigState;
+use crate::state::sigstate::SigState;
 use kmod::{Mode, ModeChoice, System, Vcpu, Vm};
 use kvm_bindings::kvm_segment;
 use std::cell::Cell;

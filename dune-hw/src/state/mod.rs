@@ -4,3 +4,5 @@
 
 pub mod dune;
 pub(crate) mod fatal;
+pub(crate) mod main_stack;
+pub(crate) mod sigstate;

@@ -385,8 +385,8 @@ fn host_allows_write(d: &Dune, start: u64, end: u64) -> bool {
 /// runs in the guest (from the host side of a Dune thread the exit loop flushes before it
 /// resumes the guest).
 fn shoot_down(d: &Dune, start: u64, end: u64) {
-    if crate::in_dune() && !crate::on_host_side() {
-        crate::flush(TlbFlush::range(start, end));
+    if crate::state::dune::in_dune() && !crate::state::dune::on_host_side() {
+        crate::services::tlb::flush(TlbFlush::range(start, end));
     } else {
         d.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -498,9 +498,9 @@ pub fn protect_page_in_guest(page: Gva, prot: i32) -> Result<Change, PageTableEr
         crate::services::fault::flush_page_in_guest_handler(page.0);
     } else if restricted && accessed {
         shoot_down(d, page.0, page.0 + BYTES_IN_PAGE);
-    } else if crate::in_dune() && !crate::on_host_side() {
+    } else if crate::state::dune::in_dune() && !crate::state::dune::on_host_side() {
         // a widened entry: drop a stale (shadow) translation of this page only
-        crate::flush(TlbFlush::range(page.0, page.0 + BYTES_IN_PAGE));
+        crate::services::tlb::flush(TlbFlush::range(page.0, page.0 + BYTES_IN_PAGE));
     }
     Ok(Change {
         flushed: restricted && accessed,
@@ -629,7 +629,7 @@ impl AccessDirty {
 /// aligned, inside the user half) in one pass over the leaf tables (no per-page walk; a
 /// huge leaf counts for each of its pages and is cleared only if the range covers it
 /// entirely). Pages without an entry read as neither. The returned flush must be
-/// performed ([`crate::flush`], or [`crate::services::tlb::flush_all`]) before the cleared bits can
+/// performed ([`crate::services::tlb::flush`], or [`crate::services::tlb::flush_all`]) before the cleared bits can
 /// be set again by a vCPU that cached the translation; every vCPU other than the caller's
 /// flushes before its next entry into the guest anyway (cleared A bits would otherwise
 /// defeat the monitor's flush avoidance).

@@ -188,7 +188,10 @@ pub(crate) fn hypercall_with_arg(nr: u64, arg: u64) -> u64 {
 }
 
 /// The monitor's side of [`Sandbox::run`] on a Dune thread: runs the request at `p`.
-pub(crate) fn serve_hypercall(p: u64) -> i64 {
+/// Exported unmangled as `dune_sandbox_run` for the syscall service, which declares it
+/// `extern` (it sits below this layer).
+#[export_name = "dune_sandbox_run"]
+pub(crate) extern "C" fn serve_hypercall(p: u64) -> i64 {
     if p == 0 || !p.is_multiple_of(core::mem::align_of::<RunRequest<'_>>() as u64) {
         return -libc::EINVAL as i64;
     }

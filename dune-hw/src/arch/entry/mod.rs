@@ -779,6 +779,18 @@ pub fn exception_stub(vector: u8) -> u64 {
     }
 }
 
+/// Issues a Dune hypercall (a syscall with a Dune-private number) and returns rax.
+pub fn hypercall(nr: u64) -> u64 {
+    let r: u64;
+    // SAFETY: in Dune mode the monitor answers it; outside, Linux answers ENOSYS. The
+    // syscall instruction clobbers rcx and r11; LEAVE may resume with only callee-saved
+    // registers intact, hence clobber_abi("C").
+    unsafe {
+        core::arch::asm!("syscall", inlateout("rax") nr => r, clobber_abi("C"));
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

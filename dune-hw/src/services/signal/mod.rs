@@ -118,9 +118,9 @@ use crate::arch::addr::{read_guest, write_guest, Gva};
 use crate::arch::entry;
 use crate::state::dune::{HostWrite, ThreadCtx, CTX};
 use crate::state::fatal::fatal;
+use crate::state::sigstate::{SigState, NO_MASK, NSIG, SS_DISABLE};
 use kvm_bindings::kvm_regs;
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 const SIG_DFL: u64 = 0;
@@ -132,7 +132,6 @@ const SA_NODEFER: u64 = 0x4000_0000;
 const SA_RESETHAND: u64 = 0x8000_0000;
 const SA_RESTORER: u64 = 0x0400_0000;
 const SS_ONSTACK: i32 = 1;
-const SS_DISABLE: i32 = 2;
 const SS_AUTODISARM: i32 = 1 << 31;
 const MINSIGSTKSZ: u64 = 2048;
 const EINTR: i64 = 4;
@@ -141,10 +140,6 @@ const EPERM: i64 = 1;
 const ENOMEM: i64 = 12;
 /// RFLAGS bits a signal handler may change through its ucontext (Linux FIX_EFLAGS).
 const FIX_EFLAGS: u64 = 0x50dd5;
-/// Highest signal number.
-const NSIG: usize = 64;
-/// "No mask": never a real one (the kernel never reports SIGKILL or SIGSTOP as blocked).
-const NO_MASK: u64 = u64::MAX;
 
 /// The kernel's `struct sigaction` (x86_64).
 #[repr(C)]
@@ -193,103 +188,6 @@ impl GuestAction {
         self.mask.store(a.mask, Ordering::Release);
         self.handler.store(a.handler, Ordering::Release);
         self.installed.store(1, Ordering::Release);
-    }
-}
-
-/// Per-thread signal state, shared between the exit loop and the trampoline (same thread).
-pub(crate) struct SigState {
-    /// Bit `sig - 1`: recorded by the trampoline, not yet delivered to the guest.
-    pending: AtomicU64,
-    /// siginfo of each pending signal (written by the trampoline before the bit is set).
-    info: UnsafeCell<[[u8; 128]; NSIG + 1]>,
-    /// `kvm_run.immediate_exit` of the thread's vCPU.
-    pub(crate) immediate_exit: AtomicU64,
-    /// The guest's sigaltstack (emulated: the host thread keeps its own).
-    alt_sp: AtomicU64,
-    alt_size: AtomicU64,
-    alt_flags: AtomicU32,
-    /// Guest handlers entered and not yet returned through rt_sigreturn.
-    pub(crate) handlers_active: AtomicU32,
-    /// Bit `sig - 1`: blocked on the host by the trampoline when it recorded `sig` (the
-    /// guest does not block it); unblocked when the signal is delivered. The guest's mask
-    /// is the host mask without these bits. Always a subset of `pending`.
-    held: AtomicU64,
-    /// The guest mask while this thread runs a clone (all signals are blocked on the host
-    /// then): what a new thread or process starts with. [`NO_MASK`] outside a clone.
-    clone_mask: AtomicU64,
-    /// A new thread's guest mask, set by the exit loop before its first entry (it starts
-    /// with every signal blocked, see [`around_clone`]); `start_set` says whether to.
-    start_mask: AtomicU64,
-    start_set: AtomicU32,
-    /// The temporary mask of the last forwarded call if it was one that swaps the mask
-    /// (rt_sigsuspend, ppoll, pselect6, epoll_pwait, epoll_pwait2, io_pgetevents) and a
-    /// recorded signal interrupted it (EINTR): the base of the next handler's mask, as on
-    /// Linux. [`NO_MASK`] otherwise.
-    call_mask: AtomicU64,
-}
-
-// SAFETY: `info` is only accessed by the owning thread (its trampoline writes an entry
-// before publishing the pending bit; its exit loop reads it after taking the bit); the
-// rest is atomics.
-unsafe impl Sync for SigState {}
-
-impl SigState {
-    /// The state of a new Dune thread. Created by a Dune thread's clone (which runs inside
-    /// [`around_clone`]), the new thread starts with its creator's guest mask; created by
-    /// `enter`, it keeps the thread's own mask.
-    pub(crate) fn new() -> SigState {
-        let st = SigState::empty();
-        let creator = crate::state::dune::SIG.with(|c| c.get());
-        if !creator.is_null() {
-            // SAFETY: SIG points to the calling thread's live SigState while it is in Dune.
-            let m = unsafe { (*creator).clone_mask.load(Ordering::Acquire) };
-            if m != NO_MASK {
-                st.start_mask.store(m, Ordering::Release);
-                st.start_set.store(1, Ordering::Release);
-            }
-        }
-        st
-    }
-
-    fn empty() -> SigState {
-        SigState {
-            pending: AtomicU64::new(0),
-            info: UnsafeCell::new([[0; 128]; NSIG + 1]),
-            immediate_exit: AtomicU64::new(0),
-            alt_sp: AtomicU64::new(0),
-            alt_size: AtomicU64::new(0),
-            alt_flags: AtomicU32::new(SS_DISABLE as u32),
-            handlers_active: AtomicU32::new(0),
-            held: AtomicU64::new(0),
-            clone_mask: AtomicU64::new(NO_MASK),
-            start_mask: AtomicU64::new(0),
-            start_set: AtomicU32::new(0),
-            call_mask: AtomicU64::new(NO_MASK),
-        }
-    }
-
-    /// Signals recorded and not yet delivered (bit `sig - 1`).
-    pub(crate) fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Acquire)
-    }
-
-    fn clear_kick(&self) {
-        let p = self.immediate_exit.load(Ordering::Acquire) as *mut u8;
-        if !p.is_null() {
-            // SAFETY: as in `kick`.
-            unsafe { core::ptr::write_volatile(p, 0) };
-        }
-    }
-
-    /// Makes the thread's next KVM_RUN return at once (EINTR), so the exit loop runs its
-    /// pre-entry checks (pending signals, TLB flush) again first. Async-signal-safe.
-    pub(crate) fn kick(&self) {
-        let p = self.immediate_exit.load(Ordering::Acquire) as *mut u8;
-        if !p.is_null() {
-            // SAFETY: the vCPU's kvm_run page stays mapped as long as the vCPU, which lives
-            // at least as long as this state is reachable from the thread.
-            unsafe { core::ptr::write_volatile(p, 1) };
-        }
     }
 }
 
