@@ -175,46 +175,50 @@
 //!   the slot table is full; mappings over 64 MiB are mapped into the guest on fault, 2 MiB
 //!   at a time.
 //!
-//! Modules:
-//! - [`addr`]     Gva, Gpa, Hva; the one GPA==HVA conversion; raw guest reads
-//! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits
-//! - [`tlb`]      flush obligations; invlpg / range / full flush; TLB feature report
-//! - [`pagetable`] the live table as a library API: walk, map/unmap/protect, huge pages,
-//!   one-pass A/D read-and-clear, copy-on-write protection
-//! - [`fault`]    exception handlers as closures (decoded error code, registers, resume);
-//!   guest fault handlers delivered in the guest without an exit
-//! - [`gdt`], [`idt`] descriptors as pure functions; vectors
-//! - [`entry`]    asm: enter/leave on the same stack, LSTAR stubs, exception stubs
-//! - [`monitor`]  the exit loop (host half of the monitor)
-//! - [`trap`]     guest exceptions: on-demand mapping, spurious faults, the program's
-//!   exception handlers, signals for faults, fatal dumps
-//! - [`syscall`]  forwarding, address-space updates, host-write reports
-//! - [`thread`]   clone/clone3/fork/vfork: new threads enter Dune, new processes do not
-//! - [`signal`]   guest signal actions, delivery inside the guest, rt_sigreturn
-//! - [`maps`]     allocation-free /proc/self/maps reader
-//! - [`dune`]     process and thread state
-//! - [`sandbox`]  code at CPL3 under its own page-table view and a syscall policy
-//! - [`error`]    [`DuneError`]
-//! - `fatal`      fatal dumps of a vCPU thread from a stack buffer (crate-private)
-//!
 //! # Layers
-//! Each module imports only from its own layer and the layers below it (bottom first in
-//! `dune-hw/LAYERS`; `layercheck` checks every `use crate::` path against it in
-//! `cargo test`, so a new upward import fails CI). The upward imports that remain from
-//! before the layers were declared are listed in `dune-hw/LAYERS.baseline`, which may only
-//! shrink.
+//! One folder of `src/` a layer (the exit loop is one file), bottom first; each opens with a
+//! comment naming its layer. A module imports only from its own layer and the layers below it
+//! (`dune-hw/LAYERS`; `layercheck` reads every `use crate::`/`super::` path against it in
+//! `cargo test`, so a new upward import fails CI; `LAYERS.baseline`, the known exceptions, is
+//! empty). Where a lower layer must reach a higher one it calls an unmangled `extern` symbol
+//! the higher layer defines: the asm calls `dune_guest_trap` (services/fault), a new thread
+//! runs `dune_monitor_run` (monitor), forwarding serves `dune_sandbox_run` (api/sandbox).
 //!
 //! ```text
-//!  top   lib.rs            enter/exit, flush, guest_regs, ..., re-exports
-//!   6    public API        pagetable  sandbox
-//!   5    monitor           monitor (the exit loop: dispatches to the services)
-//!   4    services          trap  fault  syscall  signal  thread  tlb
-//!   3    state             dune (process/thread state)  fatal (fatal dumps)
-//!   2    paging            paging (PTEs, walker, frames)  maps
-//!   1    arch              addr  error  gdt  idt  entry (asm stubs, frame layouts,
-//!                          hypercall numbers; the Rust they call is an `extern` symbol)
-//!          every import points down this picture (LAYERS.baseline: the exceptions)
+//!  top  lib.rs        this tour, the module list, re-exports (no logic)
+//!   6   api/          process.rs   enter/exit, enter_process, thread_stats, mode, dirty_view,
+//!                                  host-write hook, threads in Dune
+//!                     regs.rs      guest_regs: a stopped thread's guest registers (roots)
+//!                     pagetable/   the live table as a library: walk, map/protect/unmap,
+//!                                  huge leaves, one-pass A/D read-and-clear
+//!                     sandbox/     code at CPL3 under its own table view and a syscall policy
+//!   5   monitor.rs    the exit loop: dispatches each exit to a service
+//!   4   services/     trap.rs      guest exceptions: on-demand mapping, handlers, stepping
+//!                     fault.rs     fault handlers as closures; in-guest fault handlers
+//!                     syscall.rs   forwarding, address-space updates, host-write reports
+//!                     signal/      actions, the forwarded-call window, delivery + sigreturn
+//!                     thread.rs    clone/clone3/fork/vfork
+//!                     tlb.rs       flush / flush_tlb_all, invlpg, TLB feature report
+//!   3   state/        dune.rs      the process: one VM, one guest table, memory slots
+//!                     thread_ctx.rs  a thread: its vCPU, stacks, GDT/TSS, counters
+//!                     sigstate.rs  a thread's recorded signals and masks
+//!                     main_stack.rs, fatal.rs  the main thread's [stack]; fatal dumps
+//!   2   paging/       pte.rs walker.rs frames.rs  entries, the one walk, table frames
+//!                     table.rs dirty_view.rs      the process table; lock-free A/D view
+//!                     maps.rs      allocation-free /proc/self/maps reader
+//!   1   arch/         addr.rs error.rs gdt.rs idt.rs  addresses, DuneError, descriptors
+//!                     entry/       asm stubs (stubs.rs), frame layouts (frames.rs),
+//!                                  hypercall numbers and hypercall()
+//!         every `use crate::` points down this picture
 //! ```
+//!
+//! Modules (every old path, such as `dune_hw::tlb` or `dune_hw::dune`, is re-exported here):
+//! - [`arch`]     Gva/Gpa/Hva, [`DuneError`], GDT/TSS and IDT descriptors, the asm stubs
+//! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits, /proc maps
+//! - [`state`]    process state ([`dune`]) and per-thread state (vCPU, stacks, signals)
+//! - [`services`] [`trap`], [`fault`], [`syscall`], [`signal`], [`thread`], [`tlb`]
+//! - [`monitor`]  the exit loop (host half of the monitor)
+//! - [`api`]      [`pagetable`], [`sandbox`], enter/exit and the process-wide queries
 
 pub mod api;
 pub mod arch;

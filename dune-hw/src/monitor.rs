@@ -1,3 +1,4 @@
+// Layer 5: monitor (dune-hw/LAYERS).
 //! The host half of the monitor: the exit loop of one vCPU, on its own stack.
 //!
 //! Ring-3 mode's CPL0 code is a handful of stub instructions (see [`crate::arch::entry`]) because

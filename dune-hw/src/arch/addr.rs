@@ -1,3 +1,4 @@
+// Layer 1: arch (dune-hw/LAYERS).
 //! Guest and host addresses. Guest-physical == host-virtual and guest page tables are an
 //! identity map, so all three are the same number; the newtypes say which role it plays.
 //! The raw reads of guest memory from the host side live here.

@@ -1,3 +1,4 @@
+// Layer 1: arch (dune-hw/LAYERS).
 //! [`DuneError`].
 
 use std::fmt;

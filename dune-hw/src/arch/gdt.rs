@@ -1,3 +1,4 @@
+// Layer 1: arch (dune-hw/LAYERS).
 //! GDT and TSS layout, as pure functions. The selector layout matches STAR so that
 //! `syscall`/`sysret` and the PVM hypervisor's checks agree:
 //! kernel CS 0x10 / SS 0x18, user CS 0x33 / SS 0x2b (STAR user base 0x23), TSS 0x40.

@@ -1,3 +1,4 @@
+// Layer 1: arch (dune-hw/LAYERS).
 //! IDT gates as pure functions, and the exception vectors.
 
 use crate::arch::gdt::KERNEL_CS;

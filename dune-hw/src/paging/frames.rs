@@ -1,3 +1,4 @@
+// Layer 2: paging (dune-hw/LAYERS).
 //! Frames for page-table pages. Page tables live in ordinary process memory (so the guest
 //! reads its own A/D bits with plain loads); allocation never calls malloc (the exit loop may
 //! run while the guest holds the malloc lock).

@@ -1,3 +1,4 @@
+// Layer 2: paging (dune-hw/LAYERS).
 //! Reading `/proc/self/maps` without allocating (it runs in the exit loop).
 
 /// One mapping of this process.

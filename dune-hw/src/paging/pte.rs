@@ -1,3 +1,4 @@
+// Layer 2: paging (dune-hw/LAYERS).
 //! Page-table entries: `AtomicU64` with x86 flag bits. Accessed/dirty bits are cleared by
 //! atomic RMW so a concurrent hardware (or shadow-MMU) update is never lost. The raw table
 //! derefs live here.

@@ -1,3 +1,4 @@
+// Layer 4: services (dune-hw/LAYERS).
 //! Exception handlers for library users: closures receiving the faulting address, the
 //! decoded error code and the registers, deciding to resume (possibly with changed
 //! registers), skip the instruction, or leave the exception unhandled.

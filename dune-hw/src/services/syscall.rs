@@ -1,3 +1,4 @@
+// Layer 4: services (dune-hw/LAYERS).
 //! Guest syscalls, host side: locate the call site (mode-specific), execute it for the
 //! process, keep the guest's page tables and memory slots in step with address-space
 //! changes, report host writes, and resume the thread after its `syscall` instruction.
@@ -39,7 +40,7 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
         return;
     }
     let ret = match call.nr {
-        // a signal recorded before the call is delivered first (see signal.rs)
+        // a signal recorded before the call is delivered first (see services/signal)
         _ if ctx.sig().pending() != 0 => signal::CANCELLED,
         hypercall::LEAVE => leave(ctx, &regs, ret_rip, user_rsp),
         // ring-3 (and any mode whose stub did not answer it): the monitor cannot invlpg

@@ -1,3 +1,4 @@
+// Layer 4: services (dune-hw/LAYERS).
 //! clone, clone3, fork and vfork from a Dune thread.
 //!
 //! - **A thread** (CLONE_VM | CLONE_THREAD, as `pthread_create` makes): the monitor creates

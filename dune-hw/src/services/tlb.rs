@@ -1,3 +1,4 @@
+// Layer 4: services (dune-hw/LAYERS).
 //! TLB flush obligations. Under shadow paging (our PVM host) and on real hardware alike, a
 //! cleared D bit or a removed mapping takes effect only after invlpg or a CR3 reload.
 

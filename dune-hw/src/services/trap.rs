@@ -1,3 +1,4 @@
+// Layer 4: services (dune-hw/LAYERS).
 //! Guest exceptions, handled host-side: a page fault on memory the process has mapped is
 //! resolved (slot + page table, on demand); a spurious fault (a shadow-paging artefact) is
 //! retried after a flush; anything else ends the process with a register dump.

@@ -6,3 +6,4 @@ pub mod dune;
 pub(crate) mod fatal;
 pub(crate) mod main_stack;
 pub(crate) mod sigstate;
+pub mod thread_ctx;

@@ -1,3 +1,4 @@
+// Layer 6: public API (dune-hw/LAYERS).
 //! The sandbox's vCPU: its CPL0 pages, its syscall stub, and the exit loop that runs it.
 //!
 //! The syscall stub is the ring-3 path of [`crate::arch::entry`] (LSTAR runs natively in PVM

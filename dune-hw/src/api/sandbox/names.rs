@@ -1,3 +1,4 @@
+// Layer 6: public API (dune-hw/LAYERS).
 //! x86-64 Linux syscall names (generated from `asm/unistd_64.h`), for policies and reports.
 
 /// `(number, name)` of every x86-64 syscall, sorted by number.

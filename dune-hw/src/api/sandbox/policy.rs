@@ -1,3 +1,4 @@
+// Layer 6: public API (dune-hw/LAYERS).
 //! The syscall policy: a callback that sees every syscall of the sandbox (except `exit`
 //! and `exit_group`, which always end the run) and decides.
 

@@ -1,3 +1,4 @@
+// Layer 6: public API (dune-hw/LAYERS).
 //! Raw syscalls for code running inside a sandbox: no libc, no errno, no thread-locals
 //! (a sandbox's FS base is 0). Results are Linux's: `-errno` on failure.
 

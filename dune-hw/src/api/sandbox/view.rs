@@ -1,3 +1,4 @@
+// Layer 6: public API (dune-hw/LAYERS).
 //! A sandbox's own page table: only what was granted is mapped user-accessible; the few
 //! pages the CPU needs at CPL0 (IDT, GDT/TSS, monitor stack, exception stubs) are mapped
 //! supervisor-only. Nothing else of the host process is mapped at all.
