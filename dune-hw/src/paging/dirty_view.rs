@@ -74,7 +74,7 @@ impl DirtyView {
 
     /// Reads and clears the A and D bits of `[start, end)` in one pass over the leaf
     /// tables: `f(va, n_pages, old)` for each leaf entry there (present or not), where
-    /// `old` is the entry before the clear (test it with [`pte::A`], [`pte::D`]) and
+    /// `old` is the entry before the clear (test it with [`pte::A`](super::pte::A), [`pte::D`](super::pte::D)) and
     /// `[va, va + n_pages * 4 KiB)` the part of the range it maps (more than one page for
     /// a huge leaf). A huge leaf only partly inside the range is reported but not cleared.
     /// Allocation-free. Clearing A bits is only safe with the TLB flushed before the monitor

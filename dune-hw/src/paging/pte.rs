@@ -139,7 +139,7 @@ impl Pte {
 /// The 512 entries of the table in frame `frame`.
 ///
 /// # Safety
-/// `frame` must be a page-table frame from this crate's [`super::FrameAllocator`], which stays
+/// `frame` must be a page-table frame from this crate's [`super::frames::FrameAllocator`], which stays
 /// mapped (and is never freed) for the lifetime `'a`.
 pub unsafe fn table<'a>(frame: u64) -> &'a [Pte; ENTRIES] {
     // SAFETY: the caller guarantees a live, 4 KiB-aligned frame of 512 u64 entries; Pte is a

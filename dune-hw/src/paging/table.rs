@@ -224,7 +224,7 @@ impl PageTable {
     /// entry had been used for a translation (see [`PageTable::map_accessed`]).
     ///
     /// `host_w`: the host mapping allows writing the whole range (recorded as
-    /// [`pte::HOST_W`] in the 4 KiB entries, for [`DirtyView::update_api_leaf`]).
+    /// [`pte::HOST_W`] in the 4 KiB entries, for [`DirtyView::update_api_leaf`](super::DirtyView::update_api_leaf)).
     pub fn api_set(
         &mut self,
         start: u64,
