@@ -48,6 +48,7 @@ def table(title, data, modes):
     print("| benchmark | mode | A median (range) | B median (range) | B/A (per-round range) |")
     print("|---|---|---|---|---|")
     benches = sorted({b for (_, b) in data}, key=lambda b: (b.split("/")[0], b))
+    ratios, spans = [], 0
     for b in benches:
         for mode in modes:
             d = data.get((mode, b))
@@ -57,11 +58,23 @@ def table(title, data, modes):
             am, bm = statistics.median(a.values()), statistics.median(bb.values())
             pairs = [bb[r] / a[r] for r in a if r in bb and a[r] > 0]
             rr = f"{min(pairs):.2f}-{max(pairs):.2f}" if pairs else "-"
+            ratios.append((bm / am, b.split("/")[-1].startswith(("native", "linux"))))
+            spans += bool(pairs) and min(pairs) <= 1.0 <= max(pairs)
             print(
                 f"| {b} | {mode} | {fmt(am)} ({fmt(min(a.values()))}-{fmt(max(a.values()))}) "
                 f"| {fmt(bm)} ({fmt(min(bb.values()))}-{fmt(max(bb.values()))}) "
                 f"| **{bm / am:.2f}** ({rr}) |"
             )
+    print()
+    for what, rows in (("Dune", [r for r, c in ratios if not c]),
+                       ("native/Linux controls (no dune-hw code; their spread is the noise)", [r for r, c in ratios if c])):
+        if rows:
+            print(
+                f"- {what}: geometric mean of B/A over {len(rows)} rows **{statistics.geometric_mean(rows):.3f}**, "
+                f"row medians {min(rows):.2f}-{max(rows):.2f}"
+            )
+    if ratios:
+        print(f"- per-round ranges that include 1.00: {spans} of {len(ratios)} rows")
 
 
 def main():
@@ -87,7 +100,15 @@ def main():
             for key, v in (("wall", f["wall_ns"]), ("gc", f.get("gc_ns"))):
                 if v is not None:
                     data[(f["mode"], f"gcbench scale {f['scale']} {key} time")][f["label"]][int(f["rep"])] = float(v)
+    sums = collections.defaultdict(set)
+    if os.path.exists(gc):
+        for line in open(gc):
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if "checksum" in f:
+                sums[(f["mode"], f["scale"])].add((f["label"], f["checksum"]))
     table("GCBench, incremental, Dune backend (dunegc-runner gcbench <scale> incremental-dune)", data, modes)
+    for (mode, scale), v in sorted(sums.items()):
+        print(f"- GCBench checksums, {mode}, scale {scale}: " + ", ".join(f"{l}={c}" for l, c in sorted(v)))
     for name in ("commits.txt", "when.txt"):
         p = os.path.join(out, name)
         if os.path.exists(p):
