@@ -175,493 +175,80 @@
 //!   the slot table is full; mappings over 64 MiB are mapped into the guest on fault, 2 MiB
 //!   at a time.
 //!
-//! Modules:
-//! - [`addr`]     Gva, Gpa, Hva; the one GPA==HVA conversion; raw guest reads
-//! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits
-//! - [`tlb`]      flush obligations; invlpg / range / full flush; TLB feature report
-//! - [`pagetable`] the live table as a library API: walk, map/unmap/protect, huge pages,
-//!   one-pass A/D read-and-clear, copy-on-write protection
-//! - [`fault`]    exception handlers as closures (decoded error code, registers, resume);
-//!   guest fault handlers delivered in the guest without an exit
-//! - [`gdt`], [`idt`] descriptors as pure functions; vectors
-//! - [`entry`]    asm: enter/leave on the same stack, LSTAR stubs, exception stubs
-//! - [`monitor`]  the exit loop (host half of the monitor)
-//! - [`trap`]     guest exceptions: on-demand mapping, spurious faults, the program's
-//!   exception handlers, signals for faults, fatal dumps
-//! - [`syscall`]  forwarding, address-space updates, host-write reports
-//! - [`thread`]   clone/clone3/fork/vfork: new threads enter Dune, new processes do not
-//! - [`signal`]   guest signal actions, delivery inside the guest, rt_sigreturn
-//! - [`maps`]     allocation-free /proc/self/maps reader
-//! - [`dune`]     process and thread state
-//! - [`sandbox`]  code at CPL3 under its own page-table view and a syscall policy
-//! - [`error`]    [`DuneError`]
-//! - `fatal`      fatal dumps of a vCPU thread from a stack buffer (crate-private)
-//!
 //! # Layers
-//! Each module imports only from its own layer and the layers below it (bottom first in
-//! `dune-hw/LAYERS`; `layercheck` checks every `use crate::` path against it in
-//! `cargo test`, so a new upward import fails CI). The upward imports that remain from
-//! before the layers were declared are listed in `dune-hw/LAYERS.baseline`, which may only
-//! shrink.
+//! One folder of `src/` a layer (the exit loop is one file), bottom first; each opens with a
+//! comment naming its layer. A module imports only from its own layer and the layers below it
+//! (`dune-hw/LAYERS`; `layercheck` reads every `use crate::`/`super::` path against it in
+//! `cargo test`, so a new upward import fails CI; `LAYERS.baseline`, the known exceptions, is
+//! empty). Where a lower layer must reach a higher one it calls an unmangled `extern` symbol
+//! the higher layer defines: the asm calls `dune_guest_trap` (services/fault), a new thread
+//! runs `dune_monitor_run` (monitor), forwarding serves `dune_sandbox_run` (api/sandbox).
 //!
 //! ```text
-//!  top   lib.rs            enter/exit, flush, guest_regs, ..., re-exports
-//!   6    public API        pagetable  sandbox
-//!   5    monitor           monitor (the exit loop: dispatches to the services)
-//!   4    services          trap  fault  syscall  signal  thread  tlb
-//!   3    state             dune (process/thread state)  fatal (fatal dumps)
-//!   2    paging            paging (PTEs, walker, frames)  maps
-//!   1    arch              addr  error  gdt  idt  entry (asm stubs, frame layouts,
-//!                          hypercall numbers; the Rust they call is an `extern` symbol)
-//!          every import points down this picture (LAYERS.baseline: the exceptions)
+//!  top  lib.rs        this tour, the module list, re-exports (no logic)
+//!   6   api/          process.rs   enter/exit, enter_process, thread_stats, mode, dirty_view,
+//!                                  host-write hook, threads in Dune
+//!                     regs.rs      guest_regs: a stopped thread's guest registers (roots)
+//!                     pagetable/   the live table as a library: walk, map/protect/unmap,
+//!                                  huge leaves, one-pass A/D read-and-clear
+//!                     sandbox/     code at CPL3 under its own table view and a syscall policy
+//!   5   monitor.rs    the exit loop: dispatches each exit to a service
+//!   4   services/     trap.rs      guest exceptions: on-demand mapping, handlers, stepping
+//!                     fault.rs     fault handlers as closures; in-guest fault handlers
+//!                     syscall.rs   forwarding, address-space updates, host-write reports
+//!                     signal/      actions, the forwarded-call window, delivery + sigreturn
+//!                     thread.rs    clone/clone3/fork/vfork
+//!                     tlb.rs       flush / flush_tlb_all, invlpg, TLB feature report
+//!   3   state/        dune.rs      the process: one VM, one guest table, memory slots
+//!                     thread_ctx.rs  a thread: its vCPU, stacks, GDT/TSS, counters
+//!                     sigstate.rs  a thread's recorded signals and masks
+//!                     main_stack.rs, fatal.rs  the main thread's [stack]; fatal dumps
+//!   2   paging/       pte.rs walker.rs frames.rs  entries, the one walk, table frames
+//!                     table.rs dirty_view.rs      the process table; lock-free A/D view
+//!                     maps.rs      allocation-free /proc/self/maps reader
+//!   1   arch/         addr.rs error.rs gdt.rs idt.rs  addresses, DuneError, descriptors
+//!                     entry/       asm stubs (stubs.rs), frame layouts (frames.rs),
+//!                                  hypercall numbers and hypercall()
+//!         every `use crate::` points down this picture
 //! ```
+//!
+//! Modules (every old path, such as `dune_hw::tlb` or `dune_hw::dune`, is re-exported here):
+//! - [`arch`]     Gva/Gpa/Hva, [`DuneError`], GDT/TSS and IDT descriptors, the asm stubs
+//! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits, /proc maps
+//! - [`state`]    process state ([`dune`]) and per-thread state (vCPU, stacks, signals)
+//! - [`services`] [`trap`], [`fault`], [`syscall`], [`signal`], [`thread`], [`tlb`]
+//! - [`monitor`]  the exit loop (host half of the monitor)
+//! - [`api`]      [`pagetable`], [`sandbox`], enter/exit and the process-wide queries
 
-pub mod addr;
-pub mod dune;
-pub mod entry;
-pub mod error;
-mod fatal;
-pub mod fault;
-pub mod gdt;
-pub mod idt;
-pub mod maps;
+pub mod api;
+pub mod arch;
 pub mod monitor;
-pub mod pagetable;
 pub mod paging;
-pub mod sandbox;
-pub mod signal;
-pub mod syscall;
-pub mod thread;
-pub mod tlb;
-pub mod trap;
+pub mod services;
+pub mod state;
 
-pub use addr::{Gpa, Gva, Hva};
-pub use dune::{
-    hypercall, in_dune, on_host_side, Dune, HostWrite, HostWriteHook, Options, ThreadStats,
-};
-pub use error::DuneError;
+// The modules' paths from before the layer folders (public API, kept).
+pub use api::{pagetable, sandbox};
+pub use arch::{addr, entry, error, gdt, idt};
+pub use paging::maps;
+pub use services::{fault, signal, syscall, thread, tlb, trap};
+pub use state::dune;
+
+pub use arch::addr::{Gpa, Gva, Hva};
+pub use arch::error::DuneError;
 pub use kmod::{Mode, ModeChoice};
 pub use paging::DirtyView;
-pub use tlb::TlbFlush;
-pub use trap::{set_exception_handler, Exception, ExceptionHandler, Trap, TrapAction};
+pub use services::tlb::TlbFlush;
+pub use services::trap::{set_exception_handler, Exception, ExceptionHandler, Trap, TrapAction};
+pub use state::dune::{
+    in_dune, on_host_side, Dune, HostWrite, HostWriteHook, Options, ThreadStats,
+};
 
-static PROCESS_WIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Puts the whole program into Dune mode: the calling thread enters now, and every thread
-/// it (or any Dune thread) creates afterwards enters Dune on its own vCPU before its first
-/// instruction (see [`thread`]). Threads that already exist and stay outside Dune keep
-/// running on the host, and threads *they* create do too: call this early in `main`, before
-/// spawning threads. Idempotent on a thread already in Dune.
-pub fn enter_process() -> Result<(), DuneError> {
-    enter_process_with(&Options::default())
-}
-
-/// [`enter_process`] with options.
-pub fn enter_process_with(opts: &Options) -> Result<(), DuneError> {
-    if !in_dune() {
-        enter_with(opts)?;
-    }
-    PROCESS_WIDE.store(true, std::sync::atomic::Ordering::Release);
-    Ok(())
-}
-
-/// Threads of this process in Dune mode now (a thread being created by a Dune thread counts
-/// from before its first instruction).
-pub fn n_threads_in_dune() -> usize {
-    Dune::get().map_or(0, |d| {
-        d.live_threads.load(std::sync::atomic::Ordering::Acquire)
-    })
-}
-
-/// Whether every thread of the process runs in Dune mode now (compares
-/// [`n_threads_in_dune`] with `/proc/self/task`, kernel workers such as KVM's
-/// `kvm-nx-lpage-recovery` excluded; a thread that is just ending may make it
-/// say false for a moment — conservative for a dirty-bit collector). Not for signal
-/// handlers (reads a directory).
-pub fn every_thread_in_dune() -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return false;
-    };
-    let n_tasks = dir
-        .filter_map(|e| e.ok())
-        .filter(|e| !is_kernel_worker(&e.path()))
-        .count();
-    n_tasks > 0 && n_threads_in_dune() >= n_tasks
-}
-
-/// PF_USER_WORKER: a kernel worker living in the process (KVM's `kvm-nx-lpage-recovery`,
-/// io_uring workers); it never runs user code.
-const PF_USER_WORKER: u64 = 0x4000;
-
-fn is_kernel_worker(task: &std::path::Path) -> bool {
-    let Ok(stat) = std::fs::read_to_string(task.join("stat")) else {
-        return false;
-    };
-    // fields after the command name (which may contain spaces): state is field 3, flags 9
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return false;
-    };
-    rest.split_whitespace()
-        .nth(6)
-        .and_then(|f| f.parse::<u64>().ok())
-        .is_some_and(|flags| flags & PF_USER_WORKER != 0)
-}
-
-/// Whether [`enter_process`] succeeded in this process.
-pub fn process_wide() -> bool {
-    PROCESS_WIDE.load(std::sync::atomic::Ordering::Acquire)
-}
-
-use dune::{ThreadCtx, CTX};
-
-/// Enters Dune mode on the calling thread with default options (mode detected).
-pub fn enter() -> Result<(), DuneError> {
-    enter_with(&Options::default())
-}
-
-/// Enters Dune mode on the calling thread. On success the thread is running inside the
-/// guest when this returns.
-pub fn enter_with(opts: &Options) -> Result<(), DuneError> {
-    if in_dune() {
-        return Err(DuneError::AlreadyEntered);
-    }
-    let d = Dune::get_or_init(opts)?;
-    grow_main_stack();
-    let ctx = ThreadCtx::new(d)?;
-    d.live_threads
-        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    let p = Box::into_raw(ctx);
-    dune::set_current(p);
-    // SAFETY: `p` is live and owned through CTX; the trampoline saves our callee-saved
-    // registers and return address into its frame and runs the exit loop on the loop stack,
-    // which belongs to the ctx. It "returns" either in the guest (0) or on the host (1).
-    let r = unsafe {
-        entry::dune_enter_trampoline(
-            &mut (*p).frame,
-            monitor::loop_entry,
-            dune::loop_stack_top(&*p),
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    dune::set_current(core::ptr::null_mut());
-    d.live_threads
-        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    // SAFETY: the loop gave the ctx back (it resumed the host); we own it again.
-    let mut ctx = unsafe { Box::from_raw(p) };
-    Err(ctx.pending_error.take().unwrap_or(DuneError::NotEntered))
-}
-
-/// Most bytes of the main thread's stack made part of `[stack]` below the current frame
-/// before entering (bounded by RLIMIT_STACK): the kernel grows `[stack]` only for host
-/// accesses, and the guest page table maps the stack as it is. Only the lowest page is
-/// touched; the rest costs nothing until used.
-const MAIN_STACK_HEADROOM_BYTES: u64 = 64 << 20;
-
-/// On the main thread, touches the page [`MAIN_STACK_HEADROOM_BYTES`] below the current
-/// frame so the kernel grows `[stack]` down to it now (a guest access below the stack as
-/// mapped at entry would be an unhandled fault).
-#[inline(never)]
-fn grow_main_stack() {
-    let sp: u64;
-    // SAFETY: reading rsp has no side effects.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
-    let Some(m) = maps::find(sp) else { return };
-    if !m.is_main_stack {
-        return;
-    }
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } != 0 {
-        return;
-    }
-    // stay well inside RLIMIT_STACK (counted from the top of the stack)
-    let used = m.end - sp;
-    let room = limit.rlim_cur.saturating_sub(used + (64 << 10));
-    let target = (sp - MAIN_STACK_HEADROOM_BYTES.min(room)) & !0xfff;
-    if target < m.start {
-        // SAFETY: an address below the stack pointer within the stack's growth range
-        // (inside RLIMIT_STACK): the kernel extends `[stack]` down to it; no object lives
-        // there yet, and the read has no other effect.
-        unsafe { core::ptr::read_volatile(target as *const u8) };
-    }
-}
-
-/// Leaves Dune mode: the thread continues on the host.
-pub fn exit() -> Result<ThreadStats, DuneError> {
-    if !in_dune() {
-        return Err(DuneError::NotEntered);
-    }
-    hypercall(dune::hypercall::LEAVE);
-    let p = CTX.with(|c| c.get());
-    dune::set_current(core::ptr::null_mut());
-    // SAFETY: the monitor resumed us on the host; the ctx (and its vCPU) is ours to drop.
-    let ctx = unsafe { Box::from_raw(p) };
-    ctx.dune
-        .live_threads
-        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    // signals recorded after the last delivery: the host action (the trampoline) now runs
-    // the handler natively
-    signal::release_on_leave(ctx.sig());
-    Ok(ctx.stats)
-}
-
-/// The calling thread's counters (zero outside Dune mode).
-pub fn thread_stats() -> ThreadStats {
-    let p = CTX.with(|c| c.get());
-    if p.is_null() {
-        return ThreadStats::default();
-    }
-    // SAFETY: the ctx is live while the thread is in Dune mode; we only copy plain counters
-    // (the monitor updates them only while this thread is stopped in an exit).
-    unsafe { (*p).stats }
-}
-
-/// The guest registers of the calling Dune thread while it is stopped on its host side
-/// (in a signal handler that interrupted the exit loop, or in a host-write hook): what a
-/// collector must scan as the thread's roots, since the host registers there belong to the
-/// exit loop. `None` outside Dune mode. Async-signal-safe once the thread has run in the
-/// guest (registers come from the shared `kvm_run` page).
-///
-/// It also makes the thread's next entry into the guest go through the exit loop's checks
-/// first (a kick of `immediate_exit`): a stop signal can arrive after the loop checked for
-/// a pending TLB flush and before it entered the guest; a collector that clears D bits
-/// while the thread waits in its handler must have that flush happen before the thread's
-/// guest code runs again, and the kick guarantees it.
-pub fn guest_regs() -> Option<GuestRegs> {
-    let p = CTX.with(|c| c.get());
-    if p.is_null() {
-        return None;
-    }
-    // Inside a guest signal handler (not on the exit-loop stack) the registers are in the
-    // handler's ucontext, and the vCPU's are stale.
-    let sp: u64;
-    // SAFETY: reading rsp has no side effects.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
-    // SAFETY: the ctx is live while the thread is in Dune mode; loop_stack is plain data.
-    let on_loop_stack = unsafe {
-        let top = dune::loop_stack_top(&*p);
-        sp > (*p).loop_stack && sp <= top
-    };
-    // SAFETY: as above; sig() is the thread's own state.
-    let sig = unsafe { (*p).sig() };
-    if !on_loop_stack
-        && sig
-            .handlers_active
-            .load(std::sync::atomic::Ordering::Acquire)
-            > 0
-    {
-        return None;
-    }
-    // SAFETY: the ctx is live while the thread is in Dune mode; the exit loop it belongs to
-    // is suspended on this same thread while we read (a signal handler or a hook runs on
-    // top of it), so nothing writes these fields concurrently.
-    let (vcpu, in_exception) = unsafe { ((*p).vcpu.as_ref()?, (*p).in_exception) };
-    sig.kick();
-    let mut r = vcpu.regs().ok()?;
-    if r.rip == entry::pvm_iret() {
-        // `pvm`, about to return to user mode: the program's rip/rsp/rflags are in the frame
-        // SAFETY: the monitor wrote a PvmIretFrame at rsp on the monitor stack before entering.
-        let f: entry::PvmIretFrame = unsafe { addr::read_guest(Gva(r.rsp)) };
-        r.rax = f.rax;
-        r.rbx = f.rbx;
-        r.rdi = f.rdi;
-        r.rip = f.rip;
-        r.rsp = f.rsp;
-        r.rflags = f.rflags;
-    }
-    // SAFETY: as above (plain data of the suspended exit loop's context).
-    let ctx = unsafe { &*p };
-    let top = ctx.cpu_pages + ctx.cpu_pages_len as u64;
-    let frame_at = top - entry::GUEST_FRAME_OFFSET;
-    if !in_exception
-        && dune::on_monitor_stack(ctx, r.rsp)
-        && r.rsp < frame_at
-        && !entry::in_monitor_code(r.rip)
-    {
-        // in a guest fault handler: the interrupted program's registers are in the frame the
-        // in-guest stub saved (the handler's own stack holds only copies of them)
-        // SAFETY: the in-guest path wrote a GuestTrapFrame there before calling the handler.
-        let f: entry::GuestTrapFrame = unsafe { addr::read_guest(Gva(frame_at)) };
-        return Some(GuestRegs {
-            gprs: [
-                f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp, f.r8, f.r9, f.r10, f.r11,
-                f.r12, f.r13, f.r14, f.r15,
-            ],
-            rip: f.rip,
-            stack_low: f.rsp.saturating_sub(128),
-        });
-    }
-    let mut user_rsp = r.rsp;
-    if in_exception {
-        // SAFETY: the CPL0 stub pushed an ExceptionFrame at rsp on the monitor stack.
-        let f: entry::ExceptionFrame = unsafe { addr::read_guest(Gva(r.rsp)) };
-        user_rsp = f.rsp;
-    }
-    Some(GuestRegs {
-        gprs: [
-            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, user_rsp, r.r8, r.r9, r.r10, r.r11,
-            r.r12, r.r13, r.r14, r.r15,
-        ],
-        rip: r.rip,
-        // the red zone below rsp may hold live values; in ring-3 a syscall exit's rsp is
-        // already below it (the LSTAR stub stepped over it)
-        stack_low: user_rsp.saturating_sub(128).min(r.rsp),
-    })
-}
-
-/// A Dune thread's guest registers (see [`guest_regs`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GuestRegs {
-    /// rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8..r15 (rsp: the interrupted code's).
-    pub gprs: [u64; 16],
-    /// Where the guest is stopped (a monitor stub during an exception).
-    pub rip: u64,
-    /// Lowest stack address that may hold live data (rsp minus the red zone).
-    pub stack_low: u64,
-}
-
-/// The mode of this process's Dune VM, if initialised.
-pub fn mode() -> Option<ModeChoice> {
-    Dune::get().map(|d| d.mode().clone())
-}
-
-/// Issues a Dune hypercall (a syscall with a Dune-private number) and returns rax.
-pub fn hypercall(nr: u64) -> u64 {
-    let r: u64;
-    // SAFETY: in Dune mode the monitor answers it; outside, Linux answers ENOSYS. The
-    // syscall instruction clobbers rcx and r11; LEAVE may resume with only callee-saved
-    // registers intact, hence clobber_abi("C").
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") nr => r, clobber_abi("C"));
-    }
-    r
-}
-
-/// Flushes the guest TLB of every vCPU: this thread's now (ring-0: CR3 reload in the
-/// guest; ring-3: a request to the monitor; pvm: the `HC_FLUSH_TLB` hypercall, no exit),
-/// every other vCPU before its next entry into the guest.
-///
-/// A vCPU running guest code right now keeps its cached translations until it exits, so a
-/// caller that cleared D bits must have stopped the other Dune threads first (a stopped
-/// Dune thread waits on the host side of its exit loop and flushes when it resumes): then
-/// no write after the clear can go unrecorded.
-pub fn flush_tlb_all() {
-    let Some(d) = Dune::get() else { return };
-    d.generation
-        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    if !in_dune() || on_host_side() {
-        // the exit loop flushes this vCPU before it resumes the guest
-        return;
-    }
-    match d.mode().mode {
-        Mode::Ring0 => {
-            // SAFETY: at guest CPL0 (ring-0 mode) reloading CR3 with its own value only
-            // flushes non-global TLB entries.
-            unsafe {
-                core::arch::asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack))
-            }
-        }
-        // pvm: the LSTAR stub answers it in supervisor mode with the hypercall, no exit
-        Mode::Ring3 | Mode::Pvm => {
-            hypercall(dune::hypercall::FLUSH_TLB);
-        }
-        Mode::PvmRing0 => pvm_flush_tlb(),
-    }
-}
-
-/// `pvm`: asks the supervisor-mode syscall stub to flush this vCPU's translation of the
-/// page holding `va` (`HC_FLUSH_TLB_ONE`, no exit).
-pub(crate) fn pvm_request_flush_page(va: u64) {
-    // SAFETY: in pvm mode the LSTAR stub answers this Dune-private number in supervisor
-    // mode and returns with `sysretq`; `syscall` clobbers rcx and r11, the stub rax only
-    // (rdi and rbx are exchanged back), clobber_abi("C") covers more than that.
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") dune::hypercall::FLUSH_TLB_PAGE => _,
-            in("rdi") va,
-            clobber_abi("C")
-        );
-    }
-}
-
-/// `pvm-ring0` (the thread runs in PVM supervisor mode): the flush hypercall, answered
-/// without leaving the guest.
-fn pvm_flush_tlb() {
-    let r: u64;
-    // SAFETY: in pvm-ring0 mode the thread runs in the paravirtual supervisor mode, where
-    // `int $0x1b` is a hypercall (the self-test checked that it preserves every register but
-    // rax); HC_FLUSH_TLB only drops this vCPU's cached translations.
-    unsafe {
-        core::arch::asm!("int 0x1b", inlateout("rax") kmod::pvm::HC_FLUSH_TLB => r, options(nostack))
-    };
-    if r != 0 {
-        hypercall(dune::hypercall::FLUSH_TLB);
-    }
-}
-
-/// `pvm-ring0`: flush one page's translation (hypercall in the guest).
-pub(crate) fn pvm_flush_tlb_page(va: u64) {
-    let r: u64;
-    // SAFETY: as in `pvm_flush_tlb`; HC_FLUSH_TLB_ONE takes the address in rbx (rbx is
-    // reserved by LLVM, hence the xchg around the call) and only drops a translation.
-    unsafe {
-        core::arch::asm!(
-            "xchg {va}, rbx",
-            "int 0x1b",
-            "xchg {va}, rbx",
-            va = inout(reg) va => _,
-            inlateout("rax") kmod::pvm::HC_FLUSH_TLB_ONE => r,
-            options(nostack)
-        )
-    };
-    if r != 0 {
-        pvm_flush_tlb();
-    }
-}
-
-/// Performs a flush obligation on every vCPU (see [`flush_tlb_all`]); for small ranges on
-/// this vCPU ring-0 uses invlpg per page, pvm-ring0 the `HC_FLUSH_TLB_ONE` hypercall per
-/// page, and pvm, for one page, a request its supervisor-mode stub answers with that
-/// hypercall (no exit). Allocation-free (usable in stop-the-world and
-/// fault paths).
-pub fn flush(f: TlbFlush) {
-    if Dune::get().is_none() {
-        return;
-    }
-    if tlb::flush_pages_here(f.start, f.end, tlb::INVLPG_MAX_PAGES).is_none() {
-        flush_tlb_all()
-    }
-}
-
-/// Flushes the translation of the page containing `va` (ring-0: invlpg; pvm:
-/// `HC_FLUSH_TLB_ONE`; ring-3: a full flush by the monitor, which cannot invlpg for the
-/// guest) on every vCPU.
-pub fn flush_tlb_page(va: Gva) {
-    flush(TlbFlush::range(
-        va.page_down().0,
-        va.page_down().0 + addr::BYTES_IN_PAGE,
-    ))
-}
-
-/// The lock-free A/D-bit view of the process's guest page table, if initialised.
-pub fn dirty_view() -> Option<DirtyView> {
-    Dune::get().map(|d| d.dirty_view())
-}
-
-/// Installs (or removes) the hook receiving guest memory the host wrote on the guest's
-/// behalf. Initialises nothing: returns false if Dune is not initialised yet.
-pub fn set_host_write_hook(hook: Option<HostWriteHook>) -> bool {
-    match Dune::get() {
-        Some(d) => {
-            d.set_host_write_hook(hook);
-            true
-        }
-        None => false,
-    }
-}
+// What lib.rs itself used to define, from the layer it belongs to.
+pub use api::process::{
+    dirty_view, enter, enter_process, enter_process_with, enter_with, every_thread_in_dune, exit,
+    mode, n_threads_in_dune, process_wide, set_host_write_hook, thread_stats,
+};
+pub use api::regs::{guest_regs, GuestRegs};
+pub use arch::entry::hypercall;
+pub use services::tlb::{flush, flush_tlb_all, flush_tlb_page};

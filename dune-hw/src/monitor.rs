@@ -1,22 +1,23 @@
+// Layer 5: monitor (dune-hw/LAYERS).
 //! The host half of the monitor: the exit loop of one vCPU, on its own stack.
 //!
-//! Ring-3 mode's CPL0 code is a handful of stub instructions (see [`crate::entry`]) because
+//! Ring-3 mode's CPL0 code is a handful of stub instructions (see [`crate::arch::entry`]) because
 //! guest CPL0 is emulated on PVM hosts: every decision is taken here, natively, on the host.
 //! In `pvm` mode the same stubs run natively in the hypervisor's supervisor mode; the loop
 //! tracks whether the vCPU stopped there and returns it to user mode through the
 //! `HC_IRET_FRAME` stub when a handler resumes the program (`pvm_return_to_user`).
 
-use crate::dune::ThreadCtx;
-use crate::entry::{self, EnterFrame, EXCEPTION_PORT, SYSCALL_DOORBELL_VALUE, SYSCALL_PORT};
-use crate::fatal::fatal;
-use crate::{syscall, trap};
+use crate::arch::entry::{self, EnterFrame, EXCEPTION_PORT, SYSCALL_DOORBELL_VALUE, SYSCALL_PORT};
+use crate::services::{syscall, trap};
+use crate::state::dune::ThreadCtx;
+use crate::state::fatal::fatal;
 use kmod::Exit;
 use std::sync::atomic::Ordering;
 
 /// Entered on the loop stack by `dune_enter_trampoline`. Never returns: it resumes the host
 /// with `dune_resume_host` (leave, or a failure before the first entry) or aborts.
 pub(crate) extern "C" fn loop_entry(_frame: *mut EnterFrame) -> ! {
-    let p = crate::dune::CTX.with(|c| c.get());
+    let p = crate::state::dune::CTX.with(|c| c.get());
     // SAFETY: `enter_with` stored a live, exclusively owned ThreadCtx in CTX before calling
     // the trampoline; nothing else touches it until this loop resumes the host.
     let ctx = unsafe { &mut *p };
@@ -28,7 +29,7 @@ pub(crate) extern "C" fn loop_entry(_frame: *mut EnterFrame) -> ! {
     run(ctx)
 }
 
-fn start_guest(ctx: &mut ThreadCtx) -> Result<(), crate::DuneError> {
+fn start_guest(ctx: &mut ThreadCtx) -> Result<(), crate::arch::error::DuneError> {
     let f = ctx.frame;
     let mut r = ctx.vcpu().regs()?;
     r.rip = f.rip;
@@ -68,14 +69,14 @@ fn pvm_return_to_user(ctx: &mut ThreadCtx) {
         rbx: r.rbx,
         rdi: r.rdi,
         rip: r.rip,
-        cs: crate::gdt::USER_CS as u64,
+        cs: crate::arch::gdt::USER_CS as u64,
         rflags: r.rflags,
         rsp: r.rsp,
-        ss: crate::gdt::USER_SS as u64,
+        ss: crate::arch::gdt::USER_SS as u64,
     };
     // SAFETY: the top of this thread's monitor stack: mapped, writable, and not in use (the
     // vCPU is stopped and resumes at the stub, which reads exactly this frame).
-    unsafe { crate::addr::write_guest(crate::addr::Gva(frame_at), frame) };
+    unsafe { crate::arch::addr::write_guest(crate::arch::addr::Gva(frame_at), frame) };
     r.rip = entry::pvm_iret();
     r.rax = kmod::pvm::HC_IRET_FRAME;
     r.rbx = frame_at;
@@ -93,7 +94,7 @@ fn syscall_in_guest_handler_is_fatal(ctx: &ThreadCtx) {
         Ok(r) => r.rsp,
         Err(e) => fatal(ctx, format_args!("{e}")),
     };
-    if crate::dune::on_monitor_stack(ctx, rsp) {
+    if crate::state::dune::on_monitor_stack(ctx, rsp) {
         fatal(
             ctx,
             format_args!(
@@ -104,12 +105,23 @@ fn syscall_in_guest_handler_is_fatal(ctx: &ThreadCtx) {
     }
 }
 
+/// The exit loop of a new thread's context `ctx` (a `*mut ThreadCtx`), for the thread
+/// service below (`crate::services::thread`), which declares it `extern` so that it does not
+/// import this layer.
+#[no_mangle]
+extern "C" fn dune_monitor_run(ctx: u64) -> ! {
+    // SAFETY: the thread service passes the context its creator handed over
+    // (Box::into_raw), installed as this thread's current one; nothing else references it.
+    let ctx = unsafe { &mut *(ctx as *mut ThreadCtx) };
+    run(ctx)
+}
+
 /// The exit loop of one vCPU.
 pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
     let doorbell = ctx.dune.doorbell;
     let mut gone_streak = 0u32;
     loop {
-        crate::signal::deliver_pending(ctx);
+        crate::services::signal::deliver_pending(ctx);
         if ctx.dune.generation.load(Ordering::Acquire) != ctx.seen_generation {
             if let Err(e) = ctx.flush_tlb() {
                 fatal(ctx, format_args!("TLB flush before entry failed: {e}"));

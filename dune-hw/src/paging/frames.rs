@@ -1,8 +1,9 @@
+// Layer 2: paging (dune-hw/LAYERS).
 //! Frames for page-table pages. Page tables live in ordinary process memory (so the guest
 //! reads its own A/D bits with plain loads); allocation never calls malloc (the exit loop may
 //! run while the guest holds the malloc lock).
 
-use crate::error::DuneError;
+use crate::arch::error::DuneError;
 
 /// Hands out zeroed, 4 KiB-aligned frames that stay mapped for the allocator's lifetime.
 pub trait FrameAllocator {

@@ -1,3 +1,4 @@
+// Layer 2: paging (dune-hw/LAYERS).
 //! Page-table entries: `AtomicU64` with x86 flag bits. Accessed/dirty bits are cleared by
 //! atomic RMW so a concurrent hardware (or shadow-MMU) update is never lost. The raw table
 //! derefs live here.
@@ -16,13 +17,13 @@ pub const A: u64 = 1 << 5;
 pub const D: u64 = 1 << 6;
 /// Page size (a huge leaf at level 2/3).
 pub const PS: u64 = 1 << 7;
-/// Software bit 9 (ignored by the MMU): the entry was set through [`crate::pagetable`] (a
+/// Software bit 9 (ignored by the MMU): the entry was set through [`crate::api::pagetable`] (a
 /// protection or unmapping the program chose); the monitor's on-demand mapping never widens
 /// it, so an access it forbids reaches the program's fault handler. Host mmap/mprotect/munmap
 /// of the range replace the entry (and drop the bit).
 pub const API: u64 = 1 << 9;
 /// Software bit 10 (ignored by the MMU), with [`API`]: the host mapping allowed writing
-/// when the program set this entry, so [`crate::pagetable::protect_page_in_guest`] may make
+/// when the program set this entry, so [`crate::api::pagetable::protect_page_in_guest`] may make
 /// it writable without asking the host (which a guest fault handler cannot).
 pub const HOST_W: u64 = 1 << 10;
 /// No-execute (needs EFER.NXE).
@@ -138,7 +139,7 @@ impl Pte {
 /// The 512 entries of the table in frame `frame`.
 ///
 /// # Safety
-/// `frame` must be a page-table frame from this crate's [`super::FrameAllocator`], which stays
+/// `frame` must be a page-table frame from this crate's [`super::frames::FrameAllocator`], which stays
 /// mapped (and is never freed) for the lifetime `'a`.
 pub unsafe fn table<'a>(frame: u64) -> &'a [Pte; ENTRIES] {
     // SAFETY: the caller guarantees a live, 4 KiB-aligned frame of 512 u64 entries; Pte is a

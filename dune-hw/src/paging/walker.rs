@@ -1,3 +1,4 @@
+// Layer 2: paging (dune-hw/LAYERS).
 //! The one page-table walker: visits the leaf entries covering a range, optionally
 //! creating missing tables. Everything else (map, protect, dirty scan) is a small visitor.
 //!
