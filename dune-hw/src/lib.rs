@@ -224,6 +224,7 @@ mod fatal;
 pub mod fault;
 pub mod gdt;
 pub mod idt;
+pub mod ledger;
 pub mod maps;
 pub mod monitor;
 pub mod pagetable;
@@ -241,6 +242,7 @@ pub use dune::{
 };
 pub use error::DuneError;
 pub use kmod::{Mode, ModeChoice};
+pub use ledger::{ledger, DuneLedger, ExitReason};
 pub use paging::DirtyView;
 pub use tlb::TlbFlush;
 pub use trap::{set_exception_handler, Exception, ExceptionHandler, Trap, TrapAction};
@@ -556,8 +558,10 @@ pub fn flush_tlb_all() {
         .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     if !in_dune() || on_host_side() {
         // the exit loop flushes this vCPU before it resumes the guest
+        ledger::flush_deferred();
         return;
     }
+    let t0 = ledger::ticks();
     match d.mode().mode {
         Mode::Ring0 => {
             // SAFETY: at guest CPL0 (ring-0 mode) reloading CR3 with its own value only
@@ -572,6 +576,8 @@ pub fn flush_tlb_all() {
         }
         Mode::PvmRing0 => pvm_flush_tlb(),
     }
+    ledger::flush_guest_full();
+    ledger::flush_time(ledger::ticks().wrapping_sub(t0));
 }
 
 /// `pvm`: asks the supervisor-mode syscall stub to flush this vCPU's translation of the

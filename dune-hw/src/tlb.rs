@@ -95,6 +95,7 @@ pub(crate) fn flush_pages_here(start: u64, end: u64, max_pages: u64) -> Option<T
         return None;
     }
     let pages = (0..n_pages).map(|i| first + i * crate::addr::BYTES_IN_PAGE);
+    let t0 = crate::ledger::ticks();
     let method = match dune_mode()? {
         kmod::Mode::Ring0 => {
             bump_generation();
@@ -117,6 +118,8 @@ pub(crate) fn flush_pages_here(start: u64, end: u64, max_pages: u64) -> Option<T
         }
         _ => return None,
     };
+    crate::ledger::flush_local(n_pages);
+    crate::ledger::flush_time(crate::ledger::ticks().wrapping_sub(t0));
     Some(method)
 }
 

@@ -90,6 +90,7 @@ impl PageTable {
     ) -> Result<bool, DuneError> {
         let flags = pte::leaf_flags(prot);
         let mut accessed = false;
+        let mut fresh = 0u64;
         // SAFETY: root and all tables are frames of `self.frames`, which lives as long as self.
         let stats = unsafe {
             walker::walk_with(
@@ -115,11 +116,15 @@ impl PageTable {
                         }
                     });
                     accessed |= old & (pte::P | A) == pte::P | A;
+                    // the update above made a fresh leaf present (counted once, after the
+                    // atomic update: its closure may run again on contention)
+                    fresh += u64::from(flags != 0 && old & P == 0 && !(keep_api && old & API != 0));
                     true
                 }),
             )
         }
         .map_err(|_| DuneError::OutOfPageTableFrames)?;
+        crate::ledger::fresh_pages(fresh);
         Ok(accessed || stats.split_accessed)
     }
 
@@ -367,15 +372,19 @@ impl DirtyView {
     /// bits take effect only after the returned flush.
     #[must_use = "cleared D bits stay clear in the TLB until it is flushed"]
     pub fn collect_and_clear(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) -> TlbFlush {
+        let (mut scanned, mut cleared) = (0u64, 0u64);
         let mut v = AnyLeaf(|p: &Pte, level: u32, base: u64, lo: u64, hi: u64| {
+            scanned += (hi - lo) / 4096;
             if level == 1 {
                 if p.take_dirty() {
+                    cleared += 1;
                     f(lo)
                 }
                 return true;
             }
             let whole = lo == base && hi == base + walker::span_bytes(level);
             if (whole && p.take_dirty()) || (!whole && p.is_dirty()) {
+                cleared += u64::from(whole) * ((hi - lo) / 4096);
                 let mut va = lo;
                 while va < hi {
                     f(va);
@@ -386,6 +395,7 @@ impl DirtyView {
         });
         // SAFETY: the root outlives this view (constructor duty); no allocation.
         unsafe { walker::visit(self.root, start, end, &mut v) };
+        crate::ledger::dirty_scan(scanned, cleared);
         TlbFlush::range(start, end)
     }
 

@@ -1,0 +1,286 @@
+//! Unit costs for the Dune ledger's estimates (issue 15), measured in one process of the
+//! same `dunegc-runner` binary that runs the workloads (`dunegc-runner calibrate`): what
+//! the guest runtime cannot count — KVM's shadow-MMU work inside `KVM_RUN` and the exit
+//! round trip itself — is estimated as a ledger count times one of these.
+//!
+//! Each figure is the median of [`REPS`] passes over [`N_PAGES`] pages (one store or load
+//! per page), natively first, then inside Dune:
+//! - `native_fresh` / `dune_fresh`: first store to each page of a fresh anonymous mapping
+//!   (host fault natively; in Dune also the guest leaf and the shadow entry);
+//! - `dune_populate` / `dune_fresh_populated`: the heap's Dune path, one
+//!   `MADV_POPULATE_WRITE` for the region (per page), then the first store per page;
+//! - `native_rewrite` / `dune_rewrite`: a store to a page already written (no fault);
+//! - `mprotect_fault`: natively, the mprotect tracker armed, first store per page minus a
+//!   rewrite (SIGSEGV, handler, `mprotect`);
+//! - `dune_write_after_clear`: in Dune, the Dune tracker armed (D bits cleared, flushed),
+//!   first store per page minus a rewrite (the shadow fault a write after a D clear costs);
+//! - `dune_refill`: in Dune, a full TLB flush, then a load per page, minus a load pass
+//!   without the flush (per page: the shadow refill after a flush);
+//! - `native_getpid` / `dune_getpid`: a system call round trip; `dune_exit_handling`: the
+//!   monitor's share of one (the ledger's handling time per syscall exit over the loop), so
+//!   `dune_getpid - dune_exit_handling - native_getpid` is the exit transition itself.
+
+use gc_core::dirty::{self, Backend, DirtySet};
+use gc_core::util::mmap::{populate_write, Mapping, BYTES_IN_PAGE};
+use gc_core::{Page, PageRange};
+use std::time::Instant;
+
+/// Pages per pass.
+pub const N_PAGES: usize = 4096;
+/// Passes per figure (the median is kept).
+pub const REPS: usize = 5;
+/// System calls per getpid pass.
+const N_SYSCALLS: u64 = 2000;
+
+/// The tag starting a calibration line.
+pub const CALIBRATION_TAG: &str = "dunegc-calibration";
+
+/// Unit costs in ns (per page, per call), measured by [`measure`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UnitCosts {
+    /// First store to a fresh page, natively.
+    pub native_fresh: f64,
+    /// Store to a page already written, natively.
+    pub native_rewrite: f64,
+    /// mprotect tracker: extra cost of the first store after an arm (per page).
+    pub mprotect_fault: f64,
+    /// getpid round trip, natively.
+    pub native_getpid: f64,
+    /// First store to a fresh page in Dune (no populate).
+    pub dune_fresh: f64,
+    /// `MADV_POPULATE_WRITE` in Dune, per page.
+    pub dune_populate: f64,
+    /// First store to a fresh page in Dune after the populate.
+    pub dune_fresh_populated: f64,
+    /// Store to a page already written, in Dune.
+    pub dune_rewrite: f64,
+    /// Dune tracker: extra cost of the first store after an arm (D cleared + flushed).
+    pub dune_write_after_clear: f64,
+    /// Extra cost of the first load per page after a full flush, in Dune.
+    pub dune_refill: f64,
+    /// getpid round trip in Dune.
+    pub dune_getpid: f64,
+    /// The monitor's handling time of one syscall exit (ledger).
+    pub dune_exit_handling: f64,
+}
+
+const FIELDS: [&str; 12] = [
+    "native_fresh",
+    "native_rewrite",
+    "mprotect_fault",
+    "native_getpid",
+    "dune_fresh",
+    "dune_populate",
+    "dune_fresh_populated",
+    "dune_rewrite",
+    "dune_write_after_clear",
+    "dune_refill",
+    "dune_getpid",
+    "dune_exit_handling",
+];
+
+impl UnitCosts {
+    fn values(&self) -> [f64; 12] {
+        [
+            self.native_fresh,
+            self.native_rewrite,
+            self.mprotect_fault,
+            self.native_getpid,
+            self.dune_fresh,
+            self.dune_populate,
+            self.dune_fresh_populated,
+            self.dune_rewrite,
+            self.dune_write_after_clear,
+            self.dune_refill,
+            self.dune_getpid,
+            self.dune_exit_handling,
+        ]
+    }
+
+    fn from_values(v: [f64; 12]) -> UnitCosts {
+        UnitCosts {
+            native_fresh: v[0],
+            native_rewrite: v[1],
+            mprotect_fault: v[2],
+            native_getpid: v[3],
+            dune_fresh: v[4],
+            dune_populate: v[5],
+            dune_fresh_populated: v[6],
+            dune_rewrite: v[7],
+            dune_write_after_clear: v[8],
+            dune_refill: v[9],
+            dune_getpid: v[10],
+            dune_exit_handling: v[11],
+        }
+    }
+
+    /// The exit transition (world switch and back, without the monitor's handling), per
+    /// exit: `dune_getpid - dune_exit_handling - native_getpid`, at least 0.
+    pub fn exit_transition(&self) -> f64 {
+        (self.dune_getpid - self.dune_exit_handling - self.native_getpid).max(0.0)
+    }
+
+    /// `dunegc-calibration key=value ...` (ns, one decimal).
+    pub fn to_line(&self) -> String {
+        let mut s = CALIBRATION_TAG.to_owned();
+        for (k, v) in FIELDS.iter().zip(self.values()) {
+            s.push_str(&format!(" {k}={v:.1}"));
+        }
+        s
+    }
+
+    /// Parse [`UnitCosts::to_line`].
+    pub fn from_line(line: &str) -> Result<UnitCosts, String> {
+        let rest = line
+            .strip_prefix(CALIBRATION_TAG)
+            .ok_or_else(|| format!("not a {CALIBRATION_TAG} line: {line:?}"))?;
+        let mut v = [f64::NAN; 12];
+        for field in rest.split_whitespace() {
+            let (k, x) = field
+                .split_once('=')
+                .ok_or_else(|| format!("field without '=' in {line:?}"))?;
+            if let Some(i) = FIELDS.iter().position(|f| *f == k) {
+                v[i] = x
+                    .parse()
+                    .map_err(|_| format!("bad number for {k} in {line:?}"))?;
+            }
+        }
+        if let Some(i) = v.iter().position(|x| x.is_nan()) {
+            return Err(format!("missing {} in {line:?}", FIELDS[i]));
+        }
+        Ok(UnitCosts::from_values(v))
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A fresh region of [`N_PAGES`] pages.
+fn region() -> Result<(Mapping, PageRange), String> {
+    let m = Mapping::new(N_PAGES * BYTES_IN_PAGE).map_err(|e| format!("mmap: {e}"))?;
+    let r = PageRange::new(Page::from_aligned(m.start()), N_PAGES);
+    Ok((m, r))
+}
+
+/// ns per page of one store (`write`) or load per page of `m`.
+fn pass(m: &Mapping, write: bool) -> f64 {
+    let t0 = Instant::now();
+    let mut sum = 0u8;
+    for i in 0..N_PAGES {
+        let p = (m.start() + i * BYTES_IN_PAGE) as *mut u8;
+        if write {
+            // SAFETY: inside our own read/write mapping; an armed tracker (or the kernel)
+            // lets the store complete.
+            unsafe { p.write_volatile(i as u8) };
+        } else {
+            // SAFETY: as above, a load.
+            sum = sum.wrapping_add(unsafe { p.read_volatile() });
+        }
+    }
+    std::hint::black_box(sum);
+    t0.elapsed().as_nanos() as f64 / N_PAGES as f64
+}
+
+fn getpid_ns() -> f64 {
+    let t0 = Instant::now();
+    for _ in 0..N_SYSCALLS {
+        // SAFETY: getpid has no arguments.
+        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getpid) });
+    }
+    t0.elapsed().as_nanos() as f64 / N_SYSCALLS as f64
+}
+
+/// The extra cost per page of the first store after `backend`'s arm (minus a rewrite).
+fn fault_after_arm(backend: Backend) -> Result<f64, String> {
+    let mut t = dirty::open(backend).map_err(|e| format!("opening {backend}: {e}"))?;
+    let (m, r) = region()?;
+    pass(&m, true);
+    let mut out = DirtySet::new();
+    let mut v = Vec::new();
+    for _ in 0..REPS {
+        let rewrite = pass(&m, true);
+        t.arm(&[r]).map_err(|e| format!("arm: {e}"))?;
+        let first = pass(&m, true);
+        t.collect_and_rearm(&mut out)
+            .map_err(|e| format!("collect: {e}"))?;
+        t.disarm().map_err(|e| format!("disarm: {e}"))?;
+        out.clear();
+        v.push(first - rewrite);
+    }
+    Ok(median(v))
+}
+
+/// Measures every unit cost; enters Dune (and leaves it) for the Dune ones.
+pub fn measure() -> Result<UnitCosts, String> {
+    let mut u = UnitCosts::default();
+    let mut fresh = Vec::new();
+    let mut rewrite = Vec::new();
+    for _ in 0..REPS {
+        let (m, _) = region()?;
+        fresh.push(pass(&m, true));
+        rewrite.push(pass(&m, true));
+    }
+    u.native_fresh = median(fresh);
+    u.native_rewrite = median(rewrite);
+    u.mprotect_fault = fault_after_arm(Backend::Mprotect)?;
+    u.native_getpid = median((0..REPS).map(|_| getpid_ns()).collect());
+
+    gc_core::world::init().map_err(|e| format!("installing the stop-the-world handler: {e}"))?;
+    dune_hw::enter().map_err(|e| format!("entering Dune mode failed: {e}"))?;
+    let r = measure_in_dune(&mut u);
+    dune_hw::exit().map_err(|e| format!("leaving Dune mode: {e}"))?;
+    r?;
+    Ok(u)
+}
+
+fn measure_in_dune(u: &mut UnitCosts) -> Result<(), String> {
+    let (mut fresh, mut fresh_pop, mut populate, mut rewrite, mut refill) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..REPS {
+        let (m, _) = region()?;
+        fresh.push(pass(&m, true));
+        rewrite.push(pass(&m, true));
+        let (p, _) = region()?;
+        let t0 = Instant::now();
+        if !populate_write(p.start(), N_PAGES * BYTES_IN_PAGE) {
+            return Err("madvise(MADV_POPULATE_WRITE) failed in Dune".to_owned());
+        }
+        populate.push(t0.elapsed().as_nanos() as f64 / N_PAGES as f64);
+        fresh_pop.push(pass(&p, true));
+        let plain = pass(&m, false);
+        dune_hw::flush_tlb_all();
+        refill.push(pass(&m, false) - plain);
+    }
+    u.dune_fresh = median(fresh);
+    u.dune_fresh_populated = median(fresh_pop);
+    u.dune_populate = median(populate);
+    u.dune_rewrite = median(rewrite);
+    u.dune_refill = median(refill);
+    u.dune_write_after_clear = fault_after_arm(Backend::Dune)?;
+    let (mut rt, mut handling) = (Vec::new(), Vec::new());
+    for _ in 0..REPS {
+        let before = dune_hw::ledger();
+        rt.push(getpid_ns());
+        let d = dune_hw::ledger().since(&before);
+        let i = dune_hw::ExitReason::Syscall as usize;
+        handling.push(d.exit_handling[i].as_nanos() as f64 / d.exits[i].max(1) as f64);
+    }
+    u.dune_getpid = median(rt);
+    u.dune_exit_handling = median(handling);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_round_trips_and_missing_fields_are_errors() {
+        let u = UnitCosts::from_values(std::array::from_fn(|i| i as f64 + 0.5));
+        assert_eq!(UnitCosts::from_line(&u.to_line()), Ok(u));
+        let err = UnitCosts::from_line("dunegc-calibration native_fresh=1").unwrap_err();
+        assert!(err.contains("missing native_rewrite"), "{err}");
+    }
+}
