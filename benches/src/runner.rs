@@ -62,7 +62,7 @@ impl Config {
 }
 
 /// What one run measured.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunResult {
     /// Wall time of the workload (after the heap is built).
     pub wall_ns: u64,

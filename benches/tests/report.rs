@@ -192,6 +192,7 @@ fn fixed_results() -> Results {
         bdwgc_version: Some("8.2.2".to_owned()),
         bdwgc_incremental_tracking: Some("write-protects the heap".to_owned()),
         cells,
+        calibration: Err("the plan has no configuration in Dune".to_owned()),
     }
 }
 

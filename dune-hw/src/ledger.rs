@@ -104,6 +104,10 @@ pub struct DuneLedger {
     pub dirty_scanned: u64,
     /// D bits those scans found set and cleared (4 KiB pages).
     pub dirty_cleared: u64,
+    /// Of those, the D bits the MMU set (not preset on a fresh leaf,
+    /// `paging::pte::PRESET_D`): writes after a D clear, each a shadow-MMU fault under
+    /// shadow paging (huge leaves count as written).
+    pub dirty_written: u64,
 }
 
 impl DuneLedger {
@@ -139,6 +143,7 @@ impl DuneLedger {
             fresh_pages: self.fresh_pages.saturating_sub(earlier.fresh_pages),
             dirty_scanned: self.dirty_scanned.saturating_sub(earlier.dirty_scanned),
             dirty_cleared: self.dirty_cleared.saturating_sub(earlier.dirty_cleared),
+            dirty_written: self.dirty_written.saturating_sub(earlier.dirty_written),
             ..DuneLedger::default()
         };
         for i in 0..N_EXIT_REASONS {
@@ -177,6 +182,7 @@ impl DuneLedger {
             ("dune_fresh_pages".to_owned(), self.fresh_pages),
             ("dune_dirty_scanned".to_owned(), self.dirty_scanned),
             ("dune_dirty_cleared".to_owned(), self.dirty_cleared),
+            ("dune_dirty_written".to_owned(), self.dirty_written),
         ]);
         v
     }
@@ -200,6 +206,7 @@ impl DuneLedger {
             fresh_pages: n("dune_fresh_pages"),
             dirty_scanned: n("dune_dirty_scanned"),
             dirty_cleared: n("dune_dirty_cleared"),
+            dirty_written: n("dune_dirty_written"),
             ..DuneLedger::default()
         };
         for r in ExitReason::ALL {
@@ -246,8 +253,12 @@ impl std::fmt::Display for DuneLedger {
         )?;
         write!(
             f,
-            "  pages               {} fresh leaves mapped, {} scanned, {} D bits found set and cleared",
-            self.fresh_pages, self.dirty_scanned, self.dirty_cleared
+            "  pages               {} fresh leaves mapped, {} scanned, {} D bits found set and cleared ({} set by writes, {} preset)",
+            self.fresh_pages,
+            self.dirty_scanned,
+            self.dirty_cleared,
+            self.dirty_written,
+            self.dirty_cleared - self.dirty_written.min(self.dirty_cleared)
         )
     }
 }
@@ -268,6 +279,7 @@ struct Counters {
     fresh_pages: AtomicU64,
     dirty_scanned: AtomicU64,
     dirty_cleared: AtomicU64,
+    dirty_written: AtomicU64,
 }
 
 const ZERO: AtomicU64 = AtomicU64::new(0);
@@ -288,6 +300,7 @@ static C: Counters = Counters {
     fresh_pages: ZERO,
     dirty_scanned: ZERO,
     dirty_cleared: ZERO,
+    dirty_written: ZERO,
 };
 
 fn add(c: &AtomicU64, n: u64) {
@@ -368,10 +381,12 @@ pub(crate) fn fresh_pages(n: u64) {
     add(&C.fresh_pages, n);
 }
 
-/// A dirty scan visited `scanned` pages and found and cleared `cleared` D bits.
-pub(crate) fn dirty_scan(scanned: u64, cleared: u64) {
+/// A dirty scan visited `scanned` pages and found and cleared `cleared` D bits, `written`
+/// of them set by the MMU.
+pub(crate) fn dirty_scan(scanned: u64, cleared: u64, written: u64) {
     add(&C.dirty_scanned, scanned);
     add(&C.dirty_cleared, cleared);
+    add(&C.dirty_written, written);
 }
 
 /// The ledger so far (since the process started; use [`DuneLedger::since`] for a span).
@@ -393,6 +408,7 @@ pub fn ledger() -> DuneLedger {
         fresh_pages: l(&C.fresh_pages),
         dirty_scanned: l(&C.dirty_scanned),
         dirty_cleared: l(&C.dirty_cleared),
+        dirty_written: l(&C.dirty_written),
         ..DuneLedger::default()
     };
     for i in 0..N_EXIT_REASONS {

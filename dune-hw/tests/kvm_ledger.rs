@@ -63,6 +63,10 @@ fn ledger_counts_the_events_it_names() {
     let d = dune_hw::ledger().since(&before);
     assert_eq!(d.dirty_scanned, N_PAGES as u64, "{d:?}");
     assert_eq!(d.dirty_cleared, cleared_now, "{d:?}");
+    assert!(
+        cleared_now >= N_PAGES as u64,
+        "every fresh writable leaf has D preset (and was written): {d:?}"
+    );
     assert_eq!(
         d.flush_local + d.flush_guest_full + d.flush_deferred,
         1,
@@ -80,6 +84,11 @@ fn ledger_counts_the_events_it_names() {
     dune_hw::flush(view.collect_and_clear(start, end, &mut |va| found.push(va)));
     let d = dune_hw::ledger().since(&before);
     assert_eq!(d.dirty_cleared, written.len() as u64, "{d:?}");
+    assert_eq!(
+        d.dirty_written,
+        written.len() as u64,
+        "each was set by the MMU, none preset: {d:?}"
+    );
     assert_eq!(found.len(), written.len());
     assert_eq!(d.dirty_scanned, N_PAGES as u64);
 

@@ -112,7 +112,7 @@ impl PageTable {
                         } else if old & P == 0 {
                             va | flags | pte::fresh_leaf_bits(flags) | (old & D)
                         } else {
-                            va | flags | (old & (A | D))
+                            va | flags | (old & (A | D | pte::PRESET_D))
                         }
                     });
                     accessed |= old & (pte::P | A) == pte::P | A;
@@ -372,12 +372,13 @@ impl DirtyView {
     /// bits take effect only after the returned flush.
     #[must_use = "cleared D bits stay clear in the TLB until it is flushed"]
     pub fn collect_and_clear(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) -> TlbFlush {
-        let (mut scanned, mut cleared) = (0u64, 0u64);
+        let (mut scanned, mut cleared, mut written) = (0u64, 0u64, 0u64);
         let mut v = AnyLeaf(|p: &Pte, level: u32, base: u64, lo: u64, hi: u64| {
             scanned += (hi - lo) / 4096;
             if level == 1 {
-                if p.take_dirty() {
+                if let Some(preset) = p.take_dirty_preset() {
                     cleared += 1;
+                    written += u64::from(!preset);
                     f(lo)
                 }
                 return true;
@@ -385,6 +386,7 @@ impl DirtyView {
             let whole = lo == base && hi == base + walker::span_bytes(level);
             if (whole && p.take_dirty()) || (!whole && p.is_dirty()) {
                 cleared += u64::from(whole) * ((hi - lo) / 4096);
+                written += u64::from(whole) * ((hi - lo) / 4096);
                 let mut va = lo;
                 while va < hi {
                     f(va);
@@ -395,7 +397,7 @@ impl DirtyView {
         });
         // SAFETY: the root outlives this view (constructor duty); no allocation.
         unsafe { walker::visit(self.root, start, end, &mut v) };
-        crate::ledger::dirty_scan(scanned, cleared);
+        crate::ledger::dirty_scan(scanned, cleared, written);
         TlbFlush::range(start, end)
     }
 
@@ -534,8 +536,8 @@ mod tests {
         pt.map(0x40_1000, 0x40_2000, libc::PROT_READ).unwrap();
         assert_eq!(
             pt.leaf(0x40_0000).unwrap().get(),
-            0x40_0000 | P | RW | US | NX | A | D,
-            "writable: A and D"
+            0x40_0000 | P | RW | US | NX | A | D | pte::PRESET_D,
+            "writable: A and D (marked preset)"
         );
         assert_eq!(
             pt.leaf(0x40_1000).unwrap().get(),
@@ -573,7 +575,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             pt.leaf(0x40_1000).unwrap().get(),
-            0x40_1000 | P | RW | US | NX | A | D
+            0x40_1000 | P | RW | US | NX | A | D | pte::PRESET_D
         );
         clear_accessed_dirty(&pt, 0x40_0000, 0x40_4000);
         pt.leaf(0x40_2000).unwrap().set_bits(D);
