@@ -108,6 +108,9 @@ pub struct RunResult {
     pub gc_ledger: gc_core::CollectorLedger,
     /// The Dune ledger over the workload (zero outside Dune).
     pub dune: dune_hw::DuneLedger,
+    /// Pages written after a D clear that no scan counted by the end of the workload (the
+    /// last cycle's tail), read from the guest page table after it (Dune only).
+    pub dune_written_tail: u64,
 }
 
 /// (user, system) CPU time of the process so far, in ns.
@@ -199,6 +202,11 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         dune_hw::ledger(),
         cpu_times_ns(),
     );
+    // user space (the lower canonical half): the heap and everything the program mapped
+    let dune_written_tail = match dune_hw::dirty_view() {
+        Some(v) if in_dune => v.count_written(0, 1 << 47),
+        _ => 0,
+    };
     // The Dune mode the workload ran in (ring0, ring3, pvm, pvm-ring0: chosen by
     // detection or DUNEGC_DUNE_MODE) goes into the backend name, e.g. `dune/pvm`.
     let dune_mode = dune_hw::mode().map(|m| m.mode.name());
@@ -234,6 +242,7 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         stime_ns: cpu1.1.saturating_sub(cpu0.1),
         gc_ledger: gc1.since(&gc0),
         dune: dune1.since(&dune0),
+        dune_written_tail,
     })
 }
 
@@ -283,6 +292,7 @@ impl RunResult {
             for (k, v) in self.dune.to_pairs() {
                 num(&k, v);
             }
+            num("dune_written_tail", self.dune_written_tail);
         }
         line
     }
@@ -341,6 +351,7 @@ impl RunResult {
                 kv.get(k).and_then(|v| v.parse().ok())
             }),
             dune: dune_hw::DuneLedger::from_pairs(&|k| kv.get(k).and_then(|v| v.parse().ok())),
+            dune_written_tail: opt("dune_written_tail")?,
         };
         let scale = get("scale")?
             .parse()
@@ -423,6 +434,7 @@ mod tests {
                 dirty_cleared: 3,
                 ..Default::default()
             },
+            dune_written_tail: 4,
         };
         let line = r.to_line("xml", 2, Config::Incremental(Backend::Uffd));
         let (w, s, c, back) = RunResult::from_line(&line).expect("parses");

@@ -79,6 +79,11 @@ fn ledger_counts_the_events_it_names() {
         // SAFETY: inside the mapping above.
         unsafe { page(i).write_volatile(2) };
     }
+    assert_eq!(
+        view.count_written(start, end),
+        written.len() as u64,
+        "written, not collected yet"
+    );
     let before = dune_hw::ledger();
     let mut found = Vec::new();
     dune_hw::flush(view.collect_and_clear(start, end, &mut |va| found.push(va)));
@@ -90,6 +95,7 @@ fn ledger_counts_the_events_it_names() {
         "each was set by the MMU, none preset: {d:?}"
     );
     assert_eq!(found.len(), written.len());
+    assert_eq!(view.count_written(start, end), 0, "all collected");
     assert_eq!(d.dirty_scanned, N_PAGES as u64);
 
     // syscalls: each getpid is one exit with the syscall reason

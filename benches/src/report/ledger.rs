@@ -73,10 +73,11 @@ impl Reconciliation {
 }
 
 /// Writes after a D clear the Dune run took (counted): the D bits its scans found set by
-/// the MMU rather than preset on a fresh leaf. Each is one shadow-MMU fault on this host
+/// the MMU rather than preset on a fresh leaf, plus those no scan saw by the end (the
+/// runner reads them from the guest page table after the workload). Each is one shadow-MMU fault on this host
 /// (KVM's `kvmmmu:kvm_mmu_set_dirty_bit` tracepoint counts the same events from outside).
 pub fn writes_after_clear(a: &RunResult) -> u64 {
-    a.dune.dirty_written
+    a.dune.dirty_written + a.dune_written_tail
 }
 
 /// Reconciles `dune` (a run in Dune) with `native` (its counterpart outside Dune).

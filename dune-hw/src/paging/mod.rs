@@ -401,6 +401,19 @@ impl DirtyView {
         TlbFlush::range(start, end)
     }
 
+    /// 4 KiB pages of `[start, end)` whose D bit the MMU set (not preset on a fresh leaf,
+    /// [`pte::PRESET_D`]) and no scan has cleared yet: writes after a D clear that
+    /// [`DirtyView::collect_and_clear`] has not counted (yet). Read-only.
+    pub fn count_written(&self, start: u64, end: u64) -> u64 {
+        let mut n = 0;
+        self.for_each_leaf(start, end, &mut |_va, n_pages, e| {
+            if e & (P | D | pte::PRESET_D) == P | D {
+                n += n_pages;
+            }
+        });
+        n
+    }
+
     /// Calls `f(page)` for each dirty page in `[start, end)` without clearing.
     pub fn for_each_dirty(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) {
         self.for_each_page_with(start, end, D, f)
