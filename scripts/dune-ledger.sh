@@ -3,7 +3,8 @@
 # interleaved: each repetition runs `dunegc-runner calibrate` (the unit costs of the
 # estimates), then every workload under full, dune-full, incremental-mprotect and
 # incremental-dune; `dunegc-ledger` turns the lines into the markdown tables of
-# bench-results/dune-ledger.md. Raw lines are kept in $RAW (default: a temp file, removed).
+# bench-results/dune-ledger.md, and scripts/dune-projection.py the bare-metal projection.
+# Raw lines are kept in $RAW (default: a temp file, removed).
 #
 #   REPS=3 WORKLOADS="gcbench:16 linkedlist:200 hashmap:100 xml:50" scripts/dune-ledger.sh
 set -euo pipefail
@@ -32,3 +33,6 @@ for rep in $(seq "$reps"); do
     echo "repetition $rep done ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 done
 "$bin/dunegc-ledger" <"$raw"
+echo "## Bare-metal projection (scripts/dune-projection.py)"
+echo
+python3 scripts/dune-projection.py "$raw"

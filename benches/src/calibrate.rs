@@ -17,6 +17,8 @@
 //!   first store per page minus a rewrite (the shadow fault a write after a D clear costs);
 //! - `dune_refill`: in Dune, a full TLB flush, then a load per page, minus a load pass
 //!   without the flush (per page: the shadow refill after a flush);
+//! - `native_scan`: `DirtyView::collect_and_clear` per page (every D set) on a page table
+//!   of this process outside any VM, where page-table writes are plain stores;
 //! - `native_getpid` / `dune_getpid`: a system call round trip; `dune_exit_handling`: the
 //!   monitor's share of one (the ledger's handling time per syscall exit over the loop);
 //!   `dune_getpid - native_getpid` is what an exit adds to a system call.
@@ -85,6 +87,10 @@ pub struct UnitCosts {
     pub dune_getpid: Cost,
     /// The monitor's handling time of one syscall exit (ledger; wall = cpu here).
     pub dune_exit_handling: Cost,
+    /// `DirtyView::collect_and_clear` per page with every D bit set, run natively on a
+    /// process-private page table (what the scan costs where guest page-table writes are
+    /// plain stores, as under EPT/NPT). Optional in lines (0 when absent).
+    pub native_scan: Cost,
 }
 
 const FIELDS: [&str; 12] = [
@@ -122,6 +128,13 @@ impl UnitCosts {
 
     fn from_values(v: [Cost; 12]) -> UnitCosts {
         UnitCosts {
+            native_scan: Cost::default(),
+            ..UnitCosts::from_required(v)
+        }
+    }
+
+    fn from_required(v: [Cost; 12]) -> UnitCosts {
+        UnitCosts {
             native_fresh: v[0],
             native_rewrite: v[1],
             mprotect_fault: v[2],
@@ -134,6 +147,7 @@ impl UnitCosts {
             dune_refill: v[9],
             dune_getpid: v[10],
             dune_exit_handling: v[11],
+            native_scan: Cost::default(),
         }
     }
 
@@ -148,6 +162,11 @@ impl UnitCosts {
         for (k, v) in FIELDS.iter().zip(self.values()) {
             s.push_str(&format!(" {k}_wall={:.1} {k}_cpu={:.1}", v.wall, v.cpu));
         }
+        let n = self.native_scan;
+        s.push_str(&format!(
+            " native_scan_wall={:.2} native_scan_cpu={:.2}",
+            n.wall, n.cpu
+        ));
         s
     }
 
@@ -157,6 +176,7 @@ impl UnitCosts {
             .strip_prefix(CALIBRATION_TAG)
             .ok_or_else(|| format!("not a {CALIBRATION_TAG} line: {line:?}"))?;
         let mut v = [(f64::NAN, f64::NAN); 12];
+        let mut scan = Cost::default();
         for field in rest.split_whitespace() {
             let (k, x) = field
                 .split_once('=')
@@ -164,6 +184,11 @@ impl UnitCosts {
             let x: f64 = x
                 .parse()
                 .map_err(|_| format!("bad number for {k} in {line:?}"))?;
+            match k {
+                "native_scan_wall" => scan.wall = x,
+                "native_scan_cpu" => scan.cpu = x,
+                _ => {}
+            }
             for (i, f) in FIELDS.iter().enumerate() {
                 if k.strip_prefix(f) == Some("_wall") {
                     v[i].0 = x;
@@ -175,9 +200,10 @@ impl UnitCosts {
         if let Some(i) = v.iter().position(|x| x.0.is_nan() || x.1.is_nan()) {
             return Err(format!("missing {} in {line:?}", FIELDS[i]));
         }
-        Ok(UnitCosts::from_values(
-            v.map(|(wall, cpu)| Cost { wall, cpu }),
-        ))
+        Ok(UnitCosts {
+            native_scan: scan,
+            ..UnitCosts::from_values(v.map(|(wall, cpu)| Cost { wall, cpu }))
+        })
     }
 }
 
@@ -280,6 +306,7 @@ pub fn measure() -> Result<UnitCosts, String> {
     u.native_rewrite = min(rewrite);
     u.mprotect_fault = fault_after_arm(Backend::Mprotect)?;
     u.native_getpid = min((0..REPS).map(|_| getpid_cost()).collect());
+    u.native_scan = native_scan()?;
 
     gc_core::world::init().map_err(|e| format!("installing the stop-the-world handler: {e}"))?;
     dune_hw::enter().map_err(|e| format!("entering Dune mode failed: {e}"))?;
@@ -287,6 +314,35 @@ pub fn measure() -> Result<UnitCosts, String> {
     dune_hw::exit().map_err(|e| format!("leaving Dune mode: {e}"))?;
     r?;
     Ok(u)
+}
+
+/// `collect_and_clear` per page, every D set, on a private page table (no KVM involved).
+fn native_scan() -> Result<Cost, String> {
+    use dune_hw::paging::{frames::PoolFrames, pte, PageTable};
+    const BASE: u64 = 0x4000_0000;
+    let end = BASE + (N_PAGES * BYTES_IN_PAGE) as u64;
+    let frames = PoolFrames::reserve(4 << 20).map_err(|e| format!("page-table frames: {e}"))?;
+    let mut pt = PageTable::new(frames).map_err(|e| format!("page table: {e}"))?;
+    pt.map(BASE, end, libc::PROT_READ | libc::PROT_WRITE)
+        .map_err(|e| format!("map: {e}"))?;
+    // SAFETY: `pt` outlives the view (both live to the end of this function).
+    let view = unsafe { dune_hw::DirtyView::new(pt.root()) };
+    let mut v = Vec::new();
+    for _ in 0..REPS {
+        for va in (BASE..end).step_by(BYTES_IN_PAGE) {
+            if let Some(p) = pt.leaf(va) {
+                p.set_bits(pte::D);
+            }
+        }
+        let mut n = 0usize;
+        v.push(timed(N_PAGES, || {
+            let _no_tlb_here = view.collect_and_clear(BASE, end, &mut |_| n += 1);
+        }));
+        if n != N_PAGES {
+            return Err(format!("native scan found {n} of {N_PAGES} dirty pages"));
+        }
+    }
+    Ok(min(v))
 }
 
 fn measure_in_dune(u: &mut UnitCosts) -> Result<(), String> {

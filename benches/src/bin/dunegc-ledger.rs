@@ -2,11 +2,12 @@
 //! `scripts/dune-ledger.sh`) and prints the Dune ledger and its reconciliation with wall
 //! time as markdown (`dunegc_benches::report::ledger`): per workload, `dune-full` against
 //! `full` and `incremental-dune` against `incremental-mprotect`, each repetition with the
-//! calibration of the same repetition; the table shown is the repetition with the median
-//! wall-time difference, and the unexplained share is given for every repetition.
+//! calibration of the same repetition, on wall time and on CPU time: a summary of the
+//! unexplained shares (median and range over the repetitions), then the tables of the
+//! repetition with the median difference.
 
 use dunegc_benches::calibrate::UnitCosts;
-use dunegc_benches::report::ledger::{markdown, reconcile, writes_after_clear};
+use dunegc_benches::report::ledger::{markdown, reconcile_on, Target};
 use dunegc_benches::runner::RunResult;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -47,56 +48,75 @@ fn main() {
         w.dedup();
         w
     };
+    let pairs = [
+        ("dune-full", "full"),
+        ("incremental-dune", "incremental-mprotect"),
+    ];
+    let mut summary = String::from(
+        "| workload | Dune run − native run | Δ wall (ms) | unexplained of Δ wall: median (range) | Δ CPU (ms) | unexplained of Δ CPU: median (range) |\n|---|---|---|---|---|---|\n",
+    );
+    let mut details = String::new();
     for w in &workloads {
-        println!("### {w}\n");
-        for (dune, native) in [
-            ("dune-full", "full"),
-            ("incremental-dune", "incremental-mprotect"),
-        ] {
+        details.push_str(&format!("### {w}\n\n"));
+        for (dune, native) in pairs {
             let (Some(a), Some(b)) = (
                 runs.get(&(w.clone(), dune.to_owned())),
                 runs.get(&(w.clone(), native.to_owned())),
             ) else {
                 continue;
             };
-            let mut recs: Vec<_> = a
-                .iter()
-                .filter_map(|(rep, ra)| {
-                    let rb = b.get(rep)?;
-                    Some((*rep, ra, reconcile(ra, rb, calib.get(rep))))
-                })
-                .collect();
-            if recs.is_empty() {
-                continue;
-            }
-            recs.sort_by(|x, y| x.2.delta_ns.total_cmp(&y.2.delta_ns));
-            let (rep, ra, med) = &recs[recs.len() / 2];
-            let shares: Vec<String> = recs
-                .iter()
-                .map(|r| format!("{:.0}%", 100.0 * r.2.unexplained_fraction()))
-                .collect();
-            println!(
-                "{}",
-                markdown(
+            let mut cells = Vec::new();
+            for target in [Target::Wall, Target::Cpu] {
+                let mut recs: Vec<_> = a
+                    .iter()
+                    .filter_map(|(rep, ra)| {
+                        let rb = b.get(rep)?;
+                        Some((*rep, ra, reconcile_on(target, ra, rb, calib.get(rep))))
+                    })
+                    .collect();
+                if recs.is_empty() {
+                    continue;
+                }
+                recs.sort_by(|x, y| x.2.delta_ns.total_cmp(&y.2.delta_ns));
+                let mut fr: Vec<f64> = recs.iter().map(|r| r.2.unexplained_fraction()).collect();
+                fr.sort_by(f64::total_cmp);
+                let (rep, ra, med) = &recs[recs.len() / 2];
+                cells.push(format!(
+                    "{:.0} | {:.0}% ({:.0}% … {:.0}%)",
+                    med.delta_ns / 1e6,
+                    100.0 * fr[fr.len() / 2],
+                    100.0 * fr[0],
+                    100.0 * fr[fr.len() - 1]
+                ));
+                let basis = match target {
+                    Target::Wall => "wall time",
+                    Target::Cpu => "CPU time",
+                };
+                details.push_str(&markdown(
                     &format!(
-                        "{w}: {dune} − {native}, repetition {rep} (median Δ of {}; unexplained per repetition, by Δ: {})",
-                        recs.len(),
-                        shares.join(", ")
+                        "{w}: {dune} − {native}, on {basis}, repetition {rep} (the median Δ of {})",
+                        recs.len()
                     ),
-                    med
-                )
-            );
-            println!(
-                "Ledger of that `{dune}` run (counted):\n\n```\n{}\n{}\n```\n",
-                ra.dune, ra.gc_ledger
-            );
-            println!(
-                "Writes after a D clear (estimated count): {}; dirty pages reported: {}.\n",
-                writes_after_clear(ra),
-                ra.gc_ledger.pages_reported
-            );
+                    med,
+                ));
+                details.push('\n');
+                if target == Target::Cpu {
+                    details.push_str(&format!(
+                        "Ledger of that `{dune}` run (counted; writes after a D clear: {} found by scans + {} after the last scan):\n\n```\n{}\n{}\n```\n\n",
+                        ra.dune.dirty_written,
+                        ra.dune_written_tail,
+                        ra.dune,
+                        ra.gc_ledger
+                    ));
+                }
+            }
+            summary.push_str(&format!(
+                "| {w} | {dune} − {native} | {} |\n",
+                cells.join(" | ")
+            ));
         }
     }
+    println!("{summary}\n{details}");
 }
 
 fn print_calibration(calib: &BTreeMap<u32, UnitCosts>) {

@@ -80,17 +80,47 @@ pub fn writes_after_clear(a: &RunResult) -> u64 {
     a.dune.dirty_written + a.dune_written_tail
 }
 
-/// Reconciles `dune` (a run in Dune) with `native` (its counterpart outside Dune).
+/// What a reconciliation explains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The wall-time difference, with wall-clock unit costs (both include the waits for a
+    /// CPU a loaded machine adds).
+    Wall,
+    /// The CPU-time difference (`getrusage` user + system), with CPU unit costs: the waits
+    /// for a CPU drop out of both sides. The counted rows stay wall-clock (TSC) times of
+    /// CPU-bound work.
+    Cpu,
+}
+
+/// Reconciles `dune` (a run in Dune) with `native` (its counterpart outside Dune), on wall
+/// time.
 pub fn reconcile(dune: &RunResult, native: &RunResult, u: Option<&UnitCosts>) -> Reconciliation {
+    reconcile_on(Target::Wall, dune, native, u)
+}
+
+/// [`reconcile`] on `target`.
+pub fn reconcile_on(
+    target: Target,
+    dune: &RunResult,
+    native: &RunResult,
+    u: Option<&UnitCosts>,
+) -> Reconciliation {
+    let pick = |c: crate::calibrate::Cost| match target {
+        Target::Wall => c.wall,
+        Target::Cpu => c.cpu,
+    };
     let d = &dune.dune;
     let (ga, gb) = (&dune.gc_ledger, &native.gc_ledger);
     let ns = |t: std::time::Duration| t.as_nanos() as f64;
-    let mut rows = vec![
-        Row {
+    let mut rows = Vec::new();
+    if target == Target::Wall {
+        rows.push(Row {
             what: "monitor exit handling",
             basis: Basis::Counted,
             ns: ns(d.total_exit_handling()),
-        },
+        });
+    }
+    rows.extend([
         Row {
             what: "tracker arm + collect (Dune − native)",
             basis: Basis::Counted,
@@ -101,26 +131,50 @@ pub fn reconcile(dune: &RunResult, native: &RunResult, u: Option<&UnitCosts>) ->
             basis: Basis::Counted,
             ns: ns(ga.arm_stop_world_time) - ns(gb.arm_stop_world_time),
         },
-    ];
+    ]);
     if let Some(u) = u {
         let exits = d.total_exits() as f64;
-        let transition = (u.dune_getpid.wall - u.dune_exit_handling.wall).max(0.0);
-        rows.push(Row {
-            what: "exit transitions",
-            basis: Basis::Estimated(format!(
-                "{exits:.0} exits × {:.1} µs (Dune getpid − its handling)",
-                transition / 1e3
-            )),
-            ns: exits * transition,
-        });
+        if target == Target::Wall {
+            let transition = (pick(u.dune_getpid) - pick(u.dune_exit_handling)).max(0.0);
+            rows.push(Row {
+                what: "exit transitions",
+                basis: Basis::Estimated(format!(
+                    "{exits:.0} exits × {:.1} µs (Dune getpid − its handling)",
+                    transition / 1e3
+                )),
+                ns: exits * transition,
+            });
+        } else {
+            // the counted handling times are wall-clock: on CPU time every exit is
+            // estimated as a getpid's extra CPU, and the populate calls (the one heavy
+            // forwarded syscall) by their calibrated CPU cost per page
+            let extra = (pick(u.dune_getpid) - pick(u.native_getpid)).max(0.0);
+            rows.push(Row {
+                what: "exits (round trip, handling included)",
+                basis: Basis::Estimated(format!(
+                    "{exits:.0} exits × {:.1} µs (Dune getpid − native getpid)",
+                    extra / 1e3
+                )),
+                ns: exits * extra,
+            });
+            let pop = ga.pages_populated as f64;
+            rows.push(Row {
+                what: "host populate (forwarded madvise)",
+                basis: Basis::Estimated(format!(
+                    "{pop:.0} pages × {:.2} µs",
+                    pick(u.dune_populate) / 1e3
+                )),
+                ns: pop * pick(u.dune_populate),
+            });
+        }
         let wac = writes_after_clear(dune) as f64;
         rows.push(Row {
             what: "shadow faults: writes after a D clear",
             basis: Basis::Estimated(format!(
                 "{wac:.0} counted writes after a D clear × {:.1} µs",
-                u.dune_write_after_clear.wall / 1e3
+                pick(u.dune_write_after_clear) / 1e3
             )),
-            ns: wac * u.dune_write_after_clear.wall.max(0.0),
+            ns: wac * pick(u.dune_write_after_clear).max(0.0),
         });
         // heap pages: populated ahead in Dune (the populate call itself is a forwarded
         // syscall, inside the exit handling), first-touched natively in the native run
@@ -132,13 +186,13 @@ pub fn reconcile(dune: &RunResult, native: &RunResult, u: Option<&UnitCosts>) ->
                 "{populated:.0} populated pages × ({:.1} − {:.1} µs); the other {:.0} fresh \
                  leaves are not counted (whether they were touched is unknown: up to {:.0} ms \
                  more at {:.1} µs each)",
-                u.dune_fresh_populated.wall / 1e3,
-                u.native_fresh.wall / 1e3,
+                pick(u.dune_fresh_populated) / 1e3,
+                pick(u.native_fresh) / 1e3,
                 fresh - populated,
-                (fresh - populated) * (u.dune_fresh.wall - u.native_fresh.wall).max(0.0) / 1e6,
-                u.dune_fresh.wall / 1e3
+                (fresh - populated) * (pick(u.dune_fresh) - pick(u.native_fresh)).max(0.0) / 1e6,
+                pick(u.dune_fresh) / 1e3
             )),
-            ns: populated * (u.dune_fresh_populated.wall - u.native_fresh.wall),
+            ns: populated * (pick(u.dune_fresh_populated) - pick(u.native_fresh)),
         });
         let wf = gb.write_faults as f64;
         if wf > 0.0 {
@@ -146,15 +200,18 @@ pub fn reconcile(dune: &RunResult, native: &RunResult, u: Option<&UnitCosts>) ->
                 what: "native tracker's write faults (paid by the native run)",
                 basis: Basis::Estimated(format!(
                     "−{wf:.0} faults × {:.1} µs",
-                    u.mprotect_fault.wall / 1e3
+                    pick(u.mprotect_fault) / 1e3
                 )),
-                ns: -wf * u.mprotect_fault.wall,
+                ns: -wf * pick(u.mprotect_fault),
             });
         }
     }
     let cpu = |r: &RunResult| (r.utime_ns + r.stime_ns) as f64;
     Reconciliation {
-        delta_ns: dune.wall_ns as f64 - native.wall_ns as f64,
+        delta_ns: match target {
+            Target::Wall => dune.wall_ns as f64 - native.wall_ns as f64,
+            Target::Cpu => cpu(dune) - cpu(native),
+        },
         delta_cpu_ns: cpu(dune) - cpu(native),
         delta_stime_ns: dune.stime_ns as f64 - native.stime_ns as f64,
         rows,
@@ -168,7 +225,7 @@ fn ms(ns: f64) -> String {
 /// The reconciliation as a markdown table (ms) under a `title` line.
 pub fn markdown(title: &str, r: &Reconciliation) -> String {
     let mut s = format!(
-        "**{title}**: Δ wall {} ms (Δ CPU {} ms, of which host-kernel Δ {} ms, getrusage)\n\n\
+        "**{title}**: Δ {} ms (Δ CPU {} ms, of which host-kernel Δ {} ms, getrusage)\n\n\
          | share of Δ | how | ms |\n|---|---|---|\n",
         ms(r.delta_ns),
         ms(r.delta_cpu_ns),
@@ -230,5 +287,12 @@ mod tests {
         );
         // without unit costs only the counted rows remain
         assert_eq!(reconcile(&dune, &native, None).rows.len(), 3);
+        // on CPU time: Δ is the getrusage difference, the estimates use CPU unit costs
+        let mut dune_cpu = dune.clone();
+        dune_cpu.utime_ns = 5_000_000;
+        let r = reconcile_on(Target::Cpu, &dune_cpu, &native, Some(&u));
+        assert_eq!(r.delta_ns, 5_000_000.0);
+        // 10 exits × 20 µs + 100 × 30 µs + 20 × 4 µs (no counted handling row)
+        assert!((r.explained_ns() - 3_280_000.0).abs() < 1.0, "{r:?}");
     }
 }
