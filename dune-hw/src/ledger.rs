@@ -282,25 +282,23 @@ struct Counters {
     dirty_written: AtomicU64,
 }
 
-const ZERO: AtomicU64 = AtomicU64::new(0);
-
 static C: Counters = Counters {
-    exits: [ZERO; N_EXIT_REASONS],
-    exit_ticks: [ZERO; N_EXIT_REASONS],
-    kvm_run_ticks: ZERO,
-    monitor_faults: ZERO,
-    guest_faults: ZERO,
-    flush_local: ZERO,
-    flush_local_pages: ZERO,
-    flush_guest_full: ZERO,
-    flush_deferred: ZERO,
-    flush_monitor: ZERO,
-    flush_ticks: ZERO,
-    flush_monitor_ticks: ZERO,
-    fresh_pages: ZERO,
-    dirty_scanned: ZERO,
-    dirty_cleared: ZERO,
-    dirty_written: ZERO,
+    exits: [const { AtomicU64::new(0) }; N_EXIT_REASONS],
+    exit_ticks: [const { AtomicU64::new(0) }; N_EXIT_REASONS],
+    kvm_run_ticks: AtomicU64::new(0),
+    monitor_faults: AtomicU64::new(0),
+    guest_faults: AtomicU64::new(0),
+    flush_local: AtomicU64::new(0),
+    flush_local_pages: AtomicU64::new(0),
+    flush_guest_full: AtomicU64::new(0),
+    flush_deferred: AtomicU64::new(0),
+    flush_monitor: AtomicU64::new(0),
+    flush_ticks: AtomicU64::new(0),
+    flush_monitor_ticks: AtomicU64::new(0),
+    fresh_pages: AtomicU64::new(0),
+    dirty_scanned: AtomicU64::new(0),
+    dirty_cleared: AtomicU64::new(0),
+    dirty_written: AtomicU64::new(0),
 };
 
 fn add(c: &AtomicU64, n: u64) {

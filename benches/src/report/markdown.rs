@@ -476,7 +476,7 @@ fn dune_ledger_section(s: &mut String, r: &Results) {
     ];
     let run = |w, c| {
         r.summary(w, Subject::Dunegc(c))
-            .and_then(|x| x.median.run.as_ref())
+            .and_then(|x| x.median.run.as_deref())
     };
     let any = r.plan.workloads.iter().any(|&(w, _)| {
         pairs

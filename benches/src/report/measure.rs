@@ -42,7 +42,7 @@ pub struct Sample {
     /// empty for bdwgc.
     pub backend: String,
     /// gc-core's whole result line, the Dune ledger included (None for bdwgc).
-    pub run: Option<RunResult>,
+    pub run: Option<Box<RunResult>>,
 }
 
 impl From<&RunResult> for Sample {
@@ -57,7 +57,7 @@ impl From<&RunResult> for Sample {
             peak_rss_bytes: r.peak_rss_bytes,
             checksum: r.checksum,
             backend: r.backend.clone(),
-            run: Some(r.clone()),
+            run: Some(Box::new(r.clone())),
             ..Sample::default()
         }
     }

@@ -117,20 +117,19 @@ impl std::fmt::Display for CollectorLedger {
     }
 }
 
-const ZERO: AtomicU64 = AtomicU64::new(0);
-static ARMS: AtomicU64 = ZERO;
-static PAGES_ARMED: AtomicU64 = ZERO;
-static ARM_NS: AtomicU64 = ZERO;
-static ARM_STOP_WORLD_NS: AtomicU64 = ZERO;
-static COLLECTS: AtomicU64 = ZERO;
-static COLLECT_NS: AtomicU64 = ZERO;
-static PAGES_REPORTED: AtomicU64 = ZERO;
-static WRITE_FAULTS: AtomicU64 = ZERO;
+static ARMS: AtomicU64 = AtomicU64::new(0);
+static PAGES_ARMED: AtomicU64 = AtomicU64::new(0);
+static ARM_NS: AtomicU64 = AtomicU64::new(0);
+static ARM_STOP_WORLD_NS: AtomicU64 = AtomicU64::new(0);
+static COLLECTS: AtomicU64 = AtomicU64::new(0);
+static COLLECT_NS: AtomicU64 = AtomicU64::new(0);
+static PAGES_REPORTED: AtomicU64 = AtomicU64::new(0);
+static WRITE_FAULTS: AtomicU64 = AtomicU64::new(0);
 /// The tracker's cumulative write-fault count at the last arm.
-static WRITE_FAULTS_AT_ARM: AtomicU64 = ZERO;
-static POPULATE_CALLS: AtomicU64 = ZERO;
-static PAGES_POPULATED: AtomicU64 = ZERO;
-static POPULATE_NS: AtomicU64 = ZERO;
+static WRITE_FAULTS_AT_ARM: AtomicU64 = AtomicU64::new(0);
+static POPULATE_CALLS: AtomicU64 = AtomicU64::new(0);
+static PAGES_POPULATED: AtomicU64 = AtomicU64::new(0);
+static POPULATE_NS: AtomicU64 = AtomicU64::new(0);
 
 fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
