@@ -2,7 +2,8 @@
 //!
 //! `dunegc-runner <workload> <scale> <config>` runs [`run`] and prints one line
 //! ([`RunResult::to_line`]): `dunegc-result workload=.. scale=.. config=.. key=value ...`,
-//! or `dunegc-error <message>` (exit code 2). An unsupported dirty-tracking backend is
+//! or `dunegc-error <message>` (exit code 2). `dunegc-runner calibrate` prints the unit
+//! costs of the Dune ledger's estimates instead ([`crate::calibrate`]). An unsupported dirty-tracking backend is
 //! an error whose message says "unsupported" and why; the report shows it as such.
 //!
 //! Configurations: `malloc` (the system allocator with explicit frees, no collector),
@@ -61,7 +62,7 @@ impl Config {
 }
 
 /// What one run measured.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunResult {
     /// Wall time of the workload (after the heap is built).
     pub wall_ns: u64,
@@ -101,6 +102,29 @@ pub struct RunResult {
     pub backend: String,
     /// Workload checksum.
     pub checksum: u64,
+    /// User CPU time of the process over the workload (`getrusage`, tick-sampled).
+    pub utime_ns: u64,
+    /// System (host-kernel) CPU time of the process over the workload (`getrusage`,
+    /// tick-sampled): shadow-MMU work, exits and forwarded syscalls in Dune; page faults
+    /// and syscalls natively.
+    pub stime_ns: u64,
+    /// The collector's ledger over the workload.
+    pub gc_ledger: gc_core::CollectorLedger,
+    /// The Dune ledger over the workload (zero outside Dune).
+    pub dune: dune_hw::DuneLedger,
+    /// Pages written after a D clear that no scan counted by the end of the workload (the
+    /// last cycle's tail), read from the guest page table after it (Dune only).
+    pub dune_written_tail: u64,
+}
+
+/// (user, system) CPU time of the process so far, in ns.
+pub fn cpu_times_ns() -> (u64, u64) {
+    // SAFETY: a zeroed rusage is valid output storage for getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    (ns(ru.ru_utime), ns(ru.ru_stime))
 }
 
 fn peak_rss_bytes() -> u64 {
@@ -169,9 +193,24 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         })?;
     }
     let heap = builder.build().map_err(|e| e.to_string())?;
+    let (gc0, dune0, cpu0) = (
+        gc_core::collector_ledger(),
+        dune_hw::ledger(),
+        cpu_times_ns(),
+    );
     let t0 = Instant::now();
     let checksum = run_workload(workload, scale, GcHeap(heap))?;
     let wall_ns = t0.elapsed().as_nanos() as u64;
+    let (gc1, dune1, cpu1) = (
+        gc_core::collector_ledger(),
+        dune_hw::ledger(),
+        cpu_times_ns(),
+    );
+    // user space (the lower canonical half): the heap and everything the program mapped
+    let dune_written_tail = match dune_hw::dirty_view() {
+        Some(v) if in_dune => v.count_written(0, 1 << 47),
+        _ => 0,
+    };
     // The Dune mode the workload ran in (ring0, ring3, pvm, pvm-ring0: chosen by
     // detection or DUNEGC_DUNE_MODE) goes into the backend name, e.g. `dune/pvm`.
     let dune_mode = dune_hw::mode().map(|m| m.mode.name());
@@ -205,6 +244,11 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
             (b, _) => b.map_or_else(|| "-".to_owned(), |b| b.name().to_owned()),
         },
         checksum,
+        utime_ns: cpu1.0.saturating_sub(cpu0.0),
+        stime_ns: cpu1.1.saturating_sub(cpu0.1),
+        gc_ledger: gc1.since(&gc0),
+        dune: dune1.since(&dune0),
+        dune_written_tail,
     })
 }
 
@@ -244,6 +288,19 @@ impl RunResult {
             line.push_str(k);
             line.push('=');
             line.push_str(&v);
+        }
+        // the ledger (issue 15): CPU times, the collector's counters, and in Dune the VM's
+        let mut num = |k: &str, v: u64| line.push_str(&format!(" {k}={v}"));
+        num("utime_ns", self.utime_ns);
+        num("stime_ns", self.stime_ns);
+        for (k, v) in self.gc_ledger.to_pairs() {
+            num(k, v);
+        }
+        if self.dune != dune_hw::DuneLedger::default() {
+            for (k, v) in self.dune.to_pairs() {
+                num(&k, v);
+            }
+            num("dune_written_tail", self.dune_written_tail);
         }
         line
     }
@@ -298,6 +355,13 @@ impl RunResult {
             peak_rss_bytes: num("peak_rss_bytes")?,
             backend: kv.get("backend").copied().unwrap_or("-").to_owned(),
             checksum: num("checksum")?,
+            utime_ns: opt("utime_ns")?,
+            stime_ns: opt("stime_ns")?,
+            gc_ledger: gc_core::CollectorLedger::from_pairs(&|k| {
+                kv.get(k).and_then(|v| v.parse().ok())
+            }),
+            dune: dune_hw::DuneLedger::from_pairs(&|k| kv.get(k).and_then(|v| v.parse().ok())),
+            dune_written_tail: opt("dune_written_tail")?,
         };
         let scale = get("scale")?
             .parse()
@@ -313,9 +377,14 @@ impl RunResult {
 
 /// Parse the runner's arguments, run, and format the result line.
 pub fn main_with_args(args: &[String]) -> Result<String, String> {
+    if let [c] = args {
+        if c == "calibrate" {
+            return crate::calibrate::measure().map(|u| u.to_line());
+        }
+    }
     let [workload, scale, config] = args else {
         return Err(
-            "usage: dunegc-runner <gcbench|linkedlist|hashmap|xml> <scale> <malloc|full|incremental-BACKEND>"
+            "usage: dunegc-runner <gcbench|linkedlist|hashmap|xml> <scale> <malloc|full|dune-full|incremental-BACKEND>, or dunegc-runner calibrate"
                 .to_owned(),
         );
     };
@@ -365,6 +434,19 @@ mod tests {
             peak_rss_bytes: 1 << 20,
             backend: "uffd".to_owned(),
             checksum: 42,
+            utime_ns: 11,
+            stime_ns: 12,
+            gc_ledger: gc_core::CollectorLedger {
+                arms: 2,
+                pages_armed: 100,
+                ..Default::default()
+            },
+            dune: dune_hw::DuneLedger {
+                fresh_pages: 9,
+                dirty_cleared: 3,
+                ..Default::default()
+            },
+            dune_written_tail: 4,
         };
         let line = r.to_line("xml", 2, Config::Incremental(Backend::Uffd));
         let (w, s, c, back) = RunResult::from_line(&line).expect("parses");

@@ -133,6 +133,7 @@ fn summary(wall_ms: u64, max_pause_us: u64, checksum: u64) -> Outcome {
             sys_ns: wall_ms * 150_000,
             minor_faults: 1234,
             backend: String::new(),
+            run: None,
         },
         wall_min_ns: wall_ms * 900_000,
         wall_max_ns: wall_ms * 1_200_000,
@@ -192,6 +193,7 @@ fn fixed_results() -> Results {
         bdwgc_version: Some("8.2.2".to_owned()),
         bdwgc_incremental_tracking: Some("write-protects the heap".to_owned()),
         cells,
+        calibration: Err("the plan has no configuration in Dune".to_owned()),
     }
 }
 
@@ -214,6 +216,43 @@ fn markdown_names_the_dune_mode_it_measured() {
         ),
         "{md}"
     );
+}
+
+#[test]
+fn markdown_reconciles_the_dune_ledger_when_runs_carry_one() {
+    let mut r = fixed_results();
+    let md = markdown::render(&r, &markdown::PlotLinks::default(), None);
+    assert!(
+        !md.contains("## Dune ledger"),
+        "no ledger, no section: {md}"
+    );
+    for c in &mut r.cells {
+        let wall_ms = match c.subject {
+            Subject::Dunegc(Config::DuneFull) => 80,
+            Subject::Dunegc(Config::Full) => 50,
+            _ => continue,
+        };
+        let mut run = dunegc_benches::runner::RunResult {
+            wall_ns: wall_ms * 1_000_000,
+            ..Default::default()
+        };
+        run.dune.exits[dune_hw::ExitReason::Syscall as usize] = 3;
+        run.dune.exit_handling[dune_hw::ExitReason::Syscall as usize] = Duration::from_millis(10);
+        let mut o = summary(wall_ms, 300, 7);
+        if let Outcome::Measured(s) = &mut o {
+            s.median.run = Some(Box::new(run));
+        }
+        c.outcome = o;
+    }
+    let md = markdown::render(&r, &markdown::PlotLinks::default(), None);
+    assert!(md.contains("## Dune ledger"), "{md}");
+    // Δ 30 ms, 10 ms of it counted exit handling: 20 ms unexplained, printed
+    assert!(
+        md.contains("| monitor exit handling | counted | 10.0 |"),
+        "{md}"
+    );
+    assert!(md.contains("**20.0** (67% of Δ)"), "{md}");
+    assert!(md.contains("No unit costs"), "{md}");
 }
 
 #[test]

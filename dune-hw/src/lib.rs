@@ -213,7 +213,8 @@
 //! ```
 //!
 //! Modules (every old path, such as `dune_hw::tlb` or `dune_hw::dune`, is re-exported here):
-//! - [`arch`]     Gva/Gpa/Hva, [`DuneError`], GDT/TSS and IDT descriptors, the asm stubs
+//! - [`arch`]     Gva/Gpa/Hva, [`DuneError`], GDT/TSS and IDT descriptors, the asm stubs,
+//!   the cost ledger's counters ([`DuneLedger`])
 //! - [`paging`]   guest page tables: atomic PTEs, the walker, frames, A/D bits, /proc maps
 //! - [`state`]    process state ([`dune`]) and per-thread state (vCPU, stacks, signals)
 //! - [`services`] [`trap`], [`fault`], [`syscall`], [`signal`], [`thread`], [`tlb`]
@@ -229,13 +230,14 @@ pub mod state;
 
 // The modules' paths from before the layer folders (public API, kept).
 pub use api::{pagetable, sandbox};
-pub use arch::{addr, entry, error, gdt, idt};
+pub use arch::{addr, entry, error, gdt, idt, ledger};
 pub use paging::maps;
 pub use services::{fault, signal, syscall, thread, tlb, trap};
 pub use state::dune;
 
 pub use arch::addr::{Gpa, Gva, Hva};
 pub use arch::error::DuneError;
+pub use arch::ledger::{ledger, DuneLedger, ExitReason};
 pub use kmod::{Mode, ModeChoice};
 pub use paging::DirtyView;
 pub use services::tlb::TlbFlush;

@@ -8,6 +8,7 @@
 //! `HC_IRET_FRAME` stub when a handler resumes the program (`pvm_return_to_user`).
 
 use crate::arch::entry::{self, EnterFrame, EXCEPTION_PORT, SYSCALL_DOORBELL_VALUE, SYSCALL_PORT};
+use crate::arch::ledger::{self, ExitReason};
 use crate::services::{syscall, trap};
 use crate::state::dune::ThreadCtx;
 use crate::state::fatal::fatal;
@@ -116,10 +117,34 @@ extern "C" fn dune_monitor_run(ctx: u64) -> ! {
     run(ctx)
 }
 
+/// The ledger's name for an exit.
+fn exit_reason(exit: &Exit, doorbell: u64) -> ExitReason {
+    match exit {
+        Exit::MmioWrite { gpa, value }
+            if gpa & !0xfff == doorbell && *value == SYSCALL_DOORBELL_VALUE =>
+        {
+            ExitReason::Syscall
+        }
+        Exit::IoOut {
+            port: SYSCALL_PORT, ..
+        } => ExitReason::Syscall,
+        Exit::IoOut {
+            port: EXCEPTION_PORT,
+            ..
+        } => ExitReason::Exception,
+        Exit::Interrupted => ExitReason::Interrupted,
+        Exit::HostMemoryGone => ExitReason::HostMemoryGone,
+        Exit::MmioWrite { .. } | Exit::MmioRead { .. } => ExitReason::Mmio,
+        _ => ExitReason::Other,
+    }
+}
+
 /// The exit loop of one vCPU.
 pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
     let doorbell = ctx.dune.doorbell;
     let mut gone_streak = 0u32;
+    // the last exit, recorded in the ledger when the loop comes back to KVM_RUN
+    let mut last: Option<(ExitReason, u64, u64)> = None;
     loop {
         crate::services::signal::deliver_pending(ctx);
         if ctx.dune.generation.load(Ordering::Acquire) != ctx.seen_generation {
@@ -130,10 +155,16 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
         if ctx.pvm_supervisor {
             pvm_return_to_user(ctx);
         }
+        let t0 = ledger::ticks();
+        if let Some((reason, run_ticks, t1)) = last {
+            ledger::exit(reason, run_ticks, t0.wrapping_sub(t1));
+        }
         let exit = match ctx.vcpu_mut().run() {
             Ok(e) => e,
             Err(e) => fatal(ctx, format_args!("{e}")),
         };
+        let t1 = ledger::ticks();
+        last = Some((exit_reason(&exit, doorbell), t1.wrapping_sub(t0), t1));
         if ctx.mode == kmod::Mode::Pvm {
             // the program runs in user mode, only the monitor's stubs in supervisor mode
             ctx.pvm_supervisor = match ctx.vcpu().regs() {

@@ -353,6 +353,7 @@ impl Heap {
         };
         // Trackers whose arming is only sound with every mutator stopped (Dune: vCPUs
         // flush their TLBs when they resume) get a short stop-the-world around it.
+        let t_stop = Instant::now();
         let world = if tracker.arm_needs_stopped_world() {
             Some(world::stop().map_err(|source| GcError::Os {
                 op: "stopping the world",
@@ -361,8 +362,16 @@ impl Heap {
         } else {
             None
         };
+        let t_arm = Instant::now();
         let armed_result = tracker.arm(&ranges[..n]);
+        let arm_time = t_arm.elapsed();
         drop(world);
+        crate::util::ledger::arm(
+            ranges[..n].iter().map(|r| r.n_pages as u64).sum(),
+            arm_time,
+            t_stop.elapsed().saturating_sub(arm_time),
+            tracker.stats().write_faults,
+        );
         if let Err(e) = armed_result {
             // Arming failed (out of memory for protection changes; for Dune, threads
             // outside Dune mode): this cycle runs as a full collection instead. The first
@@ -503,9 +512,12 @@ impl Heap {
         inner.gc.dirty.clear();
         let mut failed = false;
         if let TrackerState::Open(t) = &mut inner.gc.tracker {
+            let (t0, before) = (Instant::now(), t.stats().pages_reported);
             if t.collect_and_rearm(&mut inner.gc.dirty).is_err() {
                 failed = true;
             }
+            let reported = t.stats().pages_reported.saturating_sub(before);
+            crate::util::ledger::collect(reported, t0.elapsed(), t.stats().write_faults);
         }
         let mut unarmed = 0u64;
         for space in [SpaceId::Normal, SpaceId::Malloc] {

@@ -48,3 +48,4 @@ pub use error::GcError;
 pub use finalize::{FinalizerFn, FinalizerOrder};
 pub use heap::kind::ObjectKind;
 pub use heap::Heap;
+pub use util::ledger::{collector_ledger, CollectorLedger};

@@ -41,6 +41,8 @@ pub struct Sample {
     /// The dirty tracker gc-core used, with the Dune mode for the Dune one (`dune/pvm`);
     /// empty for bdwgc.
     pub backend: String,
+    /// gc-core's whole result line, the Dune ledger included (None for bdwgc).
+    pub run: Option<Box<RunResult>>,
 }
 
 impl From<&RunResult> for Sample {
@@ -55,6 +57,7 @@ impl From<&RunResult> for Sample {
             peak_rss_bytes: r.peak_rss_bytes,
             checksum: r.checksum,
             backend: r.backend.clone(),
+            run: Some(Box::new(r.clone())),
             ..Sample::default()
         }
     }
@@ -112,6 +115,10 @@ impl Summary {
             .filter_map(|s| s.dirty_pages_per_cycle)
             .collect();
         let first_checksum = samples.first().map_or(0, |s| s.checksum);
+        // the ledger of the repetition with the median wall time (ledgers are not medians)
+        let mut by_wall: Vec<&Sample> = samples.iter().collect();
+        by_wall.sort_by_key(|s| s.wall_ns);
+        let median_run = by_wall.get(by_wall.len() / 2).and_then(|s| s.run.clone());
         Summary {
             reps: samples.len() as u32,
             median: Sample {
@@ -129,6 +136,7 @@ impl Summary {
                 backend: samples
                     .first()
                     .map_or_else(String::new, |s| s.backend.clone()),
+                run: median_run,
             },
             wall_min_ns: walls.iter().copied().min().unwrap_or(0),
             wall_max_ns: walls.iter().copied().max().unwrap_or(0),
@@ -181,6 +189,9 @@ pub struct Results {
     pub bdwgc_incremental_tracking: Option<String>,
     /// Every (workload, configuration), in plan order.
     pub cells: Vec<Cell>,
+    /// The Dune ledger's unit costs (`dunegc-runner calibrate`, run once before the plan
+    /// when it has Dune configurations), or why there are none.
+    pub calibration: Result<crate::calibrate::UnitCosts, String>,
 }
 
 impl Results {
@@ -420,6 +431,28 @@ fn run_once(
 /// Progress callback: (done, total, what just finished).
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize, &str);
 
+/// `dunegc-runner calibrate`, when the plan has a configuration in Dune.
+fn calibrate(
+    plan: &Plan,
+    runners: &Runners,
+    timeout: Duration,
+) -> Result<crate::calibrate::UnitCosts, String> {
+    use crate::runner::Config;
+    let in_dune = |s: &Subject| {
+        matches!(
+            s,
+            Subject::Dunegc(Config::DuneFull | Config::Incremental(gc_core::Backend::Dune))
+        )
+    };
+    if !plan.subjects.iter().any(in_dune) {
+        return Err("the plan has no configuration in Dune".to_owned());
+    }
+    let out = run_child(&runners.dunegc, &["calibrate".to_owned()], timeout)?;
+    let line = out.stdout.lines().next().unwrap_or("");
+    crate::calibrate::UnitCosts::from_line(line)
+        .map_err(|e| format!("calibration failed ({}): {e}", out.status))
+}
+
 /// Run `plan`: repetitions outermost (so machine noise spreads over all
 /// configurations), a configuration found unsupported or failed is not retried.
 pub fn run_plan(
@@ -431,6 +464,7 @@ pub fn run_plan(
 ) -> Results {
     let t0 = Instant::now();
     let started_utc = super::utc_now_string();
+    let calibration = calibrate(plan, runners, timeout);
     let n = plan.workloads.len() * plan.subjects.len();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); n];
     let mut verdict: Vec<Option<Outcome>> = vec![None; n];
@@ -500,6 +534,7 @@ pub fn run_plan(
         bdwgc_version,
         bdwgc_incremental_tracking,
         cells,
+        calibration,
     }
 }
 

@@ -6,10 +6,12 @@
 //! - [`machine`] — the machine description collected from /proc, /sys and uname.
 //! - [`measure`] — running the plan through the runner binaries; medians.
 //! - [`markdown`] — the report text: summary, machine, method, tables.
+//! - [`ledger`] — the Dune section's reconciliation of the cost ledger with wall time.
 //! - [`svg`] — the plots (hand-written SVG).
 //!
 //! The binary is `dunegc-report` (`demo` or `report`, `--out DIR`).
 
+pub mod ledger;
 pub mod machine;
 pub mod markdown;
 pub mod measure;

@@ -8,3 +8,4 @@ pub mod entry;
 pub mod error;
 pub mod gdt;
 pub mod idt;
+pub mod ledger;

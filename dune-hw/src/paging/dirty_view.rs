@@ -1,7 +1,7 @@
 //! The lock-free A/D-bit view of a page table (paging layer): the collector's side, usable
 //! from the host or the guest.
 
-use super::pte::{Pte, A, API, D, P};
+use super::pte::{self, Pte, A, API, D, P};
 use super::walker::{self, AnyLeaf};
 use crate::arch::addr::TlbFlush;
 
@@ -25,15 +25,21 @@ impl DirtyView {
     /// bits take effect only after the returned flush.
     #[must_use = "cleared D bits stay clear in the TLB until it is flushed"]
     pub fn collect_and_clear(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) -> TlbFlush {
+        let (mut scanned, mut cleared, mut written) = (0u64, 0u64, 0u64);
         let mut v = AnyLeaf(|p: &Pte, level: u32, base: u64, lo: u64, hi: u64| {
+            scanned += (hi - lo) / 4096;
             if level == 1 {
-                if p.take_dirty() {
+                if let Some(preset) = p.take_dirty_preset() {
+                    cleared += 1;
+                    written += u64::from(!preset);
                     f(lo)
                 }
                 return true;
             }
             let whole = lo == base && hi == base + walker::span_bytes(level);
             if (whole && p.take_dirty()) || (!whole && p.is_dirty()) {
+                cleared += u64::from(whole) * ((hi - lo) / 4096);
+                written += u64::from(whole) * ((hi - lo) / 4096);
                 let mut va = lo;
                 while va < hi {
                     f(va);
@@ -44,7 +50,21 @@ impl DirtyView {
         });
         // SAFETY: the root outlives this view (constructor duty); no allocation.
         unsafe { walker::visit(self.root, start, end, &mut v) };
+        crate::arch::ledger::dirty_scan(scanned, cleared, written);
         TlbFlush::range(start, end)
+    }
+
+    /// 4 KiB pages of `[start, end)` whose D bit the MMU set (not preset on a fresh leaf,
+    /// [`pte::PRESET_D`]) and no scan has cleared yet: writes after a D clear that
+    /// [`DirtyView::collect_and_clear`] has not counted (yet). Read-only.
+    pub fn count_written(&self, start: u64, end: u64) -> u64 {
+        let mut n = 0;
+        self.for_each_leaf(start, end, &mut |_va, n_pages, e| {
+            if e & (P | D | pte::PRESET_D) == P | D {
+                n += n_pages;
+            }
+        });
+        n
     }
 
     /// Calls `f(page)` for each dirty page in `[start, end)` without clearing.

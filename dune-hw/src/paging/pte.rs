@@ -26,6 +26,11 @@ pub const API: u64 = 1 << 9;
 /// when the program set this entry, so [`crate::api::pagetable::protect_page_in_guest`] may make
 /// it writable without asking the host (which a guest fault handler cannot).
 pub const HOST_W: u64 = 1 << 10;
+/// Software bit 11 (ignored by the MMU): the D bit of this leaf was preset when it was
+/// mapped fresh ([`fresh_leaf_bits`]), not set by a write. Cleared with D, so a D bit found
+/// set without it was set by the MMU: a write after a D clear (the ledger counts those,
+/// [`crate::arch::ledger::DuneLedger::dirty_written`]). Bookkeeping only: nothing else reads it.
+pub const PRESET_D: u64 = 1 << 11;
 /// No-execute (needs EFER.NXE).
 pub const NX: u64 = 1 << 63;
 /// Physical-address bits of an entry.
@@ -49,13 +54,14 @@ pub fn leaf_flags(prot: i32) -> u64 {
 }
 
 /// The A/D bits a leaf entry that was not present gets when it is mapped with leaf flags
-/// `flags` (from [`leaf_flags`]): A, and D when writable; none for a non-present entry.
-/// Never applied to a present entry, whose A/D bits record real accesses.
+/// `flags` (from [`leaf_flags`]): A, and D (marked [`PRESET_D`]) when writable; none for a
+/// non-present entry. Never applied to a present entry, whose A/D bits record real
+/// accesses.
 pub fn fresh_leaf_bits(flags: u64) -> u64 {
     if flags & P == 0 {
         0
     } else if flags & RW != 0 {
-        A | D
+        A | D | PRESET_D
     } else {
         A
     }
@@ -92,7 +98,13 @@ impl Pte {
     }
     /// Clears D and returns whether it was set (atomic: a concurrent MMU update of A is kept).
     pub fn take_dirty(&self) -> bool {
-        self.0.fetch_and(!D, Ordering::AcqRel) & D != 0
+        self.take_dirty_preset().is_some()
+    }
+    /// Clears D (and [`PRESET_D`]): None if D was clear, else whether it had been preset
+    /// (`Some(false)`: the MMU set it, a write).
+    pub fn take_dirty_preset(&self) -> Option<bool> {
+        let old = self.0.fetch_and(!(D | PRESET_D), Ordering::AcqRel);
+        (old & D != 0).then_some(old & PRESET_D != 0)
     }
     /// Clears A and returns whether it was set.
     pub fn take_accessed(&self) -> bool {
@@ -103,6 +115,8 @@ impl Pte {
     /// table KVM keeps write-protected, such as one holding huge leaves, is a trap). A bit
     /// the MMU sets after that read stays set, to be seen by the next call.
     pub fn take_bits(&self, mask: u64) -> u64 {
+        // a cleared D bit is no longer a preset one
+        let mask = if mask & D != 0 { mask | PRESET_D } else { mask };
         let now = self.get();
         if now & mask == 0 {
             return now;
@@ -178,6 +192,13 @@ mod tests {
         assert!(!p.take_dirty());
         assert_eq!(p.get(), 0x5000 | P | RW | A);
         assert_eq!(p.addr(), 0x5000);
+        // a preset D bit is told apart from one the MMU set, and cleared with it
+        p.set(0x5000 | P | RW | A | D | PRESET_D);
+        assert_eq!(p.take_dirty_preset(), Some(true));
+        assert_eq!(p.get(), 0x5000 | P | RW | A);
+        p.set_bits(D);
+        assert_eq!(p.take_dirty_preset(), Some(false));
+        assert_eq!(p.take_dirty_preset(), None);
         p.set_bits(D);
         assert!(p.is_dirty());
     }

@@ -79,6 +79,7 @@ impl PageTable {
     ) -> Result<bool, DuneError> {
         let flags = pte::leaf_flags(prot);
         let mut accessed = false;
+        let mut fresh = 0u64;
         // SAFETY: root and all tables are frames of `self.frames`, which lives as long as self.
         let stats = unsafe {
             walker::walk_with(
@@ -100,15 +101,19 @@ impl PageTable {
                         } else if old & P == 0 {
                             va | flags | pte::fresh_leaf_bits(flags) | (old & D)
                         } else {
-                            va | flags | (old & (A | D))
+                            va | flags | (old & (A | D | pte::PRESET_D))
                         }
                     });
                     accessed |= old & (pte::P | A) == pte::P | A;
+                    // the update above made a fresh leaf present (counted once, after the
+                    // atomic update: its closure may run again on contention)
+                    fresh += u64::from(flags != 0 && old & P == 0 && !(keep_api && old & API != 0));
                     true
                 }),
             )
         }
         .map_err(|_| DuneError::OutOfPageTableFrames)?;
+        crate::arch::ledger::fresh_pages(fresh);
         Ok(accessed || stats.split_accessed)
     }
 

@@ -21,8 +21,8 @@ fn fresh_leaves_get_a_and_d_preset_and_present_ones_keep_theirs() {
     pt.map(0x40_1000, 0x40_2000, libc::PROT_READ).unwrap();
     assert_eq!(
         pt.leaf(0x40_0000).unwrap().get(),
-        0x40_0000 | P | RW | US | NX | A | D,
-        "writable: A and D"
+        0x40_0000 | P | RW | US | NX | A | D | pte::PRESET_D,
+        "writable: A and D (marked preset)"
     );
     assert_eq!(
         pt.leaf(0x40_1000).unwrap().get(),
@@ -60,7 +60,7 @@ fn map_protect_unmap_and_dirty_scan() {
         .unwrap();
     assert_eq!(
         pt.leaf(0x40_1000).unwrap().get(),
-        0x40_1000 | P | RW | US | NX | A | D
+        0x40_1000 | P | RW | US | NX | A | D | pte::PRESET_D
     );
     clear_accessed_dirty(&pt, 0x40_0000, 0x40_4000);
     pt.leaf(0x40_2000).unwrap().set_bits(D);

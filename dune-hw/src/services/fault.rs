@@ -320,6 +320,7 @@ pub(crate) extern "C" fn dune_guest_trap(f: &mut GuestTrapFrame) -> u64 {
         // (it reads the counters only after the vCPU stops).
         unsafe { (*p).stats.guest_faults += 1 };
     }
+    crate::arch::ledger::guest_fault();
     1
 }
 

@@ -8,6 +8,7 @@ pub use crate::arch::addr::TlbFlush;
 
 use crate::arch::addr::{Gva, BYTES_IN_PAGE};
 use crate::arch::entry::hypercall;
+use crate::arch::ledger;
 use crate::state::dune::{in_dune, on_host_side, Dune};
 use kmod::Mode;
 
@@ -101,6 +102,7 @@ pub(crate) fn flush_pages_here(start: u64, end: u64, max_pages: u64) -> Option<T
         return None;
     }
     let pages = (0..n_pages).map(|i| first + i * crate::arch::addr::BYTES_IN_PAGE);
+    let t0 = ledger::ticks();
     let method = match dune_mode()? {
         kmod::Mode::Ring0 => {
             bump_generation();
@@ -123,6 +125,8 @@ pub(crate) fn flush_pages_here(start: u64, end: u64, max_pages: u64) -> Option<T
         }
         _ => return None,
     };
+    ledger::flush_local(n_pages);
+    ledger::flush_time(ledger::ticks().wrapping_sub(t0));
     Some(method)
 }
 
@@ -198,8 +202,10 @@ pub fn flush_tlb_all() {
         .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     if !in_dune() || on_host_side() {
         // the exit loop flushes this vCPU before it resumes the guest
+        ledger::flush_deferred();
         return;
     }
+    let t0 = ledger::ticks();
     match d.mode().mode {
         Mode::Ring0 => {
             // SAFETY: at guest CPL0 (ring-0 mode) reloading CR3 with its own value only
@@ -214,6 +220,8 @@ pub fn flush_tlb_all() {
         }
         Mode::PvmRing0 => pvm_flush_tlb(),
     }
+    ledger::flush_guest_full();
+    ledger::flush_time(ledger::ticks().wrapping_sub(t0));
 }
 
 /// `pvm`: asks the supervisor-mode syscall stub to flush this vCPU's translation of the

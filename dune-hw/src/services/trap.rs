@@ -209,6 +209,7 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
         };
         ctx.stats.page_faults += 1;
         if resolve_page_fault(ctx, cr2, f.error) {
+            crate::arch::ledger::monitor_fault();
             return_from_exception(ctx, regs, &f);
             return;
         }

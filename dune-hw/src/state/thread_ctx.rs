@@ -302,10 +302,12 @@ impl ThreadCtx {
     /// Full flush of this vCPU's TLB from the host: a changed CR3 (the PWT bit toggles, a
     /// no-op for the identity map's memory type) makes KVM drop its shadow roots.
     pub(crate) fn flush_tlb(&mut self) -> Result<(), DuneError> {
+        let t0 = crate::arch::ledger::ticks();
         let vcpu = self.vcpu_mut();
         let mut s = vcpu.sregs()?;
         s.cr3 ^= 1 << 3;
         vcpu.set_sregs(&s)?;
+        crate::arch::ledger::flush_monitor(crate::arch::ledger::ticks().wrapping_sub(t0));
         self.stats.tlb_flushes += 1;
         self.seen_generation = self.dune.generation.load(Ordering::Acquire);
         Ok(())

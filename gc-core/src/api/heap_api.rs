@@ -240,6 +240,11 @@ impl Heap {
     pub fn print_stats_if_enabled(&self) {
         if self.options.print_stats {
             eprintln!("{}", self.stats());
+            eprintln!("{}", crate::util::ledger::collector_ledger());
+            #[cfg(feature = "dune")]
+            if dune_hw::dirty_view().is_some() {
+                eprintln!("{}", dune_hw::ledger());
+            }
         }
     }
 

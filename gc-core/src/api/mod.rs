@@ -82,7 +82,7 @@ extern "C" fn print_stats_at_exit() {
     if !p.is_null() {
         // SAFETY: the global heap is never freed.
         let heap = unsafe { &*p };
-        eprintln!("{}", heap.stats());
+        heap.print_stats_if_enabled();
     }
 }
 

@@ -125,6 +125,7 @@ pub fn populate_write(start: usize, len_bytes: usize) -> bool {
     if len_bytes == 0 || POPULATE_UNSUPPORTED.load(Ordering::Relaxed) {
         return false;
     }
+    let t0 = std::time::Instant::now();
     // SAFETY: the caller passes a range of its own private anonymous read/write mapping;
     // MADV_POPULATE_WRITE only faults its pages in (writable), keeping their contents.
     let rc = unsafe {
@@ -136,6 +137,9 @@ pub fn populate_write(start: usize, len_bytes: usize) -> bool {
     };
     if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
         POPULATE_UNSUPPORTED.store(true, Ordering::Relaxed);
+    }
+    if rc == 0 {
+        super::ledger::populate((len_bytes / BYTES_IN_PAGE) as u64, t0.elapsed());
     }
     rc == 0
 }

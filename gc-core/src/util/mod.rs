@@ -2,6 +2,7 @@
 //! collector's own heap or from libc's `malloc`, so they are safe to use while the world
 //! is stopped (a stopped thread may hold malloc's lock).
 
+pub mod ledger;
 pub mod mmap;
 pub mod procmaps;
 

@@ -1,0 +1,298 @@
+//! The Dune section's reconciliation (issue 15): the wall-time difference between a run in
+//! Dune and its native counterpart (`dune-full` vs `full`, `inc-dune` vs `inc-mprotect`),
+//! split into what the ledgers counted and what counts × unit costs estimate, with the
+//! unexplained rest printed.
+//!
+//! Rows (Δ = Dune run − native run; wall-clock ns):
+//! - *counted*: the monitor's exit handling (every exit, by the TSC); the tracker's arm,
+//!   stop-the-world-for-arm and collect time (Dune − native, by `Instant`);
+//! - *estimated*: exits × (Dune getpid − monitor handling per exit) for the transitions;
+//!   writes after a D clear (counted: D bits the MMU set, not preset) × the calibrated
+//!   write-after-clear cost; fresh leaves × (first store in Dune, populated
+//!   or not − first store natively); the native tracker's write faults × its calibrated
+//!   fault cost (subtracted: the native run pays them).
+//!
+//! Unit costs come from `dunegc-runner calibrate` in the same session
+//! ([`crate::calibrate`]); without them only the counted rows are filled.
+
+use crate::calibrate::UnitCosts;
+use crate::runner::RunResult;
+
+/// How a row's figure was obtained.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Basis {
+    /// Measured by the ledgers' clocks around the event.
+    Counted,
+    /// A count times a calibrated unit cost (the formula in words).
+    Estimated(String),
+}
+
+/// One row of a reconciliation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// What the row is.
+    pub what: &'static str,
+    /// How it was obtained.
+    pub basis: Basis,
+    /// Its share of the difference, ns (negative: the native run pays more).
+    pub ns: f64,
+}
+
+/// The difference between a Dune run and its native counterpart, explained.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reconciliation {
+    /// Wall-time difference, ns.
+    pub delta_ns: f64,
+    /// CPU-time (user + system) difference, ns (cross-check).
+    pub delta_cpu_ns: f64,
+    /// Host-kernel (system) time difference, ns (cross-check; tick-sampled split).
+    pub delta_stime_ns: f64,
+    /// The rows.
+    pub rows: Vec<Row>,
+}
+
+impl Reconciliation {
+    /// The sum of the rows.
+    pub fn explained_ns(&self) -> f64 {
+        self.rows.iter().map(|r| r.ns).sum()
+    }
+
+    /// Δ minus the rows.
+    pub fn unexplained_ns(&self) -> f64 {
+        self.delta_ns - self.explained_ns()
+    }
+
+    /// The unexplained rest as a fraction of |Δ| (0 when Δ is 0).
+    pub fn unexplained_fraction(&self) -> f64 {
+        if self.delta_ns == 0.0 {
+            0.0
+        } else {
+            self.unexplained_ns() / self.delta_ns.abs()
+        }
+    }
+}
+
+/// Writes after a D clear the Dune run took (counted): the D bits its scans found set by
+/// the MMU rather than preset on a fresh leaf, plus those no scan saw by the end (the
+/// runner reads them from the guest page table after the workload). Each is one shadow-MMU fault on this host
+/// (KVM's `kvmmmu:kvm_mmu_set_dirty_bit` tracepoint counts the same events from outside).
+pub fn writes_after_clear(a: &RunResult) -> u64 {
+    a.dune.dirty_written + a.dune_written_tail
+}
+
+/// What a reconciliation explains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The wall-time difference, with wall-clock unit costs (both include the waits for a
+    /// CPU a loaded machine adds).
+    Wall,
+    /// The CPU-time difference (`getrusage` user + system), with CPU unit costs: the waits
+    /// for a CPU drop out of both sides. The counted rows stay wall-clock (TSC) times of
+    /// CPU-bound work.
+    Cpu,
+}
+
+/// Reconciles `dune` (a run in Dune) with `native` (its counterpart outside Dune), on wall
+/// time.
+pub fn reconcile(dune: &RunResult, native: &RunResult, u: Option<&UnitCosts>) -> Reconciliation {
+    reconcile_on(Target::Wall, dune, native, u)
+}
+
+/// [`reconcile`] on `target`.
+pub fn reconcile_on(
+    target: Target,
+    dune: &RunResult,
+    native: &RunResult,
+    u: Option<&UnitCosts>,
+) -> Reconciliation {
+    let pick = |c: crate::calibrate::Cost| match target {
+        Target::Wall => c.wall,
+        Target::Cpu => c.cpu,
+    };
+    let d = &dune.dune;
+    let (ga, gb) = (&dune.gc_ledger, &native.gc_ledger);
+    let ns = |t: std::time::Duration| t.as_nanos() as f64;
+    let mut rows = Vec::new();
+    if target == Target::Wall {
+        rows.push(Row {
+            what: "monitor exit handling",
+            basis: Basis::Counted,
+            ns: ns(d.total_exit_handling()),
+        });
+    }
+    rows.extend([
+        Row {
+            what: "tracker arm + collect (Dune − native)",
+            basis: Basis::Counted,
+            ns: ns(ga.arm_time + ga.collect_time) - ns(gb.arm_time + gb.collect_time),
+        },
+        Row {
+            what: "stopping the world for the arm (Dune − native)",
+            basis: Basis::Counted,
+            ns: ns(ga.arm_stop_world_time) - ns(gb.arm_stop_world_time),
+        },
+    ]);
+    if let Some(u) = u {
+        let exits = d.total_exits() as f64;
+        if target == Target::Wall {
+            let transition = (pick(u.dune_getpid) - pick(u.dune_exit_handling)).max(0.0);
+            rows.push(Row {
+                what: "exit transitions",
+                basis: Basis::Estimated(format!(
+                    "{exits:.0} exits × {:.1} µs (Dune getpid − its handling)",
+                    transition / 1e3
+                )),
+                ns: exits * transition,
+            });
+        } else {
+            // the counted handling times are wall-clock: on CPU time every exit is
+            // estimated as a getpid's extra CPU, and the populate calls (the one heavy
+            // forwarded syscall) by their calibrated CPU cost per page
+            let extra = (pick(u.dune_getpid) - pick(u.native_getpid)).max(0.0);
+            rows.push(Row {
+                what: "exits (round trip, handling included)",
+                basis: Basis::Estimated(format!(
+                    "{exits:.0} exits × {:.1} µs (Dune getpid − native getpid)",
+                    extra / 1e3
+                )),
+                ns: exits * extra,
+            });
+            let pop = ga.pages_populated as f64;
+            rows.push(Row {
+                what: "host populate (forwarded madvise)",
+                basis: Basis::Estimated(format!(
+                    "{pop:.0} pages × {:.2} µs",
+                    pick(u.dune_populate) / 1e3
+                )),
+                ns: pop * pick(u.dune_populate),
+            });
+        }
+        let wac = writes_after_clear(dune) as f64;
+        rows.push(Row {
+            what: "shadow faults: writes after a D clear",
+            basis: Basis::Estimated(format!(
+                "{wac:.0} counted writes after a D clear × {:.1} µs",
+                pick(u.dune_write_after_clear) / 1e3
+            )),
+            ns: wac * pick(u.dune_write_after_clear).max(0.0),
+        });
+        // heap pages: populated ahead in Dune (the populate call itself is a forwarded
+        // syscall, inside the exit handling), first-touched natively in the native run
+        let fresh = d.fresh_pages as f64;
+        let populated = (ga.pages_populated.min(d.fresh_pages)) as f64;
+        rows.push(Row {
+            what: "first stores to fresh heap pages (Dune − native)",
+            basis: Basis::Estimated(format!(
+                "{populated:.0} populated pages × ({:.1} − {:.1} µs); the other {:.0} fresh \
+                 leaves are not counted (whether they were touched is unknown: up to {:.0} ms \
+                 more at {:.1} µs each)",
+                pick(u.dune_fresh_populated) / 1e3,
+                pick(u.native_fresh) / 1e3,
+                fresh - populated,
+                (fresh - populated) * (pick(u.dune_fresh) - pick(u.native_fresh)).max(0.0) / 1e6,
+                pick(u.dune_fresh) / 1e3
+            )),
+            ns: populated * (pick(u.dune_fresh_populated) - pick(u.native_fresh)),
+        });
+        let wf = gb.write_faults as f64;
+        if wf > 0.0 {
+            rows.push(Row {
+                what: "native tracker's write faults (paid by the native run)",
+                basis: Basis::Estimated(format!(
+                    "−{wf:.0} faults × {:.1} µs",
+                    pick(u.mprotect_fault) / 1e3
+                )),
+                ns: -wf * pick(u.mprotect_fault),
+            });
+        }
+    }
+    let cpu = |r: &RunResult| (r.utime_ns + r.stime_ns) as f64;
+    Reconciliation {
+        delta_ns: match target {
+            Target::Wall => dune.wall_ns as f64 - native.wall_ns as f64,
+            Target::Cpu => cpu(dune) - cpu(native),
+        },
+        delta_cpu_ns: cpu(dune) - cpu(native),
+        delta_stime_ns: dune.stime_ns as f64 - native.stime_ns as f64,
+        rows,
+    }
+}
+
+fn ms(ns: f64) -> String {
+    format!("{:.1}", ns / 1e6)
+}
+
+/// The reconciliation as a markdown table (ms) under a `title` line.
+pub fn markdown(title: &str, r: &Reconciliation) -> String {
+    let mut s = format!(
+        "**{title}**: Δ {} ms (Δ CPU {} ms, of which host-kernel Δ {} ms, getrusage)\n\n\
+         | share of Δ | how | ms |\n|---|---|---|\n",
+        ms(r.delta_ns),
+        ms(r.delta_cpu_ns),
+        ms(r.delta_stime_ns)
+    );
+    for row in &r.rows {
+        let how = match &row.basis {
+            Basis::Counted => "counted".to_owned(),
+            Basis::Estimated(f) => format!("estimated: {f}"),
+        };
+        s.push_str(&format!("| {} | {how} | {} |\n", row.what, ms(row.ns)));
+    }
+    s.push_str(&format!(
+        "| **unexplained** | Δ − rows | **{}** ({:.0}% of Δ) |\n",
+        ms(r.unexplained_ns()),
+        100.0 * r.unexplained_fraction()
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibrate::Cost;
+
+    #[test]
+    fn rows_add_up_and_the_rest_is_unexplained() {
+        let mut dune = RunResult {
+            wall_ns: 10_000_000,
+            ..RunResult::default()
+        };
+        dune.dune.exits[0] = 10;
+        dune.dune.exit_handling[0] = std::time::Duration::from_micros(100);
+        dune.dune.dirty_cleared = 150;
+        dune.dune.dirty_written = 100;
+        dune.dune.fresh_pages = 50;
+        dune.gc_ledger.pages_populated = 20;
+        let native = RunResult {
+            wall_ns: 4_000_000,
+            ..RunResult::default()
+        };
+        let c = |wall| Cost { wall, cpu: wall };
+        let u = UnitCosts {
+            dune_getpid: c(20_000.0),
+            dune_exit_handling: c(10_000.0),
+            dune_write_after_clear: c(30_000.0),
+            dune_fresh_populated: c(5_000.0),
+            native_fresh: c(1_000.0),
+            ..UnitCosts::default()
+        };
+        let r = reconcile(&dune, &native, Some(&u));
+        // 100 µs handling + 10 × 10 µs transitions + 100 × 30 µs + 20 populated × 4 µs
+        assert!((r.explained_ns() - 3_280_000.0).abs() < 1.0, "{r:?}");
+        assert!((r.unexplained_ns() - 2_720_000.0).abs() < 1.0);
+        let md = markdown("t", &r);
+        assert!(
+            md.contains("unexplained") && md.contains("estimated"),
+            "{md}"
+        );
+        // without unit costs only the counted rows remain
+        assert_eq!(reconcile(&dune, &native, None).rows.len(), 3);
+        // on CPU time: Δ is the getrusage difference, the estimates use CPU unit costs
+        let mut dune_cpu = dune.clone();
+        dune_cpu.utime_ns = 5_000_000;
+        let r = reconcile_on(Target::Cpu, &dune_cpu, &native, Some(&u));
+        assert_eq!(r.delta_ns, 5_000_000.0);
+        // 10 exits × 20 µs + 100 × 30 µs + 20 × 4 µs (no counted handling row)
+        assert!((r.explained_ns() - 3_280_000.0).abs() < 1.0, "{r:?}");
+    }
+}

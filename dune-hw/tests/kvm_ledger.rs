@@ -1,0 +1,120 @@
+//! The Dune cost ledger counts real events: arm N pages (clear their D bits), write k of
+//! them, and the next scan reports exactly k D bits found set; fresh pages mapped into the
+//! guest, forwarded syscalls, monitor-resolved faults and flushes are counted where they
+//! happen. Own binary: the ledger is process-wide, so nothing else may run in this process
+//! meanwhile (one test function).
+
+use dune_hw::{DuneError, ExitReason};
+
+const N_PAGES: usize = 64;
+
+#[test]
+fn ledger_counts_the_events_it_names() {
+    // initialise the ledger's clock rate before entering (its first snapshot measures it)
+    let _ = dune_hw::ledger();
+    match dune_hw::enter() {
+        Ok(()) => {}
+        Err(e @ (DuneError::Kmod(_) | DuneError::Unsupported { .. })) => {
+            if std::env::var("DUNEGC_REQUIRE_KVM").as_deref() == Ok("1") {
+                panic!("/dev/kvm required: {e}");
+            }
+            println!("SKIPPED ledger_counts_the_events_it_names: {e}");
+            return;
+        }
+        Err(e) => panic!("enter failed: {e}"),
+    }
+    let view = dune_hw::dirty_view().expect("Dune is initialised");
+
+    // a fresh mapping, first touched in the guest: its pages become present leaves
+    let before = dune_hw::ledger();
+    // SAFETY: a fresh anonymous mapping, used only here and unmapped at the end.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            N_PAGES * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as *mut u8;
+    assert_ne!(p, libc::MAP_FAILED.cast(), "mmap failed");
+    let page = |i: usize| p.wrapping_add(i * 4096);
+    for i in 0..N_PAGES {
+        // SAFETY: inside the mapping above.
+        unsafe { page(i).write_volatile(1) };
+    }
+    let d = dune_hw::ledger().since(&before);
+    assert!(
+        d.fresh_pages >= N_PAGES as u64,
+        "{N_PAGES} pages first touched, fresh leaves counted: {}",
+        d.fresh_pages
+    );
+    assert!(
+        d.exits[ExitReason::Syscall as usize] >= 1,
+        "the mmap is a forwarded syscall: {d:?}"
+    );
+
+    // arm: clear every D bit of the range (the fresh leaves have D preset), flush
+    let (start, end) = (p as u64, p as u64 + (N_PAGES * 4096) as u64);
+    let before = dune_hw::ledger();
+    let mut cleared_now = 0u64;
+    dune_hw::flush(view.collect_and_clear(start, end, &mut |_| cleared_now += 1));
+    let d = dune_hw::ledger().since(&before);
+    assert_eq!(d.dirty_scanned, N_PAGES as u64, "{d:?}");
+    assert_eq!(d.dirty_cleared, cleared_now, "{d:?}");
+    assert!(
+        cleared_now >= N_PAGES as u64,
+        "every fresh writable leaf has D preset (and was written): {d:?}"
+    );
+    assert_eq!(
+        d.flush_local + d.flush_guest_full + d.flush_deferred,
+        1,
+        "one flush for the range: {d:?}"
+    );
+
+    // write k pages, scan again: exactly k D bits found set and cleared
+    let written = [0usize, 3, 17, 40, 63];
+    for &i in &written {
+        // SAFETY: inside the mapping above.
+        unsafe { page(i).write_volatile(2) };
+    }
+    assert_eq!(
+        view.count_written(start, end),
+        written.len() as u64,
+        "written, not collected yet"
+    );
+    let before = dune_hw::ledger();
+    let mut found = Vec::new();
+    dune_hw::flush(view.collect_and_clear(start, end, &mut |va| found.push(va)));
+    let d = dune_hw::ledger().since(&before);
+    assert_eq!(d.dirty_cleared, written.len() as u64, "{d:?}");
+    assert_eq!(
+        d.dirty_written,
+        written.len() as u64,
+        "each was set by the MMU, none preset: {d:?}"
+    );
+    assert_eq!(found.len(), written.len());
+    assert_eq!(view.count_written(start, end), 0, "all collected");
+    assert_eq!(d.dirty_scanned, N_PAGES as u64);
+
+    // syscalls: each getpid is one exit with the syscall reason
+    let before = dune_hw::ledger();
+    for _ in 0..5 {
+        // SAFETY: getpid has no arguments.
+        unsafe { libc::syscall(libc::SYS_getpid) };
+    }
+    let d = dune_hw::ledger().since(&before);
+    assert_eq!(d.exits[ExitReason::Syscall as usize], 5, "{d:?}");
+    assert!(d.in_kvm_run > std::time::Duration::ZERO);
+
+    // a full flush from guest code
+    let before = dune_hw::ledger();
+    dune_hw::flush_tlb_all();
+    let d = dune_hw::ledger().since(&before);
+    assert_eq!(d.flush_guest_full, 1, "{d:?}");
+
+    // SAFETY: our mapping, no longer used.
+    unsafe { libc::munmap(p.cast(), N_PAGES * 4096) };
+    dune_hw::exit().expect("leave Dune");
+}
