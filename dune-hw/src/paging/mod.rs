@@ -389,6 +389,27 @@ impl DirtyView {
         TlbFlush::range(start, end)
     }
 
+    /// Sets the D bit of every present, writable 4 KiB leaf of `[start, end)` that lacks it
+    /// (entries that have it, huge leaves and absent entries are only read: no table write)
+    /// and returns how many it set. Under shadow paging this is what lets the MMU write
+    /// those pages again without a fault once the returned flush has made KVM resync the
+    /// entries: the end of dirty tracking. A D bit set here is a false positive for a scan
+    /// made before the next clear.
+    #[must_use = "the shadow MMU sees the set bits only after the flush"]
+    pub fn set_dirty(&self, start: u64, end: u64) -> (TlbFlush, u64) {
+        let mut n = 0;
+        let mut v = AnyLeaf(|p: &Pte, level: u32, _base: u64, _lo: u64, _hi: u64| {
+            if level == 1 && p.get() & (P | pte::RW | D) == P | pte::RW {
+                p.set_bits(D);
+                n += 1;
+            }
+            true
+        });
+        // SAFETY: the root outlives this view (constructor duty); no allocation.
+        unsafe { walker::visit(self.root, start, end, &mut v) };
+        (TlbFlush::range(start, end), n)
+    }
+
     /// Calls `f(page)` for each dirty page in `[start, end)` without clearing.
     pub fn for_each_dirty(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) {
         self.for_each_page_with(start, end, D, f)
@@ -553,6 +574,39 @@ mod tests {
         pt.map(0x40_1000, 0x40_2000, rw).unwrap();
         let _f = view.collect_and_clear(0x40_0000, 0x40_3000, &mut |p| got.push(p));
         assert_eq!(got, vec![0x40_1000], "a false positive, never a lost write");
+    }
+
+    #[test]
+    fn set_dirty_marks_only_present_writable_clean_leaves() {
+        let frames = PoolFrames::reserve(1 << 20).unwrap();
+        let mut pt = PageTable::new(frames).unwrap();
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        pt.map(0x40_0000, 0x40_3000, rw).unwrap();
+        pt.map(0x40_3000, 0x40_4000, libc::PROT_READ).unwrap();
+        pt.map(0x40_4000, 0x40_5000, libc::PROT_NONE).unwrap();
+        clear_accessed_dirty(&pt, 0x40_0000, 0x40_5000);
+        pt.leaf(0x40_1000).unwrap().set_bits(D);
+        // SAFETY: pt outlives the view.
+        let view = unsafe { DirtyView::new(pt.root()) };
+        let (_f, n) = view.set_dirty(0x40_0000, 0x40_6000);
+        assert_eq!(n, 2, "the two clean writable pages");
+        for (va, d) in [
+            (0x40_0000, D),
+            (0x40_1000, D),
+            (0x40_2000, D),
+            (0x40_3000, 0),
+            (0x40_4000, 0),
+        ] {
+            assert_eq!(pt.leaf(va).unwrap().get() & D, d, "{va:#x}");
+        }
+        // a later scan reports them (false positives until the next clear), and a clear
+        // after it leaves nothing set
+        let mut got = Vec::new();
+        let _f = view.collect_and_clear(0x40_0000, 0x40_6000, &mut |p| got.push(p));
+        assert_eq!(got, vec![0x40_0000, 0x40_1000, 0x40_2000]);
+        let mut again = Vec::new();
+        view.for_each_dirty(0x40_0000, 0x40_6000, &mut |p| again.push(p));
+        assert!(again.is_empty(), "{again:x?}");
     }
 
     #[test]
