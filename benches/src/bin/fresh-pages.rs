@@ -1,4 +1,4 @@
-//! `fresh-pages <native|dune> <populate|plain>`: the fresh-page microbenchmark of issue 15
+//! `fresh-pages <native|dune> <plain|populate|huge> [MiB]`: the fresh-page microbenchmark of issue 15
 //! (see `dunegc_benches::fresh_pages`), one configuration, one line.
 
 fn main() {
