@@ -147,6 +147,39 @@ pub fn run(place: Place, prep: Prep, bytes: usize) -> Result<FreshPages, String>
     if place == Place::Dune {
         dune_hw::enter().map_err(|e| format!("entering Dune mode failed: {e}"))?;
     }
+    let measured = passes(place, prep, bytes);
+    // Leave Dune whatever happened, then report.
+    let mode = match place {
+        Place::Native => "native".to_owned(),
+        Place::Dune => {
+            let m = dune_hw::mode().map_or("-", |m| m.mode.name()).to_owned();
+            dune_hw::exit().map_err(|e| format!("leaving Dune mode: {e}"))?;
+            m
+        }
+    };
+    let ticks = measured?;
+    let per = |t: u64| tsc.to_duration(t).as_nanos() as f64 / n as f64;
+    Ok(FreshPages {
+        mode,
+        bytes,
+        prep,
+        prep_ns: per(ticks[0]),
+        first_write_ns: per(ticks[1]),
+        total_ns: per(ticks[0] + ticks[1]),
+        second_write_ns: per(ticks[2]),
+        arm_ns: per(ticks[3]),
+        write_after_arm_ns: per(ticks[4]),
+        read_after_arm_ns: per(ticks[5]),
+        write_after_read_ns: per(ticks[6]),
+        set_dirty_ns: per(ticks[7]),
+        write_after_set_dirty_ns: per(ticks[8]),
+    })
+}
+
+/// The timed passes (TSC ticks per pass, in [`FreshPages`] field order), where `run` put
+/// the caller (natively or in Dune).
+fn passes(place: Place, prep: Prep, bytes: usize) -> Result<[u64; 9], String> {
+    let n = bytes / BYTES_IN_PAGE;
     // 2 MiB aligned (for `huge`): map 2 MiB more and start at the first boundary.
     let region = Mapping::new(bytes + HUGE).map_err(|e| e.to_string())?;
     let base = region.start().next_multiple_of(HUGE);
@@ -178,34 +211,11 @@ pub fn run(place: Place, prep: Prep, bytes: usize) -> Result<FreshPages, String>
         lap(7, &mut || set_dirty(base, n));
         lap(8, &mut || write_pass(base, n, 5));
     }
-    let mode = match place {
-        Place::Native => "native".to_owned(),
-        Place::Dune => {
-            let m = dune_hw::mode().map_or("-", |m| m.mode.name()).to_owned();
-            dune_hw::exit().map_err(|e| format!("leaving Dune mode: {e}"))?;
-            m
-        }
-    };
     if place == Place::Dune && prep != Prep::Huge && sum != 3 * n as u64 {
         return Err(format!("read pass saw {sum}, expected {}", 3 * n));
     }
     drop(region);
-    let per = |t: u64| tsc.to_duration(t).as_nanos() as f64 / n as f64;
-    Ok(FreshPages {
-        mode,
-        bytes,
-        prep,
-        prep_ns: per(ticks[0]),
-        first_write_ns: per(ticks[1]),
-        total_ns: per(ticks[0] + ticks[1]),
-        second_write_ns: per(ticks[2]),
-        arm_ns: per(ticks[3]),
-        write_after_arm_ns: per(ticks[4]),
-        read_after_arm_ns: per(ticks[5]),
-        write_after_read_ns: per(ticks[6]),
-        set_dirty_ns: per(ticks[7]),
-        write_after_set_dirty_ns: per(ticks[8]),
-    })
+    Ok(ticks)
 }
 
 impl FreshPages {
