@@ -290,16 +290,9 @@ impl Heap {
             self.visit_before_sweep(inner, hook);
         }
         self.sweep(inner);
-        if incremental {
-            // Stop tracking until the next cycle arms again: between cycles nobody reads
-            // the dirty state, and leaving pages protected would make the program take
-            // write faults for nothing.
-            if let TrackerState::Open(t) = &mut inner.gc.tracker {
-                if let Err(e) = t.disarm() {
-                    inner.gc.note(&e);
-                }
-            }
-        }
+        // An incremental cycle's tracking stopped in `rescan_dirty` (collect_and_disarm):
+        // between cycles nobody reads the dirty state, and pages left protected (or, for
+        // Dune, D bits left cleared) would make the program take write faults for nothing.
         self.clear_dead_links();
         drop(world);
         let ns = elapsed_ns(t0);
@@ -511,13 +504,20 @@ impl Heap {
         let armed = cycle.armed;
         inner.gc.dirty.clear();
         let mut failed = false;
+        let mut error = None;
         if let TrackerState::Open(t) = &mut inner.gc.tracker {
             let (t0, before) = (Instant::now(), t.stats().pages_reported);
-            if t.collect_and_rearm(&mut inner.gc.dirty).is_err() {
+            // The cycle ends here: collect and stop tracking in one step (a re-arm would
+            // cost the program write faults until the next cycle arms anyway).
+            if let Err(e) = t.collect_and_disarm(&mut inner.gc.dirty) {
                 failed = true;
+                error = Some(e);
             }
             let reported = t.stats().pages_reported.saturating_sub(before);
             crate::util::ledger::collect(reported, t0.elapsed(), t.stats().write_faults);
+        }
+        if let Some(e) = error {
+            inner.gc.note(&e);
         }
         let mut unarmed = 0u64;
         for space in [SpaceId::Normal, SpaceId::Malloc] {

@@ -207,6 +207,67 @@ fn preset_dirty_bits_hide_no_write() {
     unsafe { libc::munmap(base as *mut libc::c_void, n * PAGE) };
 }
 
+/// The end of a cycle (`collect_and_disarm`) reports exactly the writes since the arm and
+/// leaves every clean page's D bit set (so the program writes between cycles without a
+/// shadow-paging fault); the next arm clears them, so a write after it is reported — on a
+/// page written between the cycles too — and nothing else is.
+fn disarm_sets_dirty_bits_that_hide_no_later_write() {
+    let mut t = gc_core::dirty::open(Backend::Dune).expect("the Dune tracker opens inside Dune");
+    let n = 512;
+    let base = mmap_pages(n);
+    for i in 0..n {
+        write_page(base, i, 1);
+    }
+    let range = PageRange::new(Page::from_aligned(base), n);
+    let view = dune_hw::dirty_view().expect("inside Dune");
+    let dirty_pages = || {
+        let mut v = Vec::new();
+        view.for_each_dirty(base as u64, (base + n * PAGE) as u64, &mut |p| {
+            v.push((p as usize - base) / PAGE)
+        });
+        v
+    };
+    let pages = |out: &DirtySet| -> Vec<usize> {
+        (0..n)
+            .filter(|&i| out.contains(Page::from_aligned(base + i * PAGE)))
+            .collect()
+    };
+    t.arm(&[range]).expect("arm");
+    assert!(dirty_pages().is_empty(), "the arm clears every D bit");
+    for i in [2, 100, 511] {
+        write_page(base, i, 2);
+    }
+    let mut out = DirtySet::new();
+    t.collect_and_disarm(&mut out).expect("collect_and_disarm");
+    out.normalize();
+    assert_eq!(pages(&out), vec![2, 100, 511], "exactly the written pages");
+    assert_eq!(dirty_pages().len(), n, "the disarm leaves every D bit set");
+    // between cycles: writes everywhere, then a new arm
+    for i in 0..n {
+        write_page(base, i, 3);
+    }
+    t.arm(&[range]).expect("re-arm");
+    assert!(
+        dirty_pages().is_empty(),
+        "the re-arm clears the preset D bits"
+    );
+    for i in [2, 7, 300] {
+        write_page(base, i, 4);
+    }
+    let mut out = DirtySet::new();
+    t.collect_and_rearm(&mut out).expect("collect");
+    out.normalize();
+    assert_eq!(
+        pages(&out),
+        vec![2, 7, 300],
+        "re-armed: exactly the writes after it"
+    );
+    t.disarm().expect("disarm");
+    println!("test dune_tracker_disarm_sets_dirty_bits_that_hide_no_later_write ... ok");
+    // SAFETY: our mapping, no longer used.
+    unsafe { libc::munmap(base as *mut libc::c_void, n * PAGE) };
+}
+
 const SLOTS: usize = 4;
 static mut ROOT: usize = 0;
 
@@ -322,7 +383,8 @@ fn main() {
     contract(256);
     contract(65_536);
     preset_dirty_bits_hide_no_write();
+    disarm_sets_dirty_bits_that_hide_no_later_write();
     collector_on_dune();
     dune_hw::exit().expect("leave Dune");
-    println!("4 passed, 0 failed");
+    println!("5 passed, 0 failed");
 }

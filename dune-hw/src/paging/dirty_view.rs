@@ -67,6 +67,29 @@ impl DirtyView {
         n
     }
 
+    /// Sets the D bit of every present, writable 4 KiB leaf of `[start, end)` that lacks it
+    /// (entries that have it, huge leaves and absent entries are only read: no table write)
+    /// and returns how many it set. Under shadow paging this is what lets the MMU write
+    /// those pages again without a fault once the returned flush has made KVM resync the
+    /// entries: the end of dirty tracking. A D bit set here is a false positive for a scan
+    /// made before the next clear (marked [`pte::PRESET_D`], so the ledger does not count it
+    /// as a write).
+    #[must_use = "the shadow MMU sees the set bits only after the flush"]
+    pub fn set_dirty(&self, start: u64, end: u64) -> (TlbFlush, u64) {
+        let mut n = 0;
+        let mut v = AnyLeaf(|p: &Pte, level: u32, _base: u64, _lo: u64, _hi: u64| {
+            if level == 1 && p.get() & (P | pte::RW | D) == P | pte::RW {
+                // marked preset: the ledger counts only D bits the MMU sets as writes
+                p.set_bits(D | pte::PRESET_D);
+                n += 1;
+            }
+            true
+        });
+        // SAFETY: the root outlives this view (constructor duty); no allocation.
+        unsafe { walker::visit(self.root, start, end, &mut v) };
+        (TlbFlush::range(start, end), n)
+    }
+
     /// Calls `f(page)` for each dirty page in `[start, end)` without clearing.
     pub fn for_each_dirty(&self, start: u64, end: u64, f: &mut dyn FnMut(u64)) {
         self.for_each_page_with(start, end, D, f)

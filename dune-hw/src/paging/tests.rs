@@ -286,3 +286,36 @@ fn gigabyte_leaves_map_scan_and_split() {
     view.for_each_present(base, base + g, &mut |_| n += 1);
     assert_eq!(n, 262_144, "still all mapped");
 }
+
+#[test]
+fn set_dirty_marks_only_present_writable_clean_leaves() {
+    let frames = PoolFrames::reserve(1 << 20).unwrap();
+    let mut pt = PageTable::new(frames).unwrap();
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    pt.map(0x40_0000, 0x40_3000, rw).unwrap();
+    pt.map(0x40_3000, 0x40_4000, libc::PROT_READ).unwrap();
+    pt.map(0x40_4000, 0x40_5000, libc::PROT_NONE).unwrap();
+    clear_accessed_dirty(&pt, 0x40_0000, 0x40_5000);
+    pt.leaf(0x40_1000).unwrap().set_bits(D);
+    // SAFETY: pt outlives the view.
+    let view = unsafe { DirtyView::new(pt.root()) };
+    let (_f, n) = view.set_dirty(0x40_0000, 0x40_6000);
+    assert_eq!(n, 2, "the two clean writable pages");
+    for (va, d) in [
+        (0x40_0000, D),
+        (0x40_1000, D),
+        (0x40_2000, D),
+        (0x40_3000, 0),
+        (0x40_4000, 0),
+    ] {
+        assert_eq!(pt.leaf(va).unwrap().get() & D, d, "{va:#x}");
+    }
+    // a later scan reports them (false positives until the next clear), and a clear
+    // after it leaves nothing set
+    let mut got = Vec::new();
+    let _f = view.collect_and_clear(0x40_0000, 0x40_6000, &mut |p| got.push(p));
+    assert_eq!(got, vec![0x40_0000, 0x40_1000, 0x40_2000]);
+    let mut again = Vec::new();
+    view.for_each_dirty(0x40_0000, 0x40_6000, &mut |p| again.push(p));
+    assert!(again.is_empty(), "{again:x?}");
+}

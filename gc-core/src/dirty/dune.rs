@@ -13,6 +13,13 @@
 //!   `dune-hw` reports to a hook; a write the host cannot name (`Unknown`) makes every
 //!   armed page dirty.
 //! - **disarm**: nothing to restore (D bits are plain memory).
+//! - **collect_and_disarm** (the end of a cycle): the collect's walk reads D bits without
+//!   clearing them, then sets the D bit of every armed page still clean, and flushes once.
+//!   A clear D bit costs the program a KVM page fault on its next write to the page (the
+//!   shadow entry stays read-only until the MMU has set D): measured ~60-140 µs each on
+//!   this loaded host (`bench-results/dune-tax.md`), and between cycles those faults buy
+//!   nothing, since the next arm clears every bit again. The set bits are false positives
+//!   only for a scan without an arm before it, which the collector never makes.
 //!
 //! TLB shootdown, measured (`cargo bench --bench dune -- tlb_strategy`, clear the D bits of
 //! N pages, flush, write the N pages again; this PVM host, shadow paging):
@@ -240,15 +247,58 @@ impl DirtyTracker for DuneTracker {
     }
 
     fn collect_and_rearm(&mut self, out: &mut DirtySet) -> Result<(), DirtyError> {
+        self.collect(out, true);
+        Ok(())
+    }
+
+    fn collect_and_disarm(&mut self, out: &mut DirtySet) -> Result<(), DirtyError> {
+        // D bits read, not cleared; then set on every armed page still clean, and one
+        // flush: under shadow paging the first write to a page whose D bit is clear is a
+        // KVM page fault, which between cycles buys nothing (the next arm clears every D
+        // bit again). After the flush KVM resyncs those entries writable.
+        self.collect(out, false);
+        let mut flush: Option<TlbFlush> = None;
+        for r in self.armed.as_slice() {
+            let (start, end) = Self::range_bounds(r);
+            let (f, n) = self.view.set_dirty(start, end);
+            if n > 0 {
+                flush = Some(flush.map_or(f, |g| g.merge(f)));
+            }
+        }
+        if let Some(f) = flush {
+            dune_hw::flush(f);
+        }
+        self.disarm()
+    }
+
+    fn disarm(&mut self) -> Result<(), DirtyError> {
+        self.armed.clear();
+        Ok(())
+    }
+
+    fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+}
+
+impl DuneTracker {
+    /// Appends the armed pages whose D bit is set (clearing those bits and flushing when
+    /// `clear`), and those the host wrote for the guest.
+    fn collect(&mut self, out: &mut DirtySet, clear: bool) {
         let mut reported = 0u64;
         let mut flush: Option<TlbFlush> = None;
         for r in self.armed.as_slice() {
             let (start, end) = Self::range_bounds(r);
-            let f = self.view.collect_and_clear(start, end, &mut |page| {
+            let mut report = |page: u64| {
                 out.push_page(Page::from_aligned(page as usize));
                 reported += 1;
-            });
-            flush = Some(flush.map_or(f, |g| g.merge(f)));
+            };
+            if clear {
+                let f = self.view.collect_and_clear(start, end, &mut report);
+                flush = Some(flush.map_or(f, |g| g.merge(f)));
+            } else {
+                self.view.for_each_dirty(start, end, &mut report);
+            }
         }
         if let Some(f) = flush {
             dune_hw::flush(f);
@@ -287,15 +337,5 @@ impl DirtyTracker for DuneTracker {
         reset_host_log();
         self.stats.collections += 1;
         self.stats.pages_reported += reported;
-        Ok(())
-    }
-
-    fn disarm(&mut self) -> Result<(), DirtyError> {
-        self.armed.clear();
-        Ok(())
-    }
-
-    fn stats(&self) -> TrackerStats {
-        self.stats
     }
 }

@@ -174,6 +174,8 @@ impl std::error::Error for DirtyError {
 /// - if `collect_and_rearm` fails, the caller must treat every armed page as dirty
 ///   (the destructive read cannot be trusted to be complete).
 /// - `disarm` restores ordinary access; calling it when not armed is a no-op.
+/// - `collect_and_disarm` reports what `collect_and_rearm` would and leaves the tracker
+///   disarmed; the next `arm` tracks exactly the writes made after it.
 pub trait DirtyTracker: Send {
     /// Which mechanism this is.
     fn backend(&self) -> Backend;
@@ -192,6 +194,19 @@ pub trait DirtyTracker: Send {
 
     /// Stop tracking and restore ordinary access to every armed page.
     fn disarm(&mut self) -> Result<(), DirtyError>;
+
+    /// The end of a cycle: append to `out` every armed page written since the last arm or
+    /// collect (as [`DirtyTracker::collect_and_rearm`]), then stop tracking (as
+    /// [`DirtyTracker::disarm`]). Nothing is re-armed in between: a backend whose re-arm
+    /// costs the program a fault on its next write to the page (mprotect, uffd: the page
+    /// protected again; Dune: a cleared D bit write-protects KVM's shadow entry) leaves it
+    /// alone, since the next `arm` starts from a clean state anyway. If it fails, the
+    /// caller treats every armed page as dirty, as for `collect_and_rearm`.
+    fn collect_and_disarm(&mut self, out: &mut DirtySet) -> Result<(), DirtyError> {
+        let collected = self.collect_and_rearm(out);
+        let disarmed = self.disarm();
+        collected.and(disarmed)
+    }
 
     /// Counters so far.
     fn stats(&self) -> TrackerStats;

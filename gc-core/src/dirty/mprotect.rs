@@ -351,6 +351,36 @@ fn protect(range: PageRange, prot: libc::c_int) -> io::Result<()> {
 }
 
 impl MprotectTracker {
+    /// Appends the pages written since the last arm or collect and clears their bits;
+    /// `rearm` protects them again (else they stay writable, for a disarm).
+    fn collect(&mut self, out: &mut DirtySet, rearm: bool) -> Result<(), DirtyError> {
+        let words = self.bitmap_words();
+        let mut reported = 0u64;
+        let mut result = Ok(());
+        for a in self.armed.as_slice() {
+            let range_words = &words[a.first_word..a.first_word + words_for(a.range.n_pages)];
+            result = for_each_run(
+                range_words.iter().map(|w| w.swap(0, Ordering::SeqCst)),
+                |first, n| {
+                    let run = PageRange::new(a.range.start.plus_pages(first), n);
+                    out.push_range(run);
+                    reported += n as u64;
+                    if !rearm {
+                        return Ok(());
+                    }
+                    protect(run, libc::PROT_READ)
+                        .map_err(|e| os_error("mprotect(PROT_READ) of dirty pages", e))
+                },
+            );
+            if result.is_err() {
+                break;
+            }
+        }
+        self.stats.pages_reported += reported;
+        self.stats.collections += 1;
+        result
+    }
+
     /// Install the process-wide SIGSEGV handler (once) and make an unarmed tracker.
     pub fn new() -> Result<MprotectTracker, DirtyError> {
         install_handler()?;
@@ -520,28 +550,14 @@ impl DirtyTracker for MprotectTracker {
     }
 
     fn collect_and_rearm(&mut self, out: &mut DirtySet) -> Result<(), DirtyError> {
-        let words = self.bitmap_words();
-        let mut reported = 0u64;
-        let mut result = Ok(());
-        for a in self.armed.as_slice() {
-            let range_words = &words[a.first_word..a.first_word + words_for(a.range.n_pages)];
-            result = for_each_run(
-                range_words.iter().map(|w| w.swap(0, Ordering::SeqCst)),
-                |first, n| {
-                    let run = PageRange::new(a.range.start.plus_pages(first), n);
-                    out.push_range(run);
-                    reported += n as u64;
-                    protect(run, libc::PROT_READ)
-                        .map_err(|e| os_error("mprotect(PROT_READ) of dirty pages", e))
-                },
-            );
-            if result.is_err() {
-                break;
-            }
-        }
-        self.stats.pages_reported += reported;
-        self.stats.collections += 1;
-        result
+        self.collect(out, true)
+    }
+
+    fn collect_and_disarm(&mut self, out: &mut DirtySet) -> Result<(), DirtyError> {
+        // The dirty pages are not protected again: disarm makes every page writable.
+        let collected = self.collect(out, false);
+        let disarmed = self.disarm();
+        collected.and(disarmed)
     }
 
     fn disarm(&mut self) -> Result<(), DirtyError> {

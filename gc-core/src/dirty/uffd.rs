@@ -515,6 +515,29 @@ impl DirtyTracker for UffdTracker {
         result
     }
 
+    fn collect_and_disarm(&mut self, out: &mut DirtySet) -> Result<(), DirtyError> {
+        // Read the written state without write-protecting again (no PM_SCAN_WP_MATCHING):
+        // the unregister makes every page writable anyway.
+        let mut reported = 0u64;
+        let mut result = Ok(());
+        for i in 0..self.registered.len() {
+            let range = self.registered.as_slice()[i];
+            result = self
+                .scan(range, 0, |run| {
+                    out.push_range(run);
+                    reported += run.n_pages as u64;
+                })
+                .map_err(|e| os_error("PAGEMAP_SCAN", e));
+            if result.is_err() {
+                break;
+            }
+        }
+        self.stats.pages_reported += reported;
+        self.stats.collections += 1;
+        let disarmed = self.unregister_all();
+        result.and(disarmed)
+    }
+
     fn disarm(&mut self) -> Result<(), DirtyError> {
         self.unregister_all()
     }
