@@ -69,6 +69,7 @@
 
 pub mod calls;
 pub mod cpu;
+pub mod inspect;
 pub mod names;
 pub mod policy;
 pub mod sys;
