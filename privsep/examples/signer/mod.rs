@@ -122,8 +122,8 @@ fn sign_gate(trusted: u64, _arg: u64) -> i32 {
     let (key, parsed) = unsafe { (&*(g.key as *const [u8; 32]), &*(g.parsed as *const Buf)) };
     let n = (parsed.len as usize).min(MAX_BYTES);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for i in 0..32 {
-        h = (h ^ key[i] as u64).wrapping_mul(0x100_0000_01b3);
+    for &b in key {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
     }
     for i in 0..n {
         // SAFETY: i < MAX_BYTES inside the parsed buffer.
