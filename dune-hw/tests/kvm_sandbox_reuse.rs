@@ -29,7 +29,10 @@ fn a_read_only_grant_stays_read_only_after_a_read_write_sandbox_is_dropped() {
         // SAFETY: the page stays allocated until the end of the test; no reference into
         // it is used while a sandbox runs.
         unsafe { rw.grant(addr, 4096, Access::ReadWrite).unwrap() };
-        assert_eq!(rw.run_closure(store, &mut AllowAll).unwrap(), Outcome::Exited(0));
+        assert_eq!(
+            rw.run_closure(store, &mut AllowAll).unwrap(),
+            Outcome::Exited(0)
+        );
         drop(rw);
         let mut ro = Sandbox::new(Config::default()).unwrap();
         // SAFETY: as above.

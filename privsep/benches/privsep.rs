@@ -62,7 +62,12 @@ fn pthread_create_join() {
     let mut t: libc::pthread_t = 0;
     // SAFETY: a thread running a body that returns at once; joined below.
     let r = unsafe {
-        libc::pthread_create(&mut t, core::ptr::null(), thread_body, core::ptr::null_mut())
+        libc::pthread_create(
+            &mut t,
+            core::ptr::null(),
+            thread_body,
+            core::ptr::null_mut(),
+        )
     };
     assert_eq!(r, 0);
     // SAFETY: joins the thread just created.
@@ -119,7 +124,12 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.bench_function("sthread_calling_thread", |b| {
-        b.iter(|| assert_eq!(sthread_run(&none, nothing, 3).unwrap().ended, Ended::Exited(3)))
+        b.iter(|| {
+            assert_eq!(
+                sthread_run(&none, nothing, 3).unwrap().ended,
+                Ended::Exited(3)
+            )
+        })
     });
     g.bench_function("view_build_only", |b| {
         b.iter(|| black_box(Recycler::new(&none).unwrap()))

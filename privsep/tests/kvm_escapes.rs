@@ -278,10 +278,8 @@ fn disallowed_syscalls_end_the_sthread_and_fds_outside_the_grant_fail() {
     let (_key, key_addr) = secret();
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two fds into the array.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
-        0
-    );
+    let piped = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+    assert_eq!(piped, 0);
     let (rfd, wfd) = (fds[0], fds[1]);
     let mut p = SPolicy::new();
     p.allow_syscall(libc::SYS_getpid).unwrap();
@@ -468,10 +466,8 @@ fn an_sthread_on_its_own_thread_allocates_from_its_tag() {
     );
     for o in offs {
         // SAFETY: allocations in the live tag, the sthreads ended.
-        assert_eq!(
-            unsafe { ((base + o as u64) as *const u64).read_volatile() },
-            4242
-        );
+        let v = unsafe { ((base + o as u64) as *const u64).read_volatile() };
+        assert_eq!(v, 4242);
     }
     // read-only: the allocation's header store faults
     let mut ro = SPolicy::new();

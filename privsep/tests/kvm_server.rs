@@ -42,11 +42,8 @@ fn requests_are_signed_and_the_exploit_gets_nothing() {
         "numbered from 0: abc, abc, NOPE, then the exploit"
     );
     // SAFETY: the key's address in the server's live tag.
-    assert_eq!(
-        unsafe { (s.key_addr as *const [u8; 32]).read() },
-        key,
-        "key intact"
-    );
+    let now = unsafe { (s.key_addr as *const [u8; 32]).read() };
+    assert_eq!(now, key, "key intact");
     assert!(
         s.handle(&[b'x'; 300]).is_err(),
         "oversized request: a clear error"
