@@ -23,8 +23,20 @@
 //!
 //! On Dune an sthread is a page table and a vCPU context: creating one is building a page
 //! table (host code + tags), entering it a KVM_RUN; no process, no copy of the address
-//! space, no TLB shootdown of the parent. Measured against fork and pthreads in
-//! `bench-results/privsep.md` (`privsep/benches/privsep.rs`).
+//! space, no TLB shootdown of the parent.
+//!
+//! # Measured (`bench-results/privsep.md`, `scripts/privsep-bench.sh`; loaded machine)
+//! Ratios within one Dune mode, over pvm / ring3 / pvm-ring0 / ring0:
+//! - a recycled sthread run: 0.85-1.0 ms, **0.54-0.82x** `fork` + `waitpid`;
+//! - a new sthread (view build + run): 2.4-4.7 ms, 1.4-3.8x fork (building the view alone:
+//!   0.6-0.8 ms, 4.8 ms in pvm); `pthread_create` + join: 26-42 us;
+//! - a callgate call from an sthread: 1.4-1.8 ms, ~100-150x a pipe round trip to another
+//!   process (a gate call is a whole sandbox run on another vCPU);
+//! - the example server per request: recycled sthread 1.3-1.7x fork-per-request.
+//!
+//! Unlike the paper's VT-x figures, sthreads are not far cheaper than fork here: on this
+//! nested PVM host every sandbox run pays ~7 vCPU set-up ioctls (~20 us each) and a
+//! KVM_RUN under shadow paging.
 //!
 //! What an sthread does wrong is recorded, never an error of the host:
 //!
@@ -45,7 +57,10 @@
 //! [`dune_hw::sandbox::sys`]); children started from inside run to completion before the
 //! call returns (Wedge's create + join); callgates are created by trusted code only; the
 //! parent must run outside Dune (nested gates and children are served on the host side of
-//! the calling thread).
+//! the calling thread; running privsep from a Dune thread is untested); descriptors an
+//! sthread opens itself (if its policy allows `openat`) are outside its grant and unusable;
+//! calls the sandbox core refuses on its own (ENOSYS, EFAULT) are in the sandbox's denials,
+//! not in the [`Report`].
 //!
 //! Modules:
 //! - [`error`]   typed errors
