@@ -22,5 +22,5 @@ done
 # falls back to ring-3 with a message, so these passes never skip silently.
 for mode in ring3 pvm-ring0; do
     echo "== Dune suites with DUNEGC_DUNE_MODE=$mode"
-    DUNEGC_DUNE_MODE=$mode cargo test -p dune-hw -p dunegc-tests -p dune-sandbox --tests --no-fail-fast "$@"
+    DUNEGC_DUNE_MODE=$mode cargo test -p dune-hw -p dunegc-tests -p dune-sandbox -p privsep --tests --no-fail-fast "$@"
 done

@@ -7,7 +7,7 @@ use std::path::Path;
 fn workspace_crates_respect_their_layers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut problems = Vec::new();
-    for krate in ["kmod", "gc-core", "dune-hw"] {
+    for krate in ["kmod", "gc-core", "dune-hw", "privsep"] {
         if let Err(p) = layercheck::check_crate(&root.join(krate)) {
             problems.extend(p.into_iter().map(|p| format!("{krate}/{p}")));
         }

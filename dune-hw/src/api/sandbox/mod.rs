@@ -70,6 +70,7 @@
 
 pub mod calls;
 pub mod cpu;
+pub mod inspect;
 pub mod names;
 pub mod policy;
 pub mod sys;

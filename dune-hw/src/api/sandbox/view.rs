@@ -96,10 +96,25 @@ impl View {
 impl Drop for View {
     fn drop(&mut self) {
         let (start, end) = self.pt.frames_range();
+        // The frames are freed but the range stays reserved (PROT_NONE), never reused for
+        // another view: KVM keeps its shadow pages of these tables (keyed by address) after
+        // the host frees them, and a later view whose tables landed at the same addresses
+        // would run with this view's stale translations (its rights). privsep's
+        // `kvm_escapes` caught that (a read-only grant writable after a read-write view at
+        // the same pool address was dropped).
         // SAFETY: the pool belongs to this view's table, which dies with it; no vCPU uses
-        // the view any more (a run borrows its sandbox mutably). KVM drops its shadow
-        // pages of the tables through its MMU notifier.
-        unsafe { libc::munmap(start as *mut libc::c_void, (end - start) as usize) };
+        // the view any more (a run borrows its sandbox mutably). MAP_FIXED replaces only
+        // the pool's own range.
+        unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                (end - start) as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
     }
 }
 
