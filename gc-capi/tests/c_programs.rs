@@ -599,3 +599,13 @@ fn leak_detector_header_redirects_malloc_and_reports_leaks() {
 fn prof_stats_agree_with_the_getters() {
     run_on_both_collectors("prof", false);
 }
+
+#[test]
+fn java_finalization_off_keeps_only_the_no_order_object() {
+    run_on_both_collectors("java_finalization", true);
+}
+
+#[test]
+fn dump_prints_the_real_sections_roots_and_blocks() {
+    run_on_both_collectors("dump", false);
+}
