@@ -5,10 +5,7 @@
 #   scripts/bench-guile.sh [runs]      (default 5; writes bench-results/guile-vs-libgc.md)
 #
 # libdunegc is the release build installed by scripts/build-capi.sh under target/capi.
-# If libguile imports GC_* functions that libdunegc does not export yet, they are
-# provided by a small LD_PRELOAD shim built here, and the report says which: only
-# GC_dump (prints nothing), GC_get_suspend_signal (SIGPWR, dunegc's) and
-# GC_set_java_finalization (ignored) are allowed; anything else stops the script.
+# Every GC_* function libguile imports must be exported by libdunegc (checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
@@ -25,21 +22,7 @@ loaded="$(LD_LIBRARY_PATH="$capi" ldd "$guile" | awk '/libgc.so.1/ {print $3}')"
 [ "$loaded" = "$capi/libgc.so.1" ] || { echo "guile loads $loaded, not dunegc's" >&2; exit 1; }
 missing="$(comm -23 <(nm -D --undefined-only "$libguile" | awk '$2 ~ /^GC_/ {print $2}' | sort -u) \
                     <(nm -D --defined-only "$capi/libgc.so.1" | awk '$3 ~ /^GC_/ {print $3}' | sort -u))"
-preload=""
-if [ -n "$missing" ]; then
-    for s in $missing; do
-        case "$s" in GC_dump|GC_get_suspend_signal|GC_set_java_finalization) ;;
-            *) echo "libdunegc lacks $s, which guile needs" >&2; exit 1 ;; esac
-    done
-    cat >"$tmp/shim.c" <<'C'
-#include <signal.h>
-void GC_set_java_finalization(int v) { (void)v; }
-int GC_get_suspend_signal(void) { return SIGPWR; }
-void GC_dump(void) {}
-C
-    cc -shared -fPIC -o "$tmp/libshim.so" "$tmp/shim.c"
-    preload="$tmp/libshim.so"
-fi
+[ -z "$missing" ] || { echo "libdunegc lacks $(echo $missing), which guile needs" >&2; exit 1; }
 
 # measure NAME ENV... : append "seconds kib" to $tmp/NAME
 measure() {
@@ -50,9 +33,9 @@ measure() {
 configs=(bdwgc bdwgc-inc dunegc dunegc-inc)
 for ((i = 0; i < runs; i++)); do
     measure bdwgc
-    measure dunegc LD_LIBRARY_PATH="$capi" LD_PRELOAD="$preload"
+    measure dunegc LD_LIBRARY_PATH="$capi"
     measure bdwgc-inc GC_ENABLE_INCREMENTAL=1
-    measure dunegc-inc LD_LIBRARY_PATH="$capi" LD_PRELOAD="$preload" GC_ENABLE_INCREMENTAL=1
+    measure dunegc-inc LD_LIBRARY_PATH="$capi" GC_ENABLE_INCREMENTAL=1
 done
 for c in dunegc dunegc-inc bdwgc-inc; do
     cmp -s "$tmp/bdwgc.out" "$tmp/$c.out" || { echo "$c printed something else than bdwgc" >&2; exit 1; }
@@ -68,11 +51,6 @@ median() { sort -n -k"$2" "$1" | awk -v c="$2" '{v[NR]=$c} END {print v[int((NR+
     echo "\`scripts/bench-guile.sh $runs\` on $(date -u +%Y-%m-%d), $(nproc) CPUs, machine loaded by other jobs."
     echo "Workload: \`$script\` (identical output on all four configurations, checked)."
     echo "$runs runs per configuration, interleaved; median (min-max)."
-    if [ -n "$preload" ]; then
-        echo
-        echo "libdunegc did not export $(echo $missing | tr ' ' ','); an LD_PRELOAD shim provided"
-        echo "them (GC_dump: nothing, GC_get_suspend_signal: SIGPWR, GC_set_java_finalization: ignored)."
-    fi
     echo
     echo "| configuration | wall s | peak RSS KiB | time / bdwgc | RSS / bdwgc |"
     echo "|---|---|---|---|---|"

@@ -26,6 +26,7 @@
  *    self-referencing object).  Longer cycles of finalizable objects are never
  *    finalized, as in bdwgc.  Client data is kept reachable until the finalizer runs,
  *    as in bdwgc.  GC_register_finalizer_unreachable is not provided.
+ *    GC_set_java_finalization(0) applies to GC_register_finalizer_no_order objects.
  *  - Threads need no registration: a collection stops every thread of the process
  *    (signal SIGPWR) and scans every stack, so GC_register_my_thread & co. are no-ops
  *    that return bdwgc's codes (GC_SUCCESS the first time a thread registers,
@@ -247,6 +248,11 @@ GC_API int GC_CALL GC_should_invoke_finalizers(void);
 GC_API int GC_CALL GC_invoke_finalizers(void);
 GC_API void GC_CALL GC_set_finalize_on_demand(int);
 GC_API int GC_CALL GC_get_finalize_on_demand(void);
+/* Java-style finalization (default 1, as in Debian's bdwgc): what a queued no-order */
+/* finalizable object references stays alive until its finalizer has run; with 0     */
+/* only the object itself is kept.  Ordered finalization is the same either way.      */
+GC_API void GC_CALL GC_set_java_finalization(int);
+GC_API int GC_CALL GC_get_java_finalization(void);
 /* With GC_finalize_on_demand set: called (from the next allocation or GC_gcollect,  */
 /* without the lock) once per collection that queued finalizers.  May be NULL.       */
 typedef void (GC_CALLBACK *GC_finalizer_notifier_proc)(void);
@@ -482,6 +488,13 @@ GC_API void *GC_CALL GC_pre_incr(void **, ptrdiff_t);
 GC_API void *GC_CALL GC_post_incr(void **, ptrdiff_t);
 GC_API void *GC_CALL GC_is_visible(void *);
 GC_API void *GC_CALL GC_is_valid_displacement(void *);
+/* Print the collector's state to stdout: static roots, heap sections (the page      */
+/* spaces' used prefixes), free page runs and spans in use.  GC_dump takes the lock;  */
+/* GC_dump_named names the dump (NULL: the collection number).  GC_dump_regions lists */
+/* each span and free run of every section.                                           */
+GC_API void GC_CALL GC_dump(void);
+GC_API void GC_CALL GC_dump_named(const char * /* name */);
+GC_API void GC_CALL GC_dump_regions(void);
 GC_API void (GC_CALLBACK *GC_same_obj_print_proc)(void *, void *);
 GC_API void (GC_CALLBACK *GC_is_valid_displacement_print_proc)(void *);
 GC_API void (GC_CALLBACK *GC_is_visible_print_proc)(void *);
@@ -566,6 +579,10 @@ GC_API int GC_pthread_cancel(pthread_t);
 GC_API void GC_pthread_exit(void *) __attribute__((__noreturn__));
 /* pthread_sigmask that never blocks the collector's suspend signal (SIGPWR).       */
 GC_API int GC_pthread_sigmask(int /* how */, const sigset_t *, sigset_t * /* old */);
+/* The suspend signal (SIGPWR); the restart signal is -1: suspended threads wait on */
+/* a futex, not for a second signal.                                                 */
+GC_API int GC_CALL GC_get_suspend_signal(void);
+GC_API int GC_CALL GC_get_thr_restart_signal(void);
 GC_API void *GC_dlopen(const char * /* path */, int /* mode */);
 # ifdef __cplusplus
 } /* extern "C" */

@@ -16,6 +16,12 @@ thread_local! {
     static LOCKED: Cell<Option<LockedSnapshot>> = const { Cell::new(None) };
 }
 
+/// True while this thread runs a `GC_call_with_alloc_lock` callback (the heap lock is
+/// held, and gc-core's lock is not reentrant).
+pub(crate) fn inside_alloc_lock() -> bool {
+    LOCKED.with(Cell::get).is_some()
+}
+
 /// `heap.usage()`, or the counters read at lock time inside `GC_call_with_alloc_lock`
 /// (bdwgc's getters are meant to be called there).
 pub(crate) fn usage(heap: &'static Heap) -> HeapUsage {

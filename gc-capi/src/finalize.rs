@@ -301,7 +301,9 @@ pub unsafe extern "C" fn GC_register_finalizer_ignore_self(
 
 /// Like `GC_register_finalizer`, but unordered: `obj` is finalized in the first
 /// collection that finds it unreachable, whatever else points to it (bdwgc's
-/// `GC_register_finalizer_no_order`).
+/// `GC_register_finalizer_no_order`). What `obj` references is kept alive for the
+/// finalizer only with Java-style finalization on (the default; see
+/// [`GC_set_java_finalization`]).
 ///
 /// # Safety
 /// As `GC_register_finalizer`.
@@ -314,7 +316,7 @@ pub unsafe extern "C" fn GC_register_finalizer_no_order(
     ocd: *mut *mut c_void,
 ) {
     // SAFETY: the caller's guarantees are `register`'s.
-    unsafe { register(obj, f, cd, ofn, ocd, FinalizerOrder::NoOrder) }
+    unsafe { register(obj, f, cd, ofn, ocd, FinalizerOrder::BdwgcNoOrder) }
 }
 
 /// Nonzero if finalizers are queued and not yet run (bdwgc's
@@ -343,4 +345,22 @@ pub extern "C" fn GC_set_finalize_on_demand(value: c_int) {
 #[no_mangle]
 pub extern "C" fn GC_get_finalize_on_demand() -> c_int {
     ON_DEMAND.load(Ordering::Relaxed) as c_int
+}
+
+/// bdwgc's `GC_set_java_finalization`: nonzero (the default, as in Debian's bdwgc) keeps
+/// what a queued no-order finalizable object (`GC_register_finalizer_no_order`)
+/// references alive until its finalizer has run; zero keeps only the object itself, so
+/// objects reachable only from it are freed in the same collection (their long links
+/// cleared) and its finalizer must not follow its pointers. Ordered finalization
+/// (`GC_register_finalizer`, `_ignore_self`) is the same either way, as in bdwgc.
+/// Applies from the next collection.
+#[no_mangle]
+pub extern "C" fn GC_set_java_finalization(value: c_int) {
+    heap().set_java_finalization(value != 0);
+}
+
+/// The Java-style finalization setting (bdwgc's `GC_get_java_finalization`): 1 or 0.
+#[no_mangle]
+pub extern "C" fn GC_get_java_finalization() -> c_int {
+    heap().java_finalization() as c_int
 }

@@ -62,13 +62,9 @@ fn init_once() {
         if getenv(c"GC_DISABLE_INCREMENTAL").is_some() {
             INCREMENTAL_FORBIDDEN.store(true, Ordering::Release);
         }
-        if heap.options().print_stats {
-            // SAFETY: registers an extern "C" fn with no arguments that stays valid for
-            // the life of the process.
-            if unsafe { libc::atexit(print_stats_at_exit) } != 0 {
-                warn_text("GC_PRINT_STATS: could not register the exit handler; no statistics will be printed");
-            }
-        }
+        // GC_PRINT_STATS (translated to DUNEGC_PRINT_STATS above): gc-core's global heap
+        // registered its own exit handler when it was created; registering another one
+        // here printed the statistics twice.
         INIT_DONE.store(true, Ordering::Release);
         if getenv(c"GC_DONT_GC").is_some() {
             crate::collect::GC_disable();
@@ -77,16 +73,11 @@ fn init_once() {
         // so does dunegc, also for DUNEGC_DIRTY / DUNEGC_INCREMENTAL (which gc-core
         // would otherwise open lazily): the tracker is opened, or its failure reported,
         // now.
-        let asked =
-            getenv(c"GC_ENABLE_INCREMENTAL").is_some_and(|v| !matches!(v.trim(), "" | "0"));
+        let asked = getenv(c"GC_ENABLE_INCREMENTAL").is_some_and(|v| !matches!(v.trim(), "" | "0"));
         if asked || heap.is_incremental() {
             crate::collect::GC_enable_incremental();
         }
     });
-}
-
-extern "C" fn print_stats_at_exit() {
-    eprintln!("{}", global_heap().stats());
 }
 
 /// Set `to` from `from` (if `from` is set, `to` is not, and `check` accepts the value).

@@ -36,6 +36,8 @@
 //!   push-other-roots callback, `GC_is_tmp_root`, `GC_clear_stack`.
 //! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
 //! - [`links`] — disappearing links, short and long (register, unregister, move).
+//! - [`dump`] — `GC_dump`, `GC_dump_named`, `GC_dump_regions`: roots, sections and
+//!   spans printed as bdwgc does.
 //! - [`debug`] — the `GC_DEBUG` allocator (`GC_debug_*`): bdwgc's headers, trailers
 //!   and reports.
 //! - [`errors`] — leak detection and the collection-time check of debug objects, and
@@ -62,7 +64,14 @@
 //!   itself (bdwgc's `GC_register_finalizer_ignore_self` behaviour); bdwgc's plain variant
 //!   never finalizes a self-referencing object. Longer cycles behave as in bdwgc.
 //!   `GC_free` of an object drops its finalizer. `GC_register_finalizer_unreachable`
-//!   and Java-style finalization are not provided.
+//!   is not provided. Java-style finalization (`GC_set_java_finalization`, on by
+//!   default as in Debian's bdwgc) is bdwgc's: off, a queued no-order object keeps
+//!   only itself alive, not what it references.
+//! - **`GC_dump`** prints bdwgc's sections from gc-core's layout: a "section" is a page
+//!   space's used prefix, a "block" a span (listed with its address). `GC_dump_named`
+//!   takes the lock, so inside `GC_call_with_alloc_lock` it warns and prints nothing.
+//! - **Signals**: `GC_get_suspend_signal` is `SIGPWR`; `GC_get_thr_restart_signal` is
+//!   -1 (suspended threads wait on a futex). `GC_set_suspend_signal` is not provided.
 //! - **Disappearing links** are kept in a table sorted by address: registering costs
 //!   O(log n) plus a move of the entries after it; each collection scans the table.
 //! - **Threads** need no registration: a collection stops every thread of the process
@@ -133,6 +142,7 @@ pub mod alloc;
 pub mod callbacks;
 pub mod collect;
 pub mod debug;
+pub mod dump;
 pub mod env;
 pub mod errors;
 pub mod finalize;

@@ -464,3 +464,18 @@ pub unsafe extern "C" fn GC_dlopen(path: *const c_char, mode: c_int) -> *mut c_v
     // SAFETY: the caller's arguments are dlopen's.
     unsafe { libc::dlopen(path, mode) }
 }
+
+/// The signal the collector suspends threads with (bdwgc's `GC_get_suspend_signal`):
+/// gc-core's stop-the-world signal, `SIGPWR` (bdwgc's default on Linux too).
+#[no_mangle]
+pub extern "C" fn GC_get_suspend_signal() -> c_int {
+    gc_core::world::SIG_SUSPEND
+}
+
+/// The signal the collector resumes threads with (bdwgc's `GC_get_thr_restart_signal`):
+/// -1, since gc-core uses none. A suspended thread waits in its `SIGPWR` handler on a
+/// futex that the collector wakes; bdwgc sends a second signal (`SIGXCPU`) instead.
+#[no_mangle]
+pub extern "C" fn GC_get_thr_restart_signal() -> c_int {
+    -1
+}

@@ -8,25 +8,14 @@
 //! turns interior pointers off (`GC_set_all_interior_pointers(0)`) and registers
 //! displacements, so this exercises `gc_mark.h` for real.
 //!
-//! If libguile imports a `GC_*` function that libdunegc does not export yet, the
-//! dunegc runs cannot happen: the test then checks the workload on bdwgc, prints
-//! `SKIPPED` with the missing names, and insists that they are among the names listed
-//! in [`NOT_YET_EXPORTED`] (other parts of the ABI, being added separately), so the
-//! gap can only shrink.
+//! Every `GC_*` symbol libguile imports must be exported by libdunegc (the test fails
+//! naming any that is not).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const TMP_DIR: &str = env!("CARGO_TARGET_TMPDIR");
-
-/// guile's imports that libdunegc may still lack (thread and finalization parts of the
-/// ABI): `GC_dump`, `GC_get_suspend_signal`, `GC_set_java_finalization`.
-const NOT_YET_EXPORTED: &[&str] = &[
-    "GC_dump",
-    "GC_get_suspend_signal",
-    "GC_set_java_finalization",
-];
 
 fn guile() -> Option<PathBuf> {
     ["/usr/bin/guile-3.0", "/usr/bin/guile"]
@@ -136,21 +125,10 @@ fn guile_workload_prints_the_same_on_bdwgc_and_dunegc() {
         .collect();
     missing.sort();
     missing.dedup();
-    if !missing.is_empty() {
-        let unexpected: Vec<&String> = missing
-            .iter()
-            .filter(|s| !NOT_YET_EXPORTED.contains(&s.as_str()))
-            .collect();
-        assert!(
-            unexpected.is_empty(),
-            "libguile needs {unexpected:?}, which libdunegc does not export"
-        );
-        eprintln!(
-            "SKIPPED guile workload on dunegc: libdunegc does not export {missing:?} yet \
-             (the workload ran on bdwgc only)"
-        );
-        return;
-    }
+    assert!(
+        missing.is_empty(),
+        "libguile needs {missing:?}, which libdunegc does not export"
+    );
     for (env, who) in [
         (vec![ld], "dunegc"),
         (

@@ -647,7 +647,7 @@ impl Heap {
                 next_candidate += 1;
             }
             let ready_now =
-                candidate && (f.order == FinalizerOrder::NoOrder || !self.marks.get(f.obj));
+                candidate && (f.order != FinalizerOrder::Ordered || !self.marks.get(f.obj));
             if ready_now {
                 let _ = ready.push(f);
                 gc.stats.finalizers_queued += 1;
@@ -658,7 +658,14 @@ impl Heap {
         }
         registered.truncate(w);
         for f in ready.as_slice() {
-            self.mark_word(f.obj, &mut gc.mark_stack);
+            if f.order == FinalizerOrder::BdwgcNoOrder && !gc.java_finalization {
+                // Java-style finalization off: keep the object, not what it references.
+                if let Some(info) = self.find_object(f.obj) {
+                    self.marks.set_single_writer(info.base);
+                }
+            } else {
+                self.mark_word(f.obj, &mut gc.mark_stack);
+            }
         }
         self.drain_all(&mut gc.mark_stack);
     }

@@ -8,6 +8,8 @@
 //! other unreachable finalizable object reaches it, so if A points to B, A is finalized
 //! first and B one cycle later. Pointers from an object to itself are ignored; longer
 //! cycles of ordered finalizable objects are never finalized (as in bdwgc).
+//! `BdwgcNoOrder` is `NoOrder` for the C ABI, whose referents are kept only with the
+//! heap's Java-style finalization on (bdwgc's `GC_java_finalization`).
 
 use crate::util::mmap::MmapVec;
 
@@ -21,6 +23,12 @@ pub enum FinalizerOrder {
     NoOrder,
     /// Run only when no other unreachable finalizable object reaches it.
     Ordered,
+    /// bdwgc's no-order finalization (`GC_register_finalizer_no_order`): as `NoOrder`
+    /// while the heap's Java-style finalization is on (the default,
+    /// [`crate::Heap::set_java_finalization`]); with it off, the queued object itself is
+    /// kept until its finalizer has run but what it references is not, so objects reachable
+    /// only from it are freed in the same collection (bdwgc's `GC_java_finalization = 0`).
+    BdwgcNoOrder,
 }
 
 /// One registration.

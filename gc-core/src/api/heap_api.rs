@@ -114,6 +114,18 @@ impl Heap {
         Ok(old.map(|f| (f.func, f.data)))
     }
 
+    /// Turn Java-style finalization (bdwgc's `GC_java_finalization`, on by default) on or
+    /// off: whether a queued [`FinalizerOrder::BdwgcNoOrder`] object keeps what it
+    /// references alive until its finalizer has run. Applies from the next collection.
+    pub fn set_java_finalization(&self, on: bool) {
+        self.lock().gc.java_finalization = on;
+    }
+
+    /// Whether Java-style finalization is on ([`Heap::set_java_finalization`]).
+    pub fn java_finalization(&self) -> bool {
+        self.lock().gc.java_finalization
+    }
+
     /// Register a finalizer for a fresh object that has none yet (no search).
     pub(crate) fn register_new_finalizer(&self, f: Finalizer) {
         self.lock().gc.finalizers.push_new(f);

@@ -6,11 +6,13 @@
 //! - [`gc`] — `Gc<T>`, the copyable collected pointer.
 //! - [`heap_api`] — collection, roots, finalizers and statistics on a `Heap`.
 //! - [`capi_kinds`] — mark bits and scan classes of objects, for the C ABI's `gc_mark.h`.
+//! - [`dump`] — a snapshot of roots, sections and spans, for the C ABI's `GC_dump`.
 
 pub mod capi_hooks;
 pub mod capi_kinds;
 pub mod capi_links;
 pub mod capi_support;
+pub mod dump;
 pub mod gc;
 pub mod global_alloc;
 pub mod heap_api;

@@ -91,6 +91,9 @@ pub struct GcState {
     pub budget_bytes: usize,
     /// Nested `disable()` calls.
     pub disabled: u32,
+    /// Java-style finalization (bdwgc's `GC_java_finalization`): a queued
+    /// [`crate::FinalizerOrder::BdwgcNoOrder`] object keeps what it references alive.
+    pub java_finalization: bool,
     /// The backend in use, once known, and why (for reports).
     pub backend: Option<Backend>,
     /// Why the backend is what it is (auto's skipped backends, a fallback).
@@ -124,6 +127,7 @@ impl GcState {
             finalizers: Finalizers::default(),
             budget_bytes: options.initial_heap_bytes,
             disabled: 0,
+            java_finalization: true,
             backend: matches!(tracker, TrackerState::Off).then_some(Backend::None),
             backend_note: MmapVec::new(),
             arm_failure_noted: false,
