@@ -20,7 +20,7 @@ use crate::finalize::{FinalizerOrder, Finalizers};
 use crate::heap::kind::{ObjectKind, SpaceId, N_SPACES};
 use crate::heap::span::SpanState;
 use crate::heap::{Heap, HeapInner};
-use crate::mark::MarkStack;
+use crate::mark::{MarkStack, Parallel};
 use crate::roots;
 use crate::util::eprintln_raw;
 use crate::util::mmap::{MmapVec, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
@@ -32,7 +32,7 @@ pub(crate) mod hooks;
 pub(crate) mod state;
 mod visit;
 
-pub use state::{Counters, GcState, Reason};
+pub use state::{Counters, GcState, PausePhases, Reason};
 use state::{Cycle, TrackerState};
 
 type Guard = crate::heap::HeapGuard<'static>;
@@ -59,6 +59,16 @@ impl Heap {
             }
             if g.gc.cycle.as_ref().is_some_and(|c| c.marking_done) {
                 return self.collect_locked(g, Reason::Threshold);
+            }
+            if g.gc.cycle.as_ref().is_some_and(|c| c.concurrent) {
+                // The marker threads trace while the mutators run: nothing to do here but
+                // notice that they are done (then the next poll finishes the cycle).
+                if self.markers.idle() {
+                    if let Some(c) = g.gc.cycle.as_mut() {
+                        c.marking_done = true;
+                    }
+                }
+                return Ok(g);
             }
             let now = g.bytes_since_gc;
             let cycle = g.gc.cycle.as_mut().expect("checked");
@@ -271,6 +281,13 @@ impl Heap {
         let inner = &mut *g;
         inner.gc.stats.threads_skipped += world.skipped as u64;
         let incremental = inner.gc.cycle.is_some();
+        // Marker threads may still be tracing this cycle concurrently: until the drain
+        // below returns, every mark bit this thread sets is set with an atomic OR.
+        let concurrent = inner.gc.cycle.as_ref().is_some_and(|c| c.concurrent);
+        let mut phases = PausePhases {
+            stop_ns: elapsed_ns(t0),
+            ..PausePhases::default()
+        };
         let t_mark = Instant::now();
         if incremental {
             self.rescan_dirty(inner);
@@ -278,10 +295,24 @@ impl Heap {
             self.clear_marks(inner);
             inner.gc.mark_stack.clear();
         }
-        roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, Some(&world), sp));
+        phases.dirty_ns = elapsed_ns(t_mark);
+        let t_roots = Instant::now();
+        if concurrent {
+            roots::stacks::with_spilled_registers(|sp| {
+                self.mark_roots::<true>(inner, Some(&world), sp)
+            });
+        } else {
+            roots::stacks::with_spilled_registers(|sp| {
+                self.mark_roots::<false>(inner, Some(&world), sp)
+            });
+        }
         self.mark_pending_slots(inner);
+        phases.roots_ns = elapsed_ns(t_roots);
+        let t_drain = Instant::now();
         self.drain_all(&mut inner.gc.mark_stack);
+        phases.drain_ns = elapsed_ns(t_drain);
         inner.gc.stats.stw_mark_ns += elapsed_ns(t_mark);
+        let t_final = Instant::now();
         self.decide_dead_links(false);
         self.find_finalizable(inner);
         self.decide_dead_links(true);
@@ -289,14 +320,27 @@ impl Heap {
         if let Some(hook) = hooks::sweep_visit_hook() {
             self.visit_before_sweep(inner, hook);
         }
+        phases.finalize_ns = elapsed_ns(t_final);
+        let t_sweep = Instant::now();
         self.sweep(inner);
         // An incremental cycle's tracking stopped in `rescan_dirty` (collect_and_disarm):
         // between cycles nobody reads the dirty state, and pages left protected (or, for
         // Dune, D bits left cleared) would make the program take write faults for nothing.
         self.clear_dead_links();
+        phases.sweep_ns = elapsed_ns(t_sweep);
+        let t_resume = Instant::now();
         drop(world);
+        phases.resume_ns = elapsed_ns(t_resume);
         let ns = elapsed_ns(t0);
+        phases.total_ns = ns;
+        phases.incremental = incremental;
         let s = &mut inner.gc.stats;
+        if ns >= s.longest_pause.total_ns {
+            s.longest_pause = phases;
+        }
+        if incremental && ns >= s.longest_incremental_pause.total_ns {
+            s.longest_incremental_pause = phases;
+        }
         if incremental {
             s.incremental_cycles += 1;
         } else {
@@ -387,11 +431,18 @@ impl Heap {
         self.clear_marks(inner);
         inner.gc.mark_stack.clear();
         roots::statics::refresh(&mut inner.gc.statics);
-        roots::stacks::with_spilled_registers(|sp| self.mark_roots(inner, None, sp));
+        roots::stacks::with_spilled_registers(|sp| self.mark_roots::<false>(inner, None, sp));
+        // Mostly-concurrent marking: the marker threads trace from these roots while the
+        // program runs (see `concurrent` below); without helpers, or switched off, the
+        // allocating thread takes mark steps.
+        let concurrent =
+            self.options.concurrent_marking && self.markers.seed(&mut inner.gc.mark_stack);
+        inner.gc.stats.concurrent_cycles += concurrent as u64;
         inner.gc.cycle = Some(Cycle {
             armed,
             bytes_at_last_step: inner.bytes_since_gc,
             marking_done: false,
+            concurrent,
         });
         inner.gc.stats.gc_time_ns += elapsed_ns(t0);
         Ok(g)
@@ -427,21 +478,28 @@ impl Heap {
 
     /// Mark from every root. `world` is None at the start of an incremental cycle (only
     /// the calling thread's stack is scanned then; the finish scans all threads).
-    fn mark_roots(&self, inner: &mut HeapInner, world: Option<&StoppedWorld>, own_sp: usize) {
+    /// Mark bits are set as `PAR` says: `true` while marker threads may still be marking
+    /// concurrently (the finish of a concurrent cycle).
+    fn mark_roots<const PAR: Parallel>(
+        &self,
+        inner: &mut HeapInner,
+        world: Option<&StoppedWorld>,
+        own_sp: usize,
+    ) {
         let gc = &mut inner.gc;
         for &(s, e) in gc.statics.as_slice() {
-            self.scan_range(s, e, &mut gc.mark_stack);
+            self.scan_range_with::<PAR>(s, e, &mut gc.mark_stack);
         }
         for &(s, e) in gc.added_roots.as_slice() {
-            self.scan_range(s, e, &mut gc.mark_stack);
+            self.scan_range_with::<PAR>(s, e, &mut gc.mark_stack);
         }
         for f in gc.finalizers.ready.as_slice() {
-            self.mark_word(f.obj, &mut gc.mark_stack);
-            self.mark_word(f.data, &mut gc.mark_stack);
+            self.mark_word_with::<PAR>(f.obj, &mut gc.mark_stack);
+            self.mark_word_with::<PAR>(f.data, &mut gc.mark_stack);
         }
         // A finalizer's client data stays reachable until the finalizer has run (bdwgc).
         for f in gc.finalizers.registered.as_slice() {
-            self.mark_word(f.data, &mut gc.mark_stack);
+            self.mark_word_with::<PAR>(f.data, &mut gc.mark_stack);
         }
         // Uncollectable objects are roots.
         let mut uncollectable: MmapVec<usize> = MmapVec::new();
@@ -459,7 +517,7 @@ impl Heap {
             for i in 0..span.n_objects.load(Ordering::Relaxed) as usize {
                 let a = base + i * obj;
                 if self.allocs.get(a) {
-                    self.mark_word(a, &mut gc.mark_stack);
+                    self.mark_word_with::<PAR>(a, &mut gc.mark_stack);
                 }
             }
         }
@@ -470,7 +528,7 @@ impl Heap {
             for t in w.threads.as_slice() {
                 let _ = gc.thread_sp.push((t.sp, t.fs_base));
                 for r in w.saved_regs(t) {
-                    self.mark_stack_word(r, &mut gc.mark_stack);
+                    self.mark_stack_word_with::<PAR>(r, &mut gc.mark_stack);
                 }
             }
             // The marker threads are not stopped (they are idle now): their TLS and the
@@ -490,11 +548,11 @@ impl Heap {
             }
         }
         for r in gc.thread_roots.as_slice() {
-            self.scan_stack_range(r.stack.0, r.stack.1, &mut gc.mark_stack);
-            self.scan_stack_range(r.tls.0, r.tls.1, &mut gc.mark_stack);
+            self.scan_stack_range_with::<PAR>(r.stack.0, r.stack.1, &mut gc.mark_stack);
+            self.scan_stack_range_with::<PAR>(r.tls.0, r.tls.1, &mut gc.mark_stack);
         }
         // Roots the program adds while the collector marks (GC_set_push_other_roots).
-        self.push_other_roots(&mut gc.mark_stack);
+        self.push_other_roots(&mut gc.mark_stack, PAR);
     }
 
     /// Finish of an incremental cycle: take the dirty set and rescan the marked objects

@@ -31,6 +31,10 @@ pub struct Options {
     /// auto: `DUNEGC_MARKERS` if set, else the number of CPUs (resolved when the heap is
     /// built, see [`Options::resolved_markers`]).
     pub markers: usize,
+    /// Incremental cycles mark on the marker threads while the program runs
+    /// (mostly-concurrent marking) when there are helper markers; off, or with one
+    /// marker, the allocating thread takes mark steps instead.
+    pub concurrent_marking: bool,
 }
 
 impl Default for Options {
@@ -46,6 +50,7 @@ impl Default for Options {
             mark_step_bytes: 64 << 10,
             mark_rate: 4,
             markers: 0,
+            concurrent_marking: true,
         }
     }
 }
@@ -143,6 +148,9 @@ impl Options {
         }
         if let Some(n) = var(c"DUNEGC_MARKERS", MARKERS_EXPECTED, parse_markers)? {
             self.markers = n;
+        }
+        if let Some(b) = var(c"DUNEGC_CONCURRENT_MARKING", "0 or 1", parse_bool)? {
+            self.concurrent_marking = b;
         }
         if let Some(b) = var(c"DUNEGC_PRINT_STATS", "0 or 1", parse_bool)? {
             self.print_stats = b;

@@ -24,9 +24,16 @@ impl Heap {
 
     /// Let the collector do the work an allocation slow path would: a mark step of an
     /// incremental cycle, or a collection if the budget is spent.
+    /// While the marker threads mark concurrently, there is no step to take here: the
+    /// caller gives up its CPU to them instead.
     pub fn collect_a_little(&'static self) -> Result<(), GcError> {
         let g = self.lock();
-        drop(self.poll_collector(g)?);
+        let g = self.poll_collector(g)?;
+        let waiting = g.gc.cycle_marking_concurrently();
+        drop(g);
+        if waiting {
+            std::thread::yield_now();
+        }
         Ok(())
     }
 
@@ -245,6 +252,9 @@ impl Heap {
             marker_scanned_bytes,
             steals,
             mark_time: Duration::from_nanos(c.stw_mark_ns),
+            concurrent_cycles: c.concurrent_cycles,
+            longest_pause: c.longest_pause,
+            longest_incremental_pause: c.longest_incremental_pause,
         }
     }
 

@@ -8,6 +8,7 @@
 //! | `DUNEGC_INCREMENTAL` | `1`: incremental (mostly-parallel) marking | 0 |
 //! | `DUNEGC_DIRTY` | `auto`, `none`, `mprotect`, `soft-dirty`, `uffd`, `dune`; setting it (other than `none`) implies incremental | auto |
 //! | `DUNEGC_MARKERS` | marker threads for stop-the-world marking, the collecting thread included (1..=64); also the default of heaps built without [`HeapBuilder::markers`] | CPUs |
+//! | `DUNEGC_CONCURRENT_MARKING` | `0`: incremental cycles mark in steps on the allocating thread instead of on the marker threads while the program runs | 1 |
 //! | `DUNEGC_PRINT_STATS` | `1`: print the global heap's statistics to stderr at exit | 0 |
 //! | `DUNEGC_MALLOC_COLLECTABLE` | `0`: global-allocator memory is never reclaimed by the collector, only by `dealloc` | 1 |
 //!
@@ -101,6 +102,14 @@ impl HeapBuilder {
     /// to 1..=64). Unset (or 0): `DUNEGC_MARKERS`, else the number of CPUs.
     pub fn markers(mut self, n: usize) -> Self {
         self.options.markers = n;
+        self
+    }
+
+    /// Mostly-concurrent incremental marking (default on): incremental cycles trace on
+    /// the marker threads while the program runs, when the heap has helper markers.
+    /// Off: the allocating thread takes bounded mark steps instead.
+    pub fn concurrent_marking(mut self, yes: bool) -> Self {
+        self.options.concurrent_marking = yes;
         self
     }
 

@@ -1,5 +1,6 @@
 //! Statistics: a snapshot of the collector's counters, with pause percentiles.
 
+use crate::collector::PausePhases;
 use crate::dirty::Backend;
 use std::fmt;
 use std::time::Duration;
@@ -61,6 +62,12 @@ pub struct GcStats {
     pub steals: u64,
     /// Time in stop-the-world marking (roots, dirty rescans, the parallel drain).
     pub mark_time: Duration,
+    /// Incremental cycles marked on the marker threads while the program ran.
+    pub concurrent_cycles: u64,
+    /// What the longest pause consisted of.
+    pub longest_pause: PausePhases,
+    /// What the longest finishing pause of an incremental cycle consisted of.
+    pub longest_incremental_pause: PausePhases,
 }
 
 impl GcStats {
@@ -124,10 +131,39 @@ impl fmt::Display for GcStats {
             "  marking             {} markers ({} threads, {} in Dune), {:?} stop-the-world, {} steals",
             self.markers, self.marker_threads, self.markers_in_dune, self.mark_time, self.steals
         )?;
+        writeln!(
+            f,
+            "  concurrent marking  {} of {} incremental cycles",
+            self.concurrent_cycles, self.incremental_cycles
+        )?;
+        writeln!(f, "  longest pause       {}", self.longest_pause)?;
+        writeln!(
+            f,
+            "  longest inc. pause  {}",
+            self.longest_incremental_pause
+        )?;
         write!(
             f,
             "  dirty pages         {} reported ({} in the last cycle), {} unarmed",
             self.dirty_pages, self.last_dirty_pages, self.unarmed_pages
+        )
+    }
+}
+
+impl fmt::Display for PausePhases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        write!(
+            f,
+            "{:.3} ms = stop {:.3} + dirty/clear {:.3} + roots {:.3} + drain {:.3} + finalize {:.3} + sweep {:.3} + resume {:.3}",
+            ms(self.total_ns),
+            ms(self.stop_ns),
+            ms(self.dirty_ns),
+            ms(self.roots_ns),
+            ms(self.drain_ns),
+            ms(self.finalize_ns),
+            ms(self.sweep_ns),
+            ms(self.resume_ns)
         )
     }
 }

@@ -54,6 +54,40 @@ pub struct Counters {
     pub finalizers_queued: u64,
     /// Nanoseconds of stop-the-world marking (roots, dirty rescans, drain).
     pub stw_mark_ns: u64,
+    /// Incremental cycles whose marking ran on the marker threads concurrently with the
+    /// program (mostly-concurrent marking).
+    pub concurrent_cycles: u64,
+    /// What the longest pause so far consisted of.
+    pub longest_pause: PausePhases,
+    /// What the longest finishing pause of an incremental cycle consisted of.
+    pub longest_incremental_pause: PausePhases,
+}
+
+/// Where the time of one stop-the-world pause went, in nanoseconds (the phases add up to
+/// `total_ns`, give or take the clock reads).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PausePhases {
+    /// The whole pause.
+    pub total_ns: u64,
+    /// Stopping the world (signalling every thread and waiting until each is parked),
+    /// after refreshing the static roots.
+    pub stop_ns: u64,
+    /// Taking the dirty set and pushing the marked objects on dirty pages (incremental
+    /// finish), or clearing the mark bits (full collection).
+    pub dirty_ns: u64,
+    /// Marking from the roots: static data, added roots, every thread's stack and
+    /// registers, uncollectable objects, claimed cache slots.
+    pub roots_ns: u64,
+    /// Draining the mark stacks on every marker (the transitive closure).
+    pub drain_ns: u64,
+    /// Finalization and disappearing links (including their marking).
+    pub finalize_ns: u64,
+    /// Sweeping (`alloc &= mark` and span release).
+    pub sweep_ns: u64,
+    /// Restarting the world.
+    pub resume_ns: u64,
+    /// The pause finished an incremental cycle.
+    pub incremental: bool,
 }
 
 /// The tracker and how it was chosen.
@@ -75,6 +109,9 @@ pub(super) struct Cycle {
     pub(super) bytes_at_last_step: isize,
     /// The mark stack ran empty; the next poll finishes the cycle.
     pub(super) marking_done: bool,
+    /// The marker threads trace this cycle while the program runs (its roots went to
+    /// them through [`crate::mark::pool::MarkerPool::seed`]); no mark steps are taken.
+    pub(super) concurrent: bool,
 }
 
 /// Everything the collector keeps between collections.
@@ -145,6 +182,14 @@ impl GcState {
     /// True while an incremental cycle is marking.
     pub fn cycle_active(&self) -> bool {
         self.cycle.is_some()
+    }
+
+    /// True while the marker threads mark an incremental cycle concurrently and have not
+    /// been seen done yet.
+    pub fn cycle_marking_concurrently(&self) -> bool {
+        self.cycle
+            .as_ref()
+            .is_some_and(|c| c.concurrent && !c.marking_done)
     }
 
     /// True when an incremental cycle has marked everything it can reach and waits to be

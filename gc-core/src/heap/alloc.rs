@@ -175,8 +175,9 @@ impl Heap {
                     while pending != 0 {
                         let bit = pending.trailing_zeros() as usize;
                         pending &= pending - 1;
-                        self.marks
-                            .set_single_writer(window + (bit << LOG_GRANULE_BYTES));
+                        // Atomic: marker threads of a concurrent cycle may still be
+                        // setting bits of the same words.
+                        self.marks.set_parallel(window + (bit << LOG_GRANULE_BYTES));
                     }
                 }
             }

@@ -196,12 +196,13 @@ pub fn mark_and_push(obj: usize) -> bool {
 
 impl Heap {
     /// Run the push-other-roots hook, if any, with `stack` as its marking context.
-    pub(crate) fn push_other_roots(&self, stack: &mut MarkStack) {
+    /// `parallel`: other markers may be setting mark bits meanwhile (atomic ORs).
+    pub(crate) fn push_other_roots(&self, stack: &mut MarkStack, parallel: bool) {
         let f = PUSH_OTHER_ROOTS.load(Ordering::Acquire);
         if f != 0 {
             // SAFETY: only set_push_other_roots_hook stores nonzero values: `fn()`s.
             let f = unsafe { std::mem::transmute::<usize, fn()>(f) };
-            with_current(self, stack, false, f);
+            with_current(self, stack, parallel, f);
         }
     }
 

@@ -69,19 +69,29 @@ impl Heap {
         }
     }
 
-    /// Mark from a word of a thread's registers (any interior pointer counts).
-    pub(crate) fn mark_stack_word(&self, word: usize, stack: &mut MarkStack) {
-        self.mark_word_from::<false>(word, stack, true);
+    /// Mark from a word of a thread's registers (any interior pointer counts), setting
+    /// the mark bit as `PAR` says.
+    pub(crate) fn mark_stack_word_with<const PAR: Parallel>(
+        &self,
+        word: usize,
+        stack: &mut MarkStack,
+    ) {
+        self.mark_word_from::<PAR>(word, stack, true);
     }
 
     /// Mark everything a thread's stack `[start, end)` points to (any interior pointer
-    /// counts, as in bdwgc).
-    pub(crate) fn scan_stack_range(&self, start: usize, end: usize, stack: &mut MarkStack) {
+    /// counts, as in bdwgc), setting mark bits as `PAR` says.
+    pub(crate) fn scan_stack_range_with<const PAR: Parallel>(
+        &self,
+        start: usize,
+        end: usize,
+        stack: &mut MarkStack,
+    ) {
         let mut p = (start + 7) & !7;
         while p + 8 <= end {
             // SAFETY: as in scan_range: a readable stack range, read as a plain word.
             let w = unsafe { std::ptr::read_volatile(p as *const usize) };
-            self.mark_word_from::<false>(w, stack, true);
+            self.mark_word_from::<PAR>(w, stack, true);
             p += 8;
         }
     }

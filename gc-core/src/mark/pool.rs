@@ -105,6 +105,11 @@ pub struct MarkerPool {
     work_seq: AtomicU32,
     /// Hungry markers asleep on `work_seq`.
     sleepers: AtomicU32,
+    /// A seeded (concurrent) job's work still sits in marker 0's public stack, and holds
+    /// one count of `busy` for it (see [`MarkerPool::seed`]).
+    seeded: AtomicBool,
+    /// Concurrent jobs seeded, over the pool's life.
+    pub seeded_jobs: AtomicU64,
 }
 
 impl std::fmt::Debug for MarkerPool {
@@ -141,6 +146,8 @@ impl MarkerPool {
             hungry: AtomicUsize::new(0),
             work_seq: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
+            seeded: AtomicBool::new(false),
+            seeded_jobs: AtomicU64::new(0),
         }
     }
 
@@ -312,6 +319,50 @@ impl MarkerPool {
         self.busy.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Start a job that the helpers alone run while the caller goes on (concurrent
+    /// marking): `stack`'s entries move to marker 0's public stack, which holds one count
+    /// of `busy` until some marker takes the last of them (marker 0 itself does not run:
+    /// its thread is a mutator again). Helpers steal from it as from any public stack.
+    /// Returns false (and leaves `stack` alone) when no helper runs. Call with no job
+    /// running and no other seeded work left (the collector holds the heap lock).
+    pub fn seed(&self, stack: &mut MarkStack) -> bool {
+        if self.helpers() == 0 || stack.is_empty() {
+            return false;
+        }
+        debug_assert!(!self.seeded.load(Ordering::SeqCst));
+        let m = &self.markers[0];
+        let mut public = m.public.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(e) = stack.items.pop() {
+            public.push_raw(e);
+        }
+        // The seed's count first, then the work becomes visible: a helper that sees it
+        // steals with `busy` above 0.
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.seeded.store(true, Ordering::SeqCst);
+        m.public_len.store(public.items.len(), Ordering::Release);
+        drop(public);
+        self.seeded_jobs.fetch_add(1, Ordering::Relaxed);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        futex_wake(&self.epoch, i32::MAX);
+        self.wake_hungry(i32::MAX);
+        true
+    }
+
+    /// True when no marker holds work: a seeded job is over (or none runs). Racy only in
+    /// the safe direction: work can appear again only through a new job.
+    pub fn idle(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) == 0
+    }
+
+    /// Marker 0's public stack was just emptied by a marker that holds `busy` itself: drop
+    /// the seed's count, if it still holds one. Call with marker 0's public lock held.
+    fn release_seed(&self) {
+        if self.seeded.swap(false, Ordering::SeqCst) {
+            // The caller is busy, so this never takes `busy` to 0.
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     /// The private stack of marker `i`.
     ///
     /// # Safety
@@ -380,6 +431,9 @@ impl MarkerPool {
             private.push_raw((s, e));
         }
         m.public_len.store(0, Ordering::Release);
+        if i == 0 {
+            self.release_seed();
+        }
         any
     }
 
@@ -403,6 +457,9 @@ impl MarkerPool {
                 private.push_raw((s, e));
             }
             m.public_len.store(len - take, Ordering::Release);
+            if v == 0 && len == take {
+                self.release_seed();
+            }
             self.markers[i].steals.fetch_add(1, Ordering::Relaxed);
             return true;
         }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod churn;
+pub mod concurrent;
 pub mod ops;
 pub mod race;
 
