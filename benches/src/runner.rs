@@ -218,6 +218,15 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         dune_hw::exit().map_err(|e| format!("leaving Dune mode: {e}"))?;
     }
     let s = heap.stats();
+    if std::env::var_os("DUNEGC_PAUSE_BREAKDOWN").is_some() {
+        // What the longest pause consisted of (scripts/concurrent-marking.sh reads it).
+        eprintln!("dunegc-pause longest {}", s.longest_pause);
+        eprintln!("dunegc-pause incremental {}", s.longest_incremental_pause);
+        eprintln!(
+            "dunegc-pause concurrent_cycles={} incremental_cycles={}",
+            s.concurrent_cycles, s.incremental_cycles
+        );
+    }
     Ok(RunResult {
         wall_ns,
         gc_ns: s.gc_time.as_nanos() as u64,

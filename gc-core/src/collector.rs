@@ -1,14 +1,43 @@
 //! Collections: the policy that triggers them, full stop-the-world collections, and
 //! incremental (mostly-parallel) cycles driven by a `DirtyTracker`.
 //!
-//! Incremental cycle (Boehm–Demers–Shenker):
-//! 1. **Start** (no pause): clear mark bits, arm the tracker over the traced spaces, mark
-//!    from static data, added roots and the allocating thread's stack.
-//! 2. **Mark steps**: each allocation slow path scans a bounded amount while the other
-//!    threads keep running.
+//! Incremental cycle (Boehm–Demers–Shenker, mostly concurrent as in the Dune paper's
+//! collector and bdwgc's parallel incremental mode):
+//! 1. **Start** (no pause, except the short stop some trackers need to arm): arm the
+//!    tracker over the traced spaces, clear mark bits, mark from static data, added roots
+//!    and the allocating thread's stack.
+//! 2. **Concurrent marking**: with helper markers (`markers > 1`, the default on a
+//!    multi-core machine) the grey objects go to them ([`crate::mark::pool::MarkerPool::seed`])
+//!    and they trace — atomic mark bits, work stealing — while every mutator runs; the
+//!    allocation slow path only notices when they are done. Without helpers (or with
+//!    [`crate::Options::concurrent_marking`] off) each allocation slow path takes a
+//!    bounded **mark step** instead.
 //! 3. **Finish** (stop-the-world): take the dirty pages, rescan the marked objects on them
-//!    plus every root, drain, finalize, sweep. Spaces the tracker did not arm (and pages
-//!    added to a space after arming) count as dirty in full.
+//!    plus every root, drain on every marker, finalize, sweep. Spaces the tracker did not
+//!    arm (and pages added to a space after arming) count as dirty in full. Helpers still
+//!    tracing from step 2 simply go on inside this drain (one busy count terminates both),
+//!    so the pause never waits for them to stop; until the drain ends, this thread sets
+//!    mark bits with atomic ORs too.
+//!
+//! **Why concurrent marking misses no live object.** Let `O` be live at the finish (with
+//! the world stopped). Follow a path to `O` from a root; every edge `A → B` on it is a
+//! word in `A` (or in a root) at the finish. If the word is in a root, the finish scans
+//! every root (all stacks, registers, TLS, static data, added roots, claimed cache slots)
+//! and marks `B`. If it is in a heap object `A` that gets marked, then either the word
+//! was last written *before* the arm — so it was there whenever `A` was scanned (every
+//! scan of this cycle happens after the arm), and `B` was marked — or it was written
+//! *after* the arm: every such store lands on a page the tracker reports (program stores
+//! fault or set the hardware dirty bit; kernel writes are seen or the space is not armed
+//! and counts as dirty in full; pages added after arming count as dirty), and the finish
+//! rescans every marked object on a reported page with the world stopped, marking `B`.
+//! By induction along the path, `O` is marked. Objects allocated during the cycle are
+//! allocated white; they need no special case: a pointer to one exists only in a root or
+//! in a word written after the arm (its initialisation included), so the argument above
+//! reaches it, and it is then traced in full. Mark bits are set by atomic OR whenever two
+//! markers may run at once, so no concurrent marker loses another's bit. Concurrent
+//! markers only read the heap, so a torn read (a word being written, span metadata being
+//! set up under the heap lock) can only add marks or miss an edge that was written after
+//! the arm — which the rescan covers.
 //!
 //! Sweeping is a bitmap operation (`alloc &= mark`) done at the end of every collection;
 //! free slots are reused lazily by the allocation cursors.

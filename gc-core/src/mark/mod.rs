@@ -6,7 +6,9 @@
 //! class, as described entries that [`descr`] interprets. Mark bits live in a side
 //! bitmap. Incremental mark steps run on one thread under the heap lock and set bits with
 //! a plain store; stop-the-world marking (a full collection, the finish of an incremental
-//! cycle) runs on every marker of the heap's [`pool`] and sets bits with an atomic OR.
+//! cycle) and concurrent marking (an incremental cycle's tracing while the program runs,
+//! on the helper threads alone) run on the markers of the heap's [`pool`] and set bits
+//! with an atomic OR.
 //! One function scans one range, [`Heap::scan_range_with`], and one scans one described
 //! entry, [`Heap::scan_entry`]; both take the same `PAR` parameter.
 

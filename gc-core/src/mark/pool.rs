@@ -19,12 +19,22 @@
 //!   too (dune-hw puts every `clone` of a Dune thread on its own vCPU); either way helpers
 //!   never write heap pages — only the side mark bitmap (its own mapping, outside the heap
 //!   reservation, never armed) and these stacks — so no dirty tracker needs to see them.
+//!   That holds while they mark concurrently with the program too: tested under every
+//!   backend, Dune's hardware dirty bits included (`tests/concurrent_marking.rs`,
+//!   `dunegc-tests`' `kvm_dune_suites`), by a cycle during which only the markers run
+//!   and the tracker reports no written page.
 //! - **Stacks.** Each marker owns a private stack (no synchronisation) and a public one
 //!   behind a `std` mutex (a futex; it allocates nothing). A marker publishes the older
 //!   half of its private stack when some marker is hungry; a hungry marker takes back its
 //!   own public work, else steals half of another's. `crossbeam-deque` is not used: its
 //!   buffers come from the global allocator, which under `GcAllocator` is the very heap
 //!   being collected (a push during the pause would re-enter it).
+//! - **Concurrent jobs.** An incremental cycle seeds a job ([`MarkerPool::seed`]): the
+//!   roots' work goes to marker 0's public stack, which holds one `busy` count until a
+//!   marker takes its last entry, and only the helpers run — the collecting thread goes
+//!   back to being a mutator. The finishing pause (the world stopped) runs an ordinary
+//!   job over the same counters: marker 0 takes back what is left of the seed, and helpers
+//!   still inside the concurrent job are simply part of it.
 //! - **Termination.** `busy` counts markers that hold work. A marker increments it before
 //!   stealing and decrements it only when its private and public stacks are both empty.
 //!   Only a busy marker's own public stack can gain entries, so `busy == 0` means no work
