@@ -12,7 +12,7 @@ use support::*;
 
 const MUTATORS: usize = 8;
 const CHAINS: usize = 32;
-/// Longest chain a mutator keeps (objects beyond it are cut off and become garbage).
+/// Longest chain a mutator keeps (each object may carry one leaf object in slot 1) (objects beyond it are cut off and become garbage).
 const MAX_CHAIN: usize = 6;
 const TOTAL_OPS: usize = 1_000_000;
 
@@ -39,6 +39,10 @@ fn chain_len(heap: &'static Heap, mut p: usize) -> usize {
     let mut n = 0;
     while p != 0 {
         verify(heap, p);
+        let leaf = get_slot(heap, p, 1);
+        if leaf != 0 {
+            verify(heap, leaf);
+        }
         n += 1;
         assert!(n <= MAX_CHAIN + 1, "chain longer than ever built");
         p = get_slot(heap, p, 0);
@@ -76,6 +80,13 @@ fn mutator(heap: &'static Heap, me: usize, ops: usize) -> usize {
                 set_slot(heap, o, 0, old);
                 head.store(o, Ordering::Release);
                 len[c] += 1;
+                if old != 0 && rng.below(2) == 0 {
+                    // A new object whose only pointer goes into an older object, which
+                    // the markers may have scanned already: only the finish's rescan of
+                    // dirty pages can find it.
+                    let leaf = new_object(heap, 32).expect("alloc");
+                    set_slot(heap, old, 1, leaf);
+                }
                 if len[c] > MAX_CHAIN {
                     // Cut the tail: the last object becomes garbage.
                     let mut p = o;
