@@ -93,6 +93,10 @@ impl Heap {
                 // The marker threads trace while the mutators run: nothing to do here but
                 // notice that they are done (then the next poll finishes the cycle).
                 if self.markers.idle() {
+                    let precleans = g.gc.cycle.as_ref().map_or(0, |c| c.precleans);
+                    if precleans < self.options.precleans {
+                        return self.preclean(g);
+                    }
                     if let Some(c) = g.gc.cycle.as_mut() {
                         c.marking_done = true;
                     }
@@ -307,6 +311,8 @@ impl Heap {
             op: "stopping the world",
             source,
         })?;
+        // Every mutator is stopped: objects allocated after this pause start white.
+        self.allocate_black.store(false, Ordering::SeqCst);
         let inner = &mut *g;
         inner.gc.stats.threads_skipped += world.skipped as u64;
         let incremental = inner.gc.cycle.is_some();
@@ -396,24 +402,8 @@ impl Heap {
     fn start_cycle(&'static self, mut g: Guard) -> Result<Guard, GcError> {
         let t0 = Instant::now();
         let inner = &mut *g;
-        let sees_kernel = match &inner.gc.tracker {
-            TrackerState::Open(t) => t.sees_kernel_writes(),
-            _ => unreachable!("start_cycle needs an open tracker"),
-        };
-        let mut armed = [None; N_SPACES];
-        let mut ranges = [PageRange::new(Page::from_aligned(self.base), 0); N_SPACES];
-        let mut n = 0;
-        for space in [SpaceId::Normal, SpaceId::Malloc] {
-            if space == SpaceId::Malloc && !sees_kernel {
-                continue;
-            }
-            let r = self.space_range(inner, space);
-            armed[space as usize] = Some(r.n_pages);
-            if r.n_pages > 0 {
-                ranges[n] = r;
-                n += 1;
-            }
-        }
+        let (armed, ranges, n) = self.arm_ranges(inner);
+        inner.gc.stats.last_dirty_pages = 0;
         let TrackerState::Open(tracker) = &mut inner.gc.tracker else {
             unreachable!("checked above")
         };
@@ -458,6 +448,10 @@ impl Heap {
         }
         hooks::run_collection_start_hook();
         self.clear_marks(inner);
+        // From here on new objects are black (before, they stay white: also sound).
+        if self.options.allocate_black {
+            self.allocate_black.store(true, Ordering::SeqCst);
+        }
         inner.gc.mark_stack.clear();
         roots::statics::refresh(&mut inner.gc.statics);
         roots::stacks::with_spilled_registers(|sp| self.mark_roots::<false>(inner, None, sp));
@@ -472,8 +466,71 @@ impl Heap {
             bytes_at_last_step: inner.bytes_since_gc,
             marking_done: false,
             concurrent,
+            precleans: 0,
         });
         inner.gc.stats.gc_time_ns += elapsed_ns(t0);
+        Ok(g)
+    }
+
+    /// What a cycle arms: the used prefix of each traced space the tracker may cover
+    /// (the malloc space only if the tracker sees kernel writes: it holds syscall
+    /// buffers). Returns the pages armed per space, the ranges, and how many there are.
+    #[allow(clippy::type_complexity)]
+    fn arm_ranges(
+        &self,
+        inner: &HeapInner,
+    ) -> ([Option<usize>; N_SPACES], [PageRange; N_SPACES], usize) {
+        let sees_kernel = match &inner.gc.tracker {
+            TrackerState::Open(t) => t.sees_kernel_writes(),
+            _ => unreachable!("arming needs an open tracker"),
+        };
+        let mut armed = [None; N_SPACES];
+        let mut ranges = [PageRange::new(Page::from_aligned(self.base), 0); N_SPACES];
+        let mut n = 0;
+        for space in [SpaceId::Normal, SpaceId::Malloc] {
+            if space == SpaceId::Malloc && !sees_kernel {
+                continue;
+            }
+            let r = self.space_range(inner, space);
+            armed[space as usize] = Some(r.n_pages);
+            if r.n_pages > 0 {
+                ranges[n] = r;
+                n += 1;
+            }
+        }
+        (armed, ranges, n)
+    }
+
+    /// Pre-clean a concurrent cycle (its markers are idle): in a short stop-the-world,
+    /// take the pages dirtied so far (and those added since arming) and arm the spaces'
+    /// current extent afresh; then, with the program running again, queue the marked
+    /// objects on those pages and hand them to the markers. The finish then rescans only
+    /// what is written after this pause, so its length no longer grows with everything
+    /// the program wrote (and allocated) during the whole cycle.
+    fn preclean(&'static self, mut g: Guard) -> Result<Guard, GcError> {
+        let t0 = Instant::now();
+        let world = world::stop().map_err(|source| GcError::Os {
+            op: "stopping the world",
+            source,
+        })?;
+        let inner = &mut *g;
+        self.take_dirty(inner, true);
+        drop(world);
+        let ns = elapsed_ns(t0);
+        inner.gc.stats.gc_time_ns += ns;
+        inner.gc.stats.precleans += 1;
+        if inner.gc.pauses.push(ns).is_err() {
+            inner.gc.stats.max_step_ns = inner.gc.stats.max_step_ns.max(ns);
+        }
+        let t1 = Instant::now();
+        self.push_dirty_pages(inner);
+        let cycle = inner.gc.cycle.as_mut().expect("preclean needs a cycle");
+        cycle.precleans += 1;
+        if !self.markers.seed(&mut inner.gc.mark_stack) {
+            // Nothing to hand over (or no helper any more): the finish drains the rest.
+            cycle.marking_done = true;
+        }
+        inner.gc.stats.gc_time_ns += elapsed_ns(t1);
         Ok(g)
     }
 
@@ -587,15 +644,25 @@ impl Heap {
     /// Finish of an incremental cycle: take the dirty set and rescan the marked objects
     /// on dirty pages (and on pages the tracker did not cover).
     fn rescan_dirty(&self, inner: &mut HeapInner) {
-        let cycle = inner.gc.cycle.as_ref().expect("rescan_dirty needs a cycle");
+        self.take_dirty(inner, false);
+        self.push_dirty_pages(inner);
+    }
+
+    /// Take the cycle's dirty pages into `inner.gc.dirty` (the world is stopped): what
+    /// the tracker reports, plus every page it did not arm. `rearm` (a pre-clean): arm
+    /// the spaces' current extent afresh, so tracking goes on from a clean state;
+    /// otherwise (the finish) tracking stops. If re-arming fails, every page counts as
+    /// dirty at the finish.
+    fn take_dirty(&self, inner: &mut HeapInner, rearm: bool) {
+        let cycle = inner.gc.cycle.as_ref().expect("take_dirty needs a cycle");
         let armed = cycle.armed;
         inner.gc.dirty.clear();
         let mut failed = false;
         let mut error = None;
         if let TrackerState::Open(t) = &mut inner.gc.tracker {
             let (t0, before) = (Instant::now(), t.stats().pages_reported);
-            // The cycle ends here: collect and stop tracking in one step (a re-arm would
-            // cost the program write faults until the next cycle arms anyway).
+            // Collect and stop tracking in one step (at the finish a re-arm would cost
+            // the program write faults until the next cycle arms anyway).
             if let Err(e) = t.collect_and_disarm(&mut inner.gc.dirty) {
                 failed = true;
                 error = Some(e);
@@ -605,6 +672,29 @@ impl Heap {
         }
         if let Some(e) = error {
             inner.gc.note(&e);
+        }
+        if rearm {
+            let (now_armed, ranges, n) = self.arm_ranges(inner);
+            let ok = match &mut inner.gc.tracker {
+                TrackerState::Open(t) => {
+                    let t0 = Instant::now();
+                    let r = t.arm(&ranges[..n]);
+                    crate::util::ledger::arm(
+                        ranges[..n].iter().map(|r| r.n_pages as u64).sum(),
+                        t0.elapsed(),
+                        std::time::Duration::ZERO,
+                        t.stats().write_faults,
+                    );
+                    if r.is_err() {
+                        let _ = t.disarm();
+                    }
+                    r.is_ok()
+                }
+                _ => false,
+            };
+            let cycle = inner.gc.cycle.as_mut().expect("checked");
+            // Not re-armed: nothing is tracked any more, so the finish counts every page.
+            cycle.armed = if ok { now_armed } else { [None; N_SPACES] };
         }
         let mut unarmed = 0u64;
         for space in [SpaceId::Normal, SpaceId::Malloc] {
@@ -622,8 +712,12 @@ impl Heap {
         inner.gc.dirty.normalize();
         let reported = inner.gc.dirty.n_pages() as u64 - unarmed;
         inner.gc.stats.dirty_pages += reported;
-        inner.gc.stats.last_dirty_pages = reported;
+        inner.gc.stats.last_dirty_pages += reported;
         inner.gc.stats.unarmed_pages += unarmed;
+    }
+
+    /// Queue the marked objects on the pages of `inner.gc.dirty` for rescanning.
+    fn push_dirty_pages(&self, inner: &mut HeapInner) {
         let gc = &mut inner.gc;
         for r in gc.dirty.runs() {
             for page in r.pages() {
@@ -660,17 +754,25 @@ impl Heap {
             SpanState::Free => return,
         };
         let described = span.scan.load(Ordering::Relaxed) != 0;
+        // Adjacent marked objects (untyped) go in as one range: with allocation black, a
+        // dirty page is often full of them.
+        let (mut run_start, mut run_end) = (0usize, 0usize);
         for i in first..=last {
             let a = base + i * obj;
             if self.allocs.get(a) && self.marks.get(a) {
                 if described {
                     // Scanned by its descriptor, whole (see `mark::descr`).
                     self.push_object(a, obj, start, stack);
+                } else if run_end == a && run_end != 0 {
+                    run_end = (a + obj).min(page_end);
                 } else {
-                    stack.push(a.max(page), (a + obj).min(page_end));
+                    stack.push(run_start, run_end);
+                    run_start = a.max(page);
+                    run_end = (a + obj).min(page_end);
                 }
             }
         }
+        stack.push(run_start, run_end);
     }
 
     /// Queue the finalizers of unreachable registered objects, keeping those objects (and

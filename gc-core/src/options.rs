@@ -35,6 +35,11 @@ pub struct Options {
     /// (mostly-concurrent marking) when there are helper markers; off, or with one
     /// marker, the allocating thread takes mark steps instead.
     pub concurrent_marking: bool,
+    /// Objects allocated while an incremental cycle marks are allocated black (marked);
+    /// off, they start white and the finish traces the reachable ones.
+    pub allocate_black: bool,
+    /// Pre-cleaning rounds of a concurrent cycle before its finish (0: none).
+    pub precleans: u32,
 }
 
 impl Default for Options {
@@ -51,6 +56,8 @@ impl Default for Options {
             mark_rate: 4,
             markers: 0,
             concurrent_marking: true,
+            allocate_black: true,
+            precleans: 1,
         }
     }
 }
@@ -151,6 +158,14 @@ impl Options {
         }
         if let Some(b) = var(c"DUNEGC_CONCURRENT_MARKING", "0 or 1", parse_bool)? {
             self.concurrent_marking = b;
+        }
+        if let Some(b) = var(c"DUNEGC_ALLOCATE_BLACK", "0 or 1", parse_bool)? {
+            self.allocate_black = b;
+        }
+        if let Some(n) = var(c"DUNEGC_PRECLEANS", "a number of rounds from 0 to 8", |v| {
+            v.trim().parse().ok().filter(|&n: &u32| n <= 8)
+        })? {
+            self.precleans = n;
         }
         if let Some(b) = var(c"DUNEGC_PRINT_STATS", "0 or 1", parse_bool)? {
             self.print_stats = b;

@@ -253,6 +253,7 @@ impl Heap {
             steals,
             mark_time: Duration::from_nanos(c.stw_mark_ns),
             concurrent_cycles: c.concurrent_cycles,
+            precleans: c.precleans,
             longest_pause: c.longest_pause,
             longest_incremental_pause: c.longest_incremental_pause,
         }

@@ -9,6 +9,8 @@
 //! | `DUNEGC_DIRTY` | `auto`, `none`, `mprotect`, `soft-dirty`, `uffd`, `dune`; setting it (other than `none`) implies incremental | auto |
 //! | `DUNEGC_MARKERS` | marker threads for stop-the-world marking, the collecting thread included (1..=64); also the default of heaps built without [`HeapBuilder::markers`] | CPUs |
 //! | `DUNEGC_CONCURRENT_MARKING` | `0`: incremental cycles mark in steps on the allocating thread instead of on the marker threads while the program runs | 1 |
+//! | `DUNEGC_ALLOCATE_BLACK` | `0`: objects allocated during an incremental cycle start unmarked (the finish traces them) instead of marked | 1 |
+//! | `DUNEGC_PRECLEANS` | pre-cleaning rounds of a concurrent cycle: a short pause takes the pages dirtied so far and re-arms, the markers rescan them while the program runs (0..=8) | 1 |
 //! | `DUNEGC_PRINT_STATS` | `1`: print the global heap's statistics to stderr at exit | 0 |
 //! | `DUNEGC_MALLOC_COLLECTABLE` | `0`: global-allocator memory is never reclaimed by the collector, only by `dealloc` | 1 |
 //!
@@ -110,6 +112,21 @@ impl HeapBuilder {
     /// Off: the allocating thread takes bounded mark steps instead.
     pub fn concurrent_marking(mut self, yes: bool) -> Self {
         self.options.concurrent_marking = yes;
+        self
+    }
+
+    /// Allocate black during incremental cycles (default on): objects allocated while a
+    /// cycle marks are marked as they are claimed; off, they start white.
+    pub fn allocate_black(mut self, yes: bool) -> Self {
+        self.options.allocate_black = yes;
+        self
+    }
+
+    /// Pre-cleaning rounds of a concurrent cycle (default 1, at most 8): each takes the
+    /// pages dirtied so far in a short pause, re-arms, and lets the markers rescan them
+    /// while the program runs, so the finish rescans less.
+    pub fn precleans(mut self, n: u32) -> Self {
+        self.options.precleans = n.min(8);
         self
     }
 

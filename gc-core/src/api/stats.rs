@@ -64,6 +64,8 @@ pub struct GcStats {
     pub mark_time: Duration,
     /// Incremental cycles marked on the marker threads while the program ran.
     pub concurrent_cycles: u64,
+    /// Pre-cleaning pauses of concurrent cycles (counted among the pauses).
+    pub precleans: u64,
     /// What the longest pause consisted of.
     pub longest_pause: PausePhases,
     /// What the longest finishing pause of an incremental cycle consisted of.
@@ -133,8 +135,8 @@ impl fmt::Display for GcStats {
         )?;
         writeln!(
             f,
-            "  concurrent marking  {} of {} incremental cycles",
-            self.concurrent_cycles, self.incremental_cycles
+            "  concurrent marking  {} of {} incremental cycles, {} pre-cleaning pauses",
+            self.concurrent_cycles, self.incremental_cycles, self.precleans
         )?;
         writeln!(f, "  longest pause       {}", self.longest_pause)?;
         writeln!(

@@ -44,7 +44,7 @@ pub struct Counters {
     pub live_bytes: u64,
     /// Dirty pages reported, summed over finished incremental cycles.
     pub dirty_pages: u64,
-    /// Dirty pages in the last finished cycle.
+    /// Dirty pages in the last cycle (its pre-cleans and its finish).
     pub last_dirty_pages: u64,
     /// Pages that counted as dirty because they were not armed.
     pub unarmed_pages: u64,
@@ -57,6 +57,9 @@ pub struct Counters {
     /// Incremental cycles whose marking ran on the marker threads concurrently with the
     /// program (mostly-concurrent marking).
     pub concurrent_cycles: u64,
+    /// Pre-cleaning pauses of concurrent cycles (short stops that take the dirty pages
+    /// so far and re-arm, so that the markers rescan them while the program runs).
+    pub precleans: u64,
     /// What the longest pause so far consisted of.
     pub longest_pause: PausePhases,
     /// What the longest finishing pause of an incremental cycle consisted of.
@@ -112,6 +115,8 @@ pub(super) struct Cycle {
     /// The marker threads trace this cycle while the program runs (its roots went to
     /// them through [`crate::mark::pool::MarkerPool::seed`]); no mark steps are taken.
     pub(super) concurrent: bool,
+    /// Pre-cleaning rounds done (see `Heap::preclean`).
+    pub(super) precleans: u32,
 }
 
 /// Everything the collector keeps between collections.

@@ -138,6 +138,12 @@ impl Heap {
             }
             // AcqRel: the stores above are ordered before the bits become set.
             let got = free & !word.fetch_or(free, Ordering::AcqRel);
+            if got != 0 && self.allocate_black.load(Ordering::Relaxed) {
+                // During a cycle: black, with one atomic OR for the whole window.
+                self.marks
+                    .window_word(window)
+                    .fetch_or(got, Ordering::Relaxed);
+            }
             // SAFETY: as above.
             unsafe { std::ptr::write_volatile(&mut cc.pending, got) };
             if got != 0 {
@@ -458,6 +464,9 @@ impl Heap {
         self.init_span(run, SpanState::Large, kind, 0, obj_bytes, 1, scan);
         let base = self.pages.page_addr(run.start);
         self.allocs.set_atomic(base);
+        if self.allocate_black.load(Ordering::Relaxed) {
+            self.marks.set_parallel(base);
+        }
         drop(g);
         if !run.fresh {
             zero(base, bytes);

@@ -138,6 +138,9 @@ impl Heap {
                 self.unlink_partial(g, start, kind, class);
             }
             if let Some(a) = found {
+                if self.allocate_black.load(Ordering::Relaxed) {
+                    self.marks.set_parallel(a);
+                }
                 zero(a, size);
                 return Some(a);
             }

@@ -90,6 +90,9 @@ pub struct Heap {
     pub(crate) enter_dune_pending: std::sync::atomic::AtomicBool,
     /// The marker threads (parallel marking while the world is stopped).
     pub(crate) markers: crate::mark::pool::MarkerPool,
+    /// An incremental cycle is marking: new objects are allocated black (their mark bit
+    /// set as they are claimed), so the finish need not trace them (see `crate::collector`).
+    pub(crate) allocate_black: std::sync::atomic::AtomicBool,
 }
 
 static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
@@ -182,6 +185,7 @@ impl Heap {
             finalizer_lock: Mutex::new(()),
             enter_dune_pending: std::sync::atomic::AtomicBool::new(false),
             markers: crate::mark::pool::MarkerPool::new(options.markers),
+            allocate_black: std::sync::atomic::AtomicBool::new(false),
         };
         // The Heap itself lives in its own mapping, never in the collected heap.
         let home =
