@@ -12,6 +12,13 @@
 //!    allocation slow path only notices when they are done. Without helpers (or with
 //!    [`crate::Options::concurrent_marking`] off) each allocation slow path takes a
 //!    bounded **mark step** instead.
+//!    Objects allocated meanwhile are **allocated black** (marked as their window is
+//!    claimed), so the finish rescans them page by page instead of tracing them.
+//! 2b. **Pre-clean** (a short stop, `precleans` rounds, default 1): when the markers run
+//!    out of work, take the pages dirtied so far (and those added since arming) and arm
+//!    the current extent afresh; with the program running again, the marked objects on
+//!    those pages go to the markers. The finish then rescans only what was written after
+//!    the pre-clean.
 //! 3. **Finish** (stop-the-world): take the dirty pages, rescan the marked objects on them
 //!    plus every root, drain on every marker, finalize, sweep. Spaces the tracker did not
 //!    arm (and pages added to a space after arming) count as dirty in full. Helpers still
@@ -30,10 +37,17 @@
 //! fault or set the hardware dirty bit; kernel writes are seen or the space is not armed
 //! and counts as dirty in full; pages added after arming count as dirty), and the finish
 //! rescans every marked object on a reported page with the world stopped, marking `B`.
-//! By induction along the path, `O` is marked. Objects allocated during the cycle are
-//! allocated white; they need no special case: a pointer to one exists only in a root or
-//! in a word written after the arm (its initialisation included), so the argument above
-//! reaches it, and it is then traced in full. Mark bits are set by atomic OR whenever two
+//! A pre-clean splits "after the arm" in two: a word written between the arm and the
+//! pre-clean is on a page the pre-clean takes, and the markers scan the marked objects
+//! there *after* that pause, so they see the word; a word written after the pre-clean
+//! lands on a page the re-armed tracker reports at the finish (pages added after the
+//! re-arm count as dirty in full; if the re-arm fails, every page does). By induction
+//! along the path, `O` is marked. Objects allocated during the cycle need no special
+//! case either way: a pointer to one exists only in a root or in a word written after
+//! the arm. Allocated white, they are reached by the argument above and traced; allocated
+//! black, they are marked already, and any pointer they hold was written after the arm,
+//! so their page is rescanned (a white object whose black bit was lost to a concurrent
+//! plain store of a mark step is just white again: still sound). Mark bits are set by atomic OR whenever two
 //! markers may run at once, so no concurrent marker loses another's bit. Concurrent
 //! markers only read the heap, so a torn read (a word being written, span metadata being
 //! set up under the heap lock) can only add marks or miss an edge that was written after
