@@ -14,15 +14,15 @@
 //!    bounded **mark step** instead.
 //!    Objects allocated meanwhile are **allocated black** (marked as their window is
 //!    claimed), so the finish rescans them page by page instead of tracing them.
-//! 2b. **Pre-clean** (a short stop, `precleans` rounds, default 1): when the markers run
+//! 3. **Pre-clean** (a short stop, `precleans` rounds, default 1): when the markers run
 //!    out of work, take the pages dirtied so far (and those added since arming) and arm
 //!    the current extent afresh; with the program running again, the marked objects on
 //!    those pages go to the markers. The finish then rescans only what was written after
 //!    the pre-clean.
-//! 3. **Finish** (stop-the-world): take the dirty pages, rescan the marked objects on them
+//! 4. **Finish** (stop-the-world): take the dirty pages, rescan the marked objects on them
 //!    plus every root, drain on every marker, finalize, sweep. Spaces the tracker did not
 //!    arm (and pages added to a space after arming) count as dirty in full. Helpers still
-//!    tracing from step 2 simply go on inside this drain (one busy count terminates both),
+//!    tracing from step 2 or 3 simply go on inside this drain (one busy count terminates both),
 //!    so the pause never waits for them to stop; until the drain ends, this thread sets
 //!    mark bits with atomic ORs too.
 //!
