@@ -9,7 +9,10 @@
 //! 2. **Concurrent marking**: with helper markers (`markers > 1`, the default on a
 //!    multi-core machine) the grey objects go to them ([`crate::mark::pool::MarkerPool::seed`])
 //!    and they trace — atomic mark bits, work stealing — while every mutator runs; the
-//!    allocation slow path only notices when they are done. Without helpers (or with
+//!    allocation slow path joins them for a budgeted step as marker 0
+//!    ([`crate::mark::pool::MarkerPool::help`]: on a loaded machine the helpers may get
+//!    little CPU, and the program must not outrun them) and notices when they are done.
+//!    Without helpers (or with
 //!    [`crate::Options::concurrent_marking`] off) each allocation slow path takes a
 //!    bounded **mark step** instead.
 //!    Objects allocated meanwhile are **allocated black** (marked as their window is
@@ -106,6 +109,38 @@ impl Heap {
             if g.gc.cycle.as_ref().is_some_and(|c| c.concurrent) {
                 // The marker threads trace while the mutators run: nothing to do here but
                 // notice that they are done (then the next poll finishes the cycle).
+                if !self.markers.idle() {
+                    // Help: on a loaded machine the marker threads may get little CPU,
+                    // and the allocating thread must not outrun them (the finish would
+                    // then trace the rest in the pause). The same budget as a mark step.
+                    let now = g.bytes_since_gc;
+                    let cycle = g.gc.cycle.as_mut().expect("checked");
+                    let allocated = (now - cycle.bytes_at_last_step).max(0) as usize;
+                    cycle.bytes_at_last_step = now;
+                    let step =
+                        (allocated * self.options.mark_rate).max(self.options.mark_step_bytes);
+                    let t0 = Instant::now();
+                    let mut scanned = 0;
+                    let helped = self.markers.help(&mut |private| {
+                        scanned = self
+                            .drain_with::<true>(private, step, &mut |s| {
+                                if self.markers.should_publish(0) {
+                                    self.markers.publish(0, s);
+                                }
+                            })
+                            .1;
+                    });
+                    if helped {
+                        let ns = elapsed_ns(t0);
+                        let st = &mut g.gc.stats;
+                        st.mark_steps += 1;
+                        st.gc_time_ns += ns;
+                        st.max_step_ns = st.max_step_ns.max(ns);
+                        self.markers.markers()[0]
+                            .scanned_bytes
+                            .fetch_add(scanned as u64, Ordering::Relaxed);
+                    }
+                }
                 if self.markers.idle() {
                     let precleans = g.gc.cycle.as_ref().map_or(0, |c| c.precleans);
                     if precleans < self.options.precleans {

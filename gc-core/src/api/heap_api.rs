@@ -37,6 +37,12 @@ impl Heap {
         Ok(())
     }
 
+    /// True while some marker thread holds marking work (a concurrent cycle's tracing in
+    /// progress; false between jobs).
+    pub fn markers_busy(&self) -> bool {
+        !self.markers.idle()
+    }
+
     /// True while an incremental cycle is marking.
     pub fn cycle_in_progress(&self) -> bool {
         self.lock().gc.cycle_active()

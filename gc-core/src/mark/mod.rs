@@ -183,7 +183,7 @@ impl Heap {
     /// pop a child, load ...). Ranges popped from the stack first go through a small FIFO
     /// and are prefetched on the way in, so several misses are in flight at once (Cher,
     /// Hosking and Vijaykumar's prefetch-on-grey buffer).
-    fn drain_with<const PAR: Parallel>(
+    pub(crate) fn drain_with<const PAR: Parallel>(
         &self,
         stack: &mut MarkStack,
         mut budget_bytes: usize,

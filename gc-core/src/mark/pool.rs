@@ -373,6 +373,39 @@ impl MarkerPool {
         }
     }
 
+    /// The collecting thread's mark step during a concurrent job (heap lock held, so it
+    /// is the only user of marker 0's private stack): join the job as marker 0 for one
+    /// `drain` (which scans a budget and may leave work), taking work from the public
+    /// stacks, then put whatever is left back into marker 0's public stack — held by the
+    /// seed's busy count again — and leave. Termination stays exact: this thread is busy
+    /// whenever it holds work. Returns false if there was no work to take.
+    pub fn help(&self, drain: &mut dyn FnMut(&mut MarkStack)) -> bool {
+        // SAFETY: marker 0's private stack is used only under the heap lock (here, and by
+        // stop-the-world marking), which the caller holds; it is empty between uses.
+        let private = unsafe { self.private(0) };
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        if !self.take_own(0, private) && !self.steal(0, private) {
+            self.leave_busy();
+            return false;
+        }
+        drain(private);
+        if !private.is_empty() {
+            let m = &self.markers[0];
+            let mut public = m.public.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(e) = private.items.pop() {
+                public.push_raw(e);
+            }
+            if !self.seeded.swap(true, Ordering::SeqCst) {
+                self.busy.fetch_add(1, Ordering::SeqCst);
+            }
+            m.public_len.store(public.items.len(), Ordering::Release);
+            drop(public);
+            self.wake_hungry(i32::MAX);
+        }
+        self.leave_busy();
+        true
+    }
+
     /// The private stack of marker `i`.
     ///
     /// # Safety
