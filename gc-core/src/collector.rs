@@ -107,8 +107,8 @@ impl Heap {
                 return self.collect_locked(g, Reason::Threshold);
             }
             if g.gc.cycle.as_ref().is_some_and(|c| c.concurrent) {
-                // The marker threads trace while the mutators run: nothing to do here but
-                // notice that they are done (then the next poll finishes the cycle).
+                // The marker threads trace while the mutators run: help them, and notice
+                // when they are done (then pre-clean, or finish at the next poll).
                 if !self.markers.idle() {
                     // Help: on a loaded machine the marker threads may get little CPU,
                     // and the allocating thread must not outrun them (the finish would
