@@ -5,6 +5,7 @@
 
 use crate::arch::addr::{read_guest, write_guest, Gva};
 use crate::arch::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
+use crate::arch::ledger;
 use crate::services::{signal, thread};
 use crate::state::dune::{hypercall, Content, HostWrite, ThreadCtx};
 use crate::state::fatal::{fatal, StackBuf};
@@ -89,9 +90,16 @@ fn dispatch(
         Class::Signal(SignalOp::AltStack) => signal::sigaltstack(ctx, call.args, user_rsp),
         Class::Signal(SignalOp::Return) => unreachable!("rt_sigreturn is handled by `handle`"),
         Class::Forward => {
+            // The ledger splits forwarded calls into those that blocked (the thread
+            // switched out voluntarily meanwhile: a futex wait, a sleep, a read of an
+            // empty pipe) and the rest: blocked time is waiting, not the cost of Dune.
+            let switches = ledger::voluntary_switches();
+            let t0 = ledger::ticks();
             // SAFETY: `classify` said Forward: the call cannot break the exit loop; its
             // pointers are the program's own (GPA == HVA).
             let ret = unsafe { signal::execute_interruptible(ctx.sig(), call) };
+            let took = ledger::ticks().wrapping_sub(t0);
+            ledger::forwarded_call(call.nr, took, ledger::voluntary_switches() > switches);
             report_host_writes(ctx, call, ret);
             ret
         }
