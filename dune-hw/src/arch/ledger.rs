@@ -146,7 +146,9 @@ pub struct DuneLedger {
     /// Time the host-side monitor spent handling those exits (from `KVM_RUN` returning to
     /// the next `KVM_RUN`), by reason.
     pub exit_handling: [Duration; N_EXIT_REASONS],
-    /// Forwarded system calls (executed by the monitor for the program) that did not block.
+    /// Forwarded system calls (executed by the monitor for the program: plain forwarded
+    /// calls and address-space calls, `mmap`/`munmap`/`madvise`/`mprotect`/`brk`) that did
+    /// not block.
     pub forwarded: u64,
     /// Time in those calls on the host (inside the syscall exits' handling time).
     pub forwarded_time: Duration,
