@@ -248,7 +248,9 @@ fn markdown_reconciles_the_dune_ledger_when_runs_carry_one() {
     assert!(md.contains("## Dune ledger"), "{md}");
     // Δ 30 ms, 10 ms of it counted exit handling: 20 ms unexplained, printed
     assert!(
-        md.contains("| monitor exit handling | counted | 10.0 |"),
+        md.contains(
+            "| monitor exit handling, without forwarded calls that blocked | counted | 10.0 |"
+        ),
         "{md}"
     );
     assert!(md.contains("**20.0** (67% of Δ)"), "{md}");

@@ -237,7 +237,7 @@ pub use state::dune;
 
 pub use arch::addr::{Gpa, Gva, Hva};
 pub use arch::error::DuneError;
-pub use arch::ledger::{ledger, DuneLedger, ExitReason};
+pub use arch::ledger::{ledger, BlockClass, DuneLedger, ExitReason};
 pub use kmod::{Mode, ModeChoice};
 pub use paging::DirtyView;
 pub use services::tlb::TlbFlush;

@@ -4,7 +4,7 @@
 //! happen. Own binary: the ledger is process-wide, so nothing else may run in this process
 //! meanwhile (one test function).
 
-use dune_hw::{DuneError, ExitReason};
+use dune_hw::{BlockClass, DuneError, ExitReason};
 
 const N_PAGES: usize = 64;
 
@@ -106,7 +106,37 @@ fn ledger_counts_the_events_it_names() {
     }
     let d = dune_hw::ledger().since(&before);
     assert_eq!(d.exits[ExitReason::Syscall as usize], 5, "{d:?}");
+    assert_eq!(d.forwarded, 5, "getpid never blocks: {d:?}");
+    assert_eq!(d.total_blocked(), 0, "{d:?}");
     assert!(d.in_kvm_run > std::time::Duration::ZERO);
+
+    // a forwarded call that blocks (a 3 ms futex wait on a word nobody changes) is counted
+    // apart, with its host time, and left out of the unblocked handling time
+    let before = dune_hw::ledger();
+    let word = std::sync::atomic::AtomicU32::new(0);
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 3_000_000,
+    };
+    // SAFETY: FUTEX_WAIT on a live aligned word with a live timespec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            0u32,
+            &ts as *const libc::timespec,
+        )
+    };
+    let d = dune_hw::ledger().since(&before);
+    assert_eq!(d.blocked[BlockClass::Futex as usize], 1, "{d:?}");
+    assert_eq!((d.forwarded, d.total_blocked()), (0, 1), "{d:?}");
+    let waited = d.blocked_time[BlockClass::Futex as usize];
+    assert!(waited >= std::time::Duration::from_micros(2_500), "{d:?}");
+    assert!(
+        d.exit_handling_unblocked() + waited <= d.total_exit_handling(),
+        "the wait is inside the exit's handling time and left out of the rest: {d:?}"
+    );
 
     // a full flush from guest code
     let before = dune_hw::ledger();

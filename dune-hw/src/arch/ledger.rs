@@ -62,6 +62,81 @@ impl ExitReason {
     }
 }
 
+/// What a forwarded system call that blocked was (by syscall number): the ledger counts
+/// blocked calls by class, so that a report can say which calls waited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockClass {
+    /// `futex` (waits: idle marker threads, lock waits, the world-stop handshake).
+    Futex = 0,
+    /// `nanosleep`, `clock_nanosleep`.
+    Sleep = 1,
+    /// `poll`, `ppoll`, `select`, `pselect6`, `epoll_wait`, `epoll_pwait`, `epoll_pwait2`.
+    Poll = 2,
+    /// `read`, `readv`, `pread64`, `preadv`, `preadv2`, `recvfrom`, `recvmsg` (pipes,
+    /// sockets, terminals).
+    Read = 3,
+    /// `wait4`, `waitid`.
+    Wait = 4,
+    /// `sched_yield`.
+    Yield = 5,
+    /// Any other call that blocked (an `mmap` waiting for the address-space lock, ...).
+    Other = 6,
+}
+
+/// Number of [`BlockClass`]es.
+pub const N_BLOCK_CLASSES: usize = 7;
+
+impl BlockClass {
+    /// Every class, in index order.
+    pub const ALL: [BlockClass; N_BLOCK_CLASSES] = [
+        BlockClass::Futex,
+        BlockClass::Sleep,
+        BlockClass::Poll,
+        BlockClass::Read,
+        BlockClass::Wait,
+        BlockClass::Yield,
+        BlockClass::Other,
+    ];
+
+    /// The class of system call `nr` (x86_64 numbers).
+    pub fn of(nr: u64) -> BlockClass {
+        match nr as i64 {
+            libc::SYS_futex => BlockClass::Futex,
+            libc::SYS_nanosleep | libc::SYS_clock_nanosleep => BlockClass::Sleep,
+            libc::SYS_poll
+            | libc::SYS_ppoll
+            | libc::SYS_select
+            | libc::SYS_pselect6
+            | libc::SYS_epoll_wait
+            | libc::SYS_epoll_pwait
+            | libc::SYS_epoll_pwait2 => BlockClass::Poll,
+            libc::SYS_read
+            | libc::SYS_readv
+            | libc::SYS_pread64
+            | libc::SYS_preadv
+            | libc::SYS_preadv2
+            | libc::SYS_recvfrom
+            | libc::SYS_recvmsg => BlockClass::Read,
+            libc::SYS_wait4 | libc::SYS_waitid => BlockClass::Wait,
+            libc::SYS_sched_yield => BlockClass::Yield,
+            _ => BlockClass::Other,
+        }
+    }
+
+    /// Short name (used as a key in result lines).
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockClass::Futex => "futex",
+            BlockClass::Sleep => "sleep",
+            BlockClass::Poll => "poll",
+            BlockClass::Read => "read",
+            BlockClass::Wait => "wait",
+            BlockClass::Yield => "yield",
+            BlockClass::Other => "other",
+        }
+    }
+}
+
 /// A snapshot of the process's Dune cost ledger. Times are wall-clock durations measured
 /// with the TSC around the event; nothing here is estimated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,6 +146,20 @@ pub struct DuneLedger {
     /// Time the host-side monitor spent handling those exits (from `KVM_RUN` returning to
     /// the next `KVM_RUN`), by reason.
     pub exit_handling: [Duration; N_EXIT_REASONS],
+    /// Forwarded system calls (executed by the monitor for the program: plain forwarded
+    /// calls and address-space calls, `mmap`/`munmap`/`madvise`/`mprotect`/`brk`) that did
+    /// not block.
+    pub forwarded: u64,
+    /// Time in those calls on the host (inside the syscall exits' handling time).
+    pub forwarded_time: Duration,
+    /// Forwarded system calls that blocked — the thread switched out voluntarily while
+    /// the host executed them (`getrusage(RUSAGE_THREAD)` `ru_nvcsw` rose) — by
+    /// [`BlockClass`].
+    pub blocked: [u64; N_BLOCK_CLASSES],
+    /// Time in those calls on the host, by class (inside the syscall exits' handling
+    /// time): waiting, not the cost of being in Dune. Summed over threads, so it can
+    /// exceed the run's wall time.
+    pub blocked_time: [Duration; N_BLOCK_CLASSES],
     /// Time inside `KVM_RUN`: guest execution plus everything the host kernel does on the
     /// guest's behalf without an exit to user space (shadow faults, resyncs).
     pub in_kvm_run: Duration,
@@ -121,9 +210,28 @@ impl DuneLedger {
         self.exit_handling.iter().sum()
     }
 
+    /// All forwarded calls that blocked.
+    pub fn total_blocked(&self) -> u64 {
+        self.blocked.iter().sum()
+    }
+
+    /// Time in forwarded calls that blocked, all classes.
+    pub fn total_blocked_time(&self) -> Duration {
+        self.blocked_time.iter().sum()
+    }
+
+    /// Exit-handling time without the time forwarded calls spent blocked: the monitor's
+    /// own work plus the host work of calls that ran without waiting.
+    pub fn exit_handling_unblocked(&self) -> Duration {
+        self.total_exit_handling()
+            .saturating_sub(self.total_blocked_time())
+    }
+
     /// `self - earlier`, field by field (saturating): the events between two snapshots.
     pub fn since(&self, earlier: &DuneLedger) -> DuneLedger {
         let mut d = DuneLedger {
+            forwarded: self.forwarded.saturating_sub(earlier.forwarded),
+            forwarded_time: self.forwarded_time.saturating_sub(earlier.forwarded_time),
             in_kvm_run: self.in_kvm_run.saturating_sub(earlier.in_kvm_run),
             monitor_faults: self.monitor_faults.saturating_sub(earlier.monitor_faults),
             guest_faults: self.guest_faults.saturating_sub(earlier.guest_faults),
@@ -150,6 +258,10 @@ impl DuneLedger {
             d.exits[i] = self.exits[i].saturating_sub(earlier.exits[i]);
             d.exit_handling[i] = self.exit_handling[i].saturating_sub(earlier.exit_handling[i]);
         }
+        for i in 0..N_BLOCK_CLASSES {
+            d.blocked[i] = self.blocked[i].saturating_sub(earlier.blocked[i]);
+            d.blocked_time[i] = self.blocked_time[i].saturating_sub(earlier.blocked_time[i]);
+        }
         d
     }
 
@@ -165,6 +277,18 @@ impl DuneLedger {
             ));
         }
         let ns = |d: Duration| d.as_nanos() as u64;
+        v.push(("dune_forwarded".to_owned(), self.forwarded));
+        v.push(("dune_forwarded_ns".to_owned(), ns(self.forwarded_time)));
+        for c in BlockClass::ALL {
+            v.push((
+                format!("dune_blocked_{}", c.name()),
+                self.blocked[c as usize],
+            ));
+            v.push((
+                format!("dune_blocked_{}_ns", c.name()),
+                ns(self.blocked_time[c as usize]),
+            ));
+        }
         v.extend([
             ("dune_kvm_run_ns".to_owned(), ns(self.in_kvm_run)),
             ("dune_monitor_faults".to_owned(), self.monitor_faults),
@@ -193,6 +317,8 @@ impl DuneLedger {
         let n = |k: &str| get(k).unwrap_or(0);
         let t = |k: &str| Duration::from_nanos(n(k));
         let mut d = DuneLedger {
+            forwarded: n("dune_forwarded"),
+            forwarded_time: t("dune_forwarded_ns"),
             in_kvm_run: t("dune_kvm_run_ns"),
             monitor_faults: n("dune_monitor_faults"),
             guest_faults: n("dune_guest_faults"),
@@ -213,6 +339,10 @@ impl DuneLedger {
             d.exits[r as usize] = n(&format!("dune_exits_{}", r.name()));
             d.exit_handling[r as usize] = t(&format!("dune_exit_{}_ns", r.name()));
         }
+        for c in BlockClass::ALL {
+            d.blocked[c as usize] = n(&format!("dune_blocked_{}", c.name()));
+            d.blocked_time[c as usize] = t(&format!("dune_blocked_{}_ns", c.name()));
+        }
         d
     }
 }
@@ -230,6 +360,27 @@ impl std::fmt::Display for DuneLedger {
                     r.name(),
                     self.exits[i],
                     self.exit_handling[i]
+                )?;
+            }
+        }
+        writeln!(f)?;
+        write!(
+            f,
+            "  forwarded calls     {} ran without blocking ({:?} on the host), {} blocked ({:?})",
+            self.forwarded,
+            self.forwarded_time,
+            self.total_blocked(),
+            self.total_blocked_time()
+        )?;
+        for c in BlockClass::ALL {
+            let i = c as usize;
+            if self.blocked[i] > 0 {
+                write!(
+                    f,
+                    ", {} {} ({:?})",
+                    c.name(),
+                    self.blocked[i],
+                    self.blocked_time[i]
                 )?;
             }
         }
@@ -264,6 +415,10 @@ impl std::fmt::Display for DuneLedger {
 }
 
 struct Counters {
+    forwarded: AtomicU64,
+    forwarded_ticks: AtomicU64,
+    blocked: [AtomicU64; N_BLOCK_CLASSES],
+    blocked_ticks: [AtomicU64; N_BLOCK_CLASSES],
     exits: [AtomicU64; N_EXIT_REASONS],
     exit_ticks: [AtomicU64; N_EXIT_REASONS],
     kvm_run_ticks: AtomicU64,
@@ -283,6 +438,10 @@ struct Counters {
 }
 
 static C: Counters = Counters {
+    forwarded: AtomicU64::new(0),
+    forwarded_ticks: AtomicU64::new(0),
+    blocked: [const { AtomicU64::new(0) }; N_BLOCK_CLASSES],
+    blocked_ticks: [const { AtomicU64::new(0) }; N_BLOCK_CLASSES],
     exits: [const { AtomicU64::new(0) }; N_EXIT_REASONS],
     exit_ticks: [const { AtomicU64::new(0) }; N_EXIT_REASONS],
     kvm_run_ticks: AtomicU64::new(0),
@@ -335,6 +494,31 @@ pub(crate) fn exit(reason: ExitReason, run_ticks: u64, handling_ticks: u64) {
     add(&C.exits[reason as usize], 1);
     add(&C.exit_ticks[reason as usize], handling_ticks);
     add(&C.kvm_run_ticks, run_ticks);
+}
+
+/// Voluntary context switches of the calling thread so far (`getrusage(RUSAGE_THREAD)`;
+/// the monitor reads it around a forwarded call to learn whether the call blocked).
+pub(crate) fn voluntary_switches() -> i64 {
+    // SAFETY: a zeroed rusage is valid; getrusage writes it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD with a valid out pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return -1;
+    }
+    ru.ru_nvcsw
+}
+
+/// A forwarded call `nr` that took `ticks` on the host; `blocked` if the thread switched
+/// out voluntarily meanwhile.
+pub(crate) fn forwarded_call(nr: u64, ticks: u64, blocked: bool) {
+    if blocked {
+        let c = BlockClass::of(nr) as usize;
+        add(&C.blocked[c], 1);
+        add(&C.blocked_ticks[c], ticks);
+    } else {
+        add(&C.forwarded, 1);
+        add(&C.forwarded_ticks, ticks);
+    }
 }
 
 /// A guest page fault the monitor resolved.
@@ -393,6 +577,8 @@ pub(crate) fn dirty_scan(scanned: u64, cleared: u64, written: u64) {
 pub fn ledger() -> DuneLedger {
     let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let mut d = DuneLedger {
+        forwarded: l(&C.forwarded),
+        forwarded_time: to_duration(l(&C.forwarded_ticks)),
         in_kvm_run: to_duration(l(&C.kvm_run_ticks)),
         monitor_faults: l(&C.monitor_faults),
         guest_faults: l(&C.guest_faults),
@@ -413,6 +599,10 @@ pub fn ledger() -> DuneLedger {
         d.exits[i] = l(&C.exits[i]);
         d.exit_handling[i] = to_duration(l(&C.exit_ticks[i]));
     }
+    for i in 0..N_BLOCK_CLASSES {
+        d.blocked[i] = l(&C.blocked[i]);
+        d.blocked_time[i] = to_duration(l(&C.blocked_ticks[i]));
+    }
     d
 }
 
@@ -431,6 +621,9 @@ mod tests {
         };
         a.exits[ExitReason::Syscall as usize] = 9;
         a.exit_handling[ExitReason::Syscall as usize] = Duration::from_nanos(900);
+        a.blocked[BlockClass::Futex as usize] = 4;
+        a.blocked_time[BlockClass::Futex as usize] = Duration::from_nanos(700);
+        a.forwarded = 5;
         let pairs = a.to_pairs();
         let back = DuneLedger::from_pairs(&|k| pairs.iter().find(|p| p.0 == k).map(|p| p.1));
         assert_eq!(back, a);
@@ -442,5 +635,8 @@ mod tests {
             (d.fresh_pages, d.total_exits(), d.monitor_faults),
             (5, 1, 0)
         );
+        assert_eq!(a.exit_handling_unblocked(), Duration::from_nanos(200));
+        assert_eq!(BlockClass::of(libc::SYS_futex as u64), BlockClass::Futex);
+        assert_eq!(BlockClass::of(libc::SYS_getpid as u64), BlockClass::Other);
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::arch::addr::{read_guest, write_guest, Gva};
 use crate::arch::entry::{self, EnterFrame, RING3_SYSCALL_RIP_SLOT, RING3_SYSCALL_RSP_OFFSET};
+use crate::arch::ledger;
 use crate::services::{signal, thread};
 use crate::state::dune::{hypercall, Content, HostWrite, ThreadCtx};
 use crate::state::fatal::{fatal, StackBuf};
@@ -74,6 +75,16 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
     }
 }
 
+/// Run `f` (a forwarded call), returning its result, the ticks it took and whether the
+/// thread switched out voluntarily meanwhile (the call blocked).
+fn timed(f: impl FnOnce() -> i64) -> (i64, u64, bool) {
+    let switches = ledger::voluntary_switches();
+    let t0 = ledger::ticks();
+    let ret = f();
+    let took = ledger::ticks().wrapping_sub(t0);
+    (ret, took, ledger::voluntary_switches() > switches)
+}
+
 fn dispatch(
     ctx: &mut ThreadCtx,
     call: &SyscallArgs,
@@ -89,13 +100,25 @@ fn dispatch(
         Class::Signal(SignalOp::AltStack) => signal::sigaltstack(ctx, call.args, user_rsp),
         Class::Signal(SignalOp::Return) => unreachable!("rt_sigreturn is handled by `handle`"),
         Class::Forward => {
-            // SAFETY: `classify` said Forward: the call cannot break the exit loop; its
-            // pointers are the program's own (GPA == HVA).
-            let ret = unsafe { signal::execute_interruptible(ctx.sig(), call) };
+            // The ledger splits forwarded calls into those that blocked (the thread
+            // switched out voluntarily meanwhile: a futex wait, a sleep, a read of an
+            // empty pipe) and the rest: blocked time is waiting, not the cost of Dune.
+            let (ret, took, blocked) = timed(|| {
+                // SAFETY: `classify` said Forward: the call cannot break the exit loop;
+                // its pointers are the program's own (GPA == HVA).
+                unsafe { signal::execute_interruptible(ctx.sig(), call) }
+            });
+            ledger::forwarded_call(call.nr, took, blocked);
             report_host_writes(ctx, call, ret);
             ret
         }
-        Class::AddressSpace(op) => address_space(ctx, op, call),
+        Class::AddressSpace(op) => {
+            // (mmap, munmap, madvise — the heap's populate calls — mprotect, brk: the
+            // host call and the guest page-table update, timed and split the same way)
+            let (ret, took, blocked) = timed(|| address_space(ctx, op, call));
+            ledger::forwarded_call(call.nr, took, blocked);
+            ret
+        }
         Class::ArchPrctl => arch_prctl(ctx, call),
         Class::ThreadExit => {
             // The thread ends inside the guest: give its vCPU back (KVM cannot destroy a
