@@ -41,6 +41,11 @@ type Guard = crate::heap::HeapGuard<'static>;
 /// allocations made while opening do not try to open it again.
 static OPENING_TRACKER: AtomicBool = AtomicBool::new(false);
 
+/// Collections a free run must stay free before its host pages are given back to the
+/// kernel (`MADV_DONTNEED`, see `PageSpace::release_idle`): runs freed and reused from one
+/// collection to the next keep their pages.
+const RELEASE_AFTER_COLLECTIONS: u32 = 2;
+
 fn elapsed_ns(t: Instant) -> u64 {
     t.elapsed().as_nanos() as u64
 }
@@ -296,6 +301,13 @@ impl Heap {
         self.clear_dead_links();
         drop(world);
         let ns = elapsed_ns(t0);
+        // With the world running again (the heap lock still held): give back the pages of
+        // runs free for a while. Not in the pause, but counted as GC time.
+        let t_release = Instant::now();
+        for s in inner.spaces.iter_mut() {
+            s.release_idle(&self.pages, RELEASE_AFTER_COLLECTIONS);
+        }
+        inner.gc.stats.gc_time_ns += elapsed_ns(t_release);
         let s = &mut inner.gc.stats;
         if incremental {
             s.incremental_cycles += 1;
