@@ -126,7 +126,7 @@ pub extern "C" fn GC_is_disabled() -> c_int {
 /// returns. A limit below the current size refuses further growth only.
 #[no_mangle]
 pub extern "C" fn GC_set_max_heap_size(n: GcWord) {
-    heap().set_max_heap_bytes(n as usize);
+    heap().set_max_heap_bytes(n);
 }
 
 /// Bytes of heap pages holding objects (bdwgc's `GC_get_heap_size`; bdwgc also counts

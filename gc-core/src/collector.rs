@@ -11,7 +11,10 @@
 //!    added to a space after arming) count as dirty in full.
 //!
 //! Sweeping is a bitmap operation (`alloc &= mark`) done at the end of every collection;
-//! free slots are reused lazily by the allocation cursors.
+//! free slots are reused lazily by the allocation cursors. After the world restarts, free
+//! page runs that stayed free for `RELEASE_AFTER_COLLECTIONS` (2) collections give their
+//! host pages back to the kernel (`PageSpace::release_idle`); page runs are reused lowest
+//! address first, so the heap packs down and its top goes idle.
 
 use crate::address::{Page, PageRange};
 use crate::dirty::{self, Backend, BackendChoice, DirtyError};

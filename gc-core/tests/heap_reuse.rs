@@ -10,7 +10,7 @@ const N: usize = 12_000;
 
 fn len_of(i: usize, round: usize) -> usize {
     // Small classes of many sizes, and every 500th a large object.
-    if (i + round) % 500 == 0 {
+    if (i + round).is_multiple_of(500) {
         20_000 + (i % 7) * 9_000
     } else {
         16 + ((i * 37 + round * 11) % 120) * 8
@@ -56,7 +56,7 @@ fn live_objects_survive_span_reuse_and_give_back_and_new_ones_read_zero() {
         let mut live = 0;
         for (i, slot) in roots.iter_mut().enumerate() {
             // Keep what an earlier round left in every third slot.
-            if slot[0] != 0 && (i + round) % 3 != 0 {
+            if slot[0] != 0 && !(i + round).is_multiple_of(3) {
                 live += slot[1];
                 continue;
             }
@@ -81,7 +81,7 @@ fn live_objects_survive_span_reuse_and_give_back_and_new_ones_read_zero() {
         // Drop about two thirds (varying with the round); collect past the hysteresis
         // (freed spans are given back) in odd rounds, once (they are not) in even ones.
         for (i, s) in roots.iter_mut().enumerate() {
-            if (i * 7 + round) % 3 != 0 {
+            if !(i * 7 + round).is_multiple_of(3) {
                 *s = [0; 3];
             }
         }

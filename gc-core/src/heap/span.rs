@@ -224,7 +224,7 @@ const LOWEST_OF: usize = 16;
 
 /// Allocates runs of pages inside one space of the reservation: free runs kept in lists
 /// by length (exact up to 64 pages, one list above), coalesced on free. Allocation takes
-/// the lowest-addressed fitting run among the first [`LOWEST_OF`] of a list, so the heap
+/// the lowest-addressed fitting run among the first `LOWEST_OF` (16) of a list, so the heap
 /// packs towards the start of the space and the runs above it stay free long enough to
 /// be given back ([`PageSpace::release_idle`]). Only used under the heap lock.
 #[derive(Debug)]
