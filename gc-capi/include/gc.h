@@ -56,10 +56,12 @@
  *  - On allocation failure the out-of-memory function (GC_set_oom_fn; default returns
  *    NULL) is called and its result returned, after a warning unless the size is
  *    overflow-sized (> SIZE_MAX/2).  The largest object is just under 4 GiB (and at
- *    most the per-space reservation, DUNEGC_MAX_HEAP_SIZE, 16G by default); bdwgc
- *    allocates larger objects if memory allows.
- *  - Environment: GC_INITIAL_HEAP_SIZE, GC_MAXIMUM_HEAP_SIZE (address space reserved
- *    per space, at least 16M), GC_FREE_SPACE_DIVISOR, GC_PRINT_STATS (statistics block
+ *    most the per-space reservation, 16G, and the hard heap limit); bdwgc
+ *    allocates larger objects if memory allows.  GC_set_max_heap_size and
+ *    GC_MAXIMUM_HEAP_SIZE (or DUNEGC_MAX_HEAP_SIZE) set a hard limit on the heap size:
+ *    growth past it, even after a collection, is an out-of-memory failure.
+ *  - Environment: GC_INITIAL_HEAP_SIZE, GC_MAXIMUM_HEAP_SIZE (hard heap limit),
+ *    GC_FREE_SPACE_DIVISOR, GC_PRINT_STATS (statistics block
  *    at exit, not a line per collection), GC_ENABLE_INCREMENTAL, GC_DISABLE_INCREMENTAL,
  *    GC_DONT_GC; dunegc's own DUNEGC_* variables win where both are set
  *    (DUNEGC_DIRTY=auto|none|mprotect|soft-dirty|uffd|dune picks the tracker and
@@ -203,6 +205,8 @@ GC_API int GC_CALL GC_expand_hp(size_t /* number of bytes */);
 /* ---- Statistics ---------------------------------------------------------------- */
 
 GC_API size_t GC_CALL GC_get_heap_size(void);
+/* Hard limit on the heap size in bytes (0: none); see the notes at the top.           */
+GC_API void GC_CALL GC_set_max_heap_size(GC_word /* n */);
 GC_API size_t GC_CALL GC_get_free_bytes(void);
 GC_API size_t GC_CALL GC_get_bytes_since_gc(void);
 GC_API size_t GC_CALL GC_get_total_bytes(void);

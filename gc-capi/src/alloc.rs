@@ -41,7 +41,7 @@ fn oom_fn() -> unsafe extern "C" fn(usize) -> *mut c_void {
 #[cold]
 pub(crate) fn out_of_memory(what: &str, len_bytes: usize, err: &GcError) -> *mut c_void {
     match err {
-        GcError::OutOfMemory { .. } => warn(
+        GcError::OutOfMemory { .. } | GcError::HeapLimit { .. } => warn(
             c"Out of Memory! Heap size: %lu MiB. Returning NULL!\n",
             heap().heap_size() >> 20,
         ),

@@ -120,6 +120,15 @@ pub extern "C" fn GC_is_disabled() -> c_int {
     (DISABLED.load(Ordering::Acquire) > 0) as c_int
 }
 
+/// Set a hard limit on the heap size in bytes, 0 for none (bdwgc's
+/// `GC_set_max_heap_size`): an allocation that would grow the heap past it, even after a
+/// collection, warns and returns what the out-of-memory function (`GC_set_oom_fn`)
+/// returns. A limit below the current size refuses further growth only.
+#[no_mangle]
+pub extern "C" fn GC_set_max_heap_size(n: GcWord) {
+    heap().set_max_heap_bytes(n);
+}
+
 /// Bytes of heap pages holding objects (bdwgc's `GC_get_heap_size`; bdwgc also counts
 /// free blocks it keeps mapped, dunegc returns empty pages to its page allocator).
 #[no_mangle]

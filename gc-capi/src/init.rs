@@ -8,7 +8,7 @@
 //! | bdwgc variable | becomes | note |
 //! |---|---|---|
 //! | `GC_INITIAL_HEAP_SIZE` | `DUNEGC_INITIAL_HEAP_SIZE` | allocation before the first collection; `K`/`M`/`G` suffixes |
-//! | `GC_MAXIMUM_HEAP_SIZE` | `DUNEGC_MAX_HEAP_SIZE` | address space reserved *per space* (at least 16M) |
+//! | `GC_MAXIMUM_HEAP_SIZE` | `DUNEGC_MAX_HEAP_SIZE` | hard limit on the heap size (as `GC_set_max_heap_size`) |
 //! | `GC_FREE_SPACE_DIVISOR` | `DUNEGC_FREE_SPACE_DIVISOR` | same meaning |
 //! | `GC_PRINT_STATS` (set) | `DUNEGC_PRINT_STATS=1` | statistics printed at exit, not per collection |
 //!
@@ -98,9 +98,7 @@ fn translate(from: &CStr, to: &str, check: impl Fn(&str) -> Option<String>) {
 fn translate_env() {
     let size = |v: &str| parse_size(v).map(|n| n.to_string());
     translate(c"GC_INITIAL_HEAP_SIZE", "DUNEGC_INITIAL_HEAP_SIZE", size);
-    translate(c"GC_MAXIMUM_HEAP_SIZE", "DUNEGC_MAX_HEAP_SIZE", |v| {
-        parse_size(v).map(|n| n.max(16 << 20).to_string())
-    });
+    translate(c"GC_MAXIMUM_HEAP_SIZE", "DUNEGC_MAX_HEAP_SIZE", size);
     translate(c"GC_FREE_SPACE_DIVISOR", "DUNEGC_FREE_SPACE_DIVISOR", |v| {
         v.trim()
             .parse::<usize>()

@@ -110,7 +110,8 @@
 //!   NULL) is called and its result returned, after a warning unless the size can only
 //!   come from an overflow (> `SIZE_MAX / 2`; bdwgc is silent there too). The largest
 //!   object is just under 4 GiB (gc-core's large-object limit) and never more than the
-//!   per-space reservation (`DUNEGC_MAX_HEAP_SIZE`, 16G by default); bdwgc allocates
+//!   per-space reservation (16G) or the hard heap limit (`GC_set_max_heap_size`,
+//!   `GC_MAXIMUM_HEAP_SIZE`, `DUNEGC_MAX_HEAP_SIZE`); bdwgc allocates
 //!   larger objects if memory allows.
 //! - **Environment**: `GC_INITIAL_HEAP_SIZE`, `GC_MAXIMUM_HEAP_SIZE`,
 //!   `GC_FREE_SPACE_DIVISOR`, `GC_PRINT_STATS`, `GC_ENABLE_INCREMENTAL`,

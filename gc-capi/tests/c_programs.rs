@@ -313,6 +313,25 @@ fn add_roots_on_malloc_memory_keeps_objects_alive() {
 }
 
 #[test]
+fn max_heap_size_is_a_hard_limit() {
+    let exe = compile("max_heap.c", "max_heap", Header::Dunegc, Link::Shared);
+    for (arg, env) in [
+        ("api", &[][..]),
+        ("env", &[("GC_MAXIMUM_HEAP_SIZE", "32M")][..]),
+        ("env", &[("DUNEGC_MAX_HEAP_SIZE", "32M")][..]),
+    ] {
+        let out = run(&exe, &[arg], env);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("PASS"),
+            "{arg} {env:?}: {stdout}\n{stderr}"
+        );
+        assert!(stderr.contains("Out of Memory"), "{arg} {env:?}: {stderr}");
+    }
+}
+
+#[test]
 fn bad_input_warns_and_returns_null() {
     let exe = compile("bad_input.c", "bad_input", Header::Dunegc, Link::Shared);
     let out = run(&exe, &[], &[]);

@@ -57,7 +57,10 @@
 //! the arm — which the rescan covers.
 //!
 //! Sweeping is a bitmap operation (`alloc &= mark`) done at the end of every collection;
-//! free slots are reused lazily by the allocation cursors.
+//! free slots are reused lazily by the allocation cursors. After the world restarts, free
+//! page runs that stayed free for `RELEASE_AFTER_COLLECTIONS` (2) collections give their
+//! host pages back to the kernel (`PageSpace::release_idle`); page runs are reused lowest
+//! address first, so the heap packs down and its top goes idle.
 
 use crate::address::{Page, PageRange};
 use crate::dirty::{self, Backend, BackendChoice, DirtyError};
@@ -86,6 +89,11 @@ type Guard = crate::heap::HeapGuard<'static>;
 /// Set while some thread opens a tracker with the heap lock released, so that
 /// allocations made while opening do not try to open it again.
 static OPENING_TRACKER: AtomicBool = AtomicBool::new(false);
+
+/// Collections a free run must stay free before its host pages are given back to the
+/// kernel (`MADV_DONTNEED`, see `PageSpace::release_idle`): runs freed and reused from one
+/// collection to the next keep their pages.
+const RELEASE_AFTER_COLLECTIONS: u32 = 2;
 
 fn elapsed_ns(t: Instant) -> u64 {
     t.elapsed().as_nanos() as u64
@@ -418,6 +426,13 @@ impl Heap {
         let ns = elapsed_ns(t0);
         phases.total_ns = ns;
         phases.incremental = incremental;
+        // With the world running again (the heap lock still held): give back the pages of
+        // runs free for a while. Not in the pause, but counted as GC time.
+        let t_release = Instant::now();
+        for s in inner.spaces.iter_mut() {
+            s.release_idle(&self.pages, RELEASE_AFTER_COLLECTIONS);
+        }
+        inner.gc.stats.gc_time_ns += elapsed_ns(t_release);
         let s = &mut inner.gc.stats;
         if ns >= s.longest_pause.total_ns {
             s.longest_pause = phases;

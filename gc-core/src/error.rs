@@ -11,6 +11,16 @@ pub enum GcError {
         /// Bytes requested when it happened.
         requested_bytes: usize,
     },
+    /// The heap would pass its hard size limit (`DUNEGC_MAX_HEAP_SIZE`,
+    /// `HeapBuilder::max_heap_bytes`), even after a collection.
+    HeapLimit {
+        /// Bytes requested when it happened.
+        requested_bytes: usize,
+        /// The limit in force.
+        limit_bytes: usize,
+        /// Bytes of pages in spans at the time.
+        heap_bytes: usize,
+    },
     /// A request larger than the heap can ever satisfy.
     TooLarge {
         /// Bytes requested.
@@ -63,6 +73,10 @@ impl fmt::Display for GcError {
             GcError::OutOfMemory { requested_bytes } => {
                 write!(f, "out of memory allocating {requested_bytes} bytes")
             }
+            GcError::HeapLimit { requested_bytes, limit_bytes, heap_bytes } => write!(
+                f,
+                "out of memory allocating {requested_bytes} bytes: the heap ({heap_bytes} bytes in use) would pass its limit of {limit_bytes} bytes (DUNEGC_MAX_HEAP_SIZE)"
+            ),
             GcError::TooLarge { requested_bytes, max_bytes } => write!(
                 f,
                 "allocation of {requested_bytes} bytes exceeds the heap's maximum object size of {max_bytes} bytes"

@@ -12,6 +12,9 @@ pub struct Options {
     pub initial_heap_bytes: usize,
     /// Address space reserved for each of the three spaces.
     pub max_space_bytes: usize,
+    /// Hard limit on the bytes of pages in spans, all spaces together (0 = none): an
+    /// allocation that would pass it after a collection fails with `OutOfMemory`.
+    pub max_heap_bytes: usize,
     /// bdwgc's free-space divisor: larger collects more often with a smaller heap.
     pub free_space_divisor: usize,
     /// Incremental marking driven by the dirty tracker.
@@ -47,6 +50,7 @@ impl Default for Options {
         Options {
             initial_heap_bytes: 4 << 20,
             max_space_bytes: 16 << 30,
+            max_heap_bytes: 0,
             free_space_divisor: 3,
             incremental: false,
             dirty: BackendChoice::Auto,
@@ -135,7 +139,7 @@ impl Options {
             self.initial_heap_bytes = n;
         }
         if let Some(n) = var(c"DUNEGC_MAX_HEAP_SIZE", "a size like 8G", parse_size)? {
-            self.max_space_bytes = n;
+            self.max_heap_bytes = n;
         }
         if let Some(d) = var(c"DUNEGC_FREE_SPACE_DIVISOR", "a positive integer", |v| {
             v.trim().parse().ok().filter(|&d: &usize| d > 0)

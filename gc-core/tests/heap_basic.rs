@@ -133,3 +133,59 @@ fn unreachable_objects_are_reclaimed_and_reachable_ones_kept() {
     }
     assert_eq!(count, 1000);
 }
+
+#[test]
+fn max_heap_bytes_is_a_hard_limit_with_a_clear_error() {
+    const LIMIT: usize = 16 << 20;
+    let heap = HeapBuilder::new()
+        .max_heap_bytes(LIMIT)
+        .initial_heap_bytes(1 << 20)
+        .build()
+        .expect("heap");
+    assert_eq!(heap.max_heap_bytes(), LIMIT);
+    // Garbage far past the limit: collections keep the heap under it.
+    for _ in 0..100_000 {
+        black_box(heap.alloc(ObjectKind::Normal, 1000, 8).unwrap());
+    }
+    assert!(heap.heap_size() <= LIMIT);
+    // Live data (a chain through the first word, rooted in a Vec the collector does
+    // not see, so kept alive by explicit roots: the head on the stack and each link).
+    let mut head = 0usize;
+    let mut n = 0usize;
+    let err = loop {
+        match heap.alloc(ObjectKind::Normal, 1000, 8) {
+            Ok(p) => {
+                // SAFETY: p is a fresh 1000-byte object.
+                unsafe { (p as *mut usize).write(head) };
+                head = black_box(p);
+                n += 1;
+                assert!(heap.heap_size() <= LIMIT);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(n * 1000 > LIMIT / 2, "failed early, after {n} objects");
+    match &err {
+        GcError::HeapLimit {
+            limit_bytes,
+            heap_bytes,
+            ..
+        } => assert!(*limit_bytes == LIMIT && *heap_bytes <= LIMIT),
+        other => panic!("expected HeapLimit, got {other:?}"),
+    }
+    assert!(err.to_string().contains("DUNEGC_MAX_HEAP_SIZE"), "{err}");
+    // Every object of the chain is still there.
+    let mut count = 0;
+    let mut p = head;
+    while p != 0 {
+        assert!(heap.find_object(p).is_some());
+        // SAFETY: p is a live object of the chain.
+        p = unsafe { (p as *const usize).read() };
+        count += 1;
+    }
+    assert_eq!(count, n);
+    // Raising the limit lets the heap grow again.
+    heap.set_max_heap_bytes(0);
+    assert!(heap.alloc(ObjectKind::Normal, LIMIT / 2, 8).is_ok());
+    black_box(head);
+}

@@ -65,7 +65,7 @@ fn init_global() -> &'static Heap {
         let heap = match HeapBuilder::new().options_from(options).build_for_global() {
             Ok(h) => h,
             Err(_) => fatal(&[
-                b"dunegc: could not reserve address space for the heap (see DUNEGC_MAX_HEAP_SIZE)",
+                b"dunegc: could not reserve address space for the heap (see HeapBuilder::max_space_bytes)",
             ]),
         };
         GLOBAL.store(heap as *const Heap as *mut Heap, Ordering::Release);

@@ -3,7 +3,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `DUNEGC_INITIAL_HEAP_SIZE` | allocation allowed before the first collection (and the least between two) | 4M |
-//! | `DUNEGC_MAX_HEAP_SIZE` | address space reserved per space (normal, atomic, malloc) | 16G |
+//! | `DUNEGC_MAX_HEAP_SIZE` | hard limit on the heap (pages in spans, all spaces together); past it allocation fails with [`GcError::OutOfMemory`] (`0`: none) | none |
 //! | `DUNEGC_FREE_SPACE_DIVISOR` | budget between collections = 6 × live / divisor (bdwgc's knob) | 3 |
 //! | `DUNEGC_INCREMENTAL` | `1`: incremental (mostly-parallel) marking | 0 |
 //! | `DUNEGC_DIRTY` | `auto`, `none`, `mprotect`, `soft-dirty`, `uffd`, `dune`; setting it (other than `none`) implies incremental | auto |
@@ -64,6 +64,14 @@ impl HeapBuilder {
     /// Address space reserved per space.
     pub fn max_space_bytes(mut self, n: usize) -> Self {
         self.options.max_space_bytes = n;
+        self
+    }
+
+    /// Hard limit on the heap's size (bytes of pages in spans, all spaces together; 0 =
+    /// none). An allocation that would pass it, even after a collection, fails with
+    /// [`GcError::OutOfMemory`]; [`Heap::set_max_heap_bytes`] changes it later.
+    pub fn max_heap_bytes(mut self, n: usize) -> Self {
+        self.options.max_heap_bytes = n;
         self
     }
 

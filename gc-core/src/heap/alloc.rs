@@ -261,11 +261,7 @@ impl Heap {
                 let mut g2 = self.collect_locked(g, crate::collector::state::Reason::OutOfSpace)?;
                 match self.take_span(&mut g2, kind, class) {
                     Some(s) => s,
-                    None => {
-                        return Err(GcError::OutOfMemory {
-                            requested_bytes: class.object_bytes(),
-                        })
-                    }
+                    None => return Err(self.no_pages_error(&g2, class.object_bytes())),
                 }
             }
         };
@@ -365,7 +361,7 @@ impl Heap {
             self.pages.span(start).owned.store(true, Ordering::Release);
             return Some((start, false));
         }
-        let run = g.spaces[kind.space() as usize].alloc(&self.pages, class.span_pages(), 1)?;
+        let run = self.alloc_pages(g, kind.space() as usize, class.span_pages(), 1)?;
         self.init_span(
             run,
             SpanState::Small,
@@ -449,15 +445,14 @@ impl Heap {
         g.gc.stats.bytes_allocated += bytes as u64;
         let mut g = self.poll_collector(g)?;
         let space = kind.space() as usize;
-        let run = match g.spaces[space].alloc(&self.pages, n, align_pages) {
+        let run = match self.alloc_pages(&mut g, space, n, align_pages) {
             Some(r) => r,
             None => {
                 g = self.collect_locked(g, crate::collector::state::Reason::OutOfSpace)?;
-                g.spaces[space]
-                    .alloc(&self.pages, n, align_pages)
-                    .ok_or(GcError::OutOfMemory {
-                        requested_bytes: len,
-                    })?
+                match self.alloc_pages(&mut g, space, n, align_pages) {
+                    Some(r) => r,
+                    None => return Err(self.no_pages_error(&g, len)),
+                }
             }
         };
         let obj_bytes = len.next_multiple_of(GRANULE_BYTES);

@@ -90,10 +90,10 @@ impl Heap {
             Some(a) => a,
             None => {
                 g = self.collect_locked(g, Reason::OutOfSpace)?;
-                self.claim_described(&mut g, kind, scan, class)
-                    .ok_or(GcError::OutOfMemory {
-                        requested_bytes: size,
-                    })?
+                match self.claim_described(&mut g, kind, scan, class) {
+                    Some(a) => a,
+                    None => return Err(self.no_pages_error(&g, size)),
+                }
             }
         };
         g.bytes_since_gc += size as isize;
@@ -114,8 +114,7 @@ impl Heap {
         loop {
             let mut head = g.scan_partial[scan as usize][class.index()];
             if head == 0 {
-                let run =
-                    g.spaces[kind.space() as usize].alloc(&self.pages, class.span_pages(), 1)?;
+                let run = self.alloc_pages(g, kind.space() as usize, class.span_pages(), 1)?;
                 self.init_span(
                     run,
                     SpanState::Small,

@@ -21,7 +21,7 @@ use crate::address::{Page, PageRange};
 use crate::collector::state::GcState;
 use crate::error::GcError;
 use crate::options::Options;
-use crate::util::mmap::{Mapping, LOG_BYTES_IN_PAGE};
+use crate::util::mmap::{round_up_to_page as round_up, Mapping, LOG_BYTES_IN_PAGE};
 use bitmap::SideBitmap;
 use kind::{ObjectKind, SpaceId, N_KINDS, N_SPACES};
 use size_class::{SizeClass, N_CLASSES};
@@ -93,6 +93,8 @@ pub struct Heap {
     /// An incremental cycle is marking: new objects are allocated black (their mark bit
     /// set as they are claimed), so the finish need not trace them (see `crate::collector`).
     pub(crate) allocate_black: std::sync::atomic::AtomicBool,
+    /// Hard limit on [`Heap::heap_bytes`] (0 = none), see [`Heap::set_max_heap_bytes`].
+    pub(crate) max_heap_bytes: AtomicUsize,
 }
 
 static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
@@ -186,6 +188,7 @@ impl Heap {
             enter_dune_pending: std::sync::atomic::AtomicBool::new(false),
             markers: crate::mark::pool::MarkerPool::new(options.markers),
             allocate_black: std::sync::atomic::AtomicBool::new(false),
+            max_heap_bytes: AtomicUsize::new(options.max_heap_bytes),
         };
         // The Heap itself lives in its own mapping, never in the collected heap.
         let home =
@@ -282,6 +285,50 @@ impl Heap {
     /// Bytes of pages currently holding objects.
     pub(crate) fn heap_bytes(inner: &HeapInner) -> usize {
         inner.spaces.iter().map(|s| s.in_use_bytes()).sum()
+    }
+
+    /// Set the hard limit on the heap's size (bytes of pages in spans, all spaces
+    /// together; 0 = none), bdwgc's `GC_set_max_heap_size`. A limit below the current size
+    /// takes effect as the heap shrinks: only growth is refused.
+    pub fn set_max_heap_bytes(&self, n: usize) {
+        self.max_heap_bytes.store(n, Ordering::Relaxed);
+    }
+
+    /// The hard limit on the heap's size (0 = none).
+    pub fn max_heap_bytes(&self) -> usize {
+        self.max_heap_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Take `n` pages (aligned to `align_pages`) from `space`, unless that would pass the
+    /// hard heap limit.
+    pub(crate) fn alloc_pages(
+        &self,
+        inner: &mut HeapInner,
+        space: usize,
+        n: usize,
+        align_pages: usize,
+    ) -> Option<span::PageRun> {
+        let limit = self.max_heap_bytes();
+        if limit != 0 && Self::heap_bytes(inner) + (n << LOG_BYTES_IN_PAGE) > limit {
+            return None;
+        }
+        inner.spaces[space].alloc(&self.pages, n, align_pages)
+    }
+
+    /// The error for a request of `requested_bytes` that found no pages: the hard limit's
+    /// if one is set and was in the way, else out of memory (the space is full).
+    pub(crate) fn no_pages_error(&self, inner: &HeapInner, requested_bytes: usize) -> GcError {
+        let limit = self.max_heap_bytes();
+        let heap_bytes = Self::heap_bytes(inner);
+        if limit != 0 && heap_bytes + round_up(requested_bytes) > limit {
+            GcError::HeapLimit {
+                requested_bytes,
+                limit_bytes: limit,
+                heap_bytes,
+            }
+        } else {
+            GcError::OutOfMemory { requested_bytes }
+        }
     }
 
     /// The size class and kind of a small span (for sweeping and caches).

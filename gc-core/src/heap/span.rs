@@ -5,7 +5,8 @@
 //! points into the heap finds its object in a few loads: page -> span start -> span.
 
 use crate::util::mmap::{
-    populate_write, Mapping, BYTES_IN_PAGE, BYTES_IN_POPULATE_CHUNK, LOG_BYTES_IN_PAGE,
+    discard_pages, populate_write, Mapping, BYTES_IN_PAGE, BYTES_IN_POPULATE_CHUNK,
+    LOG_BYTES_IN_PAGE,
 };
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
@@ -42,9 +43,11 @@ pub struct Span {
     pub scan: AtomicU8,
     /// Pages in the span.
     pub n_pages: AtomicU32,
-    /// Bytes per object (small) or the object's length (large).
+    /// Bytes per object (small) or the object's length (large); for a free run, the
+    /// [`PageSpace::epoch`] it became free in.
     pub obj_bytes: AtomicU32,
-    /// Object slots (small) or 1 (large).
+    /// Object slots (small) or 1 (large); for a free run, 1 if its host pages were given
+    /// back to the kernel (they read as zero), else 0.
     pub n_objects: AtomicU32,
     /// Next span in a list (first page index + 1; 0 = none).
     pub next: AtomicU32,
@@ -215,9 +218,15 @@ pub fn populate_wanted() -> bool {
     }
 }
 
+/// Free runs looked at per list when choosing the lowest-addressed one (a bound on the
+/// cost of an allocation; the lists are unordered).
+const LOWEST_OF: usize = 16;
+
 /// Allocates runs of pages inside one space of the reservation: free runs kept in lists
-/// by length (exact up to 64 pages, one first-fit list above), coalesced on free.
-/// Only used under the heap lock.
+/// by length (exact up to 64 pages, one list above), coalesced on free. Allocation takes
+/// the lowest-addressed fitting run among the first `LOWEST_OF` (16) of a list, so the heap
+/// packs towards the start of the space and the runs above it stay free long enough to
+/// be given back ([`PageSpace::release_idle`]). Only used under the heap lock.
 #[derive(Debug)]
 pub struct PageSpace {
     /// First page index of the space in the page table.
@@ -233,6 +242,11 @@ pub struct PageSpace {
     pub populated: usize,
     populate_ahead: bool,
     heads: [u32; N_EXACT_LISTS + 1],
+    /// Collections so far (advanced by [`PageSpace::release_idle`]): free runs remember
+    /// the epoch they became free in.
+    pub epoch: u32,
+    /// Pages of free runs whose host pages were given back and not reused since.
+    pub released: usize,
 }
 
 /// A run of pages handed out by a [`PageSpace`].
@@ -257,6 +271,8 @@ impl PageSpace {
             populated: 0,
             populate_ahead: false,
             heads: [0; N_EXACT_LISTS + 1],
+            epoch: 0,
+            released: 0,
         }
     }
 
@@ -288,16 +304,34 @@ impl PageSpace {
         n.min(N_EXACT_LISTS + 1) - 1
     }
 
-    fn push(&mut self, t: &PageTable, start: usize, n: usize) {
+    /// Link a free run: free since `epoch`, host pages given back if `released`.
+    fn push(&mut self, t: &PageTable, start: usize, n: usize, epoch: u32, released: bool) {
         let span = t.span(start);
         span.set_state(SpanState::Free);
         span.n_pages.store(n as u32, Ordering::Relaxed);
+        span.obj_bytes.store(epoch, Ordering::Relaxed);
+        span.n_objects.store(released as u32, Ordering::Relaxed);
+        if released {
+            self.released += n;
+        }
         t.map_free_run(start, n);
         t.list_push(&mut self.heads[Self::list_for(n)], start);
     }
 
+    /// (epoch, released) of the free run at `start`.
+    fn run_meta(t: &PageTable, start: usize) -> (u32, bool) {
+        let span = t.span(start);
+        (
+            span.obj_bytes.load(Ordering::Relaxed),
+            span.n_objects.load(Ordering::Relaxed) != 0,
+        )
+    }
+
     fn unlink(&mut self, t: &PageTable, start: usize) {
         let n = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
+        if Self::run_meta(t, start).1 {
+            self.released -= n;
+        }
         t.list_unlink(&mut self.heads[Self::list_for(n)], start);
     }
 
@@ -308,22 +342,38 @@ impl PageSpace {
         if align_pages == 1 {
             for l in Self::list_for(n)..=N_EXACT_LISTS {
                 let mut cur = self.heads[l];
-                while cur != 0 {
+                let mut best: Option<usize> = None;
+                let mut looked = 0;
+                while cur != 0 && looked < LOWEST_OF {
                     let start = cur as usize - 1;
                     let len = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
                     if len >= n {
-                        self.unlink(t, start);
-                        if len > n {
-                            self.push(t, start + n, len - n);
+                        looked += 1;
+                        if best.is_none_or(|b| start < b) {
+                            best = Some(start);
                         }
-                        self.in_use += n;
-                        return Some(PageRun {
-                            start,
-                            n,
-                            fresh: false,
-                        });
                     }
                     cur = t.span(start).next.load(Ordering::Relaxed);
+                }
+                if let Some(start) = best {
+                    let len = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
+                    let (epoch, released) = Self::run_meta(t, start);
+                    self.unlink(t, start);
+                    if len > n {
+                        self.push(t, start + n, len - n, epoch, released);
+                    }
+                    self.in_use += n;
+                    if released && (self.populate_ahead || populate_wanted()) {
+                        // Given-back pages are missing on the host again (see
+                        // `populate_to_high_water`): one call instead of a fault each.
+                        populate_write(t.page_addr(start), n * BYTES_IN_PAGE);
+                    }
+                    return Some(PageRun {
+                        start,
+                        n,
+                        // Given-back pages read as zero, as never-used ones do.
+                        fresh: released,
+                    });
                 }
             }
         }
@@ -354,6 +404,9 @@ impl PageSpace {
     /// Return `n` pages starting at `start`, merging with free neighbours.
     pub fn free(&mut self, t: &PageTable, mut start: usize, mut n: usize) {
         self.in_use -= n;
+        // The merged run counts as in use until now (its new part was), whatever its
+        // neighbours were: not given back, free since this epoch.
+        let epoch = self.epoch;
         // The span is dead from here on, even if it merges into an earlier run and its
         // head becomes an interior page.
         t.span(start).set_state(SpanState::Free);
@@ -392,7 +445,35 @@ impl PageSpace {
                 }
             }
         }
-        self.push(t, start, n);
+        self.push(t, start, n, epoch, false);
+    }
+
+    /// A collection ended: advance the epoch and give back to the kernel the host pages of
+    /// every free run that has stayed free since at least `min_idle` collections ago
+    /// (hysteresis: a run freed and reused at every collection keeps its pages). Returns
+    /// the pages given back now.
+    pub fn release_idle(&mut self, t: &PageTable, min_idle: u32) -> usize {
+        self.epoch = self.epoch.wrapping_add(1);
+        let mut given = 0;
+        for l in 0..=N_EXACT_LISTS {
+            let mut cur = self.heads[l];
+            while cur != 0 {
+                let start = cur as usize - 1;
+                let span = t.span(start);
+                let next = span.next.load(Ordering::Relaxed);
+                let (since, released) = Self::run_meta(t, start);
+                if !released && self.epoch.wrapping_sub(since) >= min_idle {
+                    let n = span.n_pages.load(Ordering::Relaxed) as usize;
+                    if discard_pages(t.page_addr(start), n * BYTES_IN_PAGE) {
+                        span.n_objects.store(1, Ordering::Relaxed);
+                        self.released += n;
+                        given += n;
+                    }
+                }
+                cur = next;
+            }
+        }
+        given
     }
 
     /// Page bytes currently in spans.
@@ -447,6 +528,53 @@ mod tests {
         let e = s.alloc(&t, 3, 8).unwrap();
         assert_eq!(e.start % 8, 0);
         assert!(s.alloc(&t, 2000, 1).is_none());
+    }
+
+    #[test]
+    fn idle_runs_are_given_back_after_the_hysteresis_and_reused_lowest_first() {
+        let n_pages = 256;
+        let map = Mapping::new(n_pages * BYTES_IN_PAGE).unwrap();
+        let t = PageTable::new(map.start(), n_pages).unwrap();
+        let mut s = PageSpace::new(0, n_pages);
+        let runs: Vec<PageRun> = (0..8).map(|_| s.alloc(&t, 4, 1).unwrap()).collect();
+        for r in &runs {
+            t.span(r.start).set_state(SpanState::Small);
+            t.span(r.start).n_pages.store(r.n as u32, Ordering::Relaxed);
+            t.map_span(r.start, r.n);
+            // SAFETY: the run's pages are ours; dirty them so they are resident.
+            unsafe {
+                std::ptr::write_bytes(t.page_addr(r.start) as *mut u8, 0xab, 4 * BYTES_IN_PAGE)
+            };
+        }
+        // Free runs 1, 3 and 5 (not adjacent: three runs), in descending address order.
+        for i in [5, 3, 1] {
+            s.free(&t, runs[i].start, 4);
+        }
+        assert_eq!(s.release_idle(&t, 2), 0, "one collection: too recent");
+        assert!(resident(t.page_addr(runs[3].start), 4).iter().all(|&x| x));
+        assert_eq!(s.release_idle(&t, 2), 12, "two collections: given back");
+        assert_eq!(s.released, 12);
+        assert!(resident(t.page_addr(runs[3].start), 4).iter().all(|&x| !x));
+        assert!(
+            resident(t.page_addr(runs[2].start), 4).iter().all(|&x| x),
+            "in use: kept"
+        );
+        assert_eq!(s.release_idle(&t, 2), 0, "given back once");
+        // Reuse: the lowest run first, fresh (reads as zero), its accounting undone.
+        let a = s.alloc(&t, 4, 1).unwrap();
+        assert_eq!(a.start, runs[1].start);
+        assert!(a.fresh);
+        assert_eq!(s.released, 8);
+        // SAFETY: the run's first page is ours.
+        assert_eq!(unsafe { *(t.page_addr(a.start) as *const u8) }, 0);
+        // Runs freed now merge with the given-back run 5 before them: the merged run is
+        // not given back (it was partly in use until now), so not fresh on reuse.
+        s.free(&t, runs[7].start, 4);
+        s.free(&t, runs[6].start, 4);
+        assert_eq!(s.released, 4, "run 3 only");
+        let b = s.alloc(&t, 8, 1).unwrap();
+        assert_eq!(b.start, runs[5].start);
+        assert!(!b.fresh);
     }
 
     /// Pages of `[start, start + n_pages * 4 KiB)` with a host page (mincore).

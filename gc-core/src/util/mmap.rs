@@ -105,6 +105,20 @@ impl Mapping {
     }
 }
 
+/// Give the host pages of `[start, start + len_bytes)` (page-aligned, inside a private
+/// anonymous read/write mapping of the caller) back to the kernel with
+/// `madvise(MADV_DONTNEED)`: they read as zero afterwards and are faulted in afresh on
+/// the next touch. Returns whether the kernel did it.
+pub fn discard_pages(start: usize, len_bytes: usize) -> bool {
+    debug_assert!(start.is_multiple_of(BYTES_IN_PAGE) && len_bytes.is_multiple_of(BYTES_IN_PAGE));
+    if len_bytes == 0 {
+        return true;
+    }
+    // SAFETY: the caller passes a range of its own private anonymous mapping holding
+    // nothing it still needs; MADV_DONTNEED there only replaces the pages by zero pages.
+    unsafe { libc::madvise(start as *mut libc::c_void, len_bytes, libc::MADV_DONTNEED) == 0 }
+}
+
 /// Bytes the heap populates at once when it grows in Dune mode ([`populate_write`]): one
 /// 2 MiB chunk, the size of dune-hw's on-demand fault window.
 pub const BYTES_IN_POPULATE_CHUNK: usize = 2 << 20;
