@@ -15,6 +15,7 @@
 /* Object layout: word 0 tag (1 while live: bdwgc's disclaim convention), word 1 a
  * child, word 2 the id. */
 static volatile int calls[N], resurrected[N], disclaimed[N], bad;
+static GC_word child_links[N]; /* long links to the children */
 
 static int GC_CALLBACK on_disclaim(void *obj) {
   GC_word *w = obj;
@@ -22,7 +23,8 @@ static int GC_CALLBACK on_disclaim(void *obj) {
   GC_word id = w[2];
   if (id >= N) { bad++; return 0; }
   void **child = (void **)w[1];
-  if (child == NULL || child[1] != MAGIC) bad++; /* mark_from_all kept it intact */
+  /* mark_from_all kept the child alive (its long link stands) and intact. */
+  if (child == NULL || child[1] != MAGIC || child_links[id] == 0) bad++;
   calls[id]++;
   if (id % 2 == 0 && !resurrected[id]) {
     resurrected[id] = 1;
@@ -39,6 +41,8 @@ static void __attribute__((noinline)) make_objects(unsigned kind) {
     void **child = GC_malloc(2 * sizeof(void *));
     CHECK(o != NULL && child != NULL);
     child[1] = MAGIC;
+    child_links[i] = GC_HIDE_POINTER(child);
+    CHECK(GC_register_long_link((void **)&child_links[i], child) == GC_SUCCESS);
     o[1] = (GC_word)child;
     o[2] = i;
     o[0] = 1;
