@@ -72,7 +72,11 @@
  *    object without debug information, and GC_free of a debug object's body through
  *    the non-debug call, are reported (the latter through the warning procedure) and
  *    never corrupt the heap.
- *  - Typed allocation and custom kinds: <gc/gc_typed.h>, <gc/gc_mark.h> (see there).
+ *  - Typed allocation and custom kinds: <gc/gc_typed.h>, <gc/gc_mark.h> (see there);
+ *    disclaim procedures and GC_finalized_malloc: <gc/gc_disclaim.h>; gcj objects:
+ *    <gc/gc_gcj.h>; GC_finalize_all: <gc/javaxfc.h>; <gc/gc_inline.h> and
+ *    <gc/gc_tiny_fl.h> are bdwgc's own.  Toggle-ref callbacks run at the start of each
+ *    collection (of an incremental cycle: its start, not its end as in bdwgc).
  *  - Not provided: most deprecated global variables (GC_gc_no, GC_dont_gc, GC_oom_fn,
  *    ...: use the getters and setters).
  */

@@ -120,16 +120,14 @@ pub extern "C" fn GC_gcj_malloc(
     lb: usize,
     ptr_to_struct_containing_descr: *mut c_void,
 ) -> *mut c_void {
+    let vtable = ptr_to_struct_containing_descr as usize;
     let Some((kind, _)) = kinds("GC_gcj_malloc") else {
         return std::ptr::null_mut();
     };
     let p = GC_generic_malloc(lb.max(MARK_DESCR_OFFSET), kind);
     if !p.is_null() {
         // SAFETY: a fresh object of at least one word.
-        unsafe {
-            p.cast::<*mut c_void>()
-                .write_volatile(ptr_to_struct_containing_descr)
-        };
+        unsafe { p.cast::<usize>().write_volatile(vtable) };
     }
     p
 }
@@ -155,6 +153,7 @@ pub extern "C" fn GC_debug_gcj_malloc(
     s: *const c_char,
     i: c_int,
 ) -> *mut c_void {
+    let vtable = ptr_to_struct_containing_descr as usize;
     let Some((_, debug_kind)) = kinds("GC_debug_gcj_malloc") else {
         return std::ptr::null_mut();
     };
@@ -163,10 +162,7 @@ pub extern "C" fn GC_debug_gcj_malloc(
     });
     if !body.is_null() {
         // SAFETY: the body of a fresh debug object of at least one word.
-        unsafe {
-            body.cast::<*mut c_void>()
-                .write_volatile(ptr_to_struct_containing_descr)
-        };
+        unsafe { body.cast::<usize>().write_volatile(vtable) };
     }
     body
 }
