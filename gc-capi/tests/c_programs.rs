@@ -617,6 +617,11 @@ fn disclaim_procs_resurrect_and_finalized_malloc_finalizes_dropped_objects() {
 }
 
 #[test]
+fn disclaim_stress_sees_only_unreachable_intact_objects() {
+    run_on_both_collectors("disclaim_stress", true);
+}
+
+#[test]
 fn gcj_objects_keep_alive_only_through_their_vtable_descriptor() {
     run_on_both_collectors("gcj", true);
 }
