@@ -5,8 +5,8 @@
 //! Each registration owns two words in memory mapped here (never in the heap or the
 //! global allocator): a *strong* word in a range registered as a root, holding the
 //! object while the reference is strong (0 otherwise), and a *weak* word holding the
-//! object always, hidden (`~obj`, bdwgc's `GC_HIDE_POINTER`: the collector may scan
-//! anonymous mappings) and registered as a long disappearing link, so the collector clears it
+//! object always, hidden (`~obj`, bdwgc's `GC_HIDE_POINTER`, as bdwgc stores weak
+//! toggle-refs: a conservative scan that reaches the word must not keep the object) and registered as a long disappearing link, so the collector clears it
 //! when the object is reclaimed (after finalization marking, as bdwgc's
 //! `GC_clear_togglerefs`). At the start of every collection (full, or an incremental
 //! cycle), with the allocation lock held and the world running, as in bdwgc, the
