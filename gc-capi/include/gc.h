@@ -25,7 +25,7 @@
  *    GC_register_finalizer_ignore_self (bdwgc's plain variant never finalizes a
  *    self-referencing object).  Longer cycles of finalizable objects are never
  *    finalized, as in bdwgc.  Client data is kept reachable until the finalizer runs,
- *    as in bdwgc.  GC_register_finalizer_unreachable is not provided.
+ *    as in bdwgc.
  *    GC_set_java_finalization(0) applies to GC_register_finalizer_no_order objects.
  *  - Threads need no registration: a collection stops every thread of the process
  *    (signal SIGPWR) and scans every stack, so GC_register_my_thread & co. are no-ops
@@ -74,7 +74,11 @@
  *    object without debug information, and GC_free of a debug object's body through
  *    the non-debug call, are reported (the latter through the warning procedure) and
  *    never corrupt the heap.
- *  - Typed allocation and custom kinds: <gc/gc_typed.h>, <gc/gc_mark.h> (see there).
+ *  - Typed allocation and custom kinds: <gc/gc_typed.h>, <gc/gc_mark.h> (see there);
+ *    disclaim procedures and GC_finalized_malloc: <gc/gc_disclaim.h>; gcj objects:
+ *    <gc/gc_gcj.h>; GC_finalize_all: <gc/javaxfc.h>; <gc/gc_inline.h> and
+ *    <gc/gc_tiny_fl.h> are bdwgc's own.  Toggle-ref callbacks run at the start of each
+ *    collection (of an incremental cycle: its start, not its end as in bdwgc).
  *  - Not provided: most deprecated global variables (GC_gc_no, GC_dont_gc, GC_oom_fn,
  *    ...: use the getters and setters).
  */
@@ -262,6 +266,44 @@ GC_API int GC_CALL GC_get_java_finalization(void);
 typedef void (GC_CALLBACK *GC_finalizer_notifier_proc)(void);
 GC_API void GC_CALL GC_set_finalizer_notifier(GC_finalizer_notifier_proc);
 GC_API GC_finalizer_notifier_proc GC_CALL GC_get_finalizer_notifier(void);
+/* The deprecated variables behind the setters and getters above; read by the       */
+/* collector each time it needs them, so writing them directly works as in bdwgc.    */
+GC_API int GC_finalize_on_demand;
+GC_API int GC_java_finalization;
+GC_API GC_finalizer_notifier_proc GC_finalizer_notifier;
+/* Ordered like GC_register_finalizer; with Java-style finalization on, obj is not   */
+/* finalized while an object queued for no-order finalization still reaches it.      */
+GC_API void GC_CALL GC_register_finalizer_unreachable(void * /* obj */,
+                        GC_finalization_proc /* fn */, void * /* cd */,
+                        GC_finalization_proc * /* ofn */, void ** /* ocd */);
+#define GC_REGISTER_FINALIZER_UNREACHABLE(p, f, d, of, od) \
+  GC_register_finalizer_unreachable(p, f, d, of, od)
+/* Print every registered disappearing link and finalizable object (stdout).        */
+GC_API void GC_CALL GC_dump_finalization(void);
+
+/* Never collected and never scanned: lives until GC_free, keeps nothing alive.     */
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL
+    GC_malloc_atomic_uncollectable(size_t);
+#define GC_MALLOC_ATOMIC_UNCOLLECTABLE(sz) GC_malloc_atomic_uncollectable(sz)
+/* A list of about a page of zeroed objects of at least lb bytes (normal kind),      */
+/* linked through their first words (GC_NEXT; the last is NULL).                     */
+GC_API GC_ATTR_MALLOC void *GC_CALL GC_malloc_many(size_t /* lb */);
+#define GC_NEXT(p) (*(void **)(p))
+
+/* Toggle-refs: external references that the callback makes strong or weak (or      */
+/* drops) before each collection, called with the allocation lock held and the world */
+/* running.  Weak ones end when the object is reclaimed.  Nothing is registered while */
+/* no callback is set (GC_toggleref_add then returns GC_SUCCESS).                    */
+typedef enum {
+  GC_TOGGLE_REF_DROP,
+  GC_TOGGLE_REF_STRONG,
+  GC_TOGGLE_REF_WEAK
+} GC_ToggleRefStatus;
+typedef GC_ToggleRefStatus (GC_CALLBACK *GC_toggleref_func)(void * /* obj */);
+GC_API void GC_CALL GC_set_toggleref_func(GC_toggleref_func);
+GC_API GC_toggleref_func GC_CALL GC_get_toggleref_func(void);
+/* GC_SUCCESS, or GC_NO_MEMORY.                                                      */
+GC_API int GC_CALL GC_toggleref_add(void * /* obj */, int /* is_strong */);
 
 /* ---- Warnings ------------------------------------------------------------------ */
 
@@ -443,6 +485,8 @@ GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_atomic
 GC_API GC_ATTR_MALLOC char *GC_CALL GC_debug_strdup(const char *, GC_EXTRA_PARAMS);
 GC_API GC_ATTR_MALLOC char *GC_CALL GC_debug_strndup(const char *, size_t, GC_EXTRA_PARAMS);
 GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_uncollectable(size_t, GC_EXTRA_PARAMS);
+GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL
+    GC_debug_malloc_atomic_uncollectable(size_t, GC_EXTRA_PARAMS);
 GC_API void *GC_CALL GC_debug_malloc_stubborn(size_t, GC_EXTRA_PARAMS);
 GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_ignore_off_page(size_t, GC_EXTRA_PARAMS);
 GC_API GC_ATTR_MALLOC GC_ATTR_ALLOC_SIZE(1) void *GC_CALL GC_debug_malloc_atomic_ignore_off_page(size_t, GC_EXTRA_PARAMS);
@@ -463,6 +507,9 @@ GC_API void GC_CALL GC_debug_register_finalizer_ignore_self(void *, GC_finalizat
 GC_API void GC_CALL GC_debug_register_finalizer_no_order(void *, GC_finalization_proc,
                                                          void *, GC_finalization_proc *,
                                                          void **);
+GC_API void GC_CALL GC_debug_register_finalizer_unreachable(void *, GC_finalization_proc,
+                                                   void *, GC_finalization_proc *,
+                                                   void **);
 GC_API void GC_CALL GC_debug_register_displacement(size_t);
 GC_API void GC_CALL GC_debug_ptr_store_and_dirty(void *, const void *);
 GC_API size_t GC_CALL GC_get_debug_header_size(void);
@@ -519,12 +566,18 @@ GC_API void (GC_CALLBACK *GC_is_visible_print_proc)(void *);
 # undef GC_REGISTER_FINALIZER
 # undef GC_REGISTER_FINALIZER_IGNORE_SELF
 # undef GC_REGISTER_FINALIZER_NO_ORDER
+# undef GC_REGISTER_FINALIZER_UNREACHABLE
+# undef GC_MALLOC_ATOMIC_UNCOLLECTABLE
 # undef GC_GENERAL_REGISTER_DISAPPEARING_LINK
 # undef GC_REGISTER_LONG_LINK
 # undef GC_REGISTER_DISPLACEMENT
 # define GC_MALLOC(sz) GC_debug_malloc(sz, GC_EXTRAS)
 # define GC_MALLOC_ATOMIC(sz) GC_debug_malloc_atomic(sz, GC_EXTRAS)
 # define GC_MALLOC_UNCOLLECTABLE(sz) GC_debug_malloc_uncollectable(sz, GC_EXTRAS)
+# define GC_MALLOC_ATOMIC_UNCOLLECTABLE(sz) \
+    GC_debug_malloc_atomic_uncollectable(sz, GC_EXTRAS)
+# define GC_REGISTER_FINALIZER_UNREACHABLE(p, f, d, of, od) \
+    GC_debug_register_finalizer_unreachable(p, f, d, of, od)
 # define GC_MALLOC_IGNORE_OFF_PAGE(sz) GC_debug_malloc_ignore_off_page(sz, GC_EXTRAS)
 # define GC_MALLOC_ATOMIC_IGNORE_OFF_PAGE(sz) \
     GC_debug_malloc_atomic_ignore_off_page(sz, GC_EXTRAS)

@@ -127,8 +127,20 @@ pub unsafe extern "C-unwind" fn GC_call_with_gc_active(
 /// The start callback, as an address (0: none).
 static START_CALLBACK: AtomicUsize = AtomicUsize::new(0);
 
-/// gc-core's collection-start hook: call the C start callback, if any.
+/// gc-core's collection-start hook: call the C start callback, if any, then ask the
+/// toggle-ref callback (bdwgc's order: `GC_start_call_back`, then
+/// `GC_process_togglerefs`).
 fn run_start_callback() {
+    run_c_start_callback();
+    crate::toggleref::process_at_collection_start();
+}
+
+/// Install the collection-start hook (at initialisation; it stays installed).
+pub(crate) fn install() {
+    gc_core::api::capi_hooks::set_collection_start_hook(Some(run_start_callback as fn()));
+}
+
+fn run_c_start_callback() {
     let f = START_CALLBACK.load(Ordering::Acquire);
     if f != 0 {
         // SAFETY: only GC_set_start_callback stores nonzero values: the address of an
@@ -149,7 +161,6 @@ pub extern "C" fn GC_set_start_callback(f: GcStartCallbackProc) {
     let heap = heap();
     heap.with_lock_held(|_| {
         START_CALLBACK.store(f.map_or(0, |f| f as usize), Ordering::Release);
-        gc_core::api::capi_hooks::set_collection_start_hook(f.map(|_| run_start_callback as fn()));
     });
 }
 

@@ -204,8 +204,19 @@ fn debug_alloc(
     file: *const c_char,
     line: c_int,
 ) -> *mut c_void {
+    debug_alloc_with(what, lb, file, line, |n| alloc_kind(what, kind, n))
+}
+
+/// Allocate a debug object for `lb` client bytes with `alloc` (given the whole size).
+pub(crate) fn debug_alloc_with(
+    what: &str,
+    lb: usize,
+    file: *const c_char,
+    line: c_int,
+    alloc: impl FnOnce(usize) -> *mut c_void,
+) -> *mut c_void {
     start_debugging();
-    let base = alloc_kind(what, kind, lb.saturating_add(DEBUG_BYTES + 1));
+    let base = alloc(lb.saturating_add(DEBUG_BYTES + 1));
     if base.is_null() {
         eprintln!(
             "{what}({lb}) returning NULL ({}:{line})",
@@ -250,6 +261,41 @@ pub extern "C" fn GC_debug_malloc_uncollectable(
         s,
         i,
     )
+}
+
+/// `GC_malloc_atomic_uncollectable` with a debug header (bdwgc's
+/// `GC_debug_malloc_atomic_uncollectable`).
+#[no_mangle]
+pub extern "C" fn GC_debug_malloc_atomic_uncollectable(
+    lb: usize,
+    s: *const c_char,
+    i: c_int,
+) -> *mut c_void {
+    debug_alloc_with("GC_debug_malloc_atomic_uncollectable", lb, s, i, |n| {
+        crate::kinds::GC_generic_malloc(n, crate::kinds::AUNCOLLECTABLE as c_int)
+    })
+}
+
+/// `GC_generic_or_special_malloc` with a debug header (bdwgc's
+/// `GC_debug_generic_or_special_malloc`): the predefined kinds as their debug
+/// allocators, other kinds as `GC_generic_malloc` plus the header. A kind that was never
+/// made warns and returns NULL.
+#[no_mangle]
+pub extern "C" fn GC_debug_generic_or_special_malloc(
+    lb: usize,
+    knd: c_int,
+    s: *const c_char,
+    i: c_int,
+) -> *mut c_void {
+    match usize::try_from(knd) {
+        Ok(crate::kinds::PTRFREE) => GC_debug_malloc_atomic(lb, s, i),
+        Ok(crate::kinds::NORMAL) => GC_debug_malloc(lb, s, i),
+        Ok(crate::kinds::UNCOLLECTABLE) => GC_debug_malloc_uncollectable(lb, s, i),
+        Ok(crate::kinds::AUNCOLLECTABLE) => GC_debug_malloc_atomic_uncollectable(lb, s, i),
+        _ => debug_alloc_with("GC_debug_generic_or_special_malloc", lb, s, i, |n| {
+            crate::kinds::GC_generic_malloc(n, knd)
+        }),
+    }
 }
 
 /// `GC_debug_malloc` (bdwgc's `GC_debug_malloc_ignore_off_page`; dunegc recognises
@@ -685,6 +731,33 @@ pub unsafe extern "C" fn GC_debug_register_finalizer_no_order(
         register_debug(
             "GC_debug_register_finalizer_no_order",
             crate::finalize::GC_register_finalizer_no_order,
+            obj,
+            f,
+            cd,
+            ofn,
+            ocd,
+        )
+    }
+}
+
+/// `GC_register_finalizer_unreachable` for a debug object (bdwgc's
+/// `GC_debug_register_finalizer_unreachable`).
+///
+/// # Safety
+/// As for `GC_register_finalizer`.
+#[no_mangle]
+pub unsafe extern "C" fn GC_debug_register_finalizer_unreachable(
+    obj: *mut c_void,
+    f: GcFinalizationProc,
+    cd: *mut c_void,
+    ofn: *mut GcFinalizationProc,
+    ocd: *mut *mut c_void,
+) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        register_debug(
+            "GC_debug_register_finalizer_unreachable",
+            crate::finalize::GC_register_finalizer_unreachable,
             obj,
             f,
             cd,

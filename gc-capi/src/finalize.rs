@@ -19,15 +19,43 @@ use crate::warn::warn_text;
 use gc_core::{FinalizerFn, FinalizerOrder, Heap, ObjectKind};
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// Words in a closure: the C function and the client data.
 const CLOSURE_WORDS: usize = 2;
 
 /// Closures alive (registrations made through this API and not yet run or replaced).
 static LIVE_CLOSURES: AtomicUsize = AtomicUsize::new(0);
-/// bdwgc's `GC_finalize_on_demand`.
-static ON_DEMAND: AtomicBool = AtomicBool::new(false);
+/// bdwgc's `GC_finalize_on_demand` (deprecated exported variable; the setter and getter
+/// below use it): nonzero, finalizers run only in `GC_invoke_finalizers`. Read at every
+/// allocation that finds finalizers queued, so a program may also write it directly.
+#[no_mangle]
+pub static mut GC_finalize_on_demand: c_int = 0;
+
+/// bdwgc's `GC_java_finalization` (deprecated exported variable; the setter and getter
+/// use it), 1 by default as in Debian's bdwgc. gc-core reads it at every collection.
+#[no_mangle]
+pub static GC_java_finalization: AtomicI32 = AtomicI32::new(1);
+
+/// bdwgc's `GC_finalizer_notifier` (deprecated exported variable; the setter and getter
+/// use it): called when finalizers were queued while on-demand mode is on. NULL: none.
+#[no_mangle]
+pub static mut GC_finalizer_notifier: GcFinalizerNotifierProc = None;
+
+fn on_demand() -> bool {
+    // SAFETY: a plain load of an int the program may write at any time (as in bdwgc).
+    unsafe { (&raw const GC_finalize_on_demand).read_volatile() != 0 }
+}
+
+fn notifier() -> GcFinalizerNotifierProc {
+    // SAFETY: a plain load of a pointer-sized variable the program may write at any time.
+    unsafe { (&raw const GC_finalizer_notifier).read_volatile() }
+}
+
+/// Make gc-core read [`GC_java_finalization`] (at initialisation).
+pub(crate) fn install(heap: &'static Heap) {
+    heap.link_java_finalization_flag(&GC_java_finalization);
+}
 
 thread_local! {
     /// This thread is running finalizers from an allocation (no nesting).
@@ -184,26 +212,23 @@ pub(crate) fn forget_finalizer(heap: &'static Heap, addr: usize) {
 pub(crate) fn invoke_if_due(heap: &'static Heap) {
     crate::errors::report_if_any();
     if heap.has_pending_finalizers() {
-        if !ON_DEMAND.load(Ordering::Relaxed) {
+        if !on_demand() {
             run_guarded(heap);
-        } else if NOTIFIER.load(Ordering::Relaxed) != 0 {
+        } else if notifier().is_some() {
             notify(heap);
         }
     }
 }
 
-/// The finalizer notifier (`GC_set_finalizer_notifier`), as an address (0: none).
-static NOTIFIER: AtomicUsize = AtomicUsize::new(0);
 /// One more than the collection count at the last notification (0: never).
 static LAST_NOTIFIED: AtomicU64 = AtomicU64::new(0);
 
 /// Call the notifier unless it was called already since the last collection.
 #[cold]
 fn notify(heap: &'static Heap) {
-    let f = NOTIFIER.load(Ordering::Acquire);
-    if f == 0 {
+    let Some(f) = notifier() else {
         return;
-    }
+    };
     let mark = heap.gc_count() + 1;
     let prev = LAST_NOTIFIED.load(Ordering::Acquire);
     if prev == mark
@@ -213,9 +238,6 @@ fn notify(heap: &'static Heap) {
     {
         return;
     }
-    // SAFETY: only GC_set_finalizer_notifier stores nonzero values: the address of an
-    // `unsafe extern "C" fn()`.
-    let f = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn()>(f) };
     // SAFETY: the program registered `f` to be called when finalizers are due.
     unsafe { f() };
 }
@@ -231,20 +253,15 @@ pub type GcFinalizerNotifierProc = Option<unsafe extern "C" fn()>;
 #[no_mangle]
 pub extern "C" fn GC_set_finalizer_notifier(f: GcFinalizerNotifierProc) {
     let heap = heap();
-    heap.with_lock_held(|_| NOTIFIER.store(f.map_or(0, |f| f as usize), Ordering::Release));
+    // SAFETY: a plain store of the pointer-sized variable, under the lock as in bdwgc.
+    heap.with_lock_held(|_| unsafe { (&raw mut GC_finalizer_notifier).write_volatile(f) });
 }
 
 /// The finalizer notifier, or NULL (bdwgc's `GC_get_finalizer_notifier`).
 #[no_mangle]
 pub extern "C" fn GC_get_finalizer_notifier() -> GcFinalizerNotifierProc {
     let heap = heap();
-    let f = heap.with_lock_held(|_| NOTIFIER.load(Ordering::Acquire));
-    if f == 0 {
-        return None;
-    }
-    // SAFETY: a nonzero value is the address of an `unsafe extern "C" fn()` (stored by
-    // GC_set_finalizer_notifier).
-    Some(unsafe { std::mem::transmute::<usize, unsafe extern "C" fn()>(f) })
+    heap.with_lock_held(|_| notifier())
 }
 
 #[cold]
@@ -338,13 +355,14 @@ pub extern "C" fn GC_invoke_finalizers() -> c_int {
 /// after allocations and `GC_gcollect` (bdwgc's `GC_set_finalize_on_demand`).
 #[no_mangle]
 pub extern "C" fn GC_set_finalize_on_demand(value: c_int) {
-    ON_DEMAND.store(value != 0, Ordering::Relaxed);
+    // SAFETY: a plain store of the int variable (unsynchronized, as bdwgc's setter).
+    unsafe { (&raw mut GC_finalize_on_demand).write_volatile(value) };
 }
 
 /// The on-demand setting (bdwgc's `GC_get_finalize_on_demand`).
 #[no_mangle]
 pub extern "C" fn GC_get_finalize_on_demand() -> c_int {
-    ON_DEMAND.load(Ordering::Relaxed) as c_int
+    on_demand() as c_int
 }
 
 /// bdwgc's `GC_set_java_finalization`: nonzero (the default, as in Debian's bdwgc) keeps
@@ -356,11 +374,82 @@ pub extern "C" fn GC_get_finalize_on_demand() -> c_int {
 /// Applies from the next collection.
 #[no_mangle]
 pub extern "C" fn GC_set_java_finalization(value: c_int) {
-    heap().set_java_finalization(value != 0);
+    heap();
+    GC_java_finalization.store(value, Ordering::Relaxed);
 }
 
 /// The Java-style finalization setting (bdwgc's `GC_get_java_finalization`): 1 or 0.
 #[no_mangle]
 pub extern "C" fn GC_get_java_finalization() -> c_int {
-    heap().java_finalization() as c_int
+    (GC_java_finalization.load(Ordering::Relaxed) != 0) as c_int
+}
+
+/// Like `GC_register_finalizer`, but the object is not finalized while an object queued
+/// for no-order finalization (`GC_register_finalizer_no_order`) in the same collection
+/// still reaches it; it stays registered and is finalized once nothing finalizable
+/// reaches it any more (bdwgc's `GC_register_finalizer_unreachable`). That extra rule
+/// needs Java-style finalization on (the default); with it off this is
+/// `GC_register_finalizer`, as in bdwgc. Bad input as for `GC_register_finalizer`.
+///
+/// # Safety
+/// As `GC_register_finalizer`.
+#[no_mangle]
+pub unsafe extern "C" fn GC_register_finalizer_unreachable(
+    obj: *mut c_void,
+    f: GcFinalizationProc,
+    cd: *mut c_void,
+    ofn: *mut GcFinalizationProc,
+    ocd: *mut *mut c_void,
+) {
+    // SAFETY: the caller's guarantees are `register`'s.
+    unsafe { register(obj, f, cd, ofn, ocd, FinalizerOrder::Unreachable) }
+}
+
+/// Run every finalizer that has not run yet, registered ones included, as if all
+/// their objects had become unreachable, on this thread, until none is left (finalizers
+/// that register new ones are run too); bdwgc's `GC_finalize_all` (javaxfc.h). The
+/// objects stay allocated; objects still referenced may thus be finalized, as bdwgc
+/// warns.
+#[no_mangle]
+pub extern "C" fn GC_finalize_all() {
+    let heap = heap();
+    loop {
+        let queued = heap.enqueue_all_finalizers();
+        heap.run_finalizers();
+        if queued == 0 && !heap.has_pending_finalizers() {
+            return;
+        }
+    }
+}
+
+/// Print every registered disappearing link and finalizable object to stdout, in
+/// bdwgc's format (bdwgc's `GC_dump_finalization`): "Disappearing (short) links:",
+/// "Disappearing long links:" with a line "Object: %p, link: %p" for each, then
+/// "Finalizers:" with "Finalizable object: %p" for each registered (not yet queued)
+/// object.
+#[no_mangle]
+pub extern "C" fn GC_dump_finalization() {
+    use std::io::Write;
+    let heap = heap();
+    let links = heap.disappearing_link_list();
+    let objects = heap.finalizable_objects();
+    let mut text = String::from("Disappearing (short) links:\n");
+    for long in [false, true] {
+        if long {
+            text.push_str("Disappearing long links:\n");
+        }
+        for &(_, link, obj) in links.iter().filter(|l| l.0 == long) {
+            text.push_str(&format!("Object: {obj:#x}, link: {link:#x}\n"));
+        }
+    }
+    text.push_str("Finalizers:\n");
+    for obj in objects {
+        text.push_str(&format!("Finalizable object: {obj:#x}\n"));
+    }
+    // C's stdout buffer first, so the dump lands after what the program printed.
+    // SAFETY: fflush(NULL) flushes every C stream.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }

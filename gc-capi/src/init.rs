@@ -59,6 +59,8 @@ fn init_once() {
         crate::markroots::install();
         crate::threads::mark_current_registered();
         crate::errors::init();
+        crate::finalize::install(heap);
+        crate::callbacks::install();
         if getenv(c"GC_DISABLE_INCREMENTAL").is_some() {
             INCREMENTAL_FORBIDDEN.store(true, Ordering::Release);
         }

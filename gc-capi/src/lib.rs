@@ -16,7 +16,8 @@
 //! builds the C++ parts from `cpp/` as Debian ships them: `libgccpp.so.1` (the global
 //! `operator new`/`delete` over `GC_MALLOC_UNCOLLECTABLE`/`GC_FREE`, and
 //! `GC_throw_bad_alloc`) and `libgctba.so.1`. `gc_cpp.h` and `gc_allocator.h` are
-//! bdwgc's own headers, unmodified (their notices retained, as their licence asks).
+//! bdwgc's own headers, unmodified (their notices retained, as their licence asks), and
+//! so are `gc/gc_inline.h` and `gc/gc_tiny_fl.h`.
 //!
 //! Tour:
 //! - [`init`] — `GC_init`, bdwgc's environment variables mapped to gc-core's, versions.
@@ -34,7 +35,13 @@
 //! - [`typed`] — `gc_typed.h`: bitmap descriptors and explicitly typed objects.
 //! - [`markroots`] — `gc_mark.h`'s root pushing: `GC_push_all` and friends, the
 //!   push-other-roots callback, `GC_is_tmp_root`, `GC_clear_stack`.
-//! - [`finalize`] — finalizer registration (ordered and unordered) and invocation.
+//! - [`finalize`] — finalizer registration (ordered, unordered, "unreachable") and
+//!   invocation, `GC_finalize_all`, `GC_dump_finalization`, the finalization variables.
+//! - [`disclaim`] — `gc_disclaim.h`: disclaim procedures, `GC_finalized_malloc`.
+//! - [`gcj`] — `gc_gcj.h`: objects scanned by the descriptor in their vtable.
+//! - [`toggleref`] — toggle-refs (`GC_toggleref_add` and the callback).
+//! - [`many`] — `GC_malloc_many` (what `gc_inline.h` refills from) and
+//!   `GC_malloc_atomic_uncollectable`.
 //! - [`links`] — disappearing links, short and long (register, unregister, move).
 //! - [`dump`] — `GC_dump`, `GC_dump_named`, `GC_dump_regions`: roots, sections and
 //!   spans printed as bdwgc does.
@@ -63,10 +70,21 @@
 //! - **Finalizer order**: `GC_register_finalizer` ignores pointers from an object to
 //!   itself (bdwgc's `GC_register_finalizer_ignore_self` behaviour); bdwgc's plain variant
 //!   never finalizes a self-referencing object. Longer cycles behave as in bdwgc.
-//!   `GC_free` of an object drops its finalizer. `GC_register_finalizer_unreachable`
-//!   is not provided. Java-style finalization (`GC_set_java_finalization`, on by
+//!   `GC_free` of an object drops its finalizer. Java-style finalization (`GC_set_java_finalization`, on by
 //!   default as in Debian's bdwgc) is bdwgc's: off, a queued no-order object keeps
 //!   only itself alive, not what it references.
+//! - **Disclaim procedures** (`gc_disclaim.h`, and so `GC_finalized_malloc`'s
+//!   finalizers) run in the collection that finds their objects unreachable, with the
+//!   lock held as in bdwgc but also with the world stopped (bdwgc sweeps lazily): they
+//!   must not take locks other threads may hold. They see only allocated objects, and
+//!   `mark_from_all` scans every allocated object of the kind (bdwgc: those whose first
+//!   word is tagged).
+//! - **gcj and `GC_finalized_malloc` before their init calls** warn and return NULL
+//!   (bdwgc's behaviour is undefined). `GC_objfreelist_ptr` & co. (bdwgc-internal, in
+//!   no installed header: the addresses of bdwgc's own global free-list arrays) are not
+//!   exported; dunegc has no such arrays.
+//! - **Toggle-refs** are asked at the start of each collection (an incremental cycle's
+//!   start, not its end as in bdwgc).
 //! - **`GC_dump`** prints bdwgc's sections from gc-core's layout: a "section" is a page
 //!   space's used prefix, a "block" a span (listed with its address). `GC_dump_named`
 //!   takes the lock, so inside `GC_call_with_alloc_lock` it warns and prints nothing.
@@ -134,7 +152,9 @@
 //!   `KEEP_BACK_PTRS`, so `gc_backptr.h`'s functions are not exported by it, nor here.
 //! - **Not provided**: most deprecated global
 //!   variables (`GC_gc_no`, `GC_dont_gc`, ...; use the getters and setters;
-//!   `GC_find_leak` and the pointer-check print procedures are provided).
+//!   `GC_find_leak`, `GC_finalize_on_demand`, `GC_java_finalization`,
+//!   `GC_finalizer_notifier`, `GC_gcj_kind`, `GC_gcj_debug_kind` and the pointer-check
+//!   print procedures are provided).
 
 // The exported names are bdwgc's, which are not snake case.
 #![allow(non_snake_case)]
@@ -143,20 +163,24 @@ pub mod alloc;
 pub mod callbacks;
 pub mod collect;
 pub mod debug;
+pub mod disclaim;
 pub mod dump;
 pub mod env;
 pub mod errors;
 pub mod finalize;
+pub mod gcj;
 pub mod heapinfo;
 pub mod init;
 pub mod kinds;
 pub mod links;
+pub mod many;
 pub mod markroots;
 pub mod memalign;
 pub mod prof;
 pub mod ptrcheck;
 pub mod stubborn;
 pub mod threads;
+pub mod toggleref;
 pub mod typed;
 pub mod types;
 pub mod warn;

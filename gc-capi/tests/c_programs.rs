@@ -629,3 +629,60 @@ fn java_finalization_off_keeps_only_the_no_order_object() {
 fn dump_prints_the_real_sections_roots_and_blocks() {
     run_on_both_collectors("dump", false);
 }
+
+#[test]
+fn disclaim_procs_resurrect_and_finalized_malloc_finalizes_dropped_objects() {
+    run_on_both_collectors("disclaim", true);
+}
+
+#[test]
+fn disclaim_stress_sees_only_unreachable_intact_objects() {
+    run_on_both_collectors("disclaim_stress", true);
+}
+
+#[test]
+fn gcj_objects_keep_alive_only_through_their_vtable_descriptor() {
+    run_on_both_collectors("gcj", true);
+}
+
+#[test]
+fn malloc_many_inline_alloc_and_atomic_uncollectable() {
+    run_on_both_collectors("many", true);
+}
+
+#[test]
+fn togglerefs_strong_weak_and_drop() {
+    run_on_both_collectors("toggleref", true);
+}
+
+/// The "expect-... " lines `finalize_extra.c` prints must appear, without the prefix,
+/// in what `GC_dump_finalization` printed.
+fn check_dump_expectations(out: &str) {
+    let mut n = 0;
+    for line in out.lines() {
+        for prefix in ["expect-link ", "expect-fin "] {
+            if let Some(want) = line.strip_prefix(prefix) {
+                assert!(
+                    out.lines().any(|l| l == want),
+                    "GC_dump_finalization did not print '{want}':\n{out}"
+                );
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 2, "{out}");
+}
+
+#[test]
+fn finalize_all_unreachable_finalizers_variables_and_dump() {
+    run_on_both_collectors("finalize_extra", true);
+    let exe = compile(
+        "finalize_extra.c",
+        "finalize_extra_dump",
+        Header::Dunegc,
+        Link::Shared,
+    );
+    for args in [&[][..], &["inc"][..]] {
+        check_dump_expectations(&run_pass(&exe, args, &[]));
+    }
+}

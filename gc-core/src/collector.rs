@@ -77,8 +77,10 @@ use crate::world::{self, StoppedWorld, ThreadRoots};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+pub(crate) mod disclaim;
 pub(crate) mod hooks;
 pub(crate) mod state;
+mod unreachable;
 mod visit;
 
 pub use state::{Counters, GcState, PausePhases, Reason};
@@ -409,6 +411,7 @@ impl Heap {
         self.find_finalizable(inner);
         self.decide_dead_links(true);
         inner.gc.finalizers.reindex();
+        self.disclaim_before_sweep(inner);
         if let Some(hook) = hooks::sweep_visit_hook() {
             self.visit_before_sweep(inner, hook);
         }
@@ -659,6 +662,8 @@ impl Heap {
                 let _ = uncollectable.push(start);
             }
         });
+        // Kinds with a disclaim procedure that asked for it (gc_disclaim.h).
+        self.push_unconditionally(inner);
         let gc = &mut inner.gc;
         for &start in uncollectable.as_slice() {
             let span = self.pages.span(start);
@@ -869,7 +874,7 @@ impl Heap {
         }
         // Ordered ones: mark what they reference (ignoring self-pointers).
         for f in gc.candidates.as_slice() {
-            if f.order == FinalizerOrder::Ordered {
+            if f.order.is_ordered() {
                 if let Some(info) = self.find_object(f.obj) {
                     let mut p = info.base;
                     while p + 8 <= info.base + info.len_bytes {
@@ -887,6 +892,7 @@ impl Heap {
         // Ready: every no-order candidate, and ordered ones nothing else reached. The
         // candidates are a subsequence of `registered` in the same order, so one pass
         // over both finds them (no search per registration).
+        let first_new = ready.len();
         let mut w = 0;
         let mut next_candidate = 0;
         for r in 0..registered.len() {
@@ -899,8 +905,7 @@ impl Heap {
             if candidate {
                 next_candidate += 1;
             }
-            let ready_now =
-                candidate && (f.order != FinalizerOrder::Ordered || !self.marks.get(f.obj));
+            let ready_now = candidate && (!f.order.is_ordered() || !self.marks.get(f.obj));
             if ready_now {
                 let _ = ready.push(f);
                 gc.stats.finalizers_queued += 1;
@@ -910,8 +915,13 @@ impl Heap {
             }
         }
         registered.truncate(w);
+        let java = gc
+            .java_flag
+            .map_or(gc.java_finalization, |f| f.load(Ordering::Relaxed) != 0);
         for f in ready.as_slice() {
-            if f.order == FinalizerOrder::BdwgcNoOrder && !gc.java_finalization {
+            if f.order == FinalizerOrder::Unreachable && java {
+                // Decided below, once the no-order objects' referents are marked.
+            } else if f.order == FinalizerOrder::BdwgcNoOrder && !java {
                 // Java-style finalization off: keep the object, not what it references.
                 if let Some(info) = self.find_object(f.obj) {
                     self.marks.set_single_writer(info.base);
@@ -921,6 +931,9 @@ impl Heap {
             }
         }
         self.drain_all(&mut gc.mark_stack);
+        if java {
+            self.revive_unreachable(ready, first_new, registered, &mut gc.mark_stack);
+        }
     }
 
     /// `alloc &= mark` over every span; free empty spans and dead large objects, put spans

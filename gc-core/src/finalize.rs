@@ -29,6 +29,18 @@ pub enum FinalizerOrder {
     /// kept until its finalizer has run but what it references is not, so objects reachable
     /// only from it are freed in the same collection (bdwgc's `GC_java_finalization = 0`).
     BdwgcNoOrder,
+    /// bdwgc's `GC_register_finalizer_unreachable`: ordered as [`FinalizerOrder::Ordered`],
+    /// and, while Java-style finalization is on, not finalized while an object queued for
+    /// no-order finalization in the same collection still reaches it (it stays
+    /// registered and is looked at again in a later collection).
+    Unreachable,
+}
+
+impl FinalizerOrder {
+    /// Orders that wait until no other unreachable finalizable object reaches them.
+    pub fn is_ordered(self) -> bool {
+        matches!(self, FinalizerOrder::Ordered | FinalizerOrder::Unreachable)
+    }
 }
 
 /// One registration.

@@ -2,14 +2,17 @@
 //! internals: holding the heap lock around a callback (`GC_call_with_alloc_lock`), a
 //! hook run at the start of every collection (`GC_set_start_callback`), the bounds of
 //! the reservation (`GC_least_plausible_heap_addr`) and whether an address lies in a
-//! span in use (`GC_is_heap_ptr`).
+//! span in use (`GC_is_heap_ptr`), disclaim procedures (`GC_register_disclaim_proc`)
+//! and bdwgc's reserved mark procedure slots (`GC_init_gcj_malloc`).
 
 use crate::api::capi_support::HeapUsage;
+pub use crate::collector::disclaim::{set_disclaim_proc, DisclaimProc};
 pub use crate::collector::hooks::{
     set_collection_start_hook, set_sweep_visit_hook, CollectionStartHook, SweepVisitHook,
 };
 use crate::heap::span::SpanState;
 use crate::heap::Heap;
+pub use crate::mark::descr::set_reserved_mark_proc;
 
 /// A heap's counters, read under the lock by [`Heap::with_lock_held`] (what
 /// [`Heap::gc_count`] and [`Heap::usage`] would return, without taking the lock again).

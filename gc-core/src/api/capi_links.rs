@@ -158,6 +158,19 @@ impl Heap {
         LinkMove::Moved
     }
 
+    /// The registered links of this heap as `(long, link, obj)`, short links first, each
+    /// kind by link address (for `GC_dump_finalization`). Links the collector already
+    /// decided to clear are left out.
+    pub fn disappearing_link_list(&self) -> Vec<(bool, usize, usize)> {
+        let _g = self.lock();
+        let t = table();
+        t.0.as_slice()
+            .iter()
+            .filter(|e| e.heap == self.id && e.obj != 0)
+            .map(|e| (e.long, e.link, e.obj))
+            .collect()
+    }
+
     /// Registered links of this heap (for tests and statistics).
     pub fn disappearing_links(&self) -> usize {
         let _g = self.lock();

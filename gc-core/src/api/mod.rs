@@ -6,8 +6,11 @@
 //! - [`gc`] — `Gc<T>`, the copyable collected pointer.
 //! - [`heap_api`] — collection, roots, finalizers and statistics on a `Heap`.
 //! - [`capi_kinds`] — mark bits and scan classes of objects, for the C ABI's `gc_mark.h`.
+//! - [`capi_finalize`] — `GC_finalize_all`'s queueing, the Java-finalization flag and the
+//!   registrations, for the C ABI's finalization calls.
 //! - [`dump`] — a snapshot of roots, sections and spans, for the C ABI's `GC_dump`.
 
+pub mod capi_finalize;
 pub mod capi_hooks;
 pub mod capi_kinds;
 pub mod capi_links;

@@ -136,6 +136,10 @@ pub struct GcState {
     /// Java-style finalization (bdwgc's `GC_java_finalization`): a queued
     /// [`crate::FinalizerOrder::BdwgcNoOrder`] object keeps what it references alive.
     pub java_finalization: bool,
+    /// Where the C ABI keeps bdwgc's exported `GC_java_finalization` variable: when set,
+    /// read at each collection instead of `java_finalization` (so a program that writes
+    /// the variable directly is obeyed, as bdwgc reads it in `GC_finalize`).
+    pub java_flag: Option<&'static std::sync::atomic::AtomicI32>,
     /// The backend in use, once known, and why (for reports).
     pub backend: Option<Backend>,
     /// Why the backend is what it is (auto's skipped backends, a fallback).
@@ -170,6 +174,7 @@ impl GcState {
             budget_bytes: options.initial_heap_bytes,
             disabled: 0,
             java_finalization: true,
+            java_flag: None,
             backend: matches!(tracker, TrackerState::Off).then_some(Backend::None),
             backend_note: MmapVec::new(),
             arm_failure_noted: false,

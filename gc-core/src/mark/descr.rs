@@ -95,6 +95,18 @@ pub fn register_mark_proc(proc_: MarkProc) -> Option<usize> {
     Some(i)
 }
 
+/// Install `proc_` at one of the indices bdwgc reserves (below
+/// [`RESERVED_MARK_PROCS`]; bdwgc's `GC_init_gcj_malloc` takes one from its caller).
+/// False, changing nothing, for an index outside them or one already taken.
+pub fn set_reserved_mark_proc(index: usize, proc_: MarkProc) -> bool {
+    let _n = NEXT_PROC.lock().unwrap_or_else(|e| e.into_inner());
+    if index >= RESERVED_MARK_PROCS || PROCS[index].load(Ordering::Acquire) != 0 {
+        return false;
+    }
+    PROCS[index].store(proc_ as usize, Ordering::Release);
+    true
+}
+
 /// The descriptor `GC_MAKE_PROC(index, env)`.
 pub const fn make_proc(index: usize, env: usize) -> usize {
     (((env << LOG_MAX_MARK_PROCS) | index) << 2) | DS_PROC
