@@ -24,6 +24,14 @@
 //!   the out-of-memory function.
 //! - [`collect`] — `GC_gcollect`, incremental mode, `GC_enable`/`GC_disable`, roots,
 //!   heap statistics.
+//! - [`control`] — bdwgc's control variables (`GC_dont_gc`, `GC_gc_no`,
+//!   `GC_free_space_divisor`, ...) read where bdwgc reads them, their getters and
+//!   setters, `GC_try_to_collect` and the stop function, collection events.
+//! - [`staticroots`] — `GC_no_dls`, excluded static roots, the has-static-roots
+//!   callback, `GC_clear_roots`.
+//! - [`worldctl`] — the allocation lock and the world held by the program, fork
+//!   handling, `GC_suspend_thread`, `GC_enumerate_reachable_objects_inner`.
+//! - [`print`] — `GC_printf` & co. (C-variadic, in `csrc/printf.c`), the abort function.
 //! - [`callbacks`] — `GC_call_with_alloc_lock`, `GC_do_blocking`,
 //!   `GC_call_with_gc_active`, the start callback, `GC_start_mark_threads`.
 //! - [`heapinfo`] — `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible heap
@@ -141,6 +149,7 @@
 pub mod alloc;
 pub mod callbacks;
 pub mod collect;
+pub mod control;
 pub mod debug;
 pub mod dump;
 pub mod env;
@@ -152,12 +161,15 @@ pub mod kinds;
 pub mod links;
 pub mod markroots;
 pub mod memalign;
+pub mod print;
 pub mod prof;
 pub mod ptrcheck;
+pub mod staticroots;
 pub mod stubborn;
 pub mod threads;
 pub mod typed;
 pub mod types;
 pub mod warn;
+pub mod worldctl;
 
 pub use types::{GcFinalizationProc, GcOomFunc, GcStackBase, GcWarnProc, GcWord};
