@@ -71,9 +71,10 @@ static void test_stop_world(void) {
   CHECK(counter > c0);
 }
 
-static volatile int collected, go;
+static volatile int collected, go, ready;
 static void *collector(void *arg) {
   (void)arg;
+  ready = 1;
   while (!go) sleep_ms(1);
   GC_gcollect();
   collected = 1;
@@ -83,6 +84,7 @@ static void *collector(void *arg) {
 static void test_alloc_lock(void) {
   pthread_t t; /* created first: creating a thread takes the lock, as in bdwgc */
   CHECK(pthread_create(&t, NULL, collector, NULL) == 0);
+  while (!ready) sleep_ms(1);
   GC_alloc_lock();
   go = 1;
   sleep_ms(50);
