@@ -79,8 +79,17 @@
  *    <gc/gc_gcj.h>; GC_finalize_all: <gc/javaxfc.h>; <gc/gc_inline.h> and
  *    <gc/gc_tiny_fl.h> are bdwgc's own.  Toggle-ref callbacks run at the start of each
  *    collection (of an incremental cycle: its start, not its end as in bdwgc).
- *  - Not provided: most deprecated global variables (GC_gc_no, GC_dont_gc, GC_oom_fn,
- *    ...: use the getters and setters).
+ *  - Control variables exported as data, read where bdwgc reads them: GC_dont_gc,
+ *    GC_gc_no, GC_free_space_divisor, GC_full_freq (every dunegc collection is full),
+ *    GC_no_dls, GC_all_interior_pointers (read at GC_init), GC_parallel, GC_oom_fn,
+ *    GC_find_leak, GC_java_finalization, GC_finalize_on_demand, GC_finalizer_notifier.
+ *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_dont_precollect,
+ *    GC_max_retries, GC_non_gc_bytes, GC_time_limit, GC_stackbottom,
+ *    GC_use_entire_heap, GC_on_heap_resize, GC_set_rate, GC_set_suspend_signal,
+ *    GC_set_thr_restart_signal, GC_register_altstack, GC_print_free_list.
+ *  - GC_try_to_collect asks its stop function once, before the collection starts (a
+ *    stop-the-world collection is not abandoned half way).
+ *  - GC_suspend_thread uses SIGXCPU (bdwgc's restart signal on Linux).
  */
 #ifndef GC_H
 #define GC_H
@@ -666,5 +675,103 @@ GC_API void *GC_dlopen(const char * /* path */, int /* mode */);
 #  endif
 # endif
 #endif /* GC_THREADS */
+
+/* ---- Control variables, collection control, roots, world and printing ---- */
+#ifdef __cplusplus
+extern "C" {
+#endif
+GC_API int GC_dont_gc;          /* != 0: no collection (GC_disable/GC_enable count) */
+GC_API GC_word GC_gc_no;        /* collections so far (read-only) */
+GC_API GC_word GC_free_space_divisor;
+GC_API int GC_full_freq;
+GC_API int GC_no_dls;
+GC_API int GC_all_interior_pointers;
+GC_API int GC_parallel;
+GC_API GC_oom_func GC_oom_fn;
+
+GC_API void GC_CALL GC_set_free_space_divisor(GC_word);
+GC_API GC_word GC_CALL GC_get_free_space_divisor(void);
+GC_API void GC_CALL GC_set_full_freq(int);
+GC_API int GC_CALL GC_get_full_freq(void);
+GC_API void GC_CALL GC_set_no_dls(int);
+GC_API int GC_CALL GC_get_no_dls(void);
+GC_API void GC_CALL GC_set_disable_automatic_collection(int);
+GC_API int GC_CALL GC_get_disable_automatic_collection(void);
+GC_API void GC_CALL GC_set_min_bytes_allocd(size_t);
+GC_API size_t GC_CALL GC_get_min_bytes_allocd(void);
+GC_API void GC_CALL GC_set_force_unmap_on_gcollect(int);
+GC_API int GC_CALL GC_get_force_unmap_on_gcollect(void);
+GC_API void GC_CALL GC_set_manual_vdb_allowed(int);
+GC_API int GC_CALL GC_get_manual_vdb_allowed(void);
+GC_API int GC_CALL GC_get_pages_executable(void);
+#define GC_PROTECTS_POINTER_HEAP 1
+#define GC_PROTECTS_PTRFREE_HEAP 2
+#define GC_PROTECTS_STATIC_DATA 4
+#define GC_PROTECTS_STACK 8
+#define GC_PROTECTS_NONE 0
+GC_API int GC_CALL GC_incremental_protection_needs(void);
+GC_API size_t GC_CALL GC_get_expl_freed_bytes_since_gc(void);
+GC_API void GC_CALL GC_start_performance_measurement(void);
+GC_API unsigned long GC_CALL GC_get_full_gc_total_time(void);
+GC_API size_t GC_CALL GC_get_size_map_at(int);
+GC_API size_t GC_CALL GC_get_unmapped_bytes(void);
+GC_API void GC_CALL GC_incr_bytes_allocd(size_t);
+GC_API void GC_CALL GC_incr_bytes_freed(size_t);
+
+typedef int (GC_CALLBACK *GC_stop_func)(void);
+GC_API int GC_CALL GC_try_to_collect(GC_stop_func);
+GC_API void GC_CALL GC_set_stop_func(GC_stop_func);
+GC_API GC_stop_func GC_CALL GC_get_stop_func(void);
+GC_API void GC_CALL GC_start_incremental_collection(void);
+GC_API void GC_CALL GC_deinit(void);
+
+typedef enum {
+  GC_EVENT_START, GC_EVENT_MARK_START, GC_EVENT_MARK_END, GC_EVENT_RECLAIM_START,
+  GC_EVENT_RECLAIM_END, GC_EVENT_END, GC_EVENT_PRE_STOP_WORLD, GC_EVENT_POST_STOP_WORLD,
+  GC_EVENT_PRE_START_WORLD, GC_EVENT_POST_START_WORLD, GC_EVENT_THREAD_SUSPENDED,
+  GC_EVENT_THREAD_UNSUSPENDED
+} GC_EventType;
+typedef void (GC_CALLBACK *GC_on_collection_event_proc)(GC_EventType);
+GC_API void GC_CALL GC_set_on_collection_event(GC_on_collection_event_proc);
+GC_API GC_on_collection_event_proc GC_CALL GC_get_on_collection_event(void);
+
+GC_API void GC_CALL GC_clear_roots(void);
+GC_API void GC_CALL GC_exclude_static_roots(void * /* low */, void * /* high */);
+GC_API void GC_CALL GC_clear_exclusion_table(void);
+typedef int (GC_CALLBACK *GC_has_static_roots_func)(const char * /* dlpi_name */,
+                                                    void * /* start */, size_t /* size */);
+GC_API void GC_CALL GC_register_has_static_roots_callback(GC_has_static_roots_func);
+
+GC_API void GC_CALL GC_alloc_lock(void);
+GC_API void GC_CALL GC_alloc_unlock(void);
+GC_API void GC_CALL GC_stop_world_external(void);
+GC_API void GC_CALL GC_start_world_external(void);
+GC_API void GC_CALL GC_set_handle_fork(int);
+GC_API void GC_CALL GC_atfork_prepare(void);
+GC_API void GC_CALL GC_atfork_parent(void);
+GC_API void GC_CALL GC_atfork_child(void);
+GC_API void *GC_CALL GC_get_my_stackbottom(struct GC_stack_base *);
+typedef void (GC_CALLBACK *GC_reachable_object_proc)(void * /* obj */, size_t /* bytes */,
+                                                     void * /* client_data */);
+GC_API void GC_CALL GC_enumerate_reachable_objects_inner(GC_reachable_object_proc,
+                                                         void * /* client_data */);
+
+/* bdwgc exports these without declaring them in its headers. */
+GC_API void GC_printf(const char *, ...) __attribute__((format(printf, 1, 2)));
+GC_API void GC_err_printf(const char *, ...) __attribute__((format(printf, 1, 2)));
+GC_API void GC_log_printf(const char *, ...) __attribute__((format(printf, 1, 2)));
+GC_API void GC_CALL GC_set_log_fd(int);
+typedef void (GC_CALLBACK *GC_abort_func)(const char * /* msg */);
+GC_API void GC_CALL GC_set_abort_func(GC_abort_func);
+GC_API GC_abort_func GC_CALL GC_get_abort_func(void);
+#if defined(GC_THREADS)
+# include <pthread.h>
+  GC_API void GC_CALL GC_suspend_thread(pthread_t);
+  GC_API void GC_CALL GC_resume_thread(pthread_t);
+  GC_API int GC_CALL GC_is_thread_suspended(pthread_t);
+#endif
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
 
 #endif /* GC_H */

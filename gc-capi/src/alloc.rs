@@ -13,27 +13,30 @@ use crate::types::{GcOomFunc, GcWord};
 use crate::warn::{warn, warn_text};
 use gc_core::{GcError, ObjectKind};
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Alignment of every object (bdwgc's `GC_GRANULE_BYTES` on 64-bit targets).
 pub(crate) const GRANULE_BYTES: usize = 16;
-
-/// The out-of-memory function as an address; 0 means the default one.
-static OOM_FN: AtomicUsize = AtomicUsize::new(0);
 
 /// The default out-of-memory function: returns NULL (bdwgc's default).
 unsafe extern "C" fn default_oom_fn(_bytes_requested: usize) -> *mut c_void {
     std::ptr::null_mut()
 }
 
+/// bdwgc's `GC_oom_fn`: the function whose result an allocation that fails returns
+/// (default: one returning NULL). Programs may assign it; it must not be NULL (a NULL
+/// value counts as the default).
+#[no_mangle]
+pub static GC_oom_fn: AtomicPtr<c_void> = AtomicPtr::new(default_oom_fn as *mut c_void);
+
 fn oom_fn() -> unsafe extern "C" fn(usize) -> *mut c_void {
-    let p = OOM_FN.load(Ordering::Acquire);
-    if p == 0 {
+    let p = GC_oom_fn.load(Ordering::Acquire);
+    if p.is_null() {
         return default_oom_fn;
     }
-    // SAFETY: only `GC_set_oom_fn` stores a non-zero value: the address of a non-null
-    // `void *(*)(size_t)` its caller promised stays valid.
-    unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(usize) -> *mut c_void>(p) }
+    // SAFETY: GC_oom_fn holds the address of a `void *(*)(size_t)`: the default, one
+    // installed by GC_set_oom_fn, or one the program assigned (bdwgc's contract).
+    unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn(usize) -> *mut c_void>(p) }
 }
 
 /// Allocation failed: warn (unless the size is an overflow) and return what the
@@ -244,7 +247,8 @@ unsafe fn strndup_len(s: *const c_char, len: usize) -> *mut c_char {
 /// `f`, if not NULL, must stay callable for the rest of the process, from any thread.
 #[no_mangle]
 pub unsafe extern "C" fn GC_set_oom_fn(f: GcOomFunc) {
-    OOM_FN.store(f.map_or(0, |f| f as usize), Ordering::Release);
+    let f = f.map_or(default_oom_fn as *mut c_void, |f| f as *mut c_void);
+    GC_oom_fn.store(f, Ordering::Release);
 }
 
 /// The current out-of-memory function (bdwgc's `GC_get_oom_fn`).

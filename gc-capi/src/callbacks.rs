@@ -22,6 +22,12 @@ pub(crate) fn inside_alloc_lock() -> bool {
     LOCKED.with(Cell::get).is_some()
 }
 
+/// Make this thread's getters read `snapshot` (the lock is held from now on) or, with
+/// None, the heap again; returns the previous state.
+pub(crate) fn set_locked_snapshot(snapshot: Option<LockedSnapshot>) -> Option<LockedSnapshot> {
+    LOCKED.with(|l| l.replace(snapshot))
+}
+
 /// `heap.usage()`, or the counters read at lock time inside `GC_call_with_alloc_lock`
 /// (bdwgc's getters are meant to be called there).
 pub(crate) fn usage(heap: &'static Heap) -> HeapUsage {

@@ -1,27 +1,31 @@
 //! Collection control, incremental mode, roots and heap statistics.
 
+use crate::control::GC_dont_gc;
 use crate::finalize;
 use crate::init::{heap, incremental_forbidden};
 use crate::types::GcWord;
 use crate::warn::warn_text;
 use gc_core::{Backend, BackendChoice};
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Nesting depth of `GC_disable` (mirrored here: gc-core's explicit `collect` does not
-/// look at it, but bdwgc's `GC_gcollect` does nothing while collection is disabled).
-static DISABLED: AtomicUsize = AtomicUsize::new(0);
+use std::sync::atomic::Ordering;
 
 /// Collect now: a full stop-the-world collection, or the finish of the incremental cycle
 /// in progress; then run due finalizers (bdwgc's `GC_gcollect`). Does nothing while
-/// collection is disabled (`GC_disable`, `GC_DONT_GC`), as in bdwgc; waits while a
-/// thread made by `GC_pthread_create` is starting (see [`crate::threads`]).
+/// collection is disabled (`GC_dont_gc`: `GC_disable`, `GC_DONT_GC`) or the default stop
+/// function (`GC_set_stop_func`) asks to stop, as in bdwgc; waits while a thread made by
+/// `GC_pthread_create` is starting (see [`crate::threads`]).
 #[no_mangle]
 pub extern "C" fn GC_gcollect() {
-    let heap = heap();
-    if DISABLED.load(Ordering::Acquire) > 0 {
+    heap();
+    if GC_dont_gc.load(Ordering::Acquire) != 0 || !crate::control::default_stop_allows() {
         return;
     }
+    collect_now();
+}
+
+/// Collect (whatever `GC_dont_gc` says) and run due finalizers.
+pub(crate) fn collect_now() {
+    let heap = heap();
     if let Err(e) = crate::threads::while_no_thread_starts(|| heap.collect()) {
         warn_text(&format!("GC_gcollect: {e}"));
     }
@@ -92,32 +96,29 @@ pub extern "C" fn GC_dunegc_dirty_backend() -> *const c_char {
     name.as_ptr()
 }
 
-/// Stop collections until a matching `GC_enable` (nests; bdwgc's `GC_disable`).
+/// Stop collections until a matching `GC_enable`: increments `GC_dont_gc` (nests;
+/// bdwgc's `GC_disable`).
 #[no_mangle]
 pub extern "C" fn GC_disable() {
-    let heap = heap();
-    DISABLED.fetch_add(1, Ordering::AcqRel);
-    heap.disable();
+    heap();
+    GC_dont_gc.fetch_add(1, Ordering::AcqRel);
 }
 
-/// Undo one `GC_disable` (bdwgc's `GC_enable`).
+/// Undo one `GC_disable`: decrements `GC_dont_gc` (bdwgc's `GC_enable`; never below 0).
 #[no_mangle]
 pub extern "C" fn GC_enable() {
-    let heap = heap();
-    if DISABLED
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        heap.enable();
-    }
+    heap();
+    let _ = GC_dont_gc.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+        (n > 0).then(|| n - 1)
+    });
 }
 
-/// Nonzero while collection is disabled: a `GC_disable` (or `GC_DONT_GC`) not yet
-/// matched by `GC_enable` (bdwgc's `GC_is_disabled`). Takes no lock.
+/// Nonzero while collection is disabled: `GC_dont_gc` is nonzero (bdwgc's
+/// `GC_is_disabled`). Takes no lock.
 #[no_mangle]
 pub extern "C" fn GC_is_disabled() -> c_int {
     heap();
-    (DISABLED.load(Ordering::Acquire) > 0) as c_int
+    (GC_dont_gc.load(Ordering::Acquire) != 0) as c_int
 }
 
 /// Set a hard limit on the heap size in bytes, 0 for none (bdwgc's

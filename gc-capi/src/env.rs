@@ -39,7 +39,7 @@ pub(crate) fn translate_more(translate: impl Fn(&CStr, &str, &dyn Fn(&str) -> Op
 /// Abort the process after `msg` (the collector's own aborts), or, with
 /// `GC_LOOP_ON_ABORT` set, print it and wait forever for a debugger, as bdwgc does.
 pub(crate) fn abort_with(msg: &str) -> ! {
-    eprintln!("{msg}");
+    crate::print::call_abort_func(msg);
     if getenv(c"GC_LOOP_ON_ABORT").is_some() {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(1));

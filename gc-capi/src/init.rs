@@ -55,6 +55,13 @@ fn init_once() {
     INIT.call_once(|| {
         translate_env();
         let heap = global_heap();
+        crate::control::install(heap);
+        crate::staticroots::install();
+        crate::worldctl::install_fork_handlers();
+        if crate::kinds::GC_all_interior_pointers.load(Ordering::Acquire) == 0 {
+            // Set to 0 by the program before initialisation, as bdwgc reads it.
+            crate::kinds::GC_set_all_interior_pointers(0);
+        }
         crate::heapinfo::publish_bounds(heap);
         crate::markroots::install();
         crate::threads::mark_current_registered();
@@ -80,6 +87,13 @@ fn init_once() {
             crate::collect::GC_enable_incremental();
         }
     });
+    // After GC_deinit the collector counts as initialised again from the next call.
+    INIT_DONE.store(true, Ordering::Release);
+}
+
+/// `GC_deinit`: `GC_is_init_called` returns 0 until the next call initialises again.
+pub(crate) fn deinit() {
+    INIT_DONE.store(false, Ordering::Release);
 }
 
 /// Set `to` from `from` (if `from` is set, `to` is not, and `check` accepts the value).

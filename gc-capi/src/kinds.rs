@@ -82,8 +82,7 @@ fn atomic_uncollectable_class() -> u8 {
 }
 
 fn abort_with(msg: &str) -> ! {
-    eprintln!("{msg}");
-    std::process::abort()
+    crate::env::abort_with(msg)
 }
 
 /// Make a kind scanned by `descr` (plus the object's size if `add_size`), or abort
@@ -368,8 +367,16 @@ pub fn describe_type_fn(k: usize) -> usize {
 /// anywhere inside an object either way, as in bdwgc.
 #[no_mangle]
 pub extern "C" fn GC_set_all_interior_pointers(value: c_int) {
+    GC_all_interior_pointers.store((value != 0) as c_int, Ordering::Release);
     interior::set_all_interior_pointers(value != 0);
 }
+
+/// bdwgc's `GC_all_interior_pointers` (default 1): read at initialisation, so a program
+/// that sets it to 0 before `GC_INIT` turns interior pointers off, as in bdwgc; kept
+/// current by `GC_set_all_interior_pointers`.
+#[no_mangle]
+pub static GC_all_interior_pointers: std::sync::atomic::AtomicI32 =
+    std::sync::atomic::AtomicI32::new(1);
 
 /// 1 if every interior pointer is recognised, else 0 (bdwgc's
 /// `GC_get_all_interior_pointers`).

@@ -25,6 +25,14 @@
 //!   the out-of-memory function.
 //! - [`collect`] — `GC_gcollect`, incremental mode, `GC_enable`/`GC_disable`, roots,
 //!   heap statistics.
+//! - [`control`] — bdwgc's control variables (`GC_dont_gc`, `GC_gc_no`,
+//!   `GC_free_space_divisor`, ...) read where bdwgc reads them, their getters and
+//!   setters, `GC_try_to_collect` and the stop function, collection events.
+//! - [`staticroots`] — `GC_no_dls`, excluded static roots, the has-static-roots
+//!   callback, `GC_clear_roots`.
+//! - [`worldctl`] — the allocation lock and the world held by the program, fork
+//!   handling, `GC_suspend_thread`, `GC_enumerate_reachable_objects_inner`.
+//! - [`print`](mod@print) — `GC_printf` & co. (C-variadic, in `csrc/printf.c`), the abort function.
 //! - [`callbacks`] — `GC_call_with_alloc_lock`, `GC_do_blocking`,
 //!   `GC_call_with_gc_active`, the start callback, `GC_start_mark_threads`.
 //! - [`heapinfo`] — `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible heap
@@ -90,6 +98,9 @@
 //!   takes the lock, so inside `GC_call_with_alloc_lock` it warns and prints nothing.
 //! - **Signals**: `GC_get_suspend_signal` is `SIGPWR`; `GC_get_thr_restart_signal` is
 //!   -1 (suspended threads wait on a futex). `GC_set_suspend_signal` is not provided.
+//!   `GC_suspend_thread` uses `SIGXCPU` (see [`worldctl`]).
+//! - **Fork**: `pthread_atfork` handlers are installed at initialisation, as in
+//!   Debian's bdwgc, unless `GC_set_handle_fork(0)` came first.
 //! - **Disappearing links** are kept in a table sorted by address: registering costs
 //!   O(log n) plus a move of the entries after it; each collection scans the table.
 //! - **Threads** need no registration: a collection stops every thread of the process
@@ -150,11 +161,23 @@
 //!   the report). `GC_free` of a debug body (an interior pointer) warns and is ignored
 //!   (bdwgc corrupts its heap there). Debian's bdwgc is built without
 //!   `KEEP_BACK_PTRS`, so `gc_backptr.h`'s functions are not exported by it, nor here.
-//! - **Not provided**: most deprecated global
-//!   variables (`GC_gc_no`, `GC_dont_gc`, ...; use the getters and setters;
-//!   `GC_find_leak`, `GC_finalize_on_demand`, `GC_java_finalization`,
-//!   `GC_finalizer_notifier`, `GC_gcj_kind`, `GC_gcj_debug_kind` and the pointer-check
-//!   print procedures are provided).
+//! - **Control variables** ([`control`], [`staticroots`]): `GC_dont_gc`, `GC_gc_no`,
+//!   `GC_free_space_divisor`, `GC_full_freq`, `GC_no_dls`, `GC_all_interior_pointers`
+//!   (read at initialisation), `GC_parallel`, `GC_oom_fn`, `GC_on_abort` are exported as
+//!   data and read where bdwgc reads them. `GC_try_to_collect` and the default stop
+//!   function are asked once, before a collection starts (a stop-the-world collection
+//!   is not abandoned half way; bdwgc also asks during marking). Collection events are
+//!   reported in bdwgc's order, without the per-thread suspend events.
+//! - **Not provided** (gc-core has no such behaviour; the reasons are in
+//!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_dont_precollect`, `GC_max_retries`,
+//!   `GC_non_gc_bytes`, `GC_time_limit`, `GC_stackbottom`, `GC_use_entire_heap`,
+//!   `GC_on_heap_resize`, `GC_set_rate`, `GC_set_max_prior_attempts`,
+//!   `GC_set_allocd_bytes_per_finalizer`, `GC_set_await_finalize_proc`,
+//!   `GC_set_on_thread_event`, `GC_set_pages_executable`, `GC_set_stackbottom`,
+//!   `GC_set_suspend_signal`, `GC_set_thr_restart_signal`, `GC_register_altstack`,
+//!   `GC_print_free_list`, `GC_get_obtained_from_os_bytes`, the four `GC_*objfreelist_ptr`
+//!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
+//!   internal `GC_arrays` (`tests/abi_internal.txt`).
 
 // The exported names are bdwgc's, which are not snake case.
 #![allow(non_snake_case)]
@@ -162,6 +185,7 @@
 pub mod alloc;
 pub mod callbacks;
 pub mod collect;
+pub mod control;
 pub mod debug;
 pub mod disclaim;
 pub mod dump;
@@ -176,13 +200,16 @@ pub mod links;
 pub mod many;
 pub mod markroots;
 pub mod memalign;
+pub mod print;
 pub mod prof;
 pub mod ptrcheck;
+pub mod staticroots;
 pub mod stubborn;
 pub mod threads;
 pub mod toggleref;
 pub mod typed;
 pub mod types;
 pub mod warn;
+pub mod worldctl;
 
 pub use types::{GcFinalizationProc, GcOomFunc, GcStackBase, GcWarnProc, GcWord};

@@ -113,11 +113,11 @@ pub extern "C" fn GC_get_memory_use() -> usize {
     s.heapsize_full - s.free_bytes_full
 }
 
-/// 0: marking runs on the collecting thread only (bdwgc's `GC_get_parallel` in a build
-/// without parallel markers).
+/// `GC_parallel`: the marker threads besides the collecting one, once they run (0
+/// before the first collection), as bdwgc's `GC_get_parallel`.
 #[no_mangle]
 pub extern "C" fn GC_get_parallel() -> c_int {
-    0
+    crate::control::GC_parallel.load(std::sync::atomic::Ordering::Acquire)
 }
 
 /// Ask for `n` marker threads (bdwgc's `GC_set_markers_count`, effective before

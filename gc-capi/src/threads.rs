@@ -217,6 +217,35 @@ impl StartGate {
     }
 }
 
+thread_local! {
+    /// The start gate's state, held by this thread across `fork` (the fork handlers).
+    static GATE_HELD: std::cell::RefCell<Option<MutexGuard<'static, (usize, usize)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Before `fork`: hold the start gate, so that the child does not inherit it locked by a
+/// thread it does not have.
+pub(crate) fn fork_prepare() {
+    let g = GATE.lock();
+    GATE_HELD.with(|h| *h.borrow_mut() = Some(g));
+}
+
+/// After `fork`, in the parent: release the start gate.
+pub(crate) fn fork_parent() {
+    drop(GATE_HELD.with(|h| h.borrow_mut().take()));
+}
+
+/// After `fork`, in the child: the threads that were starting and the explicit
+/// collections that were running belong to the parent; forget them and return how many
+/// threads were starting (each holds one `Heap::disable` the child must undo).
+pub(crate) fn fork_child() -> usize {
+    let held = GATE_HELD.with(|h| h.borrow_mut().take());
+    let mut g = held.unwrap_or_else(|| GATE.lock());
+    let starting = g.0;
+    *g = (0, 0);
+    starting
+}
+
 /// Run an explicit collection `f` once no thread made by `GC_pthread_create` is starting.
 pub(crate) fn while_no_thread_starts<R>(f: impl FnOnce() -> R) -> R {
     let mut g = GATE.lock();

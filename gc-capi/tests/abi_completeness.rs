@@ -10,8 +10,12 @@
 //!   or the reverse).
 //!
 //! It also prints the bdwgc exports that no public header in `/usr/include/gc/` names
-//! (bdwgc-internal exports), for the record. Without libgc-dev (`scripts/setup.sh`)
-//! the test prints a skip line.
+//! (bdwgc-internal exports), for the record. `abi_internal.txt` lists those of them left
+//! out on purpose, each with its reason (kept apart from `abi_missing.txt`, which is
+//! work still to do); the test reports them and fails if a listed name is not a bdwgc
+//! export, is named in a public header (then it is public API and must be exported), or
+//! is exported by dunegc after all. Without libgc-dev (`scripts/setup.sh`) the test
+//! prints a skip line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -129,6 +133,20 @@ fn listed_missing() -> BTreeSet<String> {
         .collect()
 }
 
+/// The names `abi_internal.txt` lists, with their reasons (`name  # reason`).
+fn listed_internal() -> BTreeMap<String, String> {
+    let path = Path::new(MANIFEST_DIR).join("tests/abi_internal.txt");
+    let text = std::fs::read_to_string(&path).expect("reading tests/abi_internal.txt");
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let (name, reason) = l.split_once('#').unwrap_or((l, ""));
+            let name = name.trim();
+            (!name.is_empty()).then(|| (name.to_owned(), reason.trim().to_owned()))
+        })
+        .collect()
+}
+
 #[test]
 fn dunegc_exports_bdwgc_abi() {
     if !Path::new(BDWGC_LIB).exists() || !Path::new(BDWGC_HEADERS).is_dir() {
@@ -139,10 +157,21 @@ fn dunegc_exports_bdwgc_abi() {
     let ours = exports(&dunegc_lib());
     let declared = header_names();
     let listed = listed_missing();
+    let internal_left_out = listed_internal();
 
-    let missing: Vec<&String> = bdwgc.keys().filter(|n| !ours.contains_key(*n)).collect();
-    let exported = bdwgc.len() - missing.len();
-    println!("exported {exported}/{}", bdwgc.len());
+    let missing: Vec<&String> = bdwgc
+        .keys()
+        .filter(|n| !ours.contains_key(*n) && !internal_left_out.contains_key(*n))
+        .collect();
+    let exported = bdwgc.len() - missing.len() - internal_left_out.len();
+    println!(
+        "exported {exported}/{} ({} bdwgc-internal left out on purpose)",
+        bdwgc.len(),
+        internal_left_out.len()
+    );
+    for (name, reason) in &internal_left_out {
+        println!("  left out (internal): {name}: {reason}");
+    }
     println!("missing ({}):", missing.len());
     for name in &missing {
         println!("  {name}");
@@ -166,6 +195,26 @@ fn dunegc_exports_bdwgc_abi() {
             ));
         } else if !bdwgc.contains_key(name) {
             problems.push(format!("{name} in abi_missing.txt is not a bdwgc export"));
+        }
+    }
+    for (name, reason) in &internal_left_out {
+        if !bdwgc.contains_key(name) {
+            problems.push(format!("{name} in abi_internal.txt is not a bdwgc export"));
+        } else if declared.contains(name) {
+            problems.push(format!(
+                "{name} in abi_internal.txt is named in a public bdwgc header: export it"
+            ));
+        } else if ours.contains_key(name) {
+            problems.push(format!(
+                "{name} is exported now: remove it from abi_internal.txt"
+            ));
+        } else if listed.contains(name) {
+            problems.push(format!(
+                "{name} is in both abi_internal.txt and abi_missing.txt"
+            ));
+        }
+        if reason.is_empty() {
+            problems.push(format!("{name} in abi_internal.txt has no reason"));
         }
     }
     for (name, kind) in &bdwgc {

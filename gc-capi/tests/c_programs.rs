@@ -686,3 +686,48 @@ fn finalize_all_unreachable_finalizers_variables_and_dump() {
         check_dump_expectations(&run_pass(&exe, args, &[]));
     }
 }
+
+/// Runs `tests/c/NAME.c` on dunegc (shared library) with `args`, in normal and
+/// incremental mode and incremental under `DUNEGC_DIRTY=mprotect`; returns the stdout
+/// and stderr of the normal run. (These programs use names bdwgc exports without
+/// declaring them, or expectations specific to dunegc's event order, so they are not
+/// also run on bdwgc.)
+fn run_on_dunegc_modes(name: &str, args: &[&str]) -> (String, String) {
+    let exe = compile(&format!("{name}.c"), name, Header::Dunegc, Link::Shared);
+    let out = run(&exe, args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("PASS") && stdout.contains("incremental 0"),
+        "{name} {args:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let inc: Vec<&str> = args.iter().copied().chain(["inc"]).collect();
+    let o = run_pass(&exe, &inc, &[]);
+    assert!(o.contains("incremental 1"), "{o}");
+    let o = run_pass(&exe, &inc, &[("DUNEGC_DIRTY", "mprotect")]);
+    assert!(o.contains("incremental 1"), "{o}");
+    (stdout, stderr)
+}
+
+#[test]
+fn control_variables_stop_funcs_events_and_printing() {
+    let (stdout, stderr) = run_on_dunegc_modes("control", &[]);
+    assert!(
+        stdout.contains("printf 7 x 2.5 1234567890123\n"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("err_printf 8\n"), "{stderr}");
+    assert!(stderr.contains("log_printf to stderr\n"), "{stderr}");
+}
+
+#[test]
+fn excluded_and_filtered_static_roots_keep_nothing_alive() {
+    run_on_dunegc_modes("staticroots", &[]);
+}
+
+#[test]
+fn suspended_threads_stopped_world_alloc_lock_and_fork() {
+    run_on_dunegc_modes("threadctl", &[]);
+    run_on_dunegc_modes("threadctl", &["manual"]);
+}

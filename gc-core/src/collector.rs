@@ -83,6 +83,7 @@ pub(crate) mod state;
 mod unreachable;
 mod visit;
 
+use hooks::CollectionEvent;
 pub use state::{Counters, GcState, PausePhases, Reason};
 use state::{Cycle, TrackerState};
 
@@ -108,12 +109,20 @@ impl Heap {
         if g.gc.disabled > 0 {
             return Ok(g);
         }
-        let budget = g.gc.budget_bytes as isize;
+        let policy = hooks::policy_hooks().map(|h| (h, (h.policy)()));
+        if policy.is_some_and(|(_, p)| !p.automatic) {
+            return Ok(g);
+        }
+        let budget = match policy {
+            Some((_, p)) => self.budget_bytes(g.gc.stats.live_bytes, &p) as isize,
+            None => g.gc.budget_bytes as isize,
+        };
+        let may_start = || policy.is_none_or(|(h, _)| (h.may_start)());
         if g.gc.cycle.is_some() {
-            if g.bytes_since_gc >= 2 * budget {
+            if g.bytes_since_gc >= 2 * budget && may_start() {
                 return self.collect_locked(g, Reason::Threshold);
             }
-            if g.gc.cycle.as_ref().is_some_and(|c| c.marking_done) {
+            if g.gc.cycle.as_ref().is_some_and(|c| c.marking_done) && may_start() {
                 return self.collect_locked(g, Reason::Threshold);
             }
             if g.gc.cycle.as_ref().is_some_and(|c| c.concurrent) {
@@ -185,7 +194,7 @@ impl Heap {
             }
             return Ok(g);
         }
-        if g.bytes_since_gc < budget {
+        if g.bytes_since_gc < budget || !may_start() {
             return Ok(g);
         }
         g = self.ensure_tracker(g);
@@ -365,7 +374,11 @@ impl Heap {
             // A new collection (not the finish of an incremental cycle).
             hooks::run_collection_start_hook();
         }
+        let markers = self.markers.n();
+        let event = |e, c: &state::Counters| hooks::run_collection_event(e, c, markers);
+        event(CollectionEvent::Start, &g.gc.stats);
         roots::statics::refresh(&mut g.gc.statics);
+        event(CollectionEvent::PreStopWorld, &g.gc.stats);
         let world = world::stop().map_err(|source| GcError::Os {
             op: "stopping the world",
             source,
@@ -373,6 +386,8 @@ impl Heap {
         // Every mutator is stopped: objects allocated after this pause start white.
         self.allocate_black.store(false, Ordering::SeqCst);
         let inner = &mut *g;
+        event(CollectionEvent::PostStopWorld, &inner.gc.stats);
+        event(CollectionEvent::MarkStart, &inner.gc.stats);
         inner.gc.stats.threads_skipped += world.skipped as u64;
         let incremental = inner.gc.cycle.is_some();
         // Marker threads may still be tracing this cycle concurrently: until the drain
@@ -406,6 +421,7 @@ impl Heap {
         self.drain_all(&mut inner.gc.mark_stack);
         phases.drain_ns = elapsed_ns(t_drain);
         inner.gc.stats.stw_mark_ns += elapsed_ns(t_mark);
+        event(CollectionEvent::MarkEnd, &inner.gc.stats);
         let t_final = Instant::now();
         self.decide_dead_links(false);
         self.find_finalizable(inner);
@@ -416,16 +432,20 @@ impl Heap {
             self.visit_before_sweep(inner, hook);
         }
         phases.finalize_ns = elapsed_ns(t_final);
+        event(CollectionEvent::ReclaimStart, &inner.gc.stats);
         let t_sweep = Instant::now();
         self.sweep(inner);
+        event(CollectionEvent::ReclaimEnd, &inner.gc.stats);
         // An incremental cycle's tracking stopped in `rescan_dirty` (collect_and_disarm):
         // between cycles nobody reads the dirty state, and pages left protected (or, for
         // Dune, D bits left cleared) would make the program take write faults for nothing.
         self.clear_dead_links();
         phases.sweep_ns = elapsed_ns(t_sweep);
+        event(CollectionEvent::PreStartWorld, &inner.gc.stats);
         let t_resume = Instant::now();
         drop(world);
         phases.resume_ns = elapsed_ns(t_resume);
+        event(CollectionEvent::PostStartWorld, &inner.gc.stats);
         let ns = elapsed_ns(t0);
         phases.total_ns = ns;
         phases.incremental = incremental;
@@ -454,19 +474,39 @@ impl Heap {
             inner.gc.stats.max_step_ns = inner.gc.stats.max_step_ns.max(ns);
         }
         inner.gc.cycle = None;
-        let divisor = self.options.free_space_divisor.max(1);
-        inner.gc.budget_bytes =
-            (inner.gc.stats.live_bytes as usize * 6 / divisor).max(self.options.initial_heap_bytes);
+        let policy = hooks::policy_hooks().map(|h| (h.policy)());
+        let policy = policy.unwrap_or(hooks::Policy {
+            automatic: true,
+            free_space_divisor: 0,
+            min_bytes_allocd: 0,
+        });
+        inner.gc.budget_bytes = self.budget_bytes(inner.gc.stats.live_bytes, &policy);
         inner.bytes_since_gc = 0;
         if !inner.gc.finalizers.ready.is_empty() {
             self.finalizers_pending.store(true, Ordering::Release);
             self.finalizer_wakeup.notify_all();
         }
+        event(CollectionEvent::End, &inner.gc.stats);
         Ok(g)
     }
 
+    /// Allocation allowed before the next automatic collection, with `live` bytes live
+    /// after the last one: 6 × live / divisor, at least the minimum (the heap's options
+    /// unless `policy` overrides them).
+    fn budget_bytes(&self, live: u64, policy: &hooks::Policy) -> usize {
+        let divisor = match policy.free_space_divisor {
+            0 => self.options.free_space_divisor,
+            d => d,
+        };
+        let min = match policy.min_bytes_allocd {
+            0 => self.options.initial_heap_bytes,
+            m => m,
+        };
+        (live as usize * 6 / divisor.max(1)).max(min)
+    }
+
     /// Begin an incremental cycle (no pause).
-    fn start_cycle(&'static self, mut g: Guard) -> Result<Guard, GcError> {
+    pub(crate) fn start_cycle(&'static self, mut g: Guard) -> Result<Guard, GcError> {
         let t0 = Instant::now();
         let inner = &mut *g;
         let (armed, ranges, n) = self.arm_ranges(inner);
@@ -610,7 +650,7 @@ impl Heap {
     }
 
     /// Call `f(first_page, span)` for every live span of a space.
-    fn for_each_span(&self, inner: &HeapInner, space: usize, mut f: impl FnMut(usize)) {
+    pub(crate) fn for_each_span(&self, inner: &HeapInner, space: usize, mut f: impl FnMut(usize)) {
         let s = &inner.spaces[space];
         let mut i = s.first;
         let end = s.first + s.high_water;

@@ -8,11 +8,14 @@
 use crate::api::capi_support::HeapUsage;
 pub use crate::collector::disclaim::{set_disclaim_proc, DisclaimProc};
 pub use crate::collector::hooks::{
-    set_collection_start_hook, set_sweep_visit_hook, CollectionStartHook, SweepVisitHook,
+    set_collection_event_hook, set_collection_start_hook, set_policy_hooks, set_sweep_visit_hook,
+    CollectionEvent, CollectionEventHook, CollectionStartHook, Policy, PolicyHooks, SweepVisitHook,
 };
+pub use crate::collector::state::Counters;
 use crate::heap::span::SpanState;
 use crate::heap::Heap;
 pub use crate::mark::descr::set_reserved_mark_proc;
+pub use crate::roots::statics::{set_static_segment_filter, StaticSegmentFilter};
 
 /// A heap's counters, read under the lock by [`Heap::with_lock_held`] (what
 /// [`Heap::gc_count`] and [`Heap::usage`] would return, without taking the lock again).
@@ -24,6 +27,21 @@ pub struct LockedSnapshot {
     pub usage: HeapUsage,
 }
 
+impl LockedSnapshot {
+    /// The counters of a locked heap.
+    pub(crate) fn of(g: &crate::heap::HeapInner) -> LockedSnapshot {
+        LockedSnapshot {
+            gc_count: g.gc.stats.full_collections + g.gc.stats.incremental_cycles,
+            usage: HeapUsage {
+                heap_bytes: Heap::heap_bytes(g),
+                live_bytes_after_gc: g.gc.stats.live_bytes,
+                bytes_since_gc: g.bytes_since_gc.max(0) as usize,
+                bytes_allocated_total: g.gc.stats.bytes_allocated,
+            },
+        }
+    }
+}
+
 impl Heap {
     /// Run `f` with the heap lock held: no collection, incremental mark step, finalizer
     /// queueing, explicit free or allocation slow path of this heap runs until it
@@ -33,16 +51,10 @@ impl Heap {
     /// reentrant; allocation and free fail cleanly, other calls deadlock).
     pub fn with_lock_held<R>(&self, f: impl FnOnce(&LockedSnapshot) -> R) -> R {
         let g = self.lock();
-        let snapshot = LockedSnapshot {
-            gc_count: g.gc.stats.full_collections + g.gc.stats.incremental_cycles,
-            usage: HeapUsage {
-                heap_bytes: Heap::heap_bytes(&g),
-                live_bytes_after_gc: g.gc.stats.live_bytes,
-                bytes_since_gc: g.bytes_since_gc.max(0) as usize,
-                bytes_allocated_total: g.gc.stats.bytes_allocated,
-            },
-        };
+        let snapshot = LockedSnapshot::of(&g);
+        let published = crate::api::capi_control::LockedInner::publish(&g);
         let r = f(&snapshot);
+        drop(published);
         drop(g);
         r
     }

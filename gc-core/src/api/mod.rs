@@ -5,11 +5,13 @@
 //! - [`global_alloc`] — `GcAllocator` for `#[global_allocator]`.
 //! - [`gc`] — `Gc<T>`, the copyable collected pointer.
 //! - [`heap_api`] — collection, roots, finalizers and statistics on a `Heap`.
+//! - [`capi_control`] — the lock and the world held across C calls, cycle start, marked-object walk.
 //! - [`capi_kinds`] — mark bits and scan classes of objects, for the C ABI's `gc_mark.h`.
 //! - [`capi_finalize`] — `GC_finalize_all`'s queueing, the Java-finalization flag and the
 //!   registrations, for the C ABI's finalization calls.
 //! - [`dump`] — a snapshot of roots, sections and spans, for the C ABI's `GC_dump`.
 
+pub mod capi_control;
 pub mod capi_finalize;
 pub mod capi_hooks;
 pub mod capi_kinds;

@@ -55,3 +55,110 @@ pub(crate) fn sweep_visit_hook() -> Option<SweepVisitHook> {
     // address of a `SweepVisitHook`.
     (f != 0).then(|| unsafe { std::mem::transmute::<usize, SweepVisitHook>(f) })
 }
+
+/// A point of a collection reported to the collection-event hook (bdwgc's
+/// `GC_EventType`, in its order). `Start` and `End` bracket every collection, a full one
+/// or the finish of an incremental cycle; the others come between them in this order:
+/// `PreStopWorld`, `PostStopWorld`, `MarkStart`, `MarkEnd`, `ReclaimStart`, `ReclaimEnd`,
+/// `PreStartWorld`, `PostStartWorld`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollectionEvent {
+    /// A collection begins (the lock is held, the world runs).
+    Start,
+    /// Marking begins (the world is stopped).
+    MarkStart,
+    /// Marking is done.
+    MarkEnd,
+    /// Sweeping begins.
+    ReclaimStart,
+    /// Sweeping is done.
+    ReclaimEnd,
+    /// The collection is over (the world runs again; the counters include it).
+    End,
+    /// The world is about to be stopped.
+    PreStopWorld,
+    /// Every thread is stopped.
+    PostStopWorld,
+    /// The world is about to be restarted.
+    PreStartWorld,
+    /// The world runs again.
+    PostStartWorld,
+}
+
+/// A function the collector calls at each [`CollectionEvent`] of every collection of
+/// any heap, with the heap's counters and its marker count (the collecting thread
+/// included). Runs with the heap lock held, between `PostStopWorld` and `PreStartWorld`
+/// with the world stopped: it must not allocate, free, lock, or call anything that takes
+/// the heap lock (the C ABI's `GC_set_on_collection_event`, and `GC_gc_no`).
+pub type CollectionEventHook = fn(CollectionEvent, &crate::collector::state::Counters, usize);
+
+/// The collection-event hook, as a `fn` address (0: none).
+static EVENT_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the collection-event hook.
+pub fn set_collection_event_hook(hook: Option<CollectionEventHook>) {
+    EVENT_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// Report `event` to the collection-event hook, if any.
+#[inline]
+pub(crate) fn run_collection_event(
+    event: CollectionEvent,
+    counters: &crate::collector::state::Counters,
+    markers: usize,
+) {
+    let f = EVENT_HOOK.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: only `set_collection_event_hook` stores nonzero values, and it stores
+        // the address of a `CollectionEventHook`.
+        let f = unsafe { std::mem::transmute::<usize, CollectionEventHook>(f) };
+        f(event, counters, markers);
+    }
+}
+
+/// The scheduling knobs a [`PolicyHooks::policy`] function returns; read at every
+/// allocation slow path (bdwgc reads its control variables at the same point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// False: no automatic collector work at all (no collection triggered by allocation,
+    /// no incremental mark step), as bdwgc's `GC_dont_gc`. A collection forced by an
+    /// exhausted space still runs.
+    pub automatic: bool,
+    /// The free-space divisor in force (0: the heap's option).
+    pub free_space_divisor: usize,
+    /// The least allocation between two automatic collections (0: the heap's
+    /// `initial_heap_bytes`).
+    pub min_bytes_allocd: usize,
+}
+
+/// Functions that steer automatic collections of every heap (the C ABI's control
+/// variables). Both run with the heap lock held: they must not allocate, free, lock, or
+/// call anything that takes the heap lock.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyHooks {
+    /// The knobs in force now.
+    pub policy: fn() -> Policy,
+    /// Asked just before an automatic collection (or incremental cycle) starts: false
+    /// abandons it for now (bdwgc's default stop function).
+    pub may_start: fn() -> bool,
+}
+
+/// The installed policy hooks, as a `&'static PolicyHooks` address (0: none).
+static POLICY_HOOKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the policy hooks.
+pub fn set_policy_hooks(hooks: Option<&'static PolicyHooks>) {
+    POLICY_HOOKS.store(
+        hooks.map_or(0, |h| h as *const PolicyHooks as usize),
+        Ordering::Release,
+    );
+}
+
+/// The installed policy hooks, if any.
+#[inline]
+pub(crate) fn policy_hooks() -> Option<&'static PolicyHooks> {
+    let p = POLICY_HOOKS.load(Ordering::Acquire);
+    // SAFETY: only `set_policy_hooks` stores nonzero values: the address of a
+    // `&'static PolicyHooks`, valid for the rest of the process.
+    (p != 0).then(|| unsafe { &*(p as *const PolicyHooks) })
+}

@@ -189,6 +189,11 @@ impl GcState {
         })
     }
 
+    /// True if a dirty tracker is open (incremental cycles can start).
+    pub fn tracker_open(&self) -> bool {
+        matches!(self.tracker, TrackerState::Open(_))
+    }
+
     /// True while an incremental cycle is marking.
     pub fn cycle_active(&self) -> bool {
         self.cycle.is_some()

@@ -1,0 +1,431 @@
+//! bdwgc's control variables and their getters and setters, read where bdwgc reads
+//! them: the collector consults them through gc-core's policy hooks at every allocation
+//! slow path and at the end of every collection
+//! ([`gc_core::api::capi_hooks::PolicyHooks`]), and reports each collection through the
+//! collection-event hook, which keeps `GC_gc_no` and `GC_parallel` current and calls
+//! the program's `GC_set_on_collection_event` procedure.
+//!
+//! The variables are exported as data, as in bdwgc, so programs that assign them
+//! directly (`GC_dont_gc = 1;`, `GC_free_space_divisor = 8;`) work unchanged. They are
+//! atomics with the layout of the C type (`int`, `GC_word`, a function pointer).
+//!
+//! | variable | meaning here |
+//! |---|---|
+//! | `GC_dont_gc` | nonzero: no collection at all, automatic or `GC_gcollect` (the counter `GC_disable`/`GC_enable` change) |
+//! | `GC_gc_no` | collections so far (set at the end of each) |
+//! | `GC_free_space_divisor` | budget between collections = 6 × live / divisor (read at every slow path) |
+//! | `GC_full_freq` | kept for the getter; every dunegc collection is a full one, which satisfies any value |
+//! | `GC_all_interior_pointers` | read at initialisation (0 before `GC_INIT` turns interior pointers off); the setter keeps it current |
+//! | `GC_parallel` | marker threads minus one, set when the marker threads run |
+//! | `GC_oom_fn` | the out-of-memory function, called when an allocation fails |
+//! | `GC_no_dls` | see [`crate::staticroots`] |
+//!
+//! Variables whose bdwgc behaviour gc-core cannot give are not exported (see the crate
+//! docs).
+
+use crate::init::heap;
+use crate::types::GcWord;
+use gc_core::api::capi_hooks::{self, CollectionEvent, Counters, Policy, PolicyHooks};
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+
+/// bdwgc's `GC_dont_gc`: collection is off while nonzero (a counter: `GC_disable`
+/// increments it, `GC_enable` decrements it; programs may assign it).
+#[no_mangle]
+pub static GC_dont_gc: AtomicI32 = AtomicI32::new(0);
+
+/// bdwgc's `GC_gc_no`: collections so far, full ones and incremental cycles (updated at
+/// the end of each collection; read-only for the program).
+#[no_mangle]
+pub static GC_gc_no: AtomicUsize = AtomicUsize::new(0);
+
+/// bdwgc's `GC_free_space_divisor` (default 3, or `GC_FREE_SPACE_DIVISOR`): the budget
+/// between automatic collections is 6 × (bytes live after the last one) / divisor, at
+/// least `GC_set_min_bytes_allocd`'s minimum. Read at every allocation slow path; 0
+/// counts as 1.
+#[no_mangle]
+pub static GC_free_space_divisor: AtomicUsize = AtomicUsize::new(3);
+
+/// bdwgc's `GC_full_freq` (default 19, bdwgc's): partial collections allowed between
+/// full ones. dunegc's collections, incremental cycles included, are all full, so any
+/// value is met; the variable is kept for programs that read it back.
+#[no_mangle]
+pub static GC_full_freq: AtomicI32 = AtomicI32::new(19);
+
+/// bdwgc's `GC_parallel`: the number of marker threads besides the collecting one, once
+/// they run (set at the start of each collection from gc-core's marker pool); 0 before.
+#[no_mangle]
+pub static GC_parallel: AtomicI32 = AtomicI32::new(0);
+
+/// `GC_set_disable_automatic_collection`: nonzero stops collections triggered by
+/// allocation; `GC_gcollect` still collects.
+static DISABLE_AUTOMATIC: AtomicI32 = AtomicI32::new(0);
+/// `GC_set_min_bytes_allocd` (0: gc-core's `initial_heap_bytes`).
+static MIN_BYTES_ALLOCD: AtomicUsize = AtomicUsize::new(0);
+/// `GC_set_force_unmap_on_gcollect`.
+static FORCE_UNMAP: AtomicI32 = AtomicI32::new(0);
+/// `GC_set_manual_vdb_allowed` (bdwgc's default: 1).
+static MANUAL_VDB_ALLOWED: AtomicI32 = AtomicI32::new(1);
+/// The default stop function (`GC_set_stop_func`), as an address (0: never stop).
+static STOP_FUNC: AtomicUsize = AtomicUsize::new(0);
+/// The collection-event procedure (`GC_set_on_collection_event`), as an address.
+static ON_EVENT: AtomicUsize = AtomicUsize::new(0);
+/// Nanoseconds of collection at `GC_start_performance_measurement` (u64::MAX: not
+/// started).
+static PERF_BASE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Bytes freed explicitly (cumulative) at the end of the last collection.
+static FREED_AT_LAST_GC: AtomicU64 = AtomicU64::new(0);
+/// Collection nanoseconds (cumulative) at the end of the last collection.
+static GC_NS_AT_LAST_GC: AtomicU64 = AtomicU64::new(0);
+
+/// bdwgc's `GC_stop_func`: `int (*)(void)`; nonzero asks to abandon the collection.
+pub type GcStopFunc = Option<unsafe extern "C" fn() -> c_int>;
+/// bdwgc's `GC_on_collection_event_proc`: `void (*)(GC_EventType)`.
+pub type GcOnCollectionEventProc = Option<unsafe extern "C" fn(event: c_int)>;
+
+static HOOKS: PolicyHooks = PolicyHooks { policy, may_start };
+
+/// Install the policy and event hooks (once, at initialisation), taking the initial
+/// values from the environment as bdwgc's `GC_init` does.
+pub(crate) fn install(heap: &'static gc_core::Heap) {
+    let env = |k| gc_core::api::options::getenv(k).is_some();
+    if env(c"DUNEGC_FREE_SPACE_DIVISOR") || env(c"GC_FREE_SPACE_DIVISOR") {
+        GC_free_space_divisor.store(heap.options().free_space_divisor, Ordering::Release);
+    }
+    capi_hooks::set_policy_hooks(Some(&HOOKS));
+    capi_hooks::set_collection_event_hook(Some(on_event));
+}
+
+fn policy() -> Policy {
+    Policy {
+        automatic: GC_dont_gc.load(Ordering::Acquire) == 0
+            && DISABLE_AUTOMATIC.load(Ordering::Acquire) == 0,
+        free_space_divisor: GC_free_space_divisor.load(Ordering::Acquire).max(1),
+        min_bytes_allocd: MIN_BYTES_ALLOCD.load(Ordering::Acquire),
+    }
+}
+
+/// The default stop function, if any.
+fn stop_func() -> GcStopFunc {
+    let f = STOP_FUNC.load(Ordering::Acquire);
+    // SAFETY: only GC_set_stop_func stores nonzero values: the address of an
+    // `unsafe extern "C" fn() -> c_int`.
+    (f != 0).then(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> c_int>(f) })
+}
+
+/// True if `f` (or, for None, nothing) lets a collection go on.
+fn allowed_by(f: GcStopFunc) -> bool {
+    match f {
+        // SAFETY: the program installed `f` as a stop function, callable at any time
+        // from collecting threads.
+        Some(f) => (unsafe { f() }) == 0,
+        None => true,
+    }
+}
+
+fn may_start() -> bool {
+    allowed_by(stop_func())
+}
+
+/// bdwgc's `GC_EventType` numbers, in gc-core's event order.
+fn event_number(e: CollectionEvent) -> c_int {
+    match e {
+        CollectionEvent::Start => 0,
+        CollectionEvent::MarkStart => 1,
+        CollectionEvent::MarkEnd => 2,
+        CollectionEvent::ReclaimStart => 3,
+        CollectionEvent::ReclaimEnd => 4,
+        CollectionEvent::End => 5,
+        CollectionEvent::PreStopWorld => 6,
+        CollectionEvent::PostStopWorld => 7,
+        CollectionEvent::PreStartWorld => 8,
+        CollectionEvent::PostStartWorld => 9,
+    }
+}
+
+fn on_event(e: CollectionEvent, c: &Counters, markers: usize) {
+    match e {
+        CollectionEvent::Start => {
+            GC_parallel.store(markers.saturating_sub(1) as c_int, Ordering::Release);
+        }
+        CollectionEvent::End => {
+            GC_gc_no.store(
+                (c.full_collections + c.incremental_cycles) as usize,
+                Ordering::Release,
+            );
+            FREED_AT_LAST_GC.store(c.bytes_freed_explicitly, Ordering::Release);
+            GC_NS_AT_LAST_GC.store(c.gc_time_ns, Ordering::Release);
+        }
+        _ => {}
+    }
+    let f = ON_EVENT.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: only GC_set_on_collection_event stores nonzero values: the address of
+        // an `unsafe extern "C" fn(c_int)`.
+        let f = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int)>(f) };
+        // SAFETY: the program registered `f` to be told of collection progress, with
+        // bdwgc's restrictions (no allocation, no collector calls).
+        unsafe { f(event_number(e)) };
+    }
+}
+
+/// Collect now unless `stop_func` (or `GC_dont_gc`) says not to; returns 1 if a
+/// collection ran, 0 if it was abandoned (bdwgc's `GC_try_to_collect`). The stop
+/// function is asked once, before the collection starts: dunegc's stop-the-world
+/// collection cannot be abandoned half way (bdwgc also asks during marking). Due
+/// finalizers run afterwards, as after `GC_gcollect`.
+///
+/// # Safety
+/// `stop_func`, if not NULL, is callable.
+#[no_mangle]
+pub unsafe extern "C" fn GC_try_to_collect(stop_func: GcStopFunc) -> c_int {
+    heap();
+    if GC_dont_gc.load(Ordering::Acquire) != 0 || !allowed_by(stop_func) {
+        return 0;
+    }
+    crate::collect::collect_now();
+    1
+}
+
+/// Set the default stop function, asked before every collection `GC_gcollect` or an
+/// allocation starts: nonzero abandons it (bdwgc's `GC_set_stop_func`; NULL, which
+/// bdwgc forbids, restores "never stop").
+///
+/// # Safety
+/// `f` stays callable, from any thread, while installed.
+#[no_mangle]
+pub unsafe extern "C" fn GC_set_stop_func(f: GcStopFunc) {
+    heap();
+    STOP_FUNC.store(f.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// The default stop function (bdwgc's `GC_get_stop_func`): the one set, or a function
+/// that always returns 0.
+#[no_mangle]
+pub extern "C" fn GC_get_stop_func() -> GcStopFunc {
+    unsafe extern "C" fn never_stop() -> c_int {
+        0
+    }
+    Some(stop_func().unwrap_or(never_stop))
+}
+
+/// True if the default stop function lets `GC_gcollect` collect now.
+pub(crate) fn default_stop_allows() -> bool {
+    may_start()
+}
+
+/// Call `f(event)` at each step of every collection, with bdwgc's `GC_EventType`
+/// numbers (`GC_EVENT_START` … `GC_EVENT_POST_START_WORLD`; the thread events are not
+/// reported), with the lock held and, between the stop- and start-world events, the
+/// world stopped; NULL removes it (bdwgc's `GC_set_on_collection_event`).
+///
+/// # Safety
+/// `f` stays callable while installed, and neither allocates nor calls the collector.
+#[no_mangle]
+pub unsafe extern "C" fn GC_set_on_collection_event(f: GcOnCollectionEventProc) {
+    heap();
+    ON_EVENT.store(f.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// The collection-event procedure, or NULL (bdwgc's `GC_get_on_collection_event`).
+#[no_mangle]
+pub extern "C" fn GC_get_on_collection_event() -> GcOnCollectionEventProc {
+    let f = ON_EVENT.load(Ordering::Acquire);
+    // SAFETY: nonzero values are addresses of `unsafe extern "C" fn(c_int)`.
+    (f != 0).then(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int)>(f) })
+}
+
+/// Set `GC_free_space_divisor` (bdwgc's `GC_set_free_space_divisor`).
+#[no_mangle]
+pub extern "C" fn GC_set_free_space_divisor(value: GcWord) {
+    GC_free_space_divisor.store(value, Ordering::Release);
+}
+
+/// `GC_free_space_divisor` (bdwgc's `GC_get_free_space_divisor`).
+#[no_mangle]
+pub extern "C" fn GC_get_free_space_divisor() -> GcWord {
+    GC_free_space_divisor.load(Ordering::Acquire)
+}
+
+/// Set `GC_full_freq` (bdwgc's `GC_set_full_freq`; see the variable).
+#[no_mangle]
+pub extern "C" fn GC_set_full_freq(value: c_int) {
+    GC_full_freq.store(value, Ordering::Release);
+}
+
+/// `GC_full_freq` (bdwgc's `GC_get_full_freq`).
+#[no_mangle]
+pub extern "C" fn GC_get_full_freq() -> c_int {
+    GC_full_freq.load(Ordering::Acquire)
+}
+
+/// Nonzero: no collection is triggered by allocation; `GC_gcollect` still collects
+/// (bdwgc's `GC_set_disable_automatic_collection`).
+#[no_mangle]
+pub extern "C" fn GC_set_disable_automatic_collection(value: c_int) {
+    heap();
+    DISABLE_AUTOMATIC.store((value != 0) as c_int, Ordering::Release);
+}
+
+/// 1 if automatic collection is disabled (bdwgc's
+/// `GC_get_disable_automatic_collection`).
+#[no_mangle]
+pub extern "C" fn GC_get_disable_automatic_collection() -> c_int {
+    DISABLE_AUTOMATIC.load(Ordering::Acquire)
+}
+
+/// The least number of bytes allocated between two automatic collections (bdwgc's
+/// `GC_set_min_bytes_allocd`; 0 is taken as 1, as in bdwgc). Read at every allocation
+/// slow path.
+#[no_mangle]
+pub extern "C" fn GC_set_min_bytes_allocd(value: usize) {
+    heap();
+    MIN_BYTES_ALLOCD.store(value.max(1), Ordering::Release);
+}
+
+/// The minimum set by `GC_set_min_bytes_allocd`, else gc-core's (`initial_heap_bytes`,
+/// `GC_INITIAL_HEAP_SIZE`) (bdwgc's `GC_get_min_bytes_allocd`).
+#[no_mangle]
+pub extern "C" fn GC_get_min_bytes_allocd() -> usize {
+    match MIN_BYTES_ALLOCD.load(Ordering::Acquire) {
+        0 => heap().options().initial_heap_bytes,
+        m => m,
+    }
+}
+
+/// Make `GC_gcollect` behave as `GC_gcollect_and_unmap` (bdwgc's
+/// `GC_set_force_unmap_on_gcollect`). The two are the same call in dunegc, so the flag is
+/// met whatever its value; it is kept for the getter.
+#[no_mangle]
+pub extern "C" fn GC_set_force_unmap_on_gcollect(value: c_int) {
+    FORCE_UNMAP.store((value != 0) as c_int, Ordering::Release);
+}
+
+/// The flag of `GC_set_force_unmap_on_gcollect` (bdwgc's
+/// `GC_get_force_unmap_on_gcollect`).
+#[no_mangle]
+pub extern "C" fn GC_get_force_unmap_on_gcollect() -> c_int {
+    FORCE_UNMAP.load(Ordering::Acquire)
+}
+
+/// Whether the manual dirty-bit mode (`GC_end_stubborn_change` calls) may be chosen for
+/// incremental collection (bdwgc's `GC_set_manual_vdb_allowed`). dunegc never chooses
+/// it (its trackers see every write), which either value allows.
+#[no_mangle]
+pub extern "C" fn GC_set_manual_vdb_allowed(value: c_int) {
+    MANUAL_VDB_ALLOWED.store((value != 0) as c_int, Ordering::Release);
+}
+
+/// The flag of `GC_set_manual_vdb_allowed` (bdwgc's `GC_get_manual_vdb_allowed`).
+#[no_mangle]
+pub extern "C" fn GC_get_manual_vdb_allowed() -> c_int {
+    MANUAL_VDB_ALLOWED.load(Ordering::Acquire)
+}
+
+/// 0: the heap is never mapped executable (bdwgc's `GC_get_pages_executable`; dunegc
+/// maps heap pages read-write only and offers no setter).
+#[no_mangle]
+pub extern "C" fn GC_get_pages_executable() -> c_int {
+    0
+}
+
+/// Which writes the incremental collector's page protection can trip on (bdwgc's
+/// `GC_incremental_protection_needs`): `GC_PROTECTS_POINTER_HEAP` (1) while the mprotect
+/// tracker drives incremental marking (it write-protects the pages of pointer-holding
+/// objects; pointer-free objects live in pages it never protects), else
+/// `GC_PROTECTS_NONE` (0): uffd write-protection is resolved in the kernel for system
+/// calls too, soft-dirty and Dune protect nothing.
+#[no_mangle]
+pub extern "C" fn GC_incremental_protection_needs() -> c_int {
+    match heap().stats().backend {
+        Some(gc_core::Backend::Mprotect) => 1,
+        _ => 0,
+    }
+}
+
+/// Bytes freed explicitly (`GC_free`) since the last collection (bdwgc's
+/// `GC_get_expl_freed_bytes_since_gc`). Large objects count at once; small ones once the
+/// freeing thread's cache is flushed into the heap's counters (at its next span refill),
+/// so this is an estimate, as `GC_get_bytes_since_gc` is.
+#[no_mangle]
+pub extern "C" fn GC_get_expl_freed_bytes_since_gc() -> usize {
+    let now = heap().stats().bytes_freed_explicitly;
+    now.saturating_sub(FREED_AT_LAST_GC.load(Ordering::Acquire)) as usize
+}
+
+/// Start measuring collection time (bdwgc's `GC_start_performance_measurement`):
+/// `GC_get_full_gc_total_time` counts from now.
+#[no_mangle]
+pub extern "C" fn GC_start_performance_measurement() {
+    let ns = heap().stats().gc_time.as_nanos() as u64;
+    PERF_BASE_NS.store(ns, Ordering::Release);
+}
+
+/// Milliseconds spent in collections (every dunegc collection is a full one: pauses and
+/// incremental mark steps) since `GC_start_performance_measurement`, 0 if it was not
+/// called (bdwgc's `GC_get_full_gc_total_time`).
+#[no_mangle]
+pub extern "C" fn GC_get_full_gc_total_time() -> std::ffi::c_ulong {
+    let base = PERF_BASE_NS.load(Ordering::Acquire);
+    if base == u64::MAX {
+        return 0;
+    }
+    let ns = heap().stats().gc_time.as_nanos() as u64;
+    (ns.saturating_sub(base) / 1_000_000) as std::ffi::c_ulong
+}
+
+/// The size a `GC_malloc(i)` object gets (its size class) for `0 <= i <= 2048`, bdwgc's
+/// small-object limit; `SIZE_MAX` for larger `i` (bdwgc's `GC_get_size_map_at`).
+#[no_mangle]
+pub extern "C" fn GC_get_size_map_at(i: c_int) -> usize {
+    const MAXOBJBYTES: u32 = 2048;
+    if (i as u32) > MAXOBJBYTES {
+        return usize::MAX;
+    }
+    gc_core::api::capi_control::small_object_bytes(i as usize).unwrap_or(usize::MAX)
+}
+
+/// 0: dunegc keeps every page it obtained mapped (bdwgc's `GC_get_unmapped_bytes`
+/// counts pages returned to the OS; dunegc returns none early).
+#[no_mangle]
+pub extern "C" fn GC_get_unmapped_bytes() -> usize {
+    heap();
+    0
+}
+
+/// Count `n` more bytes as allocated since the last collection, for scheduling (bdwgc's
+/// `GC_incr_bytes_allocd`).
+#[no_mangle]
+pub extern "C" fn GC_incr_bytes_allocd(n: usize) {
+    heap().adjust_bytes_since_gc(n.min(isize::MAX as usize) as isize);
+}
+
+/// Count `n` more bytes as freed since the last collection, for scheduling (bdwgc's
+/// `GC_incr_bytes_freed`).
+#[no_mangle]
+pub extern "C" fn GC_incr_bytes_freed(n: usize) {
+    heap().adjust_bytes_since_gc(-(n.min(isize::MAX as usize) as isize));
+}
+
+/// Start an incremental cycle now, in incremental mode; otherwise do nothing (bdwgc's
+/// `GC_start_incremental_collection`, which also does nothing outside incremental
+/// mode). Nothing starts while `GC_dont_gc` is set or the default stop function says
+/// so.
+#[no_mangle]
+pub extern "C" fn GC_start_incremental_collection() {
+    let heap = heap();
+    if GC_dont_gc.load(Ordering::Acquire) != 0 || !may_start() {
+        return;
+    }
+    if let Err(e) = heap.start_incremental_cycle() {
+        crate::warn::warn_text(&format!("GC_start_incremental_collection: {e}"));
+    }
+}
+
+/// Clear the initialised state (bdwgc's `GC_deinit`): `GC_is_init_called` returns 0
+/// until the next call initialises again, as in bdwgc on Linux, where it frees nothing
+/// either; the heap stays, so objects allocated before remain valid.
+#[no_mangle]
+pub extern "C" fn GC_deinit() {
+    crate::init::deinit();
+}
