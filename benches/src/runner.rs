@@ -193,18 +193,20 @@ pub fn run(workload: &str, scale: u32, config: Config) -> Result<RunResult, Stri
         })?;
     }
     let heap = builder.build().map_err(|e| e.to_string())?;
-    let (gc0, dune0, cpu0) = (
+    // the CPU times first: their getrusage is an exit in Dune, which lands the counts of
+    // the KVM_RUN before it (host faults inside it) in the ledger read next
+    let (cpu0, gc0, dune0) = (
+        cpu_times_ns(),
         gc_core::collector_ledger(),
         dune_hw::ledger(),
-        cpu_times_ns(),
     );
     let t0 = Instant::now();
     let checksum = run_workload(workload, scale, GcHeap(heap))?;
     let wall_ns = t0.elapsed().as_nanos() as u64;
-    let (gc1, dune1, cpu1) = (
+    let (cpu1, gc1, dune1) = (
+        cpu_times_ns(),
         gc_core::collector_ledger(),
         dune_hw::ledger(),
-        cpu_times_ns(),
     );
     // user space (the lower canonical half): the heap and everything the program mapped
     let dune_written_tail = match dune_hw::dirty_view() {

@@ -159,11 +159,16 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
         if let Some((reason, run_ticks, t1)) = last {
             ledger::exit(reason, run_ticks, t0.wrapping_sub(t1));
         }
+        let faults0 = ledger::host_faults();
         let exit = match ctx.vcpu_mut().run() {
             Ok(e) => e,
             Err(e) => fatal(ctx, format_args!("{e}")),
         };
         let t1 = ledger::ticks();
+        let faults1 = ledger::host_faults();
+        if faults0 >= 0 && faults1 > faults0 {
+            ledger::faults_in_run((faults1 - faults0) as u64);
+        }
         last = Some((exit_reason(&exit, doorbell), t1.wrapping_sub(t0), t1));
         if ctx.mode == kmod::Mode::Pvm {
             // the program runs in user mode, only the monitor's stubs in supervisor mode

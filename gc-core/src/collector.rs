@@ -516,7 +516,7 @@ impl Heap {
         };
         // Trackers whose arming is only sound with every mutator stopped (Dune: vCPUs
         // flush their TLBs when they resume) get a short stop-the-world around it.
-        let t_stop = Instant::now();
+        let (t_stop, c_stop) = (Instant::now(), crate::util::ledger::thread_cpu());
         let world = if tracker.arm_needs_stopped_world() {
             Some(world::stop().map_err(|source| GcError::Os {
                 op: "stopping the world",
@@ -525,14 +525,23 @@ impl Heap {
         } else {
             None
         };
-        let t_arm = Instant::now();
+        let (t_arm, c_arm) = (Instant::now(), crate::util::ledger::thread_cpu());
         let armed_result = tracker.arm(&ranges[..n]);
-        let arm_time = t_arm.elapsed();
+        let (arm_time, c_armed) = (t_arm.elapsed(), crate::util::ledger::thread_cpu());
         drop(world);
+        let arm_cpu = c_armed.saturating_sub(c_arm);
         crate::util::ledger::arm(
             ranges[..n].iter().map(|r| r.n_pages as u64).sum(),
-            arm_time,
-            t_stop.elapsed().saturating_sub(arm_time),
+            crate::util::ledger::Span {
+                wall: arm_time,
+                cpu: arm_cpu,
+            },
+            crate::util::ledger::Span {
+                wall: t_stop.elapsed().saturating_sub(arm_time),
+                cpu: crate::util::ledger::thread_cpu()
+                    .saturating_sub(c_stop)
+                    .saturating_sub(arm_cpu),
+            },
             tracker.stats().write_faults,
         );
         if let Err(e) = armed_result {
@@ -769,7 +778,11 @@ impl Heap {
         let mut failed = false;
         let mut error = None;
         if let TrackerState::Open(t) = &mut inner.gc.tracker {
-            let (t0, before) = (Instant::now(), t.stats().pages_reported);
+            let (t0, c0, before) = (
+                Instant::now(),
+                crate::util::ledger::thread_cpu(),
+                t.stats().pages_reported,
+            );
             // Collect and stop tracking in one step (at the finish a re-arm would cost
             // the program write faults until the next cycle arms anyway).
             if let Err(e) = t.collect_and_disarm(&mut inner.gc.dirty) {
@@ -777,7 +790,11 @@ impl Heap {
                 error = Some(e);
             }
             let reported = t.stats().pages_reported.saturating_sub(before);
-            crate::util::ledger::collect(reported, t0.elapsed(), t.stats().write_faults);
+            let span = crate::util::ledger::Span {
+                wall: t0.elapsed(),
+                cpu: crate::util::ledger::thread_cpu().saturating_sub(c0),
+            };
+            crate::util::ledger::collect(reported, span, t.stats().write_faults);
         }
         if let Some(e) = error {
             inner.gc.note(&e);
@@ -786,12 +803,16 @@ impl Heap {
             let (now_armed, ranges, n) = self.arm_ranges(inner);
             let ok = match &mut inner.gc.tracker {
                 TrackerState::Open(t) => {
-                    let t0 = Instant::now();
+                    let (t0, c0) = (Instant::now(), crate::util::ledger::thread_cpu());
                     let r = t.arm(&ranges[..n]);
+                    let span = crate::util::ledger::Span {
+                        wall: t0.elapsed(),
+                        cpu: crate::util::ledger::thread_cpu().saturating_sub(c0),
+                    };
                     crate::util::ledger::arm(
                         ranges[..n].iter().map(|r| r.n_pages as u64).sum(),
-                        t0.elapsed(),
-                        std::time::Duration::ZERO,
+                        span,
+                        crate::util::ledger::Span::default(),
                         t.stats().write_faults,
                     );
                     if r.is_err() {

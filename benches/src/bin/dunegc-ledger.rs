@@ -4,10 +4,14 @@
 //! `full` and `incremental-dune` against `incremental-mprotect`, each repetition with the
 //! calibration of the same repetition, on wall time and on CPU time: a summary of the
 //! unexplained shares (median and range over the repetitions), then the tables of the
-//! repetition with the median difference.
+//! repetition with the median difference. Beside each share, the share the rows of
+//! Session 5 left (without the counted host faults row; on CPU time with the wall-clock
+//! arm, collect and stop-the-world spans), for the before/after comparison.
 
 use dunegc_benches::calibrate::UnitCosts;
-use dunegc_benches::report::ledger::{markdown, reconcile_on, Target};
+use dunegc_benches::report::ledger::{
+    markdown, reconcile_on, Reconciliation, Target, ARM_ROW, HOST_FAULT_ROW, STOP_ROW,
+};
 use dunegc_benches::runner::RunResult;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -53,7 +57,7 @@ fn main() {
         ("incremental-dune", "incremental-mprotect"),
     ];
     let mut summary = String::from(
-        "| workload | Dune run − native run | Δ wall (ms) | unexplained of Δ wall: median (range) | Δ CPU (ms) | unexplained of Δ CPU: median (range) |\n|---|---|---|---|---|---|\n",
+        "| workload | Dune run − native run | Δ wall (ms) | unexplained of Δ wall: median (range) | before: Session 5 rows | Δ CPU (ms) | unexplained of Δ CPU: median (range) | before: Session 5 rows |\n|---|---|---|---|---|---|---|---|\n",
     );
     let mut details = String::new();
     for w in &workloads {
@@ -71,7 +75,10 @@ fn main() {
                     .iter()
                     .filter_map(|(rep, ra)| {
                         let rb = b.get(rep)?;
-                        Some((*rep, ra, reconcile_on(target, ra, rb, calib.get(rep))))
+                        let r = reconcile_on(target, ra, rb, calib.get(rep));
+                        let wall = reconcile_on(Target::Wall, ra, rb, calib.get(rep));
+                        let before = before_fraction(target, &r, &wall);
+                        Some((*rep, ra, r, before))
                     })
                     .collect();
                 if recs.is_empty() {
@@ -80,13 +87,18 @@ fn main() {
                 recs.sort_by(|x, y| x.2.delta_ns.total_cmp(&y.2.delta_ns));
                 let mut fr: Vec<f64> = recs.iter().map(|r| r.2.unexplained_fraction()).collect();
                 fr.sort_by(f64::total_cmp);
-                let (rep, ra, med) = &recs[recs.len() / 2];
+                let mut bf: Vec<f64> = recs.iter().map(|r| r.3).collect();
+                bf.sort_by(f64::total_cmp);
+                let (rep, ra, med, _) = &recs[recs.len() / 2];
                 cells.push(format!(
-                    "{:.0} | {:.0}% ({:.0}% … {:.0}%)",
+                    "{:.0} | {:.0}% ({:.0}% … {:.0}%) | {:.0}% ({:.0}% … {:.0}%)",
                     med.delta_ns / 1e6,
                     100.0 * fr[fr.len() / 2],
                     100.0 * fr[0],
-                    100.0 * fr[fr.len() - 1]
+                    100.0 * fr[fr.len() - 1],
+                    100.0 * bf[bf.len() / 2],
+                    100.0 * bf[0],
+                    100.0 * bf[bf.len() - 1]
                 ));
                 let basis = match target {
                     Target::Wall => "wall time",
@@ -117,6 +129,23 @@ fn main() {
         }
     }
     println!("{summary}\n{details}");
+}
+
+/// The unexplained share of `r` with the rows of Session 5: without the counted host
+/// faults row and, on CPU time, with the wall-clock arm, collect and stop-the-world
+/// spans of `wall` (the same pair on wall time) instead of their CPU time.
+fn before_fraction(target: Target, r: &Reconciliation, wall: &Reconciliation) -> f64 {
+    let mut rest = r.unexplained_ns() + r.row_ns(HOST_FAULT_ROW);
+    if target == Target::Cpu {
+        for w in [ARM_ROW, STOP_ROW] {
+            rest += r.row_ns(w) - wall.row_ns(w);
+        }
+    }
+    if r.delta_ns == 0.0 {
+        0.0
+    } else {
+        rest / r.delta_ns.abs()
+    }
 }
 
 fn print_calibration(calib: &BTreeMap<u32, UnitCosts>) {

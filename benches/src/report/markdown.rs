@@ -498,7 +498,9 @@ fn dune_ledger_section(s: &mut String, r: &Results) {
          come from the ledgers (`dune_hw::DuneLedger`, `gc_core::CollectorLedger`: TSC or \
          `Instant` around each event); *estimated* rows are ledger counts × unit costs \
          measured by `dunegc-runner calibrate` in this run (KVM's shadow-MMU work inside \
-         `KVM_RUN` cannot be counted from the guest). Δ CPU and host-kernel Δ are \
+         `KVM_RUN` cannot be counted from the guest; the host page faults KVM takes inside \
+         it — first touches of host pages that were not resident — are counted by the \
+         vCPU threads' `getrusage` around each `KVM_RUN`). Δ CPU and host-kernel Δ are \
          `getrusage` of the runner (the user/system split is tick-sampled). Each pair is \
          reconciled on wall time and on CPU time (user + system: the waits for a CPU of a \
          loaded machine drop out). The rest is printed as *unexplained*, not hidden. \

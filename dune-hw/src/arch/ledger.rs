@@ -197,6 +197,13 @@ pub struct DuneLedger {
     /// `paging::pte::PRESET_D`): writes after a D clear, each a shadow-MMU fault under
     /// shadow paging (huge leaves count as written).
     pub dirty_written: u64,
+    /// Host page faults taken inside `KVM_RUN` (the vCPU thread's
+    /// `getrusage(RUSAGE_THREAD)` minor + major faults, read around each `KVM_RUN`): KVM
+    /// faulting in, for its shadow MMU, a host page the guest touched that was not
+    /// resident — the first touch of a fresh leaf whose host page was not populated
+    /// (A/D are preset on fresh leaves, so the guest page table cannot tell which were
+    /// touched; the host's fault counter can).
+    pub host_faults_in_run: u64,
 }
 
 impl DuneLedger {
@@ -252,6 +259,9 @@ impl DuneLedger {
             dirty_scanned: self.dirty_scanned.saturating_sub(earlier.dirty_scanned),
             dirty_cleared: self.dirty_cleared.saturating_sub(earlier.dirty_cleared),
             dirty_written: self.dirty_written.saturating_sub(earlier.dirty_written),
+            host_faults_in_run: self
+                .host_faults_in_run
+                .saturating_sub(earlier.host_faults_in_run),
             ..DuneLedger::default()
         };
         for i in 0..N_EXIT_REASONS {
@@ -307,6 +317,10 @@ impl DuneLedger {
             ("dune_dirty_scanned".to_owned(), self.dirty_scanned),
             ("dune_dirty_cleared".to_owned(), self.dirty_cleared),
             ("dune_dirty_written".to_owned(), self.dirty_written),
+            (
+                "dune_host_faults_in_run".to_owned(),
+                self.host_faults_in_run,
+            ),
         ]);
         v
     }
@@ -333,6 +347,7 @@ impl DuneLedger {
             dirty_scanned: n("dune_dirty_scanned"),
             dirty_cleared: n("dune_dirty_cleared"),
             dirty_written: n("dune_dirty_written"),
+            host_faults_in_run: n("dune_host_faults_in_run"),
             ..DuneLedger::default()
         };
         for r in ExitReason::ALL {
@@ -385,7 +400,11 @@ impl std::fmt::Display for DuneLedger {
             }
         }
         writeln!(f)?;
-        writeln!(f, "  time in KVM_RUN     {:?}", self.in_kvm_run)?;
+        writeln!(
+            f,
+            "  time in KVM_RUN     {:?} ({} host page faults inside it)",
+            self.in_kvm_run, self.host_faults_in_run
+        )?;
         writeln!(
             f,
             "  faults              {} resolved by the monitor, {} by guest handlers",
@@ -435,6 +454,7 @@ struct Counters {
     dirty_scanned: AtomicU64,
     dirty_cleared: AtomicU64,
     dirty_written: AtomicU64,
+    host_faults_in_run: AtomicU64,
 }
 
 static C: Counters = Counters {
@@ -458,6 +478,7 @@ static C: Counters = Counters {
     dirty_scanned: AtomicU64::new(0),
     dirty_cleared: AtomicU64::new(0),
     dirty_written: AtomicU64::new(0),
+    host_faults_in_run: AtomicU64::new(0),
 };
 
 fn add(c: &AtomicU64, n: u64) {
@@ -506,6 +527,25 @@ pub(crate) fn voluntary_switches() -> i64 {
         return -1;
     }
     ru.ru_nvcsw
+}
+
+/// Host page faults (minor + major) of the calling thread so far
+/// (`getrusage(RUSAGE_THREAD)`; the monitor reads it around `KVM_RUN`). Faults KVM takes
+/// on the guest's behalf through `get_user_pages` count here (to the thread that ran the
+/// vCPU), not in any perf event. -1 if the call fails.
+pub(crate) fn host_faults() -> i64 {
+    // SAFETY: a zeroed rusage is valid; getrusage writes it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD with a valid out pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return -1;
+    }
+    ru.ru_minflt + ru.ru_majflt
+}
+
+/// `n` host page faults were taken inside one `KVM_RUN`.
+pub(crate) fn faults_in_run(n: u64) {
+    add(&C.host_faults_in_run, n);
 }
 
 /// A forwarded call `nr` that took `ticks` on the host; `blocked` if the thread switched
@@ -593,6 +633,7 @@ pub fn ledger() -> DuneLedger {
         dirty_scanned: l(&C.dirty_scanned),
         dirty_cleared: l(&C.dirty_cleared),
         dirty_written: l(&C.dirty_written),
+        host_faults_in_run: l(&C.host_faults_in_run),
         ..DuneLedger::default()
     };
     for i in 0..N_EXIT_REASONS {
@@ -616,6 +657,7 @@ mod tests {
             monitor_faults: 3,
             fresh_pages: 7,
             dirty_cleared: 2,
+            host_faults_in_run: 11,
             flush_time: Duration::from_nanos(50),
             ..DuneLedger::default()
         };
@@ -629,11 +671,17 @@ mod tests {
         assert_eq!(back, a);
         let mut b = a;
         b.fresh_pages += 5;
+        b.host_faults_in_run += 2;
         b.exits[ExitReason::Exception as usize] += 1;
         let d = b.since(&a);
         assert_eq!(
-            (d.fresh_pages, d.total_exits(), d.monitor_faults),
-            (5, 1, 0)
+            (
+                d.fresh_pages,
+                d.total_exits(),
+                d.monitor_faults,
+                d.host_faults_in_run
+            ),
+            (5, 1, 0, 2)
         );
         assert_eq!(a.exit_handling_unblocked(), Duration::from_nanos(200));
         assert_eq!(BlockClass::of(libc::SYS_futex as u64), BlockClass::Futex);
