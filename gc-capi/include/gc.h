@@ -82,9 +82,11 @@
  *  - Control variables exported as data, read where bdwgc reads them: GC_dont_gc,
  *    GC_gc_no, GC_free_space_divisor, GC_full_freq (every dunegc collection is full),
  *    GC_no_dls, GC_all_interior_pointers (read at GC_init), GC_parallel, GC_oom_fn,
- *    GC_find_leak, GC_java_finalization, GC_finalize_on_demand, GC_finalizer_notifier.
+ *    GC_find_leak, GC_java_finalization, GC_finalize_on_demand, GC_finalizer_notifier,
+ *    GC_non_gc_bytes (every uncollectable allocation adds its GC_size; bdwgc 8.2 adds
+ *    it only when the object comes from a free list, but always subtracts in GC_free).
  *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_dont_precollect,
- *    GC_max_retries, GC_non_gc_bytes, GC_time_limit, GC_stackbottom,
+ *    GC_max_retries, GC_time_limit, GC_stackbottom,
  *    GC_use_entire_heap, GC_on_heap_resize, GC_set_rate, GC_set_suspend_signal,
  *    GC_set_thr_restart_signal, GC_register_altstack, GC_print_free_list.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
@@ -688,11 +690,14 @@ GC_API int GC_no_dls;
 GC_API int GC_all_interior_pointers;
 GC_API int GC_parallel;
 GC_API GC_oom_func GC_oom_fn;
+GC_API GC_word GC_non_gc_bytes; /* bytes of uncollectable objects (scheduling only) */
 
 GC_API void GC_CALL GC_set_free_space_divisor(GC_word);
 GC_API GC_word GC_CALL GC_get_free_space_divisor(void);
 GC_API void GC_CALL GC_set_full_freq(int);
 GC_API int GC_CALL GC_get_full_freq(void);
+GC_API void GC_CALL GC_set_non_gc_bytes(GC_word);
+GC_API GC_word GC_CALL GC_get_non_gc_bytes(void);
 GC_API void GC_CALL GC_set_no_dls(int);
 GC_API int GC_CALL GC_get_no_dls(void);
 GC_API void GC_CALL GC_set_disable_automatic_collection(int);

@@ -19,6 +19,7 @@
 //! | `GC_parallel` | marker threads minus one, set when the marker threads run |
 //! | `GC_oom_fn` | the out-of-memory function, called when an allocation fails |
 //! | `GC_no_dls` | see [`crate::staticroots`] |
+//! | `GC_non_gc_bytes` | bytes of uncollectable objects (`GC_malloc_uncollectable` adds, `GC_free` subtracts); its growth since the last collection does not count towards the next one, as in bdwgc |
 //!
 //! Variables whose bdwgc behaviour gc-core cannot give are not exported (see the crate
 //! docs).
@@ -56,6 +57,44 @@ pub static GC_full_freq: AtomicI32 = AtomicI32::new(19);
 /// they run (set at the start of each collection from gc-core's marker pool); 0 before.
 #[no_mangle]
 pub static GC_parallel: AtomicI32 = AtomicI32::new(0);
+
+/// bdwgc's `GC_non_gc_bytes`: bytes of uncollectable objects, counted in granules as
+/// `GC_size` reports them: every uncollectable allocation through the C ABI adds its
+/// size, `GC_free` of an uncollectable object subtracts it. As in bdwgc's
+/// `GC_adj_bytes_allocd`, its growth since the last collection is not counted as
+/// allocation when deciding whether to collect (so uncollectable objects, allocated and
+/// freed, neither hasten nor delay a collection); programs may assign it.
+#[no_mangle]
+pub static GC_non_gc_bytes: AtomicUsize = AtomicUsize::new(0);
+
+/// `GC_non_gc_bytes` at the end of the last collection (bdwgc's
+/// `GC_non_gc_bytes_at_gc`).
+static NON_GC_BYTES_AT_GC: AtomicUsize = AtomicUsize::new(0);
+
+/// Count `n` more bytes of uncollectable objects (allocated), or fewer (freed).
+pub(crate) fn count_non_gc_bytes(n: usize, allocated: bool) {
+    let update = |v: usize| {
+        Some(if allocated {
+            v.wrapping_add(n)
+        } else {
+            v.wrapping_sub(n)
+        })
+    };
+    // The closure never returns None, so the update cannot fail.
+    let _ = GC_non_gc_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, update);
+}
+
+/// Set `GC_non_gc_bytes` (bdwgc's `GC_set_non_gc_bytes`).
+#[no_mangle]
+pub extern "C" fn GC_set_non_gc_bytes(value: GcWord) {
+    GC_non_gc_bytes.store(value, Ordering::Release);
+}
+
+/// `GC_non_gc_bytes` (bdwgc's `GC_get_non_gc_bytes`).
+#[no_mangle]
+pub extern "C" fn GC_get_non_gc_bytes() -> GcWord {
+    GC_non_gc_bytes.load(Ordering::Acquire)
+}
 
 /// `GC_set_disable_automatic_collection`: nonzero stops collections triggered by
 /// allocation; `GC_gcollect` still collects.
@@ -102,6 +141,10 @@ fn policy() -> Policy {
             && DISABLE_AUTOMATIC.load(Ordering::Acquire) == 0,
         free_space_divisor: GC_free_space_divisor.load(Ordering::Acquire).max(1),
         min_bytes_allocd: MIN_BYTES_ALLOCD.load(Ordering::Acquire),
+        explicitly_managed_bytes: GC_non_gc_bytes
+            .load(Ordering::Acquire)
+            .wrapping_sub(NON_GC_BYTES_AT_GC.load(Ordering::Acquire))
+            as isize,
     }
 }
 
@@ -155,6 +198,8 @@ fn on_event(e: CollectionEvent, c: &Counters, markers: usize) {
             );
             FREED_AT_LAST_GC.store(c.bytes_freed_explicitly, Ordering::Release);
             GC_NS_AT_LAST_GC.store(c.gc_time_ns, Ordering::Release);
+            let non_gc = GC_non_gc_bytes.load(Ordering::Acquire);
+            NON_GC_BYTES_AT_GC.store(non_gc, Ordering::Release);
         }
         _ => {}
     }

@@ -496,6 +496,15 @@ fn run_on_both_collectors(name: &str, mprotect: bool) {
 }
 
 #[test]
+fn non_gc_bytes_counts_uncollectable_objects_apart_from_scheduling() {
+    run_on_both_collectors("nongc", false);
+    let exe = compile("nongc.c", "nongc_exact", Header::Dunegc, Link::Shared);
+    for args in [&["dunegc"][..], &["dunegc", "inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }

@@ -118,8 +118,10 @@ impl Heap {
             None => g.gc.budget_bytes as isize,
         };
         let may_start = || policy.is_none_or(|(h, _)| (h.may_start)());
+        let managed = policy.map_or(0, |(_, p)| p.explicitly_managed_bytes);
+        let counted = g.bytes_since_gc - managed;
         if g.gc.cycle.is_some() {
-            if g.bytes_since_gc >= 2 * budget && may_start() {
+            if counted >= 2 * budget && may_start() {
                 return self.collect_locked(g, Reason::Threshold);
             }
             if g.gc.cycle.as_ref().is_some_and(|c| c.marking_done) && may_start() {
@@ -194,14 +196,14 @@ impl Heap {
             }
             return Ok(g);
         }
-        if g.bytes_since_gc < budget || !may_start() {
+        if counted < budget || !may_start() {
             return Ok(g);
         }
         g = self.ensure_tracker(g);
         if matches!(g.gc.tracker, TrackerState::Open(_)) && g.gc.cycle.is_none() {
             return self.start_cycle(g);
         }
-        if g.bytes_since_gc < budget || g.gc.cycle.is_some() {
+        if g.bytes_since_gc - managed < budget || g.gc.cycle.is_some() {
             return Ok(g);
         }
         self.collect_locked(g, Reason::Threshold)
@@ -479,6 +481,7 @@ impl Heap {
             automatic: true,
             free_space_divisor: 0,
             min_bytes_allocd: 0,
+            explicitly_managed_bytes: 0,
         });
         inner.gc.budget_bytes = self.budget_bytes(inner.gc.stats.live_bytes, &policy);
         inner.bytes_since_gc = 0;

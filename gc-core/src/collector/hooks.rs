@@ -129,6 +129,11 @@ pub struct Policy {
     /// The least allocation between two automatic collections (0: the heap's
     /// `initial_heap_bytes`).
     pub min_bytes_allocd: usize,
+    /// Bytes allocated since the last collection that do not count towards the next
+    /// one (bdwgc's `GC_non_gc_bytes` growth since the last collection: uncollectable
+    /// objects allocated minus those freed). Subtracted from the allocation count
+    /// before it is compared with the budget; may be negative.
+    pub explicitly_managed_bytes: isize,
 }
 
 /// Functions that steer automatic collections of every heap (the C ABI's control
