@@ -85,7 +85,8 @@
  *    GC_find_leak, GC_java_finalization, GC_finalize_on_demand, GC_finalizer_notifier,
  *    GC_non_gc_bytes (every uncollectable allocation adds its GC_size; bdwgc 8.2 adds
  *    it only when the object comes from a free list, but always subtracts in GC_free).
- *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_dont_precollect,
+ *    GC_dont_precollect (GC_init collects once unless it is set, as bdwgc).
+ *    Not provided (gc-core has no such behaviour): GC_dont_expand,
  *    GC_max_retries, GC_time_limit, GC_stackbottom,
  *    GC_use_entire_heap, GC_on_heap_resize, GC_set_rate, GC_set_suspend_signal,
  *    GC_set_thr_restart_signal, GC_register_altstack, GC_print_free_list.
@@ -696,6 +697,9 @@ GC_API void GC_CALL GC_set_free_space_divisor(GC_word);
 GC_API GC_word GC_CALL GC_get_free_space_divisor(void);
 GC_API void GC_CALL GC_set_full_freq(int);
 GC_API int GC_CALL GC_get_full_freq(void);
+GC_API int GC_dont_precollect; /* != 0 before GC_init: no collection at GC_init */
+GC_API void GC_CALL GC_set_dont_precollect(int);
+GC_API int GC_CALL GC_get_dont_precollect(void);
 GC_API void GC_CALL GC_set_non_gc_bytes(GC_word);
 GC_API GC_word GC_CALL GC_get_non_gc_bytes(void);
 GC_API void GC_CALL GC_set_no_dls(int);
