@@ -86,9 +86,11 @@
  *    GC_non_gc_bytes (every uncollectable allocation adds its GC_size; bdwgc 8.2 adds
  *    it only when the object comes from a free list, but always subtracts in GC_free).
  *    GC_dont_precollect (GC_init collects once unless it is set, as bdwgc).
+ *    GC_time_limit and GC_set_rate bound the incremental mark steps of the allocating
+ *    thread (time and least scanning); the pause that finishes a cycle is not cut short.
  *    Not provided (gc-core has no such behaviour): GC_dont_expand,
- *    GC_max_retries, GC_time_limit, GC_stackbottom,
- *    GC_use_entire_heap, GC_on_heap_resize, GC_set_rate, GC_set_suspend_signal,
+ *    GC_max_retries, GC_stackbottom,
+ *    GC_use_entire_heap, GC_on_heap_resize, GC_set_suspend_signal,
  *    GC_set_thr_restart_signal, GC_register_altstack, GC_print_free_list.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
  *    stop-the-world collection is not abandoned half way).
@@ -700,6 +702,18 @@ GC_API int GC_CALL GC_get_full_freq(void);
 GC_API int GC_dont_precollect; /* != 0 before GC_init: no collection at GC_init */
 GC_API void GC_CALL GC_set_dont_precollect(int);
 GC_API int GC_CALL GC_get_dont_precollect(void);
+GC_API unsigned long GC_time_limit; /* ms a mark step may take, or: */
+#define GC_TIME_UNLIMITED 999999
+struct GC_timeval_s {
+  unsigned long tv_ms;   /* time in milliseconds */
+  unsigned long tv_nsec; /* nanoseconds fraction (<1000000) */
+};
+GC_API void GC_CALL GC_set_time_limit(unsigned long);
+GC_API unsigned long GC_CALL GC_get_time_limit(void);
+GC_API void GC_CALL GC_set_time_limit_tv(struct GC_timeval_s);
+GC_API struct GC_timeval_s GC_CALL GC_get_time_limit_tv(void);
+GC_API void GC_CALL GC_set_rate(int); /* least incremental mark step, in pages */
+GC_API int GC_CALL GC_get_rate(void);
 GC_API void GC_CALL GC_set_non_gc_bytes(GC_word);
 GC_API GC_word GC_CALL GC_get_non_gc_bytes(void);
 GC_API void GC_CALL GC_set_no_dls(int);

@@ -522,6 +522,15 @@ fn gc_init_collects_once_unless_dont_precollect() {
     );
 }
 
+#[test]
+fn gc_rate_and_time_limit_bound_incremental_mark_steps() {
+    let one: &[(&str, &str)] = &[("GC_MARKERS", "1")];
+    run_on_both_with("rate", &[(&[], one), (&["inc"], one)]);
+    let exe = compile("rate.c", "rate_exact", Header::Dunegc, Link::Shared);
+    let out = run_pass(&exe, &["inc", "dunegc"], one);
+    assert!(out.contains("calls unlimited"), "{out}");
+}
+
 /// Runs `tests/c/NAME.c` with each `(args, env)` of `runs`: on dunegc, then, where
 /// bdwgc's header is installed, built against bdwgc on bdwgc and on dunegc.
 fn run_on_both_with(name: &str, runs: &[(&[&str], &[(&str, &str)])]) {

@@ -119,6 +119,11 @@ impl Heap {
         };
         let may_start = || policy.is_none_or(|(h, _)| (h.may_start)());
         let managed = policy.map_or(0, |(_, p)| p.explicitly_managed_bytes);
+        let step_min = match policy.map_or(0, |(_, p)| p.mark_step_bytes) {
+            0 => self.options.mark_step_bytes,
+            n => n,
+        };
+        let time_limit = policy.and_then(|(_, p)| p.mark_step_time_limit);
         let counted = g.bytes_since_gc - managed;
         if g.gc.cycle.is_some() {
             if counted >= 2 * budget && may_start() {
@@ -138,8 +143,7 @@ impl Heap {
                     let cycle = g.gc.cycle.as_mut().expect("checked");
                     let allocated = (now - cycle.bytes_at_last_step).max(0) as usize;
                     cycle.bytes_at_last_step = now;
-                    let step =
-                        (allocated * self.options.mark_rate).max(self.options.mark_step_bytes);
+                    let step = (allocated * self.options.mark_rate).max(step_min);
                     let t0 = Instant::now();
                     let mut scanned = 0;
                     let helped = self.markers.help(&mut |private| {
@@ -178,10 +182,10 @@ impl Heap {
             let allocated = (now - cycle.bytes_at_last_step).max(0) as usize;
             cycle.bytes_at_last_step = now;
             // Scan mark_rate bytes for every byte allocated, at least mark_step_bytes.
-            let step = (allocated * self.options.mark_rate).max(self.options.mark_step_bytes);
+            let step = (allocated * self.options.mark_rate).max(step_min);
             let t0 = Instant::now();
             let inner = &mut *g;
-            let done = self.drain(&mut inner.gc.mark_stack, step);
+            let done = self.drain_timed(&mut inner.gc.mark_stack, step, t0, time_limit);
             let ns = elapsed_ns(t0);
             inner.gc.stats.mark_steps += 1;
             inner.gc.stats.gc_time_ns += ns;
@@ -477,12 +481,7 @@ impl Heap {
         }
         inner.gc.cycle = None;
         let policy = hooks::policy_hooks().map(|h| (h.policy)());
-        let policy = policy.unwrap_or(hooks::Policy {
-            automatic: true,
-            free_space_divisor: 0,
-            min_bytes_allocd: 0,
-            explicitly_managed_bytes: 0,
-        });
+        let policy = policy.unwrap_or(hooks::Policy::DEFAULT);
         inner.gc.budget_bytes = self.budget_bytes(inner.gc.stats.live_bytes, &policy);
         inner.bytes_since_gc = 0;
         if !inner.gc.finalizers.ready.is_empty() {
@@ -491,6 +490,32 @@ impl Heap {
         }
         event(CollectionEvent::End, &inner.gc.stats);
         Ok(g)
+    }
+
+    /// Scan up to `step` bytes from `stack`, stopping early once `limit` (if any) has
+    /// passed since `t0` (checked every 16 KiB of scanning). True if the stack is empty.
+    fn drain_timed(
+        &self,
+        stack: &mut MarkStack,
+        step: usize,
+        t0: Instant,
+        limit: Option<std::time::Duration>,
+    ) -> bool {
+        let Some(limit) = limit else {
+            return self.drain(stack, step);
+        };
+        const CHUNK: usize = 16 << 10;
+        let mut left = step;
+        loop {
+            let n = left.min(CHUNK);
+            if self.drain(stack, n) {
+                return true;
+            }
+            left -= n;
+            if left == 0 || t0.elapsed() >= limit {
+                return false;
+            }
+        }
     }
 
     /// Allocation allowed before the next automatic collection, with `live` bytes live

@@ -134,6 +134,24 @@ pub struct Policy {
     /// objects allocated minus those freed). Subtracted from the allocation count
     /// before it is compared with the budget; may be negative.
     pub explicitly_managed_bytes: isize,
+    /// The least scanning of an incremental mark step, in bytes (0: the heap's
+    /// `mark_step_bytes`); bdwgc's `GC_rate`.
+    pub mark_step_bytes: usize,
+    /// A mark step taken by the allocating thread stops once it has run this long,
+    /// even with scanning budget left (`None`: no time bound); bdwgc's `GC_time_limit`.
+    pub mark_step_time_limit: Option<std::time::Duration>,
+}
+
+impl Policy {
+    /// The knobs with every field at "the heap's own option".
+    pub const DEFAULT: Policy = Policy {
+        automatic: true,
+        free_space_divisor: 0,
+        min_bytes_allocd: 0,
+        explicitly_managed_bytes: 0,
+        mark_step_bytes: 0,
+        mark_step_time_limit: None,
+    };
 }
 
 /// Functions that steer automatic collections of every heap (the C ABI's control
