@@ -278,6 +278,9 @@ GC_API int GC_CALL GC_get_java_finalization(void);
 /* With GC_finalize_on_demand set: called (from the next allocation or GC_gcollect,  */
 /* without the lock) once per collection that queued finalizers.  May be NULL.       */
 typedef void (GC_CALLBACK *GC_finalizer_notifier_proc)(void);
+typedef void (GC_CALLBACK *GC_await_finalize_proc)(void * /* obj */);
+GC_API void GC_CALL GC_set_await_finalize_proc(GC_await_finalize_proc);
+GC_API GC_await_finalize_proc GC_CALL GC_get_await_finalize_proc(void);
 GC_API void GC_CALL GC_set_finalizer_notifier(GC_finalizer_notifier_proc);
 GC_API GC_finalizer_notifier_proc GC_CALL GC_get_finalizer_notifier(void);
 /* The deprecated variables behind the setters and getters above; read by the       */

@@ -558,6 +558,11 @@ fn run_on_both_with(name: &str, runs: &[(&[&str], &[(&str, &str)])]) {
 }
 
 #[test]
+fn await_finalize_proc_sees_each_object_as_it_is_queued() {
+    run_on_both_collectors("await_finalize", true);
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }

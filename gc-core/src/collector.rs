@@ -1002,6 +1002,11 @@ impl Heap {
         if java {
             self.revive_unreachable(ready, first_new, registered, &mut gc.mark_stack);
         }
+        if let Some(hook) = hooks::finalization_queued_hook() {
+            for f in &ready.as_slice()[first_new..] {
+                hook(f.obj);
+            }
+        }
     }
 
     /// `alloc &= mark` over every span; free empty spans and dead large objects, put spans

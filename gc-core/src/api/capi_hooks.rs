@@ -8,8 +8,9 @@
 use crate::api::capi_support::HeapUsage;
 pub use crate::collector::disclaim::{set_disclaim_proc, DisclaimProc};
 pub use crate::collector::hooks::{
-    set_collection_event_hook, set_collection_start_hook, set_policy_hooks, set_sweep_visit_hook,
-    CollectionEvent, CollectionEventHook, CollectionStartHook, Policy, PolicyHooks, SweepVisitHook,
+    set_collection_event_hook, set_collection_start_hook, set_finalization_queued_hook,
+    set_policy_hooks, set_sweep_visit_hook, CollectionEvent, CollectionEventHook,
+    CollectionStartHook, FinalizationQueuedHook, Policy, PolicyHooks, SweepVisitHook,
 };
 pub use crate::collector::state::Counters;
 use crate::heap::span::SpanState;

@@ -56,6 +56,31 @@ pub(crate) fn sweep_visit_hook() -> Option<SweepVisitHook> {
     (f != 0).then(|| unsafe { std::mem::transmute::<usize, SweepVisitHook>(f) })
 }
 
+/// A function the collector calls, while installed, for every object it queues for
+/// finalization (once per object and queueing, after the collection has decided which
+/// objects are queued and before any of their finalizers runs), with the object's
+/// address. Runs with the heap lock held and the world stopped: it must not allocate,
+/// free, lock, or call anything that takes the heap lock (the C ABI's
+/// `GC_set_await_finalize_proc`).
+pub type FinalizationQueuedHook = fn(obj: usize);
+
+/// The finalization-queued hook, as a `fn` address (0: none).
+static QUEUED_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the finalization-queued hook.
+pub fn set_finalization_queued_hook(hook: Option<FinalizationQueuedHook>) {
+    QUEUED_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// The finalization-queued hook, if one is installed.
+#[inline]
+pub(crate) fn finalization_queued_hook() -> Option<FinalizationQueuedHook> {
+    let f = QUEUED_HOOK.load(Ordering::Acquire);
+    // SAFETY: only `set_finalization_queued_hook` stores nonzero values, and it stores
+    // the address of a `FinalizationQueuedHook`.
+    (f != 0).then(|| unsafe { std::mem::transmute::<usize, FinalizationQueuedHook>(f) })
+}
+
 /// A point of a collection reported to the collection-event hook (bdwgc's
 /// `GC_EventType`, in its order). `Start` and `End` bracket every collection, a full one
 /// or the finish of an incremental cycle; the others come between them in this order:
