@@ -90,7 +90,7 @@
  *    thread (time and least scanning); the pause that finishes a cycle is not cut short.
  *    Not provided (gc-core has no such behaviour): GC_dont_expand,
  *    GC_max_retries, GC_stackbottom,
- *    GC_use_entire_heap, GC_on_heap_resize, GC_set_suspend_signal,
+ *    GC_use_entire_heap, GC_set_suspend_signal,
  *    GC_set_thr_restart_signal, GC_register_altstack, GC_print_free_list.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
  *    stop-the-world collection is not abandoned half way).
@@ -717,6 +717,11 @@ GC_API void GC_CALL GC_set_time_limit_tv(struct GC_timeval_s);
 GC_API struct GC_timeval_s GC_CALL GC_get_time_limit_tv(void);
 GC_API void GC_CALL GC_set_rate(int); /* least incremental mark step, in pages */
 GC_API int GC_CALL GC_get_rate(void);
+typedef void (GC_CALLBACK *GC_on_heap_resize_proc)(GC_word /* new_size */);
+GC_API GC_on_heap_resize_proc GC_on_heap_resize; /* called as GC_get_heap_size changes */
+GC_API void GC_CALL GC_set_on_heap_resize(GC_on_heap_resize_proc);
+GC_API GC_on_heap_resize_proc GC_CALL GC_get_on_heap_resize(void);
+GC_API size_t GC_CALL GC_get_obtained_from_os_bytes(void); /* address space mapped */
 GC_API void GC_CALL GC_set_non_gc_bytes(GC_word);
 GC_API GC_word GC_CALL GC_get_non_gc_bytes(void);
 GC_API void GC_CALL GC_set_no_dls(int);

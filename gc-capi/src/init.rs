@@ -86,6 +86,7 @@ fn init_once() {
             crate::kinds::GC_set_all_interior_pointers(0);
         }
         crate::heapinfo::publish_bounds(heap);
+        crate::heapinfo::install();
         crate::markroots::install();
         crate::threads::mark_current_registered();
         crate::errors::init();

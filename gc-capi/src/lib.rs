@@ -175,11 +175,11 @@
 //!   reported in bdwgc's order, without the per-thread suspend events.
 //! - **Not provided** (gc-core has no such behaviour; the reasons are in
 //!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_max_retries`, `GC_stackbottom`,
-//!   `GC_use_entire_heap`, `GC_on_heap_resize`, `GC_set_max_prior_attempts`,
+//!   `GC_use_entire_heap`, `GC_set_max_prior_attempts`,
 //!   `GC_set_allocd_bytes_per_finalizer`,
 //!   `GC_set_on_thread_event`, `GC_set_pages_executable`, `GC_set_stackbottom`,
 //!   `GC_set_suspend_signal`, `GC_set_thr_restart_signal`, `GC_register_altstack`,
-//!   `GC_print_free_list`, `GC_get_obtained_from_os_bytes`, the four `GC_*objfreelist_ptr`
+//!   `GC_print_free_list`, the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
 //!   internal `GC_arrays` (`tests/abi_internal.txt`).
 

@@ -563,6 +563,20 @@ fn await_finalize_proc_sees_each_object_as_it_is_queued() {
 }
 
 #[test]
+fn on_heap_resize_follows_the_heap_size() {
+    run_on_both_collectors("heap_resize", false);
+    let exe = compile(
+        "heap_resize.c",
+        "heap_resize_exact",
+        Header::Dunegc,
+        Link::Shared,
+    );
+    for args in [&["dunegc"][..], &["dunegc", "inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }

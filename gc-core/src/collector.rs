@@ -461,6 +461,7 @@ impl Heap {
         for s in inner.spaces.iter_mut() {
             s.release_idle(&self.pages, RELEASE_AFTER_COLLECTIONS);
         }
+        hooks::report_heap_size(Self::heap_bytes(inner));
         inner.gc.stats.gc_time_ns += elapsed_ns(t_release);
         let s = &mut inner.gc.stats;
         if ns >= s.longest_pause.total_ns {

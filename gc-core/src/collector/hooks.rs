@@ -81,6 +81,37 @@ pub(crate) fn finalization_queued_hook() -> Option<FinalizationQueuedHook> {
     (f != 0).then(|| unsafe { std::mem::transmute::<usize, FinalizationQueuedHook>(f) })
 }
 
+/// A function the collector calls, while installed, with the new heap size (bytes of
+/// pages in spans, as `Heap::heap_size`) whenever it differs from the size last
+/// reported: when an allocation takes pages for a span, when an explicit free returns a
+/// large object's pages, and at the end of every collection (after its sweep and page
+/// give-back). Runs with the heap lock held: it must not allocate, free, lock, or call
+/// anything that takes the heap lock (the C ABI's `GC_on_heap_resize`).
+pub type HeapResizeHook = fn(new_heap_bytes: usize);
+
+/// The heap-resize hook, as a `fn` address (0: none).
+static RESIZE_HOOK: AtomicUsize = AtomicUsize::new(0);
+/// The heap size last reported to the heap-resize hook.
+static LAST_HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the heap-resize hook.
+pub fn set_heap_resize_hook(hook: Option<HeapResizeHook>) {
+    RESIZE_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// Tell the heap-resize hook, if any, that the heap now has `heap_bytes` (called with
+/// the lock held; nothing happens if the size is the one last reported).
+#[inline]
+pub(crate) fn report_heap_size(heap_bytes: usize) {
+    let f = RESIZE_HOOK.load(Ordering::Acquire);
+    if f != 0 && LAST_HEAP_BYTES.swap(heap_bytes, Ordering::AcqRel) != heap_bytes {
+        // SAFETY: only `set_heap_resize_hook` stores nonzero values, and it stores the
+        // address of a `HeapResizeHook`.
+        let f = unsafe { std::mem::transmute::<usize, HeapResizeHook>(f) };
+        f(heap_bytes);
+    }
+}
+
 /// A point of a collection reported to the collection-event hook (bdwgc's
 /// `GC_EventType`, in its order). `Start` and `End` bracket every collection, a full one
 /// or the finish of an incremental cycle; the others come between them in this order:

@@ -502,6 +502,7 @@ impl Heap {
             g.bytes_since_gc -= (n << LOG_BYTES_IN_PAGE) as isize;
             g.gc.stats.bytes_freed_explicitly += (n << LOG_BYTES_IN_PAGE) as u64;
             self.release_large(&mut g, info.span);
+            crate::collector::hooks::report_heap_size(Heap::heap_bytes(&g));
             return Ok(());
         }
         if !self.allocs.clear_atomic(addr) {
