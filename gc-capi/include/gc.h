@@ -91,7 +91,7 @@
  *    Not provided (gc-core has no such behaviour): GC_dont_expand,
  *    GC_max_retries, GC_stackbottom,
  *    GC_use_entire_heap, GC_set_suspend_signal,
- *    GC_set_thr_restart_signal, GC_register_altstack, GC_print_free_list.
+ *    GC_set_thr_restart_signal, GC_register_altstack.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
  *    stop-the-world collection is not abandoned half way).
  *  - GC_suspend_thread uses SIGXCPU (bdwgc's restart signal on Linux).

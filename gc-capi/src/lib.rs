@@ -179,7 +179,7 @@
 //!   `GC_set_allocd_bytes_per_finalizer`,
 //!   `GC_set_on_thread_event`, `GC_set_pages_executable`, `GC_set_stackbottom`,
 //!   `GC_set_suspend_signal`, `GC_set_thr_restart_signal`, `GC_register_altstack`,
-//!   `GC_print_free_list`, the four `GC_*objfreelist_ptr`
+//!   the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
 //!   internal `GC_arrays` (`tests/abi_internal.txt`).
 

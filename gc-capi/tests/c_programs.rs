@@ -577,6 +577,11 @@ fn on_heap_resize_follows_the_heap_size() {
 }
 
 #[test]
+fn print_free_list_lists_exactly_the_freed_slots() {
+    run_on_both_collectors("freelist", true);
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }
