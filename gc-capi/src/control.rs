@@ -82,7 +82,7 @@ pub const GC_TIME_UNLIMITED: c_ulong = 999_999;
 /// a cycle is never cut short (bdwgc can abandon it and retry; see
 /// `tests/abi_missing.txt`, `GC_set_max_prior_attempts`).
 #[no_mangle]
-pub static GC_time_limit: AtomicU64 = AtomicU64::new(GC_TIME_UNLIMITED as u64);
+pub static GC_time_limit: AtomicU64 = AtomicU64::new(GC_TIME_UNLIMITED);
 
 /// The nanosecond part of the time limit (bdwgc's `GC_time_lim_nsec`).
 static TIME_LIMIT_NSEC: AtomicU64 = AtomicU64::new(0);
@@ -107,36 +107,36 @@ pub struct GcTimeval {
 /// `GC_set_time_limit`).
 #[no_mangle]
 pub extern "C" fn GC_set_time_limit(ms: c_ulong) {
-    GC_time_limit.store(ms as u64, Ordering::Release);
+    GC_time_limit.store(ms, Ordering::Release);
 }
 
 /// `GC_time_limit` (bdwgc's `GC_get_time_limit`).
 #[no_mangle]
 pub extern "C" fn GC_get_time_limit() -> c_ulong {
-    GC_time_limit.load(Ordering::Acquire) as c_ulong
+    GC_time_limit.load(Ordering::Acquire)
 }
 
 /// Set the time limit to `tv` (bdwgc's `GC_set_time_limit_tv`; `tv_ms ==
 /// GC_TIME_UNLIMITED`: no limit).
 #[no_mangle]
 pub extern "C" fn GC_set_time_limit_tv(tv: GcTimeval) {
-    GC_time_limit.store(tv.tv_ms as u64, Ordering::Release);
-    TIME_LIMIT_NSEC.store(tv.tv_nsec as u64, Ordering::Release);
+    GC_time_limit.store(tv.tv_ms, Ordering::Release);
+    TIME_LIMIT_NSEC.store(tv.tv_nsec, Ordering::Release);
 }
 
 /// The time limit (bdwgc's `GC_get_time_limit_tv`).
 #[no_mangle]
 pub extern "C" fn GC_get_time_limit_tv() -> GcTimeval {
     GcTimeval {
-        tv_ms: GC_time_limit.load(Ordering::Acquire) as c_ulong,
-        tv_nsec: TIME_LIMIT_NSEC.load(Ordering::Acquire) as c_ulong,
+        tv_ms: GC_time_limit.load(Ordering::Acquire),
+        tv_nsec: TIME_LIMIT_NSEC.load(Ordering::Acquire),
     }
 }
 
 /// The time bound of a mark step in force, if any.
 fn mark_step_time_limit() -> Option<Duration> {
     let ms = GC_time_limit.load(Ordering::Acquire);
-    (ms != GC_TIME_UNLIMITED as u64).then(|| {
+    (ms != GC_TIME_UNLIMITED).then(|| {
         Duration::from_millis(ms) + Duration::from_nanos(TIME_LIMIT_NSEC.load(Ordering::Acquire))
     })
 }

@@ -531,9 +531,12 @@ fn gc_rate_and_time_limit_bound_incremental_mark_steps() {
     assert!(out.contains("calls unlimited"), "{out}");
 }
 
+/// One run of a test program: its arguments and extra environment.
+type Run<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
 /// Runs `tests/c/NAME.c` with each `(args, env)` of `runs`: on dunegc, then, where
 /// bdwgc's header is installed, built against bdwgc on bdwgc and on dunegc.
-fn run_on_both_with(name: &str, runs: &[(&[&str], &[(&str, &str)])]) {
+fn run_on_both_with(name: &str, runs: &[Run<'_>]) {
     let src = format!("{name}.c");
     let exe = compile(&src, name, Header::Dunegc, Link::Shared);
     for (args, env) in runs {
