@@ -88,8 +88,8 @@
  *    GC_dont_precollect (GC_init collects once unless it is set, as bdwgc).
  *    GC_time_limit and GC_set_rate bound the incremental mark steps of the allocating
  *    thread (time and least scanning); the pause that finishes a cycle is not cut short.
- *    Not provided (gc-core has no such behaviour): GC_dont_expand,
- *    GC_max_retries, GC_stackbottom,
+ *    GC_max_retries: collections retried when the heap limit is reached.
+ *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_stackbottom,
  *    GC_use_entire_heap, GC_set_suspend_signal,
  *    GC_set_thr_restart_signal, GC_register_altstack.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
@@ -722,6 +722,9 @@ GC_API GC_on_heap_resize_proc GC_on_heap_resize; /* called as GC_get_heap_size c
 GC_API void GC_CALL GC_set_on_heap_resize(GC_on_heap_resize_proc);
 GC_API GC_on_heap_resize_proc GC_CALL GC_get_on_heap_resize(void);
 GC_API size_t GC_CALL GC_get_obtained_from_os_bytes(void); /* address space mapped */
+GC_API GC_word GC_max_retries; /* extra collections before out of memory */
+GC_API void GC_CALL GC_set_max_retries(GC_word);
+GC_API GC_word GC_CALL GC_get_max_retries(void);
 GC_API void GC_CALL GC_set_non_gc_bytes(GC_word);
 GC_API GC_word GC_CALL GC_get_non_gc_bytes(void);
 GC_API void GC_CALL GC_set_no_dls(int);

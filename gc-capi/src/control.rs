@@ -19,6 +19,7 @@
 //! | `GC_parallel` | marker threads minus one, set when the marker threads run |
 //! | `GC_oom_fn` | the out-of-memory function, called when an allocation fails |
 //! | `GC_no_dls` | see [`crate::staticroots`] |
+//! | `GC_max_retries` | collections an allocation retries, after the first, when its space is exhausted before it reports out of memory |
 //! | `GC_time_limit` | milliseconds (plus `GC_set_time_limit_tv`'s nanoseconds) after which a mark step of the allocating thread stops; `GC_TIME_UNLIMITED` (999999, the default, as in Debian's bdwgc): no time bound |
 //! | `GC_non_gc_bytes` | bytes of uncollectable objects (`GC_malloc_uncollectable` adds, `GC_free` subtracts); its growth since the last collection does not count towards the next one, as in bdwgc |
 //!
@@ -69,6 +70,24 @@ pub static GC_parallel: AtomicI32 = AtomicI32::new(0);
 /// freed, neither hasten nor delay a collection); programs may assign it.
 #[no_mangle]
 pub static GC_non_gc_bytes: AtomicUsize = AtomicUsize::new(0);
+
+/// bdwgc's `GC_max_retries` (default 0): when an allocation finds no room (the heap
+/// limit or the reservation reached), it collects and retries once, and then up to this
+/// many more times, before it reports out of memory. Read at every such failure.
+#[no_mangle]
+pub static GC_max_retries: AtomicUsize = AtomicUsize::new(0);
+
+/// Set `GC_max_retries` (bdwgc's `GC_set_max_retries`).
+#[no_mangle]
+pub extern "C" fn GC_set_max_retries(value: GcWord) {
+    GC_max_retries.store(value, Ordering::Release);
+}
+
+/// `GC_max_retries` (bdwgc's `GC_get_max_retries`).
+#[no_mangle]
+pub extern "C" fn GC_get_max_retries() -> GcWord {
+    GC_max_retries.load(Ordering::Acquire)
+}
 
 /// bdwgc's `GC_TIME_UNLIMITED`.
 pub const GC_TIME_UNLIMITED: c_ulong = 999_999;
@@ -241,6 +260,7 @@ fn policy() -> Policy {
         mark_step_bytes: (RATE.load(Ordering::Acquire).max(0) as usize)
             .saturating_mul(RATE_UNIT_BYTES),
         mark_step_time_limit: mark_step_time_limit(),
+        max_retries: GC_max_retries.load(Ordering::Acquire),
     }
 }
 

@@ -174,7 +174,7 @@
 //!   also asks during marking). Collection events are
 //!   reported in bdwgc's order, without the per-thread suspend events.
 //! - **Not provided** (gc-core has no such behaviour; the reasons are in
-//!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_max_retries`, `GC_stackbottom`,
+//!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_stackbottom`,
 //!   `GC_use_entire_heap`, `GC_set_max_prior_attempts`,
 //!   `GC_set_allocd_bytes_per_finalizer`,
 //!   `GC_set_on_thread_event`, `GC_set_pages_executable`, `GC_set_stackbottom`,

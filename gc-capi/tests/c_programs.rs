@@ -585,6 +585,14 @@ fn print_free_list_lists_exactly_the_freed_slots() {
 }
 
 #[test]
+fn max_retries_collections_before_out_of_memory() {
+    let exe = compile("max_retries.c", "max_retries", Header::Dunegc, Link::Shared);
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }

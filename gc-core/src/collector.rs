@@ -493,6 +493,24 @@ impl Heap {
         Ok(g)
     }
 
+    /// An allocation found its space exhausted: collect and retry `attempt`, once plus
+    /// up to the policy's `max_retries` more times while it keeps failing (bdwgc's
+    /// `GC_max_retries`: collections attempted before reporting out of memory).
+    pub(crate) fn collect_and_retry<T>(
+        &'static self,
+        mut g: Guard,
+        mut attempt: impl FnMut(&mut HeapInner) -> Option<T>,
+    ) -> Result<(Guard, Option<T>), GcError> {
+        let retries = hooks::policy_hooks().map_or(0, |h| (h.policy)().max_retries);
+        for _ in 0..=retries {
+            g = self.collect_locked(g, Reason::OutOfSpace)?;
+            if let Some(v) = attempt(&mut g) {
+                return Ok((g, Some(v)));
+            }
+        }
+        Ok((g, None))
+    }
+
     /// Scan up to `step` bytes from `stack`, stopping early once `limit` (if any) has
     /// passed since `t0` (checked every 16 KiB of scanning). True if the stack is empty.
     fn drain_timed(

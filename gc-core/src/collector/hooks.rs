@@ -196,6 +196,9 @@ pub struct Policy {
     /// A mark step taken by the allocating thread stops once it has run this long,
     /// even with scanning budget left (`None`: no time bound); bdwgc's `GC_time_limit`.
     pub mark_step_time_limit: Option<std::time::Duration>,
+    /// Collections an allocation that finds its space exhausted retries after the
+    /// first before it fails (bdwgc's `GC_max_retries`; 0: collect once).
+    pub max_retries: usize,
 }
 
 impl Policy {
@@ -207,6 +210,7 @@ impl Policy {
         explicitly_managed_bytes: 0,
         mark_step_bytes: 0,
         mark_step_time_limit: None,
+        max_retries: 0,
     };
 }
 
