@@ -82,11 +82,16 @@
  *  - Control variables exported as data, read where bdwgc reads them: GC_dont_gc,
  *    GC_gc_no, GC_free_space_divisor, GC_full_freq (every dunegc collection is full),
  *    GC_no_dls, GC_all_interior_pointers (read at GC_init), GC_parallel, GC_oom_fn,
- *    GC_find_leak, GC_java_finalization, GC_finalize_on_demand, GC_finalizer_notifier.
- *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_dont_precollect,
- *    GC_max_retries, GC_non_gc_bytes, GC_time_limit, GC_stackbottom,
- *    GC_use_entire_heap, GC_on_heap_resize, GC_set_rate, GC_set_suspend_signal,
- *    GC_set_thr_restart_signal, GC_register_altstack, GC_print_free_list.
+ *    GC_find_leak, GC_java_finalization, GC_finalize_on_demand, GC_finalizer_notifier,
+ *    GC_non_gc_bytes (every uncollectable allocation adds its GC_size; bdwgc 8.2 adds
+ *    it only when the object comes from a free list, but always subtracts in GC_free).
+ *    GC_dont_precollect (GC_init collects once unless it is set, as bdwgc).
+ *    GC_time_limit and GC_set_rate bound the incremental mark steps of the allocating
+ *    thread (time and least scanning); the pause that finishes a cycle is not cut short.
+ *    GC_max_retries: collections retried when the heap limit is reached.
+ *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_stackbottom,
+ *    GC_use_entire_heap, GC_set_suspend_signal,
+ *    GC_set_thr_restart_signal, GC_register_altstack.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
  *    stop-the-world collection is not abandoned half way).
  *  - GC_suspend_thread uses SIGXCPU (bdwgc's restart signal on Linux).
@@ -273,6 +278,9 @@ GC_API int GC_CALL GC_get_java_finalization(void);
 /* With GC_finalize_on_demand set: called (from the next allocation or GC_gcollect,  */
 /* without the lock) once per collection that queued finalizers.  May be NULL.       */
 typedef void (GC_CALLBACK *GC_finalizer_notifier_proc)(void);
+typedef void (GC_CALLBACK *GC_await_finalize_proc)(void * /* obj */);
+GC_API void GC_CALL GC_set_await_finalize_proc(GC_await_finalize_proc);
+GC_API GC_await_finalize_proc GC_CALL GC_get_await_finalize_proc(void);
 GC_API void GC_CALL GC_set_finalizer_notifier(GC_finalizer_notifier_proc);
 GC_API GC_finalizer_notifier_proc GC_CALL GC_get_finalizer_notifier(void);
 /* The deprecated variables behind the setters and getters above; read by the       */
@@ -688,11 +696,37 @@ GC_API int GC_no_dls;
 GC_API int GC_all_interior_pointers;
 GC_API int GC_parallel;
 GC_API GC_oom_func GC_oom_fn;
+GC_API GC_word GC_non_gc_bytes; /* bytes of uncollectable objects (scheduling only) */
 
 GC_API void GC_CALL GC_set_free_space_divisor(GC_word);
 GC_API GC_word GC_CALL GC_get_free_space_divisor(void);
 GC_API void GC_CALL GC_set_full_freq(int);
 GC_API int GC_CALL GC_get_full_freq(void);
+GC_API int GC_dont_precollect; /* != 0 before GC_init: no collection at GC_init */
+GC_API void GC_CALL GC_set_dont_precollect(int);
+GC_API int GC_CALL GC_get_dont_precollect(void);
+GC_API unsigned long GC_time_limit; /* ms a mark step may take, or: */
+#define GC_TIME_UNLIMITED 999999
+struct GC_timeval_s {
+  unsigned long tv_ms;   /* time in milliseconds */
+  unsigned long tv_nsec; /* nanoseconds fraction (<1000000) */
+};
+GC_API void GC_CALL GC_set_time_limit(unsigned long);
+GC_API unsigned long GC_CALL GC_get_time_limit(void);
+GC_API void GC_CALL GC_set_time_limit_tv(struct GC_timeval_s);
+GC_API struct GC_timeval_s GC_CALL GC_get_time_limit_tv(void);
+GC_API void GC_CALL GC_set_rate(int); /* least incremental mark step, in pages */
+GC_API int GC_CALL GC_get_rate(void);
+typedef void (GC_CALLBACK *GC_on_heap_resize_proc)(GC_word /* new_size */);
+GC_API GC_on_heap_resize_proc GC_on_heap_resize; /* called as GC_get_heap_size changes */
+GC_API void GC_CALL GC_set_on_heap_resize(GC_on_heap_resize_proc);
+GC_API GC_on_heap_resize_proc GC_CALL GC_get_on_heap_resize(void);
+GC_API size_t GC_CALL GC_get_obtained_from_os_bytes(void); /* address space mapped */
+GC_API GC_word GC_max_retries; /* extra collections before out of memory */
+GC_API void GC_CALL GC_set_max_retries(GC_word);
+GC_API GC_word GC_CALL GC_get_max_retries(void);
+GC_API void GC_CALL GC_set_non_gc_bytes(GC_word);
+GC_API GC_word GC_CALL GC_get_non_gc_bytes(void);
 GC_API void GC_CALL GC_set_no_dls(int);
 GC_API int GC_CALL GC_get_no_dls(void);
 GC_API void GC_CALL GC_set_disable_automatic_collection(int);

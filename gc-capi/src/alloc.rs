@@ -58,12 +58,21 @@ pub(crate) fn out_of_memory(what: &str, len_bytes: usize, err: &GcError) -> *mut
     unsafe { oom_fn()(len_bytes) }
 }
 
+/// Add a new uncollectable object's size to `GC_non_gc_bytes`.
+#[inline]
+pub(crate) fn count_if_uncollectable(heap: &gc_core::Heap, kind: ObjectKind, addr: usize) {
+    if kind == ObjectKind::Uncollectable {
+        crate::control::count_non_gc_bytes(heap.size_of(addr).unwrap_or(0), true);
+    }
+}
+
 /// Allocate a zeroed object of `kind`, running due finalizers afterwards.
 #[inline]
 pub(crate) fn alloc_kind(what: &str, kind: ObjectKind, len_bytes: usize) -> *mut c_void {
     let heap = heap();
     match heap.alloc(kind, len_bytes, GRANULE_BYTES) {
         Ok(addr) => {
+            count_if_uncollectable(heap, kind, addr);
             finalize::invoke_if_due(heap);
             addr as *mut c_void
         }
@@ -119,15 +128,30 @@ pub extern "C" fn GC_free(p: *mut c_void) {
     let heap = heap();
     let addr = p as usize;
     finalize::forget_finalizer(heap, addr);
-    if let Err(e) = heap.free(addr) {
-        let reason = match e {
-            GcError::InvalidFree { reason, .. } => reason,
-            _ => "not freed",
-        };
-        let text = format!("GC_free(%p): {}; ignored\n", reason.replace('%', "%%"));
-        let msg = std::ffi::CString::new(text).expect("no NUL in the message");
-        warn(&msg, addr as GcWord);
+    let uncollectable = heap
+        .find_object(addr)
+        .filter(|i| i.base == addr && i.kind == ObjectKind::Uncollectable)
+        .map(|i| i.len_bytes);
+    match heap.free(addr) {
+        Ok(()) => {
+            if let Some(n) = uncollectable {
+                crate::control::count_non_gc_bytes(n, false);
+            }
+        }
+        Err(e) => free_failed(addr, e),
     }
+}
+
+/// Report a `GC_free` of something that is not a live object's start.
+#[cold]
+fn free_failed(addr: usize, e: GcError) {
+    let reason = match e {
+        GcError::InvalidFree { reason, .. } => reason,
+        _ => "not freed",
+    };
+    let text = format!("GC_free(%p): {}; ignored\n", reason.replace('%', "%%"));
+    let msg = std::ffi::CString::new(text).expect("no NUL in the message");
+    warn(&msg, addr as GcWord);
 }
 
 /// Resize the object at `p` to `lb` bytes, keeping its kind and contents (bdwgc's

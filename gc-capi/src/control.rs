@@ -19,6 +19,9 @@
 //! | `GC_parallel` | marker threads minus one, set when the marker threads run |
 //! | `GC_oom_fn` | the out-of-memory function, called when an allocation fails |
 //! | `GC_no_dls` | see [`crate::staticroots`] |
+//! | `GC_max_retries` | collections an allocation retries, after the first, when its space is exhausted before it reports out of memory |
+//! | `GC_time_limit` | milliseconds (plus `GC_set_time_limit_tv`'s nanoseconds) after which a mark step of the allocating thread stops; `GC_TIME_UNLIMITED` (999999, the default, as in Debian's bdwgc): no time bound |
+//! | `GC_non_gc_bytes` | bytes of uncollectable objects (`GC_malloc_uncollectable` adds, `GC_free` subtracts); its growth since the last collection does not count towards the next one, as in bdwgc |
 //!
 //! Variables whose bdwgc behaviour gc-core cannot give are not exported (see the crate
 //! docs).
@@ -27,7 +30,9 @@ use crate::init::heap;
 use crate::types::GcWord;
 use gc_core::api::capi_hooks::{self, CollectionEvent, Counters, Policy, PolicyHooks};
 use std::ffi::c_int;
+use std::ffi::c_ulong;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// bdwgc's `GC_dont_gc`: collection is off while nonzero (a counter: `GC_disable`
 /// increments it, `GC_enable` decrements it; programs may assign it).
@@ -56,6 +61,152 @@ pub static GC_full_freq: AtomicI32 = AtomicI32::new(19);
 /// they run (set at the start of each collection from gc-core's marker pool); 0 before.
 #[no_mangle]
 pub static GC_parallel: AtomicI32 = AtomicI32::new(0);
+
+/// bdwgc's `GC_non_gc_bytes`: bytes of uncollectable objects, counted in granules as
+/// `GC_size` reports them: every uncollectable allocation through the C ABI adds its
+/// size, `GC_free` of an uncollectable object subtracts it. As in bdwgc's
+/// `GC_adj_bytes_allocd`, its growth since the last collection is not counted as
+/// allocation when deciding whether to collect (so uncollectable objects, allocated and
+/// freed, neither hasten nor delay a collection); programs may assign it.
+#[no_mangle]
+pub static GC_non_gc_bytes: AtomicUsize = AtomicUsize::new(0);
+
+/// bdwgc's `GC_max_retries` (default 0): when an allocation finds no room (the heap
+/// limit or the reservation reached), it collects and retries once, and then up to this
+/// many more times, before it reports out of memory. Read at every such failure.
+#[no_mangle]
+pub static GC_max_retries: AtomicUsize = AtomicUsize::new(0);
+
+/// Set `GC_max_retries` (bdwgc's `GC_set_max_retries`).
+#[no_mangle]
+pub extern "C" fn GC_set_max_retries(value: GcWord) {
+    GC_max_retries.store(value, Ordering::Release);
+}
+
+/// `GC_max_retries` (bdwgc's `GC_get_max_retries`).
+#[no_mangle]
+pub extern "C" fn GC_get_max_retries() -> GcWord {
+    GC_max_retries.load(Ordering::Acquire)
+}
+
+/// bdwgc's `GC_TIME_UNLIMITED`.
+pub const GC_TIME_UNLIMITED: c_ulong = 999_999;
+
+/// bdwgc's `GC_time_limit`: in incremental mode, a mark step taken by the allocating
+/// thread (or `GC_collect_a_little`) stops after this many milliseconds, plus the
+/// nanoseconds of the last `GC_set_time_limit_tv`, even if its scanning budget
+/// (`GC_rate`) is not used up; `GC_TIME_UNLIMITED` (the default, as in Debian's bdwgc)
+/// removes the time bound. Read at every allocation slow path. Steps that help the
+/// concurrent marker threads are bounded by `GC_rate` only, and the pause that finishes
+/// a cycle is never cut short (bdwgc can abandon it and retry; see
+/// `tests/abi_missing.txt`, `GC_set_max_prior_attempts`).
+#[no_mangle]
+pub static GC_time_limit: AtomicU64 = AtomicU64::new(GC_TIME_UNLIMITED);
+
+/// The nanosecond part of the time limit (bdwgc's `GC_time_lim_nsec`).
+static TIME_LIMIT_NSEC: AtomicU64 = AtomicU64::new(0);
+
+/// `GC_set_rate`'s value (0: not set; then the heap's `mark_step_bytes` in pages).
+static RATE: AtomicI32 = AtomicI32::new(0);
+
+/// Bytes of a `GC_rate` unit: a page.
+const RATE_UNIT_BYTES: usize = 4096;
+
+/// bdwgc's `struct GC_timeval_s`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GcTimeval {
+    /// Milliseconds.
+    pub tv_ms: c_ulong,
+    /// Nanoseconds on top (below 1000000).
+    pub tv_nsec: c_ulong,
+}
+
+/// Set `GC_time_limit` in milliseconds, keeping the nanosecond part (bdwgc's
+/// `GC_set_time_limit`).
+#[no_mangle]
+pub extern "C" fn GC_set_time_limit(ms: c_ulong) {
+    GC_time_limit.store(ms, Ordering::Release);
+}
+
+/// `GC_time_limit` (bdwgc's `GC_get_time_limit`).
+#[no_mangle]
+pub extern "C" fn GC_get_time_limit() -> c_ulong {
+    GC_time_limit.load(Ordering::Acquire)
+}
+
+/// Set the time limit to `tv` (bdwgc's `GC_set_time_limit_tv`; `tv_ms ==
+/// GC_TIME_UNLIMITED`: no limit).
+#[no_mangle]
+pub extern "C" fn GC_set_time_limit_tv(tv: GcTimeval) {
+    GC_time_limit.store(tv.tv_ms, Ordering::Release);
+    TIME_LIMIT_NSEC.store(tv.tv_nsec, Ordering::Release);
+}
+
+/// The time limit (bdwgc's `GC_get_time_limit_tv`).
+#[no_mangle]
+pub extern "C" fn GC_get_time_limit_tv() -> GcTimeval {
+    GcTimeval {
+        tv_ms: GC_time_limit.load(Ordering::Acquire),
+        tv_nsec: TIME_LIMIT_NSEC.load(Ordering::Acquire),
+    }
+}
+
+/// The time bound of a mark step in force, if any.
+fn mark_step_time_limit() -> Option<Duration> {
+    let ms = GC_time_limit.load(Ordering::Acquire);
+    (ms != GC_TIME_UNLIMITED).then(|| {
+        Duration::from_millis(ms) + Duration::from_nanos(TIME_LIMIT_NSEC.load(Ordering::Acquire))
+    })
+}
+
+/// Set the least scanning of an incremental mark step (`GC_collect_a_little`, or a step
+/// an allocation takes) to `value` pages of 4 KiB (bdwgc's `GC_set_rate`: the size in
+/// pages of the units `GC_collect_a_little` operates on). Read at every allocation slow
+/// path; values below 1 count as 1 (bdwgc requires a positive value).
+#[no_mangle]
+pub extern "C" fn GC_set_rate(value: c_int) {
+    RATE.store(value.max(1), Ordering::Release);
+}
+
+/// The rate set by `GC_set_rate`, else the heap's own least step (`mark_step_bytes`,
+/// 64 KiB by default) in pages (bdwgc's `GC_get_rate`; bdwgc's default is 10).
+#[no_mangle]
+pub extern "C" fn GC_get_rate() -> c_int {
+    match RATE.load(Ordering::Acquire) {
+        0 => (heap().options().mark_step_bytes / RATE_UNIT_BYTES).max(1) as c_int,
+        r => r,
+    }
+}
+
+/// `GC_non_gc_bytes` at the end of the last collection (bdwgc's
+/// `GC_non_gc_bytes_at_gc`).
+static NON_GC_BYTES_AT_GC: AtomicUsize = AtomicUsize::new(0);
+
+/// Count `n` more bytes of uncollectable objects (allocated), or fewer (freed).
+pub(crate) fn count_non_gc_bytes(n: usize, allocated: bool) {
+    let update = |v: usize| {
+        Some(if allocated {
+            v.wrapping_add(n)
+        } else {
+            v.wrapping_sub(n)
+        })
+    };
+    // The closure never returns None, so the update cannot fail.
+    let _ = GC_non_gc_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, update);
+}
+
+/// Set `GC_non_gc_bytes` (bdwgc's `GC_set_non_gc_bytes`).
+#[no_mangle]
+pub extern "C" fn GC_set_non_gc_bytes(value: GcWord) {
+    GC_non_gc_bytes.store(value, Ordering::Release);
+}
+
+/// `GC_non_gc_bytes` (bdwgc's `GC_get_non_gc_bytes`).
+#[no_mangle]
+pub extern "C" fn GC_get_non_gc_bytes() -> GcWord {
+    GC_non_gc_bytes.load(Ordering::Acquire)
+}
 
 /// `GC_set_disable_automatic_collection`: nonzero stops collections triggered by
 /// allocation; `GC_gcollect` still collects.
@@ -102,6 +253,14 @@ fn policy() -> Policy {
             && DISABLE_AUTOMATIC.load(Ordering::Acquire) == 0,
         free_space_divisor: GC_free_space_divisor.load(Ordering::Acquire).max(1),
         min_bytes_allocd: MIN_BYTES_ALLOCD.load(Ordering::Acquire),
+        explicitly_managed_bytes: GC_non_gc_bytes
+            .load(Ordering::Acquire)
+            .wrapping_sub(NON_GC_BYTES_AT_GC.load(Ordering::Acquire))
+            as isize,
+        mark_step_bytes: (RATE.load(Ordering::Acquire).max(0) as usize)
+            .saturating_mul(RATE_UNIT_BYTES),
+        mark_step_time_limit: mark_step_time_limit(),
+        max_retries: GC_max_retries.load(Ordering::Acquire),
     }
 }
 
@@ -155,6 +314,8 @@ fn on_event(e: CollectionEvent, c: &Counters, markers: usize) {
             );
             FREED_AT_LAST_GC.store(c.bytes_freed_explicitly, Ordering::Release);
             GC_NS_AT_LAST_GC.store(c.gc_time_ns, Ordering::Release);
+            let non_gc = GC_non_gc_bytes.load(Ordering::Acquire);
+            NON_GC_BYTES_AT_GC.store(non_gc, Ordering::Release);
         }
         _ => {}
     }

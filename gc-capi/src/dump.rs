@@ -211,3 +211,46 @@ pub extern "C" fn GC_dump_regions() {
     }
     write_stdout(&s);
 }
+
+/// bdwgc's heap block size: the "heap block" `GC_print_free_list` names is the
+/// 4 KiB-aligned block holding the slot.
+const HBLKSIZE: usize = 4096;
+
+/// Print the free object slots of bdwgc kind `kind` (0 pointer-free, 1 normal, 2
+/// uncollectable) whose objects are `sz_in_granules` granules of 16 bytes (bdwgc's
+/// `GC_print_free_list`), one line each in bdwgc's format: `Free object in heap block
+/// <page> [<n>]: <slot>`, to standard output. dunegc keeps no free lists: the slots are
+/// the unallocated ones of every span of objects of exactly that kind and size (free
+/// slots a thread holds in its allocation cache included), in address order. Nothing is
+/// printed for another kind or a size no span has.
+#[no_mangle]
+pub extern "C" fn GC_print_free_list(kind: std::ffi::c_int, sz_in_granules: usize) {
+    let Some(d) = snapshot("GC_print_free_list") else {
+        return;
+    };
+    let heap = heap();
+    let want_bytes = sz_in_granules.saturating_mul(crate::alloc::GRANULE_BYTES);
+    let mut out = String::new();
+    let mut n = 0usize;
+    for r in d.regions() {
+        let DumpRegionUse::Small {
+            kind: k, obj_bytes, ..
+        } = r.what
+        else {
+            continue;
+        };
+        if kind < 0 || bdwgc_kind(k) != kind as u32 || obj_bytes != want_bytes {
+            continue;
+        }
+        let mut slot = r.start;
+        while slot + obj_bytes <= r.end {
+            if heap.find_object(slot).is_none() {
+                let block = slot & !(HBLKSIZE - 1);
+                let _ = writeln!(out, "Free object in heap block {block:#x} [{n}]: {slot:#x}");
+                n += 1;
+            }
+            slot += obj_bytes;
+        }
+    }
+    write_stdout(&out);
+}

@@ -11,7 +11,8 @@
 //! never nested inside another finalizer on the same thread. With
 //! `GC_set_finalize_on_demand(1)` they run only in `GC_invoke_finalizers`, and the
 //! finalizer notifier (`GC_set_finalizer_notifier`) is called once per collection that
-//! queued some.
+//! queued some. The await procedure (`GC_set_await_finalize_proc`) is called for each
+//! object as the collection queues it, before its finalizer can run.
 
 use crate::init::heap;
 use crate::types::GcFinalizationProc;
@@ -55,6 +56,47 @@ fn notifier() -> GcFinalizerNotifierProc {
 /// Make gc-core read [`GC_java_finalization`] (at initialisation).
 pub(crate) fn install(heap: &'static Heap) {
     heap.link_java_finalization_flag(&GC_java_finalization);
+    gc_core::api::capi_hooks::set_finalization_queued_hook(Some(on_queued));
+}
+
+/// bdwgc's `GC_await_finalize_proc`: `void (*)(void *obj)`.
+pub type GcAwaitFinalizeProc = Option<unsafe extern "C" fn(obj: *mut c_void)>;
+
+/// The await procedure (`GC_set_await_finalize_proc`), as an address (0: none).
+static AWAIT_PROC: AtomicUsize = AtomicUsize::new(0);
+
+/// gc-core's finalization-queued hook: tell the program's await procedure.
+fn on_queued(obj: usize) {
+    let f = AWAIT_PROC.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: only GC_set_await_finalize_proc stores nonzero values: the address of
+        // an `unsafe extern "C" fn(*mut c_void)`.
+        let f = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(f) };
+        // SAFETY: the program installed `f` to be called, with the lock held, for each
+        // object queued for finalization; `obj` is such an object (still allocated).
+        unsafe { f(obj as *mut c_void) };
+    }
+}
+
+/// Call `f(obj)` for every object a collection queues for finalization, as it is
+/// queued (with the lock held and the world stopped, before the finalizer can run);
+/// NULL removes it (bdwgc's `GC_set_await_finalize_proc`).
+///
+/// # Safety
+/// `f` stays callable while installed, and neither allocates nor calls the collector.
+#[no_mangle]
+pub unsafe extern "C" fn GC_set_await_finalize_proc(f: GcAwaitFinalizeProc) {
+    heap();
+    AWAIT_PROC.store(f.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// The await procedure, or NULL (bdwgc's `GC_get_await_finalize_proc`).
+#[no_mangle]
+pub extern "C" fn GC_get_await_finalize_proc() -> GcAwaitFinalizeProc {
+    heap();
+    let f = AWAIT_PROC.load(Ordering::Acquire);
+    // SAFETY: nonzero values are addresses of `unsafe extern "C" fn(*mut c_void)`.
+    (f != 0).then(|| unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(f) })
 }
 
 thread_local! {

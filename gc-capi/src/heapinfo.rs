@@ -1,6 +1,7 @@
 //! Heap queries: `GC_get_heap_usage_safe`, `GC_is_heap_ptr`, the plausible-address
 //! bounds `GC_least_plausible_heap_addr` / `GC_greatest_plausible_heap_addr`
-//! (`GC_register_displacement` is in `kinds`).
+//! (`GC_register_displacement` is in `kinds`), the heap-resize procedure
+//! (`GC_on_heap_resize`) and `GC_get_obtained_from_os_bytes`.
 
 use crate::init::heap;
 use crate::types::GcWord;
@@ -22,6 +23,67 @@ pub static GC_least_plausible_heap_addr: AtomicPtr<c_void> =
 #[no_mangle]
 pub static GC_greatest_plausible_heap_addr: AtomicPtr<c_void> =
     AtomicPtr::new(std::ptr::null_mut());
+
+/// bdwgc's `GC_on_heap_resize_proc`: `void (*)(GC_word new_size)`.
+pub type GcOnHeapResizeProc = Option<unsafe extern "C" fn(new_size: GcWord)>;
+
+/// bdwgc's `GC_on_heap_resize`: called with the new heap size (`GC_get_heap_size`'s
+/// value) whenever it changes: when an allocation takes pages, when `GC_free` returns a
+/// large object's pages, and at the end of a collection whose sweep returned pages;
+/// with the lock held. NULL: none. Programs may assign it; as an `AtomicPtr` it has the
+/// layout of a function pointer.
+#[no_mangle]
+pub static GC_on_heap_resize: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// gc-core's heap-resize hook: call the program's procedure, if any.
+fn on_resize(new_heap_bytes: usize) {
+    let f = GC_on_heap_resize.load(Ordering::Acquire);
+    if !f.is_null() {
+        // SAFETY: GC_on_heap_resize holds NULL or the address of a
+        // `void (*)(GC_word)` (set by GC_set_on_heap_resize or assigned by the program).
+        let f = unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn(GcWord)>(f) };
+        // SAFETY: the program installed `f` to be called with the lock held; it must not
+        // allocate or call the collector (bdwgc's contract).
+        unsafe { f(new_heap_bytes as GcWord) };
+    }
+}
+
+/// Install the heap-resize hook (at initialisation).
+pub(crate) fn install() {
+    gc_core::api::capi_hooks::set_heap_resize_hook(Some(on_resize));
+}
+
+/// Set `GC_on_heap_resize` (bdwgc's `GC_set_on_heap_resize`; NULL removes it).
+///
+/// # Safety
+/// `f` stays callable while installed, and neither allocates nor calls the collector.
+#[no_mangle]
+pub unsafe extern "C" fn GC_set_on_heap_resize(f: GcOnHeapResizeProc) {
+    heap();
+    let p = f.map_or(std::ptr::null_mut(), |f| f as *mut c_void);
+    GC_on_heap_resize.store(p, Ordering::Release);
+}
+
+/// `GC_on_heap_resize` (bdwgc's `GC_get_on_heap_resize`).
+#[no_mangle]
+pub extern "C" fn GC_get_on_heap_resize() -> GcOnHeapResizeProc {
+    heap();
+    let f = GC_on_heap_resize.load(Ordering::Acquire);
+    // SAFETY: non-NULL values are addresses of `void (*)(GC_word)`.
+    (!f.is_null())
+        .then(|| unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn(GcWord)>(f) })
+}
+
+/// Bytes of address space the collector has mapped so far, heap reservation and side
+/// tables included, whether still mapped or not (bdwgc's
+/// `GC_get_obtained_from_os_bytes`: never decreases). dunegc reserves its heap's
+/// address space at initialisation, so this is large from the start and counts
+/// reserved, not resident, memory.
+#[no_mangle]
+pub extern "C" fn GC_get_obtained_from_os_bytes() -> usize {
+    heap();
+    gc_core::api::capi_hooks::obtained_from_os_bytes()
+}
 
 /// Publish the heap's bounds (at initialisation).
 pub(crate) fn publish_bounds(heap: &Heap) {

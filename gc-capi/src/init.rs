@@ -12,6 +12,10 @@
 //! | `GC_FREE_SPACE_DIVISOR` | `DUNEGC_FREE_SPACE_DIVISOR` | same meaning |
 //! | `GC_PRINT_STATS` (set) | `DUNEGC_PRINT_STATS=1` | statistics printed at exit, not per collection |
 //!
+//! Unless `GC_dont_precollect` is set (or `GC_dont_gc`), initialisation ends with one
+//! collection, as bdwgc's `GC_init` does; in incremental mode (asked by the
+//! environment) it collects even with `GC_dont_precollect` set, as bdwgc does.
+//!
 //! After the heap exists: `GC_ENABLE_INCREMENTAL` (set, and not `0`) calls
 //! `GC_enable_incremental`; `GC_DISABLE_INCREMENTAL` (set) makes `GC_enable_incremental`
 //! a no-op; `GC_DONT_GC` (set) calls `GC_disable`. `DUNEGC_DIRTY` picks the
@@ -28,8 +32,27 @@ use crate::warn::warn_text;
 use gc_core::api::options::{getenv, parse_size};
 use gc_core::{global_heap, Heap};
 use std::ffi::{c_char, c_int, c_uint, CStr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Once;
+
+/// bdwgc's `GC_dont_precollect`: nonzero before initialisation skips the collection
+/// that ends it (unless incremental mode is on by then, as in bdwgc). Read once, at
+/// initialisation.
+#[no_mangle]
+pub static GC_dont_precollect: AtomicI32 = AtomicI32::new(0);
+
+/// Set `GC_dont_precollect` (bdwgc's `GC_set_dont_precollect`; only a call before
+/// initialisation has an effect).
+#[no_mangle]
+pub extern "C" fn GC_set_dont_precollect(value: c_int) {
+    GC_dont_precollect.store(value, Ordering::Release);
+}
+
+/// `GC_dont_precollect` (bdwgc's `GC_get_dont_precollect`).
+#[no_mangle]
+pub extern "C" fn GC_get_dont_precollect() -> c_int {
+    GC_dont_precollect.load(Ordering::Acquire)
+}
 
 static INIT: Once = Once::new();
 static INIT_DONE: AtomicBool = AtomicBool::new(false);
@@ -63,6 +86,7 @@ fn init_once() {
             crate::kinds::GC_set_all_interior_pointers(0);
         }
         crate::heapinfo::publish_bounds(heap);
+        crate::heapinfo::install();
         crate::markroots::install();
         crate::threads::mark_current_registered();
         crate::errors::init();
@@ -85,6 +109,13 @@ fn init_once() {
         let asked = getenv(c"GC_ENABLE_INCREMENTAL").is_some_and(|v| !matches!(v.trim(), "" | "0"));
         if asked || heap.is_incremental() {
             crate::collect::GC_enable_incremental();
+        }
+        // bdwgc's GC_init: `if (!GC_dont_precollect || GC_incremental) GC_gcollect_inner()`
+        // (which does nothing while GC_dont_gc is set).
+        let precollect = GC_dont_precollect.load(Ordering::Acquire) == 0
+            || crate::collect::GC_is_incremental_mode() != 0;
+        if precollect && crate::control::GC_dont_gc.load(Ordering::Acquire) == 0 {
+            crate::collect::collect_now();
         }
     });
     // After GC_deinit the collector counts as initialised again from the next call.

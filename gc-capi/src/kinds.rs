@@ -182,6 +182,7 @@ pub(crate) fn alloc_scanned(what: &str, kind: ObjectKind, scan: u8, lb: usize) -
     let heap = heap();
     match heap.alloc_described(kind, scan, lb) {
         Ok(addr) => {
+            crate::alloc::count_if_uncollectable(heap, kind, addr);
             finalize::invoke_if_due(heap);
             addr as *mut c_void
         }

@@ -163,19 +163,23 @@
 //!   `KEEP_BACK_PTRS`, so `gc_backptr.h`'s functions are not exported by it, nor here.
 //! - **Control variables** ([`control`], [`staticroots`]): `GC_dont_gc`, `GC_gc_no`,
 //!   `GC_free_space_divisor`, `GC_full_freq`, `GC_no_dls`, `GC_all_interior_pointers`
-//!   (read at initialisation), `GC_parallel`, `GC_oom_fn`, `GC_on_abort` are exported as
-//!   data and read where bdwgc reads them. `GC_try_to_collect` and the default stop
-//!   function are asked once, before a collection starts (a stop-the-world collection
-//!   is not abandoned half way; bdwgc also asks during marking). Collection events are
+//!   (read at initialisation), `GC_parallel`, `GC_oom_fn`, `GC_on_abort`,
+//!   `GC_non_gc_bytes` (kept out of collection scheduling), `GC_dont_precollect`
+//!   ([`init`]: `GC_init` collects once unless it is set) are exported as data and read
+//!   where bdwgc reads them. `GC_time_limit` (`GC_set_time_limit_tv`) and `GC_set_rate`
+//!   bound each incremental mark step of the allocating thread by time and set its
+//!   least scanning; the pause that finishes a cycle is never cut short.
+//!   `GC_try_to_collect` and the default stop function are asked once, before a
+//!   collection starts (a stop-the-world collection is not abandoned half way; bdwgc
+//!   also asks during marking). Collection events are
 //!   reported in bdwgc's order, without the per-thread suspend events.
 //! - **Not provided** (gc-core has no such behaviour; the reasons are in
-//!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_dont_precollect`, `GC_max_retries`,
-//!   `GC_non_gc_bytes`, `GC_time_limit`, `GC_stackbottom`, `GC_use_entire_heap`,
-//!   `GC_on_heap_resize`, `GC_set_rate`, `GC_set_max_prior_attempts`,
-//!   `GC_set_allocd_bytes_per_finalizer`, `GC_set_await_finalize_proc`,
+//!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_stackbottom`,
+//!   `GC_use_entire_heap`, `GC_set_max_prior_attempts`,
+//!   `GC_set_allocd_bytes_per_finalizer`,
 //!   `GC_set_on_thread_event`, `GC_set_pages_executable`, `GC_set_stackbottom`,
 //!   `GC_set_suspend_signal`, `GC_set_thr_restart_signal`, `GC_register_altstack`,
-//!   `GC_print_free_list`, `GC_get_obtained_from_os_bytes`, the four `GC_*objfreelist_ptr`
+//!   the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
 //!   internal `GC_arrays` (`tests/abi_internal.txt`).
 

@@ -255,6 +255,8 @@ fn bdwgc_environment_variables() {
     let out = run(&exe, &[], &[]);
     assert!(out.status.success());
     assert!(value_after(&text(&out), "gc_no") > 0, "{}", text(&out));
+    // GC_init collected once (bdwgc's GC_dont_precollect is 0).
+    assert_eq!(value_after(&text(&out), "at_init"), 1, "{}", text(&out));
 
     let out = run(&exe, &[], &[("GC_INITIAL_HEAP_SIZE", "64M")]);
     assert_eq!(value_after(&text(&out), "gc_no"), 0, "{}", text(&out));
@@ -284,6 +286,7 @@ fn bdwgc_environment_variables() {
 
     // GC_DONT_GC: no collections, not even GC_gcollect (bdwgc's GC_disable semantics).
     let out = run(&exe, &[], &[("GC_DONT_GC", "1")]);
+    assert_eq!(value_after(&text(&out), "at_init"), 0, "{}", text(&out));
     assert_eq!(value_after(&text(&out), "gc_no"), 0, "{}", text(&out));
     assert_eq!(
         value_after(&text(&out), "after gcollect"),
@@ -492,6 +495,100 @@ fn run_on_both_collectors(name: &str, mprotect: bool) {
     let libgc = libgc_dir().to_str().expect("UTF-8 path");
     for args in [&[][..], &["inc"][..]] {
         run_pass(&exe, args, &[("LD_LIBRARY_PATH", libgc)]);
+    }
+}
+
+#[test]
+fn non_gc_bytes_counts_uncollectable_objects_apart_from_scheduling() {
+    run_on_both_collectors("nongc", false);
+    let exe = compile("nongc.c", "nongc_exact", Header::Dunegc, Link::Shared);
+    for args in [&["dunegc"][..], &["dunegc", "inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+}
+
+#[test]
+fn gc_init_collects_once_unless_dont_precollect() {
+    let inc_env: &[(&str, &str)] = &[("GC_ENABLE_INCREMENTAL", "1")];
+    run_on_both_with(
+        "precollect",
+        &[
+            (&[], &[]),
+            (&["inc"], &[]),
+            (&["skip"], &[]),
+            (&["skip", "inc"], &[]),
+            (&["skip"], inc_env),
+        ],
+    );
+}
+
+#[test]
+fn gc_rate_and_time_limit_bound_incremental_mark_steps() {
+    let one: &[(&str, &str)] = &[("GC_MARKERS", "1")];
+    run_on_both_with("rate", &[(&[], one), (&["inc"], one)]);
+    let exe = compile("rate.c", "rate_exact", Header::Dunegc, Link::Shared);
+    let out = run_pass(&exe, &["inc", "dunegc"], one);
+    assert!(out.contains("calls unlimited"), "{out}");
+}
+
+/// One run of a test program: its arguments and extra environment.
+type Run<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
+/// Runs `tests/c/NAME.c` with each `(args, env)` of `runs`: on dunegc, then, where
+/// bdwgc's header is installed, built against bdwgc on bdwgc and on dunegc.
+fn run_on_both_with(name: &str, runs: &[Run<'_>]) {
+    let src = format!("{name}.c");
+    let exe = compile(&src, name, Header::Dunegc, Link::Shared);
+    for (args, env) in runs {
+        run_pass(&exe, args, env);
+    }
+    if !bdwgc_header_installed(&format!("{src} against bdwgc")) {
+        return;
+    }
+    let exe = compile(
+        &src,
+        &format!("{name}_bdwgc"),
+        Header::Bdwgc,
+        Link::SystemLgc,
+    );
+    let libgc = libgc_dir().to_str().expect("UTF-8 path");
+    for (args, env) in runs {
+        run_pass(&exe, args, env);
+        let mut on_dunegc = env.to_vec();
+        on_dunegc.push(("LD_LIBRARY_PATH", libgc));
+        run_pass(&exe, args, &on_dunegc);
+    }
+}
+
+#[test]
+fn await_finalize_proc_sees_each_object_as_it_is_queued() {
+    run_on_both_collectors("await_finalize", true);
+}
+
+#[test]
+fn on_heap_resize_follows_the_heap_size() {
+    run_on_both_collectors("heap_resize", false);
+    let exe = compile(
+        "heap_resize.c",
+        "heap_resize_exact",
+        Header::Dunegc,
+        Link::Shared,
+    );
+    for args in [&["dunegc"][..], &["dunegc", "inc"][..]] {
+        run_pass(&exe, args, &[]);
+    }
+}
+
+#[test]
+fn print_free_list_lists_exactly_the_freed_slots() {
+    run_on_both_collectors("freelist", true);
+}
+
+#[test]
+fn max_retries_collections_before_out_of_memory() {
+    let exe = compile("max_retries.c", "max_retries", Header::Dunegc, Link::Shared);
+    for args in [&[][..], &["inc"][..]] {
+        run_pass(&exe, args, &[]);
     }
 }
 

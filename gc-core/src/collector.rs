@@ -118,8 +118,15 @@ impl Heap {
             None => g.gc.budget_bytes as isize,
         };
         let may_start = || policy.is_none_or(|(h, _)| (h.may_start)());
+        let managed = policy.map_or(0, |(_, p)| p.explicitly_managed_bytes);
+        let step_min = match policy.map_or(0, |(_, p)| p.mark_step_bytes) {
+            0 => self.options.mark_step_bytes,
+            n => n,
+        };
+        let time_limit = policy.and_then(|(_, p)| p.mark_step_time_limit);
+        let counted = g.bytes_since_gc - managed;
         if g.gc.cycle.is_some() {
-            if g.bytes_since_gc >= 2 * budget && may_start() {
+            if counted >= 2 * budget && may_start() {
                 return self.collect_locked(g, Reason::Threshold);
             }
             if g.gc.cycle.as_ref().is_some_and(|c| c.marking_done) && may_start() {
@@ -136,8 +143,7 @@ impl Heap {
                     let cycle = g.gc.cycle.as_mut().expect("checked");
                     let allocated = (now - cycle.bytes_at_last_step).max(0) as usize;
                     cycle.bytes_at_last_step = now;
-                    let step =
-                        (allocated * self.options.mark_rate).max(self.options.mark_step_bytes);
+                    let step = (allocated * self.options.mark_rate).max(step_min);
                     let t0 = Instant::now();
                     let mut scanned = 0;
                     let helped = self.markers.help(&mut |private| {
@@ -176,10 +182,10 @@ impl Heap {
             let allocated = (now - cycle.bytes_at_last_step).max(0) as usize;
             cycle.bytes_at_last_step = now;
             // Scan mark_rate bytes for every byte allocated, at least mark_step_bytes.
-            let step = (allocated * self.options.mark_rate).max(self.options.mark_step_bytes);
+            let step = (allocated * self.options.mark_rate).max(step_min);
             let t0 = Instant::now();
             let inner = &mut *g;
-            let done = self.drain(&mut inner.gc.mark_stack, step);
+            let done = self.drain_timed(&mut inner.gc.mark_stack, step, t0, time_limit);
             let ns = elapsed_ns(t0);
             inner.gc.stats.mark_steps += 1;
             inner.gc.stats.gc_time_ns += ns;
@@ -194,14 +200,14 @@ impl Heap {
             }
             return Ok(g);
         }
-        if g.bytes_since_gc < budget || !may_start() {
+        if counted < budget || !may_start() {
             return Ok(g);
         }
         g = self.ensure_tracker(g);
         if matches!(g.gc.tracker, TrackerState::Open(_)) && g.gc.cycle.is_none() {
             return self.start_cycle(g);
         }
-        if g.bytes_since_gc < budget || g.gc.cycle.is_some() {
+        if g.bytes_since_gc - managed < budget || g.gc.cycle.is_some() {
             return Ok(g);
         }
         self.collect_locked(g, Reason::Threshold)
@@ -455,6 +461,7 @@ impl Heap {
         for s in inner.spaces.iter_mut() {
             s.release_idle(&self.pages, RELEASE_AFTER_COLLECTIONS);
         }
+        hooks::report_heap_size(Self::heap_bytes(inner));
         inner.gc.stats.gc_time_ns += elapsed_ns(t_release);
         let s = &mut inner.gc.stats;
         if ns >= s.longest_pause.total_ns {
@@ -475,11 +482,7 @@ impl Heap {
         }
         inner.gc.cycle = None;
         let policy = hooks::policy_hooks().map(|h| (h.policy)());
-        let policy = policy.unwrap_or(hooks::Policy {
-            automatic: true,
-            free_space_divisor: 0,
-            min_bytes_allocd: 0,
-        });
+        let policy = policy.unwrap_or(hooks::Policy::DEFAULT);
         inner.gc.budget_bytes = self.budget_bytes(inner.gc.stats.live_bytes, &policy);
         inner.bytes_since_gc = 0;
         if !inner.gc.finalizers.ready.is_empty() {
@@ -488,6 +491,50 @@ impl Heap {
         }
         event(CollectionEvent::End, &inner.gc.stats);
         Ok(g)
+    }
+
+    /// An allocation found its space exhausted: collect and retry `attempt`, once plus
+    /// up to the policy's `max_retries` more times while it keeps failing (bdwgc's
+    /// `GC_max_retries`: collections attempted before reporting out of memory).
+    pub(crate) fn collect_and_retry<T>(
+        &'static self,
+        mut g: Guard,
+        mut attempt: impl FnMut(&mut HeapInner) -> Option<T>,
+    ) -> Result<(Guard, Option<T>), GcError> {
+        let retries = hooks::policy_hooks().map_or(0, |h| (h.policy)().max_retries);
+        for _ in 0..=retries {
+            g = self.collect_locked(g, Reason::OutOfSpace)?;
+            if let Some(v) = attempt(&mut g) {
+                return Ok((g, Some(v)));
+            }
+        }
+        Ok((g, None))
+    }
+
+    /// Scan up to `step` bytes from `stack`, stopping early once `limit` (if any) has
+    /// passed since `t0` (checked every 16 KiB of scanning). True if the stack is empty.
+    fn drain_timed(
+        &self,
+        stack: &mut MarkStack,
+        step: usize,
+        t0: Instant,
+        limit: Option<std::time::Duration>,
+    ) -> bool {
+        let Some(limit) = limit else {
+            return self.drain(stack, step);
+        };
+        const CHUNK: usize = 16 << 10;
+        let mut left = step;
+        loop {
+            let n = left.min(CHUNK);
+            if self.drain(stack, n) {
+                return true;
+            }
+            left -= n;
+            if left == 0 || t0.elapsed() >= limit {
+                return false;
+            }
+        }
     }
 
     /// Allocation allowed before the next automatic collection, with `live` bytes live
@@ -994,6 +1041,11 @@ impl Heap {
         self.drain_all(&mut gc.mark_stack);
         if java {
             self.revive_unreachable(ready, first_new, registered, &mut gc.mark_stack);
+        }
+        if let Some(hook) = hooks::finalization_queued_hook() {
+            for f in &ready.as_slice()[first_new..] {
+                hook(f.obj);
+            }
         }
     }
 

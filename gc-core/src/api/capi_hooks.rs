@@ -8,14 +8,17 @@
 use crate::api::capi_support::HeapUsage;
 pub use crate::collector::disclaim::{set_disclaim_proc, DisclaimProc};
 pub use crate::collector::hooks::{
-    set_collection_event_hook, set_collection_start_hook, set_policy_hooks, set_sweep_visit_hook,
-    CollectionEvent, CollectionEventHook, CollectionStartHook, Policy, PolicyHooks, SweepVisitHook,
+    set_collection_event_hook, set_collection_start_hook, set_finalization_queued_hook,
+    set_heap_resize_hook, set_policy_hooks, set_sweep_visit_hook, CollectionEvent,
+    CollectionEventHook, CollectionStartHook, FinalizationQueuedHook, HeapResizeHook, Policy,
+    PolicyHooks, SweepVisitHook,
 };
 pub use crate::collector::state::Counters;
 use crate::heap::span::SpanState;
 use crate::heap::Heap;
 pub use crate::mark::descr::set_reserved_mark_proc;
 pub use crate::roots::statics::{set_static_segment_filter, StaticSegmentFilter};
+pub use crate::util::mmap::obtained_from_os_bytes;
 
 /// A heap's counters, read under the lock by [`Heap::with_lock_held`] (what
 /// [`Heap::gc_count`] and [`Heap::usage`] would return, without taking the lock again).

@@ -56,6 +56,62 @@ pub(crate) fn sweep_visit_hook() -> Option<SweepVisitHook> {
     (f != 0).then(|| unsafe { std::mem::transmute::<usize, SweepVisitHook>(f) })
 }
 
+/// A function the collector calls, while installed, for every object it queues for
+/// finalization (once per object and queueing, after the collection has decided which
+/// objects are queued and before any of their finalizers runs), with the object's
+/// address. Runs with the heap lock held and the world stopped: it must not allocate,
+/// free, lock, or call anything that takes the heap lock (the C ABI's
+/// `GC_set_await_finalize_proc`).
+pub type FinalizationQueuedHook = fn(obj: usize);
+
+/// The finalization-queued hook, as a `fn` address (0: none).
+static QUEUED_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the finalization-queued hook.
+pub fn set_finalization_queued_hook(hook: Option<FinalizationQueuedHook>) {
+    QUEUED_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// The finalization-queued hook, if one is installed.
+#[inline]
+pub(crate) fn finalization_queued_hook() -> Option<FinalizationQueuedHook> {
+    let f = QUEUED_HOOK.load(Ordering::Acquire);
+    // SAFETY: only `set_finalization_queued_hook` stores nonzero values, and it stores
+    // the address of a `FinalizationQueuedHook`.
+    (f != 0).then(|| unsafe { std::mem::transmute::<usize, FinalizationQueuedHook>(f) })
+}
+
+/// A function the collector calls, while installed, with the new heap size (bytes of
+/// pages in spans, as `Heap::heap_size`) whenever it differs from the size last
+/// reported: when an allocation takes pages for a span, when an explicit free returns a
+/// large object's pages, and at the end of every collection (after its sweep and page
+/// give-back). Runs with the heap lock held: it must not allocate, free, lock, or call
+/// anything that takes the heap lock (the C ABI's `GC_on_heap_resize`).
+pub type HeapResizeHook = fn(new_heap_bytes: usize);
+
+/// The heap-resize hook, as a `fn` address (0: none).
+static RESIZE_HOOK: AtomicUsize = AtomicUsize::new(0);
+/// The heap size last reported to the heap-resize hook.
+static LAST_HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the heap-resize hook.
+pub fn set_heap_resize_hook(hook: Option<HeapResizeHook>) {
+    RESIZE_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// Tell the heap-resize hook, if any, that the heap now has `heap_bytes` (called with
+/// the lock held; nothing happens if the size is the one last reported).
+#[inline]
+pub(crate) fn report_heap_size(heap_bytes: usize) {
+    let f = RESIZE_HOOK.load(Ordering::Acquire);
+    if f != 0 && LAST_HEAP_BYTES.swap(heap_bytes, Ordering::AcqRel) != heap_bytes {
+        // SAFETY: only `set_heap_resize_hook` stores nonzero values, and it stores the
+        // address of a `HeapResizeHook`.
+        let f = unsafe { std::mem::transmute::<usize, HeapResizeHook>(f) };
+        f(heap_bytes);
+    }
+}
+
 /// A point of a collection reported to the collection-event hook (bdwgc's
 /// `GC_EventType`, in its order). `Start` and `End` bracket every collection, a full one
 /// or the finish of an incremental cycle; the others come between them in this order:
@@ -129,6 +185,33 @@ pub struct Policy {
     /// The least allocation between two automatic collections (0: the heap's
     /// `initial_heap_bytes`).
     pub min_bytes_allocd: usize,
+    /// Bytes allocated since the last collection that do not count towards the next
+    /// one (bdwgc's `GC_non_gc_bytes` growth since the last collection: uncollectable
+    /// objects allocated minus those freed). Subtracted from the allocation count
+    /// before it is compared with the budget; may be negative.
+    pub explicitly_managed_bytes: isize,
+    /// The least scanning of an incremental mark step, in bytes (0: the heap's
+    /// `mark_step_bytes`); bdwgc's `GC_rate`.
+    pub mark_step_bytes: usize,
+    /// A mark step taken by the allocating thread stops once it has run this long,
+    /// even with scanning budget left (`None`: no time bound); bdwgc's `GC_time_limit`.
+    pub mark_step_time_limit: Option<std::time::Duration>,
+    /// Collections an allocation that finds its space exhausted retries after the
+    /// first before it fails (bdwgc's `GC_max_retries`; 0: collect once).
+    pub max_retries: usize,
+}
+
+impl Policy {
+    /// The knobs with every field at "the heap's own option".
+    pub const DEFAULT: Policy = Policy {
+        automatic: true,
+        free_space_divisor: 0,
+        min_bytes_allocd: 0,
+        explicitly_managed_bytes: 0,
+        mark_step_bytes: 0,
+        mark_step_time_limit: None,
+        max_retries: 0,
+    };
 }
 
 /// Functions that steer automatic collections of every heap (the C ABI's control

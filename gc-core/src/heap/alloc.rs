@@ -258,8 +258,8 @@ impl Heap {
         let (start, fresh) = match self.take_span(&mut g, kind, class) {
             Some(s) => s,
             None => {
-                let mut g2 = self.collect_locked(g, crate::collector::state::Reason::OutOfSpace)?;
-                match self.take_span(&mut g2, kind, class) {
+                let (g2, s) = self.collect_and_retry(g, |g| self.take_span(g, kind, class))?;
+                match s {
                     Some(s) => s,
                     None => return Err(self.no_pages_error(&g2, class.object_bytes())),
                 }
@@ -448,8 +448,10 @@ impl Heap {
         let run = match self.alloc_pages(&mut g, space, n, align_pages) {
             Some(r) => r,
             None => {
-                g = self.collect_locked(g, crate::collector::state::Reason::OutOfSpace)?;
-                match self.alloc_pages(&mut g, space, n, align_pages) {
+                let r;
+                (g, r) =
+                    self.collect_and_retry(g, |g| self.alloc_pages(g, space, n, align_pages))?;
+                match r {
                     Some(r) => r,
                     None => return Err(self.no_pages_error(&g, len)),
                 }
@@ -502,6 +504,7 @@ impl Heap {
             g.bytes_since_gc -= (n << LOG_BYTES_IN_PAGE) as isize;
             g.gc.stats.bytes_freed_explicitly += (n << LOG_BYTES_IN_PAGE) as u64;
             self.release_large(&mut g, info.span);
+            crate::collector::hooks::report_heap_size(Heap::heap_bytes(&g));
             return Ok(());
         }
         if !self.allocs.clear_atomic(addr) {

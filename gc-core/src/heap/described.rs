@@ -14,7 +14,6 @@ use super::kind::ObjectKind;
 use super::size_class::{SizeClass, GRANULE_BYTES, MAX_SMALL_BYTES};
 use super::span::SpanState;
 use super::{Heap, HeapInner};
-use crate::collector::state::Reason;
 use crate::error::GcError;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -89,8 +88,10 @@ impl Heap {
         let addr = match self.claim_described(&mut g, kind, scan, class) {
             Some(a) => a,
             None => {
-                g = self.collect_locked(g, Reason::OutOfSpace)?;
-                match self.claim_described(&mut g, kind, scan, class) {
+                let a;
+                (g, a) =
+                    self.collect_and_retry(g, |g| self.claim_described(g, kind, scan, class))?;
+                match a {
                     Some(a) => a,
                     None => return Err(self.no_pages_error(&g, size)),
                 }

@@ -312,7 +312,11 @@ impl Heap {
         if limit != 0 && Self::heap_bytes(inner) + (n << LOG_BYTES_IN_PAGE) > limit {
             return None;
         }
-        inner.spaces[space].alloc(&self.pages, n, align_pages)
+        let run = inner.spaces[space].alloc(&self.pages, n, align_pages);
+        if run.is_some() {
+            crate::collector::hooks::report_heap_size(Self::heap_bytes(inner));
+        }
+        run
     }
 
     /// The error for a request of `requested_bytes` that found no pages: the hard limit's

@@ -3,6 +3,17 @@
 use std::io;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes of every [`Mapping`] made so far (never decreases; unmapping does not count).
+static OBTAINED_FROM_OS: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of address space gc-core has mapped so far, all mappings together (the heap's
+/// reservation, side tables, mark stacks, trackers' buffers), whether or not they are
+/// still mapped or touched (bdwgc's `GC_get_obtained_from_os_bytes`; never decreases).
+pub fn obtained_from_os_bytes() -> usize {
+    OBTAINED_FROM_OS.load(Ordering::Relaxed)
+}
 
 /// Bytes in a hardware base page on x86_64 Linux.
 pub const BYTES_IN_PAGE: usize = 4096;
@@ -71,6 +82,7 @@ impl Mapping {
             // SAFETY: the tail past start+len_bytes is ours and unused, as above.
             unsafe { libc::munmap((start + len_bytes) as *mut libc::c_void, tail) };
         }
+        OBTAINED_FROM_OS.fetch_add(len_bytes, Ordering::Relaxed);
         Ok(Mapping {
             start: NonNull::new(start as *mut u8).expect("mmap never returns address 0 here"),
             len_bytes,
