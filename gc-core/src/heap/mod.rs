@@ -95,6 +95,14 @@ pub struct Heap {
     pub(crate) allocate_black: std::sync::atomic::AtomicBool,
     /// Hard limit on [`Heap::heap_bytes`] (0 = none), see [`Heap::set_max_heap_bytes`].
     pub(crate) max_heap_bytes: AtomicUsize,
+    /// The number of the latest sweep (see `crate::collector`): spans swept in it carry
+    /// this number in [`span::Span::swept`].
+    pub(crate) sweep_epoch: std::sync::atomic::AtomicU32,
+    /// A sweep is under way with the world running (the heap lock held by the
+    /// collector): in spans not yet swept in `sweep_epoch`, an object the collection
+    /// found dead (collectable and unmarked) still has its alloc bit. [`Heap::find_object`]
+    /// treats it as free already, so lookups see the heap as it is after the sweep.
+    pub(crate) sweep_pending: std::sync::atomic::AtomicBool,
 }
 
 static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
@@ -189,6 +197,8 @@ impl Heap {
             markers: crate::mark::pool::MarkerPool::new(options.markers),
             allocate_black: std::sync::atomic::AtomicBool::new(false),
             max_heap_bytes: AtomicUsize::new(options.max_heap_bytes),
+            sweep_epoch: std::sync::atomic::AtomicU32::new(0),
+            sweep_pending: std::sync::atomic::AtomicBool::new(false),
         };
         // The Heap itself lives in its own mapping, never in the collected heap.
         let home =
@@ -265,12 +275,31 @@ impl Heap {
         if !self.allocs.get(base) {
             return None;
         }
+        let kind = ObjectKind::from_u8(span.kind.load(Ordering::Relaxed));
+        if self.sweep_pending.load(Ordering::Acquire)
+            && span.swept.load(Ordering::Acquire) != self.sweep_epoch.load(Ordering::Relaxed)
+            && self.sweeps_kind(kind)
+            && !self.marks.get(base)
+        {
+            // Dead at the last collection; its span's sweep has not reached it yet.
+            return None;
+        }
         Some(ObjectInfo {
             base,
             len_bytes: obj_bytes,
-            kind: ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)),
+            kind,
             span: start,
         })
+    }
+
+    /// Whether the sweep frees unmarked objects of `kind` (uncollectable objects, and
+    /// malloc'd ones unless `malloc_collectable`, are never swept).
+    pub(crate) fn sweeps_kind(&self, kind: ObjectKind) -> bool {
+        match kind {
+            ObjectKind::Uncollectable => false,
+            ObjectKind::Malloc => self.options.malloc_collectable,
+            _ => true,
+        }
     }
 
     /// The used prefix of a space as a page range (what a tracker must cover).
