@@ -245,8 +245,28 @@ impl Heap {
     }
 
     /// The allocated object containing `addr` (interior pointers included), if any.
+    /// While a sweep finishes with the world running, objects it is about to free are
+    /// not allocated any more (see `sweep_pending`).
     #[inline]
     pub fn find_object(&self, addr: usize) -> Option<ObjectInfo> {
+        let info = self.object_at(addr)?;
+        if self.sweep_pending.load(Ordering::Acquire)
+            && self.pages.span(info.span).swept.load(Ordering::Acquire)
+                != self.sweep_epoch.load(Ordering::Relaxed)
+            && self.sweeps_kind(info.kind)
+            && !self.marks.get(info.base)
+        {
+            // Dead at the last collection; its span's sweep has not reached it yet.
+            return None;
+        }
+        Some(info)
+    }
+
+    /// The object containing `addr` whose alloc bit is set, if any: [`Heap::find_object`]
+    /// for the marker, which never runs while a sweep is pending (marking and sweeping
+    /// both hold the heap lock, or run in one pause), without the check for that.
+    #[inline]
+    pub(crate) fn object_at(&self, addr: usize) -> Option<ObjectInfo> {
         if !self.contains(addr) {
             return None;
         }
@@ -275,19 +295,10 @@ impl Heap {
         if !self.allocs.get(base) {
             return None;
         }
-        let kind = ObjectKind::from_u8(span.kind.load(Ordering::Relaxed));
-        if self.sweep_pending.load(Ordering::Acquire)
-            && span.swept.load(Ordering::Acquire) != self.sweep_epoch.load(Ordering::Relaxed)
-            && self.sweeps_kind(kind)
-            && !self.marks.get(base)
-        {
-            // Dead at the last collection; its span's sweep has not reached it yet.
-            return None;
-        }
         Some(ObjectInfo {
             base,
             len_bytes: obj_bytes,
-            kind,
+            kind: ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)),
             span: start,
         })
     }
