@@ -1036,7 +1036,7 @@ impl Heap {
     /// (so no allocation slow path, cycle start or statistics query runs meanwhile):
     /// sweep the listed spans, then publish live bytes.
     fn finish_sweep(&self, inner: &mut HeapInner, mut sweep: Sweep) {
-        let deferred = std::mem::replace(&mut sweep.deferred, MmapVec::new());
+        let deferred = std::mem::take(&mut sweep.deferred);
         for &start in deferred.as_slice() {
             self.sweep_span(inner, start, &mut sweep);
         }
