@@ -57,7 +57,7 @@
 //! the arm — which the rescan covers.
 //!
 //! Sweeping is a bitmap operation (`alloc &= mark`) per span, split in two
-//! ([`Heap::start_sweep`], [`Heap::finish_sweep`]): in the pause, only the spans some
+//! (`Heap::start_sweep`, `Heap::finish_sweep`): in the pause, only the spans some
 //! thread cache owns (their threads set alloc bits without the heap lock once they run);
 //! the rest right after the world restarts, with the heap lock still held, so it adds GC
 //! time but not pause. Every span is swept before the collection returns, so before the
