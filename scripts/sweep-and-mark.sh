@@ -37,13 +37,22 @@ base_commit="$(git rev-parse --short "$base_rev")"
 this_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +dirty)"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 started="$(date -u +%FT%TZ)"
+# The result line, plus `longest_sweep_ms=` and `longest_total_ms=` from the longest
+# pause's breakdown ("... ms = stop ... + sweep S + resume R").
+breakdown() {
+    awk '/^dunegc-result/ { r = $0 }
+         /^dunegc-pause longest/ { for (i = 1; i <= NF; i++) { if ($i == "sweep") s = $(i + 1) }; t = $3 }
+         END { print r " longest_sweep_ms=" s " longest_total_ms=" t }'
+}
 for rep in $(seq "$reps"); do
     for ws in "gcbench 16" "linkedlist 200" "hashmap 100" "xml 50"; do
         for config in base-full full bdwgc-full; do
             # shellcheck disable=SC2086
             case "$config" in
-                base-full) line="$("$bin/base-runner" $ws full | head -1)" ;;
-                full) line="$("$bin/dunegc-runner" $ws full | head -1)" ;;
+                # DUNEGC_PAUSE_BREAKDOWN: the runner prints what its longest pause was
+                # made of (on stderr, at exit); its sweep part goes into the raw line.
+                base-full) line="$(DUNEGC_PAUSE_BREAKDOWN=1 "$bin/base-runner" $ws full 2>&1 | breakdown)" ;;
+                full) line="$(DUNEGC_PAUSE_BREAKDOWN=1 "$bin/dunegc-runner" $ws full 2>&1 | breakdown)" ;;
                 bdwgc-full) line="$("$bin/bdwgc-runner" $ws full | head -1)" ;;
             esac
             case "$line" in
@@ -112,6 +121,14 @@ for c in ["full", "base-full"]:
         print(f"| {w} | {fmt(ratio(w, c, 'bdwgc-full', 'gc_ns'))} | {fmt(ratio(w, c, 'bdwgc-full', 'max_pause_ns'))} | "
               f"{fmt(ratio(w, c, 'bdwgc-full', 'peak_rss_bytes'))} | {fmt(wr)} |")
     print(f"\nGeomean wall: **{geo(walls):.2f}×**.")
+print("\n## The sweep's part of the longest pause (from `DUNEGC_PAUSE_BREAKDOWN`; medians, ms)\n")
+print("| workload | base-full sweep / longest pause | full sweep / longest pause |")
+print("|---|---|---|")
+for w in W:
+    cells = []
+    for c in ["base-full", "full"]:
+        cells.append(f"{med(w, c, 'longest_sweep_ms'):.3f} / {med(w, c, 'longest_total_ms'):.2f}")
+    print(f"| {w} | {cells[0]} | {cells[1]} |")
 print("\n## Before / after: this tree against the baseline binary\n")
 print("| workload | max pause | total pause | GC time | wall | peak RSS |")
 print("|---|---|---|---|---|---|")
