@@ -56,8 +56,16 @@
 //! set up under the heap lock) can only add marks or miss an edge that was written after
 //! the arm — which the rescan covers.
 //!
-//! Sweeping is a bitmap operation (`alloc &= mark`) done at the end of every collection;
-//! free slots are reused lazily by the allocation cursors. After the world restarts, free
+//! Sweeping is a bitmap operation (`alloc &= mark`) per span, split in two
+//! (`Heap::start_sweep`, `Heap::finish_sweep`): in the pause, only the spans some
+//! thread cache owns (their threads set alloc bits without the heap lock once they run);
+//! the rest right after the world restarts, with the heap lock still held, so it adds GC
+//! time but not pause. Every span is swept before the collection returns, so before the
+//! next cycle's start clears mark bits; meanwhile `Heap::find_object` counts the dead
+//! objects of unswept spans (per-span sweep epoch) as free already, and finalization,
+//! disappearing links, disclaim procedures and the sweep-visit hook all ran before (in
+//! the pause, as before). Statistics are published by `finish_sweep`, under the lock
+//! every statistics query takes. Free slots are reused lazily by the allocation cursors. After the world restarts, free
 //! page runs that stayed free for `RELEASE_AFTER_COLLECTIONS` (2) collections give their
 //! host pages back to the kernel (`PageSpace::release_idle`); page runs are reused lowest
 //! address first, so the heap packs down and its top goes idle.
@@ -97,6 +105,15 @@ static OPENING_TRACKER: AtomicBool = AtomicBool::new(false);
 /// kernel (`MADV_DONTNEED`, see `PageSpace::release_idle`): runs freed and reused from one
 /// collection to the next keep their pages.
 const RELEASE_AFTER_COLLECTIONS: u32 = 2;
+
+/// A sweep split in two (see `Heap::start_sweep`): its epoch, the figures so far, and
+/// the spans left for after the pause.
+struct Sweep {
+    epoch: u32,
+    live_bytes: u64,
+    swept: u64,
+    deferred: MmapVec<usize>,
+}
 
 fn elapsed_ns(t: Instant) -> u64 {
     t.elapsed().as_nanos() as u64
@@ -440,7 +457,8 @@ impl Heap {
         phases.finalize_ns = elapsed_ns(t_final);
         event(CollectionEvent::ReclaimStart, &inner.gc.stats);
         let t_sweep = Instant::now();
-        self.sweep(inner);
+        let sweep = self.start_sweep(inner);
+        // As bdwgc's (lazy) reclaim: the event marks the end of the pause's part.
         event(CollectionEvent::ReclaimEnd, &inner.gc.stats);
         // An incremental cycle's tracking stopped in `rescan_dirty` (collect_and_disarm):
         // between cycles nobody reads the dirty state, and pages left protected (or, for
@@ -455,6 +473,11 @@ impl Heap {
         let ns = elapsed_ns(t0);
         phases.total_ns = ns;
         phases.incremental = incremental;
+        // The rest of the sweep, with the program running (the heap lock still held):
+        // GC time, but not pause.
+        let t_lazy = Instant::now();
+        self.finish_sweep(inner, sweep);
+        inner.gc.stats.gc_time_ns += elapsed_ns(t_lazy);
         // With the world running again (the heap lock still held): give back the pages of
         // runs free for a while. Not in the pause, but counted as GC time.
         let t_release = Instant::now();
@@ -1049,78 +1072,110 @@ impl Heap {
         }
     }
 
-    /// `alloc &= mark` over every span; free empty spans and dead large objects, put spans
-    /// with free slots on their partial lists; recompute live bytes.
-    fn sweep(&self, inner: &mut HeapInner) {
-        let mut live_bytes = 0u64;
-        let mut swept = 0u64;
+    /// The part of the sweep done in the pause: start sweep epoch N, sweep the spans some
+    /// thread cache owns (their threads claim slots without the heap lock once the world
+    /// runs again, which `alloc &= mark` must not race with), and list the others for
+    /// [`Heap::finish_sweep`]. From here until that ends, [`Heap::find_object`] treats
+    /// unswept dead objects as free, so what the program sees is the swept heap.
+    fn start_sweep(&self, inner: &mut HeapInner) -> Sweep {
+        let epoch = self.sweep_epoch.load(Ordering::Relaxed).wrapping_add(1);
+        self.sweep_epoch.store(epoch, Ordering::Relaxed);
+        let mut sweep = Sweep {
+            epoch,
+            live_bytes: 0,
+            swept: 0,
+            deferred: MmapVec::new(),
+        };
         let mut spans: MmapVec<usize> = MmapVec::new();
         for space in 0..N_SPACES {
             self.for_each_span(inner, space, |start| {
                 let _ = spans.push(start);
             });
         }
-        let collect_malloc = self.options.malloc_collectable;
         for &start in spans.as_slice() {
             let span = self.pages.span(start);
-            let kind = ObjectKind::from_u8(span.kind.load(Ordering::Relaxed));
-            let collectable = match kind {
-                ObjectKind::Uncollectable => false,
-                ObjectKind::Malloc => collect_malloc,
-                _ => true,
-            };
-            let base = self.pages.page_addr(start);
-            let obj = span.obj_bytes.load(Ordering::Relaxed) as u64;
-            match span.state() {
-                SpanState::Small => {
-                    let n_pages = span.n_pages.load(Ordering::Relaxed) as usize;
-                    let end = base + (n_pages << LOG_BYTES_IN_PAGE);
-                    let mut live = 0u64;
-                    let mut before = 0u64;
-                    for (a, m) in self
-                        .allocs
-                        .words(base, end)
-                        .iter()
-                        .zip(self.marks.words(base, end))
-                    {
-                        let av = a.load(Ordering::Relaxed);
-                        before += av.count_ones() as u64;
-                        let nv = if collectable {
-                            av & m.load(Ordering::Relaxed)
-                        } else {
-                            av
-                        };
-                        if nv != av {
-                            a.store(nv, Ordering::Relaxed);
-                        }
-                        live += nv.count_ones() as u64;
-                    }
-                    swept += (before - live) * obj;
-                    live_bytes += live * obj;
-                    let owned = span.owned.load(Ordering::Acquire);
-                    if live == 0 && !owned {
-                        self.release_small(inner, start);
-                    } else if live < span.n_objects.load(Ordering::Relaxed) as u64 && !owned {
-                        self.link_partial(inner, start, kind, self.span_class(start));
-                    }
-                }
-                SpanState::Large => {
-                    if !self.allocs.get(base) {
-                        // Freed explicitly by a thread that held the heap lock at the time
-                        // (see `Heap::free`): release the pages now.
-                        self.release_large(inner, start);
-                    } else if collectable && !self.marks.get(base) {
-                        self.allocs.clear_atomic(base);
-                        swept += obj;
-                        self.release_large(inner, start);
-                    } else if self.allocs.get(base) {
-                        live_bytes += obj;
-                    }
-                }
-                SpanState::Free => {}
+            // Ownership changes only under the heap lock, which this thread holds until
+            // `finish_sweep` is done: an unowned span stays unowned until then, and no
+            // thread sets alloc bits in it (only `Heap::free` clears them, atomically).
+            if span.owned.load(Ordering::Acquire) || sweep.deferred.push(start).is_err() {
+                self.sweep_span(inner, start, &mut sweep);
             }
         }
-        inner.gc.stats.live_bytes = live_bytes;
-        inner.gc.stats.bytes_swept += swept;
+        self.sweep_pending.store(true, Ordering::Release);
+        sweep
+    }
+
+    /// The rest of the sweep, with the world running again and the heap lock still held
+    /// (so no allocation slow path, cycle start or statistics query runs meanwhile):
+    /// sweep the listed spans, then publish live bytes.
+    fn finish_sweep(&self, inner: &mut HeapInner, mut sweep: Sweep) {
+        let deferred = std::mem::take(&mut sweep.deferred);
+        for &start in deferred.as_slice() {
+            self.sweep_span(inner, start, &mut sweep);
+        }
+        self.sweep_pending.store(false, Ordering::Release);
+        inner.gc.stats.live_bytes = sweep.live_bytes;
+        inner.gc.stats.bytes_swept += sweep.swept;
+    }
+
+    /// `alloc &= mark` over one span (collectable kinds); free it if empty, or the dead
+    /// large object; put a small unowned span with free slots on its partial list.
+    fn sweep_span(&self, inner: &mut HeapInner, start: usize, sweep: &mut Sweep) {
+        let span = self.pages.span(start);
+        let kind = ObjectKind::from_u8(span.kind.load(Ordering::Relaxed));
+        let collectable = self.sweeps_kind(kind);
+        let base = self.pages.page_addr(start);
+        let obj = span.obj_bytes.load(Ordering::Relaxed) as u64;
+        match span.state() {
+            SpanState::Small => {
+                let n_pages = span.n_pages.load(Ordering::Relaxed) as usize;
+                let end = base + (n_pages << LOG_BYTES_IN_PAGE);
+                let mut live = 0u64;
+                let mut before = 0u64;
+                for (a, m) in self
+                    .allocs
+                    .words(base, end)
+                    .iter()
+                    .zip(self.marks.words(base, end))
+                {
+                    let av = a.load(Ordering::Relaxed);
+                    let mv = m.load(Ordering::Relaxed);
+                    // fetch_and, not a store: `Heap::free` may clear a bit of this word
+                    // meanwhile (the world runs), and a store could set it again.
+                    let av = if collectable && av & !mv != 0 {
+                        a.fetch_and(mv, Ordering::Relaxed)
+                    } else {
+                        av
+                    };
+                    let nv = if collectable { av & mv } else { av };
+                    before += av.count_ones() as u64;
+                    live += nv.count_ones() as u64;
+                }
+                sweep.swept += (before - live) * obj;
+                sweep.live_bytes += live * obj;
+                span.swept.store(sweep.epoch, Ordering::Release);
+                let owned = span.owned.load(Ordering::Acquire);
+                if live == 0 && !owned {
+                    self.release_small(inner, start);
+                } else if live < span.n_objects.load(Ordering::Relaxed) as u64 && !owned {
+                    self.link_partial(inner, start, kind, self.span_class(start));
+                }
+            }
+            SpanState::Large => {
+                span.swept.store(sweep.epoch, Ordering::Release);
+                if !self.allocs.get(base) {
+                    // Freed explicitly by a thread that held the heap lock at the time
+                    // (see `Heap::free`): release the pages now.
+                    self.release_large(inner, start);
+                } else if collectable && !self.marks.get(base) {
+                    self.allocs.clear_atomic(base);
+                    sweep.swept += obj;
+                    self.release_large(inner, start);
+                } else if self.allocs.get(base) {
+                    sweep.live_bytes += obj;
+                }
+            }
+            SpanState::Free => {}
+        }
     }
 }

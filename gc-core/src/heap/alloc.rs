@@ -97,10 +97,18 @@ impl Heap {
             return None;
         }
         let bit = cc.pending.trailing_zeros() as usize;
-        // A stop between this store and the return leaves the slot's address in a
-        // register, and its alloc bit is set: the collector finds it as a root.
-        cc.pending &= cc.pending - 1;
-        let a = cc.window + (bit << LOG_GRANULE_BYTES);
+        // The slot's address must exist (in a register or on the stack, where a stop
+        // finds it as a root; its alloc bit is set) before the slot leaves `pending`,
+        // where `mark_pending_slots` finds it: otherwise a stop in between sees only
+        // `window` and `bit`, the slot stays unmarked, and the sweep frees it under the
+        // thread. `black_box` keeps the compiler from recomputing `a` later instead of
+        // holding it, the volatile store and the fences from moving the removal earlier
+        // (a stop is a signal on this thread, so compiler ordering is what counts).
+        let a = std::hint::black_box(cc.window + (bit << LOG_GRANULE_BYTES));
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        // SAFETY: `cc` is this thread's own cursor, a valid place to write.
+        unsafe { std::ptr::write_volatile(&mut cc.pending, cc.pending & (cc.pending - 1)) };
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
         if !cc.fresh {
             zero(a, size);
         }

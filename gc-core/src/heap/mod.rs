@@ -95,6 +95,14 @@ pub struct Heap {
     pub(crate) allocate_black: std::sync::atomic::AtomicBool,
     /// Hard limit on [`Heap::heap_bytes`] (0 = none), see [`Heap::set_max_heap_bytes`].
     pub(crate) max_heap_bytes: AtomicUsize,
+    /// The number of the latest sweep (see `crate::collector`): spans swept in it carry
+    /// this number in [`span::Span::swept`].
+    pub(crate) sweep_epoch: std::sync::atomic::AtomicU32,
+    /// A sweep is under way with the world running (the heap lock held by the
+    /// collector): in spans not yet swept in `sweep_epoch`, an object the collection
+    /// found dead (collectable and unmarked) still has its alloc bit. [`Heap::find_object`]
+    /// treats it as free already, so lookups see the heap as it is after the sweep.
+    pub(crate) sweep_pending: std::sync::atomic::AtomicBool,
 }
 
 static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
@@ -189,6 +197,8 @@ impl Heap {
             markers: crate::mark::pool::MarkerPool::new(options.markers),
             allocate_black: std::sync::atomic::AtomicBool::new(false),
             max_heap_bytes: AtomicUsize::new(options.max_heap_bytes),
+            sweep_epoch: std::sync::atomic::AtomicU32::new(0),
+            sweep_pending: std::sync::atomic::AtomicBool::new(false),
         };
         // The Heap itself lives in its own mapping, never in the collected heap.
         let home =
@@ -235,8 +245,28 @@ impl Heap {
     }
 
     /// The allocated object containing `addr` (interior pointers included), if any.
+    /// While a sweep finishes with the world running, objects it is about to free are
+    /// not allocated any more (see `sweep_pending`).
     #[inline]
     pub fn find_object(&self, addr: usize) -> Option<ObjectInfo> {
+        let info = self.object_at(addr)?;
+        if self.sweep_pending.load(Ordering::Acquire)
+            && self.pages.span(info.span).swept.load(Ordering::Acquire)
+                != self.sweep_epoch.load(Ordering::Relaxed)
+            && self.sweeps_kind(info.kind)
+            && !self.marks.get(info.base)
+        {
+            // Dead at the last collection; its span's sweep has not reached it yet.
+            return None;
+        }
+        Some(info)
+    }
+
+    /// The object containing `addr` whose alloc bit is set, if any: [`Heap::find_object`]
+    /// for the marker, which never runs while a sweep is pending (marking and sweeping
+    /// both hold the heap lock, or run in one pause), without the check for that.
+    #[inline]
+    pub(crate) fn object_at(&self, addr: usize) -> Option<ObjectInfo> {
         if !self.contains(addr) {
             return None;
         }
@@ -271,6 +301,16 @@ impl Heap {
             kind: ObjectKind::from_u8(span.kind.load(Ordering::Relaxed)),
             span: start,
         })
+    }
+
+    /// Whether the sweep frees unmarked objects of `kind` (uncollectable objects, and
+    /// malloc'd ones unless `malloc_collectable`, are never swept).
+    pub(crate) fn sweeps_kind(&self, kind: ObjectKind) -> bool {
+        match kind {
+            ObjectKind::Uncollectable => false,
+            ObjectKind::Malloc => self.options.malloc_collectable,
+            _ => true,
+        }
     }
 
     /// The used prefix of a space as a page range (what a tracker must cover).

@@ -56,6 +56,10 @@ pub struct Span {
     /// `ceil(2^32 / obj_bytes)` for small spans: slot index = offset * recip >> 32,
     /// exact for every offset inside a span (checked in the tests).
     pub recip: AtomicU32,
+    /// The [`crate::heap::Heap`] sweep epoch this span was last swept in (see
+    /// `Heap::sweep_pending`): while a sweep is under way, a span whose epoch is behind
+    /// still holds the alloc bits of objects the collection found dead.
+    pub swept: AtomicU32,
 }
 
 /// The reciprocal stored in `Span::recip` for objects of `obj_bytes`.

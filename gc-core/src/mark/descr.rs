@@ -282,7 +282,7 @@ impl Heap {
     /// heap's objects (a mark procedure's own ranges: its descriptor is trusted, as in
     /// bdwgc).
     fn end_of(&self, start: usize) -> usize {
-        match self.find_object(start) {
+        match self.object_at(start) {
             Some(o) => o.base + o.len_bytes,
             None if self.contains(start) => start,
             None => usize::MAX,

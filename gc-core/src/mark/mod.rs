@@ -56,7 +56,7 @@ impl Heap {
         if word.wrapping_sub(self.base) >= self.end - self.base {
             return;
         }
-        if let Some(info) = self.find_object(word) {
+        if let Some(info) = self.object_at(word) {
             if !from_stack && !interior::accepts(word - info.base, info.kind) {
                 return;
             }
