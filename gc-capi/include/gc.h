@@ -643,10 +643,12 @@ GC_API int GC_pthread_join(pthread_t, void ** /* retval */);
 GC_API int GC_pthread_detach(pthread_t);
 GC_API int GC_pthread_cancel(pthread_t);
 GC_API void GC_pthread_exit(void *) __attribute__((__noreturn__));
-/* pthread_sigmask that never blocks the collector's suspend signal (SIGPWR).       */
+/* pthread_sigmask that never blocks the collector's suspend signal.                */
 GC_API int GC_pthread_sigmask(int /* how */, const sigset_t *, sigset_t * /* old */);
-/* The suspend signal (SIGPWR); the restart signal is -1: suspended threads wait on */
-/* a futex, not for a second signal.                                                 */
+/* The suspend signal (SIGPWR unless GC_set_suspend_signal, before GC_INIT, chose  */
+/* another; later calls have no effect); the restart signal is -1: suspended       */
+/* threads wait on a futex, not for a second signal.                                 */
+GC_API void GC_CALL GC_set_suspend_signal(int);
 GC_API int GC_CALL GC_get_suspend_signal(void);
 GC_API int GC_CALL GC_get_thr_restart_signal(void);
 GC_API void *GC_dlopen(const char * /* path */, int /* mode */);

@@ -96,8 +96,10 @@
 //! - **`GC_dump`** prints bdwgc's sections from gc-core's layout: a "section" is a page
 //!   space's used prefix, a "block" a span (listed with its address). `GC_dump_named`
 //!   takes the lock, so inside `GC_call_with_alloc_lock` it warns and prints nothing.
-//! - **Signals**: `GC_get_suspend_signal` is `SIGPWR`; `GC_get_thr_restart_signal` is
-//!   -1 (suspended threads wait on a futex). `GC_set_suspend_signal` is not provided.
+//! - **Signals**: `GC_get_suspend_signal` is `SIGPWR` unless `GC_set_suspend_signal`
+//!   chose another before `GC_init` (later calls have no effect, as in bdwgc; the
+//!   handler is installed in `GC_init`); `GC_get_thr_restart_signal` is -1 (suspended
+//!   threads wait on a futex). Where this page says `SIGPWR`, read the suspend signal.
 //!   `GC_suspend_thread` uses `SIGXCPU` (see [`worldctl`]).
 //! - **Fork**: `pthread_atfork` handlers are installed at initialisation, as in
 //!   Debian's bdwgc, unless `GC_set_handle_fork(0)` came first.
@@ -174,7 +176,7 @@
 //!   `GC_on_heap_resize`, `GC_set_rate`, `GC_set_max_prior_attempts`,
 //!   `GC_set_allocd_bytes_per_finalizer`, `GC_set_await_finalize_proc`,
 //!   `GC_set_on_thread_event`, `GC_set_pages_executable`, `GC_set_stackbottom`,
-//!   `GC_set_suspend_signal`, `GC_set_thr_restart_signal`, `GC_register_altstack`,
+//!   `GC_set_thr_restart_signal`, `GC_register_altstack`,
 //!   `GC_print_free_list`, `GC_get_obtained_from_os_bytes`, the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
 //!   internal `GC_arrays` (`tests/abi_internal.txt`).

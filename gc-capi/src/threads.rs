@@ -477,8 +477,8 @@ pub unsafe extern "C" fn GC_pthread_sigmask(
     }
     // SAFETY: `set` is a readable sigset_t (the caller's duty).
     let mut fixed = unsafe { set.read() };
-    // SAFETY: `fixed` is a valid sigset_t; SIG_SUSPEND is a valid signal number.
-    unsafe { libc::sigdelset(&mut fixed, gc_core::world::SIG_SUSPEND) };
+    // SAFETY: `fixed` is a valid sigset_t; the suspend signal is a valid signal number.
+    unsafe { libc::sigdelset(&mut fixed, gc_core::world::suspend_signal()) };
     // SAFETY: `fixed` is a local sigset_t; `oldset` is the caller's.
     unsafe { libc::pthread_sigmask(how, &fixed, oldset) }
 }
@@ -495,10 +495,25 @@ pub unsafe extern "C" fn GC_dlopen(path: *const c_char, mode: c_int) -> *mut c_v
 }
 
 /// The signal the collector suspends threads with (bdwgc's `GC_get_suspend_signal`):
-/// gc-core's stop-the-world signal, `SIGPWR` (bdwgc's default on Linux too).
+/// gc-core's stop-the-world signal, `SIGPWR` (bdwgc's default on Linux too) unless
+/// `GC_set_suspend_signal` chose another before initialisation.
 #[no_mangle]
 pub extern "C" fn GC_get_suspend_signal() -> c_int {
-    gc_core::world::SIG_SUSPEND
+    gc_core::world::suspend_signal()
+}
+
+/// Choose the signal the collector suspends threads with (bdwgc's
+/// `GC_set_suspend_signal`). No effect after `GC_init` (the handler is installed then),
+/// as in bdwgc; a number that is no catchable signal is reported through the warning
+/// procedure and ignored.
+#[no_mangle]
+pub extern "C" fn GC_set_suspend_signal(sig: c_int) {
+    if crate::init::GC_is_init_called() != 0 {
+        return;
+    }
+    if let Err(why) = gc_core::world::set_suspend_signal(sig) {
+        crate::warn::warn_text(&format!("GC_set_suspend_signal({sig}) ignored: {why}"));
+    }
 }
 
 /// The signal the collector resumes threads with (bdwgc's `GC_get_thr_restart_signal`):

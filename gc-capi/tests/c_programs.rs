@@ -496,6 +496,11 @@ fn run_on_both_collectors(name: &str, mprotect: bool) {
 }
 
 #[test]
+fn suspend_signal_chosen_before_init_leaves_sigpwr_to_the_program() {
+    run_on_both_collectors("signals", true);
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }
