@@ -705,6 +705,8 @@ GC_API void GC_CALL GC_set_force_unmap_on_gcollect(int);
 GC_API int GC_CALL GC_get_force_unmap_on_gcollect(void);
 GC_API void GC_CALL GC_set_manual_vdb_allowed(int);
 GC_API int GC_CALL GC_get_manual_vdb_allowed(void);
+/* Before GC_INIT: map the heap executable too (nonzero), as bdwgc.                 */
+GC_API void GC_CALL GC_set_pages_executable(int);
 GC_API int GC_CALL GC_get_pages_executable(void);
 #define GC_PROTECTS_POINTER_HEAP 1
 #define GC_PROTECTS_PTRFREE_HEAP 2

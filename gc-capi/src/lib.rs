@@ -175,7 +175,7 @@
 //!   `GC_non_gc_bytes`, `GC_time_limit`, `GC_stackbottom`, `GC_use_entire_heap`,
 //!   `GC_on_heap_resize`, `GC_set_rate`, `GC_set_max_prior_attempts`,
 //!   `GC_set_allocd_bytes_per_finalizer`, `GC_set_await_finalize_proc`,
-//!   `GC_set_on_thread_event`, `GC_set_pages_executable`, `GC_set_stackbottom`,
+//!   `GC_set_on_thread_event`, `GC_set_stackbottom`,
 //!   `GC_set_thr_restart_signal`, `GC_register_altstack`,
 //!   `GC_print_free_list`, `GC_get_obtained_from_os_bytes`, the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's

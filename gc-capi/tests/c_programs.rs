@@ -501,6 +501,11 @@ fn suspend_signal_chosen_before_init_leaves_sigpwr_to_the_program() {
 }
 
 #[test]
+fn code_in_objects_runs_when_pages_are_executable() {
+    run_on_both_collectors("exec_pages", true);
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }
