@@ -85,11 +85,11 @@
  *    GC_find_leak, GC_java_finalization, GC_finalize_on_demand, GC_finalizer_notifier.
  *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_dont_precollect,
  *    GC_max_retries, GC_non_gc_bytes, GC_time_limit, GC_stackbottom,
- *    GC_use_entire_heap, GC_on_heap_resize, GC_set_rate, GC_set_suspend_signal,
- *    GC_set_thr_restart_signal, GC_register_altstack, GC_print_free_list.
+ *    GC_use_entire_heap, GC_on_heap_resize, GC_set_rate, GC_register_altstack,
+ *    GC_print_free_list.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
  *    stop-the-world collection is not abandoned half way).
- *  - GC_suspend_thread uses SIGXCPU (bdwgc's restart signal on Linux).
+ *  - GC_suspend_thread uses the restart signal (SIGXCPU, bdwgc's on Linux).
  */
 #ifndef GC_H
 #define GC_H
@@ -646,10 +646,12 @@ GC_API void GC_pthread_exit(void *) __attribute__((__noreturn__));
 /* pthread_sigmask that never blocks the collector's suspend signal.                */
 GC_API int GC_pthread_sigmask(int /* how */, const sigset_t *, sigset_t * /* old */);
 /* The suspend signal (SIGPWR unless GC_set_suspend_signal, before GC_INIT, chose  */
-/* another; later calls have no effect); the restart signal is -1: suspended       */
-/* threads wait on a futex, not for a second signal.                                 */
+/* another; later calls have no effect); the restart signal is SIGXCPU unless      */
+/* GC_set_thr_restart_signal chose another before GC_INIT: stopped threads resume   */
+/* on a futex, and that signal serves GC_suspend_thread.                            */
 GC_API void GC_CALL GC_set_suspend_signal(int);
 GC_API int GC_CALL GC_get_suspend_signal(void);
+GC_API void GC_CALL GC_set_thr_restart_signal(int);
 GC_API int GC_CALL GC_get_thr_restart_signal(void);
 GC_API void *GC_dlopen(const char * /* path */, int /* mode */);
 # ifdef __cplusplus

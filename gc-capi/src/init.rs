@@ -65,6 +65,7 @@ fn init_once() {
                 "installing the stop-the-world signal handler failed: {e}"
             ));
         }
+        crate::worldctl::install_suspend_handler();
         if crate::kinds::GC_all_interior_pointers.load(Ordering::Acquire) == 0 {
             // Set to 0 by the program before initialisation, as bdwgc reads it.
             crate::kinds::GC_set_all_interior_pointers(0);

@@ -98,9 +98,11 @@
 //!   takes the lock, so inside `GC_call_with_alloc_lock` it warns and prints nothing.
 //! - **Signals**: `GC_get_suspend_signal` is `SIGPWR` unless `GC_set_suspend_signal`
 //!   chose another before `GC_init` (later calls have no effect, as in bdwgc; the
-//!   handler is installed in `GC_init`); `GC_get_thr_restart_signal` is -1 (suspended
-//!   threads wait on a futex). Where this page says `SIGPWR`, read the suspend signal.
-//!   `GC_suspend_thread` uses `SIGXCPU` (see [`worldctl`]).
+//!   handler is installed in `GC_init`); `GC_get_thr_restart_signal` is `SIGXCPU` unless
+//!   `GC_set_thr_restart_signal` chose another before `GC_init`: gc-core resumes stopped
+//!   threads through a futex, and that second signal serves `GC_suspend_thread` (see
+//!   [`worldctl`]), so the collector occupies the same two signals as bdwgc. Where this
+//!   page says `SIGPWR`, read the suspend signal.
 //! - **Fork**: `pthread_atfork` handlers are installed at initialisation, as in
 //!   Debian's bdwgc, unless `GC_set_handle_fork(0)` came first.
 //! - **Disappearing links** are kept in a table sorted by address: registering costs
@@ -176,7 +178,7 @@
 //!   `GC_on_heap_resize`, `GC_set_rate`, `GC_set_max_prior_attempts`,
 //!   `GC_set_allocd_bytes_per_finalizer`, `GC_set_await_finalize_proc`,
 //!   `GC_set_on_thread_event`, `GC_set_stackbottom`,
-//!   `GC_set_thr_restart_signal`, `GC_register_altstack`,
+//!   `GC_register_altstack`,
 //!   `GC_print_free_list`, `GC_get_obtained_from_os_bytes`, the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
 //!   internal `GC_arrays` (`tests/abi_internal.txt`).

@@ -516,10 +516,13 @@ pub extern "C" fn GC_set_suspend_signal(sig: c_int) {
     }
 }
 
-/// The signal the collector resumes threads with (bdwgc's `GC_get_thr_restart_signal`):
-/// -1, since gc-core uses none. A suspended thread waits in its `SIGPWR` handler on a
-/// futex that the collector wakes; bdwgc sends a second signal (`SIGXCPU`) instead.
+/// The collector's second signal (bdwgc's `GC_get_thr_restart_signal`): `SIGXCPU`, as in
+/// bdwgc, unless `GC_set_thr_restart_signal` chose another before `GC_init`. bdwgc
+/// resumes stopped threads with it; gc-core's stop-the-world resumes them through a futex
+/// instead, and dunegc uses the signal for `GC_suspend_thread` (see `worldctl`). Either
+/// way the collector occupies the same two signals, with its handler installed from
+/// `GC_init` on.
 #[no_mangle]
 pub extern "C" fn GC_get_thr_restart_signal() -> c_int {
-    -1
+    crate::worldctl::thread_suspend_signal()
 }

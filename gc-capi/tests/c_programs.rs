@@ -496,7 +496,7 @@ fn run_on_both_collectors(name: &str, mprotect: bool) {
 }
 
 #[test]
-fn suspend_signal_chosen_before_init_leaves_sigpwr_to_the_program() {
+fn signals_chosen_before_init_leave_sigpwr_and_sigxcpu_to_the_program() {
     run_on_both_collectors("signals", true);
 }
 

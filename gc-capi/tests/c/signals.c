@@ -1,7 +1,8 @@
-/* GC_set_suspend_signal before GC_INIT moves the collector's stop-the-world signal:
- * GC_get_suspend_signal reports it, a later call (after GC_INIT) has no effect, and the
- * program can then use SIGPWR (bdwgc's and dunegc's default) for itself while
- * collections stop and scan another thread.  Argument "inc": incremental mode. */
+/* GC_set_suspend_signal and GC_set_thr_restart_signal before GC_INIT move the
+ * collector's two signals: the getters report them, later calls (after GC_INIT) have no
+ * effect, the collector's handlers are on them from GC_INIT on, and the program can then
+ * use SIGPWR and SIGXCPU (bdwgc's and dunegc's defaults) for itself while collections
+ * stop and scan another thread.  Argument "inc": incremental mode. */
 #define GC_THREADS
 #include <gc.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include "check.h"
 
 static volatile sig_atomic_t pwr_seen;
+static volatile sig_atomic_t xcpu_seen;
 static volatile int stop_worker;
 static volatile int worker_ok = 1;
 static volatile long rounds;
@@ -19,6 +21,11 @@ static volatile long rounds;
 static void on_pwr(int sig) {
   (void)sig;
   pwr_seen++;
+}
+
+static void on_xcpu(int sig) {
+  (void)sig;
+  xcpu_seen++;
 }
 
 /* Keeps a list reachable from its stack only, and checks it. */
@@ -42,8 +49,9 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int sig = SIGRTMIN + 6;
+  int sig = SIGRTMIN + 6, restart = SIGRTMIN + 7;
   GC_set_suspend_signal(sig);
+  GC_set_thr_restart_signal(restart);
   GC_INIT();
   if (argc > 1 && strcmp(argv[1], "inc") == 0) {
     GC_enable_incremental();
@@ -52,26 +60,38 @@ int main(int argc, char **argv) {
   CHECK(GC_get_suspend_signal() == sig);
   GC_set_suspend_signal(SIGUSR2); /* after GC_INIT: no effect */
   CHECK(GC_get_suspend_signal() == sig);
-  CHECK(GC_get_thr_restart_signal() != SIGPWR);
+  CHECK(GC_get_thr_restart_signal() == restart);
+  GC_set_thr_restart_signal(SIGUSR2); /* after GC_INIT: no effect */
+  CHECK(GC_get_thr_restart_signal() == restart);
 
-  /* The collector's handler is on the chosen signal from GC_INIT on. */
+  /* The collector's handlers are on the chosen signals from GC_INIT on; the defaults
+   * are left alone. */
   struct sigaction cur;
   CHECK(sigaction(sig, NULL, &cur) == 0);
   CHECK(cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN);
+  CHECK(sigaction(restart, NULL, &cur) == 0);
+  CHECK(cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN);
+  CHECK(sigaction(SIGPWR, NULL, &cur) == 0);
+  CHECK(cur.sa_handler == SIG_DFL);
+  CHECK(sigaction(SIGXCPU, NULL, &cur) == 0);
+  CHECK(cur.sa_handler == SIG_DFL);
 
-  /* SIGPWR is the program's. */
+  /* SIGPWR and SIGXCPU are the program's. */
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_pwr;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
   CHECK(sigaction(SIGPWR, &sa, NULL) == 0);
+  sa.sa_handler = on_xcpu;
+  CHECK(sigaction(SIGXCPU, &sa, NULL) == 0);
 
   pthread_t t;
   CHECK(pthread_create(&t, NULL, worker, NULL) == 0);
   while (rounds < 100) sched_yield();
   for (int i = 0; i < 20; i++) {
     CHECK(pthread_kill(t, SIGPWR) == 0);
+    CHECK(pthread_kill(t, SIGXCPU) == 0);
     GC_gcollect();
   }
   long before = rounds;
@@ -82,10 +102,14 @@ int main(int argc, char **argv) {
   /* Standard signals merge while pending, so at least one but at most 20 arrived; the
    * handler the program installed is still SIGPWR's. */
   CHECK(pwr_seen >= 1 && pwr_seen <= 20);
+  CHECK(xcpu_seen >= 1 && xcpu_seen <= 20);
   CHECK(sigaction(SIGPWR, NULL, &cur) == 0);
   CHECK(cur.sa_handler == on_pwr);
+  CHECK(sigaction(SIGXCPU, NULL, &cur) == 0);
+  CHECK(cur.sa_handler == on_xcpu);
   raise(SIGPWR);
-  CHECK(pwr_seen >= 2);
+  raise(SIGXCPU);
+  CHECK(pwr_seen >= 2 && xcpu_seen >= 2);
   printf("incremental %d\nPASS\n", GC_is_incremental_mode());
   return 0;
 }
