@@ -740,6 +740,11 @@ typedef enum {
 typedef void (GC_CALLBACK *GC_on_collection_event_proc)(GC_EventType);
 GC_API void GC_CALL GC_set_on_collection_event(GC_on_collection_event_proc);
 GC_API GC_on_collection_event_proc GC_CALL GC_get_on_collection_event(void);
+/* Called with GC_EVENT_THREAD_SUSPENDED and each stopped thread's pthread_t (as void *)*/
+/* once all are stopped, and GC_EVENT_THREAD_UNSUSPENDED before they resume.          */
+typedef void (GC_CALLBACK *GC_on_thread_event_proc)(GC_EventType, void * /* thread */);
+GC_API void GC_CALL GC_set_on_thread_event(GC_on_thread_event_proc);
+GC_API GC_on_thread_event_proc GC_CALL GC_get_on_thread_event(void);
 
 GC_API void GC_CALL GC_clear_roots(void);
 GC_API void GC_CALL GC_exclude_static_roots(void * /* low */, void * /* high */);

@@ -215,8 +215,8 @@ pub(crate) fn default_stop_allows() -> bool {
 }
 
 /// Call `f(event)` at each step of every collection, with bdwgc's `GC_EventType`
-/// numbers (`GC_EVENT_START` … `GC_EVENT_POST_START_WORLD`; the thread events are not
-/// reported), with the lock held and, between the stop- and start-world events, the
+/// numbers (`GC_EVENT_START` … `GC_EVENT_POST_START_WORLD`; the thread events go to
+/// `GC_set_on_thread_event`'s procedure), with the lock held and, between the stop- and start-world events, the
 /// world stopped; NULL removes it (bdwgc's `GC_set_on_collection_event`).
 ///
 /// # Safety

@@ -171,13 +171,14 @@
 //!   data and read where bdwgc reads them. `GC_try_to_collect` and the default stop
 //!   function are asked once, before a collection starts (a stop-the-world collection
 //!   is not abandoned half way; bdwgc also asks during marking). Collection events are
-//!   reported in bdwgc's order, without the per-thread suspend events.
+//!   reported in bdwgc's order; the per-thread suspend events go to
+//!   `GC_set_on_thread_event`'s procedure (see [`threads`]).
 //! - **Not provided** (gc-core has no such behaviour; the reasons are in
 //!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_dont_precollect`, `GC_max_retries`,
 //!   `GC_non_gc_bytes`, `GC_time_limit`, `GC_stackbottom`, `GC_use_entire_heap`,
 //!   `GC_on_heap_resize`, `GC_set_rate`, `GC_set_max_prior_attempts`,
 //!   `GC_set_allocd_bytes_per_finalizer`, `GC_set_await_finalize_proc`,
-//!   `GC_set_on_thread_event`, `GC_set_stackbottom`,
+//!   `GC_set_stackbottom`,
 //!   `GC_register_altstack`,
 //!   `GC_print_free_list`, `GC_get_obtained_from_os_bytes`, the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's

@@ -506,6 +506,11 @@ fn code_in_objects_runs_when_pages_are_executable() {
 }
 
 #[test]
+fn thread_events_name_each_stopped_thread_while_it_is_stopped() {
+    run_on_both_collectors("thread_events", true);
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }

@@ -52,6 +52,35 @@ pub const MAX_THREADS: usize = 1 << 15;
 /// General-purpose registers saved per thread (`mcontext_t.gregs`).
 pub const N_SAVED_REGS: usize = 23;
 
+/// A function told of every thread a stop-the-world stops (`suspended` true, once all
+/// have stopped) and resumes (`suspended` false, just before the world restarts), with
+/// the thread's thread pointer (its FS base; on glibc that is its `pthread_t`). It runs
+/// on the stopping thread with the world stopped: it must not allocate, lock, or call
+/// the collector (bdwgc's `GC_set_on_thread_event`).
+pub type ThreadEventHook = fn(suspended: bool, thread_pointer: usize);
+
+/// The thread-event hook, as a `fn` address (0: none).
+static THREAD_EVENT_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the thread-event hook.
+pub fn set_thread_event_hook(hook: Option<ThreadEventHook>) {
+    THREAD_EVENT_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// Tell the thread-event hook, if any, of every thread in `threads`.
+fn report_threads(threads: &[StoppedThread], suspended: bool) {
+    let f = THREAD_EVENT_HOOK.load(Ordering::Acquire);
+    if f == 0 {
+        return;
+    }
+    // SAFETY: only `set_thread_event_hook` stores nonzero values, and it stores the
+    // address of a `ThreadEventHook`.
+    let f = unsafe { std::mem::transmute::<usize, ThreadEventHook>(f) };
+    for t in threads {
+        f(suspended, t.fs_base);
+    }
+}
+
 /// What a stopped thread recorded.
 #[repr(C)]
 pub struct Slot {
@@ -279,6 +308,9 @@ pub struct StoppedWorld {
     pub threads: MmapVec<StoppedThread>,
     /// Threads that were skipped because they block the suspend signal.
     pub skipped: usize,
+    /// The thread-event hook was told these threads are suspended (so it is told of
+    /// their resumption too).
+    reported: bool,
 }
 
 impl StoppedWorld {
@@ -291,6 +323,9 @@ impl StoppedWorld {
 
 impl Drop for StoppedWorld {
     fn drop(&mut self) {
+        if self.reported {
+            report_threads(self.threads.as_slice(), false);
+        }
         RESUME_EPOCH.store(self.epoch, Ordering::Release);
         futex_wake(&RESUME_EPOCH, i32::MAX);
     }
@@ -595,6 +630,7 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
                 epoch,
                 threads,
                 skipped,
+                reported: false,
             });
             return Err(e);
         }
@@ -714,11 +750,13 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             futex_wait(&ACKS, seen, Some(Duration::from_millis(1)));
         }
     }
+    report_threads(threads.as_slice(), true);
     Ok(StoppedWorld {
         _guard: guard,
         epoch,
         threads,
         skipped,
+        reported: true,
     })
 }
 
