@@ -287,12 +287,12 @@ extern "C" fn suspend_handler(_sig: c_int) {
 pub(crate) fn install_suspend_handler() {
     SUSPEND_HANDLER.call_once(|| {
         // SAFETY: a zeroed sigaction is valid; the mask stays empty, so the collector's
-        // SIGPWR can stop (and scan) a suspended thread.
+        // suspend signal can stop (and scan) a suspended thread.
         let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
         sa.sa_sigaction = suspend_handler as *const () as usize;
         sa.sa_flags = libc::SA_RESTART;
-        // SAFETY: installs an async-signal-safe handler (atomics and futexes only).
         let sig = thread_suspend_signal();
+        // SAFETY: installs an async-signal-safe handler (atomics and futexes only).
         if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } != 0 {
             warn_text(&format!(
                 "GC_suspend_thread: cannot install the handler of signal {sig}"
