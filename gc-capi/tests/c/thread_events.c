@@ -1,7 +1,9 @@
 /* GC_set_on_thread_event: at every collection the procedure is told, for each other
  * thread, GC_EVENT_THREAD_SUSPENDED with its pthread_t before the world counts as
- * stopped (GC_EVENT_POST_STOP_WORLD), then GC_EVENT_THREAD_UNSUSPENDED while the thread
- * is still stopped; never for the collecting thread.  Argument "inc":
+ * stopped (GC_EVENT_POST_STOP_WORLD; the thread does not run until
+ * GC_EVENT_PRE_START_WORLD), then GC_EVENT_THREAD_UNSUSPENDED (bdwgc reports it as it
+ * sends the restart signal, so the thread may already run); never for the collecting
+ * thread.  Argument "inc":
  * incremental mode. */
 #define GC_THREADS
 #include <gc.h>
@@ -24,12 +26,6 @@ static long counter_at_stop[WORKERS];
 static volatile int reporting; /* the thread-event procedure is installed */
 static int bad_order, moved_while_stopped, overflow, not_suspended_at_stop, stops;
 
-static int worker_index(void *id) {
-  for (int i = 0; i < WORKERS; i++)
-    if (pthread_equal(worker_id[i], (pthread_t)id)) return i;
-  return -1;
-}
-
 static void GC_CALLBACK on_thread_event(GC_EventType ev, void *id) {
   int k = 0;
   while (k < n_ids && seen_id[k] != id) k++;
@@ -37,14 +33,12 @@ static void GC_CALLBACK on_thread_event(GC_EventType ev, void *id) {
     if (n_ids == MAX_IDS) { overflow = 1; return; }
     seen_id[n_ids++] = id;
   }
-  int w = worker_index(id);
   if (ev == GC_EVENT_THREAD_SUSPENDED) {
     if (suspended[k] != unsuspended[k]) bad_order = 1;
     suspended[k]++;
   } else if (ev == GC_EVENT_THREAD_UNSUSPENDED) {
     unsuspended[k]++;
     if (suspended[k] != unsuspended[k]) bad_order = 1;
-    if (w >= 0 && counter[w] != counter_at_stop[w]) moved_while_stopped = 1;
   } else {
     bad_order = 1;
   }
@@ -54,7 +48,13 @@ static void GC_CALLBACK on_thread_event(GC_EventType ev, void *id) {
  * resumed); remember its counter, which must not move until it is reported resumed. */
 static void GC_CALLBACK on_collection_event(GC_EventType ev) {
   /* (GC_get_on_thread_event takes bdwgc's lock, which the collector holds here.) */
-  if (ev != GC_EVENT_POST_STOP_WORLD || !reporting) return;
+  if (!reporting) return;
+  if (ev == GC_EVENT_PRE_START_WORLD) {
+    for (int i = 0; i < WORKERS; i++)
+      if (counter[i] != counter_at_stop[i]) moved_while_stopped = 1;
+    return;
+  }
+  if (ev != GC_EVENT_POST_STOP_WORLD) return;
   stops++;
   for (int i = 0; i < WORKERS; i++) {
     counter_at_stop[i] = counter[i];
