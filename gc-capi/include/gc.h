@@ -89,12 +89,13 @@
  *    GC_time_limit and GC_set_rate bound the incremental mark steps of the allocating
  *    thread (time and least scanning); the pause that finishes a cycle is not cut short.
  *    GC_max_retries: collections retried when the heap limit is reached.
+ *    GC_set_suspend_signal and GC_set_thr_restart_signal (before GC_init) move the
+ *    collector's signals; GC_set_pages_executable maps the heap executable.
  *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_stackbottom,
- *    GC_use_entire_heap, GC_set_suspend_signal,
- *    GC_set_thr_restart_signal, GC_register_altstack.
+ *    GC_use_entire_heap, GC_register_altstack.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
  *    stop-the-world collection is not abandoned half way).
- *  - GC_suspend_thread uses SIGXCPU (bdwgc's restart signal on Linux).
+ *  - GC_suspend_thread uses the restart signal (SIGXCPU, bdwgc's on Linux).
  */
 #ifndef GC_H
 #define GC_H
@@ -651,11 +652,15 @@ GC_API int GC_pthread_join(pthread_t, void ** /* retval */);
 GC_API int GC_pthread_detach(pthread_t);
 GC_API int GC_pthread_cancel(pthread_t);
 GC_API void GC_pthread_exit(void *) __attribute__((__noreturn__));
-/* pthread_sigmask that never blocks the collector's suspend signal (SIGPWR).       */
+/* pthread_sigmask that never blocks the collector's suspend signal.                */
 GC_API int GC_pthread_sigmask(int /* how */, const sigset_t *, sigset_t * /* old */);
-/* The suspend signal (SIGPWR); the restart signal is -1: suspended threads wait on */
-/* a futex, not for a second signal.                                                 */
+/* The suspend signal (SIGPWR unless GC_set_suspend_signal, before GC_INIT, chose  */
+/* another; later calls have no effect); the restart signal is SIGXCPU unless      */
+/* GC_set_thr_restart_signal chose another before GC_INIT: stopped threads resume   */
+/* on a futex, and that signal serves GC_suspend_thread.                            */
+GC_API void GC_CALL GC_set_suspend_signal(int);
 GC_API int GC_CALL GC_get_suspend_signal(void);
+GC_API void GC_CALL GC_set_thr_restart_signal(int);
 GC_API int GC_CALL GC_get_thr_restart_signal(void);
 GC_API void *GC_dlopen(const char * /* path */, int /* mode */);
 # ifdef __cplusplus
@@ -737,6 +742,8 @@ GC_API void GC_CALL GC_set_force_unmap_on_gcollect(int);
 GC_API int GC_CALL GC_get_force_unmap_on_gcollect(void);
 GC_API void GC_CALL GC_set_manual_vdb_allowed(int);
 GC_API int GC_CALL GC_get_manual_vdb_allowed(void);
+/* Before GC_INIT: map the heap executable too (nonzero), as bdwgc.                 */
+GC_API void GC_CALL GC_set_pages_executable(int);
 GC_API int GC_CALL GC_get_pages_executable(void);
 #define GC_PROTECTS_POINTER_HEAP 1
 #define GC_PROTECTS_PTRFREE_HEAP 2
@@ -768,6 +775,11 @@ typedef enum {
 typedef void (GC_CALLBACK *GC_on_collection_event_proc)(GC_EventType);
 GC_API void GC_CALL GC_set_on_collection_event(GC_on_collection_event_proc);
 GC_API GC_on_collection_event_proc GC_CALL GC_get_on_collection_event(void);
+/* Called with GC_EVENT_THREAD_SUSPENDED and each stopped thread's pthread_t (as void *)*/
+/* once all are stopped, and GC_EVENT_THREAD_UNSUSPENDED before they resume.          */
+typedef void (GC_CALLBACK *GC_on_thread_event_proc)(GC_EventType, void * /* thread */);
+GC_API void GC_CALL GC_set_on_thread_event(GC_on_thread_event_proc);
+GC_API GC_on_thread_event_proc GC_CALL GC_get_on_thread_event(void);
 
 GC_API void GC_CALL GC_clear_roots(void);
 GC_API void GC_CALL GC_exclude_static_roots(void * /* low */, void * /* high */);

@@ -376,8 +376,8 @@ pub(crate) fn default_stop_allows() -> bool {
 }
 
 /// Call `f(event)` at each step of every collection, with bdwgc's `GC_EventType`
-/// numbers (`GC_EVENT_START` … `GC_EVENT_POST_START_WORLD`; the thread events are not
-/// reported), with the lock held and, between the stop- and start-world events, the
+/// numbers (`GC_EVENT_START` … `GC_EVENT_POST_START_WORLD`; the thread events go to
+/// `GC_set_on_thread_event`'s procedure), with the lock held and, between the stop- and start-world events, the
 /// world stopped; NULL removes it (bdwgc's `GC_set_on_collection_event`).
 ///
 /// # Safety
@@ -483,11 +483,34 @@ pub extern "C" fn GC_get_manual_vdb_allowed() -> c_int {
     MANUAL_VDB_ALLOWED.load(Ordering::Acquire)
 }
 
-/// 0: the heap is never mapped executable (bdwgc's `GC_get_pages_executable`; dunegc
-/// maps heap pages read-write only and offers no setter).
+/// The value of `GC_set_pages_executable` given before initialisation.
+static PAGES_EXECUTABLE_ASKED: AtomicI32 = AtomicI32::new(0);
+
+/// Map the heap's pages executable too (bdwgc's `GC_set_pages_executable`, nonzero) or
+/// not (0). Only before `GC_init` (no effect afterwards, as in bdwgc): it sets
+/// `DUNEGC_PAGES_EXECUTABLE` for gc-core, which reads it when the heap is built (an
+/// explicit `DUNEGC_PAGES_EXECUTABLE` in the environment is overridden, since the call
+/// is the program's own choice). Like `GC_init`, it calls `setenv`.
+#[no_mangle]
+pub extern "C" fn GC_set_pages_executable(value: c_int) {
+    if crate::init::GC_is_init_called() != 0 {
+        return;
+    }
+    let value = (value != 0) as c_int;
+    PAGES_EXECUTABLE_ASKED.store(value, Ordering::Release);
+    std::env::set_var("DUNEGC_PAGES_EXECUTABLE", value.to_string());
+}
+
+/// Nonzero if the heap is (or, before initialisation, will be) mapped executable
+/// (bdwgc's `GC_get_pages_executable`): after `GC_init`, gc-core's option as the heap was
+/// built with it.
 #[no_mangle]
 pub extern "C" fn GC_get_pages_executable() -> c_int {
-    0
+    if crate::init::GC_is_init_called() != 0 {
+        heap().options().pages_executable as c_int
+    } else {
+        PAGES_EXECUTABLE_ASKED.load(Ordering::Acquire)
+    }
 }
 
 /// Which writes the incremental collector's page protection can trip on (bdwgc's

@@ -81,6 +81,14 @@ fn init_once() {
         crate::control::install(heap);
         crate::staticroots::install();
         crate::worldctl::install_fork_handlers();
+        // The stop-the-world handler is installed now, as bdwgc does in GC_init: from here
+        // on the suspend signal (GC_set_suspend_signal) is fixed.
+        if let Err(e) = gc_core::world::init() {
+            warn_text(&format!(
+                "installing the stop-the-world signal handler failed: {e}"
+            ));
+        }
+        crate::worldctl::install_suspend_handler();
         if crate::kinds::GC_all_interior_pointers.load(Ordering::Acquire) == 0 {
             // Set to 0 by the program before initialisation, as bdwgc reads it.
             crate::kinds::GC_set_all_interior_pointers(0);

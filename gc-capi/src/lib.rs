@@ -96,9 +96,13 @@
 //! - **`GC_dump`** prints bdwgc's sections from gc-core's layout: a "section" is a page
 //!   space's used prefix, a "block" a span (listed with its address). `GC_dump_named`
 //!   takes the lock, so inside `GC_call_with_alloc_lock` it warns and prints nothing.
-//! - **Signals**: `GC_get_suspend_signal` is `SIGPWR`; `GC_get_thr_restart_signal` is
-//!   -1 (suspended threads wait on a futex). `GC_set_suspend_signal` is not provided.
-//!   `GC_suspend_thread` uses `SIGXCPU` (see [`worldctl`]).
+//! - **Signals**: `GC_get_suspend_signal` is `SIGPWR` unless `GC_set_suspend_signal`
+//!   chose another before `GC_init` (later calls have no effect, as in bdwgc; the
+//!   handler is installed in `GC_init`); `GC_get_thr_restart_signal` is `SIGXCPU` unless
+//!   `GC_set_thr_restart_signal` chose another before `GC_init`: gc-core resumes stopped
+//!   threads through a futex, and that second signal serves `GC_suspend_thread` (see
+//!   [`worldctl`]), so the collector occupies the same two signals as bdwgc. Where this
+//!   page says `SIGPWR`, read the suspend signal.
 //! - **Fork**: `pthread_atfork` handlers are installed at initialisation, as in
 //!   Debian's bdwgc, unless `GC_set_handle_fork(0)` came first.
 //! - **Disappearing links** are kept in a table sorted by address: registering costs
@@ -172,13 +176,13 @@
 //!   `GC_try_to_collect` and the default stop function are asked once, before a
 //!   collection starts (a stop-the-world collection is not abandoned half way; bdwgc
 //!   also asks during marking). Collection events are
-//!   reported in bdwgc's order, without the per-thread suspend events.
+//!   reported in bdwgc's order; the per-thread suspend events go to
+//!   `GC_set_on_thread_event`'s procedure (see [`threads`]).
 //! - **Not provided** (gc-core has no such behaviour; the reasons are in
 //!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_stackbottom`,
 //!   `GC_use_entire_heap`, `GC_set_max_prior_attempts`,
 //!   `GC_set_allocd_bytes_per_finalizer`,
-//!   `GC_set_on_thread_event`, `GC_set_pages_executable`, `GC_set_stackbottom`,
-//!   `GC_set_suspend_signal`, `GC_set_thr_restart_signal`, `GC_register_altstack`,
+//!   `GC_set_stackbottom`, `GC_register_altstack`,
 //!   the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
 //!   internal `GC_arrays` (`tests/abi_internal.txt`).

@@ -477,8 +477,8 @@ pub unsafe extern "C" fn GC_pthread_sigmask(
     }
     // SAFETY: `set` is a readable sigset_t (the caller's duty).
     let mut fixed = unsafe { set.read() };
-    // SAFETY: `fixed` is a valid sigset_t; SIG_SUSPEND is a valid signal number.
-    unsafe { libc::sigdelset(&mut fixed, gc_core::world::SIG_SUSPEND) };
+    // SAFETY: `fixed` is a valid sigset_t; the suspend signal is a valid signal number.
+    unsafe { libc::sigdelset(&mut fixed, gc_core::world::suspend_signal()) };
     // SAFETY: `fixed` is a local sigset_t; `oldset` is the caller's.
     unsafe { libc::pthread_sigmask(how, &fixed, oldset) }
 }
@@ -495,16 +495,95 @@ pub unsafe extern "C" fn GC_dlopen(path: *const c_char, mode: c_int) -> *mut c_v
 }
 
 /// The signal the collector suspends threads with (bdwgc's `GC_get_suspend_signal`):
-/// gc-core's stop-the-world signal, `SIGPWR` (bdwgc's default on Linux too).
+/// gc-core's stop-the-world signal, `SIGPWR` (bdwgc's default on Linux too) unless
+/// `GC_set_suspend_signal` chose another before initialisation.
 #[no_mangle]
 pub extern "C" fn GC_get_suspend_signal() -> c_int {
-    gc_core::world::SIG_SUSPEND
+    gc_core::world::suspend_signal()
 }
 
-/// The signal the collector resumes threads with (bdwgc's `GC_get_thr_restart_signal`):
-/// -1, since gc-core uses none. A suspended thread waits in its `SIGPWR` handler on a
-/// futex that the collector wakes; bdwgc sends a second signal (`SIGXCPU`) instead.
+/// Choose the signal the collector suspends threads with (bdwgc's
+/// `GC_set_suspend_signal`). No effect after `GC_init` (the handler is installed then),
+/// as in bdwgc; a number that is no catchable signal is reported through the warning
+/// procedure and ignored.
+#[no_mangle]
+pub extern "C" fn GC_set_suspend_signal(sig: c_int) {
+    if crate::init::GC_is_init_called() != 0 {
+        return;
+    }
+    if let Err(why) = gc_core::world::set_suspend_signal(sig) {
+        crate::warn::warn_text(&format!("GC_set_suspend_signal({sig}) ignored: {why}"));
+    }
+}
+
+/// The collector's second signal (bdwgc's `GC_get_thr_restart_signal`): `SIGXCPU`, as in
+/// bdwgc, unless `GC_set_thr_restart_signal` chose another before `GC_init`. bdwgc
+/// resumes stopped threads with it; gc-core's stop-the-world resumes them through a futex
+/// instead, and dunegc uses the signal for `GC_suspend_thread` (see `worldctl`). Either
+/// way the collector occupies the same two signals, with its handler installed from
+/// `GC_init` on.
 #[no_mangle]
 pub extern "C" fn GC_get_thr_restart_signal() -> c_int {
-    -1
+    crate::worldctl::thread_suspend_signal()
+}
+
+/// bdwgc's `GC_EVENT_THREAD_SUSPENDED`.
+const GC_EVENT_THREAD_SUSPENDED: c_int = 10;
+/// bdwgc's `GC_EVENT_THREAD_UNSUSPENDED`.
+const GC_EVENT_THREAD_UNSUSPENDED: c_int = 11;
+
+/// bdwgc's `GC_on_thread_event_proc`: `(event, thread_id)`.
+pub type GcOnThreadEventProc = Option<unsafe extern "C" fn(c_int, *mut c_void)>;
+
+/// The program's thread-event procedure, as an address (0: none).
+static ON_THREAD_EVENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// gc-core's thread-event hook: hands each stopped or resumed thread to the program's
+/// procedure with its `pthread_t` (on glibc the thread pointer gc-core reports).
+fn thread_event(suspended: bool, thread_pointer: usize) {
+    let f = ON_THREAD_EVENT.load(std::sync::atomic::Ordering::Acquire);
+    if f == 0 {
+        return;
+    }
+    // SAFETY: only GC_set_on_thread_event stores nonzero values, the addresses of
+    // `unsafe extern "C" fn(c_int, *mut c_void)`.
+    let f = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(c_int, *mut c_void)>(f) };
+    let event = if suspended {
+        GC_EVENT_THREAD_SUSPENDED
+    } else {
+        GC_EVENT_THREAD_UNSUSPENDED
+    };
+    // SAFETY: the program promised (GC_set_on_thread_event) that `f` is callable while
+    // installed and neither allocates nor calls the collector.
+    unsafe { f(event, thread_pointer as *mut c_void) };
+}
+
+/// Install the thread-event procedure (bdwgc's `GC_set_on_thread_event`): at every
+/// collection (and `GC_stop_world_external`) it is called with
+/// `GC_EVENT_THREAD_SUSPENDED` and the `pthread_t` (as `void *`) of each thread stopped,
+/// once all are stopped, and with `GC_EVENT_THREAD_UNSUSPENDED` for each just before
+/// they resume; on the collecting thread, with the world stopped. Every thread of the
+/// process is stopped (see the module doc), so every thread but the collecting one is
+/// reported. NULL removes it.
+///
+/// # Safety
+/// `f` stays callable while installed, and neither allocates nor calls the collector.
+#[no_mangle]
+pub unsafe extern "C" fn GC_set_on_thread_event(f: GcOnThreadEventProc) {
+    heap();
+    gc_core::world::set_thread_event_hook(Some(thread_event));
+    ON_THREAD_EVENT.store(
+        f.map_or(0, |f| f as usize),
+        std::sync::atomic::Ordering::Release,
+    );
+}
+
+/// The thread-event procedure, or NULL (bdwgc's `GC_get_on_thread_event`).
+#[no_mangle]
+pub extern "C" fn GC_get_on_thread_event() -> GcOnThreadEventProc {
+    let f = ON_THREAD_EVENT.load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: nonzero values are addresses of `unsafe extern "C" fn(c_int, *mut c_void)`.
+    (f != 0).then(|| unsafe {
+        std::mem::transmute::<usize, unsafe extern "C" fn(c_int, *mut c_void)>(f)
+    })
 }

@@ -5,8 +5,9 @@
 //! reachable objects (`GC_enumerate_reachable_objects_inner`) and
 //! `GC_get_my_stackbottom`.
 //!
-//! **Thread suspension.** `GC_suspend_thread(t)` sends `t` `SIGXCPU` (bdwgc's restart
-//! signal on Linux, so no new signal is taken from the program) with the allocation lock
+//! **Thread suspension.** `GC_suspend_thread(t)` sends `t` the collector's second signal
+//! (bdwgc's restart signal: `SIGXCPU` unless `GC_set_thr_restart_signal` chose another
+//! before `GC_init`; so no signal bdwgc leaves free is taken) with the allocation lock
 //! held, and waits until `t`'s handler says it is suspended. The handler waits on a
 //! futex until `GC_resume_thread(t)`. It does not block the collector's `SIGPWR`, so a
 //! collection stops and scans a suspended thread as any other (its stack, from inside
@@ -172,8 +173,38 @@ pub extern "C" fn GC_atfork_child() {
     }
 }
 
-/// The signal that suspends a thread for `GC_suspend_thread`.
-const SIG_THREAD_SUSPEND: c_int = libc::SIGXCPU;
+/// The collector's second signal (bdwgc's restart signal, `SIGXCPU` on Linux, chosen by
+/// `GC_set_thr_restart_signal` before `GC_init`): it suspends a thread for
+/// `GC_suspend_thread`. Its handler is installed in `GC_init`, as bdwgc installs its
+/// restart handler there, so the program finds the same signals taken as with bdwgc.
+static SIG_THREAD_SUSPEND: AtomicI32 = AtomicI32::new(libc::SIGXCPU);
+
+/// The collector's second signal (see [`SIG_THREAD_SUSPEND`]).
+pub(crate) fn thread_suspend_signal() -> c_int {
+    SIG_THREAD_SUSPEND.load(Ordering::Acquire)
+}
+
+/// Choose the collector's second signal (bdwgc's `GC_set_thr_restart_signal`). No effect
+/// after `GC_init`, as in bdwgc; a number that is no catchable signal, or the suspend
+/// signal itself, is reported through the warning procedure and ignored.
+#[no_mangle]
+pub extern "C" fn GC_set_thr_restart_signal(sig: c_int) {
+    if crate::init::GC_is_init_called() != 0 {
+        return;
+    }
+    if sig <= 0
+        || sig > libc::SIGRTMAX()
+        || sig == libc::SIGKILL
+        || sig == libc::SIGSTOP
+        || sig == gc_core::world::suspend_signal()
+    {
+        warn_text(&format!(
+            "GC_set_thr_restart_signal({sig}) ignored: not a catchable signal other than the suspend signal"
+        ));
+        return;
+    }
+    SIG_THREAD_SUSPEND.store(sig, Ordering::Release);
+}
 /// Most threads suspended at once.
 const MAX_SUSPENDED: usize = 256;
 
@@ -229,7 +260,7 @@ fn slot_of(thread: usize) -> Option<&'static SuspendSlot> {
         .find(|s| s.thread.load(Ordering::Acquire) == thread)
 }
 
-/// `SIGXCPU` handler: if this thread is asked to suspend, say so and wait until resumed.
+/// Second-signal handler: if this thread is asked to suspend, say so and wait until resumed.
 /// Async-signal-safe: atomics and futexes only.
 extern "C" fn suspend_handler(_sig: c_int) {
     // SAFETY: errno is thread-local; restoring it keeps the interrupted code's view.
@@ -252,16 +283,20 @@ extern "C" fn suspend_handler(_sig: c_int) {
     unsafe { *libc::__errno_location() = saved_errno };
 }
 
-fn install_suspend_handler() {
+/// Install the `GC_suspend_thread` handler on the second signal (once; `GC_init` does).
+pub(crate) fn install_suspend_handler() {
     SUSPEND_HANDLER.call_once(|| {
         // SAFETY: a zeroed sigaction is valid; the mask stays empty, so the collector's
-        // SIGPWR can stop (and scan) a suspended thread.
+        // suspend signal can stop (and scan) a suspended thread.
         let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
         sa.sa_sigaction = suspend_handler as *const () as usize;
         sa.sa_flags = libc::SA_RESTART;
+        let sig = thread_suspend_signal();
         // SAFETY: installs an async-signal-safe handler (atomics and futexes only).
-        if unsafe { libc::sigaction(SIG_THREAD_SUSPEND, &sa, std::ptr::null_mut()) } != 0 {
-            warn_text("GC_suspend_thread: cannot install the SIGXCPU handler");
+        if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } != 0 {
+            warn_text(&format!(
+                "GC_suspend_thread: cannot install the handler of signal {sig}"
+            ));
         }
     });
 }
@@ -292,7 +327,7 @@ pub extern "C" fn GC_suspend_thread(thread: libc::pthread_t) {
     };
     let send = |slot: &SuspendSlot| -> bool {
         // SAFETY: the caller passes a live thread's id, as to pthread_kill.
-        if unsafe { libc::pthread_kill(thread, SIG_THREAD_SUSPEND) } != 0 {
+        if unsafe { libc::pthread_kill(thread, thread_suspend_signal()) } != 0 {
             slot.thread.store(0, Ordering::Release);
             return false;
         }

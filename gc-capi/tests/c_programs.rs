@@ -593,6 +593,21 @@ fn max_retries_collections_before_out_of_memory() {
 }
 
 #[test]
+fn signals_chosen_before_init_leave_sigpwr_and_sigxcpu_to_the_program() {
+    run_on_both_collectors("signals", true);
+}
+
+#[test]
+fn code_in_objects_runs_when_pages_are_executable() {
+    run_on_both_collectors("exec_pages", true);
+}
+
+#[test]
+fn thread_events_name_each_stopped_thread_while_it_is_stopped() {
+    run_on_both_collectors("thread_events", true);
+}
+
+#[test]
 fn custom_kinds_scan_only_what_their_descriptor_names() {
     run_on_both_collectors("kinds", true);
 }

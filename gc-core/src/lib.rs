@@ -9,7 +9,8 @@
 //! Limits of conservative collection (as with bdwgc): pointers the collector cannot see —
 //! kept only in the kernel (epoll data), in memory from `mmap` or libc's `malloc` not
 //! registered with `Heap::add_roots`, or disguised (xor-ed, tagged in the high bits) — do
-//! not keep objects alive; `SIGPWR` is reserved for stopping threads.
+//! not keep objects alive; `SIGPWR` (or the signal `world::set_suspend_signal` chose) is
+//! reserved for stopping threads.
 //!
 //! Tour:
 //! - [`address`] — typed addresses (`Address`, `Page`, `PageRange`).

@@ -43,6 +43,10 @@ pub struct Options {
     pub allocate_black: bool,
     /// Pre-cleaning rounds of a concurrent cycle before its finish (0: none).
     pub precleans: u32,
+    /// Map the heap's pages executable as well as readable and writable (bdwgc's
+    /// `GC_set_pages_executable`; env `DUNEGC_PAGES_EXECUTABLE`). Process-wide once set:
+    /// see `util::mmap::make_executable`.
+    pub pages_executable: bool,
 }
 
 impl Default for Options {
@@ -62,6 +66,7 @@ impl Default for Options {
             concurrent_marking: true,
             allocate_black: true,
             precleans: 1,
+            pages_executable: false,
         }
     }
 }
@@ -173,6 +178,9 @@ impl Options {
         }
         if let Some(b) = var(c"DUNEGC_PRINT_STATS", "0 or 1", parse_bool)? {
             self.print_stats = b;
+        }
+        if let Some(b) = var(c"DUNEGC_PAGES_EXECUTABLE", "0 or 1", parse_bool)? {
+            self.pages_executable = b;
         }
         if let Some(b) = var(c"DUNEGC_MALLOC_COLLECTABLE", "0 or 1", parse_bool)? {
             self.malloc_collectable = b;

@@ -3,7 +3,8 @@
 //! Every thread of the process is stopped, not only the threads that allocated: a thread
 //! that has not allocated yet may still hold the only pointer to an object (a new thread's
 //! start closure sits in glibc's thread descriptor until the thread runs it). The threads
-//! are listed from `/proc/self/task`, each is sent `SIGPWR` with `rt_tgsigqueueinfo`
+//! are listed from `/proc/self/task`, each is sent the suspend signal (`SIGPWR` unless
+//! [`set_suspend_signal`] chose another) with `rt_tgsigqueueinfo`
 //! (its slot and the stop epoch in the signal value), and its handler records the
 //! interrupted registers, its stack pointer and its FS base in the slot, acknowledges, and
 //! waits on a futex until the collector resumes the world. The list is re-read until no
@@ -22,12 +23,63 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
-/// The signal used to suspend threads (as bdwgc does on Linux).
-pub const SIG_SUSPEND: libc::c_int = libc::SIGPWR;
+/// The default signal used to suspend threads (as bdwgc does on Linux).
+pub const DEFAULT_SIG_SUSPEND: libc::c_int = libc::SIGPWR;
+/// The signal stop-the-world uses; chosen before [`init`] ([`set_suspend_signal`]).
+static SIG_SUSPEND: AtomicI32 = AtomicI32::new(DEFAULT_SIG_SUSPEND);
+
+/// The signal stop-the-world suspends threads with (fixed once [`init`] has run).
+pub fn suspend_signal() -> libc::c_int {
+    SIG_SUSPEND.load(Ordering::Relaxed)
+}
+
+/// Choose the signal stop-the-world suspends threads with (bdwgc's
+/// `GC_set_suspend_signal`). Only before [`init`]: afterwards the handler is installed
+/// and the choice is refused. `SIGKILL`, `SIGSTOP` and numbers outside `1..=SIGRTMAX`
+/// are refused too.
+pub fn set_suspend_signal(sig: libc::c_int) -> Result<(), &'static str> {
+    if INIT.is_completed() {
+        return Err("the stop-the-world signal is fixed once the collector is initialised");
+    }
+    if sig <= 0 || sig > libc::SIGRTMAX() || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return Err("not a signal that can be caught");
+    }
+    SIG_SUSPEND.store(sig, Ordering::Relaxed);
+    Ok(())
+}
 /// Most threads that can be stopped at once.
 pub const MAX_THREADS: usize = 1 << 15;
 /// General-purpose registers saved per thread (`mcontext_t.gregs`).
 pub const N_SAVED_REGS: usize = 23;
+
+/// A function told of every thread a stop-the-world stops (`suspended` true, once all
+/// have stopped) and resumes (`suspended` false, just before the world restarts), with
+/// the thread's thread pointer (its FS base; on glibc that is its `pthread_t`). It runs
+/// on the stopping thread with the world stopped: it must not allocate, lock, or call
+/// the collector (bdwgc's `GC_set_on_thread_event`).
+pub type ThreadEventHook = fn(suspended: bool, thread_pointer: usize);
+
+/// The thread-event hook, as a `fn` address (0: none).
+static THREAD_EVENT_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Install (or, with `None`, remove) the thread-event hook.
+pub fn set_thread_event_hook(hook: Option<ThreadEventHook>) {
+    THREAD_EVENT_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// Tell the thread-event hook, if any, of every thread in `threads`.
+fn report_threads(threads: &[StoppedThread], suspended: bool) {
+    let f = THREAD_EVENT_HOOK.load(Ordering::Acquire);
+    if f == 0 {
+        return;
+    }
+    // SAFETY: only `set_thread_event_hook` stores nonzero values, and it stores the
+    // address of a `ThreadEventHook`.
+    let f = unsafe { std::mem::transmute::<usize, ThreadEventHook>(f) };
+    for t in threads {
+        f(suspended, t.fs_base);
+    }
+}
 
 /// What a stopped thread recorded.
 #[repr(C)]
@@ -229,7 +281,7 @@ pub fn install_handler() -> std::io::Result<()> {
     #[cfg(feature = "dune")]
     INSTALLED_IN_GUEST.store(dune_hw::in_dune(), Ordering::Relaxed);
     // SAFETY: installs a handler that is async-signal-safe (atomics and futex only).
-    if unsafe { libc::sigaction(SIG_SUSPEND, &sa, std::ptr::null_mut()) } != 0 {
+    if unsafe { libc::sigaction(suspend_signal(), &sa, std::ptr::null_mut()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -256,6 +308,9 @@ pub struct StoppedWorld {
     pub threads: MmapVec<StoppedThread>,
     /// Threads that were skipped because they block the suspend signal.
     pub skipped: usize,
+    /// The thread-event hook was told these threads are suspended (so it is told of
+    /// their resumption too).
+    reported: bool,
 }
 
 impl StoppedWorld {
@@ -268,6 +323,9 @@ impl StoppedWorld {
 
 impl Drop for StoppedWorld {
     fn drop(&mut self) {
+        if self.reported {
+            report_threads(self.threads.as_slice(), false);
+        }
         RESUME_EPOCH.store(self.epoch, Ordering::Release);
         futex_wake(&RESUME_EPOCH, i32::MAX);
     }
@@ -477,7 +535,7 @@ fn task_state(tid: i32) -> TaskState {
         };
         mask = (mask << 4) | v as u64;
     }
-    if mask & (1u64 << (SIG_SUSPEND - 1)) != 0 {
+    if mask & (1u64 << (suspend_signal() - 1)) != 0 {
         TaskState::Blocked
     } else {
         TaskState::Deliverable
@@ -491,7 +549,7 @@ const MAX_BLOCKED: Duration = Duration::from_secs(2);
 fn send_suspend(tid: i32, slot: usize, epoch: u32) -> bool {
     // SAFETY: a zeroed siginfo is valid; we fill the fields rt_tgsigqueueinfo reads.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    info.si_signo = SIG_SUSPEND;
+    info.si_signo = suspend_signal();
     info.si_code = libc::SI_QUEUE;
     // The value lives at the same offset as in the kernel's _rt layout: after si_pid and
     // si_uid, at byte 24 on x86_64.
@@ -510,7 +568,7 @@ fn send_suspend(tid: i32, slot: usize, epoch: u32) -> bool {
             libc::SYS_rt_tgsigqueueinfo,
             libc::getpid(),
             tid,
-            SIG_SUSPEND,
+            suspend_signal(),
             &info as *const libc::siginfo_t,
         )
     };
@@ -572,6 +630,7 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
                 epoch,
                 threads,
                 skipped,
+                reported: false,
             });
             return Err(e);
         }
@@ -666,7 +725,7 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
                     if give_up {
                         if state == TaskState::Blocked {
                             skipped += 1;
-                            const MSG: &[u8] = b"dunegc: a thread has blocked the stop-the-world signal (SIGPWR) for 2 s; collecting without it: its stack is not scanned\n";
+                            const MSG: &[u8] = b"dunegc: a thread has blocked the stop-the-world signal for 2 s; collecting without it: its stack is not scanned\n";
                             // SAFETY: writes a static buffer to stderr.
                             unsafe { libc::write(2, MSG.as_ptr().cast(), MSG.len()) };
                         }
@@ -691,11 +750,13 @@ pub fn stop() -> std::io::Result<StoppedWorld> {
             futex_wait(&ACKS, seen, Some(Duration::from_millis(1)));
         }
     }
+    report_threads(threads.as_slice(), true);
     Ok(StoppedWorld {
         _guard: guard,
         epoch,
         threads,
         skipped,
+        reported: true,
     })
 }
 

@@ -31,7 +31,7 @@
 
 use super::{Backend, DirtyError, DirtySet, DirtyTracker, TrackerStats};
 use crate::address::PageRange;
-use crate::util::mmap::{Mapping, MmapVec, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
+use crate::util::mmap::{heap_prot, Mapping, MmapVec, BYTES_IN_PAGE, LOG_BYTES_IN_PAGE};
 use std::cell::UnsafeCell;
 use std::io;
 use std::mem::MaybeUninit;
@@ -201,7 +201,7 @@ fn record_write_fault(addr: usize) -> bool {
                 libc::mprotect(
                     page as *mut libc::c_void,
                     BYTES_IN_PAGE,
-                    libc::PROT_READ | libc::PROT_WRITE,
+                    heap_prot(libc::PROT_READ | libc::PROT_WRITE),
                 )
             };
             slot.users.fetch_sub(1, Ordering::SeqCst);
@@ -368,7 +368,7 @@ impl MprotectTracker {
                     if !rearm {
                         return Ok(());
                     }
-                    protect(run, libc::PROT_READ)
+                    protect(run, heap_prot(libc::PROT_READ))
                         .map_err(|e| os_error("mprotect(PROT_READ) of dirty pages", e))
                 },
             );
@@ -536,7 +536,7 @@ impl DirtyTracker for MprotectTracker {
             .armed
             .as_slice()
             .iter()
-            .find_map(|a| protect(a.range, libc::PROT_READ).err());
+            .find_map(|a| protect(a.range, heap_prot(libc::PROT_READ)).err());
         if let Some(e) = failure {
             // Undo: unprotect everything and give the slots back. A failure to undo is
             // secondary to the one being reported and leaves the same state disarm would.
@@ -563,7 +563,7 @@ impl DirtyTracker for MprotectTracker {
     fn disarm(&mut self) -> Result<(), DirtyError> {
         let mut result = Ok(());
         for a in self.armed.as_slice() {
-            if let Err(e) = protect(a.range, libc::PROT_READ | libc::PROT_WRITE) {
+            if let Err(e) = protect(a.range, heap_prot(libc::PROT_READ | libc::PROT_WRITE)) {
                 if result.is_ok() {
                     result = Err(os_error("mprotect(PROT_READ|PROT_WRITE)", e));
                 }

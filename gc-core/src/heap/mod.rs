@@ -165,6 +165,10 @@ impl Heap {
         let reservation =
             Mapping::with_alignment(total, MAX_ALIGN_BYTES).map_err(os("reserving the heap"))?;
         let base = reservation.start();
+        if options.pages_executable {
+            crate::util::mmap::make_executable(base, total)
+                .map_err(os("making the heap executable"))?;
+        }
         let n_pages = total >> LOG_BYTES_IN_PAGE;
         let space_pages = space_bytes >> LOG_BYTES_IN_PAGE;
         let pages = PageTable::new(base, n_pages).map_err(os("mapping the page table"))?;

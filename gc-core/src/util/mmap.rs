@@ -3,7 +3,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Bytes of every [`Mapping`] made so far (never decreases; unmapping does not count).
 static OBTAINED_FROM_OS: AtomicUsize = AtomicUsize::new(0);
@@ -23,6 +23,41 @@ pub const LOG_BYTES_IN_PAGE: usize = 12;
 /// Round `n` up to a multiple of the page size.
 pub const fn round_up_to_page(n: usize) -> usize {
     (n + BYTES_IN_PAGE - 1) & !(BYTES_IN_PAGE - 1)
+}
+
+/// Some heap of the process has executable pages ([`make_executable`]).
+static EXECUTABLE_HEAP: AtomicBool = AtomicBool::new(false);
+
+/// Make `[start, start + len_bytes)` (page-aligned memory of this process that the caller
+/// owns) readable, writable and executable, and from now on let [`heap_prot`] add
+/// `PROT_EXEC`: the write-protection of the dirty tracker then keeps the pages executable
+/// (bdwgc's `GC_set_pages_executable`). Process-wide: after one heap asked for it, every
+/// heap's tracked pages get `PROT_EXEC` back when the tracker restores them.
+pub fn make_executable(start: usize, len_bytes: usize) -> io::Result<()> {
+    EXECUTABLE_HEAP.store(true, Ordering::Release);
+    // SAFETY: the caller owns the range; adding PROT_EXEC changes no byte of it.
+    let rc = unsafe {
+        libc::mprotect(
+            start as *mut libc::c_void,
+            len_bytes,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The protection for heap pages: `prot` plus `PROT_EXEC` once [`make_executable`] ran.
+/// Async-signal-safe (one atomic load).
+pub fn heap_prot(prot: libc::c_int) -> libc::c_int {
+    if EXECUTABLE_HEAP.load(Ordering::Acquire) {
+        prot | libc::PROT_EXEC
+    } else {
+        prot
+    }
 }
 
 /// An anonymous private read/write mapping, unmapped on drop.
