@@ -159,6 +159,7 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
         if let Some((reason, run_ticks, t1)) = last {
             ledger::exit(reason, run_ticks, t0.wrapping_sub(t1));
         }
+        ctx.note_entry();
         let faults0 = ledger::host_faults();
         let exit = match ctx.vcpu_mut().run() {
             Ok(e) => e,

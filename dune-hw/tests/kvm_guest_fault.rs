@@ -461,3 +461,65 @@ fn threads_take_guest_faults_on_their_own_exception_stacks() {
     assert_eq!(unsafe { libc::munmap(base as *mut libc::c_void, len) }, 0);
     dune_hw::exit().expect("leave");
 }
+
+/// Two full flushes of one vCPU in one exit must not cancel: in ring-3 the monitor flushes by
+/// changing CR3, and once a vCPU has run KVM applies only the last CR3 written before the
+/// next entry, so toggling one bit twice (the flush hypercall of `write_protect`, then the
+/// flush for another thread's generation bump before the entry) flushed nothing and the
+/// write after `write_protect` went through a stale writable translation. A host thread
+/// outside Dune bumps the flush generation all the time, so nearly every flush hypercall is
+/// followed by a generation flush in the same exit.
+#[test]
+fn flushes_in_one_exit_do_not_cancel() {
+    let _s = serial();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // outside Dune: `flush_all` only bumps the generation (every vCPU flushes at its next entry)
+    let hammer = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            dune_hw::tlb::flush_all();
+            std::hint::spin_loop();
+        }
+    });
+    let stop_hammer = || {
+        stop.store(true, Ordering::Relaxed);
+    };
+    if !enter_or_skip("flushes_in_one_exit_do_not_cancel") {
+        stop_hammer();
+        hammer.join().expect("hammer");
+        return;
+    }
+    println!("{}", mode_line());
+    const ROUNDS: u64 = 1000;
+    let p = map_page();
+    PAGES_LO.store(p as u64, Ordering::SeqCst);
+    PAGES_HI.store(p as u64 + PAGE as u64, Ordering::SeqCst);
+    THREAD_HITS.store(0, Ordering::SeqCst);
+    fault::set_guest_fault_handler(Exception::PageFault, Some(unprotect_range));
+    let mut missed = 0u64;
+    for i in 0..ROUNDS {
+        let before = THREAD_HITS.load(Ordering::SeqCst);
+        pagetable::write_protect(Gva(p as u64), PAGE as u64).expect("write_protect");
+        // SAFETY: our page.
+        unsafe { core::ptr::write_volatile(p.cast::<u64>(), i) };
+        if THREAD_HITS.load(Ordering::SeqCst) == before {
+            missed += 1;
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { core::ptr::read_volatile(p.cast::<u64>()) }, i);
+    }
+    fault::set_guest_fault_handler(Exception::PageFault, None);
+    stop_hammer();
+    hammer.join().expect("hammer");
+    let flushes = dune_hw::thread_stats().tlb_flushes;
+    // SAFETY: our mapping, no references into it.
+    assert_eq!(unsafe { libc::munmap(p.cast(), PAGE) }, 0);
+    dune_hw::exit().expect("leave");
+    println!(
+        "writes after write_protect that did not fault: {missed}/{ROUNDS} ({flushes} flushes)"
+    );
+    assert_eq!(
+        missed, 0,
+        "writes after write_protect that did not fault, of {ROUNDS}"
+    );
+}

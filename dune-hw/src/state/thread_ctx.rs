@@ -45,6 +45,12 @@ pub(crate) struct ThreadCtx {
     pub(crate) cpu_pages: u64,
     pub(crate) cpu_pages_len: usize,
     pub(crate) seen_generation: u64,
+    /// The CR3 KVM holds for this vCPU as of its last entry (or set by ioctl before it):
+    /// what a flush must differ from ([`ThreadCtx::flush_tlb`]).
+    pub(crate) cr3_entered: u64,
+    /// The CR3 last given to the vCPU (applied at the next entry when the sregs travel in
+    /// the shared run page).
+    pub(crate) cr3_set: u64,
     pub(crate) pending_error: Option<DuneError>,
     pub(crate) stats: ThreadStats,
     pub(crate) spurious_streak: u32,
@@ -175,6 +181,8 @@ impl ThreadCtx {
             cpu_pages_len,
             // force a flush before the first entry (a reused vCPU may cache old translations)
             seen_generation: u64::MAX,
+            cr3_entered: dune.root,
+            cr3_set: dune.root,
             pending_error: None,
             stats: ThreadStats::default(),
             spurious_streak: 0,
@@ -299,19 +307,51 @@ impl ThreadCtx {
         Ok(())
     }
 
-    /// Full flush of this vCPU's TLB from the host: a changed CR3 (the PWT bit toggles, a
-    /// no-op for the identity map's memory type) makes KVM drop its shadow roots.
+    /// Full flush of this vCPU's TLB from the host: a CR3 that differs from the one KVM
+    /// holds for the vCPU (the PWT/PCD bits change, a no-op for the identity map's memory
+    /// type) makes KVM drop its shadow roots and resync them at the next entry.
+    ///
+    /// Once the vCPU has run, `set_sregs` only writes the shared run page (sync regs) and
+    /// KVM applies the *last* value written at the next `KVM_RUN`: two flushes in one exit
+    /// that toggled the same bit (a flush hypercall, then the generation check before the
+    /// entry) put back the entry CR3 and flushed nothing — the ring-3 flake of
+    /// `threads_take_guest_faults_on_their_own_exception_stacks` (regression test:
+    /// `tests/kvm_guest_fault.rs` `flushes_in_one_exit_do_not_cancel`). Each flush
+    /// therefore picks a CR3 that differs both from the entry CR3 and from the one an
+    /// earlier flush of this exit set, whether KVM applies it now (ioctl) or at the entry.
     pub(crate) fn flush_tlb(&mut self) -> Result<(), DuneError> {
         let t0 = crate::arch::ledger::ticks();
+        let entered = self.cr3_entered;
         let vcpu = self.vcpu_mut();
         let mut s = vcpu.sregs()?;
-        s.cr3 ^= 1 << 3;
+        s.cr3 = next_flush_cr3(entered, s.cr3);
         vcpu.set_sregs(&s)?;
+        self.cr3_set = s.cr3;
         crate::arch::ledger::flush_monitor(crate::arch::ledger::ticks().wrapping_sub(t0));
         self.stats.tlb_flushes += 1;
         self.seen_generation = self.dune.generation.load(Ordering::Acquire);
         Ok(())
     }
+
+    /// Records that the vCPU enters the guest now with whatever CR3 the last flush set
+    /// (the exit loop calls it before every `KVM_RUN`).
+    pub(crate) fn note_entry(&mut self) {
+        self.cr3_entered = self.cr3_set;
+    }
+}
+
+/// The cache-control bits of CR3 (PWT, PCD) the flushes vary.
+const CR3_FLUSH_BITS: [u64; 2] = [1 << 3, 1 << 4];
+
+/// The CR3 a flush sets: `entry` (the CR3 of the last entry) with PWT and/or PCD changed,
+/// never `entry` itself and never `current` (what an earlier flush of the same exit set).
+pub(crate) fn next_flush_cr3(entry: u64, current: u64) -> u64 {
+    let mask = CR3_FLUSH_BITS[0] | CR3_FLUSH_BITS[1];
+    let base = entry & !mask;
+    (0..4u64)
+        .map(|k| base | (((entry & mask) >> 3) ^ k) << 3)
+        .find(|&c| c != entry && c != current)
+        .expect("three of the four values differ from entry and current")
 }
 
 impl Drop for ThreadCtx {
@@ -351,4 +391,25 @@ pub(crate) fn on_monitor_stack(ctx: &ThreadCtx, rsp: u64) -> bool {
 /// Top of the exit-loop stack.
 pub(crate) fn loop_stack_top(ctx: &ThreadCtx) -> u64 {
     (ctx.loop_stack + LOOP_STACK_BYTES as u64) & !15
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_flush_cr3;
+
+    #[test]
+    fn a_flush_cr3_differs_from_the_entry_and_the_pending_one() {
+        let root = 0x7f12_3456_7000u64;
+        let values: Vec<u64> = (0..4u64).map(|k| root | k << 3).collect();
+        for &entry in &values {
+            let mut current = entry;
+            for _ in 0..8 {
+                let next = next_flush_cr3(entry, current);
+                assert_ne!(next, entry);
+                assert_ne!(next, current);
+                assert_eq!(next & !(3 << 3), root, "only PWT/PCD change");
+                current = next;
+            }
+        }
+    }
 }
