@@ -50,19 +50,6 @@ fn chain_len(heap: &'static Heap, mut p: usize) -> usize {
     n
 }
 
-/// Run the machine on (at most) two CPUs, as the stress test asks.
-fn pin_to_two_cpus() {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; sched_setaffinity reads the set for this thread (inherited by the
-    // threads it creates, the markers included).
-    unsafe {
-        libc::CPU_SET(0, &mut set);
-        libc::CPU_SET(1, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
-    }
-}
-
 /// One mutator: `ops` light operations (allocate and link, verify a chain, drop a chain,
 /// make garbage), each chain's expected length tracked privately; a collection at random
 /// points. Returns the largest heap size it saw.

@@ -169,3 +169,17 @@ pub fn clobber_stack() {
     let buf = [0u8; 32 << 10];
     std::hint::black_box(&buf);
 }
+
+/// Run this thread, and the threads it creates (the markers included), on at most two
+/// CPUs, as the stress tests ask.
+pub fn pin_to_two_cpus() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; sched_setaffinity reads the set for this thread (inherited by the
+    // threads it creates, the markers included).
+    unsafe {
+        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(1, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+    }
+}
