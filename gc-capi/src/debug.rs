@@ -659,110 +659,45 @@ unsafe fn register_debug(
     }
 }
 
-/// `GC_register_finalizer` for a debug object: `f` receives the body (bdwgc's
-/// `GC_debug_register_finalizer`; `GC_REGISTER_FINALIZER` under `GC_DEBUG`).
-///
-/// # Safety
-/// As for `GC_register_finalizer`.
-#[no_mangle]
-pub unsafe extern "C" fn GC_debug_register_finalizer(
-    obj: *mut c_void,
-    f: GcFinalizationProc,
-    cd: *mut c_void,
-    ofn: *mut GcFinalizationProc,
-    ocd: *mut *mut c_void,
-) {
-    // SAFETY: the caller's promise.
-    unsafe {
-        register_debug(
-            "GC_debug_register_finalizer",
-            crate::finalize::GC_register_finalizer,
-            obj,
-            f,
-            cd,
-            ofn,
-            ocd,
-        )
-    }
+/// Exports `GC_debug_<name>` as the debug-object variant of `GC_<name>`: the client's
+/// finalizer receives the object's body, not its debug header.
+macro_rules! debug_finalizer_registration {
+    ($(#[$doc:meta])* $export:ident => $plain:path) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// As for `GC_register_finalizer`.
+        #[no_mangle]
+        pub unsafe extern "C" fn $export(
+            obj: *mut c_void,
+            f: GcFinalizationProc,
+            cd: *mut c_void,
+            ofn: *mut GcFinalizationProc,
+            ocd: *mut *mut c_void,
+        ) {
+            // SAFETY: the caller's promise, which is `GC_register_finalizer`'s.
+            unsafe { register_debug(stringify!($export), $plain, obj, f, cd, ofn, ocd) }
+        }
+    };
 }
 
-/// `GC_register_finalizer_ignore_self` for a debug object (bdwgc's
-/// `GC_debug_register_finalizer_ignore_self`).
-///
-/// # Safety
-/// As for `GC_register_finalizer`.
-#[no_mangle]
-pub unsafe extern "C" fn GC_debug_register_finalizer_ignore_self(
-    obj: *mut c_void,
-    f: GcFinalizationProc,
-    cd: *mut c_void,
-    ofn: *mut GcFinalizationProc,
-    ocd: *mut *mut c_void,
-) {
-    // SAFETY: the caller's promise.
-    unsafe {
-        register_debug(
-            "GC_debug_register_finalizer_ignore_self",
-            crate::finalize::GC_register_finalizer_ignore_self,
-            obj,
-            f,
-            cd,
-            ofn,
-            ocd,
-        )
-    }
-}
-
-/// `GC_register_finalizer_no_order` for a debug object (bdwgc's
-/// `GC_debug_register_finalizer_no_order`).
-///
-/// # Safety
-/// As for `GC_register_finalizer`.
-#[no_mangle]
-pub unsafe extern "C" fn GC_debug_register_finalizer_no_order(
-    obj: *mut c_void,
-    f: GcFinalizationProc,
-    cd: *mut c_void,
-    ofn: *mut GcFinalizationProc,
-    ocd: *mut *mut c_void,
-) {
-    // SAFETY: the caller's promise.
-    unsafe {
-        register_debug(
-            "GC_debug_register_finalizer_no_order",
-            crate::finalize::GC_register_finalizer_no_order,
-            obj,
-            f,
-            cd,
-            ofn,
-            ocd,
-        )
-    }
-}
-
-/// `GC_register_finalizer_unreachable` for a debug object (bdwgc's
-/// `GC_debug_register_finalizer_unreachable`).
-///
-/// # Safety
-/// As for `GC_register_finalizer`.
-#[no_mangle]
-pub unsafe extern "C" fn GC_debug_register_finalizer_unreachable(
-    obj: *mut c_void,
-    f: GcFinalizationProc,
-    cd: *mut c_void,
-    ofn: *mut GcFinalizationProc,
-    ocd: *mut *mut c_void,
-) {
-    // SAFETY: the caller's promise.
-    unsafe {
-        register_debug(
-            "GC_debug_register_finalizer_unreachable",
-            crate::finalize::GC_register_finalizer_unreachable,
-            obj,
-            f,
-            cd,
-            ofn,
-            ocd,
-        )
-    }
-}
+debug_finalizer_registration!(
+    /// `GC_register_finalizer` for a debug object: `f` receives the body (bdwgc's
+    /// `GC_debug_register_finalizer`; `GC_REGISTER_FINALIZER` under `GC_DEBUG`).
+    GC_debug_register_finalizer => crate::finalize::GC_register_finalizer
+);
+debug_finalizer_registration!(
+    /// `GC_register_finalizer_ignore_self` for a debug object (bdwgc's
+    /// `GC_debug_register_finalizer_ignore_self`).
+    GC_debug_register_finalizer_ignore_self => crate::finalize::GC_register_finalizer_ignore_self
+);
+debug_finalizer_registration!(
+    /// `GC_register_finalizer_no_order` for a debug object (bdwgc's
+    /// `GC_debug_register_finalizer_no_order`).
+    GC_debug_register_finalizer_no_order => crate::finalize::GC_register_finalizer_no_order
+);
+debug_finalizer_registration!(
+    /// `GC_register_finalizer_unreachable` for a debug object (bdwgc's
+    /// `GC_debug_register_finalizer_unreachable`).
+    GC_debug_register_finalizer_unreachable => crate::finalize::GC_register_finalizer_unreachable
+);
