@@ -15,22 +15,9 @@ cd "$(dirname "$0")/.."
 reps="${REPS:-5}"
 out="${OUT:-bench-results/concurrent-marking.md}"
 base_rev="${BASE_REV:-main}"
-target="$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)"
-bin="$(mktemp -d -t concurrent-marking.XXXXXX)"
-raw="$bin/raw"
-trap 'rm -rf "$bin"' EXIT
-mkdir "$bin/base-src"
-git archive "$base_rev" | tar -x -C "$bin/base-src"
-(cd "$bin/base-src" && CARGO_TARGET_DIR="$target/concurrent-marking-base" \
-    cargo build --release -p dunegc-benches --bin dunegc-runner)
-cp "$target/concurrent-marking-base/release/dunegc-runner" "$bin/base-runner"
-cargo build --release -p dunegc-benches --bin dunegc-runner --bin bdwgc-runner
-cp "$target/release/dunegc-runner" "$target/release/bdwgc-runner" "$bin/"
-cmp -s "$bin/base-runner" "$bin/dunegc-runner" && { echo "the baseline and this tree built the same runner" >&2; exit 1; }
-base_commit="$(git rev-parse --short "$base_rev")"
-this_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +dirty)"
-load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-started="$(date -u +%FT%TZ)"
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
+bench_build concurrent-marking "$base_rev"
 for rep in $(seq "$reps"); do
     for ws in "gcbench 16" "linkedlist 200" "hashmap 100" "xml 50"; do
         for config in base-full full base-inc inc inc-mprotect inc-steps bdwgc-full bdwgc-inc; do
@@ -46,11 +33,7 @@ for rep in $(seq "$reps"); do
                 bdwgc-full) line="$("$bin/bdwgc-runner" $ws full 2>"$err" | head -1)" ;;
                 bdwgc-inc) line="$("$bin/bdwgc-runner" $ws incremental 2>"$err" | head -1)" ;;
             esac
-            case "$line" in
-                dunegc-result*|bdwgc-result*) ;;
-                *) echo "failed: $ws $config: $line" >&2; cat "$err" >&2; exit 1 ;;
-            esac
-            echo "$rep ${ws%% *} $config $line" >>"$raw"
+            bench_record "$rep" "$ws" "$config" "$line" "$err"
             { grep '^dunegc-pause longest' "$err" || true; } | sed "s/^/$rep ${ws%% *} $config /" >>"$bin/pauses"
         done
     done
@@ -58,30 +41,18 @@ done
 touch "$bin/pauses"
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$raw" "$bin/pauses" "$reps" "$started" "$load_before" "$load_after" "$(nproc)" "$base_rev" "$base_commit" "$this_commit" >"$out" <<'EOF'
-import math, statistics, sys
+import statistics, sys
 from collections import defaultdict
+sys.path.insert(0, "scripts/lib")
+from benchlib import W, fmt, geo, load_runs, make_stats
 raw, pauses, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
-runs = defaultdict(dict)
-for l in open(raw):
-    rep, w, c, _tag, *fields = l.split()
-    runs[(w, c)][int(rep)] = dict(f.split("=", 1) for f in fields if "=" in f)
+runs = load_runs(raw)
+med, rng, ratio = make_stats(runs)
 breakdown = defaultdict(dict)
 for l in open(pauses):
     rep, w, c, _tag, _longest, text = l.split(" ", 5)
     breakdown[(w, c)][int(rep)] = text.strip()
-W = ["gcbench", "linkedlist", "hashmap", "xml"]
 C = ["base-full", "full", "base-inc", "inc", "inc-mprotect", "inc-steps", "bdwgc-full", "bdwgc-inc"]
-def med(w, c, k):
-    return statistics.median(float(r[k]) for r in runs[(w, c)].values())
-def rng(w, c, k):
-    v = [float(r[k]) for r in runs[(w, c)].values()]
-    return min(v), max(v)
-def ratio(w, a, b, k):
-    per = [float(runs[(w, a)][r][k]) / float(runs[(w, b)][r][k]) for r in runs[(w, a)] if r in runs[(w, b)]]
-    return med(w, a, k) / med(w, b, k), min(per), max(per)
-def fmt(t):
-    m, lo, hi = t
-    return f"{m:.2f}× ({lo:.2f}–{hi:.2f})"
 print("# Mostly-concurrent incremental marking and pauses (issue 18): dunegc vs bdwgc, before vs after\n")
 print(f"Regenerate: `REPS={reps} scripts/concurrent-marking.sh` (this file is its output).\n")
 print(f"Session {started}, {reps} interleaved repetitions; machine: {ncpu} CPUs, load average "

@@ -15,25 +15,9 @@ cd "$(dirname "$0")/.."
 reps="${REPS:-5}"
 out="${OUT:-bench-results/parallel-marking.md}"
 base_rev="${BASE_REV:-main}"
-target="$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)"
-bin="$(mktemp -d -t parallel-marking.XXXXXX)"
-raw="$bin/raw"
-trap 'rm -rf "$bin"' EXIT
-# The baseline in a target directory of its own (kept under target/ so that a rerun only
-# rebuilds what changed; sharing this tree's would let the two builds overwrite each
-# other's binary).
-mkdir "$bin/base-src"
-git archive "$base_rev" | tar -x -C "$bin/base-src"
-(cd "$bin/base-src" && CARGO_TARGET_DIR="$target/parallel-marking-base" \
-    cargo build --release -p dunegc-benches --bin dunegc-runner)
-cp "$target/parallel-marking-base/release/dunegc-runner" "$bin/base-runner"
-cargo build --release -p dunegc-benches --bin dunegc-runner --bin bdwgc-runner
-cp "$target/release/dunegc-runner" "$target/release/bdwgc-runner" "$bin/"
-cmp -s "$bin/base-runner" "$bin/dunegc-runner" && { echo "the baseline and this tree built the same runner" >&2; exit 1; }
-base_commit="$(git rev-parse --short "$base_rev")"
-this_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +dirty)"
-load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-started="$(date -u +%FT%TZ)"
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
+bench_build parallel-marking "$base_rev"
 for rep in $(seq "$reps"); do
     for ws in "gcbench 16" "linkedlist 200" "hashmap 100" "xml 50"; do
         for config in base-full full-1 full-2 full-4 base-inc inc-1 inc-2 bdwgc-full bdwgc-inc; do
@@ -46,33 +30,19 @@ for rep in $(seq "$reps"); do
                 bdwgc-full) line="$("$bin/bdwgc-runner" $ws full | head -1)" ;;
                 bdwgc-inc) line="$("$bin/bdwgc-runner" $ws incremental | head -1)" ;;
             esac
-            case "$line" in
-                dunegc-result*|bdwgc-result*) ;;
-                *) echo "failed: $ws $config: $line" >&2; exit 1 ;;
-            esac
-            echo "$rep ${ws%% *} $config $line" >>"$raw"
+            bench_record "$rep" "$ws" "$config" "$line"
         done
     done
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$raw" "$reps" "$started" "$load_before" "$load_after" "$(nproc)" "$base_rev" "$base_commit" "$this_commit" >"$out" <<'EOF'
-import math, statistics, sys
+import statistics, sys
 from collections import defaultdict
+sys.path.insert(0, "scripts/lib")
+from benchlib import W, fmt, geo, load_runs, make_stats
 raw, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
-runs = defaultdict(dict)  # (workload, config) -> rep -> {field: value}
-for l in open(raw):
-    rep, w, c, _tag, *fields = l.split()
-    kv = dict(f.split("=", 1) for f in fields if "=" in f)
-    runs[(w, c)][int(rep)] = kv
-W = ["gcbench", "linkedlist", "hashmap", "xml"]
-def med(w, c, k):
-    return statistics.median(float(r[k]) for r in runs[(w, c)].values())
-def ratio(w, a, b, k):
-    per = [float(runs[(w, a)][r][k]) / float(runs[(w, b)][r][k]) for r in runs[(w, a)] if r in runs[(w, b)]]
-    return med(w, a, k) / med(w, b, k), min(per), max(per)
-def fmt(t):
-    m, lo, hi = t
-    return f"{m:.2f}× ({lo:.2f}–{hi:.2f})"
+runs = load_runs(raw)
+med, rng, ratio = make_stats(runs)
 print("# Parallel marking (issue 18): dunegc vs bdwgc, markers 1/2/4\n")
 print(f"Regenerate: `REPS={reps} scripts/parallel-marking.sh` (this file is its output).\n")
 print(f"Session {started}, {reps} interleaved repetitions; machine: {ncpu} CPUs, load average "
@@ -109,7 +79,7 @@ for w in W:
           f"{fmt(ratio(w, 'full-2', 'bdwgc-full', 'max_pause_ns'))} | "
           f"{fmt(ratio(w, 'inc-2', 'bdwgc-inc', 'max_pause_ns'))} | "
           f"{fmt(ratio(w, 'full-2', 'bdwgc-full', 'peak_rss_bytes'))} | {fmt(wr)} |")
-g = math.exp(sum(math.log(x) for x in walls) / len(walls))
+g = geo(walls)
 print(f"\nWall time full-2 / bdwgc-full, geomean over the four workloads: **{g:.2f}×** (target ≤ 0.85).\n")
 print("## Before / after: this tree (default 2 markers) against the baseline binary\n")
 print("| workload | wall full-2 / base-full | GC time full-2 / base-full | max pause full-2 / base-full | wall full-1 / base-full (allocation path alone) | max pause inc-2 / base-inc | GC time inc-2 / base-inc |")

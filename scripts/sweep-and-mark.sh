@@ -12,31 +12,9 @@ cd "$(dirname "$0")/.."
 reps="${REPS:-5}"
 out="${OUT:-bench-results/sweep-and-mark.md}"
 base_rev="${BASE_REV:-main}"
-target="$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)"
-bin="$(mktemp -d -t sweep-and-mark.XXXXXX)"
-raw="$bin/raw"
-trap 'rm -rf "$bin"' EXIT
-mkdir "$bin/base-src"
-git archive "$base_rev" | tar -x -C "$bin/base-src"
-# git archive dates the files to the commit: newer than any seeded build output, so cargo
-# rebuilds the workspace crates from this source.
-find "$bin/base-src" -type f -exec touch {} +
-base_target="$target/sweep-and-mark-base"
-if [ ! -d "$base_target/release" ] && [ -d "$target/release/deps" ]; then
-    # Seed with this tree's compiled dependencies (same lock file): only the
-    # workspace crates rebuild.
-    mkdir -p "$base_target" && cp -a "$target/release" "$base_target/"
-fi
-(cd "$bin/base-src" && CARGO_TARGET_DIR="$base_target" \
-    cargo build --release -p dunegc-benches --bin dunegc-runner)
-cp "$base_target/release/dunegc-runner" "$bin/base-runner"
-cargo build --release -p dunegc-benches --bin dunegc-runner --bin bdwgc-runner
-cp "$target/release/dunegc-runner" "$target/release/bdwgc-runner" "$bin/"
-cmp -s "$bin/base-runner" "$bin/dunegc-runner" && { echo "the baseline and this tree built the same runner" >&2; exit 1; }
-base_commit="$(git rev-parse --short "$base_rev")"
-this_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +dirty)"
-load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-started="$(date -u +%FT%TZ)"
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
+bench_build sweep-and-mark "$base_rev"
 # The result line, plus `longest_sweep_ms=` and `longest_total_ms=` from the longest
 # pause's breakdown ("... ms = stop ... + sweep S + resume R").
 breakdown() {
@@ -55,35 +33,20 @@ for rep in $(seq "$reps"); do
                 full) line="$(DUNEGC_PAUSE_BREAKDOWN=1 "$bin/dunegc-runner" $ws full 2>&1 | breakdown)" ;;
                 bdwgc-full) line="$("$bin/bdwgc-runner" $ws full | head -1)" ;;
             esac
-            case "$line" in
-                dunegc-result*|bdwgc-result*) ;;
-                *) echo "failed: $ws $config: $line" >&2; exit 1 ;;
-            esac
-            echo "$rep ${ws%% *} $config $line" >>"$raw"
+            bench_record "$rep" "$ws" "$config" "$line"
         done
     done
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$raw" "$reps" "$started" "$load_before" "$load_after" "$(nproc)" "$base_rev" "$base_commit" "$this_commit" >"$out" <<'EOF'
-import math, statistics, sys
+import statistics, sys
 from collections import defaultdict
+sys.path.insert(0, "scripts/lib")
+from benchlib import W, fmt, geo, load_runs, make_stats
 raw, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
-runs = defaultdict(dict)
-for l in open(raw):
-    rep, w, c, _tag, *fields = l.split()
-    runs[(w, c)][int(rep)] = dict(f.split("=", 1) for f in fields if "=" in f)
-W = ["gcbench", "linkedlist", "hashmap", "xml"]
+runs = load_runs(raw)
+med, rng, ratio = make_stats(runs)
 C = ["base-full", "full", "bdwgc-full"]
-def med(w, c, k):
-    return statistics.median(float(r[k]) for r in runs[(w, c)].values())
-def ratio(w, a, b, k):
-    per = [float(runs[(w, a)][r][k]) / float(runs[(w, b)][r][k]) for r in runs[(w, a)] if r in runs[(w, b)]]
-    return med(w, a, k) / med(w, b, k), min(per), max(per)
-def fmt(t):
-    m, lo, hi = t
-    return f"{m:.2f}× ({lo:.2f}–{hi:.2f})"
-def geo(xs):
-    return math.exp(sum(math.log(x) for x in xs) / len(xs))
 print("# Sweep after the pause, and the mark loop (issue 18, branch sweep)\n")
 print(f"Regenerate: `REPS={reps} scripts/sweep-and-mark.sh` (this file is its output).\n")
 print(f"Session {started}, {reps} interleaved repetitions; machine: {ncpu} CPUs, load average "
