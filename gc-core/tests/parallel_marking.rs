@@ -18,20 +18,6 @@ const TOTAL_OPS: usize = 1_000_000;
 static HEADS: [[AtomicUsize; CHAINS]; MUTATORS] =
     [const { [const { AtomicUsize::new(0) }; CHAINS] }; MUTATORS];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Walk a chain through slot 0, verifying every object; returns its length.
 fn chain_len(heap: &'static Heap, mut p: usize) -> usize {
     let mut n = 0;

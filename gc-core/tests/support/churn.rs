@@ -9,20 +9,6 @@ pub const SHARED: usize = 32;
 pub const THREADS: usize = 6;
 pub const ROUNDS: usize = 4_000;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Walk at most `limit` objects from `p`, verifying each; returns how many were seen.
 fn walk(heap: &'static Heap, mut p: usize, rng: &mut Rng, limit: usize) -> usize {
     let mut n = 0;

@@ -23,6 +23,24 @@ pub static ROOTS: [AtomicUsize; N_ROOTS] = [const { AtomicUsize::new(0) }; N_ROO
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// xorshift64: reproducible random choices for the stress tests (seeded per thread).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits (the seed must not be 0).
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A random index below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
 /// The words of an object at `base`.
 pub fn words(base: usize) -> *mut AtomicU64 {
     base as *mut AtomicU64
