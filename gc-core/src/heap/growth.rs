@@ -291,4 +291,98 @@ mod tests {
         assert!(!defer_collection(&k, false, false));
         assert!(!defer_collection(&k, true, true));
     }
+
+    use crate::{GcError, HeapBuilder, ObjectKind};
+
+    /// Pages ever handed out in the normal space (its high water mark).
+    fn high_water(heap: &Heap) -> usize {
+        heap.lock().spaces[ObjectKind::Normal.space() as usize].high_water
+    }
+
+    /// Allocate `total` bytes of 256-byte garbage; the collections it took.
+    fn churn(heap: &'static Heap, total: usize) -> u64 {
+        let gc0 = heap.gc_count();
+        for _ in 0..total / 256 {
+            heap.alloc(ObjectKind::Normal, 256, 8).unwrap();
+        }
+        heap.gc_count() - gc0
+    }
+
+    fn heap(dont_expand: bool, use_entire_heap: bool) -> &'static Heap {
+        HeapBuilder::new()
+            .max_space_bytes(64 << 20)
+            .initial_heap_bytes(1 << 20)
+            .markers(1)
+            .dont_expand(dont_expand)
+            .use_entire_heap(use_entire_heap)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn dont_expand_keeps_a_churning_heap_small_and_still_grows_for_live_data() {
+        let (on, off) = (heap(true, false), heap(false, false));
+        let gcs_on = churn(on, 8 << 20);
+        let gcs_off = churn(off, 8 << 20);
+        let (hw_on, hw_off) = (high_water(on), high_water(off));
+        // Off: a collection per MiB allocated, the heap grows to about that. On: a
+        // collection whenever fresh pages are needed, the heap stays at a few spans.
+        assert!(hw_off >= 128, "off: {hw_off} pages");
+        assert!(4 * hw_on < hw_off, "on: {hw_on} pages, off: {hw_off}");
+        assert!(
+            gcs_on > 2 * gcs_off,
+            "on: {gcs_on} collections, off: {gcs_off}"
+        );
+        // Forced: uncollectable data that needs more pages gets them, one collection
+        // for each growth.
+        let gc0 = on.gc_count();
+        let live: Vec<usize> = (0..32)
+            .map(|_| on.alloc(ObjectKind::Uncollectable, 64 << 10, 8).unwrap())
+            .collect();
+        assert!(on.heap_size() >= 32 * (64 << 10));
+        assert!(on.gc_count() > gc0);
+        // The hard limit still wins, with its own error.
+        on.set_max_heap_bytes(on.heap_size());
+        assert!(matches!(
+            on.alloc(ObjectKind::Uncollectable, 1 << 20, 8),
+            Err(GcError::HeapLimit { .. })
+        ));
+        on.set_max_heap_bytes(0);
+        for p in live {
+            on.free(p).unwrap();
+        }
+        // Turned off at run time: the same churn grows the heap.
+        on.set_dont_expand(false);
+        on.collect().unwrap();
+        let hw = high_water(on);
+        churn(on, 8 << 20);
+        assert!(high_water(on) >= hw.max(128), "{} pages", high_water(on));
+    }
+
+    #[test]
+    fn use_entire_heap_collects_only_once_the_free_pages_are_used() {
+        let (on, off) = (heap(false, true), heap(false, false));
+        for h in [on, off] {
+            // 8 MiB of pages (no collection meanwhile), then garbage.
+            h.disable();
+            for _ in 0..32 {
+                h.alloc(ObjectKind::Normal, 256 << 10, 8).unwrap();
+            }
+            h.enable();
+            h.collect().unwrap();
+            let g = h.lock();
+            let s = &g.spaces[ObjectKind::Normal.space() as usize];
+            assert!(
+                s.high_water - s.in_use >= 1024,
+                "{} free",
+                s.high_water - s.in_use
+            );
+        }
+        // 3 MiB of churn: more than a budget, all of it in the free pages.
+        let (gcs_on, gcs_off) = (churn(on, 3 << 20), churn(off, 3 << 20));
+        assert_eq!(gcs_on, 0);
+        assert!(gcs_off >= 1, "{gcs_off}");
+        // Once the free pages are used, the budget collects again.
+        assert!(churn(on, 32 << 20) >= 1);
+    }
 }
