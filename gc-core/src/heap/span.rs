@@ -552,6 +552,8 @@ mod tests {
         assert_eq!(s.high_water, 16);
         assert_eq!(s.in_use, 16);
         assert!(!s.fits_in_free_run(&t, 1, 1), "all 16 pages in use: growth");
+        t.span(d.start).set_state(SpanState::Small);
+        t.map_span(d.start, d.n);
         s.free(&t, c.start, c.n);
         assert!(s.fits_in_free_run(&t, 4, 1) && !s.fits_in_free_run(&t, 5, 1));
         assert!(
