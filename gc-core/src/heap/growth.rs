@@ -146,10 +146,17 @@ impl Heap {
             .store(n, Ordering::Relaxed);
     }
 
-    /// True if growing `space` by `n` fresh pages must wait for a collection (heap lock
-    /// held): the caller fails the attempt and collects and retries. Records the
-    /// finalizer registrations seen, as bdwgc does when it collects here.
-    pub(crate) fn growth_vetoed(&self, inner: &mut HeapInner) -> bool {
+    /// True if taking `n` pages aligned to `align_pages` from `space` needs fresh pages
+    /// and that must wait for a collection (heap lock held): the caller fails the attempt
+    /// and collects and retries. Records the finalizer registrations seen, as bdwgc does
+    /// when it collects here. Looks at the free runs only when the knobs say collect.
+    pub(crate) fn growth_vetoed(
+        &self,
+        inner: &mut HeapInner,
+        space: usize,
+        n: usize,
+        align_pages: usize,
+    ) -> bool {
         let k = self.growth_knobs();
         if !k.dont_expand && k.allocd_bytes_per_finalizer == 0 {
             return false;
@@ -163,7 +170,9 @@ impl Heap {
             collection_possible: automatic && inner.gc.disabled == 0,
             incremental: inner.gc.incremental_mode(),
         };
-        if decide(&k, &s) == Growth::CollectFirst {
+        if decide(&k, &s) == Growth::CollectFirst
+            && !inner.spaces[space].fits_in_free_run(&self.pages, n, align_pages)
+        {
             inner.growth.registrations_at_collect = registrations;
             return true;
         }

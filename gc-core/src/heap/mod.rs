@@ -365,9 +365,7 @@ impl Heap {
         if limit != 0 && Self::heap_bytes(inner) + (n << LOG_BYTES_IN_PAGE) > limit {
             return None;
         }
-        if !inner.spaces[space].fits_in_free_run(&self.pages, n, align_pages)
-            && self.growth_vetoed(inner)
-        {
+        if self.growth_vetoed(inner, space, n, align_pages) {
             return None;
         }
         let run = inner.spaces[space].alloc(&self.pages, n, align_pages);
