@@ -580,6 +580,7 @@ fn dont_expand_use_entire_heap_and_allocd_bytes_per_finalizer_steer_heap_growth(
     for mode in ["expand", "entire", "fin"] {
         run_pass(&exe, &[mode, "dunegc"], &[]);
     }
+    run_pass(&exe, &["expand", "dunegc"], &[("DUNEGC_DONT_EXPAND", "1")]);
 }
 
 #[test]
