@@ -91,8 +91,11 @@
  *    GC_max_retries: collections retried when the heap limit is reached.
  *    GC_set_suspend_signal and GC_set_thr_restart_signal (before GC_init) move the
  *    collector's signals; GC_set_pages_executable maps the heap executable.
- *    Not provided (gc-core has no such behaviour): GC_dont_expand, GC_stackbottom,
- *    GC_use_entire_heap, GC_register_altstack.
+ *    GC_dont_expand, GC_use_entire_heap and GC_set_allocd_bytes_per_finalizer steer
+ *    heap growth as in bdwgc's GC_collect_or_expand (not in incremental mode); dunegc's
+ *    GC_get_heap_size counts pages in use, so with GC_dont_expand it stays within the
+ *    pages the heap has rather than at one fixed size.
+ *    Not provided (gc-core has no such behaviour): GC_stackbottom, GC_register_altstack.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
  *    stop-the-world collection is not abandoned half way).
  *  - GC_suspend_thread uses the restart signal (SIGXCPU, bdwgc's on Linux).
@@ -730,6 +733,14 @@ GC_API size_t GC_CALL GC_get_obtained_from_os_bytes(void); /* address space mapp
 GC_API GC_word GC_max_retries; /* extra collections before out of memory */
 GC_API void GC_CALL GC_set_max_retries(GC_word);
 GC_API GC_word GC_CALL GC_get_max_retries(void);
+GC_API int GC_dont_expand; /* != 0: grow only when a collection cannot make room */
+GC_API void GC_CALL GC_set_dont_expand(int);
+GC_API int GC_CALL GC_get_dont_expand(void);
+GC_API int GC_use_entire_heap; /* != 0: use all free heap pages before collecting */
+/* Collect rather than grow while finalizers registered since the last such collection */
+/* x this value > bytes allocated since the last collection (0: off; default 10000). */
+GC_API void GC_CALL GC_set_allocd_bytes_per_finalizer(GC_word);
+GC_API GC_word GC_CALL GC_get_allocd_bytes_per_finalizer(void);
 GC_API void GC_CALL GC_set_non_gc_bytes(GC_word);
 GC_API GC_word GC_CALL GC_get_non_gc_bytes(void);
 GC_API void GC_CALL GC_set_no_dls(int);

@@ -21,6 +21,9 @@
 //! | `GC_no_dls` | see [`crate::staticroots`] |
 //! | `GC_max_retries` | collections an allocation retries, after the first, when its space is exhausted before it reports out of memory |
 //! | `GC_time_limit` | milliseconds (plus `GC_set_time_limit_tv`'s nanoseconds) after which a mark step of the allocating thread stops; `GC_TIME_UNLIMITED` (999999, the default, as in Debian's bdwgc): no time bound |
+//! | `GC_dont_expand` | nonzero: an allocation that needs fresh pages while anything was allocated since the last collection collects first; the heap grows only when that collection did not make room (not in incremental mode, as bdwgc; read at every such allocation) |
+//! | `GC_use_entire_heap` | nonzero (or `GC_USE_ENTIRE_HEAP` other than `0` at `GC_init`): a collection the allocation budget calls for waits while the allocation fits in free pages or a partial span the heap has (not in incremental mode) |
+//! | `GC_allocd_bytes_per_finalizer` (getter and setter only, as in bdwgc; default 10000) | an allocation that needs fresh pages collects first when the finalizers registered since the last such collection × this value exceed the bytes allocated since the last collection, once some finalizer has been queued (0: off; not in incremental mode) |
 //! | `GC_non_gc_bytes` | bytes of uncollectable objects (`GC_malloc_uncollectable` adds, `GC_free` subtracts); its growth since the last collection does not count towards the next one, as in bdwgc |
 //!
 //! Variables whose bdwgc behaviour gc-core cannot give are not exported (see the crate
@@ -87,6 +90,53 @@ pub extern "C" fn GC_set_max_retries(value: GcWord) {
 #[no_mangle]
 pub extern "C" fn GC_get_max_retries() -> GcWord {
     GC_max_retries.load(Ordering::Acquire)
+}
+
+/// bdwgc's `GC_dont_expand` (default 0): nonzero, an allocation that needs fresh pages
+/// (beyond the heap's high water mark) while anything was allocated since the last
+/// collection collects first and retries; only if that collection did not make room does
+/// the heap grow. Not in incremental mode, nor while collection is off, as bdwgc. Read
+/// at every such allocation; programs may assign it.
+#[no_mangle]
+pub static GC_dont_expand: AtomicI32 = AtomicI32::new(0);
+
+/// Set `GC_dont_expand` (bdwgc's `GC_set_dont_expand`).
+#[no_mangle]
+pub extern "C" fn GC_set_dont_expand(value: c_int) {
+    GC_dont_expand.store(value, Ordering::Release);
+}
+
+/// `GC_dont_expand` (bdwgc's `GC_get_dont_expand`).
+#[no_mangle]
+pub extern "C" fn GC_get_dont_expand() -> c_int {
+    GC_dont_expand.load(Ordering::Acquire)
+}
+
+/// bdwgc's `GC_use_entire_heap` (default 0; `GC_init` sets it from `GC_USE_ENTIRE_HEAP`,
+/// anything but `0` turning it on): nonzero, a collection the allocation budget calls for
+/// waits while the allocation fits in free pages or a partial span the heap already has,
+/// so the whole heap is used before collecting. Not in incremental mode. Programs may
+/// assign it.
+#[no_mangle]
+pub static GC_use_entire_heap: AtomicI32 = AtomicI32::new(0);
+
+/// bdwgc's `GC_allocd_bytes_per_finalizer` (not exported as a variable, as in bdwgc):
+/// an allocation that needs fresh pages collects first when the finalizers registered
+/// since the last such collection × this value exceed the bytes allocated since the last
+/// collection, once some finalizer has been queued; 0 turns it off. Default 10000.
+static ALLOCD_BYTES_PER_FINALIZER: AtomicUsize = AtomicUsize::new(10_000);
+
+/// Set the bytes allocated per finalizer registered below which an allocation collects
+/// rather than grows the heap (bdwgc's `GC_set_allocd_bytes_per_finalizer`).
+#[no_mangle]
+pub extern "C" fn GC_set_allocd_bytes_per_finalizer(value: GcWord) {
+    ALLOCD_BYTES_PER_FINALIZER.store(value, Ordering::Release);
+}
+
+/// bdwgc's `GC_get_allocd_bytes_per_finalizer`.
+#[no_mangle]
+pub extern "C" fn GC_get_allocd_bytes_per_finalizer() -> GcWord {
+    ALLOCD_BYTES_PER_FINALIZER.load(Ordering::Acquire)
 }
 
 /// bdwgc's `GC_TIME_UNLIMITED`.
@@ -243,6 +293,14 @@ pub(crate) fn install(heap: &'static gc_core::Heap) {
     if env(c"DUNEGC_FREE_SPACE_DIVISOR") || env(c"GC_FREE_SPACE_DIVISOR") {
         GC_free_space_divisor.store(heap.options().free_space_divisor, Ordering::Release);
     }
+    if env(c"DUNEGC_USE_ENTIRE_HEAP") || env(c"GC_USE_ENTIRE_HEAP") {
+        let on = heap.options().use_entire_heap;
+        GC_use_entire_heap.store(on as i32, Ordering::Release);
+    }
+    if env(c"DUNEGC_DONT_EXPAND") {
+        let on = heap.options().dont_expand;
+        GC_dont_expand.store(on as i32, Ordering::Release);
+    }
     capi_hooks::set_policy_hooks(Some(&HOOKS));
     capi_hooks::set_collection_event_hook(Some(on_event));
 }
@@ -261,6 +319,9 @@ fn policy() -> Policy {
             .saturating_mul(RATE_UNIT_BYTES),
         mark_step_time_limit: mark_step_time_limit(),
         max_retries: GC_max_retries.load(Ordering::Acquire),
+        dont_expand: Some(GC_dont_expand.load(Ordering::Acquire) != 0),
+        use_entire_heap: Some(GC_use_entire_heap.load(Ordering::Acquire) != 0),
+        allocd_bytes_per_finalizer: Some(ALLOCD_BYTES_PER_FINALIZER.load(Ordering::Acquire)),
     }
 }
 

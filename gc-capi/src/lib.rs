@@ -178,10 +178,12 @@
 //!   also asks during marking). Collection events are
 //!   reported in bdwgc's order; the per-thread suspend events go to
 //!   `GC_set_on_thread_event`'s procedure (see [`threads`]).
+//! - **Heap growth** ([`control`]): `GC_dont_expand`, `GC_use_entire_heap` (and
+//!   `GC_USE_ENTIRE_HEAP`) and `GC_set_allocd_bytes_per_finalizer` decide, as bdwgc's
+//!   `GC_collect_or_expand`, whether an allocation that needs fresh pages collects
+//!   first or grows the heap (gc-core's `heap::growth`); not in incremental mode.
 //! - **Not provided** (gc-core has no such behaviour; the reasons are in
-//!   `tests/abi_missing.txt`): `GC_dont_expand`, `GC_stackbottom`,
-//!   `GC_use_entire_heap`, `GC_set_max_prior_attempts`,
-//!   `GC_set_allocd_bytes_per_finalizer`,
+//!   `tests/abi_missing.txt`): `GC_stackbottom`, `GC_set_max_prior_attempts`,
 //!   `GC_set_stackbottom`, `GC_register_altstack`,
 //!   the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's

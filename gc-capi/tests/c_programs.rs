@@ -561,6 +561,29 @@ fn run_on_both_with(name: &str, runs: &[Run<'_>]) {
 }
 
 #[test]
+fn dont_expand_use_entire_heap_and_allocd_bytes_per_finalizer_steer_heap_growth() {
+    run_on_both_with(
+        "growth",
+        &[
+            (&["expand"], &[]),
+            (&["expand", "inc"], &[]),
+            (&["entire"], &[]),
+            (&["entire", "inc"], &[]),
+            (&["entire"], &[("GC_USE_ENTIRE_HEAP", "1")]),
+            (&["entire"], &[("GC_USE_ENTIRE_HEAP", "0")]),
+            (&["fin"], &[]),
+            (&["fin", "inc"], &[]),
+        ],
+    );
+    // dunegc's own expectations, exactly.
+    let exe = compile("growth.c", "growth_exact", Header::Dunegc, Link::Shared);
+    for mode in ["expand", "entire", "fin"] {
+        run_pass(&exe, &[mode, "dunegc"], &[]);
+    }
+    run_pass(&exe, &["expand", "dunegc"], &[("DUNEGC_DONT_EXPAND", "1")]);
+}
+
+#[test]
 fn await_finalize_proc_sees_each_object_as_it_is_queued() {
     run_on_both_collectors("await_finalize", true);
 }

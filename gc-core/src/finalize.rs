@@ -67,6 +67,9 @@ pub struct Finalizers {
     /// Object address -> position in `registered` (so a registration is O(1), not a
     /// search: C programs register, replace and remove finalizers one object at a time).
     index: PosIndex,
+    /// New registrations so far (replacements and removals not counted): the growth
+    /// decision (`heap::growth`) weighs those made since it last collected.
+    pub registrations: u64,
 }
 
 impl Finalizers {
@@ -97,6 +100,7 @@ impl Finalizers {
 
     /// Append a registration known to be new (the `Gc<T>` fast path).
     pub fn push_new(&mut self, f: Finalizer) {
+        self.registrations += 1;
         self.registered
             .push(f)
             .expect("mapping memory for finalizers failed");

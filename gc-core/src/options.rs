@@ -47,6 +47,19 @@ pub struct Options {
     /// `GC_set_pages_executable`; env `DUNEGC_PAGES_EXECUTABLE`). Process-wide once set:
     /// see `util::mmap::make_executable`.
     pub pages_executable: bool,
+    /// Collect rather than take fresh pages while anything was allocated since the last
+    /// collection: the heap grows only when a collection could not make room (bdwgc's
+    /// `GC_dont_expand`; env `DUNEGC_DONT_EXPAND`). Not in incremental mode, as bdwgc.
+    pub dont_expand: bool,
+    /// Put off the budget-triggered collection while the allocation fits in free pages
+    /// the heap already has (bdwgc's `GC_use_entire_heap`; env `DUNEGC_USE_ENTIRE_HEAP`).
+    /// Not in incremental mode, as bdwgc.
+    pub use_entire_heap: bool,
+    /// Collect rather than take fresh pages when finalizers registered since the last
+    /// such decision × this many bytes exceed the bytes allocated since the last
+    /// collection (bdwgc's `GC_allocd_bytes_per_finalizer`; 0 = off, the default here;
+    /// bdwgc's default, which its C ABI sets, is 10000). Not in incremental mode.
+    pub allocd_bytes_per_finalizer: usize,
 }
 
 impl Default for Options {
@@ -67,6 +80,9 @@ impl Default for Options {
             allocate_black: true,
             precleans: 1,
             pages_executable: false,
+            dont_expand: false,
+            use_entire_heap: false,
+            allocd_bytes_per_finalizer: 0,
         }
     }
 }
@@ -181,6 +197,12 @@ impl Options {
         }
         if let Some(b) = var(c"DUNEGC_PAGES_EXECUTABLE", "0 or 1", parse_bool)? {
             self.pages_executable = b;
+        }
+        if let Some(b) = var(c"DUNEGC_DONT_EXPAND", "0 or 1", parse_bool)? {
+            self.dont_expand = b;
+        }
+        if let Some(b) = var(c"DUNEGC_USE_ENTIRE_HEAP", "0 or 1", parse_bool)? {
+            self.use_entire_heap = b;
         }
         if let Some(b) = var(c"DUNEGC_MALLOC_COLLECTABLE", "0 or 1", parse_bool)? {
             self.malloc_collectable = b;

@@ -12,6 +12,8 @@
 //! | `DUNEGC_ALLOCATE_BLACK` | `0`: objects allocated during an incremental cycle start unmarked (the finish traces them) instead of marked | 1 |
 //! | `DUNEGC_PRECLEANS` | pre-cleaning rounds of a concurrent cycle: a short pause takes the pages dirtied so far and re-arms, the markers rescan them while the program runs (0..=8) | 1 |
 //! | `DUNEGC_PRINT_STATS` | `1`: print the global heap's statistics to stderr at exit | 0 |
+//! | `DUNEGC_DONT_EXPAND` | `1`: collect rather than take fresh pages while anything was allocated since the last collection; the heap grows only when a collection did not make room (bdwgc's `GC_dont_expand`; not in incremental mode) | 0 |
+//! | `DUNEGC_USE_ENTIRE_HEAP` | `1`: put off the budget-triggered collection while the allocation fits in free pages the heap has (bdwgc's `GC_use_entire_heap`; not in incremental mode) | 0 |
 //! | `DUNEGC_MALLOC_COLLECTABLE` | `0`: global-allocator memory is never reclaimed by the collector, only by `dealloc` | 1 |
 //!
 //! Sizes take `K`, `M` or `G` suffixes. Reading them allocates nothing, so the global heap
@@ -72,6 +74,31 @@ impl HeapBuilder {
     /// [`GcError::OutOfMemory`]; [`Heap::set_max_heap_bytes`] changes it later.
     pub fn max_heap_bytes(mut self, n: usize) -> Self {
         self.options.max_heap_bytes = n;
+        self
+    }
+
+    /// Grow the heap only when a collection could not make room (bdwgc's
+    /// `GC_dont_expand`; see [`Options::dont_expand`]). [`Heap::set_dont_expand`] changes
+    /// it later.
+    pub fn dont_expand(mut self, yes: bool) -> Self {
+        self.options.dont_expand = yes;
+        self
+    }
+
+    /// Use the free pages the heap has before a budget-triggered collection (bdwgc's
+    /// `GC_use_entire_heap`; see [`Options::use_entire_heap`]).
+    /// [`Heap::set_use_entire_heap`] changes it later.
+    pub fn use_entire_heap(mut self, yes: bool) -> Self {
+        self.options.use_entire_heap = yes;
+        self
+    }
+
+    /// Collect rather than grow when many finalizers were registered for the bytes
+    /// allocated (bdwgc's `GC_allocd_bytes_per_finalizer`; 0 = off; see
+    /// [`Options::allocd_bytes_per_finalizer`]). [`Heap::set_allocd_bytes_per_finalizer`]
+    /// changes it later.
+    pub fn allocd_bytes_per_finalizer(mut self, n: usize) -> Self {
+        self.options.allocd_bytes_per_finalizer = n;
         self
     }
 

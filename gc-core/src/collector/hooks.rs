@@ -199,6 +199,13 @@ pub struct Policy {
     /// Collections an allocation that finds its space exhausted retries after the
     /// first before it fails (bdwgc's `GC_max_retries`; 0: collect once).
     pub max_retries: usize,
+    /// bdwgc's `GC_dont_expand` (`None`: the heap's own setting, see
+    /// `Heap::set_dont_expand`).
+    pub dont_expand: Option<bool>,
+    /// bdwgc's `GC_use_entire_heap` (`None`: the heap's own setting).
+    pub use_entire_heap: Option<bool>,
+    /// bdwgc's `GC_allocd_bytes_per_finalizer` (`None`: the heap's own setting).
+    pub allocd_bytes_per_finalizer: Option<usize>,
 }
 
 impl Policy {
@@ -211,6 +218,9 @@ impl Policy {
         mark_step_bytes: 0,
         mark_step_time_limit: None,
         max_retries: 0,
+        dont_expand: None,
+        use_entire_heap: None,
+        allocd_bytes_per_finalizer: None,
     };
 }
 

@@ -160,6 +160,11 @@ pub struct GcState {
 unsafe impl Send for GcState {}
 
 impl GcState {
+    /// Incremental mode is on (its tracker pending or open), as `Heap::is_incremental`.
+    pub(crate) fn incremental_mode(&self) -> bool {
+        !matches!(self.tracker, TrackerState::Off)
+    }
+
     /// Collector state for a heap built with `options`.
     pub(crate) fn new(options: &Options) -> Result<GcState, GcError> {
         let tracker = match (options.incremental, options.dirty) {

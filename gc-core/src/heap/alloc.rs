@@ -256,7 +256,8 @@ impl Heap {
         }
         let mut g = self.lock();
         Self::flush(&mut g, cache);
-        let mut g = self.poll_collector(g)?;
+        let room = g.partial[kind as usize][class.index()] != 0;
+        let mut g = self.poll_unless_room(g, kind.space() as usize, class.span_pages(), 1, room)?;
         let cc = &mut cache.classes[kind as usize][class.index()];
         if cc.span != 0 {
             self.unclaim(cc);
@@ -451,8 +452,8 @@ impl Heap {
         }
         g.bytes_since_gc += bytes as isize;
         g.gc.stats.bytes_allocated += bytes as u64;
-        let mut g = self.poll_collector(g)?;
         let space = kind.space() as usize;
+        let mut g = self.poll_unless_room(g, space, n, align_pages, false)?;
         let run = match self.alloc_pages(&mut g, space, n, align_pages) {
             Some(r) => r,
             None => {

@@ -84,7 +84,8 @@ impl Heap {
         }
         let size = class.object_bytes();
         let g = self.lock();
-        let mut g = self.poll_collector(g)?;
+        let room = g.scan_partial[scan as usize][class.index()] != 0;
+        let mut g = self.poll_unless_room(g, kind.space() as usize, class.span_pages(), 1, room)?;
         let addr = match self.claim_described(&mut g, kind, scan, class) {
             Some(a) => a,
             None => {

@@ -8,11 +8,13 @@
 //! - [`cache`] — per-thread allocation caches (the lock-free fast path).
 //! - [`alloc`] — allocation slow paths and explicit free.
 //! - [`described`] — allocation of objects scanned by a registered descriptor.
+//! - [`growth`] — grow the heap, or collect first (bdwgc's `GC_dont_expand` and kin).
 
 pub mod alloc;
 pub mod bitmap;
 pub mod cache;
 pub mod described;
+pub mod growth;
 pub mod kind;
 pub mod size_class;
 pub mod span;
@@ -60,6 +62,8 @@ pub(crate) struct HeapInner {
     pub bytes_since_gc: isize,
     /// Collector state: policy, mark stack, tracker, finalizers, statistics.
     pub gc: GcState,
+    /// What the growth decision remembers between allocations.
+    pub growth: growth::GrowthTrack,
 }
 
 // SAFETY: the raw cache pointers are only dereferenced under the heap lock (or by their
@@ -95,6 +99,8 @@ pub struct Heap {
     pub(crate) allocate_black: std::sync::atomic::AtomicBool,
     /// Hard limit on [`Heap::heap_bytes`] (0 = none), see [`Heap::set_max_heap_bytes`].
     pub(crate) max_heap_bytes: AtomicUsize,
+    /// The growth knobs set on the heap itself ([`growth`]).
+    pub(crate) growth: growth::HeapKnobs,
     /// The number of the latest sweep (see `crate::collector`): spans swept in it carry
     /// this number in [`span::Span::swept`].
     pub(crate) sweep_epoch: std::sync::atomic::AtomicU32,
@@ -182,6 +188,7 @@ impl Heap {
             caches: std::ptr::null_mut(),
             bytes_since_gc: 0,
             gc,
+            growth: growth::GrowthTrack::default(),
         };
         let heap = Heap {
             id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
@@ -201,6 +208,7 @@ impl Heap {
             markers: crate::mark::pool::MarkerPool::new(options.markers),
             allocate_black: std::sync::atomic::AtomicBool::new(false),
             max_heap_bytes: AtomicUsize::new(options.max_heap_bytes),
+            growth: growth::HeapKnobs::new(&options),
             sweep_epoch: std::sync::atomic::AtomicU32::new(0),
             sweep_pending: std::sync::atomic::AtomicBool::new(false),
         };
@@ -344,7 +352,8 @@ impl Heap {
     }
 
     /// Take `n` pages (aligned to `align_pages`) from `space`, unless that would pass the
-    /// hard heap limit.
+    /// hard heap limit, or needs fresh pages the growth decision wants a collection for
+    /// first ([`growth`]; the caller collects and retries).
     pub(crate) fn alloc_pages(
         &self,
         inner: &mut HeapInner,
@@ -354,6 +363,9 @@ impl Heap {
     ) -> Option<span::PageRun> {
         let limit = self.max_heap_bytes();
         if limit != 0 && Self::heap_bytes(inner) + (n << LOG_BYTES_IN_PAGE) > limit {
+            return None;
+        }
+        if self.growth_vetoed(inner, space, n, align_pages) {
             return None;
         }
         let run = inner.spaces[space].alloc(&self.pages, n, align_pages);

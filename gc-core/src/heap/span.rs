@@ -405,6 +405,28 @@ impl PageSpace {
         })
     }
 
+    /// True if [`PageSpace::alloc`] of `n` pages aligned to `align_pages` would take a
+    /// free run rather than raise the high water mark (looking at the runs it looks at).
+    pub fn fits_in_free_run(&self, t: &PageTable, n: usize, align_pages: usize) -> bool {
+        if align_pages != 1 {
+            // Aligned requests always bump the untouched end.
+            return false;
+        }
+        for l in Self::list_for(n)..=N_EXACT_LISTS {
+            let mut cur = self.heads[l];
+            let mut looked = 0;
+            while cur != 0 && looked < LOWEST_OF {
+                let start = cur as usize - 1;
+                if t.span(start).n_pages.load(Ordering::Relaxed) as usize >= n {
+                    return true;
+                }
+                looked += 1;
+                cur = t.span(start).next.load(Ordering::Relaxed);
+            }
+        }
+        false
+    }
+
     /// Return `n` pages starting at `start`, merging with free neighbours.
     pub fn free(&mut self, t: &PageTable, mut start: usize, mut n: usize) {
         self.in_use -= n;
@@ -529,6 +551,15 @@ mod tests {
         assert!(!d.fresh);
         assert_eq!(s.high_water, 16);
         assert_eq!(s.in_use, 16);
+        assert!(!s.fits_in_free_run(&t, 1, 1), "all 16 pages in use: growth");
+        t.span(d.start).set_state(SpanState::Small);
+        t.map_span(d.start, d.n);
+        s.free(&t, c.start, c.n);
+        assert!(s.fits_in_free_run(&t, 4, 1) && !s.fits_in_free_run(&t, 5, 1));
+        assert!(
+            !s.fits_in_free_run(&t, 4, 8),
+            "aligned: always the untouched end"
+        );
         let e = s.alloc(&t, 3, 8).unwrap();
         assert_eq!(e.start % 8, 0);
         assert!(s.alloc(&t, 2000, 1).is_none());
