@@ -45,7 +45,9 @@ static void test_cleared_when_dead(void) {
   }
   for (int i = 0; i < M; i++) keep[i] = NULL;
   int dead = 0;
-  for (int round = 0; round < 6; round++) {
+  /* Six collections, and more while conservative stale words still hold more than a few
+   * (bdwgc's incremental mode, as a reference run, needs more about once in 30 runs). */
+  for (int round = 0; round < 6 || (dead < M - 10 && round < 30); round++) {
     collect_clean(1);
     GC_invoke_finalizers();
     dead = 0;
@@ -57,11 +59,11 @@ static void test_cleared_when_dead(void) {
   }
   GC_set_finalize_on_demand(0);
   /* Conservative scanning may keep a few alive through stale words. */
+  printf("targets dead %d/%d\n", dead, M);
   CHECK(dead >= M - 10);
   for (int i = 0; i < M; i++)
     if (links[i] == 0) /* a cleared link is no longer registered */
       CHECK(GC_unregister_disappearing_link((void **)&links[i]) == 0);
-  printf("targets dead %d/%d\n", dead, M);
 }
 
 static void __attribute__((noinline)) make_plain(GC_word *link) {
@@ -193,6 +195,9 @@ static void test_long_links(void) {
     for (int i = 0; i < L; i++) CHECK((shorts[i] == 0) == (lfinal[i] == 1));
   }
   GC_set_finalize_on_demand(0);
+  /* A long link goes when its object is reclaimed: in the collection after the one that
+   * queued its finalizer. Objects a stale word kept until the last round need one more. */
+  collect_clean(2);
   int cleared = 0;
   for (int i = 0; i < L; i++) {
     if (longs[i] == 0) {
@@ -200,9 +205,9 @@ static void test_long_links(void) {
       cleared++;
     }
   }
+  printf("long links kept %d cleared %d/%d\n", seen_long_kept, cleared, L);
   CHECK(seen_long_kept >= L - 10);
   CHECK(cleared >= L - 10);
-  printf("long links kept %d cleared %d/%d\n", seen_long_kept, cleared, L);
 }
 
 int main(int argc, char **argv) {
