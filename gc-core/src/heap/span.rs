@@ -343,43 +343,25 @@ impl PageSpace {
     /// two), from the free runs or from the untouched end of the space.
     pub fn alloc(&mut self, t: &PageTable, n: usize, align_pages: usize) -> Option<PageRun> {
         debug_assert!(n > 0 && align_pages.is_power_of_two());
-        if align_pages == 1 {
-            for l in Self::list_for(n)..=N_EXACT_LISTS {
-                let mut cur = self.heads[l];
-                let mut best: Option<usize> = None;
-                let mut looked = 0;
-                while cur != 0 && looked < LOWEST_OF {
-                    let start = cur as usize - 1;
-                    let len = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
-                    if len >= n {
-                        looked += 1;
-                        if best.is_none_or(|b| start < b) {
-                            best = Some(start);
-                        }
-                    }
-                    cur = t.span(start).next.load(Ordering::Relaxed);
-                }
-                if let Some(start) = best {
-                    let len = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
-                    let (epoch, released) = Self::run_meta(t, start);
-                    self.unlink(t, start);
-                    if len > n {
-                        self.push(t, start + n, len - n, epoch, released);
-                    }
-                    self.in_use += n;
-                    if released && (self.populate_ahead || populate_wanted()) {
-                        // Given-back pages are missing on the host again (see
-                        // `populate_to_high_water`): one call instead of a fault each.
-                        populate_write(t.page_addr(start), n * BYTES_IN_PAGE);
-                    }
-                    return Some(PageRun {
-                        start,
-                        n,
-                        // Given-back pages read as zero, as never-used ones do.
-                        fresh: released,
-                    });
-                }
+        if let Some(start) = self.lowest_fit(t, n, align_pages) {
+            let len = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
+            let (epoch, released) = Self::run_meta(t, start);
+            self.unlink(t, start);
+            if len > n {
+                self.push(t, start + n, len - n, epoch, released);
             }
+            self.in_use += n;
+            if released && (self.populate_ahead || populate_wanted()) {
+                // Given-back pages are missing on the host again (see
+                // `populate_to_high_water`): one call instead of a fault each.
+                populate_write(t.page_addr(start), n * BYTES_IN_PAGE);
+            }
+            return Some(PageRun {
+                start,
+                n,
+                // Given-back pages read as zero, as never-used ones do.
+                fresh: released,
+            });
         }
         // Bump from the untouched end, aligning in page-table index space (the reservation
         // base is aligned to the largest alignment we accept).
@@ -405,26 +387,40 @@ impl PageSpace {
         })
     }
 
-    /// True if [`PageSpace::alloc`] of `n` pages aligned to `align_pages` would take a
-    /// free run rather than raise the high water mark (looking at the runs it looks at).
-    pub fn fits_in_free_run(&self, t: &PageTable, n: usize, align_pages: usize) -> bool {
+    /// The free run [`PageSpace::alloc`] takes for `n` pages aligned to `align_pages`:
+    /// in the first list with a run that fits, the lowest of the first `LOWEST_OF` that
+    /// fit (reusing low addresses first). None if the request must bump the untouched
+    /// end (aligned requests always do).
+    fn lowest_fit(&self, t: &PageTable, n: usize, align_pages: usize) -> Option<usize> {
         if align_pages != 1 {
-            // Aligned requests always bump the untouched end.
-            return false;
+            return None;
         }
         for l in Self::list_for(n)..=N_EXACT_LISTS {
             let mut cur = self.heads[l];
+            let mut best: Option<usize> = None;
             let mut looked = 0;
             while cur != 0 && looked < LOWEST_OF {
                 let start = cur as usize - 1;
-                if t.span(start).n_pages.load(Ordering::Relaxed) as usize >= n {
-                    return true;
+                let len = t.span(start).n_pages.load(Ordering::Relaxed) as usize;
+                if len >= n {
+                    looked += 1;
+                    if best.is_none_or(|b| start < b) {
+                        best = Some(start);
+                    }
                 }
-                looked += 1;
                 cur = t.span(start).next.load(Ordering::Relaxed);
             }
+            if best.is_some() {
+                return best;
+            }
         }
-        false
+        None
+    }
+
+    /// True if [`PageSpace::alloc`] of `n` pages aligned to `align_pages` would take a
+    /// free run rather than raise the high water mark.
+    pub fn fits_in_free_run(&self, t: &PageTable, n: usize, align_pages: usize) -> bool {
+        self.lowest_fit(t, n, align_pages).is_some()
     }
 
     /// Return `n` pages starting at `start`, merging with free neighbours.
