@@ -793,25 +793,31 @@ pub fn thread_roots(
     let roots = out.as_mut_slice();
     procmaps::for_each_mapping(|m| {
         for (i, &(sp, fs)) in threads.iter().enumerate() {
-            if m.start <= sp && sp < m.end {
+            let sp_here = m.start <= sp && sp < m.end;
+            if sp_here {
                 roots[i].stack = (sp & !7, m.end);
             }
             if m.start <= fs && fs < m.end && m.readable {
-                roots[i].tls = (
-                    (fs.saturating_sub(TLS_WINDOW_BELOW)).max(m.start) & !7,
-                    (fs + TLS_WINDOW_ABOVE).min(m.end),
-                );
+                roots[i].tls = if sp_here && fs >= sp {
+                    // glibc keeps a thread's static TLS and descriptor at the top of its
+                    // stack mapping, above every frame: the stack range covers them. A
+                    // window reaching below `sp` would scan dead frames (stale words of
+                    // returned calls, e.g. an idle marker's loop) and retain garbage.
+                    (0, 0)
+                } else {
+                    let hi = if sp_here { sp & !7 } else { m.end };
+                    (
+                        (fs.saturating_sub(TLS_WINDOW_BELOW)).max(m.start) & !7,
+                        (fs + TLS_WINDOW_ABOVE).min(hi),
+                    )
+                };
             }
         }
         true
     });
     for (r, &(sp, _)) in roots.iter_mut().zip(threads) {
-        // TLS inside the scanned stack range needs no second scan.
-        if r.tls.0 >= r.stack.0 && r.tls.1 <= r.stack.1 {
+        if r.tls.0 >= r.tls.1 {
             r.tls = (0, 0);
-        } else if r.tls.0 < r.stack.1 && r.tls.1 > r.stack.0 {
-            r.tls = (r.tls.0.min(r.stack.0), r.tls.1.max(r.stack.1));
-            r.stack = (0, 0);
         }
         if r.stack == (0, 0) && r.tls == (0, 0) {
             r.stack = (sp & !7, sp & !7);
@@ -823,6 +829,29 @@ pub fn thread_roots(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threads_roots_never_reach_below_its_stack_pointer() {
+        // A spawned thread: its TLS sits at the top of its stack mapping, a few KiB above
+        // its stack pointer, so a TLS window taken below the FS base would reach into
+        // the dead frames below the stack pointer.
+        let (sp, fs, roots) = std::thread::spawn(|| {
+            let here = 0usize;
+            let sp = std::hint::black_box(&here) as *const usize as usize;
+            let fs = current_fs_base();
+            let mut out = MmapVec::new();
+            thread_roots(&[(sp, fs)], &mut out).expect("/proc/self/maps");
+            (sp, fs, out.as_slice()[0])
+        })
+        .join()
+        .unwrap();
+        assert_eq!(roots.stack.0, sp & !7, "{roots:x?}");
+        assert!(
+            roots.stack.1 > fs,
+            "the stack range covers the TLS: {roots:x?}"
+        );
+        assert_eq!(roots.tls, (0, 0), "no second, wider TLS range: {roots:x?}");
+    }
 
     #[test]
     fn a_stat_line_names_a_worker_only_for_its_own_tid_and_flag() {
