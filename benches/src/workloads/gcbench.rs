@@ -132,7 +132,7 @@ pub fn run(heap: &'static Heap, p: Params) -> Result<u64, String> {
 pub fn run_with<A: Allocator>(alloc: A, p: Params) -> Result<u64, String> {
     let mut b = Bench { alloc, nodes: 0 };
     let stretch = b.make_tree(p.stretch_tree_depth);
-    b.drop_tree(std::hint::black_box(stretch));
+    b.drop_tree(super::opaque_ptr(stretch));
     let long_lived = b.new_node(std::ptr::null_mut(), std::ptr::null_mut());
     b.populate(p.long_lived_tree_depth, long_lived);
     let array = alloc.malloc_atomic(8 * p.array_len) as *mut f64;
@@ -146,11 +146,11 @@ pub fn run_with<A: Allocator>(alloc: A, p: Params) -> Result<u64, String> {
         for _ in 0..iters {
             let t = b.new_node(std::ptr::null_mut(), std::ptr::null_mut());
             b.populate(d, t);
-            b.drop_tree(std::hint::black_box(t));
+            b.drop_tree(super::opaque_ptr(t));
         }
         for _ in 0..iters {
             let t = b.make_tree(d);
-            b.drop_tree(std::hint::black_box(t));
+            b.drop_tree(super::opaque_ptr(t));
         }
         d += 2;
     }

@@ -162,6 +162,20 @@ pub(crate) fn rng_next(state: &mut u64) -> u64 {
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
+/// `p`, opaque to the optimiser but never stored: where a workload drops a structure
+/// (C's `temp_tree = NULL`), this keeps the computation that built it from being
+/// optimised away. `std::hint::black_box` would take the value's address and so leave
+/// it in a stack slot, where a conservative collector finds it long after the program
+/// let go of it (GCBench's 16 MiB stretch tree survived the next collection that way).
+#[inline(always)]
+pub fn opaque_ptr<T>(p: *mut T) -> *mut T {
+    let mut v = p as usize;
+    // SAFETY: an empty asm block that claims to read and rewrite one register; it touches
+    // no memory and no stack, and leaves the flags alone.
+    unsafe { std::arch::asm!("/* {0} */", inout(reg) v, options(nomem, nostack, preserves_flags)) };
+    v as *mut T
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
