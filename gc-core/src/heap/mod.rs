@@ -282,6 +282,13 @@ impl Heap {
         if !self.contains(addr) {
             return None;
         }
+        self.object_in_reservation(addr)
+    }
+
+    /// [`Heap::object_at`] for an address the caller checked lies in the reservation.
+    #[inline(always)]
+    pub(crate) fn object_in_reservation(&self, addr: usize) -> Option<ObjectInfo> {
+        debug_assert!(self.contains(addr));
         let page = self.pages.page_index(addr);
         let start = self.pages.span_start_of(page)?;
         let span = self.pages.span(start);

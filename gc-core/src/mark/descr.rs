@@ -220,7 +220,7 @@ impl Heap {
 
     /// Queue a marked object of `len` bytes of the span starting at page `span` for
     /// scanning: whole, or by its scan class's descriptor.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_object(&self, base: usize, len: usize, span: usize, stack: &mut MarkStack) {
         match self.pages.span(span).scan.load(Ordering::Relaxed) {
             0 => stack.push(base, base + len),

@@ -56,7 +56,20 @@ impl Heap {
         if word.wrapping_sub(self.base) >= self.end - self.base {
             return;
         }
-        if let Some(info) = self.object_at(word) {
+        self.mark_in_reservation::<PAR>(word, stack, from_stack);
+    }
+
+    /// [`Heap::mark_word_from`] for a word already known to lie in the reservation (the
+    /// scan loops check that with the bounds held in registers: the stores marking does
+    /// could alias `self`, so the compiler would reload them for every word).
+    #[inline(always)]
+    fn mark_in_reservation<const PAR: Parallel>(
+        &self,
+        word: usize,
+        stack: &mut MarkStack,
+        from_stack: bool,
+    ) {
+        if let Some(info) = self.object_in_reservation(word) {
             if !from_stack && !interior::accepts(word - info.base, info.kind) {
                 return;
             }
@@ -89,11 +102,14 @@ impl Heap {
         end: usize,
         stack: &mut MarkStack,
     ) {
+        let (lo, size) = (self.base, self.end - self.base);
         let mut p = (start + 7) & !7;
         while p + 8 <= end {
             // SAFETY: as in scan_range: a readable stack range, read as a plain word.
             let w = unsafe { std::ptr::read_volatile(p as *const usize) };
-            self.mark_word_from::<PAR>(w, stack, true);
+            if w.wrapping_sub(lo) < size {
+                self.mark_in_reservation::<PAR>(w, stack, true);
+            }
             p += 8;
         }
     }
@@ -105,20 +121,23 @@ impl Heap {
 
     /// Scan one object (or a piece of one, or a root range): mark every word of
     /// `[start, end)` that points into the heap, pushing newly marked traced objects.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn scan_range_with<const PAR: Parallel>(
         &self,
         start: usize,
         end: usize,
         stack: &mut MarkStack,
     ) {
+        let (lo, size) = (self.base, self.end - self.base);
         let mut p = (start + 7) & !7;
         while p + 8 <= end {
             // SAFETY: callers pass readable ranges (heap objects, stacks, static data);
             // other threads may write the word concurrently, so read it volatile, as a
             // plain machine word — any value is acceptable to a conservative scan.
             let w = unsafe { std::ptr::read_volatile(p as *const usize) };
-            self.mark_word_with::<PAR>(w, stack);
+            if w.wrapping_sub(lo) < size {
+                self.mark_in_reservation::<PAR>(w, stack, false);
+            }
             p += 8;
         }
     }

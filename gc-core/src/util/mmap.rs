@@ -218,6 +218,9 @@ impl Drop for Mapping {
 /// they never allocate from the collected heap or from libc while the world is stopped.
 pub struct MmapVec<T: Copy> {
     map: Option<Mapping>,
+    /// The mapping's start (0 while there is none): the push and pop fast paths use it
+    /// without unwrapping `map`.
+    base: usize,
     len: usize,
     cap: usize,
     _marker: PhantomData<T>,
@@ -243,6 +246,7 @@ impl<T: Copy> MmapVec<T> {
     pub const fn new() -> Self {
         MmapVec {
             map: None,
+            base: 0,
             len: 0,
             cap: 0,
             _marker: PhantomData,
@@ -257,11 +261,13 @@ impl<T: Copy> MmapVec<T> {
     }
 
     /// Number of elements.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True when there are no elements.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -294,43 +300,53 @@ impl<T: Copy> MmapVec<T> {
             };
         }
         self.cap = map.len_bytes() / std::mem::size_of::<T>().max(1);
+        self.base = map.start();
         self.map = Some(map);
         Ok(())
     }
 
     /// Append, mapping more memory if needed.
+    #[inline]
     pub fn push(&mut self, value: T) -> io::Result<()> {
-        if self.len == self.cap {
-            self.reserve(1)?;
+        if self.push_within_capacity(value).is_ok() {
+            return Ok(());
         }
+        self.push_growing(value)
+    }
+
+    /// [`MmapVec::push`] when the vector is full (out of line: the marker's hot loop
+    /// pushes millions of times and maps rarely).
+    #[cold]
+    #[inline(never)]
+    fn push_growing(&mut self, value: T) -> io::Result<()> {
+        self.reserve(1)?;
         self.push_within_capacity(value)
             .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))
     }
 
     /// Append without mapping; gives the value back when full.
+    #[inline]
     pub fn push_within_capacity(&mut self, value: T) -> Result<(), T> {
-        if self.len == self.cap {
+        if self.len >= self.cap {
             return Err(value);
         }
-        let base = self
-            .map
-            .as_ref()
-            .expect("cap > 0 implies a mapping")
-            .start() as *mut T;
-        // SAFETY: len < cap, so the slot is inside the mapping and properly aligned.
-        unsafe { base.add(self.len).write(value) };
+        // SAFETY: len < cap, so the slot is inside the mapping (cap > 0 means `base` is
+        // its start) and properly aligned.
+        unsafe { (self.base as *mut T).add(self.len).write(value) };
         self.len += 1;
         Ok(())
     }
 
     /// Remove and return the last element.
+    #[inline]
     pub fn pop(&mut self) -> Option<T> {
         if self.len == 0 {
             return None;
         }
-        let v = self.as_slice()[self.len - 1];
         self.len -= 1;
-        Some(v)
+        // SAFETY: the slot at the old `len - 1` is initialised and inside the mapping
+        // (len > 0 means there is one, starting at `base`).
+        Some(unsafe { (self.base as *const T).add(self.len).read() })
     }
 
     /// Drop all elements, keeping the mapping.
