@@ -290,11 +290,10 @@ impl Heap {
     pub(crate) fn object_in_reservation(&self, addr: usize) -> Option<ObjectInfo> {
         debug_assert!(self.contains(addr));
         let page = self.pages.page_index(addr);
-        let start = self.pages.span_start_of(page)?;
-        let span = self.pages.span(start);
+        let (start, span, state) = self.pages.live_span_of(page)?;
         let span_base = self.pages.page_addr(start);
         let obj_bytes = span.obj_bytes.load(Ordering::Relaxed) as usize;
-        let base = match span.state() {
+        let base = match state {
             SpanState::Small => {
                 let recip = span.recip.load(Ordering::Relaxed) as u64;
                 let index = (((addr - span_base) as u64 * recip) >> 32) as usize;

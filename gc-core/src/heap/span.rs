@@ -138,17 +138,25 @@ impl PageTable {
     /// The first page index of the span that covers page `index`, if a live span does.
     #[inline]
     pub fn span_start_of(&self, index: usize) -> Option<usize> {
+        self.live_span_of(index).map(|(start, _, _)| start)
+    }
+
+    /// The live span that covers page `index`: its first page, the span, and its state
+    /// (read once: the marker's lookup needs all three).
+    #[inline(always)]
+    pub fn live_span_of(&self, index: usize) -> Option<(usize, &Span, SpanState)> {
         let e = self.map_entry(index).load(Ordering::Acquire);
         if e == 0 {
             return None;
         }
         let start = (e - 1) as usize;
         let span = self.span(start);
-        if span.state() == SpanState::Free {
+        let state = span.state();
+        if state == SpanState::Free {
             return None;
         }
         let n = span.n_pages.load(Ordering::Relaxed) as usize;
-        (index >= start && index < start + n).then_some(start)
+        (index >= start && index < start + n).then_some((start, span, state))
     }
 
     /// Point every page of `[start, start + n)` at the span starting at `start`.
