@@ -35,17 +35,14 @@ python3 - "$raw" "$reps" "$started" "$load_before" "$load_after" "$(nproc)" "$ba
 import statistics, sys
 from collections import defaultdict
 sys.path.insert(0, "scripts/lib")
-from benchlib import W, fmt, geo, load_runs, make_stats
+from benchlib import session_line, W, fmt, geo, load_runs, make_stats
 raw, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
 runs = load_runs(raw)
 med, rng, ratio = make_stats(runs)
 C = ["base-full", "full", "full-d6", "bdwgc-full"]
 print("# Heap footprint (issue 18, branch heap): span reuse, page give-back, growth policy\n")
 print(f"Regenerate: `REPS={reps} scripts/heap-footprint.sh` (this file is its output).\n")
-print(f"Session {started}, {reps} interleaved repetitions; machine: {ncpu} CPUs, load average "
-      f"{lb} before and {la} after. **The machine was loaded by other helpers' builds and "
-      "tests throughout**: absolute times are inflated and noisy; the ratios come from runs "
-      "interleaved in one session.\n")
+print(session_line(started, reps, ncpu, lb, la, "absolute times are inflated and noisy"))
 print(f"Binaries: this tree `{this_commit}`, baseline `{base_rev}` = `{base_commit}`.\n")
 print("Configurations: `base-full` = the baseline's gc-core full collections; `full` = this "
       "tree's (free runs idle for 2 collections are given back with MADV_DONTNEED, runs "

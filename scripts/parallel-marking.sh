@@ -39,18 +39,14 @@ python3 - "$raw" "$reps" "$started" "$load_before" "$load_after" "$(nproc)" "$ba
 import statistics, sys
 from collections import defaultdict
 sys.path.insert(0, "scripts/lib")
-from benchlib import W, fmt, geo, load_runs, make_stats
+from benchlib import session_line, W, fmt, geo, load_runs, make_stats
 raw, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
 runs = load_runs(raw)
 med, rng, ratio = make_stats(runs)
 print("# Parallel marking (issue 18): dunegc vs bdwgc, markers 1/2/4\n")
 print(f"Regenerate: `REPS={reps} scripts/parallel-marking.sh` (this file is its output).\n")
-print(f"Session {started}, {reps} interleaved repetitions; machine: {ncpu} CPUs, load average "
-      f"{lb} before and {la} after. **The machine was loaded by other helpers' builds and "
-      "tests throughout**: more marker threads than free CPUs cannot speed marking up, and "
-      "absolute times are inflated; ratios come from runs interleaved in one session.\n")
-print(f"Binaries: this tree `{this_commit}`, baseline `{base_rev}` = `{base_commit}` (before "
-      "this branch: one marker, an atomic OR per allocated object).\n")
+print(session_line(started, reps, ncpu, lb, la, "more marker threads than free CPUs cannot speed marking up, and absolute times are inflated"))
+print(f"Binaries: this tree `{this_commit}`, baseline `{base_rev}` = `{base_commit}`.\n")
 print("Configurations: `full-N` = gc-core full collections with `DUNEGC_MARKERS=N` "
       "(`full-1` marks sequentially, with this tree's allocation fast path); `inc-N` = "
       "gc-core incremental on the uffd tracker; `base-full` / `base-inc` = the baseline "
@@ -90,7 +86,7 @@ for w in W:
           f"{fmt(ratio(w, 'inc-2', 'base-inc', 'max_pause_ns'))} | {fmt(ratio(w, 'inc-2', 'base-inc', 'gc_ns'))} |")
 print("\n## Markers scaling: stop-the-world mark phase (roots + drain), full collections\n")
 print(f"Speed-up = mark time with 1 marker / with N (ratio of medians, per-repetition range). "
-      f"This machine has {ncpu} CPUs, shared with other helpers: 4 markers exceed the CPUs.\n")
+      f"This machine has {ncpu} CPUs: 4 markers exceed them.\n")
 print("| workload | 1 marker ms | 2 markers ms | 4 markers ms | speed-up 2 | speed-up 4 |")
 print("|---|---|---|---|---|---|")
 for w in ["gcbench", "hashmap"]:

@@ -42,17 +42,14 @@ python3 - "$raw" "$reps" "$started" "$load_before" "$load_after" "$(nproc)" "$ba
 import statistics, sys
 from collections import defaultdict
 sys.path.insert(0, "scripts/lib")
-from benchlib import W, fmt, geo, load_runs, make_stats
+from benchlib import session_line, W, fmt, geo, load_runs, make_stats
 raw, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
 runs = load_runs(raw)
 med, rng, ratio = make_stats(runs)
 C = ["base-full", "full", "bdwgc-full"]
 print("# Sweep after the pause, and the mark loop (issue 18, branch sweep)\n")
 print(f"Regenerate: `REPS={reps} scripts/sweep-and-mark.sh` (this file is its output).\n")
-print(f"Session {started}, {reps} interleaved repetitions; machine: {ncpu} CPUs, load average "
-      f"{lb} before and {la} after. **The machine was loaded by other helpers' builds and "
-      "tests throughout**: absolute times are inflated and noisy; the ratios come from runs "
-      "interleaved in one session.\n")
+print(session_line(started, reps, ncpu, lb, la, "absolute times are inflated and noisy"))
 print(f"Binaries: this tree `{this_commit}`, baseline `{base_rev}` = `{base_commit}`.\n")
 print("Configurations: `base-full` = the baseline's gc-core full collections (the whole sweep "
       "in the pause); `full` = this tree's (spans owned by a thread cache swept in the pause, "

@@ -47,3 +47,19 @@ def fmt(t):
 def geo(xs):
     """Geometric mean."""
     return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def session_line(started, reps, ncpu, lb, la, when_loaded):
+    """The session sentence of a report: when, how many repetitions, and whether the
+    machine was busy, judged from the 1-minute load averages before and after (busy when
+    either reaches 3/4 of the CPUs), never assumed. `when_loaded` says what a busy
+    machine does to this report's figures."""
+    busy = max(float(lb.split()[0]), float(la.split()[0])) >= 0.75 * int(ncpu)
+    line = (f"Session {started}, {reps} interleaved repetitions; machine: {ncpu} CPUs, "
+            f"load average {lb} before and {la} after. ")
+    if busy:
+        line += f"**Other work loaded the machine while this ran**: {when_loaded}; "
+    else:
+        line += "The machine was otherwise idle (1-minute load below 3/4 of the CPUs); "
+    return line + "ratios come from runs interleaved in one session.\n"
+
