@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Heap footprint and growth policy (issue 18, branch heap), one session, runs interleaved:
+# Heap footprint and growth policy (issue 18), one session, runs interleaved:
 # for each repetition, each comparison workload at the demo scales runs under gc-core
 # full collections as built on BASE_REV (default `main`: before this branch; built from
 # `git archive` into a target directory of its own), this tree's gc-core full
-# collections (default options, and with DUNEGC_FREE_SPACE_DIVISOR=6: a smaller heap
-# budget), and bdwgc full. Writes medians and ratios (with the range of per-repetition
+# collections (default options, with DUNEGC_LEAN_GROWTH=1: lean growth, and with
+# DUNEGC_FREE_SPACE_DIVISOR=6: a smaller budget), and bdwgc full. Writes medians and ratios (with the range of per-repetition
 # ratios) to bench-results/heap-footprint.md and prints it.
 #
 #   REPS=3 scripts/heap-footprint.sh
@@ -18,11 +18,12 @@ base_rev="${BASE_REV:-main}"
 bench_build heap-footprint "$base_rev"
 for rep in $(seq "$reps"); do
     for ws in "gcbench 16" "linkedlist 200" "hashmap 100" "xml 50"; do
-        for config in base-full full full-d6 bdwgc-full; do
+        for config in base-full full full-lean full-d6 bdwgc-full; do
             # shellcheck disable=SC2086
             case "$config" in
                 base-full) line="$("$bin/base-runner" $ws full | head -1)" ;;
                 full) line="$("$bin/dunegc-runner" $ws full | head -1)" ;;
+                full-lean) line="$(DUNEGC_LEAN_GROWTH=1 "$bin/dunegc-runner" $ws full | head -1)" ;;
                 full-d6) line="$(DUNEGC_FREE_SPACE_DIVISOR=6 "$bin/dunegc-runner" $ws full | head -1)" ;;
                 bdwgc-full) line="$("$bin/bdwgc-runner" $ws full | head -1)" ;;
             esac
@@ -39,14 +40,17 @@ from benchlib import session_line, W, fmt, geo, load_runs, make_stats
 raw, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
 runs = load_runs(raw)
 med, rng, ratio = make_stats(runs)
-C = ["base-full", "full", "full-d6", "bdwgc-full"]
-print("# Heap footprint (issue 18, branch heap): span reuse, page give-back, growth policy\n")
+C = ["base-full", "full", "full-lean", "full-d6", "bdwgc-full"]
+print("# Heap footprint (issue 18): span reuse, page give-back, growth policy\n")
 print(f"Regenerate: `REPS={reps} scripts/heap-footprint.sh` (this file is its output).\n")
 print(session_line(started, reps, ncpu, lb, la, "absolute times are inflated and noisy"))
 print(f"Binaries: this tree `{this_commit}`, baseline `{base_rev}` = `{base_commit}`.\n")
 print("Configurations: `base-full` = the baseline's gc-core full collections; `full` = this "
       "tree's (free runs idle for 2 collections are given back with MADV_DONTNEED, runs "
-      "reused lowest address first); `full-d6` = the same with `DUNEGC_FREE_SPACE_DIVISOR=6` "
+      "reused lowest address first); `full-lean` = the same with `DUNEGC_LEAN_GROWTH=1` "
+      "(fresh pages wait for a collection once 2 × live / divisor bytes were allocated "
+      "since the last, bdwgc's rule; the budget still allows 6 × live / divisor in pages "
+      "the heap has); `full-d6` = `full` with `DUNEGC_FREE_SPACE_DIVISOR=6` "
       "(budget between collections = live bytes, instead of 2 × live at the default 3); "
       "`bdwgc-full` = Debian's bdwgc 8.2.2, full collections. All with the default "
       "markers (2 = CPUs). Pause = stop-the-world collection time; `STW mark` = its "
@@ -64,7 +68,7 @@ for w in W:
         print(f"| {w} | {c} | {med(w, c, 'wall_ns') / 1e6:.0f} | {med(w, c, 'gc_ns') / 1e6:.1f} | "
               f"{med(w, c, 'max_pause_ns') / 1e6:.2f} | {share} | {med(w, c, 'peak_rss_bytes') / 2**20:.1f} | "
               f"{med(w, c, 'collections'):.0f} |")
-for c in ["full", "full-d6", "base-full"]:
+for c in ["full", "full-lean", "full-d6", "base-full"]:
     print(f"\n## {c} against bdwgc full (ratio of medians, range of per-repetition ratios; targets: pause ≤ 1.0, RSS ≤ 1.0, wall geomean ≤ 0.85)\n")
     print("| workload | GC time | max pause | peak RSS | wall |")
     print("|---|---|---|---|---|")

@@ -564,6 +564,23 @@ impl Heap {
     /// after the last one: 6 × live / divisor, at least the minimum (the heap's options
     /// unless `policy` overrides them).
     fn budget_bytes(&self, live: u64, policy: &hooks::Policy) -> usize {
+        let (divisor, min) = self.divisor_and_min(policy);
+        (live as usize * 6 / divisor).max(min)
+    }
+
+    /// Allocation since the last collection after which the heap collects rather than
+    /// takes fresh pages, with `live` bytes live after the last one: 2 × live / divisor
+    /// (bdwgc's `min_bytes_allocd`), at least the minimum. Under
+    /// [`crate::options::Options::lean_growth`] the budget still lets the program allocate
+    /// three times more in pages the heap already has (`heap::growth`).
+    pub(crate) fn grow_after_bytes(&self, live: u64) -> usize {
+        let policy = hooks::policy_hooks().map(|h| (h.policy)());
+        let (divisor, min) = self.divisor_and_min(&policy.unwrap_or(hooks::Policy::DEFAULT));
+        (live as usize * 2 / divisor).max(min)
+    }
+
+    /// The free-space divisor (at least 1) and the least budget in force.
+    fn divisor_and_min(&self, policy: &hooks::Policy) -> (usize, usize) {
         let divisor = match policy.free_space_divisor {
             0 => self.options.free_space_divisor,
             d => d,
@@ -572,7 +589,7 @@ impl Heap {
             0 => self.options.initial_heap_bytes,
             m => m,
         };
-        (live as usize * 6 / divisor.max(1)).max(min)
+        (divisor.max(1), min)
     }
 
     /// Begin an incremental cycle (no pause).

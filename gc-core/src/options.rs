@@ -55,6 +55,12 @@ pub struct Options {
     /// the heap already has (bdwgc's `GC_use_entire_heap`; env `DUNEGC_USE_ENTIRE_HEAP`).
     /// Not in incremental mode, as bdwgc.
     pub use_entire_heap: bool,
+    /// Lean growth: once `2 × live / divisor` bytes were allocated since the last
+    /// collection, an allocation that needs fresh pages collects first (bdwgc's
+    /// `GC_collect_or_expand` rule); the budget still lets the program use the pages the
+    /// heap has. A smaller peak heap for more collections; env `DUNEGC_LEAN_GROWTH`.
+    /// Not in incremental mode.
+    pub lean_growth: bool,
     /// Collect rather than take fresh pages when finalizers registered since the last
     /// such decision × this many bytes exceed the bytes allocated since the last
     /// collection (bdwgc's `GC_allocd_bytes_per_finalizer`; 0 = off, the default here;
@@ -82,6 +88,7 @@ impl Default for Options {
             pages_executable: false,
             dont_expand: false,
             use_entire_heap: false,
+            lean_growth: false,
             allocd_bytes_per_finalizer: 0,
         }
     }
@@ -203,6 +210,9 @@ impl Options {
         }
         if let Some(b) = var(c"DUNEGC_USE_ENTIRE_HEAP", "0 or 1", parse_bool)? {
             self.use_entire_heap = b;
+        }
+        if let Some(b) = var(c"DUNEGC_LEAN_GROWTH", "0 or 1", parse_bool)? {
+            self.lean_growth = b;
         }
         if let Some(b) = var(c"DUNEGC_MALLOC_COLLECTABLE", "0 or 1", parse_bool)? {
             self.malloc_collectable = b;

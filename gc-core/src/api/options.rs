@@ -13,6 +13,7 @@
 //! | `DUNEGC_PRECLEANS` | pre-cleaning rounds of a concurrent cycle: a short pause takes the pages dirtied so far and re-arms, the markers rescan them while the program runs (0..=8) | 1 |
 //! | `DUNEGC_PRINT_STATS` | `1`: print the global heap's statistics to stderr at exit | 0 |
 //! | `DUNEGC_DONT_EXPAND` | `1`: collect rather than take fresh pages while anything was allocated since the last collection; the heap grows only when a collection did not make room (bdwgc's `GC_dont_expand`; not in incremental mode) | 0 |
+//! | `DUNEGC_LEAN_GROWTH` | `1`: collect before taking fresh pages once `2 × live / divisor` bytes were allocated since the last collection (bdwgc's `GC_collect_or_expand` rule: a smaller peak heap, more collections; not in incremental mode) | 0 |
 //! | `DUNEGC_USE_ENTIRE_HEAP` | `1`: put off the budget-triggered collection while the allocation fits in free pages the heap has (bdwgc's `GC_use_entire_heap`; not in incremental mode) | 0 |
 //! | `DUNEGC_MALLOC_COLLECTABLE` | `0`: global-allocator memory is never reclaimed by the collector, only by `dealloc` | 1 |
 //!
@@ -82,6 +83,13 @@ impl HeapBuilder {
     /// it later.
     pub fn dont_expand(mut self, yes: bool) -> Self {
         self.options.dont_expand = yes;
+        self
+    }
+
+    /// Grow the heap lean: collect before taking fresh pages once `2 × live / divisor`
+    /// bytes were allocated since the last collection (see [`Options::lean_growth`]).
+    pub fn lean_growth(mut self, yes: bool) -> Self {
+        self.options.lean_growth = yes;
         self
     }
 
