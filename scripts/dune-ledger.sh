@@ -41,3 +41,7 @@ done
 echo "## Bare-metal projection (scripts/dune-projection.py)"
 echo
 python3 scripts/dune-projection.py "$raw"
+echo
+echo "## Targets on this host (scripts/dune-targets.py)"
+echo
+python3 scripts/dune-targets.py "$raw"
