@@ -19,6 +19,11 @@ cp "$target/release/dunegc-runner" "$target/release/dunegc-ledger" "$bin/"
 raw="${RAW:-$bin/raw.txt}"
 trap 'rm -rf "$bin"' EXIT
 : >"$raw"
+# the ledger's host counters (KVM tracepoints per vCPU thread) need tracefs; without it
+# (or without root) the runs say so and the report falls back to estimates
+if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ] && [ "$(id -u)" = 0 ]; then
+    mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || echo "tracefs could not be mounted: host counters off" >&2
+fi
 for rep in $(seq "$reps"); do
     line="$("$bin/dunegc-runner" calibrate)"
     case "$line" in dunegc-calibration*) ;; *) echo "calibration failed: $line" >&2; exit 1 ;; esac
@@ -36,3 +41,7 @@ done
 echo "## Bare-metal projection (scripts/dune-projection.py)"
 echo
 python3 scripts/dune-projection.py "$raw"
+echo
+echo "## Targets on this host (scripts/dune-targets.py)"
+echo
+python3 scripts/dune-targets.py "$raw"

@@ -91,6 +91,20 @@ pub struct UnitCosts {
     /// process-private page table (what the scan costs where guest page-table writes are
     /// plain stores, as under EPT/NPT). Optional in lines (0 when absent).
     pub native_scan: Cost,
+    /// One shadow-MMU fault, priced per guest walk the host counted
+    /// (`kvmmmu:kvm_mmu_pagetable_walk` on the vCPU thread): the Dune tracker armed, a
+    /// first store per page minus a rewrite, times the pages, over the walks counted in
+    /// that pass. Optional in lines (0 when absent: no host counters).
+    pub dune_shadow_fault: Cost,
+    /// One resync of a shadowed guest page table (`kvmmmu:kvm_mmu_sync_page`): the
+    /// Dune tracker's arm of [`N_PAGES`] written pages (its guest page-table writes
+    /// unsync the tables, its flush resyncs them) minus the native scan of as many pages
+    /// and the arm's counted walks × [`UnitCosts::dune_shadow_fault`], over the syncs
+    /// counted. Optional (0 when absent).
+    pub dune_resync: Cost,
+    /// Guest walks the host counted per page in the [`UnitCosts::dune_shadow_fault`]
+    /// pass (≈ 1: one fault per write after a D clear), wall = cpu. Optional.
+    pub dune_walks_per_write: Cost,
 }
 
 const FIELDS: [&str; 12] = [
@@ -127,10 +141,7 @@ impl UnitCosts {
     }
 
     fn from_values(v: [Cost; 12]) -> UnitCosts {
-        UnitCosts {
-            native_scan: Cost::default(),
-            ..UnitCosts::from_required(v)
-        }
+        UnitCosts::from_required(v)
     }
 
     fn from_required(v: [Cost; 12]) -> UnitCosts {
@@ -148,6 +159,9 @@ impl UnitCosts {
             dune_getpid: v[10],
             dune_exit_handling: v[11],
             native_scan: Cost::default(),
+            dune_shadow_fault: Cost::default(),
+            dune_resync: Cost::default(),
+            dune_walks_per_write: Cost::default(),
         }
     }
 
@@ -162,12 +176,30 @@ impl UnitCosts {
         for (k, v) in FIELDS.iter().zip(self.values()) {
             s.push_str(&format!(" {k}_wall={:.1} {k}_cpu={:.1}", v.wall, v.cpu));
         }
-        let n = self.native_scan;
-        s.push_str(&format!(
-            " native_scan_wall={:.2} native_scan_cpu={:.2}",
-            n.wall, n.cpu
-        ));
+        for (k, n) in self.optional() {
+            s.push_str(&format!(" {k}_wall={:.2} {k}_cpu={:.2}", n.wall, n.cpu));
+        }
         s
+    }
+
+    /// The optional fields (absent in older lines: 0), by key.
+    fn optional(&self) -> [(&'static str, Cost); 4] {
+        [
+            ("native_scan", self.native_scan),
+            ("dune_shadow_fault", self.dune_shadow_fault),
+            ("dune_resync", self.dune_resync),
+            ("dune_walks_per_write", self.dune_walks_per_write),
+        ]
+    }
+
+    fn optional_mut(&mut self, key: &str) -> Option<&mut Cost> {
+        match key {
+            "native_scan" => Some(&mut self.native_scan),
+            "dune_shadow_fault" => Some(&mut self.dune_shadow_fault),
+            "dune_resync" => Some(&mut self.dune_resync),
+            "dune_walks_per_write" => Some(&mut self.dune_walks_per_write),
+            _ => None,
+        }
     }
 
     /// Parse [`UnitCosts::to_line`].
@@ -176,7 +208,7 @@ impl UnitCosts {
             .strip_prefix(CALIBRATION_TAG)
             .ok_or_else(|| format!("not a {CALIBRATION_TAG} line: {line:?}"))?;
         let mut v = [(f64::NAN, f64::NAN); 12];
-        let mut scan = Cost::default();
+        let mut opt = UnitCosts::default();
         for field in rest.split_whitespace() {
             let (k, x) = field
                 .split_once('=')
@@ -184,10 +216,14 @@ impl UnitCosts {
             let x: f64 = x
                 .parse()
                 .map_err(|_| format!("bad number for {k} in {line:?}"))?;
-            match k {
-                "native_scan_wall" => scan.wall = x,
-                "native_scan_cpu" => scan.cpu = x,
-                _ => {}
+            if let Some(base) = k.strip_suffix("_wall") {
+                if let Some(c) = opt.optional_mut(base) {
+                    c.wall = x;
+                }
+            } else if let Some(base) = k.strip_suffix("_cpu") {
+                if let Some(c) = opt.optional_mut(base) {
+                    c.cpu = x;
+                }
             }
             for (i, f) in FIELDS.iter().enumerate() {
                 if k.strip_prefix(f) == Some("_wall") {
@@ -201,7 +237,10 @@ impl UnitCosts {
             return Err(format!("missing {} in {line:?}", FIELDS[i]));
         }
         Ok(UnitCosts {
-            native_scan: scan,
+            native_scan: opt.native_scan,
+            dune_shadow_fault: opt.dune_shadow_fault,
+            dune_resync: opt.dune_resync,
+            dune_walks_per_write: opt.dune_walks_per_write,
             ..UnitCosts::from_values(v.map(|(wall, cpu)| Cost { wall, cpu }))
         })
     }
@@ -372,6 +411,9 @@ fn measure_in_dune(u: &mut UnitCosts) -> Result<(), String> {
     u.dune_rewrite = min(rewrite);
     u.dune_refill = min(refill).minus(min(plain));
     u.dune_write_after_clear = fault_after_arm(Backend::Dune)?;
+    if dune_hw::ledger().host_threads > 0 {
+        shadow_units(u)?;
+    }
     let (mut rt, mut handling) = (Vec::new(), Vec::new());
     for _ in 0..REPS {
         let before = dune_hw::ledger();
@@ -386,6 +428,83 @@ fn measure_in_dune(u: &mut UnitCosts) -> Result<(), String> {
     Ok(())
 }
 
+/// The events the host counted on this vCPU during `f` (a forwarded getpid on each side:
+/// a KVM_RUN's events land when it returns), with its cost per page.
+fn counted(f: impl FnOnce()) -> (dune_hw::DuneLedger, Cost) {
+    let sync = || {
+        // SAFETY: getpid has no arguments.
+        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getpid) });
+    };
+    sync();
+    let before = dune_hw::ledger();
+    let c = timed(N_PAGES, f);
+    sync();
+    (dune_hw::ledger().since(&before), c)
+}
+
+/// [`UnitCosts::dune_shadow_fault`], [`UnitCosts::dune_resync`] and
+/// [`UnitCosts::dune_walks_per_write`], from passes whose host events were counted.
+fn shadow_units(u: &mut UnitCosts) -> Result<(), String> {
+    use dune_hw::{EV_SYNC_PAGE, EV_WALK};
+    let mut t = dirty::open(Backend::Dune).map_err(|e| format!("opening dune: {e}"))?;
+    let (m, r) = region()?;
+    pass(&m, true);
+    let mut out = DirtySet::new();
+    let pages = N_PAGES as f64;
+    let (mut rewrites, mut writes, mut walks, mut arms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..REPS {
+        rewrites.push(pass(&m, true));
+        let (arm, arm_c) = counted(|| {
+            t.arm(&[r]).expect("arm");
+        });
+        let (wr, wr_c) = counted(|| {
+            pass(&m, true);
+        });
+        t.collect_and_rearm(&mut out)
+            .map_err(|e| format!("collect: {e}"))?;
+        t.disarm().map_err(|e| format!("disarm: {e}"))?;
+        out.clear();
+        writes.push(wr_c);
+        walks.push(wr.host_events[EV_WALK] as f64);
+        arms.push((
+            arm_c,
+            arm.host_events[EV_WALK] as f64,
+            arm.host_events[EV_SYNC_PAGE] as f64,
+        ));
+    }
+    walks.sort_by(f64::total_cmp);
+    let w = walks[walks.len() / 2];
+    if w == 0.0 {
+        return Err("no guest walks counted for writes after a D clear".to_owned());
+    }
+    // the passes' minimum (the work's own cost), over the median count of walks
+    let f = min(writes).minus(min(rewrites));
+    let per_walk = Cost {
+        wall: f.wall * pages / w,
+        cpu: f.cpu * pages / w,
+    };
+    u.dune_shadow_fault = per_walk;
+    u.dune_walks_per_write = Cost {
+        wall: w / pages,
+        cpu: w / pages,
+    };
+    // the arm with the fewest ticks; its walks and syncs
+    let (arm_c, aw, syncs) = arms
+        .into_iter()
+        .min_by(|a, b| a.0.wall.total_cmp(&b.0.wall))
+        .expect("REPS > 0");
+    if syncs > 0.0 {
+        let rest =
+            |arm: f64, scan: f64, walk: f64| (arm * pages - scan * pages - aw * walk) / syncs;
+        u.dune_resync = Cost {
+            wall: rest(arm_c.wall, u.native_scan.wall, per_walk.wall),
+            cpu: rest(arm_c.cpu, u.native_scan.cpu, per_walk.cpu),
+        };
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +516,16 @@ mod tests {
             cpu: i as f64 * 2.0,
         }));
         assert_eq!(UnitCosts::from_line(&u.to_line()), Ok(u));
+        let mut w = u;
+        w.dune_shadow_fault = Cost {
+            wall: 12.5,
+            cpu: 7.25,
+        };
+        w.dune_resync = Cost {
+            wall: 3.5,
+            cpu: 2.0,
+        };
+        assert_eq!(UnitCosts::from_line(&w.to_line()), Ok(w));
         let err = UnitCosts::from_line("dunegc-calibration native_fresh_wall=1 native_fresh_cpu=1")
             .unwrap_err();
         assert!(err.contains("missing native_rewrite"), "{err}");

@@ -237,6 +237,11 @@ pub use state::dune;
 
 pub use arch::addr::{Gpa, Gva, Hva};
 pub use arch::error::DuneError;
+pub use arch::host_counters::{
+    event_key as host_event_key, status as host_counter_status, EV_SET_DIRTY, EV_SET_SPTE,
+    EV_SPTE_REQUESTED, EV_SYNC_PAGE, EV_UNSYNC_PAGE, EV_USERSPACE_EXIT, EV_WALK, HOST_EVENTS,
+    N_HOST_EVENTS,
+};
 pub use arch::ledger::{ledger, BlockClass, DuneLedger, ExitReason};
 pub use kmod::{Mode, ModeChoice};
 pub use paging::DirtyView;

@@ -8,6 +8,7 @@
 //! `HC_IRET_FRAME` stub when a handler resumes the program (`pvm_return_to_user`).
 
 use crate::arch::entry::{self, EnterFrame, EXCEPTION_PORT, SYSCALL_DOORBELL_VALUE, SYSCALL_PORT};
+use crate::arch::host_counters;
 use crate::arch::ledger::{self, ExitReason};
 use crate::services::{syscall, trap};
 use crate::state::dune::ThreadCtx;
@@ -145,6 +146,11 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
     let mut gone_streak = 0u32;
     // the last exit, recorded in the ledger when the loop comes back to KVM_RUN
     let mut last: Option<(ExitReason, u64, u64)> = None;
+    if !ctx.host_counters_tried {
+        // on the thread that runs this vCPU: the counters count the calling thread
+        ctx.host_counters_tried = true;
+        ctx.host_counters = crate::arch::host_counters::ThreadCounters::open();
+    }
     loop {
         crate::services::signal::deliver_pending(ctx);
         if ctx.dune.generation.load(Ordering::Acquire) != ctx.seen_generation {
@@ -160,15 +166,18 @@ pub(crate) fn run(ctx: &mut ThreadCtx) -> ! {
             ledger::exit(reason, run_ticks, t0.wrapping_sub(t1));
         }
         ctx.note_entry();
-        let faults0 = ledger::host_faults();
+        let usage0 = host_counters::thread_usage();
         let exit = match ctx.vcpu_mut().run() {
             Ok(e) => e,
             Err(e) => fatal(ctx, format_args!("{e}")),
         };
         let t1 = ledger::ticks();
-        let faults1 = ledger::host_faults();
-        if faults0 >= 0 && faults1 > faults0 {
-            ledger::faults_in_run((faults1 - faults0) as u64);
+        if let (Some((f0, u0, s0)), Some((f1, u1, s1))) = (usage0, host_counters::thread_usage()) {
+            ledger::faults_in_run(f1.saturating_sub(f0));
+            host_counters::time_in_run(u1.saturating_sub(u0), s1.saturating_sub(s0));
+        }
+        if let Some(h) = ctx.host_counters.as_mut() {
+            h.update();
         }
         last = Some((exit_reason(&exit, doorbell), t1.wrapping_sub(t0), t1));
         if ctx.mode == kmod::Mode::Pvm {

@@ -75,9 +75,38 @@ fn ledger_counts_the_events_it_names() {
 
     // write k pages, scan again: exactly k D bits found set and cleared
     let written = [0usize, 3, 17, 40, 63];
+    // the host counters' events of one KVM_RUN land when it returns: an exit around
+    // the writes (a forwarded getpid)
+    // SAFETY: getpid has no arguments.
+    unsafe { libc::syscall(libc::SYS_getpid) };
+    let host_before = dune_hw::ledger();
     for &i in &written {
         // SAFETY: inside the mapping above.
         unsafe { page(i).write_volatile(2) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_getpid) };
+    let h = dune_hw::ledger().since(&host_before);
+    match dune_hw::host_counter_status() {
+        Ok(_) if h.host_threads > 0 => {
+            // each write after the D clear is one shadow fault: KVM walks the guest
+            // table and sets the D bit; nothing else ran on this vCPU meanwhile but the
+            // two getpid exits
+            let k = written.len() as u64;
+            assert!(
+                (k..=k + 4).contains(&h.host_events[dune_hw::EV_SET_DIRTY]),
+                "{k} writes after a D clear, D bits KVM set: {h:?}"
+            );
+            assert!(
+                (k..=k + 8).contains(&h.host_events[dune_hw::EV_WALK]),
+                "{k} shadow faults, guest walks: {h:?}"
+            );
+            assert!(
+                (1..=2).contains(&h.host_events[dune_hw::EV_USERSPACE_EXIT]),
+                "one KVM_RUN ended in the window (the second getpid): {h:?}"
+            );
+        }
+        other => println!("host counters not counted here ({other:?}): checks skipped"),
     }
     assert_eq!(
         view.count_written(start, end),

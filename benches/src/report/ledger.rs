@@ -62,6 +62,12 @@ pub struct Reconciliation {
     pub delta_cpu_ns: f64,
     /// Host-kernel (system) time difference, ns (cross-check; tick-sampled split).
     pub delta_stime_ns: f64,
+    /// The Dune run's vCPU threads' system (host-kernel) time inside `KVM_RUN`, ns
+    /// (`getrusage(RUSAGE_THREAD)` around each; cross-check, not a row: it overlaps the
+    /// shadow-MMU rows).
+    pub run_stime_ns: f64,
+    /// Their user time inside `KVM_RUN` (guest execution as the host accounts it), ns.
+    pub run_utime_ns: f64,
     /// The rows.
     pub rows: Vec<Row>,
 }
@@ -206,40 +212,13 @@ pub fn reconcile_on(
                 ns: pop * pick(u.dune_populate),
             });
         }
-        let wac = writes_after_clear(dune) as f64;
-        rows.push(Row {
-            what: "shadow faults: writes after a D clear",
-            basis: Basis::Estimated(format!(
-                "{wac:.0} counted writes after a D clear × {:.1} µs",
-                pick(u.dune_write_after_clear) / 1e3
-            )),
-            ns: wac * pick(u.dune_write_after_clear).max(0.0),
-        });
-        // heap pages: populated ahead in Dune (the populate call itself is a forwarded
-        // syscall, inside the exit handling), first-touched natively in the native run
-        let populated = (ga.pages_populated.min(d.fresh_pages)) as f64;
-        rows.push(Row {
-            what: "first stores to fresh heap pages (Dune − native)",
-            basis: Basis::Estimated(format!(
-                "{populated:.0} populated pages × ({:.1} − {:.1} µs)",
-                pick(u.dune_fresh_populated) / 1e3,
-                pick(u.native_fresh) / 1e3,
-            )),
-            ns: populated * (pick(u.dune_fresh_populated) - pick(u.native_fresh)),
-        });
-        // the other first touches: of host pages that were not resident (thread stacks,
-        // runtime mappings, fault windows outside the populated heap), each one host page
-        // fault KVM takes inside KVM_RUN, counted by the host's fault counter
-        let faults = d.host_faults_in_run as f64;
-        rows.push(Row {
-            what: HOST_FAULT_ROW,
-            basis: Basis::Estimated(format!(
-                "{faults:.0} counted host page faults inside KVM_RUN × ({:.1} − {:.1} µs)",
-                pick(u.dune_fresh) / 1e3,
-                pick(u.native_fresh) / 1e3,
-            )),
-            ns: faults * (pick(u.dune_fresh) - pick(u.native_fresh)).max(0.0),
-        });
+        let counted =
+            d.host_threads > 0 && d.host_threads_failed == 0 && u.dune_shadow_fault.wall > 0.0;
+        if counted {
+            shadow_rows_counted(&mut rows, dune, &pick, u);
+        } else {
+            shadow_rows_estimated(&mut rows, dune, &pick, u);
+        }
         let wf = gb.write_faults as f64;
         if wf > 0.0 {
             rows.push(Row {
@@ -260,8 +239,126 @@ pub fn reconcile_on(
         },
         delta_cpu_ns: cpu(dune) - cpu(native),
         delta_stime_ns: dune.stime_ns as f64 - native.stime_ns as f64,
+        run_stime_ns: ns(d.run_stime),
+        run_utime_ns: ns(d.run_utime),
         rows,
     }
+}
+
+/// The shadow-MMU rows without host counters (tracepoints not available, or a
+/// calibration without the per-walk unit): the guest-visible counts × unit costs.
+fn shadow_rows_estimated(
+    rows: &mut Vec<Row>,
+    dune: &RunResult,
+    pick: &dyn Fn(crate::calibrate::Cost) -> f64,
+    u: &UnitCosts,
+) {
+    let d = &dune.dune;
+    let ga = &dune.gc_ledger;
+    let wac = writes_after_clear(dune) as f64;
+    rows.push(Row {
+        what: "shadow faults: writes after a D clear",
+        basis: Basis::Estimated(format!(
+            "{wac:.0} counted writes after a D clear × {:.1} µs",
+            pick(u.dune_write_after_clear) / 1e3
+        )),
+        ns: wac * pick(u.dune_write_after_clear).max(0.0),
+    });
+    // heap pages: populated ahead in Dune (the populate call itself is a forwarded
+    // syscall, inside the exit handling), first-touched natively in the native run
+    let populated = (ga.pages_populated.min(d.fresh_pages)) as f64;
+    rows.push(Row {
+        what: "first stores to fresh heap pages (Dune − native)",
+        basis: Basis::Estimated(format!(
+            "{populated:.0} populated pages × ({:.1} − {:.1} µs)",
+            pick(u.dune_fresh_populated) / 1e3,
+            pick(u.native_fresh) / 1e3,
+        )),
+        ns: populated * (pick(u.dune_fresh_populated) - pick(u.native_fresh)),
+    });
+    // the other first touches: of host pages that were not resident (thread stacks,
+    // runtime mappings, fault windows outside the populated heap), each one host page
+    // fault KVM takes inside KVM_RUN, counted by the host's fault counter
+    let faults = d.host_faults_in_run as f64;
+    rows.push(Row {
+        what: HOST_FAULT_ROW,
+        basis: Basis::Estimated(format!(
+            "{faults:.0} counted host page faults inside KVM_RUN × ({:.1} − {:.1} µs)",
+            pick(u.dune_fresh) / 1e3,
+            pick(u.native_fresh) / 1e3,
+        )),
+        ns: faults * (pick(u.dune_fresh) - pick(u.native_fresh)).max(0.0),
+    });
+}
+
+/// The row of shadow-MMU faults the host counted.
+pub const SHADOW_ROW: &str = "shadow-MMU faults (host-counted guest walks)";
+
+/// The row of resyncs the host counted.
+pub const RESYNC_ROW: &str = "shadow-MMU resyncs outside arms (host-counted)";
+
+/// The shadow-MMU rows with the host counters: every shadow fault KVM took on the vCPU
+/// threads (`kvm_mmu_pagetable_walk`, counted) × the calibrated cost of one; the host page
+/// faults inside `KVM_RUN` (counted) at a native fault's cost; the native run's first
+/// stores to the heap pages the Dune run populated (it pays them in the populate,
+/// inside the exit handling) subtracted. In runs that arm, the arms' own page-table
+/// write faults (`kvm_mmu_unsync_page`, one each) and resyncs are inside the counted arm
+/// and collect spans and are left out here.
+fn shadow_rows_counted(
+    rows: &mut Vec<Row>,
+    dune: &RunResult,
+    pick: &dyn Fn(crate::calibrate::Cost) -> f64,
+    u: &UnitCosts,
+) {
+    use dune_hw::{EV_SYNC_PAGE, EV_UNSYNC_PAGE, EV_WALK};
+    let d = &dune.dune;
+    let ga = &dune.gc_ledger;
+    let arms = ga.arms > 0;
+    let walks = d.host_events[EV_WALK];
+    let unsync = if arms {
+        d.host_events[EV_UNSYNC_PAGE]
+    } else {
+        0
+    };
+    let faults = walks.saturating_sub(unsync) as f64;
+    rows.push(Row {
+        what: SHADOW_ROW,
+        basis: Basis::Estimated(format!(
+            "{faults:.0} guest walks counted by kvmmmu:kvm_mmu_pagetable_walk on the vCPU threads{} × {:.2} µs (calibrated per walk)",
+            if arms { format!(" ({walks} − {unsync} unsync faults inside the arms)") } else { String::new() },
+            pick(u.dune_shadow_fault) / 1e3
+        )),
+        ns: faults * pick(u.dune_shadow_fault),
+    });
+    if !arms {
+        let syncs = d.host_events[EV_SYNC_PAGE] as f64;
+        rows.push(Row {
+            what: RESYNC_ROW,
+            basis: Basis::Estimated(format!(
+                "{syncs:.0} kvm_mmu_sync_page × {:.1} µs (calibrated per table)",
+                pick(u.dune_resync) / 1e3
+            )),
+            ns: syncs * pick(u.dune_resync).max(0.0),
+        });
+    }
+    let hf = d.host_faults_in_run as f64;
+    rows.push(Row {
+        what: HOST_FAULT_ROW,
+        basis: Basis::Estimated(format!(
+            "{hf:.0} counted host page faults inside KVM_RUN × {:.1} µs (native first store; the shadow fault is in the walks)",
+            pick(u.native_fresh) / 1e3
+        )),
+        ns: hf * pick(u.native_fresh),
+    });
+    let populated = (ga.pages_populated.min(d.fresh_pages)) as f64;
+    rows.push(Row {
+        what: "first stores to the heap pages the Dune run populated (paid by the native run)",
+        basis: Basis::Estimated(format!(
+            "−{populated:.0} pages × {:.1} µs (native first store)",
+            pick(u.native_fresh) / 1e3
+        )),
+        ns: -populated * pick(u.native_fresh),
+    });
 }
 
 fn ms(ns: f64) -> String {
@@ -271,11 +368,14 @@ fn ms(ns: f64) -> String {
 /// The reconciliation as a markdown table (ms) under a `title` line.
 pub fn markdown(title: &str, r: &Reconciliation) -> String {
     let mut s = format!(
-        "**{title}**: Δ {} ms (Δ CPU {} ms, of which host-kernel Δ {} ms, getrusage)\n\n\
+        "**{title}**: Δ {} ms (Δ CPU {} ms, of which host-kernel Δ {} ms, getrusage; the Dune \
+         run's vCPU threads inside KVM_RUN: {} ms system, {} ms user)\n\n\
          | share of Δ | how | ms |\n|---|---|---|\n",
         ms(r.delta_ns),
         ms(r.delta_cpu_ns),
-        ms(r.delta_stime_ns)
+        ms(r.delta_stime_ns),
+        ms(r.run_stime_ns),
+        ms(r.run_utime_ns)
     );
     for row in &r.rows {
         let how = match &row.basis {
@@ -351,5 +451,51 @@ mod tests {
         // 0.2 ms arming CPU + 10 exits × 20 µs + 100 × 30 µs + 20 × 4 µs + 10 × 8 µs (no
         // counted handling row)
         assert!((r.explained_ns() - 3_560_000.0).abs() < 1.0, "{r:?}");
+    }
+
+    #[test]
+    fn host_counted_walks_replace_the_guest_side_estimates() {
+        let mut dune = RunResult {
+            wall_ns: 10_000_000,
+            ..RunResult::default()
+        };
+        dune.dune.host_threads = 1;
+        dune.dune.host_events[dune_hw::EV_WALK] = 200;
+        dune.dune.host_events[dune_hw::EV_UNSYNC_PAGE] = 5;
+        dune.dune.host_events[dune_hw::EV_SYNC_PAGE] = 4;
+        dune.dune.host_faults_in_run = 10;
+        dune.dune.fresh_pages = 50;
+        dune.dune.dirty_written = 100; // not priced: the walks include these faults
+        dune.gc_ledger.pages_populated = 20;
+        let native = RunResult {
+            wall_ns: 4_000_000,
+            ..RunResult::default()
+        };
+        let c = |wall| Cost { wall, cpu: wall };
+        let u = UnitCosts {
+            dune_shadow_fault: c(10_000.0),
+            dune_resync: c(50_000.0),
+            dune_write_after_clear: c(30_000.0),
+            native_fresh: c(1_000.0),
+            ..UnitCosts::default()
+        };
+        let r = reconcile(&dune, &native, Some(&u));
+        // no arms: 200 walks × 10 µs + 4 syncs × 50 µs + 10 host faults × 1 µs − 20 × 1 µs
+        assert_eq!(r.row_ns(SHADOW_ROW), 2_000_000.0, "{r:?}");
+        assert_eq!(r.row_ns(RESYNC_ROW), 200_000.0);
+        assert!((r.explained_ns() - 2_190_000.0).abs() < 1.0, "{r:?}");
+        // with arms: the unsync faults and the resyncs are inside the arm span
+        dune.gc_ledger.arms = 2;
+        let r = reconcile(&dune, &native, Some(&u));
+        assert_eq!(r.row_ns(SHADOW_ROW), 1_950_000.0, "{r:?}");
+        assert_eq!(r.row_ns(RESYNC_ROW), 0.0);
+        // a thread that could not count: back to the guest-side estimates
+        dune.dune.host_threads_failed = 1;
+        let r = reconcile(&dune, &native, Some(&u));
+        assert_eq!(r.row_ns(SHADOW_ROW), 0.0);
+        assert_eq!(
+            r.row_ns("shadow faults: writes after a D clear"),
+            3_000_000.0
+        );
     }
 }

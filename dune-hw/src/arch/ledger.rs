@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::host_counters::{self, event_key, N_HOST_EVENTS};
+
 /// Why a vCPU exit reached the host-side monitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitReason {
@@ -204,6 +206,21 @@ pub struct DuneLedger {
     /// (A/D are preset on fresh leaves, so the guest page table cannot tell which were
     /// touched; the host's fault counter can).
     pub host_faults_in_run: u64,
+    /// Host-side KVM tracepoint events counted on the vCPU threads
+    /// ([`crate::arch::host_counters::HOST_EVENTS`], same index): per-thread perf events
+    /// read by the monitor after every `KVM_RUN`. All zero where they could not be
+    /// opened ([`DuneLedger::host_threads_failed`]).
+    pub host_events: [u64; N_HOST_EVENTS],
+    /// vCPU threads whose host counters were opened.
+    pub host_threads: u64,
+    /// vCPU threads whose host counters could not be opened
+    /// ([`crate::host_counter_status`] says why).
+    pub host_threads_failed: u64,
+    /// User time of the vCPU threads inside `KVM_RUN` (`getrusage(RUSAGE_THREAD)` around
+    /// each; the host accounts guest execution as user time).
+    pub run_utime: Duration,
+    /// System (host-kernel) time of the vCPU threads inside `KVM_RUN` (same source).
+    pub run_stime: Duration,
 }
 
 impl DuneLedger {
@@ -262,6 +279,14 @@ impl DuneLedger {
             host_faults_in_run: self
                 .host_faults_in_run
                 .saturating_sub(earlier.host_faults_in_run),
+            host_events: std::array::from_fn(|i| {
+                self.host_events[i].saturating_sub(earlier.host_events[i])
+            }),
+            // state, not events: how many vCPU threads count (or not) as of `self`
+            host_threads: self.host_threads,
+            host_threads_failed: self.host_threads_failed,
+            run_utime: self.run_utime.saturating_sub(earlier.run_utime),
+            run_stime: self.run_stime.saturating_sub(earlier.run_stime),
             ..DuneLedger::default()
         };
         for i in 0..N_EXIT_REASONS {
@@ -321,7 +346,17 @@ impl DuneLedger {
                 "dune_host_faults_in_run".to_owned(),
                 self.host_faults_in_run,
             ),
+            ("dune_host_threads".to_owned(), self.host_threads),
+            (
+                "dune_host_threads_failed".to_owned(),
+                self.host_threads_failed,
+            ),
+            ("dune_run_utime_ns".to_owned(), ns(self.run_utime)),
+            ("dune_run_stime_ns".to_owned(), ns(self.run_stime)),
         ]);
+        for i in 0..N_HOST_EVENTS {
+            v.push((format!("dune_host_{}", event_key(i)), self.host_events[i]));
+        }
         v
     }
 
@@ -348,6 +383,11 @@ impl DuneLedger {
             dirty_cleared: n("dune_dirty_cleared"),
             dirty_written: n("dune_dirty_written"),
             host_faults_in_run: n("dune_host_faults_in_run"),
+            host_events: std::array::from_fn(|i| n(&format!("dune_host_{}", event_key(i)))),
+            host_threads: n("dune_host_threads"),
+            host_threads_failed: n("dune_host_threads_failed"),
+            run_utime: t("dune_run_utime_ns"),
+            run_stime: t("dune_run_stime_ns"),
             ..DuneLedger::default()
         };
         for r in ExitReason::ALL {
@@ -429,7 +469,36 @@ impl std::fmt::Display for DuneLedger {
             self.dirty_cleared,
             self.dirty_written,
             self.dirty_cleared - self.dirty_written.min(self.dirty_cleared)
-        )
+        )?;
+        writeln!(f)?;
+        write!(
+            f,
+            "  vCPU threads        {:?} user, {:?} system inside KVM_RUN (getrusage)",
+            self.run_utime, self.run_stime
+        )?;
+        writeln!(f)?;
+        if self.host_threads == 0 {
+            write!(
+                f,
+                "  host KVM events     not counted ({} vCPU threads could not open the tracepoints)",
+                self.host_threads_failed
+            )
+        } else {
+            write!(
+                f,
+                "  host KVM events     (tracepoints on {} vCPU threads{})",
+                self.host_threads,
+                if self.host_threads_failed > 0 {
+                    format!(", {} not counted", self.host_threads_failed)
+                } else {
+                    String::new()
+                }
+            )?;
+            for i in 0..N_HOST_EVENTS {
+                write!(f, " {} {}", event_key(i), self.host_events[i])?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -529,20 +598,6 @@ pub(crate) fn voluntary_switches() -> i64 {
     ru.ru_nvcsw
 }
 
-/// Host page faults (minor + major) of the calling thread so far
-/// (`getrusage(RUSAGE_THREAD)`; the monitor reads it around `KVM_RUN`). Faults KVM takes
-/// on the guest's behalf through `get_user_pages` count here (to the thread that ran the
-/// vCPU), not in any perf event. -1 if the call fails.
-pub(crate) fn host_faults() -> i64 {
-    // SAFETY: a zeroed rusage is valid; getrusage writes it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_THREAD with a valid out pointer.
-    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
-        return -1;
-    }
-    ru.ru_minflt + ru.ru_majflt
-}
-
 /// `n` host page faults were taken inside one `KVM_RUN`.
 pub(crate) fn faults_in_run(n: u64) {
     add(&C.host_faults_in_run, n);
@@ -636,6 +691,12 @@ pub fn ledger() -> DuneLedger {
         host_faults_in_run: l(&C.host_faults_in_run),
         ..DuneLedger::default()
     };
+    let (events, threads, failed, utime, stime) = host_counters::snapshot();
+    d.host_events = events;
+    d.host_threads = threads;
+    d.host_threads_failed = failed;
+    d.run_utime = Duration::from_nanos(utime);
+    d.run_stime = Duration::from_nanos(stime);
     for i in 0..N_EXIT_REASONS {
         d.exits[i] = l(&C.exits[i]);
         d.exit_handling[i] = to_duration(l(&C.exit_ticks[i]));
@@ -659,8 +720,11 @@ mod tests {
             dirty_cleared: 2,
             host_faults_in_run: 11,
             flush_time: Duration::from_nanos(50),
+            host_threads: 2,
+            run_stime: Duration::from_nanos(300),
             ..DuneLedger::default()
         };
+        a.host_events[host_counters::EV_WALK] = 40;
         a.exits[ExitReason::Syscall as usize] = 9;
         a.exit_handling[ExitReason::Syscall as usize] = Duration::from_nanos(900);
         a.blocked[BlockClass::Futex as usize] = 4;
@@ -672,6 +736,8 @@ mod tests {
         let mut b = a;
         b.fresh_pages += 5;
         b.host_faults_in_run += 2;
+        b.host_events[host_counters::EV_WALK] += 6;
+        b.run_stime += Duration::from_nanos(100);
         b.exits[ExitReason::Exception as usize] += 1;
         let d = b.since(&a);
         assert_eq!(
@@ -682,6 +748,11 @@ mod tests {
                 d.host_faults_in_run
             ),
             (5, 1, 0, 2)
+        );
+        assert_eq!(d.host_events[host_counters::EV_WALK], 6);
+        assert_eq!(
+            (d.host_threads, d.run_stime),
+            (2, Duration::from_nanos(100))
         );
         assert_eq!(a.exit_handling_unblocked(), Duration::from_nanos(200));
         assert_eq!(BlockClass::of(libc::SYS_futex as u64), BlockClass::Futex);

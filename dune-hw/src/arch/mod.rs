@@ -7,5 +7,6 @@ pub mod addr;
 pub mod entry;
 pub mod error;
 pub mod gdt;
+pub mod host_counters;
 pub mod idt;
 pub mod ledger;

@@ -141,6 +141,8 @@ fn dispatch(
             // other threads)
             signal::redirect_pending_on_exit(ctx.sig());
             ctx.dune.park_vcpu(ctx.vcpu.take());
+            // (read after the KVM_RUN that brought this call: nothing is left to count)
+            ctx.host_counters = None;
             crate::state::dune::set_current(core::ptr::null_mut());
             let flag = ctx.exited.as_ptr();
             ctx.dune.live_threads.fetch_sub(1, Ordering::AcqRel);

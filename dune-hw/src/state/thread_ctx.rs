@@ -68,6 +68,11 @@ pub(crate) struct ThreadCtx {
     /// Set by a thread that ended inside Dune as its very last store before exit(2): from
     /// then on its exit-loop stack and GDT/TSS pages may be reused.
     pub(crate) exited: AtomicU32,
+    /// This thread's host-side KVM tracepoint counters (opened by the exit loop on the
+    /// thread that runs the vCPU; None until then, or where they cannot be opened).
+    pub(crate) host_counters: Option<crate::arch::host_counters::ThreadCounters>,
+    /// The exit loop tried to open [`ThreadCtx::host_counters`] on this thread.
+    pub(crate) host_counters_tried: bool,
 }
 
 /// Whether the calling thread is in Dune mode.
@@ -193,6 +198,8 @@ impl ThreadCtx {
             pvm_supervisor: false,
             sig: Box::new(SigState::new()),
             exited: AtomicU32::new(0),
+            host_counters: None,
+            host_counters_tried: false,
         });
         let tss = cpu_pages + 0x800;
         let stack_top = cpu_pages + cpu_pages_len as u64;
