@@ -45,7 +45,11 @@ fn main() {
     let small = mode == Mode::Ring0;
     println!("kvm_privileged: {mode:?} mode");
     type Test = (&'static str, fn(Mode, bool));
-    let tests: [Test; 9] = [
+    let tests: [Test; 10] = [
+        (
+            "instructions_kvm_only_emulates_run",
+            instructions_kvm_only_emulates_run,
+        ),
         (
             "walk_reports_entry_level_and_page",
             walk_reports_entry_level_and_page,
@@ -115,7 +119,7 @@ fn run_ring0_child() {
     );
     assert_eq!(
         stdout.matches("... ok").count(),
-        9,
+        10,
         "every test ran in ring-0: {stdout}"
     );
 }
@@ -565,6 +569,35 @@ fn cpuinfo_flags() -> Vec<String> {
         .split_whitespace()
         .map(str::to_owned)
         .collect()
+}
+
+/// MOVBE (libc's memcmp uses it when the host CPU has it) loads and stores byte-swapped in
+/// every mode, also at emulated CPL0 where KVM's emulator may refuse it with #UD.
+fn instructions_kvm_only_emulates_run(_mode: Mode, _small: bool) {
+    if !std::arch::is_x86_feature_detected!("movbe") {
+        println!("  movbe: the host CPU lacks it, nothing to check");
+        return;
+    }
+    let src: u64 = 0x0102_0304_0506_0708;
+    let mut dst: u64 = 0;
+    let loaded: u64;
+    // SAFETY: both operands are valid, aligned u64s on this stack frame.
+    unsafe {
+        core::arch::asm!(
+            "movbe {l}, [{s}]",
+            "movbe [{d}], {l}",
+            s = in(reg) &src,
+            d = in(reg) &mut dst,
+            l = out(reg) loaded,
+        );
+    }
+    assert_eq!(loaded, src.swap_bytes());
+    assert_eq!(dst, src, "swapped twice");
+    // and through libc, as the program's own code would
+    let a = b"flags\0x";
+    let b = b"flags\0y";
+    assert_eq!(a[..5], b[..5]);
+    assert_ne!(a[..], b[..]);
 }
 
 fn tlb_operations_and_feature_report(mode: Mode, _small: bool) {

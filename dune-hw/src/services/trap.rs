@@ -229,6 +229,21 @@ pub(crate) fn handle(ctx: &mut ThreadCtx) {
             ),
         );
     }
+    if f.vector == 6 && ctx.mode == kmod::Mode::Ring0 {
+        if !ctx.native_step {
+            // KVM's emulator refused an instruction with #UD (MOVBE in libc's memcmp, on a
+            // host whose KVM only emulates MOVBE): the CPU may have it, so run it natively
+            // once. A #UD there too is the program's own.
+            let mut r = regs;
+            r.rip = f.rip;
+            r.rsp = f.rsp;
+            r.rflags = f.rflags;
+            step_natively_with(ctx, r);
+            return;
+        }
+        leave_native_step(ctx);
+        f.rflags &= !TF;
+    }
     if dispatch_to_program(ctx, &regs, &f, 0, declined) {
         return;
     }
@@ -290,10 +305,15 @@ const TF: u64 = 1 << 8;
 /// the #DB after it returns to CPL0 in [`end_native_step`]. Privileged instructions fault
 /// at CPL3 and end as a fatal exception, as they should not reach here.
 pub(crate) fn step_natively(ctx: &mut ThreadCtx) {
-    let mut r = match ctx.vcpu().regs() {
+    let r = match ctx.vcpu().regs() {
         Ok(r) => r,
         Err(e) => fatal(ctx, format_args!("{e}")),
     };
+    step_natively_with(ctx, r);
+}
+
+/// [`step_natively`] from the registers `r` (the instruction at `r.rip`).
+fn step_natively_with(ctx: &mut ThreadCtx, mut r: kvm_bindings::kvm_regs) {
     let mut s = match ctx.vcpu().sregs() {
         Ok(s) => s,
         Err(e) => fatal(ctx, format_args!("{e}")),
@@ -316,6 +336,14 @@ fn end_native_step(ctx: &mut ThreadCtx, mut regs: kvm_bindings::kvm_regs, f: &Ex
     regs.rip = f.rip;
     regs.rsp = f.rsp;
     regs.rflags = f.rflags & !TF;
+    leave_native_step(ctx);
+    if let Err(e) = ctx.vcpu_mut().set_regs(&regs) {
+        fatal(ctx, format_args!("{e}"))
+    }
+}
+
+/// Ends a native step: the CPL0 code and stack segments again.
+fn leave_native_step(ctx: &mut ThreadCtx) {
     ctx.native_step = false;
     let mut s = match ctx.vcpu().sregs() {
         Ok(s) => s,
@@ -323,9 +351,6 @@ fn end_native_step(ctx: &mut ThreadCtx, mut regs: kvm_bindings::kvm_regs, f: &Ex
     };
     s.cs = crate::state::dune::seg(crate::arch::gdt::KERNEL_CS, 11, 0, true, 0);
     s.ss = crate::state::dune::seg(crate::arch::gdt::KERNEL_SS, 3, 0, false, 0);
-    if let Err(e) = ctx.vcpu_mut().set_regs(&regs) {
-        fatal(ctx, format_args!("{e}"))
-    }
     if let Err(e) = ctx.vcpu_mut().set_sregs(&s) {
         fatal(ctx, format_args!("{e}"))
     }
