@@ -9,37 +9,6 @@ use std::os::fd::FromRawFd;
 /// Guest physical address bits needed for GPA == HVA over the 47-bit user address space.
 pub const NEEDED_PHYS_BITS: u32 = 47;
 
-/// Leaves whose bits are feature flags: only these take emulated features.
-const FEATURE_LEAVES: [u32; 3] = [1, 7, 0x8000_0001];
-
-/// ORs into `supported` every feature bit that KVM emulates (`emulated`) and the host CPU
-/// (`host(leaf, subleaf)` as `[eax, ebx, ecx, edx]`) has, for the feature leaves 1, 7 and
-/// 0x8000_0001. Emulated bits the host lacks stay off: natively run guest code (CPL3) would
-/// fault on them.
-pub fn add_host_emulated(
-    supported: &mut CpuId,
-    emulated: &CpuId,
-    host: impl Fn(u32, u32) -> [u32; 4],
-) {
-    for em in emulated.as_slice() {
-        if !FEATURE_LEAVES.contains(&em.function) {
-            continue;
-        }
-        let h = host(em.function, em.index);
-        let add = [em.eax & h[0], em.ebx & h[1], em.ecx & h[2], em.edx & h[3]];
-        if let Some(e) = supported
-            .as_mut_slice()
-            .iter_mut()
-            .find(|e| e.function == em.function && e.index == em.index)
-        {
-            e.eax |= add[0];
-            e.ebx |= add[1];
-            e.ecx |= add[2];
-            e.edx |= add[3];
-        }
-    }
-}
-
 /// An open `/dev/kvm` with its checked capabilities.
 pub struct System {
     kvm: Kvm,
@@ -109,18 +78,9 @@ impl System {
             }
         }
         let nr_memslots = kvm.get_nr_memslots();
-        let mut cpuid = kvm
+        let cpuid = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| KmodError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
-        // Features KVM only emulates (MOVBE on some hosts) but this CPU has: the program's
-        // libc chose its string functions by the host CPUID before entering the guest, so the
-        // guest must advertise them too, or KVM's instruction emulator (guest CPL0) raises #UD.
-        if let Ok(emulated) = kvm.get_emulated_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES) {
-            add_host_emulated(&mut cpuid, &emulated, |leaf, sub| {
-                let r = core::arch::x86_64::__cpuid_count(leaf, sub);
-                [r.eax, r.ebx, r.ecx, r.edx]
-            });
-        }
         let phys_bits = cpuid
             .as_slice()
             .iter()
@@ -168,41 +128,5 @@ impl std::fmt::Debug for System {
             .field("nr_memslots", &self.nr_memslots)
             .field("phys_bits", &self.phys_bits)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kvm_bindings::kvm_cpuid_entry2;
-
-    fn entry(function: u32, ecx: u32) -> kvm_cpuid_entry2 {
-        kvm_cpuid_entry2 {
-            function,
-            ecx,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn emulated_features_the_host_has_are_added_and_no_others() {
-        const MOVBE: u32 = 1 << 22;
-        const OTHER: u32 = 1 << 5;
-        let mut sup = CpuId::from_entries(&[entry(1, 0x1), entry(0xd, 0)]).unwrap();
-        let emu = CpuId::from_entries(&[entry(1, MOVBE | OTHER), entry(0xd, 0xff)]).unwrap();
-        // The host has MOVBE but not OTHER.
-        add_host_emulated(&mut sup, &emu, |leaf, _| {
-            if leaf == 1 {
-                [0, 0, MOVBE | 0x1, 0]
-            } else {
-                [u32::MAX; 4]
-            }
-        });
-        assert_eq!(sup.as_slice()[0].ecx, 0x1 | MOVBE);
-        assert_eq!(
-            sup.as_slice()[1].ecx,
-            0,
-            "non-feature leaves are left alone"
-        );
     }
 }
