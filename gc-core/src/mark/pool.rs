@@ -651,8 +651,12 @@ mod tests {
             }
         });
         // Leaving the round it joined with items of that round unprocessed is quitting
-        // early (a helper that joined late may leave during a later round: not counted).
-        if t.round.load(Ordering::SeqCst) == round && t.done.load(Ordering::SeqCst) < EXPECTED {
+        // early. A helper that woke late may leave during a later round, or between two
+        // rounds: not counted. The main thread publishes a round's number only once that
+        // round's marking has begun, and resets `done` after it, so `done` is read first:
+        // a reset seen here comes with the next round's number.
+        let done = t.done.load(Ordering::SeqCst);
+        if t.round.load(Ordering::SeqCst) == round && done < EXPECTED {
             t.early_exits.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -670,9 +674,11 @@ mod tests {
         pool.ensure_started(job, ctx).expect("marker threads");
         assert_eq!(pool.helpers(), 3);
         for round in 1..=20 {
-            CTX.done.store(0, Ordering::SeqCst);
-            CTX.round.store(round, Ordering::SeqCst);
+            // Marking begins (busy) before the round's number is visible: a helper that
+            // reads this number finds the round's work, or leaves only once it is done.
             pool.begin_marking();
+            CTX.round.store(round, Ordering::SeqCst);
+            CTX.done.store(0, Ordering::SeqCst);
             // SAFETY: this thread is marker 0.
             unsafe { pool.private(0) }.push(1, 2);
             pool.run(&mut || job(ctx, 0));
