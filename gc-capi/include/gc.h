@@ -95,7 +95,6 @@
  *    heap growth as in bdwgc's GC_collect_or_expand (not in incremental mode); dunegc's
  *    GC_get_heap_size counts pages in use, so with GC_dont_expand it stays within the
  *    pages the heap has rather than at one fixed size.
- *    Not provided (gc-core has no such behaviour): GC_stackbottom, GC_register_altstack.
  *  - GC_try_to_collect asks its stop function once, before the collection starts (a
  *    stop-the-world collection is not abandoned half way).
  *  - GC_suspend_thread uses the restart signal (SIGXCPU, bdwgc's on Linux).
@@ -808,6 +807,17 @@ GC_API void GC_CALL GC_atfork_prepare(void);
 GC_API void GC_CALL GC_atfork_parent(void);
 GC_API void GC_CALL GC_atfork_child(void);
 GC_API void *GC_CALL GC_get_my_stackbottom(struct GC_stack_base *);
+/* The cold end of a thread's (or coroutine's) stack: its stack is scanned from the stack
+ * pointer up to it (NULL handle: the calling thread; before GC_init: GC_stackbottom). */
+GC_API void GC_CALL GC_set_stackbottom(void * /* gc_thread_handle */,
+                                       const struct GC_stack_base *);
+/* The cold end of the primordial thread's stack, if set before GC_init. */
+GC_API char *GC_stackbottom;
+/* The calling thread's normal and alternate signal stacks: a thread stopped while on the
+ * alternate stack has both scanned. */
+GC_API void GC_CALL GC_register_altstack(void * /* stack_start */, GC_word /* stack_size */,
+                                         void * /* altstack_base */,
+                                         GC_word /* altstack_size */);
 typedef void (GC_CALLBACK *GC_reachable_object_proc)(void * /* obj */, size_t /* bytes */,
                                                      void * /* client_data */);
 GC_API void GC_CALL GC_enumerate_reachable_objects_inner(GC_reachable_object_proc,

@@ -68,6 +68,11 @@ pub(crate) fn heap() -> &'static Heap {
     global_heap()
 }
 
+/// True once the collector is initialised (and not since `GC_deinit`).
+pub(crate) fn is_initialised() -> bool {
+    INIT_DONE.load(Ordering::Acquire)
+}
+
 /// True if `GC_DISABLE_INCREMENTAL` forbids incremental mode.
 pub(crate) fn incremental_forbidden() -> bool {
     INCREMENTAL_FORBIDDEN.load(Ordering::Acquire)
@@ -97,6 +102,7 @@ fn init_once() {
         crate::heapinfo::install();
         crate::markroots::install();
         crate::threads::mark_current_registered();
+        crate::stacks::install();
         crate::errors::init();
         crate::finalize::install(heap);
         crate::callbacks::install();

@@ -32,6 +32,8 @@
 //!   callback, `GC_clear_roots`.
 //! - [`worldctl`] — the allocation lock and the world held by the program, fork
 //!   handling, `GC_suspend_thread`, `GC_enumerate_reachable_objects_inner`.
+//! - [`stacks`] — stacks the program declares: `GC_stackbottom`, `GC_set_stackbottom`,
+//!   `GC_get_my_stackbottom`, `GC_register_altstack`.
 //! - [`print`](mod@print) — `GC_printf` & co. (C-variadic, in `csrc/printf.c`), the abort function.
 //! - [`callbacks`] — `GC_call_with_alloc_lock`, `GC_do_blocking`,
 //!   `GC_call_with_gc_active`, the start callback, `GC_start_mark_threads`.
@@ -183,9 +185,7 @@
 //!   `GC_collect_or_expand`, whether an allocation that needs fresh pages collects
 //!   first or grows the heap (gc-core's `heap::growth`); not in incremental mode.
 //! - **Not provided** (gc-core has no such behaviour; the reasons are in
-//!   `tests/abi_missing.txt`): `GC_stackbottom`, `GC_set_max_prior_attempts`,
-//!   `GC_set_stackbottom`, `GC_register_altstack`,
-//!   the four `GC_*objfreelist_ptr`
+//!   `tests/abi_missing.txt`): `GC_set_max_prior_attempts`, the four `GC_*objfreelist_ptr`
 //!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
 //!   internal `GC_arrays` (`tests/abi_internal.txt`).
 
@@ -213,6 +213,7 @@ pub mod memalign;
 pub mod print;
 pub mod prof;
 pub mod ptrcheck;
+pub mod stacks;
 pub mod staticroots;
 pub mod stubborn;
 pub mod threads;

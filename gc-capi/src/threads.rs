@@ -76,11 +76,13 @@ pub extern "C" fn GC_register_my_thread(_sb: *const GcStackBase) -> c_int {
 }
 
 /// Unregister the calling thread (bdwgc's `GC_unregister_my_thread`). Returns
-/// `GC_SUCCESS`; the collector keeps scanning the thread while it exists (harmless: its
-/// stack only keeps objects alive that it still points to).
+/// `GC_SUCCESS` and drops the thread's declared stacks ([`crate::stacks`]); the collector
+/// keeps scanning the thread while it exists (harmless: its stack only keeps objects
+/// alive that it still points to).
 #[no_mangle]
 pub extern "C" fn GC_unregister_my_thread() -> c_int {
     REGISTERED.with(|r| r.set(false));
+    crate::stacks::forget_current();
     GC_SUCCESS
 }
 
@@ -109,7 +111,7 @@ pub unsafe extern "C" fn GC_get_stack_base(sb: *mut GcStackBase) -> c_int {
 }
 
 /// The calling thread's stack base from glibc.
-fn stack_base() -> Option<*mut c_void> {
+pub(crate) fn stack_base() -> Option<*mut c_void> {
     let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
     // SAFETY: pthread_getattr_np initialises `attr` for the calling thread.
     if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) } != 0 {

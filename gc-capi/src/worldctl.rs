@@ -2,8 +2,7 @@
 //! `GC_alloc_unlock`, `GC_stop_world_external` / `GC_start_world_external`, fork
 //! handling (`GC_set_handle_fork`, `GC_atfork_*`), suspending single threads
 //! (`GC_suspend_thread`, `GC_resume_thread`, `GC_is_thread_suspended`), walking the
-//! reachable objects (`GC_enumerate_reachable_objects_inner`) and
-//! `GC_get_my_stackbottom`.
+//! reachable objects (`GC_enumerate_reachable_objects_inner`).
 //!
 //! **Thread suspension.** `GC_suspend_thread(t)` sends `t` the collector's second signal
 //! (bdwgc's restart signal: `SIGXCPU` unless `GC_set_thr_restart_signal` chose another
@@ -406,21 +405,4 @@ pub unsafe extern "C" fn GC_enumerate_reachable_objects_inner(
     if !walked {
         warn_text("GC_enumerate_reachable_objects_inner: the allocation lock is not held");
     }
-}
-
-/// Store the calling thread's stack base in `*sb` and return its thread handle (bdwgc's
-/// `GC_get_my_stackbottom`; the handle is the `pthread_t`, never NULL). If glibc cannot
-/// tell the base, `mem_base` is NULL.
-///
-/// # Safety
-/// `sb` points to a writable `struct GC_stack_base`.
-#[no_mangle]
-pub unsafe extern "C" fn GC_get_my_stackbottom(sb: *mut crate::types::GcStackBase) -> *mut c_void {
-    // SAFETY: the caller's guarantee on `sb`.
-    if unsafe { crate::threads::GC_get_stack_base(sb) } != crate::types::GC_SUCCESS {
-        // SAFETY: as above.
-        unsafe { (*sb).mem_base = std::ptr::null_mut() };
-    }
-    // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() as *mut c_void }
 }

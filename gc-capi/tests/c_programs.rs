@@ -866,3 +866,11 @@ fn suspended_threads_stopped_world_alloc_lock_and_fork() {
     run_on_dunegc_modes("threadctl", &[]);
     run_on_dunegc_modes("threadctl", &["manual"]);
 }
+
+#[test]
+fn declared_altstack_and_stack_bottom_bound_and_extend_the_stack_scan() {
+    for args in [&[][..], &["preset"][..]] {
+        let (stdout, _) = run_on_dunegc_modes("altstack", args);
+        assert!(stdout.contains("bounded: "), "{stdout}");
+    }
+}

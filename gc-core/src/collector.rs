@@ -835,12 +835,14 @@ impl Heap {
                 let _ = gc.thread_roots.push(ThreadRoots {
                     stack: (sp, sp + (64 << 10)),
                     tls: (0, 0),
+                    extra: (0, 0),
                 });
             }
         }
         for r in gc.thread_roots.as_slice() {
             self.scan_stack_range_with::<PAR>(r.stack.0, r.stack.1, &mut gc.mark_stack);
             self.scan_stack_range_with::<PAR>(r.tls.0, r.tls.1, &mut gc.mark_stack);
+            self.scan_stack_range_with::<PAR>(r.extra.0, r.extra.1, &mut gc.mark_stack);
         }
         // Roots the program adds while the collector marks (GC_set_push_other_roots).
         self.push_other_roots(&mut gc.mark_stack, PAR);

@@ -17,6 +17,7 @@
 //!
 //! The handler takes no lock, allocates nothing and formats nothing.
 
+use crate::roots::declared;
 use crate::util::mmap::{Mapping, MmapVec};
 use crate::util::procmaps;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
@@ -768,6 +769,10 @@ pub struct ThreadRoots {
     pub stack: (usize, usize),
     /// Static TLS around the FS base when it lies outside `stack` (the main thread's).
     pub tls: (usize, usize),
+    /// The thread's whole declared normal stack while it runs on its declared alternate
+    /// signal stack (then `stack` is the alternate stack from the stack pointer up; see
+    /// [`crate::roots::declared`]); else empty.
+    pub extra: (usize, usize),
 }
 
 /// Bytes of static TLS scanned below the FS base when it is not inside the stack mapping.
@@ -787,11 +792,17 @@ pub fn thread_roots(
         out.push_within_capacity(ThreadRoots {
             stack: (0, 0),
             tls: (0, 0),
+            extra: (0, 0),
         })
         .map_err(|_| std::io::Error::other("capacity"))?;
     }
     let roots = out.as_mut_slice();
+    let declarations = declared::any();
+    let mut readable = declared::ReadableRuns::new();
     procmaps::for_each_mapping(|m| {
+        if declarations {
+            readable.add(m.start, m.end, m.readable);
+        }
         for (i, &(sp, fs)) in threads.iter().enumerate() {
             let sp_here = m.start <= sp && sp < m.end;
             if sp_here {
@@ -815,6 +826,28 @@ pub fn thread_roots(
         }
         true
     });
+    if declarations {
+        for (r, &(sp, fs)) in roots.iter_mut().zip(threads) {
+            if let Some(d) = declared::get(fs) {
+                if let Some((stack, extra)) = declared::ranges(sp, &d, &readable) {
+                    r.stack = stack;
+                    r.extra = extra;
+                    // TLS left to the default stack range (glibc's, at the top of the
+                    // stack mapping) that the declared range no longer covers.
+                    let covered = |(lo, hi): (usize, usize)| lo <= fs && fs < hi;
+                    if r.tls == (0, 0) && !covered(stack) && !covered(extra) {
+                        if let Some(run) = readable.containing(fs) {
+                            let mut lo = fs.saturating_sub(TLS_WINDOW_BELOW).max(run.0);
+                            if stack.1 <= fs && stack.0 >= run.0 {
+                                lo = lo.max(stack.1);
+                            }
+                            r.tls = (lo & !7, (fs + TLS_WINDOW_ABOVE).min(run.1));
+                        }
+                    }
+                }
+            }
+        }
+    }
     for (r, &(sp, _)) in roots.iter_mut().zip(threads) {
         if r.tls.0 >= r.tls.1 {
             r.tls = (0, 0);
