@@ -87,7 +87,9 @@
  *    it only when the object comes from a free list, but always subtracts in GC_free).
  *    GC_dont_precollect (GC_init collects once unless it is set, as bdwgc).
  *    GC_time_limit and GC_set_rate bound the incremental mark steps of the allocating
- *    thread (time and least scanning); the pause that finishes a cycle is not cut short.
+ *    thread (time and least scanning); the pause that finishes a cycle, when an
+ *    allocation started it, is abandoned at GC_time_limit up to
+ *    GC_set_max_prior_attempts times per cycle (default 1), as in bdwgc.
  *    GC_max_retries: collections retried when the heap limit is reached.
  *    GC_set_suspend_signal and GC_set_thr_restart_signal (before GC_init) move the
  *    collector's signals; GC_set_pages_executable maps the heap executable.
@@ -724,6 +726,9 @@ GC_API void GC_CALL GC_set_time_limit_tv(struct GC_timeval_s);
 GC_API struct GC_timeval_s GC_CALL GC_get_time_limit_tv(void);
 GC_API void GC_CALL GC_set_rate(int); /* least incremental mark step, in pages */
 GC_API int GC_CALL GC_get_rate(void);
+/* How often per cycle the world-stopped finish may be abandoned at GC_time_limit. */
+GC_API void GC_CALL GC_set_max_prior_attempts(int);
+GC_API int GC_CALL GC_get_max_prior_attempts(void);
 typedef void (GC_CALLBACK *GC_on_heap_resize_proc)(GC_word /* new_size */);
 GC_API GC_on_heap_resize_proc GC_on_heap_resize; /* called as GC_get_heap_size changes */
 GC_API void GC_CALL GC_set_on_heap_resize(GC_on_heap_resize_proc);

@@ -20,7 +20,8 @@
 //! | `GC_oom_fn` | the out-of-memory function, called when an allocation fails |
 //! | `GC_no_dls` | see [`crate::staticroots`] |
 //! | `GC_max_retries` | collections an allocation retries, after the first, when its space is exhausted before it reports out of memory |
-//! | `GC_time_limit` | milliseconds (plus `GC_set_time_limit_tv`'s nanoseconds) after which a mark step of the allocating thread stops; `GC_TIME_UNLIMITED` (999999, the default, as in Debian's bdwgc): no time bound |
+//! | `GC_time_limit` | milliseconds (plus `GC_set_time_limit_tv`'s nanoseconds) after which a mark step of the allocating thread stops, and after which the world-stopped finish of an incremental cycle that an allocation started is abandoned (`GC_set_max_prior_attempts` times per cycle at most); `GC_TIME_UNLIMITED` (999999, the default, as in Debian's bdwgc): no time bound |
+//! | `GC_set_max_prior_attempts` (getter and setter only, as in bdwgc; default 1) | how often per cycle the finish may be abandoned at `GC_time_limit` (the world resumes, the marking left goes on in steps or on the marker threads, and a later finish tries again); the attempt after that many runs to the end. Explicit collections (`GC_gcollect`) are never abandoned |
 //! | `GC_dont_expand` | nonzero: an allocation that needs fresh pages while anything was allocated since the last collection collects first; the heap grows only when that collection did not make room (not in incremental mode, as bdwgc; read at every such allocation) |
 //! | `GC_use_entire_heap` | nonzero (or `GC_USE_ENTIRE_HEAP` other than `0` at `GC_init`): a collection the allocation budget calls for waits while the allocation fits in free pages or a partial span the heap has (not in incremental mode) |
 //! | `GC_allocd_bytes_per_finalizer` (getter and setter only, as in bdwgc; default 10000) | an allocation that needs fresh pages collects first when the finalizers registered since the last such collection × this value exceed the bytes allocated since the last collection, once some finalizer has been queued (0: off; not in incremental mode) |
@@ -159,6 +160,9 @@ static TIME_LIMIT_NSEC: AtomicU64 = AtomicU64::new(0);
 /// `GC_set_rate`'s value (0: not set; then the heap's `mark_step_bytes` in pages).
 static RATE: AtomicI32 = AtomicI32::new(0);
 
+/// `GC_set_max_prior_attempts`'s value (bdwgc's default: 1).
+static MAX_PRIOR_ATTEMPTS: AtomicI32 = AtomicI32::new(1);
+
 /// Bytes of a `GC_rate` unit: a page.
 const RATE_UNIT_BYTES: usize = 4096;
 
@@ -227,6 +231,20 @@ pub extern "C" fn GC_get_rate() -> c_int {
         0 => (heap().options().mark_step_bytes / RATE_UNIT_BYTES).max(1) as c_int,
         r => r,
     }
+}
+
+/// Set how often per incremental cycle the world-stopped finish may be abandoned when
+/// it outlasts `GC_time_limit` (bdwgc's `GC_set_max_prior_attempts`; negative values
+/// count as 0, bdwgc requires a value of at least 0).
+#[no_mangle]
+pub extern "C" fn GC_set_max_prior_attempts(value: c_int) {
+    MAX_PRIOR_ATTEMPTS.store(value.max(0), Ordering::Release);
+}
+
+/// The value set by `GC_set_max_prior_attempts` (bdwgc's `GC_get_max_prior_attempts`).
+#[no_mangle]
+pub extern "C" fn GC_get_max_prior_attempts() -> c_int {
+    MAX_PRIOR_ATTEMPTS.load(Ordering::Acquire)
 }
 
 /// `GC_non_gc_bytes` at the end of the last collection (bdwgc's
@@ -322,6 +340,7 @@ fn policy() -> Policy {
         dont_expand: Some(GC_dont_expand.load(Ordering::Acquire) != 0),
         use_entire_heap: Some(GC_use_entire_heap.load(Ordering::Acquire) != 0),
         allocd_bytes_per_finalizer: Some(ALLOCD_BYTES_PER_FINALIZER.load(Ordering::Acquire)),
+        max_prior_attempts: MAX_PRIOR_ATTEMPTS.load(Ordering::Acquire).max(0) as u32,
     }
 }
 

@@ -174,7 +174,9 @@
 //!   ([`init`]: `GC_init` collects once unless it is set) are exported as data and read
 //!   where bdwgc reads them. `GC_time_limit` (`GC_set_time_limit_tv`) and `GC_set_rate`
 //!   bound each incremental mark step of the allocating thread by time and set its
-//!   least scanning; the pause that finishes a cycle is never cut short.
+//!   least scanning. The pause that finishes a cycle, when an allocation started it,
+//!   is abandoned at `GC_time_limit` up to `GC_set_max_prior_attempts` times per cycle
+//!   (default 1, as bdwgc), and the cycle goes on; explicit collections run to the end.
 //!   `GC_try_to_collect` and the default stop function are asked once, before a
 //!   collection starts (a stop-the-world collection is not abandoned half way; bdwgc
 //!   also asks during marking). Collection events are
@@ -184,10 +186,9 @@
 //!   `GC_USE_ENTIRE_HEAP`) and `GC_set_allocd_bytes_per_finalizer` decide, as bdwgc's
 //!   `GC_collect_or_expand`, whether an allocation that needs fresh pages collects
 //!   first or grows the heap (gc-core's `heap::growth`); not in incremental mode.
-//! - **Not provided** (gc-core has no such behaviour; the reasons are in
-//!   `tests/abi_missing.txt`): `GC_set_max_prior_attempts`, the four `GC_*objfreelist_ptr`
-//!   (bdwgc's own free-list arrays, declared only in a private header), and bdwgc's
-//!   internal `GC_arrays` (`tests/abi_internal.txt`).
+//! - **Not provided** (bdwgc internals no public header declares; the reasons are in
+//!   `tests/abi_internal.txt`): the four `GC_*objfreelist_ptr` (bdwgc's own free-list
+//!   arrays, declared only in a private header) and `GC_arrays`.
 
 // The exported names are bdwgc's, which are not snake case.
 #![allow(non_snake_case)]

@@ -874,3 +874,20 @@ fn declared_altstack_and_stack_bottom_bound_and_extend_the_stack_scan() {
         assert!(stdout.contains("bounded: "), "{stdout}");
     }
 }
+
+#[test]
+fn finishing_pauses_are_abandoned_at_the_time_limit_at_most_max_prior_attempts_times() {
+    let one: &[(&str, &str)] = &[("GC_MARKERS", "1")];
+    let mprotect: &[(&str, &str)] = &[("DUNEGC_DIRTY", "mprotect")];
+    run_on_both_with(
+        "prior_attempts",
+        &[
+            (&["inc", "attempts=2", "limit=0"], &[]),
+            (&["inc", "attempts=3", "limit=0"], one),
+            (&["inc", "attempts=1", "limit=0"], mprotect),
+            (&["inc", "attempts=0", "limit=0"], &[]),
+            (&["inc", "attempts=1"], &[]),
+            (&["attempts=2", "limit=0"], &[]),
+        ],
+    );
+}

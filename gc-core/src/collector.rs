@@ -27,7 +27,11 @@
 //!    arm (and pages added to a space after arming) count as dirty in full. Helpers still
 //!    tracing from step 2 or 3 simply go on inside this drain (one busy count terminates both),
 //!    so the pause never waits for them to stop; until the drain ends, this thread sets
-//!    mark bits with atomic ORs too.
+//!    mark bits with atomic ORs too. A finish the allocation slow path started may be
+//!    **abandoned** at the policy's time limit (bdwgc's `max_prior_attempts`, at most that
+//!    many times per cycle): the dirty pages it took are queued as grey work, the tracker
+//!    is armed afresh as in a pre-clean, and the cycle goes back to step 2 or 3 with
+//!    whatever marking is left (`Heap::abandon_finish`).
 //!
 //! **Why concurrent marking misses no live object.** Let `O` be live at the finish (with
 //! the world stopped). Follow a path to `O` from a root; every edge `A → B` on it is a
@@ -363,7 +367,7 @@ impl Heap {
     pub(crate) fn collect_locked(
         &'static self,
         mut g: Guard,
-        _reason: Reason,
+        reason: Reason,
     ) -> Result<Guard, GcError> {
         // Marker threads start at the first collection, before the world stops (creating
         // a thread takes glibc locks a stopped thread might hold), with the heap lock
@@ -392,6 +396,7 @@ impl Heap {
             }
             break;
         }
+        let finish_limit = self.finish_time_limit(&g, reason);
         let t0 = Instant::now();
         if g.gc.cycle.is_none() {
             // A new collection (not the finish of an incremental cycle).
@@ -441,6 +446,13 @@ impl Heap {
         self.mark_pending_slots(inner);
         phases.roots_ns = elapsed_ns(t_roots);
         let t_drain = Instant::now();
+        if let Some(limit) = finish_limit {
+            if !self.mark_within(inner, concurrent, t0, limit) {
+                inner.gc.stats.stw_mark_ns += elapsed_ns(t_mark);
+                self.abandon_finish(inner, world, t0);
+                return Ok(g);
+            }
+        }
         self.drain_all(&mut inner.gc.mark_stack);
         phases.drain_ns = elapsed_ns(t_drain);
         inner.gc.stats.stw_mark_ns += elapsed_ns(t_mark);
@@ -514,6 +526,85 @@ impl Heap {
         }
         event(CollectionEvent::End, &inner.gc.stats);
         Ok(g)
+    }
+
+    /// The time limit of this finishing pause if it may be abandoned (bdwgc's
+    /// `max_prior_attempts`, see [`hooks::Policy::max_prior_attempts`]): a finish the
+    /// allocation slow path started, with a time limit set, and fewer abandoned finishes
+    /// in this cycle than the policy allows.
+    fn finish_time_limit(&self, inner: &HeapInner, reason: Reason) -> Option<std::time::Duration> {
+        let cycle = inner.gc.cycle.as_ref()?;
+        if reason != Reason::Threshold {
+            return None;
+        }
+        let policy = hooks::policy_hooks().map(|h| (h.policy)())?;
+        if cycle.abandoned >= policy.max_prior_attempts {
+            return None;
+        }
+        policy.mark_step_time_limit
+    }
+
+    /// Mark in a finishing pause until no work is left (true) or `limit` has passed since
+    /// `t0` (false). What is left stays queued: in the mark stack, or, in a concurrent
+    /// cycle, with the marker threads, which may still be tracing (so this thread's mark
+    /// bits are set atomically, and it helps them in bounded drains).
+    fn mark_within(
+        &self,
+        inner: &mut HeapInner,
+        concurrent: bool,
+        t0: Instant,
+        limit: std::time::Duration,
+    ) -> bool {
+        if !concurrent {
+            return self.drain_timed(&mut inner.gc.mark_stack, usize::MAX, t0, Some(limit));
+        }
+        self.markers.hand_over(&mut inner.gc.mark_stack);
+        loop {
+            if self.markers.idle() {
+                return true;
+            }
+            if t0.elapsed() >= limit {
+                return false;
+            }
+            let helped = self.markers.help(&mut |private| {
+                self.drain_with::<true>(private, 16 << 10, &mut |s| {
+                    if self.markers.should_publish(0) {
+                        self.markers.publish(0, s);
+                    }
+                });
+            });
+            if !helped {
+                // The helpers hold the work: let them run.
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Give up a finishing pause at its time limit, as bdwgc abandons world-stopped
+    /// marking: every page written so far was taken and its objects are queued, so
+    /// tracking starts afresh from here ([`Heap::rearm`]); objects allocated from now on
+    /// are black again; later mark steps (or the marker threads) do the marking left,
+    /// and a later finish tries again.
+    fn abandon_finish(&self, inner: &mut HeapInner, world: StoppedWorld, t0: Instant) {
+        self.rearm(inner);
+        if self.options.allocate_black {
+            self.allocate_black.store(true, Ordering::SeqCst);
+        }
+        let now = inner.bytes_since_gc;
+        let cycle = inner.gc.cycle.as_mut().expect("a finish has a cycle");
+        cycle.abandoned += 1;
+        cycle.marking_done = false;
+        cycle.bytes_at_last_step = now;
+        inner.gc.stats.abandoned_finishes += 1;
+        let markers = self.markers.n();
+        hooks::run_collection_event(CollectionEvent::PreStartWorld, &inner.gc.stats, markers);
+        drop(world);
+        hooks::run_collection_event(CollectionEvent::PostStartWorld, &inner.gc.stats, markers);
+        let ns = elapsed_ns(t0);
+        inner.gc.stats.gc_time_ns += ns;
+        if inner.gc.pauses.push(ns).is_err() {
+            inner.gc.stats.max_step_ns = inner.gc.stats.max_step_ns.max(ns);
+        }
     }
 
     /// An allocation found its space exhausted: collect and retry `attempt`, once plus
@@ -670,6 +761,7 @@ impl Heap {
             marking_done: false,
             concurrent,
             precleans: 0,
+            abandoned: 0,
         });
         inner.gc.stats.gc_time_ns += elapsed_ns(t0);
         Ok(g)
@@ -889,31 +981,7 @@ impl Heap {
             inner.gc.note(&e);
         }
         if rearm {
-            let (now_armed, ranges, n) = self.arm_ranges(inner);
-            let ok = match &mut inner.gc.tracker {
-                TrackerState::Open(t) => {
-                    let (t0, c0) = (Instant::now(), crate::util::ledger::thread_cpu());
-                    let r = t.arm(&ranges[..n]);
-                    let span = crate::util::ledger::Span {
-                        wall: t0.elapsed(),
-                        cpu: crate::util::ledger::thread_cpu().saturating_sub(c0),
-                    };
-                    crate::util::ledger::arm(
-                        ranges[..n].iter().map(|r| r.n_pages as u64).sum(),
-                        span,
-                        crate::util::ledger::Span::default(),
-                        t.stats().write_faults,
-                    );
-                    if r.is_err() {
-                        let _ = t.disarm();
-                    }
-                    r.is_ok()
-                }
-                _ => false,
-            };
-            let cycle = inner.gc.cycle.as_mut().expect("checked");
-            // Not re-armed: nothing is tracked any more, so the finish counts every page.
-            cycle.armed = if ok { now_armed } else { [None; N_SPACES] };
+            self.rearm(inner);
         }
         let mut unarmed = 0u64;
         for space in [SpaceId::Normal, SpaceId::Malloc] {
@@ -933,6 +1001,37 @@ impl Heap {
         inner.gc.stats.dirty_pages += reported;
         inner.gc.stats.last_dirty_pages += reported;
         inner.gc.stats.unarmed_pages += unarmed;
+    }
+
+    /// Arm the spaces' current extent afresh (the world is stopped and every page
+    /// written so far has been taken): tracking goes on from a clean state. If arming
+    /// fails nothing is tracked any more, so the finish counts every page as dirty.
+    fn rearm(&self, inner: &mut HeapInner) {
+        let (now_armed, ranges, n) = self.arm_ranges(inner);
+        let ok = match &mut inner.gc.tracker {
+            TrackerState::Open(t) => {
+                let (t0, c0) = (Instant::now(), crate::util::ledger::thread_cpu());
+                let r = t.arm(&ranges[..n]);
+                let span = crate::util::ledger::Span {
+                    wall: t0.elapsed(),
+                    cpu: crate::util::ledger::thread_cpu().saturating_sub(c0),
+                };
+                crate::util::ledger::arm(
+                    ranges[..n].iter().map(|r| r.n_pages as u64).sum(),
+                    span,
+                    crate::util::ledger::Span::default(),
+                    t.stats().write_faults,
+                );
+                if r.is_err() {
+                    let _ = t.disarm();
+                }
+                r.is_ok()
+            }
+            _ => false,
+        };
+        let cycle = inner.gc.cycle.as_mut().expect("re-arming needs a cycle");
+        // Not re-armed: nothing is tracked any more, so the finish counts every page.
+        cycle.armed = if ok { now_armed } else { [None; N_SPACES] };
     }
 
     /// Queue the marked objects on the pages of `inner.gc.dirty` for rescanning.

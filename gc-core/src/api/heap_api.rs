@@ -260,6 +260,7 @@ impl Heap {
             mark_time: Duration::from_nanos(c.stw_mark_ns),
             concurrent_cycles: c.concurrent_cycles,
             precleans: c.precleans,
+            abandoned_finishes: c.abandoned_finishes,
             longest_pause: c.longest_pause,
             longest_incremental_pause: c.longest_incremental_pause,
         }

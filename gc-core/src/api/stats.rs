@@ -66,6 +66,9 @@ pub struct GcStats {
     pub concurrent_cycles: u64,
     /// Pre-cleaning pauses of concurrent cycles (counted among the pauses).
     pub precleans: u64,
+    /// Finishing pauses abandoned at the time limit, the cycle going on (bdwgc's
+    /// abandoned world-stopped marking; counted among the pauses).
+    pub abandoned_finishes: u64,
     /// What the longest pause consisted of.
     pub longest_pause: PausePhases,
     /// What the longest finishing pause of an incremental cycle consisted of.
@@ -135,8 +138,8 @@ impl fmt::Display for GcStats {
         )?;
         writeln!(
             f,
-            "  concurrent marking  {} of {} incremental cycles, {} pre-cleaning pauses",
-            self.concurrent_cycles, self.incremental_cycles, self.precleans
+            "  concurrent marking  {} of {} incremental cycles, {} pre-cleaning pauses, {} finishes abandoned",
+            self.concurrent_cycles, self.incremental_cycles, self.precleans, self.abandoned_finishes
         )?;
         writeln!(f, "  longest pause       {}", self.longest_pause)?;
         writeln!(

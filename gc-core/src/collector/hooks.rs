@@ -206,6 +206,13 @@ pub struct Policy {
     pub use_entire_heap: Option<bool>,
     /// bdwgc's `GC_allocd_bytes_per_finalizer` (`None`: the heap's own setting).
     pub allocd_bytes_per_finalizer: Option<usize>,
+    /// How many times the pause that finishes an incremental cycle may be abandoned
+    /// when it outlasts `mark_step_time_limit` (bdwgc's `max_prior_attempts`): the world
+    /// resumes with the marking left to later steps and the next finish; the attempt
+    /// after that many runs to the end however long it takes. 0: never abandoned. Only
+    /// finishes the allocation slow path starts; explicit and out-of-space collections
+    /// run to the end.
+    pub max_prior_attempts: u32,
 }
 
 impl Policy {
@@ -221,6 +228,7 @@ impl Policy {
         dont_expand: None,
         use_entire_heap: None,
         allocd_bytes_per_finalizer: None,
+        max_prior_attempts: 0,
     };
 }
 

@@ -60,6 +60,9 @@ pub struct Counters {
     /// Pre-cleaning pauses of concurrent cycles (short stops that take the dirty pages
     /// so far and re-arm, so that the markers rescan them while the program runs).
     pub precleans: u64,
+    /// Finishing pauses abandoned at the time limit (see
+    /// [`crate::collector::hooks::Policy::max_prior_attempts`]); the cycle went on.
+    pub abandoned_finishes: u64,
     /// What the longest pause so far consisted of.
     pub longest_pause: PausePhases,
     /// What the longest finishing pause of an incremental cycle consisted of.
@@ -117,6 +120,8 @@ pub(super) struct Cycle {
     pub(super) concurrent: bool,
     /// Pre-cleaning rounds done (see `Heap::preclean`).
     pub(super) precleans: u32,
+    /// Finishing pauses of this cycle abandoned at the time limit.
+    pub(super) abandoned: u32,
 }
 
 /// Everything the collector keeps between collections.

@@ -340,6 +340,22 @@ impl MarkerPool {
             return false;
         }
         debug_assert!(!self.seeded.load(Ordering::SeqCst));
+        self.hand_over(stack);
+        self.seeded_jobs.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Give `stack`'s entries to the helpers, whether or not a job runs: they join marker
+    /// 0's public stack, held by the seed's count of `busy` (taken unless the seed holds
+    /// it already), and sleeping helpers wake. Returns false (and leaves `stack` alone)
+    /// when no helper runs. The caller holds the heap lock (marker 0's stacks are its).
+    pub fn hand_over(&self, stack: &mut MarkStack) -> bool {
+        if self.helpers() == 0 {
+            return false;
+        }
+        if stack.is_empty() {
+            return true;
+        }
         let m = &self.markers[0];
         let mut public = m.public.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(e) = stack.items.pop() {
@@ -347,11 +363,11 @@ impl MarkerPool {
         }
         // The seed's count first, then the work becomes visible: a helper that sees it
         // steals with `busy` above 0.
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        self.seeded.store(true, Ordering::SeqCst);
+        if !self.seeded.swap(true, Ordering::SeqCst) {
+            self.busy.fetch_add(1, Ordering::SeqCst);
+        }
         m.public_len.store(public.items.len(), Ordering::Release);
         drop(public);
-        self.seeded_jobs.fetch_add(1, Ordering::Relaxed);
         self.epoch.fetch_add(1, Ordering::SeqCst);
         futex_wake(&self.epoch, i32::MAX);
         self.wake_hungry(i32::MAX);
