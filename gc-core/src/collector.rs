@@ -482,6 +482,7 @@ impl Heap {
         drop(world);
         phases.resume_ns = elapsed_ns(t_resume);
         event(CollectionEvent::PostStartWorld, &inner.gc.stats);
+        self.disarm_after_resume(inner);
         let ns = elapsed_ns(t0);
         phases.total_ns = ns;
         phases.incremental = incremental;
@@ -586,6 +587,8 @@ impl Heap {
     /// are black again; later mark steps (or the marker threads) do the marking left,
     /// and a later finish tries again.
     fn abandon_finish(&self, inner: &mut HeapInner, world: StoppedWorld, t0: Instant) {
+        // Tracking goes on: the finish's deferred disarm is replaced by this arm.
+        inner.gc.disarm_after_resume = false;
         self.rearm(inner);
         if self.options.allocate_black {
             self.allocate_black.store(true, Ordering::SeqCst);
@@ -964,9 +967,22 @@ impl Heap {
                 crate::util::ledger::thread_cpu(),
                 t.stats().pages_reported,
             );
-            // Collect and stop tracking in one step (at the finish a re-arm would cost
-            // the program write faults until the next cycle arms anyway).
-            if let Err(e) = t.collect_and_disarm(&mut inner.gc.dirty) {
+            // Collect and stop tracking (at the finish a re-arm would cost the program
+            // write faults until the next cycle arms anyway). Where the backend allows,
+            // the costly disarm waits: until the world resumes at the finish, and for
+            // good before a pre-clean's re-arm (which then only protects the pages again).
+            let collected = match t.collect_disarm_later(&mut inner.gc.dirty) {
+                Ok(true) => {
+                    inner.gc.disarm_after_resume = !rearm;
+                    Ok(())
+                }
+                Ok(false) => t.collect_and_disarm(&mut inner.gc.dirty),
+                Err(e) => {
+                    let _ = t.disarm();
+                    Err(e)
+                }
+            };
+            if let Err(e) = collected {
                 failed = true;
                 error = Some(e);
             }
@@ -1032,6 +1048,21 @@ impl Heap {
         let cycle = inner.gc.cycle.as_mut().expect("re-arming needs a cycle");
         // Not re-armed: nothing is tracked any more, so the finish counts every page.
         cycle.armed = if ok { now_armed } else { [None; N_SPACES] };
+    }
+
+    /// The finish's deferred disarm ([`dirty::DirtyTracker::collect_disarm_later`]), with
+    /// the world running again: GC time, not pause.
+    fn disarm_after_resume(&self, inner: &mut HeapInner) {
+        if !std::mem::take(&mut inner.gc.disarm_after_resume) {
+            return;
+        }
+        let t0 = Instant::now();
+        if let TrackerState::Open(t) = &mut inner.gc.tracker {
+            if let Err(e) = t.disarm() {
+                inner.gc.note(&e);
+            }
+        }
+        inner.gc.stats.gc_time_ns += elapsed_ns(t0);
     }
 
     /// Queue the marked objects on the pages of `inner.gc.dirty` for rescanning.

@@ -151,6 +151,9 @@ pub struct GcState {
     pub backend_note: MmapVec<u8>,
     /// An arming failure is already in the note.
     pub(super) arm_failure_noted: bool,
+    /// The finish left the tracker armed, to be disarmed once the world runs again
+    /// ([`crate::dirty::DirtyTracker::collect_disarm_later`]).
+    pub(super) disarm_after_resume: bool,
     pub(super) mark_stack: MarkStack,
     pub(crate) statics: MmapVec<(usize, usize)>,
     pub(super) tracker: TrackerState,
@@ -188,6 +191,7 @@ impl GcState {
             backend: matches!(tracker, TrackerState::Off).then_some(Backend::None),
             backend_note: MmapVec::new(),
             arm_failure_noted: false,
+            disarm_after_resume: false,
             mark_stack: MarkStack::new(),
             statics: MmapVec::new(),
             tracker,

@@ -208,6 +208,19 @@ pub trait DirtyTracker: Send {
         collected.and(disarmed)
     }
 
+    /// The end of a cycle in two steps, for a backend whose disarm is costly and sound
+    /// with the program running: append to `out` what
+    /// [`DirtyTracker::collect_and_disarm`] would, but leave the pages tracked; the caller
+    /// calls [`DirtyTracker::disarm`] once the world runs again (or `arm` to go on
+    /// tracking). Meanwhile a write costs at most a fault that the kernel resolves alone.
+    /// Returns false, having done nothing, for a backend without it (the default): the
+    /// caller then uses `collect_and_disarm`. If it fails, the caller treats every armed
+    /// page as dirty and disarms.
+    fn collect_disarm_later(&mut self, out: &mut DirtySet) -> Result<bool, DirtyError> {
+        let _ = out;
+        Ok(false)
+    }
+
     /// Counters so far.
     fn stats(&self) -> TrackerStats;
 
