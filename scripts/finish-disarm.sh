@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The uffd tracker's disarm moved out of the incremental finish (issue 18): one session,
+# The uffd tracker's disarm moved out of the incremental finish, and the pre-clean's
+# re-arm reduced to the pages written (issue 18): one session,
 # runs interleaved. For each repetition, each comparison workload at the demo scales runs
 # under gc-core incremental-uffd as it is on BASE_REV (default `main`: the disarm inside
 # the pause) and in this tree (the disarm after the world resumes), and under bdwgc
@@ -44,7 +45,7 @@ breakdown = defaultdict(dict)
 for l in open(pauses):
     rep, w, c, _tag, _which, text = l.split(" ", 5)
     breakdown[(w, c)][int(rep)] = text.strip()
-print("# The uffd disarm out of the incremental finish (issue 18): before vs after, and vs bdwgc\n")
+print("# Shorter uffd stops: the disarm after the finish, the pre-clean's re-arm in one step (issue 18): before vs after, and vs bdwgc\n")
 print(f"Regenerate: `REPS={reps} scripts/finish-disarm.sh` (this file is its output).\n")
 print(session_line(started, reps, ncpu, lb, la, "absolute times are inflated and noisy"))
 print(f"Binaries: this tree `{this_commit}`, baseline `{base_rev}` = `{base_commit}`. "
@@ -58,8 +59,12 @@ print("What changed: at the finish the tracker used to read the dirty pages "
       "0.8–2 ms (it walks the page tables under the mmap write lock to drop the write "
       "protection). Now the finish only reads; the unregister runs right after the world "
       "resumes (GC time, not pause; with `UFFD_FEATURE_WP_ASYNC` the kernel resolves a "
-      "write to a still-protected page by itself). A pre-clean no longer unregisters and "
-      "registers again either: it reads, then write-protects the same ranges.\n")
+      "write to a still-protected page by itself). The pre-cleaning stop (concurrent cycles "
+      "take the pages written so far and re-arm) took up to 6 ms on GCBench, nearly all in "
+      "the re-arm: unregister, register and write-protect the whole heap. It now collects "
+      "and re-arms in one step (`DirtyTracker::collect_and_grow`): `PAGEMAP_SCAN` with "
+      "`PM_SCAN_WP_MATCHING` re-protects only the pages written, and pages the heap grew by "
+      "since the arm are registered and protected on their own.\n")
 print("## Medians (min–max over repetitions)\n")
 print("| workload | config | wall ms | GC ms | max pause ms |")
 print("|---|---|---|---|---|")
@@ -87,5 +92,14 @@ for w in W:
         reps_ = sorted(runs[(w, c)], key=lambda r: float(runs[(w, c)][r]["max_pause_ns"]))
         r = reps_[len(reps_) // 2]
         print(f"| {w} | {c} | {breakdown[(w, c)].get(r, '–')} |")
+print("\n## Reading it\n")
+print("- A pause here is the time the world is stopped, as everywhere in dunegc's figures. "
+      "The finish's deferred unregister still runs on the thread that collected, with the "
+      "heap lock held, before its allocation returns (like the lazy sweep's tail): it is "
+      "GC time, and in these single-mutator workloads that thread waits for it. Other "
+      "threads run meanwhile, except that a page fault of theirs waits for the mmap lock "
+      "the unregister holds.")
+print("- bdwgc's pause is measured from its collection events on the mutator thread; "
+      "compare wall and GC times as well.")
 EOF
 cat "$out"

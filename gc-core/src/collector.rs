@@ -482,10 +482,11 @@ impl Heap {
         drop(world);
         phases.resume_ns = elapsed_ns(t_resume);
         event(CollectionEvent::PostStartWorld, &inner.gc.stats);
-        self.disarm_after_resume(inner);
         let ns = elapsed_ns(t0);
         phases.total_ns = ns;
         phases.incremental = incremental;
+        // The pause ends here; the tracker's deferred disarm is GC time.
+        self.disarm_after_resume(inner);
         // The rest of the sweep, with the program running (the heap lock still held):
         // GC time, but not pause.
         let t_lazy = Instant::now();
@@ -961,6 +962,12 @@ impl Heap {
         inner.gc.dirty.clear();
         let mut failed = false;
         let mut error = None;
+        // A pre-clean's re-arm, done with the collect where the tracker can (see below).
+        let planned = match (&inner.gc.tracker, rearm) {
+            (TrackerState::Open(_), true) => Some(self.arm_ranges(inner)),
+            _ => None,
+        };
+        let mut grown = None;
         if let TrackerState::Open(t) = &mut inner.gc.tracker {
             let (t0, c0, before) = (
                 Instant::now(),
@@ -971,16 +978,30 @@ impl Heap {
             // write faults until the next cycle arms anyway). Where the backend allows,
             // the costly disarm waits: until the world resumes at the finish, and for
             // good before a pre-clean's re-arm (which then only protects the pages again).
-            let collected = match t.collect_disarm_later(&mut inner.gc.dirty) {
-                Ok(true) => {
-                    inner.gc.disarm_after_resume = !rearm;
+            let grow = planned.as_ref().map(|(now, ranges, n)| {
+                (now, t.collect_and_grow(&mut inner.gc.dirty, &ranges[..*n]))
+            });
+            let collected = match grow {
+                Some((now, Ok(true))) => {
+                    grown = Some(*now);
                     Ok(())
                 }
-                Ok(false) => t.collect_and_disarm(&mut inner.gc.dirty),
-                Err(e) => {
+                Some((_, Err(e))) => {
                     let _ = t.disarm();
+                    grown = Some([None; N_SPACES]);
                     Err(e)
                 }
+                _ => match t.collect_disarm_later(&mut inner.gc.dirty) {
+                    Ok(true) => {
+                        inner.gc.disarm_after_resume = !rearm;
+                        Ok(())
+                    }
+                    Ok(false) => t.collect_and_disarm(&mut inner.gc.dirty),
+                    Err(e) => {
+                        let _ = t.disarm();
+                        Err(e)
+                    }
+                },
             };
             if let Err(e) = collected {
                 failed = true;
@@ -996,8 +1017,15 @@ impl Heap {
         if let Some(e) = error {
             inner.gc.note(&e);
         }
-        if rearm {
-            self.rearm(inner);
+        match grown {
+            // Collected and re-armed in one step (or that failed: nothing is tracked any
+            // more, so the finish counts every page).
+            Some(now_armed) => {
+                let cycle = inner.gc.cycle.as_mut().expect("checked");
+                cycle.armed = now_armed;
+            }
+            None if rearm => self.rearm(inner),
+            None => {}
         }
         let mut unarmed = 0u64;
         for space in [SpaceId::Normal, SpaceId::Malloc] {

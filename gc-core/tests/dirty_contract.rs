@@ -336,6 +336,52 @@ fn check_tracker_on(t: &mut dyn DirtyTracker, n_pages: usize) {
     }
     t.disarm().expect("disarm");
     check_writable(&region);
+
+    // A pre-clean's collect and re-arm in one step, the armed range grown at its end:
+    // the writes before it are reported, then exactly the writes after it, in the old
+    // pages and the added ones alike.
+    let half = region.sub_range(0, n_pages / 2);
+    t.arm(&[half]).expect("arm half");
+    let before = [1, n_pages / 4, n_pages / 2 - 1];
+    for &i in &before {
+        region.write(i, 3);
+    }
+    let mut set = DirtySet::new();
+    let grew = t
+        .collect_and_grow(&mut set, &armed)
+        .expect("collect_and_grow");
+    assert_eq!(
+        grew,
+        backend == Backend::Uffd,
+        "{backend}: collect_and_grow"
+    );
+    if grew {
+        set.normalize();
+        for &i in &before {
+            assert!(
+                set.contains(region.page(i)),
+                "{backend}: page {i} written before collect_and_grow but not reported"
+            );
+        }
+        let after = [2, n_pages / 2 - 2, n_pages / 2, n_pages - 2];
+        for &i in &after {
+            region.write(i, 2);
+        }
+        let fps = check_round(t, &region, &armed, &after, "after collect_and_grow");
+        assert!(
+            fps < n_pages / 2,
+            "uffd: collect_and_grow left most pages dirty"
+        );
+        let mut set = DirtySet::new();
+        assert!(
+            !t.collect_and_grow(&mut set, &[region.sub_range(1, 2)])
+                .expect("misfit"),
+            "a range that is no growth of the armed one does not fit"
+        );
+        assert_eq!(set.n_pages(), 0, "a misfit reports nothing");
+    }
+    t.disarm().expect("disarm");
+    check_writable(&region);
 }
 
 /// Several ranges with gaps in one tracker; writes in the gaps are not the tracker's.

@@ -221,6 +221,22 @@ pub trait DirtyTracker: Send {
         Ok(false)
     }
 
+    /// A pre-clean's collect and re-arm in one step, for a backend that can keep its
+    /// state: append to `out` what [`DirtyTracker::collect_and_rearm`] would, then track
+    /// `ranges` — each the range armed at the same index, or a longer one with the same
+    /// start (the heap grew), its added pages clean. Returns false, having done nothing,
+    /// when the backend cannot (the default) or the ranges do not fit; the caller then
+    /// collects, disarms and arms. If it fails, the tracker is left for the caller to
+    /// disarm, and every armed page counts as dirty.
+    fn collect_and_grow(
+        &mut self,
+        out: &mut DirtySet,
+        ranges: &[PageRange],
+    ) -> Result<bool, DirtyError> {
+        let _ = (out, ranges);
+        Ok(false)
+    }
+
     /// Counters so far.
     fn stats(&self) -> TrackerStats;
 

@@ -371,6 +371,33 @@ impl UffdTracker {
         result
     }
 
+    /// Register `r` and write-protect it.
+    fn register_protected(&mut self, r: PageRange) -> Result<(), DirtyError> {
+        let mut reg = UffdioRegister {
+            range: uffd_range(r),
+            mode: UFFDIO_REGISTER_MODE_WP,
+            ioctls: 0,
+        };
+        // SAFETY: UFFDIO_REGISTER takes a struct uffdio_register, which UffdioRegister
+        // mirrors.
+        unsafe { ioctl_with(&self.uffd, UFFDIO_REGISTER, &mut reg) }
+            .map_err(|e| os_error("UFFDIO_REGISTER(MODE_WP)", e))?;
+        let mut wp = UffdioWriteprotect {
+            range: uffd_range(r),
+            mode: UFFDIO_WRITEPROTECT_MODE_WP,
+        };
+        // SAFETY: UFFDIO_WRITEPROTECT takes a struct uffdio_writeprotect, which
+        // UffdioWriteprotect mirrors.
+        if let Err(e) = unsafe { ioctl_with(&self.uffd, UFFDIO_WRITEPROTECT, &mut wp) } {
+            let mut range = uffd_range(r);
+            // SAFETY: UFFDIO_UNREGISTER takes a struct uffdio_range, which UffdioRange
+            // mirrors. Should it fail, closing the fd unregisters the range.
+            let _ = unsafe { ioctl_with(&self.uffd, UFFDIO_UNREGISTER, &mut range) };
+            return Err(os_error("UFFDIO_WRITEPROTECT(MODE_WP)", e));
+        }
+        Ok(())
+    }
+
     fn register_all(&mut self, ranges: &[PageRange]) -> Result<(), DirtyError> {
         self.registered
             .reserve(ranges.len())
@@ -550,6 +577,39 @@ impl DirtyTracker for UffdTracker {
 
     fn disarm(&mut self) -> Result<(), DirtyError> {
         self.unregister_all()
+    }
+
+    /// `PAGEMAP_SCAN` with `PM_SCAN_WP_MATCHING` reports and re-protects only the pages
+    /// written, and a grown range only registers and protects its new tail: far less
+    /// page-table work than unregistering, registering and protecting the whole heap
+    /// (measured on GCBench 16: pre-clean stops of up to 6 ms, nearly all of it that).
+    fn collect_and_grow(
+        &mut self,
+        out: &mut DirtySet,
+        ranges: &[PageRange],
+    ) -> Result<bool, DirtyError> {
+        let fits = self.registered.len() == ranges.len()
+            && self
+                .registered
+                .as_slice()
+                .iter()
+                .zip(ranges)
+                .all(|(old, new)| old.start == new.start && new.n_pages >= old.n_pages);
+        if !fits {
+            return Ok(false);
+        }
+        self.collect_and_rearm(out)?;
+        for (i, &new) in ranges.iter().enumerate() {
+            let old = self.registered.as_slice()[i];
+            if new.n_pages == old.n_pages {
+                continue;
+            }
+            let tail = PageRange::new(old.start.plus_pages(old.n_pages), new.n_pages - old.n_pages);
+            self.register_protected(tail)?;
+            self.registered.as_mut_slice()[i] = new;
+        }
+        self.stats.arms += 1;
+        Ok(true)
     }
 
     fn stats(&self) -> TrackerStats {
