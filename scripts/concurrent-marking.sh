@@ -34,7 +34,7 @@ for rep in $(seq "$reps"); do
                 bdwgc-inc) line="$("$bin/bdwgc-runner" $ws incremental 2>"$err" | head -1)" ;;
             esac
             bench_record "$rep" "$ws" "$config" "$line" "$err"
-            { grep '^dunegc-pause longest' "$err" || true; } | sed "s/^/$rep ${ws%% *} $config /" >>"$bin/pauses"
+            bench_pause "$rep" "$ws" "$config" "$err" longest
         done
     done
 done
@@ -42,16 +42,12 @@ touch "$bin/pauses"
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$raw" "$bin/pauses" "$reps" "$started" "$load_before" "$load_after" "$(nproc)" "$base_rev" "$base_commit" "$this_commit" >"$out" <<'EOF'
 import statistics, sys
-from collections import defaultdict
 sys.path.insert(0, "scripts/lib")
-from benchlib import W, fmt, geo, load_runs, make_stats
+from benchlib import W, fmt, geo, load_breakdown, load_runs, make_stats
 raw, pauses, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
 runs = load_runs(raw)
 med, rng, ratio = make_stats(runs)
-breakdown = defaultdict(dict)
-for l in open(pauses):
-    rep, w, c, _tag, _longest, text = l.split(" ", 5)
-    breakdown[(w, c)][int(rep)] = text.strip()
+breakdown = load_breakdown(pauses)
 C = ["base-full", "full", "base-inc", "inc", "inc-mprotect", "inc-steps", "bdwgc-full", "bdwgc-inc"]
 print("# Mostly-concurrent incremental marking and pauses (issue 18): dunegc vs bdwgc, before vs after\n")
 print(f"Regenerate: `REPS={reps} scripts/concurrent-marking.sh` (this file is its output).\n")

@@ -27,7 +27,7 @@ for rep in $(seq "$reps"); do
                 bdwgc-inc) line="$("$bin/bdwgc-runner" $ws incremental 2>"$err" | head -1)" ;;
             esac
             bench_record "$rep" "$ws" "$config" "$line" "$err"
-            { grep '^dunegc-pause incremental' "$err" || true; } | sed "s/^/$rep ${ws%% *} $config /" >>"$bin/pauses"
+            bench_pause "$rep" "$ws" "$config" "$err" incremental
         done
     done
 done
@@ -35,16 +35,12 @@ touch "$bin/pauses"
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$raw" "$bin/pauses" "$reps" "$started" "$load_before" "$load_after" "$(nproc)" "$base_rev" "$base_commit" "$this_commit" >"$out" <<'EOF'
 import sys
-from collections import defaultdict
 sys.path.insert(0, "scripts/lib")
-from benchlib import W, fmt, load_runs, make_stats, session_line
+from benchlib import W, fmt, load_breakdown, load_runs, make_stats, session_line
 raw, pauses, reps, started, lb, la, ncpu, base_rev, base_commit, this_commit = sys.argv[1:]
 runs = load_runs(raw)
 med, rng, ratio = make_stats(runs)
-breakdown = defaultdict(dict)
-for l in open(pauses):
-    rep, w, c, _tag, _which, text = l.split(" ", 5)
-    breakdown[(w, c)][int(rep)] = text.strip()
+breakdown = load_breakdown(pauses)
 print("# Shorter uffd stops: the disarm after the finish, the pre-clean's re-arm in one step (issue 18): before vs after, and vs bdwgc\n")
 print(f"Regenerate: `REPS={reps} scripts/finish-disarm.sh` (this file is its output).\n")
 print(session_line(started, reps, ncpu, lb, la, "absolute times are inflated and noisy"))

@@ -53,3 +53,9 @@ bench_record() {
             ;;
     esac
 }
+
+# bench_pause REP WORKLOAD CONFIG ERRFILE WHICH: appends the runner's `dunegc-pause WHICH`
+# line (DUNEGC_PAUSE_BREAKDOWN) from ERRFILE to $bin/pauses, if there is one.
+bench_pause() {
+    { grep "^dunegc-pause $5" "$4" || true; } | sed "s/^/$1 ${2%% *} $3 /" >>"$bin/pauses"
+}

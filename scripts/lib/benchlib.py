@@ -19,6 +19,16 @@ def load_runs(raw):
     return runs
 
 
+def load_breakdown(path):
+    """(workload, config) -> repetition -> the pause breakdown text, from the lines
+    `rep workload config dunegc-pause <which> text` that `bench_pause` appends."""
+    breakdown = defaultdict(dict)
+    for line in open(path):
+        rep, w, c, _tag, _which, text = line.split(" ", 5)
+        breakdown[(w, c)][int(rep)] = text.strip()
+    return breakdown
+
+
 def make_stats(runs):
     """`med(w, c, k)`, `rng(w, c, k)` (lowest, highest) and `ratio(w, a, b, k)` (ratio of
     medians of a to b, lowest and highest per-repetition ratio) over `runs`."""
