@@ -166,25 +166,12 @@ impl Heap {
                     cycle.bytes_at_last_step = now;
                     let step = (allocated * self.options.mark_rate).max(step_min);
                     let t0 = Instant::now();
-                    let mut scanned = 0;
-                    let helped = self.markers.help(&mut |private| {
-                        scanned = self
-                            .drain_with::<true>(private, step, &mut |s| {
-                                if self.markers.should_publish(0) {
-                                    self.markers.publish(0, s);
-                                }
-                            })
-                            .1;
-                    });
-                    if helped {
+                    if self.help_markers(step) {
                         let ns = elapsed_ns(t0);
                         let st = &mut g.gc.stats;
                         st.mark_steps += 1;
                         st.gc_time_ns += ns;
                         st.max_step_ns = st.max_step_ns.max(ns);
-                        self.markers.markers()[0]
-                            .scanned_bytes
-                            .fetch_add(scanned as u64, Ordering::Relaxed);
                     }
                 }
                 if self.markers.idle() {
@@ -568,18 +555,31 @@ impl Heap {
             if t0.elapsed() >= limit {
                 return false;
             }
-            let helped = self.markers.help(&mut |private| {
-                self.drain_with::<true>(private, 16 << 10, &mut |s| {
-                    if self.markers.should_publish(0) {
-                        self.markers.publish(0, s);
-                    }
-                });
-            });
-            if !helped {
+            if !self.help_markers(16 << 10) {
                 // The helpers hold the work: let them run.
                 std::thread::yield_now();
             }
         }
+    }
+
+    /// Join a concurrent job for one drain of about `step` bytes as marker 0
+    /// ([`crate::mark::pool::MarkerPool::help`]; the heap lock is held), publishing work
+    /// for hungry markers on the way. False if there was no work to take.
+    fn help_markers(&self, step: usize) -> bool {
+        let mut scanned = 0;
+        let helped = self.markers.help(&mut |private| {
+            scanned = self
+                .drain_with::<true>(private, step, &mut |s| {
+                    if self.markers.should_publish(0) {
+                        self.markers.publish(0, s);
+                    }
+                })
+                .1;
+        });
+        self.markers.markers()[0]
+            .scanned_bytes
+            .fetch_add(scanned as u64, Ordering::Relaxed);
+        helped
     }
 
     /// Give up a finishing pause at its time limit, as bdwgc abandons world-stopped

@@ -382,20 +382,27 @@ impl UffdTracker {
         // mirrors.
         unsafe { ioctl_with(&self.uffd, UFFDIO_REGISTER, &mut reg) }
             .map_err(|e| os_error("UFFDIO_REGISTER(MODE_WP)", e))?;
+        if let Err(e) = self.write_protect(r) {
+            let mut range = uffd_range(r);
+            // SAFETY: UFFDIO_UNREGISTER takes a struct uffdio_range, which UffdioRange
+            // mirrors. Should it fail, closing the fd unregisters the range.
+            let _ = unsafe { ioctl_with(&self.uffd, UFFDIO_UNREGISTER, &mut range) };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Write-protect the registered range `r`.
+    fn write_protect(&self, r: PageRange) -> Result<(), DirtyError> {
         let mut wp = UffdioWriteprotect {
             range: uffd_range(r),
             mode: UFFDIO_WRITEPROTECT_MODE_WP,
         };
         // SAFETY: UFFDIO_WRITEPROTECT takes a struct uffdio_writeprotect, which
         // UffdioWriteprotect mirrors.
-        if let Err(e) = unsafe { ioctl_with(&self.uffd, UFFDIO_WRITEPROTECT, &mut wp) } {
-            let mut range = uffd_range(r);
-            // SAFETY: UFFDIO_UNREGISTER takes a struct uffdio_range, which UffdioRange
-            // mirrors. Should it fail, closing the fd unregisters the range.
-            let _ = unsafe { ioctl_with(&self.uffd, UFFDIO_UNREGISTER, &mut range) };
-            return Err(os_error("UFFDIO_WRITEPROTECT(MODE_WP)", e));
-        }
-        Ok(())
+        unsafe { ioctl_with(&self.uffd, UFFDIO_WRITEPROTECT, &mut wp) }
+            .map(|_| ())
+            .map_err(|e| os_error("UFFDIO_WRITEPROTECT(MODE_WP)", e))
     }
 
     fn register_all(&mut self, ranges: &[PageRange]) -> Result<(), DirtyError> {
@@ -509,14 +516,7 @@ impl DirtyTracker for UffdTracker {
             self.register_all(ranges)?;
         }
         for r in ranges {
-            let mut wp = UffdioWriteprotect {
-                range: uffd_range(*r),
-                mode: UFFDIO_WRITEPROTECT_MODE_WP,
-            };
-            // SAFETY: UFFDIO_WRITEPROTECT takes a struct uffdio_writeprotect, which
-            // UffdioWriteprotect mirrors.
-            unsafe { ioctl_with(&self.uffd, UFFDIO_WRITEPROTECT, &mut wp) }
-                .map_err(|e| os_error("UFFDIO_WRITEPROTECT(MODE_WP)", e))?;
+            self.write_protect(*r)?;
         }
         self.stats.arms += 1;
         Ok(())
